@@ -1,0 +1,400 @@
+//! Fixed-capacity byte storage: the ring buffer each direction of a connection
+//! moves its bytes through, and the pool that lends buffers to busy connections.
+//!
+//! Data flows in one end and out the other: a socket read lands in the free
+//! space ([`RingBuffer::fill_with`]), the HTTP layer looks at the readable
+//! bytes without copying them ([`RingBuffer::readable_from`]), and a socket
+//! write takes them out ([`RingBuffer::drain_with`]). The capacity never
+//! changes, whatever the body size: a full buffer is the signal for the event
+//! loop to stop reading the side that fills it (back-pressure).
+//!
+//! Invariants: `read_at < capacity` (or 0), `len <= capacity`, and the
+//! indices are reset when the buffer empties, so that in the common case of
+//! one request fitting in a buffer the bytes never wrap.
+//!
+//! [`BufferPool`] keeps buffer sets of idle connections for the next busy
+//! one: an idle keep-alive connection holds no buffer at all.
+
+use std::io::{self, IoSlice, IoSliceMut};
+
+/// A fixed-capacity FIFO of bytes over one heap allocation.
+pub struct RingBuffer {
+    storage: Box<[u8]>,
+    read_at: usize,
+    len: usize,
+}
+
+impl RingBuffer {
+    /// A buffer of `capacity` bytes, allocated once.
+    pub fn new(capacity: usize) -> RingBuffer {
+        RingBuffer {
+            storage: vec![0; capacity].into_boxed_slice(),
+            read_at: 0,
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == self.capacity()
+    }
+
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    /// Forgets every byte held.
+    pub fn clear(&mut self) {
+        self.read_at = 0;
+        self.len = 0;
+    }
+
+    fn write_at(&self) -> usize {
+        let capacity = self.capacity();
+        if capacity == 0 {
+            return 0;
+        }
+        (self.read_at + self.len) % capacity
+    }
+}
+
+/// The continuous interface: whole regions handed to a syscall at once.
+impl RingBuffer {
+    /// Lets `fill` write into the free space (one or two slices, for a vectored
+    /// read) and records the bytes it reports written.
+    ///
+    /// Returns what `fill` returned. A fill that reports more bytes than it
+    /// was offered is a bug in the caller, and is clamped rather than trusted.
+    pub fn fill_with<F>(&mut self, fill: F) -> io::Result<usize>
+    where
+        F: FnOnce(&mut [IoSliceMut<'_>]) -> io::Result<usize>,
+    {
+        if self.len == 0 {
+            self.read_at = 0;
+        }
+        let offered = self.free();
+        let write_at = self.write_at();
+        let wrapped = write_at < self.read_at || (self.len > 0 && write_at == self.read_at);
+        let n = if wrapped || write_at == 0 {
+            // Free space is one region: [write_at, read_at) or the whole storage.
+            let end = if wrapped { self.read_at } else { self.capacity() };
+            let region = &mut self.storage[write_at..end];
+            fill(&mut [IoSliceMut::new(region)])?
+        } else {
+            // Free space is [write_at, capacity) followed by [0, read_at).
+            let (head, tail) = self.storage.split_at_mut(write_at);
+            let head = &mut head[..self.read_at];
+            fill(&mut [IoSliceMut::new(tail), IoSliceMut::new(head)])?
+        };
+        let n = n.min(offered);
+        self.len += n;
+        Ok(n)
+    }
+
+    /// Lets `drain` read from the readable bytes (one or two slices, for a
+    /// vectored write) and removes the bytes it reports written.
+    pub fn drain_with<F>(&mut self, limit: usize, drain: F) -> io::Result<usize>
+    where
+        F: FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
+    {
+        let (first, second) = self.readable_from(0, limit);
+        let n = if second.is_empty() {
+            drain(&[IoSlice::new(first)])?
+        } else {
+            drain(&[IoSlice::new(first), IoSlice::new(second)])?
+        };
+        let n = n.min(limit.min(self.len));
+        self.consume(n);
+        Ok(n)
+    }
+
+    /// The readable bytes from `offset` on, at most `limit` of them, as the
+    /// two slices they occupy (the second is empty unless the data wraps).
+    pub fn readable_from(&self, offset: usize, limit: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len {
+            return (&[], &[]);
+        }
+        let available = (self.len - offset).min(limit);
+        let capacity = self.capacity();
+        let start = (self.read_at + offset) % capacity;
+        let first_len = available.min(capacity - start);
+        let first = &self.storage[start..start + first_len];
+        let second = &self.storage[..available - first_len];
+        (first, second)
+    }
+
+    /// Removes `n` bytes from the front (fewer if fewer are held).
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.len -= n;
+        self.read_at = if self.len == 0 {
+            0
+        } else {
+            (self.read_at + n) % self.capacity()
+        };
+    }
+
+    /// Moves the readable bytes to the start of the storage and returns them
+    /// as one slice, for parsers that need a message head in one piece.
+    pub fn make_contiguous(&mut self) -> &[u8] {
+        if self.read_at + self.len > self.capacity() {
+            self.storage.rotate_left(self.read_at);
+            self.read_at = 0;
+        }
+        &self.storage[self.read_at..self.read_at + self.len]
+    }
+}
+
+/// The discrete interface: copying slices in and out, for small writes
+/// and tests.
+impl RingBuffer {
+    /// Appends as much of `data` as fits; returns how much that was.
+    pub fn push_slice(&mut self, data: &[u8]) -> usize {
+        let mut data = data;
+        let mut written = 0;
+        while !data.is_empty() && !self.is_full() {
+            let pushed = self
+                .fill_with(|regions| {
+                    let mut copied = 0;
+                    for region in regions.iter_mut() {
+                        let n = region.len().min(data.len() - copied);
+                        region[..n].copy_from_slice(&data[copied..copied + n]);
+                        copied += n;
+                    }
+                    Ok(copied)
+                })
+                .unwrap_or(0);
+            written += pushed;
+            data = &data[pushed..];
+        }
+        written
+    }
+
+    /// Copies up to `out.len()` bytes from the front into `out` and removes
+    /// them; returns how many.
+    pub fn pop_slice(&mut self, out: &mut [u8]) -> usize {
+        let (first, second) = self.readable_from(0, out.len());
+        let n = first.len() + second.len();
+        out[..first.len()].copy_from_slice(first);
+        out[first.len()..n].copy_from_slice(second);
+        self.consume(n);
+        n
+    }
+}
+
+/// Everything a connection needs while it is busy with a request, lent by the
+/// [`BufferPool`] and given back when the connection goes idle.
+pub struct BufferSet {
+    /// Bytes read from the client, not yet forwarded (request head and body,
+    /// and any pipelined requests behind them).
+    pub request: RingBuffer,
+    /// Bytes read from the upstream, not yet written to the client.
+    pub response: RingBuffer,
+    /// The re-serialized request head, waiting to be written upstream. Kept
+    /// until the first response byte so a failed reused connection can be
+    /// retried.
+    pub upstream_head: Vec<u8>,
+    /// The re-serialized response head (or ferry's own response), waiting
+    /// to be written to the client.
+    pub client_head: Vec<u8>,
+    /// Copies of the request line, Referer and User-Agent for the access
+    /// log, which is written after the request's bytes are gone.
+    pub log_fields: Vec<u8>,
+}
+
+impl BufferSet {
+    fn new(capacity: usize) -> BufferSet {
+        BufferSet {
+            request: RingBuffer::new(capacity),
+            response: RingBuffer::new(capacity),
+            upstream_head: Vec::with_capacity(1024),
+            client_head: Vec::with_capacity(1024),
+            log_fields: Vec::with_capacity(256),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.request.clear();
+        self.response.clear();
+        self.upstream_head.clear();
+        self.client_head.clear();
+        self.log_fields.clear();
+    }
+}
+
+/// A free list of [`BufferSet`]s, so that steady-state traffic allocates
+/// nothing and idle connections cost nothing.
+pub struct BufferPool {
+    free: Vec<Box<BufferSet>>,
+    buffer_size: usize,
+    keep_free: usize,
+    lent: usize,
+}
+
+impl BufferPool {
+    /// A pool of sets whose ring buffers hold `buffer_size` bytes each; at
+    /// most `keep_free` returned sets are kept for reuse, the rest are freed.
+    pub fn new(buffer_size: usize, keep_free: usize) -> BufferPool {
+        BufferPool {
+            free: Vec::new(),
+            buffer_size,
+            keep_free,
+            lent: 0,
+        }
+    }
+
+    pub fn take(&mut self) -> Box<BufferSet> {
+        self.lent += 1;
+        self.free
+            .pop()
+            .unwrap_or_else(|| Box::new(BufferSet::new(self.buffer_size)))
+    }
+
+    pub fn give_back(&mut self, mut set: Box<BufferSet>) {
+        self.lent = self.lent.saturating_sub(1);
+        // A head scratch grown by a huge head is not kept at that size.
+        if set.upstream_head.capacity() > 64 * 1024 || set.client_head.capacity() > 64 * 1024 {
+            return;
+        }
+        if self.free.len() < self.keep_free {
+            set.reset();
+            self.free.push(set);
+        }
+    }
+
+    /// Sets currently held by connections.
+    pub fn lent(&self) -> usize {
+        self.lent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A tiny deterministic generator, so the property test needs no crate.
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn push_pop_round_trip() {
+        let mut ring = RingBuffer::new(8);
+        assert_eq!(ring.push_slice(b"hello"), 5);
+        assert_eq!(ring.push_slice(b"world"), 3);
+        assert!(ring.is_full());
+        let mut out = [0; 8];
+        assert_eq!(ring.pop_slice(&mut out), 8);
+        assert_eq!(&out, b"hellowor");
+        assert!(ring.is_empty());
+    }
+
+    #[test]
+    fn fill_offers_both_free_regions_when_wrapped() {
+        let mut ring = RingBuffer::new(8);
+        ring.push_slice(b"abcdef");
+        ring.consume(4); // "ef" at 4..6, free: 6..8 and 0..4
+        let n = ring
+            .fill_with(|regions| {
+                assert_eq!(regions.len(), 2);
+                assert_eq!(regions[0].len(), 2);
+                assert_eq!(regions[1].len(), 4);
+                Ok(0)
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn make_contiguous_rotates_wrapped_data() {
+        let mut ring = RingBuffer::new(8);
+        ring.push_slice(b"abcdef");
+        ring.consume(4);
+        ring.push_slice(b"ghij"); // "efghij" wraps
+        assert_eq!(ring.make_contiguous(), b"efghij");
+        assert_eq!(ring.readable_from(2, 3).0, b"ghi");
+    }
+
+    #[test]
+    fn indices_reset_when_empty() {
+        let mut ring = RingBuffer::new(8);
+        ring.push_slice(b"abc");
+        ring.consume(3);
+        ring.push_slice(b"12345678");
+        assert_eq!(ring.readable_from(0, 8), (&b"12345678"[..], &b""[..]));
+    }
+
+    #[test]
+    fn over_reporting_fill_is_clamped() {
+        let mut ring = RingBuffer::new(4);
+        let n = ring.fill_with(|_| Ok(100)).unwrap();
+        assert_eq!(n, 4);
+        assert!(ring.is_full());
+    }
+
+    #[test]
+    fn behaves_like_a_vecdeque_under_random_operations() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        for capacity in [1, 2, 7, 16, 61] {
+            let mut ring = RingBuffer::new(capacity);
+            let mut model: VecDeque<u8> = VecDeque::new();
+            let mut next_byte = 0u8;
+            for _ in 0..5_000 {
+                match rng.below(4) {
+                    0 | 1 => {
+                        let want = rng.below(capacity * 2 + 1);
+                        let data: Vec<u8> = (0..want)
+                            .map(|_| {
+                                next_byte = next_byte.wrapping_add(1);
+                                next_byte
+                            })
+                            .collect();
+                        let pushed = ring.push_slice(&data);
+                        assert_eq!(pushed, want.min(capacity - model.len()));
+                        model.extend(&data[..pushed]);
+                        next_byte = next_byte.wrapping_sub((want - pushed) as u8);
+                    }
+                    2 => {
+                        let mut out = vec![0; rng.below(capacity + 1)];
+                        let n = ring.pop_slice(&mut out);
+                        let expected: Vec<u8> = model.drain(..n).collect();
+                        assert_eq!(&out[..n], &expected[..]);
+                    }
+                    _ => {
+                        let offset = rng.below(capacity + 1);
+                        let (a, b) = ring.readable_from(offset, usize::MAX);
+                        let seen: Vec<u8> = a.iter().chain(b).copied().collect();
+                        let expected: Vec<u8> = model.iter().skip(offset).copied().collect();
+                        assert_eq!(seen, expected);
+                        if rng.below(3) == 0 {
+                            let contiguous = ring.make_contiguous().to_vec();
+                            assert_eq!(contiguous, model.iter().copied().collect::<Vec<_>>());
+                        }
+                    }
+                }
+                assert_eq!(ring.len(), model.len());
+            }
+        }
+    }
+}

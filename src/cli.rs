@@ -1,0 +1,209 @@
+//! Command line -> [`Args`]: raw flags only, no I/O. Validation into a
+//! [`crate::config::Config`] happens in [`Args::into_config`].
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::config::{parse_size, AccessLogTarget, Config};
+
+pub const USAGE: &str = "\
+ferry: a small, fast reverse proxy
+
+USAGE:
+    ferry [OPTIONS]          proxy --listen to --upstream
+    ferry demo [OPTIONS]     run the seed's origin on 127.0.0.1:3000 and ferry
+                             on 127.0.0.1:8080 in front of it
+
+OPTIONS:
+    --listen ADDR                 address to accept clients on [127.0.0.1:8080]
+    --upstream ADDR               upstream server to proxy to [127.0.0.1:3000]
+    --client-max-body-size SIZE   largest request body, 0 = no limit [1m]
+    --buffer-size SIZE            ring buffer per direction [16k]
+    --max-head-size SIZE          largest request or response head [8k]
+    --upstream-keepalive N        idle connections kept per upstream [32]
+    --access-log stdout|off       where access log lines go [stdout]
+    -h, --help                    print this help
+    -v, --version                 print the version
+
+DEMO OPTIONS:
+    --port N                      ferry's port [8080]
+    --origin-port N               the demo origin's port [3000]
+
+Logs: RUST_LOG=ferry=debug shows connections, RUST_LOG=ferry=trace every
+state transition. Sizes take nginx's suffixes: k, m, g.
+";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Proxy,
+    Demo { port: u16, origin_port: u16 },
+    Help,
+    Version,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Args {
+    pub command: Command,
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub client_max_body_size: Option<String>,
+    pub buffer_size: Option<String>,
+    pub max_head_size: Option<String>,
+    pub upstream_keepalive: Option<String>,
+    pub access_log: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError> {
+    let mut args = Args {
+        command: Command::Proxy,
+        listen: None,
+        upstream: None,
+        client_max_body_size: None,
+        buffer_size: None,
+        max_head_size: None,
+        upstream_keepalive: None,
+        access_log: None,
+    };
+    let mut demo_ports = (8080u16, 3000u16);
+    let mut demo = false;
+    let mut argv = argv.into_iter().skip(1);
+    while let Some(flag) = argv.next() {
+        let mut value = |name: &str| {
+            argv.next()
+                .ok_or_else(|| UsageError(format!("{name} needs a value")))
+        };
+        match flag.as_str() {
+            "demo" if !demo => demo = true,
+            "-h" | "--help" => args.command = Command::Help,
+            "-v" | "--version" => args.command = Command::Version,
+            "--listen" => args.listen = Some(value("--listen")?),
+            "--upstream" => args.upstream = Some(value("--upstream")?),
+            "--client-max-body-size" => args.client_max_body_size = Some(value(&flag)?),
+            "--buffer-size" => args.buffer_size = Some(value(&flag)?),
+            "--max-head-size" => args.max_head_size = Some(value(&flag)?),
+            "--upstream-keepalive" => args.upstream_keepalive = Some(value(&flag)?),
+            "--access-log" => args.access_log = Some(value(&flag)?),
+            "--port" if demo => demo_ports.0 = parse_port(&value(&flag)?)?,
+            "--origin-port" if demo => demo_ports.1 = parse_port(&value(&flag)?)?,
+            other => return Err(UsageError(format!("unknown argument \"{other}\" (see ferry --help)"))),
+        }
+    }
+    if demo && args.command == Command::Proxy {
+        args.command = Command::Demo {
+            port: demo_ports.0,
+            origin_port: demo_ports.1,
+        };
+    }
+    Ok(args)
+}
+
+fn parse_port(text: &str) -> Result<u16, UsageError> {
+    text.parse()
+        .map_err(|_| UsageError(format!("invalid port \"{text}\"")))
+}
+
+fn parse_addr(flag: &str, text: &str) -> Result<SocketAddr, UsageError> {
+    text.parse().map_err(|_| {
+        UsageError(format!(
+            "invalid address \"{text}\" in {flag}: expected IP:PORT, like 127.0.0.1:8080 or [::1]:8080"
+        ))
+    })
+}
+
+fn parse_size_flag(flag: &str, text: &str) -> Result<u64, UsageError> {
+    parse_size(text).ok_or_else(|| UsageError(format!("invalid size \"{text}\" in {flag}")))
+}
+
+impl Args {
+    /// Validates the flags over the defaults.
+    pub fn into_config(self) -> Result<Config, UsageError> {
+        let mut config = Config::default();
+        if let Command::Demo { port, origin_port } = self.command {
+            config.listen = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+            config.set_upstream(SocketAddr::from(([127, 0, 0, 1], origin_port)));
+        }
+        if let Some(listen) = &self.listen {
+            config.listen = vec![parse_addr("--listen", listen)?];
+        }
+        if let Some(upstream) = &self.upstream {
+            config.set_upstream(parse_addr("--upstream", upstream)?);
+        }
+        if let Some(size) = &self.client_max_body_size {
+            config.client_max_body_size = parse_size_flag("--client-max-body-size", size)?;
+        }
+        if let Some(size) = &self.max_head_size {
+            config.max_head = parse_size_flag("--max-head-size", size)? as usize;
+        }
+        if let Some(size) = &self.buffer_size {
+            config.buffer_size = parse_size_flag("--buffer-size", size)? as usize;
+        }
+        if config.max_head < 256 || config.buffer_size < config.max_head {
+            return Err(UsageError(format!(
+                "--buffer-size ({}) must hold a whole head (--max-head-size {}, at least 256)",
+                config.buffer_size, config.max_head
+            )));
+        }
+        if let Some(n) = &self.upstream_keepalive {
+            config.upstream_keepalive = n
+                .parse()
+                .map_err(|_| UsageError(format!("invalid number \"{n}\" in --upstream-keepalive")))?;
+        }
+        match self.access_log.as_deref() {
+            None | Some("stdout") => config.access_log = AccessLogTarget::Stdout,
+            Some("off") => config.access_log = AccessLogTarget::Off,
+            Some(other) => return Err(UsageError(format!("invalid --access-log \"{other}\": stdout or off"))),
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<String> {
+        std::iter::once("ferry").chain(line.split_whitespace()).map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_seed_setup() {
+        let config = parse(argv("")).unwrap().into_config().unwrap();
+        assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(config.upstream, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.client_max_body_size, 1 << 20);
+    }
+
+    #[test]
+    fn flags_override() {
+        let config = parse(argv("--listen [::1]:0 --upstream 127.0.0.1:9 --client-max-body-size 0 --access-log off"))
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(config.listen, vec!["[::1]:0".parse().unwrap()]);
+        assert_eq!(config.client_max_body_size, 0);
+        assert_eq!(config.access_log, AccessLogTarget::Off);
+    }
+
+    #[test]
+    fn demo_ports() {
+        let args = parse(argv("demo --port 9000 --origin-port 9001")).unwrap();
+        assert_eq!(args.command, Command::Demo { port: 9000, origin_port: 9001 });
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let error = parse(argv("--listen nowhere")).unwrap().into_config().unwrap_err();
+        assert!(error.0.contains("invalid address \"nowhere\""));
+        assert!(parse(argv("--bogus")).is_err());
+        assert!(parse(argv("--listen")).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! The one place where connection bytes meet sockets.
+//!
+//! Every read and write of a client or upstream socket goes through
+//! [`read_into`] or [`write_out`], which normalise the results into an
+//! [`IoOutcome`] and keep the edge-triggered bookkeeping in [`Readiness`]:
+//!
+//! * mio reports readiness once per edge, so "still readable" must be
+//!   remembered until the socket says otherwise;
+//! * a read that returns fewer bytes than offered means the socket is
+//!   drained (TCP hands over everything queued), so `readable` is cleared
+//!   without paying for a read that would only say `WouldBlock`;
+//! * a write that takes fewer bytes than offered means the send buffer is
+//!   full, so `writable` is cleared the same way;
+//! * `Interrupted` is retried in a loop, never surfaced.
+
+use std::io::{self, IoSlice, Read, Write};
+
+use mio::net::TcpStream;
+
+use crate::buffer::RingBuffer;
+
+/// What the socket told us it can do, as last reported and not yet used up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl Readiness {
+    /// Merges a poll event: readiness only ever gets *added* by events and
+    /// taken away by the socket's own answers.
+    pub fn add(&mut self, event: &mio::event::Event) {
+        // Errors and hang-ups surface through the next read or write.
+        self.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+        self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+    }
+}
+
+/// The result of one read or write, normalised.
+#[derive(Debug)]
+pub enum IoOutcome {
+    /// Bytes moved.
+    Progress(usize),
+    /// Nothing to do until the next event.
+    WouldBlock,
+    /// The peer closed its sending side (reads only).
+    Eof,
+    /// The connection is broken.
+    Failed(io::Error),
+}
+
+/// Reads from `stream` into the free space of `ring` with one vectored read.
+pub fn read_into(stream: &mut TcpStream, ready: &mut Readiness, ring: &mut RingBuffer) -> IoOutcome {
+    let offered = ring.free();
+    if offered == 0 {
+        return IoOutcome::WouldBlock;
+    }
+    loop {
+        match ring.fill_with(|regions| stream.read_vectored(regions)) {
+            Ok(0) => {
+                ready.readable = false;
+                return IoOutcome::Eof;
+            }
+            Ok(n) => {
+                if n < offered {
+                    ready.readable = false;
+                }
+                return IoOutcome::Progress(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.readable = false;
+                return IoOutcome::WouldBlock;
+            }
+            Err(e) => {
+                ready.readable = false;
+                return IoOutcome::Failed(e);
+            }
+        }
+    }
+}
+
+/// Reads and discards what `stream` holds, for connections being closed.
+pub fn discard(stream: &mut TcpStream, ready: &mut Readiness) -> IoOutcome {
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return IoOutcome::Eof,
+            Ok(n) if n < sink.len() => {
+                ready.readable = false;
+                return IoOutcome::Progress(n);
+            }
+            Ok(n) => return IoOutcome::Progress(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.readable = false;
+                return IoOutcome::WouldBlock;
+            }
+            Err(e) => return IoOutcome::Failed(e),
+        }
+    }
+}
+
+/// Writes `head` then up to `body_limit` bytes from the front of `body` in
+/// one vectored write. Returns how many bytes of each were written; the
+/// caller advances its head cursor and consumes the body bytes.
+pub fn write_out(
+    stream: &mut TcpStream,
+    ready: &mut Readiness,
+    head: &[u8],
+    body: &RingBuffer,
+    body_limit: usize,
+) -> (IoOutcome, usize, usize) {
+    let (first, second) = body.readable_from(0, body_limit);
+    let offered = head.len() + first.len() + second.len();
+    if offered == 0 {
+        return (IoOutcome::Progress(0), 0, 0);
+    }
+    let slices = [IoSlice::new(head), IoSlice::new(first), IoSlice::new(second)];
+    // Skip empty leading slices: some kernels count them against IOV_MAX
+    // and they make traces harder to read.
+    let start = slices.iter().position(|s| !s.is_empty()).unwrap_or(0);
+    loop {
+        match stream.write_vectored(&slices[start..]) {
+            Ok(n) => {
+                let n = n.min(offered);
+                if n < offered {
+                    ready.writable = false;
+                }
+                let from_head = n.min(head.len());
+                return (IoOutcome::Progress(n), from_head, n - from_head);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready.writable = false;
+                return (IoOutcome::WouldBlock, 0, 0);
+            }
+            Err(e) => {
+                ready.writable = false;
+                return (IoOutcome::Failed(e), 0, 0);
+            }
+        }
+    }
+}

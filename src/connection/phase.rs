@@ -1,0 +1,176 @@
+//! The phases of a client connection and the data each one owns.
+//!
+//! ```text
+//!            accept
+//!              │
+//!              ▼
+//!   ┌────────► Idle ──── client readable ───► ReadingRequest ──┐ bad head
+//!   │                                           │    │          │ (400, 413…)
+//!   │                     pooled upstream ──────┘    │ head ok  │
+//!   │                        │              no pooled│upstream  │
+//!   │                        │                       ▼          │
+//!   │                        │             ConnectingUpstream ──┤ refused (502)
+//!   │                        ▼                       │          │
+//!   │                    Forwarding ◄───── connected─┘          │
+//!   │                        │  response fully received         │
+//!   │                        ▼                                  │
+//!   └── keep-alive ──── WritingResponse ◄───────────────────────┘
+//!    (or ReadingRequest       │ not keep-alive
+//!     if pipelined)           ▼
+//!                        Lingering ──► Closed
+//! ```
+//!
+//! A phase variant carries exactly what is valid in that phase: an idle
+//! connection owns no buffer and no upstream socket; only `ConnectingUpstream`
+//! and `Forwarding` own an upstream socket. Moving from one phase to the next
+//! moves the data, so a buffer or socket can never be used in the wrong phase
+//! or forgotten by one.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::relay::BodyRelay;
+use crate::buffer::BufferSet;
+use crate::http::request::RequestSummary;
+use crate::upstream::UpstreamConn;
+
+pub enum Phase {
+    /// Between requests: no buffers held, waiting for the client to speak.
+    Idle,
+    /// Collecting a request head. `searched` bytes have been looked at
+    /// already and hold no end of head.
+    ReadingRequest {
+        buffers: Box<BufferSet>,
+        searched: usize,
+    },
+    /// The request is accepted; a TCP connect to the upstream is in flight.
+    ConnectingUpstream {
+        exchange: Exchange,
+        upstream: UpstreamConn,
+    },
+    /// Request bytes flow to the upstream and response bytes back.
+    Forwarding {
+        exchange: Exchange,
+        upstream: UpstreamConn,
+    },
+    /// The upstream's part is over (pooled or closed), or ferry answers
+    /// itself; what is left is writing to the client.
+    WritingResponse { exchange: Exchange },
+    /// Our side is shut down; reading and discarding what the client still
+    /// sends, so a TCP reset cannot destroy the response it has not read.
+    Lingering { since: Instant, last_read: Instant },
+    /// Done; the event loop removes the connection.
+    Closed,
+}
+
+impl Phase {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "Idle",
+            Phase::ReadingRequest { .. } => "ReadingRequest",
+            Phase::ConnectingUpstream { .. } => "ConnectingUpstream",
+            Phase::Forwarding { .. } => "Forwarding",
+            Phase::WritingResponse { .. } => "WritingResponse",
+            Phase::Lingering { .. } => "Lingering",
+            Phase::Closed => "Closed",
+        }
+    }
+
+    pub fn upstream_mut(&mut self) -> Option<&mut UpstreamConn> {
+        match self {
+            Phase::ConnectingUpstream { upstream, .. } | Phase::Forwarding { upstream, .. } => Some(upstream),
+            _ => None,
+        }
+    }
+
+    pub fn exchange(&self) -> Option<&Exchange> {
+        match self {
+            Phase::ConnectingUpstream { exchange, .. }
+            | Phase::Forwarding { exchange, .. }
+            | Phase::WritingResponse { exchange } => Some(exchange),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One request and its response, from accepted head to last byte.
+pub struct Exchange {
+    pub buffers: Box<BufferSet>,
+    pub request: RequestSummary,
+    pub started: Instant,
+    /// Finds the end of the request body in `buffers.request`.
+    pub request_body: BodyRelay,
+    /// Bytes of `buffers.upstream_head` written so far.
+    pub upstream_head_sent: usize,
+    /// Bytes of `buffers.client_head` written so far.
+    pub client_head_sent: usize,
+    pub response: ResponseState,
+    /// Whether the client connection may carry another request after this
+    /// one; starts as the client asked and only ever turns false.
+    pub keep_alive: bool,
+    /// Ferry answered `Expect: 100-continue` itself.
+    pub sent_continue: bool,
+    /// The upstream connection came from the idle pool.
+    pub reused_upstream: bool,
+    /// This exchange already retried once on a fresh connection.
+    pub retried: bool,
+    /// A byte of response arrived: from now on the request is never retried.
+    pub response_started: bool,
+    /// Writing to the upstream failed; only its response is still awaited.
+    pub upstream_write_failed: bool,
+    pub log: ExchangeLog,
+}
+
+/// Where the response is.
+pub enum ResponseState {
+    /// Waiting for the upstream's (final) response head.
+    AwaitingHead,
+    /// The final head is queued for the client; the body flows through.
+    Body { relay: BodyRelay, upstream_reusable: bool },
+    /// Ferry's own response is in `buffers.client_head`; no upstream part.
+    Local,
+}
+
+/// What the access log line needs beyond the request's own bytes.
+#[derive(Default)]
+pub struct ExchangeLog {
+    /// Status sent to the client; 0 until a final head is queued.
+    pub status: u16,
+    pub upstream: Option<SocketAddr>,
+    pub upstream_status: Option<u16>,
+    pub body_bytes_sent: u64,
+    pub connect_started: Option<Instant>,
+    pub connect_time: Option<Duration>,
+    pub header_time: Option<Duration>,
+    pub response_time: Option<Duration>,
+    /// `buffers.log_fields` holds request line, Referer and User-Agent back
+    /// to back; these are where the first two end.
+    pub request_line_end: usize,
+    pub referer_end: usize,
+}
+
+impl Exchange {
+    /// Whether a failure before any response byte may be retried on a fresh
+    /// connection: only on a reused connection (the keep-alive race), once,
+    /// and only for idempotent requests whose bytes ferry still holds whole.
+    pub fn can_retry(&self) -> bool {
+        self.reused_upstream
+            && !self.retried
+            && !self.response_started
+            && self.request.method.is_idempotent()
+            && self.request.body == crate::http::framing::BodyKind::Empty
+    }
+
+    /// Whether the final response head is already queued or sent, after which
+    /// ferry can no longer answer with an error of its own.
+    pub fn response_committed(&self) -> bool {
+        self.log.status != 0
+    }
+}

@@ -1,0 +1,113 @@
+//! Why an exchange failed, and the one table from failure to response.
+//!
+//! Every failure that ferry answers itself becomes a [`ProxyError`]; its
+//! [`ProxyError::response`] is the only place a failure turns into an HTTP
+//! status. Failures after the response head went to the client can no longer
+//! be answered: those close the connection instead (see
+//! `connection::Connection::abort`).
+
+use std::fmt;
+use std::io;
+
+use crate::http::error_page::ErrorResponse;
+use crate::http::framing::FramingError;
+use crate::http::request::RequestError;
+use crate::http::response::ResponseError;
+
+#[derive(Debug)]
+pub enum ProxyError {
+    /// The client's request head was refused.
+    Request(RequestError),
+    /// The client's chunked body framing was invalid.
+    RequestBody(FramingError),
+    /// The body is larger than `client_max_body_size`.
+    BodyTooLarge { limit: u64 },
+    /// The upstream could not be reached.
+    UpstreamConnect(io::Error),
+    /// The upstream closed or reset the connection before a response head.
+    UpstreamClosedEarly(Option<io::Error>),
+    /// The upstream sent something that is not a valid response head.
+    UpstreamResponse(ResponseError),
+}
+
+impl ProxyError {
+    /// The response ferry sends for this failure: the one status map.
+    pub fn response(&self) -> ErrorResponse {
+        match self {
+            ProxyError::Request(e) => match e {
+                RequestError::UnsupportedVersion => ErrorResponse::VersionNotSupported,
+                RequestError::UriTooLong => ErrorResponse::UriTooLong,
+                RequestError::HeadTooLarge => ErrorResponse::HeaderFieldsTooLarge,
+                RequestError::Framing(crate::http::headers::FramingHeaderError::UnsupportedTransferEncoding) => {
+                    ErrorResponse::NotImplemented
+                }
+                RequestError::UnsupportedExpectation => ErrorResponse::ExpectationFailed,
+                RequestError::Connect => ErrorResponse::MethodNotAllowed,
+                RequestError::Malformed(_)
+                | RequestError::Framing(_)
+                | RequestError::TransferEncodingOnHttp10
+                | RequestError::MissingHost
+                | RequestError::DuplicateHost => ErrorResponse::BadRequest,
+            },
+            ProxyError::RequestBody(_) => ErrorResponse::BadRequest,
+            ProxyError::BodyTooLarge { .. } => ErrorResponse::PayloadTooLarge,
+            ProxyError::UpstreamConnect(_) | ProxyError::UpstreamClosedEarly(_) | ProxyError::UpstreamResponse(_) => {
+                ErrorResponse::BadGateway
+            }
+        }
+    }
+
+    /// Whether the client's side of the exchange was at fault, which decides
+    /// the log level (a bad client is `info`, a bad upstream is `warn`).
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Request(_) | ProxyError::RequestBody(_) | ProxyError::BodyTooLarge { .. }
+        )
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::Request(e) => write!(f, "client sent {e}"),
+            ProxyError::RequestBody(e) => write!(f, "client sent a bad body: {e}"),
+            ProxyError::BodyTooLarge { limit } => {
+                write!(f, "client intended to send too large body (limit {limit} bytes)")
+            }
+            ProxyError::UpstreamConnect(e) => write!(f, "connect() to upstream failed: {e}"),
+            ProxyError::UpstreamClosedEarly(Some(e)) => {
+                write!(f, "upstream failed before sending a response head: {e}")
+            }
+            ProxyError::UpstreamClosedEarly(None) => f.write_str("upstream prematurely closed connection"),
+            ProxyError::UpstreamResponse(e) => write!(f, "upstream sent an invalid response: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let cases = [
+            (ProxyError::Request(RequestError::UriTooLong), 414),
+            (ProxyError::Request(RequestError::HeadTooLarge), 431),
+            (ProxyError::Request(RequestError::UnsupportedVersion), 505),
+            (ProxyError::Request(RequestError::MissingHost), 400),
+            (
+                ProxyError::Request(RequestError::Framing(
+                    crate::http::headers::FramingHeaderError::UnsupportedTransferEncoding,
+                )),
+                501,
+            ),
+            (ProxyError::BodyTooLarge { limit: 1 }, 413),
+            (ProxyError::RequestBody(FramingError::ChunkSize), 400),
+            (ProxyError::UpstreamClosedEarly(None), 502),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.response().status(), status, "{error}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The poll loop: one `mio::Poll`, the listeners, a slab of connections.
+//!
+//! Each turn: wait for readiness (or the nearest deadline), read the clock
+//! once, then for every event find its owner through the token
+//! ([`crate::token`]) and let that connection run its state machine until it
+//! waits again. Connections that yielded with work left (fairness cap) are
+//! driven again next turn with a zero timeout; expired deadlines are handled
+//! after the events; the access log is written out last.
+//!
+//! Nothing here interprets bytes: that is the connection's job.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{debug, error, trace};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+
+use crate::buffer::BufferPool;
+use crate::config::Config;
+use crate::connection::{Connection, Context, Driven};
+use crate::log::AccessLog;
+use crate::timer::{TimerEntry, Timers};
+use crate::token::{Side, SocketName, Target};
+use crate::upstream::{Owner, Upstreams};
+
+/// Buffer sets kept for reuse when connections go idle.
+const SPARE_BUFFER_SETS: usize = 256;
+
+/// Why ferry could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Poll(io::Error),
+    Listen(SocketAddr, io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Poll(e) => write!(f, "cannot create the event poll: {e}"),
+            StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    connections: Slab<Connection>,
+    upstreams: Upstreams,
+    buffers: BufferPool,
+    timers: Timers,
+    access_log: AccessLog,
+    config: Config,
+    next_connection_id: u64,
+    /// Connections that yielded with work left.
+    again: Vec<usize>,
+}
+
+impl EventLoop {
+    /// Creates the poll and binds every listener; nothing is accepted yet.
+    pub fn bind(config: Config) -> Result<EventLoop, StartError> {
+        let poll = Poll::new().map_err(StartError::Poll)?;
+        let mut listeners = Vec::new();
+        for (index, addr) in config.listen.iter().enumerate() {
+            let mut listener = TcpListener::bind(*addr).map_err(|e| StartError::Listen(*addr, e))?;
+            poll.registry()
+                .register(&mut listener, Target::Listener { index }.token(), Interest::READABLE)
+                .map_err(|e| StartError::Listen(*addr, e))?;
+            listeners.push(listener);
+        }
+        Ok(EventLoop {
+            poll,
+            listeners,
+            connections: Slab::new(),
+            upstreams: Upstreams::new(config.upstream_keepalive),
+            buffers: BufferPool::new(config.buffer_size, SPARE_BUFFER_SETS),
+            timers: Timers::default(),
+            access_log: AccessLog::new(&config.access_log),
+            config,
+            next_connection_id: 0,
+            again: Vec::new(),
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// Runs until the poll itself fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            let wall_clock = SystemTime::now();
+            for event in events.iter() {
+                match Target::from_token(event.token()) {
+                    Some(Target::Listener { index }) => self.accept(index),
+                    Some(Target::Client { slot }) => {
+                        if let Some(connection) = self.connections.get_mut(slot) {
+                            trace!("{} ready {:?}", SocketName(slot, Side::Client), event);
+                            connection.on_client_event(event);
+                            self.drive(slot, now, wall_clock);
+                        }
+                    }
+                    Some(Target::Upstream { link }) => match self.upstreams.owner(link) {
+                        Some(Owner::Client(slot)) => {
+                            if let Some(connection) = self.connections.get_mut(slot) {
+                                trace!("{} ready {:?}", SocketName(slot, Side::Upstream), event);
+                                connection.on_upstream_event(event);
+                                self.drive(slot, now, wall_clock);
+                            }
+                        }
+                        Some(Owner::Pooled) => self.upstreams.on_idle_event(link),
+                        None => {}
+                    },
+                    None => error!("event for an unknown token {:?}", event.token()),
+                }
+            }
+            for slot in std::mem::take(&mut self.again) {
+                self.drive(slot, now, wall_clock);
+            }
+            self.expire_deadlines(now, wall_clock);
+            self.access_log.flush();
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        // Rounded up to the next millisecond: epoll cannot wait less, and
+        // waking a hair early would spin until the deadline.
+        self.timers
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+    }
+
+    fn accept(&mut self, index: usize) {
+        let Some(listener) = self.listeners.get(index) else {
+            return;
+        };
+        loop {
+            let (mut stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    error!("accept() failed: {e}");
+                    return;
+                }
+            };
+            let entry = self.connections.vacant_entry();
+            let slot = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Target::Client { slot }.token(),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                error!("cannot register a client socket: {e}");
+                continue;
+            }
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!("#{slot} TCP_NODELAY: {e}");
+            }
+            self.next_connection_id += 1;
+            debug!("#{slot} new connection from {peer}");
+            entry.insert(Connection::new(self.next_connection_id, stream, peer));
+        }
+    }
+
+    /// Lets the connection in `slot` run, then files it: removed if closed,
+    /// queued if it yielded, its deadline scheduled otherwise.
+    fn drive(&mut self, slot: usize, now: Instant, wall_clock: SystemTime) {
+        let Some(connection) = self.connections.get_mut(slot) else {
+            return;
+        };
+        let mut ctx = Context {
+            slot,
+            now,
+            wall_clock,
+            registry: self.poll.registry(),
+            config: &self.config,
+            buffers: &mut self.buffers,
+            upstreams: &mut self.upstreams,
+            access_log: &mut self.access_log,
+        };
+        match connection.drive(&mut ctx) {
+            Driven::Closed => {
+                self.connections.remove(slot);
+                debug!("#{slot} closed");
+                return;
+            }
+            Driven::MoreWork => self.again.push(slot),
+            Driven::Waiting => {}
+        }
+        if let Some(at) = connection.deadline(&self.config) {
+            if connection.scheduled.is_none_or(|scheduled| at < scheduled) {
+                connection.scheduled = Some(at);
+                self.timers.schedule(TimerEntry {
+                    at,
+                    slot,
+                    id: connection.id,
+                });
+            }
+        }
+    }
+
+    fn expire_deadlines(&mut self, now: Instant, wall_clock: SystemTime) {
+        while let Some(entry) = self.timers.pop_due(now) {
+            let Some(connection) = self.connections.get_mut(entry.slot) else {
+                continue;
+            };
+            if connection.id != entry.id || connection.scheduled != Some(entry.at) {
+                continue; // stale: closed, or superseded by an earlier entry
+            }
+            connection.scheduled = None;
+            match connection.deadline(&self.config) {
+                Some(at) if at <= now => {
+                    let mut ctx = Context {
+                        slot: entry.slot,
+                        now,
+                        wall_clock,
+                        registry: self.poll.registry(),
+                        config: &self.config,
+                        buffers: &mut self.buffers,
+                        upstreams: &mut self.upstreams,
+                        access_log: &mut self.access_log,
+                    };
+                    connection.on_deadline(&mut ctx);
+                    self.drive(entry.slot, now, wall_clock);
+                }
+                Some(_) | None => {
+                    // Moved later (or gone): re-file at the real deadline.
+                    self.drive(entry.slot, now, wall_clock);
+                }
+            }
+        }
+    }
+}

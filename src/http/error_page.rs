@@ -1,0 +1,111 @@
+//! The responses ferry writes itself, as nginx does: a status line, a few
+//! fields and a short HTML page. The bodies are compile-time constants, so an
+//! error costs no allocation.
+
+/// Every status ferry can answer with on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorResponse {
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    UriTooLong,
+    ExpectationFailed,
+    HeaderFieldsTooLarge,
+    InternalServerError,
+    NotImplemented,
+    BadGateway,
+    GatewayTimeout,
+    VersionNotSupported,
+}
+
+macro_rules! page {
+    ($status:literal $reason:literal) => {
+        concat!(
+            "<html>\r\n<head><title>", $status, " ", $reason, "</title></head>\r\n<body>\r\n<center><h1>",
+            $status, " ", $reason, "</h1></center>\r\n<hr><center>ferry</center>\r\n</body>\r\n</html>\r\n"
+        )
+    };
+}
+
+impl ErrorResponse {
+    /// Status code, reason phrase and HTML body: the one table.
+    pub fn parts(self) -> (u16, &'static str, &'static str) {
+        match self {
+            ErrorResponse::BadRequest => (400, "Bad Request", page!(400 "Bad Request")),
+            ErrorResponse::NotFound => (404, "Not Found", page!(404 "Not Found")),
+            ErrorResponse::MethodNotAllowed => (405, "Not Allowed", page!(405 "Not Allowed")),
+            ErrorResponse::RequestTimeout => (408, "Request Time-out", page!(408 "Request Time-out")),
+            ErrorResponse::PayloadTooLarge => {
+                (413, "Request Entity Too Large", page!(413 "Request Entity Too Large"))
+            }
+            ErrorResponse::UriTooLong => (414, "Request-URI Too Large", page!(414 "Request-URI Too Large")),
+            ErrorResponse::ExpectationFailed => (417, "Expectation Failed", page!(417 "Expectation Failed")),
+            ErrorResponse::HeaderFieldsTooLarge => (
+                431,
+                "Request Header Fields Too Large",
+                page!(431 "Request Header Fields Too Large"),
+            ),
+            ErrorResponse::InternalServerError => {
+                (500, "Internal Server Error", page!(500 "Internal Server Error"))
+            }
+            ErrorResponse::NotImplemented => (501, "Not Implemented", page!(501 "Not Implemented")),
+            ErrorResponse::BadGateway => (502, "Bad Gateway", page!(502 "Bad Gateway")),
+            ErrorResponse::GatewayTimeout => (504, "Gateway Time-out", page!(504 "Gateway Time-out")),
+            ErrorResponse::VersionNotSupported => {
+                (505, "HTTP Version Not Supported", page!(505 "HTTP Version Not Supported"))
+            }
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        self.parts().0
+    }
+
+    /// Appends the whole response to `out`; `head_only` for HEAD requests.
+    /// Returns the body length written, for the access log.
+    pub fn write_to(self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) -> usize {
+        use std::io::Write;
+        let (status, reason, body) = self.parts();
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        // Infallible: writing to a Vec.
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status} {reason}\r\nServer: ferry\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+            body.len()
+        );
+        if head_only {
+            return 0;
+        }
+        out.extend_from_slice(body.as_bytes());
+        body.len()
+    }
+}
+
+/// `HTTP/1.1 100 Continue`, sent when ferry accepts an `Expect: 100-continue`
+/// request ([RFC 9110 §10.1.1](https://www.rfc-editor.org/rfc/rfc9110#section-10.1.1)).
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_gateway_looks_like_nginx() {
+        let mut out = Vec::new();
+        let len = ErrorResponse::BadGateway.write_to(&mut out, false, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
+        assert!(text.contains(&format!("Content-Length: {len}\r\n")));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>ferry</center>\r\n</body>\r\n</html>\r\n"));
+    }
+
+    #[test]
+    fn head_requests_get_no_body() {
+        let mut out = Vec::new();
+        assert_eq!(ErrorResponse::NotFound.write_to(&mut out, true, true), 0);
+        assert!(out.ends_with(b"Connection: keep-alive\r\n\r\n"));
+    }
+}

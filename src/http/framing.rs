@@ -1,0 +1,497 @@
+//! Message body framing (RFC 9112 §6): where a body ends.
+//!
+//! A [`BodyDecoder`] is fed the bytes that follow a message head, in any
+//! split, and answers with [`Segment`]s: runs of body *data* or of chunked
+//! *framing* (sizes, extensions, CRLFs, trailers), and whether the body is
+//! complete. It never looks past the end of the body, so the bytes of a
+//! pipelined request behind it are never taken as body.
+//!
+//! The decoder is pure: no I/O, no clock, no allocation. Its state is a few
+//! integers, so a connection can carry one per direction.
+//!
+//! Limits the parser must enforce itself (httparse leaves them to us):
+//! chunk-size digits ([`MAX_CHUNK_SIZE_DIGITS`]), chunk-extension length
+//! ([`MAX_CHUNK_EXTENSION`]), trailer section size ([`MAX_TRAILER_BYTES`]).
+
+use std::fmt;
+
+/// 16 hex digits hold any `u64`; more is an attack or a bug.
+pub const MAX_CHUNK_SIZE_DIGITS: u32 = 16;
+/// Chunk extensions are almost never used; a bound stops a peer from
+/// making us scan forever for a CRLF.
+pub const MAX_CHUNK_EXTENSION: u32 = 4096;
+/// Bound on the whole trailer section of a chunked body.
+pub const MAX_TRAILER_BYTES: u32 = 8192;
+
+/// How a message says its body is delimited, decided from its head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all (GET without Content-Length, HEAD responses, 204, 304…).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// A response that ends when the upstream closes the connection.
+    UntilClose,
+}
+
+/// Why a body's framing is invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramingError {
+    /// A chunk-size line that is not hex digits, or overflows.
+    ChunkSize,
+    /// A chunk extension longer than [`MAX_CHUNK_EXTENSION`] or with bad bytes.
+    ChunkExtension,
+    /// Chunk data not followed by CRLF, or a bare LF / CR in framing.
+    LineEnding,
+    /// A trailer section over [`MAX_TRAILER_BYTES`] or with bad bytes.
+    Trailer,
+    /// The connection ended before the body did.
+    Truncated,
+}
+
+impl fmt::Display for FramingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FramingError::ChunkSize => "invalid chunk size",
+            FramingError::ChunkExtension => "invalid or oversized chunk extension",
+            FramingError::LineEnding => "chunk framing without CRLF",
+            FramingError::Trailer => "invalid or oversized trailer section",
+            FramingError::Truncated => "connection closed before the body ended",
+        })
+    }
+}
+
+/// What the decoder found at the front of the bytes it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Whether these bytes are body data (as opposed to chunk framing).
+    pub is_data: bool,
+    /// How many bytes the segment spans; may be 0 only when `complete`.
+    pub len: usize,
+    /// True when the body ends with this segment.
+    pub complete: bool,
+}
+
+/// Incremental decoder for one message body. See the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyDecoder {
+    state: State,
+    /// Body data bytes seen so far (not counting chunk framing).
+    data_seen: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// `remaining` data bytes to go (Content-Length, or inside a chunk).
+    Length { remaining: u64 },
+    /// Until the connection closes.
+    UntilClose,
+    /// Reading hex digits of a chunk size.
+    ChunkSize { size: u64, digits: u32 },
+    /// After the size: optional whitespace/extension, up to CR.
+    ChunkExtension { size: u64, len: u32 },
+    /// Saw CR after a size line; LF must follow.
+    ChunkSizeLf { size: u64 },
+    /// Inside chunk data.
+    ChunkData { remaining: u64 },
+    /// After chunk data: CR then LF must follow.
+    ChunkDataCr,
+    ChunkDataLf,
+    /// After the last chunk: trailer lines, then an empty line.
+    /// `line_len` counts bytes on the current line, `total` the section.
+    Trailer { line_len: u32, total: u32, saw_cr: bool },
+    Done,
+}
+
+impl BodyDecoder {
+    pub fn new(kind: BodyKind) -> BodyDecoder {
+        let state = match kind {
+            BodyKind::Empty | BodyKind::Length(0) => State::Done,
+            BodyKind::Length(n) => State::Length { remaining: n },
+            BodyKind::Chunked => State::ChunkSize { size: 0, digits: 0 },
+            BodyKind::UntilClose => State::UntilClose,
+        };
+        BodyDecoder {
+            state,
+            data_seen: 0,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Body data bytes decoded so far.
+    pub fn data_seen(&self) -> u64 {
+        self.data_seen
+    }
+
+    /// Whether the body is delimited by connection close.
+    pub fn is_until_close(&self) -> bool {
+        self.state == State::UntilClose
+    }
+
+    /// The peer closed the connection: fine only for close-delimited bodies.
+    pub fn finish_on_eof(&mut self) -> Result<(), FramingError> {
+        match self.state {
+            State::UntilClose | State::Done => {
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(FramingError::Truncated),
+        }
+    }
+
+    /// Decodes the longest run of one kind (data or framing) at the front of
+    /// `input` and advances past it. Returns a segment of `len == 0` only
+    /// when the body is already complete or `input` is empty.
+    pub fn decode(&mut self, input: &[u8]) -> Result<Segment, FramingError> {
+        match self.state {
+            State::Done => Ok(Segment {
+                is_data: true,
+                len: 0,
+                complete: true,
+            }),
+            State::UntilClose => {
+                self.data_seen += input.len() as u64;
+                Ok(Segment {
+                    is_data: true,
+                    len: input.len(),
+                    complete: false,
+                })
+            }
+            State::Length { remaining } | State::ChunkData { remaining } => {
+                let n = remaining.min(input.len() as u64);
+                let left = remaining - n;
+                self.data_seen += n;
+                let chunked = matches!(self.state, State::ChunkData { .. });
+                self.state = match (chunked, left) {
+                    (false, 0) => State::Done,
+                    (false, _) => State::Length { remaining: left },
+                    (true, 0) => State::ChunkDataCr,
+                    (true, _) => State::ChunkData { remaining: left },
+                };
+                Ok(Segment {
+                    is_data: true,
+                    len: n as usize,
+                    complete: self.state == State::Done,
+                })
+            }
+            _ => self.decode_framing(input),
+        }
+    }
+
+    /// Steps through chunk framing bytes until data starts, the body ends or
+    /// the input runs out.
+    fn decode_framing(&mut self, input: &[u8]) -> Result<Segment, FramingError> {
+        let mut used = 0;
+        for &byte in input {
+            used += 1;
+            self.state = framing_step(self.state, byte)?;
+            match self.state {
+                State::ChunkData { .. } | State::Done => break,
+                _ => {}
+            }
+        }
+        Ok(Segment {
+            is_data: false,
+            len: used,
+            complete: self.state == State::Done,
+        })
+    }
+}
+
+/// One byte of chunk framing (RFC 9112 §7.1):
+/// `chunk-size [ chunk-ext ] CRLF chunk-data CRLF … last-chunk trailer-section CRLF`.
+fn framing_step(state: State, byte: u8) -> Result<State, FramingError> {
+    Ok(match state {
+        State::ChunkSize { size, digits } => match (hex_value(byte), byte) {
+            (Some(value), _) => {
+                if digits >= MAX_CHUNK_SIZE_DIGITS {
+                    return Err(FramingError::ChunkSize);
+                }
+                let size = size
+                    .checked_mul(16)
+                    .and_then(|s| s.checked_add(u64::from(value)))
+                    .ok_or(FramingError::ChunkSize)?;
+                State::ChunkSize {
+                    size,
+                    digits: digits + 1,
+                }
+            }
+            _ if digits == 0 => return Err(FramingError::ChunkSize),
+            (None, b'\r') => State::ChunkSizeLf { size },
+            (None, b';' | b' ' | b'\t') => State::ChunkExtension { size, len: 1 },
+            (None, b'\n') => return Err(FramingError::LineEnding),
+            (None, _) => return Err(FramingError::ChunkSize),
+        },
+        State::ChunkExtension { size, len } => match byte {
+            b'\r' => State::ChunkSizeLf { size },
+            b'\n' => return Err(FramingError::LineEnding),
+            _ if len >= MAX_CHUNK_EXTENSION => return Err(FramingError::ChunkExtension),
+            // Extensions are tokens, quoted strings and whitespace: no controls.
+            b'\t' | 0x20..=0x7e | 0x80..=0xff => State::ChunkExtension { size, len: len + 1 },
+            _ => return Err(FramingError::ChunkExtension),
+        },
+        State::ChunkSizeLf { size } => match byte {
+            b'\n' if size == 0 => State::Trailer {
+                line_len: 0,
+                total: 0,
+                saw_cr: false,
+            },
+            b'\n' => State::ChunkData { remaining: size },
+            _ => return Err(FramingError::LineEnding),
+        },
+        State::ChunkDataCr => match byte {
+            b'\r' => State::ChunkDataLf,
+            _ => return Err(FramingError::LineEnding),
+        },
+        State::ChunkDataLf => match byte {
+            b'\n' => State::ChunkSize { size: 0, digits: 0 },
+            _ => return Err(FramingError::LineEnding),
+        },
+        State::Trailer {
+            line_len,
+            total,
+            saw_cr,
+        } => {
+            if total >= MAX_TRAILER_BYTES {
+                return Err(FramingError::Trailer);
+            }
+            match (saw_cr, byte) {
+                (false, b'\r') => State::Trailer {
+                    line_len,
+                    total: total + 1,
+                    saw_cr: true,
+                },
+                (true, b'\n') if line_len == 0 => State::Done,
+                (true, b'\n') => State::Trailer {
+                    line_len: 0,
+                    total: total + 1,
+                    saw_cr: false,
+                },
+                (true, _) | (false, b'\n') => return Err(FramingError::LineEnding),
+                // A field line: visible bytes, spaces, tabs and obs-text only.
+                (false, b'\t' | 0x20..=0x7e | 0x80..=0xff) => State::Trailer {
+                    line_len: line_len + 1,
+                    total: total + 1,
+                    saw_cr: false,
+                },
+                (false, _) => return Err(FramingError::Trailer),
+            }
+        }
+        // Data and terminal states are handled by the caller.
+        other => other,
+    })
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` split into pieces of `step` bytes; returns the data
+    /// bytes, how many input bytes belong to the body, and the error if any.
+    fn run(kind: BodyKind, input: &[u8], step: usize) -> (Vec<u8>, usize, Result<bool, FramingError>) {
+        let mut decoder = BodyDecoder::new(kind);
+        let mut data = Vec::new();
+        let mut offset = 0;
+        if decoder.is_complete() {
+            return (data, 0, Ok(true));
+        }
+        while offset < input.len() {
+            let end = (offset + step).min(input.len());
+            let mut piece = &input[offset..end];
+            while !piece.is_empty() {
+                let segment = match decoder.decode(piece) {
+                    Ok(segment) => segment,
+                    // Where an error is noticed depends on the split; only
+                    // the verdict must not.
+                    Err(e) => return (Vec::new(), 0, Err(e)),
+                };
+                if segment.is_data {
+                    data.extend_from_slice(&piece[..segment.len]);
+                }
+                piece = &piece[segment.len..];
+                offset += segment.len;
+                if segment.complete {
+                    return (data, offset, Ok(true));
+                }
+            }
+        }
+        (data, offset, Ok(false))
+    }
+
+    /// Every split of the input gives the same answer as one big read.
+    fn check_all_splits(kind: BodyKind, input: &[u8]) -> (Vec<u8>, usize, Result<bool, FramingError>) {
+        let whole = run(kind, input, input.len().max(1));
+        for step in 1..input.len().max(2) {
+            assert_eq!(run(kind, input, step), whole, "split every {step} bytes");
+        }
+        whole
+    }
+
+    macro_rules! body {
+        ($name:ident, $kind:expr, $input:expr, |$data:ident, $used:ident, $result:ident| $check:block) => {
+            #[test]
+            fn $name() {
+                let ($data, $used, $result) = check_all_splits($kind, $input);
+                $check
+            }
+        };
+    }
+
+    // ===== Content-Length =====
+
+    body!(length_stops_at_the_boundary, BodyKind::Length(5), b"helloGET / HTTP/1.1\r\n", |data, used, result| {
+        assert_eq!(data, b"hello");
+        assert_eq!(used, 5);
+        assert_eq!(result, Ok(true));
+    });
+
+    body!(length_zero_is_complete_at_once, BodyKind::Length(0), b"GET", |data, used, result| {
+        assert!(data.is_empty());
+        assert_eq!(used, 0);
+        assert_eq!(result, Ok(true));
+    });
+
+    body!(length_partial_wants_more, BodyKind::Length(10), b"abc", |data, used, result| {
+        assert_eq!(data, b"abc");
+        assert_eq!(used, 3);
+        assert_eq!(result, Ok(false));
+    });
+
+    // ===== chunked =====
+
+    body!(chunked_simple, BodyKind::Chunked, b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT", |data, used, result| {
+        assert_eq!(data, b"hello world");
+        assert_eq!(used, 26);
+        assert_eq!(result, Ok(true));
+    });
+
+    body!(chunked_with_extension_and_trailers, BodyKind::Chunked,
+        b"A;name=\"v\"\r\n0123456789\r\n0\r\nExpires: never\r\nX-Sum: 1\r\n\r\n",
+        |data, used, result| {
+            assert_eq!(data, b"0123456789");
+            assert_eq!(used, 55);
+            assert_eq!(result, Ok(true));
+        });
+
+    body!(chunked_upper_hex, BodyKind::Chunked, b"1F\r\n0123456789abcdef0123456789abcde\r\n0\r\n\r\n", |data, _used, result| {
+        assert_eq!(data.len(), 31);
+        assert_eq!(result, Ok(true));
+    });
+
+    body!(chunked_rejects_bare_lf_after_size, BodyKind::Chunked, b"5\nhello\r\n0\r\n\r\n", |_d, _u, result| {
+        assert_eq!(result, Err(FramingError::LineEnding));
+    });
+
+    body!(chunked_rejects_missing_crlf_after_data, BodyKind::Chunked, b"5\r\nhelloX\r\n0\r\n\r\n", |_d, _u, result| {
+        assert_eq!(result, Err(FramingError::LineEnding));
+    });
+
+    body!(chunked_rejects_empty_size, BodyKind::Chunked, b"\r\n", |_d, _u, result| {
+        assert_eq!(result, Err(FramingError::ChunkSize));
+    });
+
+    body!(chunked_rejects_signed_size, BodyKind::Chunked, b"-5\r\n", |_d, _u, result| {
+        assert_eq!(result, Err(FramingError::ChunkSize));
+    });
+
+    body!(chunked_rejects_too_many_digits, BodyKind::Chunked, b"00000000000000001\r\nx", |_d, _u, result| {
+        assert_eq!(result, Err(FramingError::ChunkSize));
+    });
+
+    body!(chunked_rejects_bare_lf_in_trailers, BodyKind::Chunked, b"0\r\nX: y\n\r\n", |_d, _u, result| {
+        assert_eq!(result, Err(FramingError::LineEnding));
+    });
+
+    body!(chunked_rejects_control_bytes_in_trailers, BodyKind::Chunked, b"0\r\nX: \x00\r\n\r\n", |_d, _u, result| {
+        assert_eq!(result, Err(FramingError::Trailer));
+    });
+
+    #[test]
+    fn chunked_size_overflow_is_an_error() {
+        let mut decoder = BodyDecoder::new(BodyKind::Chunked);
+        assert_eq!(decoder.decode(b"ffffffffffffffff").map(|s| s.len), Ok(16));
+        let mut decoder = BodyDecoder::new(BodyKind::Chunked);
+        // 16 digits fit only because u64 holds them; a 17th is refused.
+        assert_eq!(decoder.decode(b"fffffffffffffffff"), Err(FramingError::ChunkSize));
+    }
+
+    #[test]
+    fn chunk_extension_is_bounded() {
+        let mut input = b"1;".to_vec();
+        input.extend(std::iter::repeat(b'a').take(MAX_CHUNK_EXTENSION as usize + 1));
+        assert_eq!(run(BodyKind::Chunked, &input, 4096).2, Err(FramingError::ChunkExtension));
+    }
+
+    #[test]
+    fn trailer_section_is_bounded() {
+        let mut input = b"0\r\n".to_vec();
+        for _ in 0..1000 {
+            input.extend_from_slice(b"X-Long: aaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(run(BodyKind::Chunked, &input, 4096).2, Err(FramingError::Trailer));
+    }
+
+    // ===== end of stream =====
+
+    #[test]
+    fn until_close_ends_only_on_eof() {
+        let mut decoder = BodyDecoder::new(BodyKind::UntilClose);
+        let segment = decoder.decode(b"abc").unwrap();
+        assert_eq!((segment.len, segment.complete), (3, false));
+        assert_eq!(decoder.finish_on_eof(), Ok(()));
+        assert!(decoder.is_complete());
+    }
+
+    #[test]
+    fn eof_inside_a_length_body_is_truncation() {
+        let mut decoder = BodyDecoder::new(BodyKind::Length(10));
+        decoder.decode(b"abc").unwrap();
+        assert_eq!(decoder.finish_on_eof(), Err(FramingError::Truncated));
+    }
+
+    #[test]
+    fn random_chunked_bodies_decode_the_same_for_any_split() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200 {
+            let mut encoded = Vec::new();
+            let mut expected = Vec::new();
+            for _ in 0..(next() % 5) {
+                let len = (next() % 40) as usize + 1;
+                let chunk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                encoded.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+                encoded.extend_from_slice(&chunk);
+                encoded.extend_from_slice(b"\r\n");
+                expected.extend_from_slice(&chunk);
+            }
+            encoded.extend_from_slice(b"0\r\n\r\n");
+            let total = encoded.len();
+            encoded.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+            for step in [1, 2, 3, 7, 64, 4096] {
+                let (data, used, result) = run(BodyKind::Chunked, &encoded, step);
+                assert_eq!(result, Ok(true));
+                assert_eq!(used, total);
+                assert_eq!(data, expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Header field rules shared by requests and responses: list syntax,
+//! `Connection` options, hop-by-hop fields, `Content-Length` and
+//! `Transfer-Encoding` validation.
+//!
+//! All functions are pure and work on httparse's borrowed headers; nothing
+//! here allocates.
+
+/// Fields that describe one hop and are never forwarded
+/// ([RFC 9110 §7.6.1](https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1)).
+/// `Transfer-Encoding` is listed because ferry re-frames bodies itself, and
+/// `Proxy-Connection` because old clients still send it.
+pub const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Splits a comma-separated field value into its non-empty members, with
+/// optional whitespace trimmed ([RFC 9110 §5.6.1](https://www.rfc-editor.org/rfc/rfc9110#section-5.6.1)).
+pub fn list_members(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|member| !member.is_empty())
+}
+
+pub fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|hop| hop.eq_ignore_ascii_case(name))
+}
+
+/// What a message's `Connection` fields ask for
+/// ([RFC 9112 §9.6](https://www.rfc-editor.org/rfc/rfc9112#section-9.6)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+}
+
+impl ConnectionOptions {
+    pub fn from_headers(headers: &[httparse::Header<'_>]) -> ConnectionOptions {
+        let mut options = ConnectionOptions::default();
+        for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+            for member in list_members(header.value) {
+                if member.eq_ignore_ascii_case(b"close") {
+                    options.close = true;
+                } else if member.eq_ignore_ascii_case(b"keep-alive") {
+                    options.keep_alive = true;
+                }
+            }
+        }
+        options
+    }
+}
+
+/// Whether `name` is listed as an option in any `Connection` field, which
+/// makes it hop-by-hop for this message.
+pub fn named_in_connection(name: &str, headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| list_members(h.value))
+        .any(|member| member.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Whether the field must not be forwarded: hop-by-hop by definition or by
+/// the message's own `Connection` field.
+pub fn is_hop_by_hop_here(name: &str, headers: &[httparse::Header<'_>]) -> bool {
+    is_hop_by_hop(name) || named_in_connection(name, headers)
+}
+
+/// Why `Content-Length` / `Transfer-Encoding` cannot be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramingHeaderError {
+    /// Empty, signed, non-digit, overflowing, or differing values.
+    InvalidContentLength,
+    /// Both fields present: a classic smuggling vector
+    /// ([RFC 9112 §6.3](https://www.rfc-editor.org/rfc/rfc9112#section-6.3), rule 3).
+    ContentLengthWithTransferEncoding,
+    /// A transfer coding chain that does not end in exactly `chunked`, or
+    /// uses a coding ferry does not implement.
+    UnsupportedTransferEncoding,
+    /// `chunked` applied twice, or `Transfer-Encoding` with no value.
+    InvalidTransferEncoding,
+}
+
+/// The framing fields of one message head, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeclaredFraming {
+    None,
+    ContentLength(u64),
+    Chunked,
+}
+
+/// Reads `Content-Length` and `Transfer-Encoding` strictly: several
+/// `Content-Length` fields or list members must all be the same digits;
+/// `Transfer-Encoding` must be exactly one final `chunked`.
+pub fn declared_framing(headers: &[httparse::Header<'_>]) -> Result<DeclaredFraming, FramingHeaderError> {
+    let mut length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut chunked = false;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let mut any = false;
+            for member in header.value.split(|&b| b == b',').map(trim_ows) {
+                let value = parse_decimal(member).ok_or(FramingHeaderError::InvalidContentLength)?;
+                if length.is_some_and(|seen| seen != value) {
+                    return Err(FramingHeaderError::InvalidContentLength);
+                }
+                length = Some(value);
+                any = true;
+            }
+            if !any {
+                return Err(FramingHeaderError::InvalidContentLength);
+            }
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            let mut members = 0;
+            for member in list_members(header.value) {
+                members += 1;
+                if chunked {
+                    // Anything after `chunked`, including a second `chunked`.
+                    return Err(FramingHeaderError::InvalidTransferEncoding);
+                }
+                if member.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else {
+                    return Err(FramingHeaderError::UnsupportedTransferEncoding);
+                }
+            }
+            if members == 0 {
+                return Err(FramingHeaderError::InvalidTransferEncoding);
+            }
+        }
+    }
+    match (transfer_encoding, length) {
+        (true, Some(_)) => Err(FramingHeaderError::ContentLengthWithTransferEncoding),
+        (true, None) if chunked => Ok(DeclaredFraming::Chunked),
+        (true, None) => Err(FramingHeaderError::UnsupportedTransferEncoding),
+        (false, Some(n)) => Ok(DeclaredFraming::ContentLength(n)),
+        (false, None) => Ok(DeclaredFraming::None),
+    }
+}
+
+/// `1*DIGIT` as a `u64`; `None` for anything else, including overflow.
+pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = (b as char).to_digit(10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// Writes `Name: value\r\n`.
+pub fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use httparse::Header;
+
+    fn h<'a>(name: &'a str, value: &'a str) -> Header<'a> {
+        Header {
+            name,
+            value: value.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn connection_tokens_are_a_case_insensitive_list() {
+        let headers = [h("Connection", "Keep-Alive, foo"), h("connection", " ,CLOSE")];
+        let options = ConnectionOptions::from_headers(&headers);
+        assert!(options.keep_alive && options.close);
+        assert!(named_in_connection("Foo", &headers));
+        assert!(named_in_connection("FOO", &headers));
+        assert!(!named_in_connection("fo", &headers));
+    }
+
+    #[test]
+    fn hop_by_hop_includes_connection_named_fields() {
+        let headers = [h("Connection", "x-secret")];
+        assert!(is_hop_by_hop_here("X-Secret", &headers));
+        assert!(is_hop_by_hop_here("TE", &headers));
+        assert!(is_hop_by_hop_here("Proxy-Connection", &headers));
+        assert!(!is_hop_by_hop_here("Host", &headers));
+    }
+
+    #[test]
+    fn content_length_is_strict() {
+        let ok = |v: &str| declared_framing(&[h("Content-Length", v)]);
+        assert_eq!(ok("42"), Ok(DeclaredFraming::ContentLength(42)));
+        assert_eq!(ok("42, 42"), Ok(DeclaredFraming::ContentLength(42)));
+        assert_eq!(ok("0"), Ok(DeclaredFraming::ContentLength(0)));
+        for bad in ["", "+1", "-1", "1a", "0x10", "1 2", "42, 43", "99999999999999999999", ","] {
+            assert_eq!(ok(bad), Err(FramingHeaderError::InvalidContentLength), "{bad:?}");
+        }
+        let two = [h("Content-Length", "1"), h("Content-Length", "2")];
+        assert_eq!(declared_framing(&two), Err(FramingHeaderError::InvalidContentLength));
+        let same = [h("Content-Length", "2"), h("Content-Length", "2")];
+        assert_eq!(declared_framing(&same), Ok(DeclaredFraming::ContentLength(2)));
+    }
+
+    #[test]
+    fn transfer_encoding_must_be_a_final_chunked() {
+        let te = |v: &str| declared_framing(&[h("Transfer-Encoding", v)]);
+        assert_eq!(te("chunked"), Ok(DeclaredFraming::Chunked));
+        assert_eq!(te("Chunked"), Ok(DeclaredFraming::Chunked));
+        assert_eq!(te("gzip, chunked"), Err(FramingHeaderError::UnsupportedTransferEncoding));
+        assert_eq!(te("chunked, identity"), Err(FramingHeaderError::InvalidTransferEncoding));
+        assert_eq!(te("chunked, chunked"), Err(FramingHeaderError::InvalidTransferEncoding));
+        assert_eq!(te("xchunked"), Err(FramingHeaderError::UnsupportedTransferEncoding));
+        assert_eq!(te(""), Err(FramingHeaderError::InvalidTransferEncoding));
+        let both = [h("Transfer-Encoding", "chunked"), h("Content-Length", "3")];
+        assert_eq!(declared_framing(&both), Err(FramingHeaderError::ContentLengthWithTransferEncoding));
+        let repeated = [h("Transfer-Encoding", "chunked"), h("Transfer-Encoding", "chunked")];
+        assert_eq!(declared_framing(&repeated), Err(FramingHeaderError::InvalidTransferEncoding));
+    }
+}

@@ -1,0 +1,392 @@
+//! Request heads: parse (httparse), validate (RFC 9112 §2-§7), and
+//! re-serialize for the upstream.
+//!
+//! `parse` borrows everything from the client's buffer; the connection keeps
+//! only the small, owned [`RequestSummary`] once the head has been turned into
+//! the upstream's bytes by [`write_upstream_head`].
+
+use std::fmt;
+use std::io::Write;
+use std::net::IpAddr;
+
+use super::framing::BodyKind;
+use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
+use super::{start_line_fits, Version};
+
+/// A complete, validated request head, borrowing the client's bytes.
+pub struct RequestHead<'h, 'b> {
+    pub method: &'b str,
+    pub target: &'b str,
+    pub version: Version,
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, including the final empty line.
+    pub head_len: usize,
+    pub summary: RequestSummary,
+}
+
+/// What the connection remembers about a request in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestSummary {
+    pub method: Method,
+    pub version: Version,
+    pub body: BodyKind,
+    /// Whether the client wants the connection kept after the response, by
+    /// the version rules of [RFC 9112 §9.3](https://www.rfc-editor.org/rfc/rfc9112#section-9.3).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (and is answered by ferry).
+    pub expect_continue: bool,
+}
+
+/// The methods ferry treats specially; everything else is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Trace,
+    Other,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            _ => Method::Other,
+        }
+    }
+
+    /// Idempotent methods may be retried after a failed attempt
+    /// ([RFC 9110 §9.2.2](https://www.rfc-editor.org/rfc/rfc9110#section-9.2.2)).
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Other)
+    }
+}
+
+/// Why a request head was refused. [`crate::error::ProxyError`] maps each to
+/// its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// httparse refused the bytes (bad token, bad request-target, CTLs…).
+    Malformed(httparse::Error),
+    /// A version other than HTTP/1.0 or HTTP/1.1.
+    UnsupportedVersion,
+    /// The request line alone exceeds the head limit.
+    UriTooLong,
+    /// The head exceeds the limit, or has too many fields.
+    HeadTooLarge,
+    Framing(FramingHeaderError),
+    /// `Transfer-Encoding` on an HTTP/1.0 request ([RFC 9112 §6.1]).
+    TransferEncodingOnHttp10,
+    MissingHost,
+    DuplicateHost,
+    /// An expectation other than `100-continue`.
+    UnsupportedExpectation,
+    /// CONNECT: ferry is not a forward proxy.
+    Connect,
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::Malformed(e) => write!(f, "malformed request head: {e}"),
+            RequestError::UnsupportedVersion => f.write_str("unsupported HTTP version"),
+            RequestError::UriTooLong => f.write_str("request line too long"),
+            RequestError::HeadTooLarge => f.write_str("request head too large"),
+            RequestError::Framing(e) => write!(f, "invalid body framing: {e:?}"),
+            RequestError::TransferEncodingOnHttp10 => f.write_str("Transfer-Encoding in an HTTP/1.0 request"),
+            RequestError::MissingHost => f.write_str("missing Host header"),
+            RequestError::DuplicateHost => f.write_str("more than one Host header"),
+            RequestError::UnsupportedExpectation => f.write_str("unsupported Expect value"),
+            RequestError::Connect => f.write_str("CONNECT is not supported"),
+        }
+    }
+}
+
+/// Parses the request head at the start of `buf`.
+///
+/// `Ok(None)` means the head is incomplete and within `max_head` bytes: read
+/// more. Bytes after the head (body, pipelined requests) are not looked at.
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+    max_head: usize,
+) -> Result<Option<RequestHead<'h, 'b>>, RequestError> {
+    let over_limit = || {
+        if start_line_fits(buf, max_head) {
+            RequestError::HeadTooLarge
+        } else {
+            RequestError::UriTooLong
+        }
+    };
+    let mut request = httparse::Request::new(headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(over_limit()),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadTooLarge),
+        Err(httparse::Error::Version) => return Err(RequestError::UnsupportedVersion),
+        Err(e) => return Err(RequestError::Malformed(e)),
+    };
+    if head_len > max_head {
+        return Err(over_limit());
+    }
+    // httparse fills these for every Complete parse.
+    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version) else {
+        return Err(RequestError::Malformed(httparse::Error::Token));
+    };
+    let headers: &'h [httparse::Header<'b>] = request.headers;
+    let version = Version::from_minor(minor);
+    let method_kind = Method::from_token(method);
+    if method == "CONNECT" {
+        return Err(RequestError::Connect);
+    }
+
+    let hosts = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
+    match (hosts, version) {
+        (0, Version::Http11) => return Err(RequestError::MissingHost),
+        (2.., _) => return Err(RequestError::DuplicateHost),
+        _ => {}
+    }
+
+    let body = match headers::declared_framing(headers).map_err(RequestError::Framing)? {
+        DeclaredFraming::Chunked if version == Version::Http10 => {
+            return Err(RequestError::TransferEncodingOnHttp10)
+        }
+        DeclaredFraming::Chunked => BodyKind::Chunked,
+        DeclaredFraming::ContentLength(0) | DeclaredFraming::None => BodyKind::Empty,
+        DeclaredFraming::ContentLength(n) => BodyKind::Length(n),
+    };
+
+    let mut expect_continue = false;
+    for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("expect")) {
+        if !header.value.eq_ignore_ascii_case(b"100-continue") {
+            return Err(RequestError::UnsupportedExpectation);
+        }
+        // An HTTP/1.0 client cannot understand 100 (RFC 9110 §10.1.1).
+        expect_continue = version == Version::Http11;
+    }
+
+    let options = ConnectionOptions::from_headers(headers);
+    let keep_alive = match version {
+        Version::Http11 => !options.close,
+        Version::Http10 => options.keep_alive && !options.close,
+    };
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        head_len,
+        summary: RequestSummary {
+            method: method_kind,
+            version,
+            body,
+            keep_alive,
+            expect_continue,
+        },
+    }))
+}
+
+/// Fields ferry writes itself, so the client's copies are not forwarded.
+fn replaced_by_ferry(name: &str) -> bool {
+    ["content-length", "x-forwarded-for", "x-forwarded-proto", "expect"]
+        .iter()
+        .any(|own| own.eq_ignore_ascii_case(name))
+}
+
+/// Writes the head ferry sends upstream for `head` into `out`: the same
+/// request line and end-to-end fields, HTTP/1.1, hop-by-hop fields removed,
+/// framing re-declared, then `X-Forwarded-For` (appended to) and
+/// `X-Forwarded-Proto`. Ferry's own fields come last so that no name listed
+/// in `Connection` can remove them.
+///
+/// `fallback_host` is sent as `Host` when an HTTP/1.0 client sent none, since
+/// HTTP/1.1 requires one.
+pub fn write_upstream_head(head: &RequestHead<'_, '_>, client_ip: IpAddr, fallback_host: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_host = false;
+    for header in head.headers {
+        if headers::is_hop_by_hop_here(header.name, head.headers) || replaced_by_ferry(header.name) {
+            continue;
+        }
+        has_host |= header.name.eq_ignore_ascii_case("host");
+        headers::write_field(out, header.name, header.value);
+    }
+    if !has_host {
+        headers::write_field(out, "Host", fallback_host.as_bytes());
+    }
+    match head.summary.body {
+        BodyKind::Length(n) => {
+            // Infallible: writing to a Vec.
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyKind::Empty | BodyKind::UntilClose => {}
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for header in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+        let value = headers::trim_ows(header.value);
+        if !value.is_empty() {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    let _ = write!(out, "{client_ip}\r\n");
+    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::MAX_HEADERS;
+
+    fn parse_ok(bytes: &[u8]) -> (RequestSummary, usize, Vec<u8>) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse(bytes, &mut headers, 8192).expect("valid").expect("complete");
+        let mut out = Vec::new();
+        write_upstream_head(&head, "10.1.2.3".parse().unwrap(), "upstream:3000", &mut out);
+        (head.summary, head.head_len, out)
+    }
+
+    fn parse_err(bytes: &[u8]) -> RequestError {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match parse(bytes, &mut headers, 8192) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
+
+    macro_rules! req {
+        ($name:ident, $bytes:expr, |$summary:ident, $len:ident, $out:ident| $check:block) => {
+            #[test]
+            fn $name() {
+                #[allow(unused_variables)]
+                let ($summary, $len, $out) = parse_ok($bytes);
+                #[allow(unused_variables)]
+                let $out = String::from_utf8($out).unwrap();
+                $check
+            }
+        };
+    }
+
+    macro_rules! bad {
+        ($name:ident, $bytes:expr, $expected:pat) => {
+            #[test]
+            fn $name() {
+                let error = parse_err($bytes);
+                assert!(matches!(error, $expected), "got {error:?}");
+            }
+        };
+    }
+
+    // ===== persistence =====
+
+    req!(http11_keeps_alive_by_default, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", |s, len, out| {
+        assert!(s.keep_alive);
+        assert_eq!(len, 27);
+        assert_eq!(s.body, BodyKind::Empty);
+    });
+
+    req!(http11_close, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", |s, len, out| {
+        assert!(!s.keep_alive);
+    });
+
+    req!(http10_closes_by_default, b"GET / HTTP/1.0\r\n\r\n", |s, len, out| {
+        assert!(!s.keep_alive);
+        assert!(out.contains("Host: upstream:3000\r\n"), "{out}");
+    });
+
+    req!(http10_keep_alive_list, b"GET / HTTP/1.0\r\nConnection: Keep-Alive, foo\r\nFoo: x\r\n\r\n", |s, len, out| {
+        assert!(s.keep_alive);
+        assert!(!out.to_ascii_lowercase().contains("foo"), "{out}");
+    });
+
+    // ===== re-serialization =====
+
+    req!(hop_by_hop_fields_are_removed, b"GET /p?q HTTP/1.1\r\nHost: h\r\nConnection: x-a, close\r\nX-A: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Connection: k\r\nUpgrade: ws\r\nX-Keep: 2\r\n\r\n", |s, len, out| {
+        assert_eq!(out, "GET /p?q HTTP/1.1\r\nHost: h\r\nX-Keep: 2\r\nX-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n\r\n");
+    });
+
+    req!(forwarded_for_is_appended, b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\nX-Forwarded-Proto: https\r\n\r\n", |s, len, out| {
+        assert!(out.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.1.2.3\r\n"), "{out}");
+        assert!(out.contains("X-Forwarded-Proto: http\r\n"));
+        assert!(!out.contains("https"));
+    });
+
+    req!(connection_cannot_remove_ferry_fields, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Forwarded-For, Host\r\n\r\n", |s, len, out| {
+        assert!(out.contains("X-Forwarded-For: 10.1.2.3\r\n"), "{out}");
+        // Host named in Connection is hop-by-hop for the client's message; ferry
+        // still sends one because HTTP/1.1 needs it.
+        assert!(out.contains("Host: upstream:3000\r\n"), "{out}");
+    });
+
+    req!(content_length_is_normalised, b"POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 5, 5\r\n\r\nhello", |s, len, out| {
+        assert_eq!(s.body, BodyKind::Length(5));
+        assert!(out.contains("Content-Length: 5\r\n"), "{out}");
+        assert!(!out.contains("5, 5"));
+    });
+
+    req!(chunked_is_redeclared, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", |s, len, out| {
+        assert_eq!(s.body, BodyKind::Chunked);
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"));
+    });
+
+    req!(expect_continue_is_taken_over, b"PUT /u HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 9\r\n\r\n", |s, len, out| {
+        assert!(s.expect_continue);
+        assert!(!out.to_ascii_lowercase().contains("expect"));
+    });
+
+    req!(bare_lf_head_is_accepted_and_normalised, b"GET / HTTP/1.1\nHost: h\n\n", |s, len, out| {
+        assert!(out.starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
+    });
+
+    // ===== refusals =====
+
+    bad!(both_length_and_chunked, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        RequestError::Framing(FramingHeaderError::ContentLengthWithTransferEncoding));
+    bad!(differing_lengths, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        RequestError::Framing(FramingHeaderError::InvalidContentLength));
+    bad!(gzip_coding, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+        RequestError::Framing(FramingHeaderError::UnsupportedTransferEncoding));
+    bad!(te_in_http10, b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", RequestError::TransferEncodingOnHttp10);
+    bad!(missing_host, b"GET / HTTP/1.1\r\n\r\n", RequestError::MissingHost);
+    bad!(two_hosts, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", RequestError::DuplicateHost);
+    bad!(http2_version, b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", RequestError::UnsupportedVersion);
+    bad!(space_in_target, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", RequestError::Malformed(_) | RequestError::UnsupportedVersion);
+    bad!(space_before_colon, b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", RequestError::Malformed(_));
+    bad!(nul_in_value, b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", RequestError::Malformed(_));
+    bad!(expect_other, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", RequestError::UnsupportedExpectation);
+    bad!(connect, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", RequestError::Connect);
+
+    #[test]
+    fn limits_distinguish_long_uri_from_large_head() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(200));
+        assert!(matches!(parse(long_line.as_bytes(), &mut headers, 100), Err(RequestError::UriTooLong)));
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "b".repeat(200));
+        assert!(matches!(parse(big_head.as_bytes(), &mut headers, 100), Err(RequestError::HeadTooLarge)));
+        let mut headers = [httparse::EMPTY_HEADER; 2];
+        let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert!(matches!(parse(many, &mut headers, 100), Err(RequestError::HeadTooLarge)));
+    }
+
+    #[test]
+    fn incomplete_head_asks_for_more() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut headers, 8192), Ok(None)));
+    }
+}

@@ -1,0 +1,263 @@
+//! Response heads from the upstream: parse, decide the body's framing
+//! ([RFC 9112 §6.3](https://www.rfc-editor.org/rfc/rfc9112#section-6.3)),
+//! and re-serialize for the client.
+
+use std::fmt;
+use std::io::Write;
+
+use super::framing::BodyKind;
+use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
+use super::request::{Method, RequestSummary};
+use super::Version;
+
+/// A complete response head, borrowing the upstream's bytes.
+pub struct ResponseHead<'h, 'b> {
+    pub status: u16,
+    pub reason: &'b str,
+    pub version: Version,
+    pub headers: &'h [httparse::Header<'b>],
+    pub head_len: usize,
+    pub body: BodyKind,
+    /// The upstream connection may carry another request after this one.
+    pub upstream_reusable: bool,
+    /// The upstream said `Connection: close`; ferry closes the client
+    /// connection after this response too.
+    pub close_requested: bool,
+}
+
+impl ResponseHead<'_, '_> {
+    /// 1xx: an interim response, followed by another head.
+    pub fn is_interim(&self) -> bool {
+        (100..200).contains(&self.status)
+    }
+}
+
+/// Why an upstream's response head is unusable (answered with 502).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseError {
+    Malformed(httparse::Error),
+    HeadTooLarge,
+    Framing(FramingHeaderError),
+    /// `101 Switching Protocols` to a request that asked for no upgrade.
+    UnexpectedSwitch,
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResponseError::Malformed(e) => write!(f, "malformed response head: {e}"),
+            ResponseError::HeadTooLarge => f.write_str("response head too large"),
+            ResponseError::Framing(e) => write!(f, "invalid response framing: {e:?}"),
+            ResponseError::UnexpectedSwitch => f.write_str("101 to a request without Upgrade"),
+        }
+    }
+}
+
+/// Parses the response head at the start of `buf`, for the request
+/// described by `request`. `Ok(None)`: incomplete, read more.
+pub fn parse<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+    request: &RequestSummary,
+    max_head: usize,
+) -> Result<Option<ResponseHead<'h, 'b>>, ResponseError> {
+    let mut response = httparse::Response::new(headers);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(ResponseError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(ResponseError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ResponseError::Malformed(e)),
+    };
+    let (Some(status), Some(minor)) = (response.code, response.version) else {
+        return Err(ResponseError::Malformed(httparse::Error::Status));
+    };
+    let reason = response.reason.unwrap_or("");
+    let headers: &'h [httparse::Header<'b>] = response.headers;
+    let version = Version::from_minor(minor);
+    if status == 101 {
+        return Err(ResponseError::UnexpectedSwitch);
+    }
+    // Validate framing fields even where they do not frame (HEAD, 304):
+    // a malformed Content-Length is never relayed.
+    let declared = headers::declared_framing(headers).map_err(ResponseError::Framing)?;
+    let no_body = request.method == Method::Head || (100..200).contains(&status) || status == 204 || status == 304;
+    let body = match declared {
+        _ if no_body => BodyKind::Empty,
+        DeclaredFraming::Chunked => BodyKind::Chunked,
+        DeclaredFraming::ContentLength(0) => BodyKind::Empty,
+        DeclaredFraming::ContentLength(n) => BodyKind::Length(n),
+        DeclaredFraming::None => BodyKind::UntilClose,
+    };
+    let options = ConnectionOptions::from_headers(headers);
+    let upstream_reusable = match version {
+        Version::Http11 => !options.close,
+        Version::Http10 => options.keep_alive && !options.close,
+    } && body != BodyKind::UntilClose;
+    Ok(Some(ResponseHead {
+        status,
+        reason,
+        version,
+        headers,
+        head_len,
+        body,
+        upstream_reusable,
+        close_requested: options.close,
+    }))
+}
+
+/// How the body reaches the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// Bytes pass as they are: Content-Length, chunked to an HTTP/1.1
+    /// client, or close-delimited.
+    AsReceived,
+    /// Chunked from the upstream, but the client speaks HTTP/1.0: only the
+    /// chunk data is sent and the end is marked by closing the connection.
+    Dechunked,
+}
+
+/// Decides how to frame `response` for the client and whether the client
+/// connection can stay open after it.
+pub fn client_framing(response: &ResponseHead<'_, '_>, request: &RequestSummary) -> (ClientFraming, bool) {
+    let dechunk = response.body == BodyKind::Chunked && request.version == Version::Http10;
+    let framing = if dechunk {
+        ClientFraming::Dechunked
+    } else {
+        ClientFraming::AsReceived
+    };
+    let delimited_by_close = dechunk || response.body == BodyKind::UntilClose;
+    (framing, request.keep_alive && !delimited_by_close && !response.close_requested)
+}
+
+/// Writes the head ferry sends to the client: status line as HTTP/1.1,
+/// end-to-end fields, framing re-declared, then `Connection` as decided.
+pub fn write_client_head(
+    response: &ResponseHead<'_, '_>,
+    request: &RequestSummary,
+    framing: ClientFraming,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", response.status, response.reason);
+    for header in response.headers {
+        if headers::is_hop_by_hop_here(header.name, response.headers)
+            || (header.name.eq_ignore_ascii_case("content-length") && response.body != BodyKind::Empty)
+        {
+            continue;
+        }
+        headers::write_field(out, header.name, header.value);
+    }
+    match (response.body, framing) {
+        (BodyKind::Length(n), _) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        (BodyKind::Chunked, ClientFraming::AsReceived) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    if response.is_interim() {
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
+    match (keep_alive, request.version) {
+        (false, _) => out.extend_from_slice(b"Connection: close\r\n\r\n"),
+        (true, Version::Http10) => out.extend_from_slice(b"Connection: keep-alive\r\n\r\n"),
+        (true, Version::Http11) => out.extend_from_slice(b"\r\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::MAX_HEADERS;
+
+    fn request(method: Method, version: Version) -> RequestSummary {
+        RequestSummary {
+            method,
+            version,
+            body: BodyKind::Empty,
+            keep_alive: true,
+            expect_continue: false,
+        }
+    }
+
+    fn head(bytes: &[u8], req: RequestSummary) -> Result<(BodyKind, bool, String), ResponseError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let response = parse(bytes, &mut headers, &req, 8192)?.expect("complete");
+        let (framing, keep) = client_framing(&response, &req);
+        let mut out = Vec::new();
+        write_client_head(&response, &req, framing, keep, &mut out);
+        Ok((response.body, response.upstream_reusable, String::from_utf8(out).unwrap()))
+    }
+
+    const GET11: fn() -> RequestSummary = || request(Method::Get, Version::Http11);
+
+    #[test]
+    fn framing_follows_rfc9112_section_6_3() {
+        let cases: &[(&[u8], Method, BodyKind)] = &[
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Get, BodyKind::Length(5)),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Head, BodyKind::Empty),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", Method::Get, BodyKind::Empty),
+            (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", Method::Get, BodyKind::Empty),
+            (b"HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n", Method::Get, BodyKind::Empty),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Method::Get, BodyKind::Chunked),
+            (b"HTTP/1.1 200 OK\r\n\r\n", Method::Get, BodyKind::UntilClose),
+        ];
+        for (bytes, method, expected) in cases {
+            let got = head(bytes, request(*method, Version::Http11)).unwrap().0;
+            assert_eq!(got, *expected, "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn reuse_needs_persistence_and_a_known_end() {
+        assert!(head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", GET11()).unwrap().1);
+        assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", GET11()).unwrap().1);
+        assert!(!head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", GET11()).unwrap().1);
+        assert!(!head(b"HTTP/1.1 200 OK\r\n\r\n", GET11()).unwrap().1);
+    }
+
+    #[test]
+    fn client_head_is_rewritten() {
+        let (_, _, out) = head(
+            b"HTTP/1.1 200 OK\r\nServer: o\r\nConnection: x-h\r\nX-H: 1\r\nKeep-Alive: t=5\r\nContent-Length: 3\r\n\r\n",
+            GET11(),
+        )
+        .unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nServer: o\r\nContent-Length: 3\r\n\r\n");
+    }
+
+    #[test]
+    fn http10_clients_get_dechunked_and_keep_alive_said() {
+        let mut req = request(Method::Get, Version::Http10);
+        let (_, _, out) = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", req).unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        req.keep_alive = true;
+        let (_, _, out) = head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", req).unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n");
+    }
+
+    #[test]
+    fn head_response_keeps_its_content_length() {
+        let (_, _, out) = head(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", request(Method::Head, Version::Http11)).unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
+    }
+
+    #[test]
+    fn bad_upstream_heads_are_refused() {
+        let bad: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX\x01: y\r\n\r\n",
+            b"SMTP ready\r\n\r\n",
+        ];
+        for bytes in bad {
+            assert!(head(bytes, GET11()).is_err(), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Deadlines without a timer thread.
+//!
+//! Each connection says when it next needs attention
+//! (`Connection::deadline`); the event loop keeps a min-heap of those
+//! instants and passes the nearest to `Poll::poll` as its timeout.
+//!
+//! The heap holds at most one live entry per connection: an entry is pushed
+//! only when a connection's deadline moves *earlier* than the entry it
+//! already has. A deadline that moves later leaves the old entry in place;
+//! when it fires, the loop sees the connection's real deadline is later and
+//! pushes that instead. Entries of closed connections are recognised by the
+//! connection id and dropped. So stale entries cost one pop each, and a
+//! connection that refreshes its deadline on every read costs no heap work.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimerEntry {
+    pub at: Instant,
+    pub slot: usize,
+    /// Distinguishes connections that reuse a slot.
+    pub id: u64,
+}
+
+#[derive(Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<TimerEntry>>,
+}
+
+impl Timers {
+    pub fn schedule(&mut self, entry: TimerEntry) {
+        self.heap.push(Reverse(entry));
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(entry)| entry.at)
+    }
+
+    /// The earliest entry due at `now`, removed from the heap.
+    pub fn pop_due(&mut self, now: Instant) -> Option<TimerEntry> {
+        match self.heap.peek() {
+            Some(Reverse(entry)) if entry.at <= now => self.heap.pop().map(|Reverse(entry)| entry),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn pops_in_deadline_order_and_only_when_due() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut timers = Timers::default();
+        for (ms, slot) in [(30, 3), (10, 1), (20, 2)] {
+            timers.schedule(TimerEntry { at: at(ms), slot, id: slot as u64 });
+        }
+        assert_eq!(timers.next_deadline(), Some(at(10)));
+        assert_eq!(timers.pop_due(at(5)), None);
+        assert_eq!(timers.pop_due(at(25)).map(|e| e.slot), Some(1));
+        assert_eq!(timers.pop_due(at(25)).map(|e| e.slot), Some(2));
+        assert_eq!(timers.pop_due(at(25)), None);
+        assert_eq!(timers.len(), 1);
+    }
+}

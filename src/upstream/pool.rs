@@ -1,0 +1,77 @@
+//! Idle keep-alive connections to upstream servers, per server.
+//!
+//! A connection enters the pool only after a response that ended exactly on
+//! its framing boundary, so the next request starts on a clean stream. While
+//! pooled it stays registered with the poll: any event on it means the
+//! upstream closed it (or misbehaved), and it is dropped then, not when the
+//! next request would have hit the dead socket.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+
+use super::UpstreamConn;
+
+pub struct IdlePool {
+    servers: Vec<(SocketAddr, Vec<UpstreamConn>)>,
+    per_server: usize,
+}
+
+impl IdlePool {
+    pub fn new(per_server: usize) -> IdlePool {
+        IdlePool {
+            servers: Vec::new(),
+            per_server,
+        }
+    }
+
+    /// The most recently used idle connection to `addr`: the one least
+    /// likely to have been closed by the upstream's idle timer.
+    pub fn take(&mut self, addr: SocketAddr) -> Option<UpstreamConn> {
+        self.servers
+            .iter_mut()
+            .find(|(server, _)| *server == addr)
+            .and_then(|(_, idle)| idle.pop())
+    }
+
+    /// Pools `conn`; hands it back when the server's pool is full.
+    pub fn put(&mut self, conn: UpstreamConn) -> Option<UpstreamConn> {
+        let index = match self.servers.iter().position(|(server, _)| *server == conn.addr) {
+            Some(index) => index,
+            None => {
+                self.servers.push((conn.addr, Vec::with_capacity(self.per_server)));
+                self.servers.len() - 1
+            }
+        };
+        let idle = &mut self.servers[index].1;
+        if idle.len() >= self.per_server {
+            return Some(conn);
+        }
+        idle.push(conn);
+        None
+    }
+
+    /// Looks at the pooled socket `link` after an event; returns it if it
+    /// must be closed.
+    pub fn check_after_event(&mut self, link: usize) -> Option<UpstreamConn> {
+        for (_, idle) in self.servers.iter_mut() {
+            if let Some(index) = idle.iter().position(|conn| conn.link == link) {
+                let mut probe = [0u8; 1];
+                return match idle[index].stream.read(&mut probe) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                    // EOF, stray bytes or an error: unusable.
+                    _ => Some(idle.swap_remove(index)),
+                };
+            }
+        }
+        None
+    }
+
+    /// Idle connections over all servers.
+    pub fn len(&self) -> usize {
+        self.servers.iter().map(|(_, idle)| idle.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
