@@ -108,7 +108,7 @@ impl EventLoop {
                     Some(Target::Listener { index }) => self.accept(index),
                     Some(Target::Client { slot }) => {
                         if let Some(connection) = self.connections.get_mut(slot) {
-                            trace!("{} ready {:?}", SocketName(slot, Side::Client), event);
+                            trace!("{} ready{}", SocketName(slot, Side::Client), EventFlags(event));
                             connection.on_client_event(event);
                             self.drive(slot, now, wall_clock);
                         }
@@ -116,7 +116,7 @@ impl EventLoop {
                     Some(Target::Upstream { link }) => match self.upstreams.owner(link) {
                         Some(Owner::Client(slot)) => {
                             if let Some(connection) = self.connections.get_mut(slot) {
-                                trace!("{} ready {:?}", SocketName(slot, Side::Upstream), event);
+                                trace!("{} ready{}", SocketName(slot, Side::Upstream), EventFlags(event));
                                 connection.on_upstream_event(event);
                                 self.drive(slot, now, wall_clock);
                             }
@@ -246,5 +246,26 @@ impl EventLoop {
                 }
             }
         }
+    }
+}
+
+/// ` readable writable hup` for the trace log.
+struct EventFlags<'a>(&'a mio::event::Event);
+
+impl fmt::Display for EventFlags<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let event = self.0;
+        for (on, name) in [
+            (event.is_readable(), " readable"),
+            (event.is_writable(), " writable"),
+            (event.is_read_closed(), " read-closed"),
+            (event.is_write_closed(), " write-closed"),
+            (event.is_error(), " error"),
+        ] {
+            if on {
+                f.write_str(name)?;
+            }
+        }
+        Ok(())
     }
 }

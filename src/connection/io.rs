@@ -8,7 +8,9 @@
 //!   remembered until the socket says otherwise;
 //! * a read that returns fewer bytes than offered means the socket is
 //!   drained (TCP hands over everything queued), so `readable` is cleared
-//!   without paying for a read that would only say `WouldBlock`;
+//!   without paying for a read that would only say `WouldBlock` — unless
+//!   the peer's FIN was already reported: that edge will not come again, so
+//!   the socket is read on until it says EOF;
 //! * a write that takes fewer bytes than offered means the send buffer is
 //!   full, so `writable` is cleared the same way;
 //! * `Interrupted` is retried in a loop, never surfaced.
@@ -24,6 +26,8 @@ use crate::buffer::RingBuffer;
 pub struct Readiness {
     pub readable: bool,
     pub writable: bool,
+    /// The peer's end of stream was reported; reads continue until EOF.
+    pub read_closed: bool,
 }
 
 impl Readiness {
@@ -32,6 +36,7 @@ impl Readiness {
     pub fn add(&mut self, event: &mio::event::Event) {
         // Errors and hang-ups surface through the next read or write.
         self.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+        self.read_closed |= event.is_read_closed() || event.is_error();
         self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
     }
 }
@@ -62,7 +67,7 @@ pub fn read_into(stream: &mut TcpStream, ready: &mut Readiness, ring: &mut RingB
                 return IoOutcome::Eof;
             }
             Ok(n) => {
-                if n < offered {
+                if n < offered && !ready.read_closed {
                     ready.readable = false;
                 }
                 return IoOutcome::Progress(n);
@@ -86,7 +91,7 @@ pub fn discard(stream: &mut TcpStream, ready: &mut Readiness) -> IoOutcome {
     loop {
         match stream.read(&mut sink) {
             Ok(0) => return IoOutcome::Eof,
-            Ok(n) if n < sink.len() => {
+            Ok(n) if n < sink.len() && !ready.read_closed => {
                 ready.readable = false;
                 return IoOutcome::Progress(n);
             }

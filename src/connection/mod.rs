@@ -91,6 +91,7 @@ impl Connection {
             client_ready: Readiness {
                 readable: false,
                 writable: true,
+                read_closed: false,
             },
             peer,
             phase: Phase::Idle,
@@ -132,7 +133,7 @@ impl Connection {
     pub fn on_deadline(&mut self, ctx: &mut Context<'_>) {
         if let Phase::Lingering { .. } = self.phase {
             debug!("#{} lingering close timed out", ctx.slot);
-            self.set_phase(Phase::Closed, ctx.slot);
+            self.set_phase("Lingering", Phase::Closed, ctx.slot);
         }
     }
 
@@ -140,8 +141,9 @@ impl Connection {
     pub fn drive(&mut self, ctx: &mut Context<'_>) -> Driven {
         for _ in 0..STEPS_PER_DRIVE {
             let phase = mem::replace(&mut self.phase, Phase::Closed);
+            let from = phase.name();
             let (next, progressed) = self.step(phase, ctx);
-            self.set_phase(next, ctx.slot);
+            self.set_phase(from, next, ctx.slot);
             if let Phase::Closed = self.phase {
                 return Driven::Closed;
             }
@@ -152,9 +154,11 @@ impl Connection {
         Driven::MoreWork
     }
 
-    fn set_phase(&mut self, next: Phase, slot: usize) {
-        if mem::discriminant(&next) != mem::discriminant(&self.phase) {
-            trace!("#{slot} {} -> {}", self.phase.name(), next.name());
+    /// Every phase change goes through here, so `RUST_LOG=ferry=trace`
+    /// tells each connection's story.
+    fn set_phase(&mut self, from: &'static str, next: Phase, slot: usize) {
+        if from != next.name() {
+            trace!("#{slot} {from} -> {}", next.name());
         }
         self.phase = next;
     }
@@ -651,7 +655,8 @@ impl Connection {
                 ctx.slot, upstream.addr
             );
         }
-        if reusable && request_sent && !stray_bytes {
+        // A FIN already seen means the upstream is closing this connection.
+        if reusable && request_sent && !stray_bytes && !upstream.ready.read_closed {
             upstream.requests += 1;
             trace!("#{}/upstream back to the idle pool", ctx.slot);
             ctx.upstreams.check_in(upstream);

@@ -1,0 +1,228 @@
+//! End-to-end relaying through the real binary: bodies of every size and
+//! framing, both directions, with checksums; partial and pipelined heads;
+//! what the upstream receives; 1xx and HTTP/1.0 re-framing.
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::time::Duration;
+
+use util::*;
+
+const SIZES: [u64; 6] = [0, 1, 4095, 4096, 4097, 1 << 20];
+
+fn download(ferry: &Ferry, size: u64, mode: &str) {
+    let mut stream = ferry.connect();
+    write!(stream, "GET /bytes/{size}/{mode} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let (response, len, hash) =
+        read_response_hashed(&mut reader, "GET", 0).unwrap_or_else(|| panic!("no response for {size} {mode}"));
+    assert_eq!(response.status, 200, "{size} {mode}");
+    assert_eq!(len, size, "{mode} length");
+    assert_eq!(hash, Hash::of_pattern(size), "{size} {mode} checksum");
+}
+
+fn upload(ferry: &Ferry, size: u64, chunked: bool) {
+    let mut stream = ferry.connect();
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_string()
+    } else {
+        format!("Content-Length: {size}")
+    };
+    write!(stream, "POST /upload HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n").unwrap();
+    let writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut writer = writer;
+        let mut block = vec![0u8; 50_000];
+        let mut done = 0u64;
+        while done < size {
+            let n = (size - done).min(block.len() as u64) as usize;
+            pattern(done, &mut block[..n]);
+            if chunked {
+                writer.write_all(format!("{n:x}\r\n").as_bytes()).unwrap();
+            }
+            writer.write_all(&block[..n]).unwrap();
+            if chunked {
+                writer.write_all(b"\r\n").unwrap();
+            }
+            done += n as u64;
+        }
+        if chunked {
+            writer.write_all(b"0\r\n\r\n").unwrap();
+        }
+    });
+    let mut reader = BufReader::new(stream);
+    let response = read_response(&mut reader, "POST").expect("response");
+    sender.join().unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.text(),
+        format!("{size} {:016x}", Hash::of_pattern(size).0),
+        "upload of {size} bytes, chunked={chunked}"
+    );
+}
+
+#[test]
+fn downloads_of_every_size_and_framing_arrive_intact() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    for size in SIZES {
+        for mode in ["length", "chunked", "close"] {
+            download(&ferry, size, mode);
+        }
+    }
+}
+
+#[test]
+fn uploads_of_every_size_and_framing_arrive_intact() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &["--client-max-body-size", "0"]);
+    for size in SIZES {
+        upload(&ferry, size, false);
+        upload(&ferry, size, true);
+    }
+}
+
+#[test]
+fn quarter_gibibyte_both_ways() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &["--client-max-body-size", "0"]);
+    within(Duration::from_secs(120), move || {
+        let size = 256 << 20;
+        download(&ferry, size, "length");
+        download(&ferry, size, "chunked");
+        upload(&ferry, size, false);
+        upload(&ferry, size, true);
+    });
+}
+
+#[test]
+fn a_head_written_one_byte_at_a_time() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    let mut stream = ferry.connect();
+    for byte in b"GET /echo HTTP/1.1\r\nHost: slow.example\r\nX-Byte: by-byte\r\n\r\n" {
+        stream.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let response = read_response(&mut BufReader::new(stream), "GET").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.text().contains("X-Byte: by-byte\r\n"), "{}", response.text());
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    let mut stream = ferry.connect();
+    // The second request has a body that looks like a request: it must be
+    // taken as body, and the third request after it as a request.
+    stream
+        .write_all(
+            b"GET /bytes/3/length HTTP/1.1\r\nHost: a\r\n\r\n\
+              POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 19\r\n\r\nGET /x HTTP/1.1\r\n\r\n\
+              GET /echo HTTP/1.1\r\nHost: third\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let first = read_response(&mut reader, "GET").unwrap();
+    let second = read_response(&mut reader, "POST").unwrap();
+    let third = read_response(&mut reader, "GET").unwrap();
+    assert_eq!(first.body, vec![0, 1, 2]);
+    let mut hash = Hash::default();
+    hash.update(b"GET /x HTTP/1.1\r\n\r\n");
+    assert_eq!(second.text(), format!("19 {:016x}", hash.0));
+    assert!(third.text().contains("Host: third"), "{}", third.text());
+    assert_eq!(origin.requests().len(), 3);
+}
+
+#[test]
+fn the_upstream_sees_end_to_end_headers_only() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    let response = request(
+        ferry.addr,
+        "GET /echo HTTP/1.1\r\nHost: Example.COM:8080\r\nConnection: keep-alive, X-Private\r\n\
+         X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+         Upgrade: h2c\r\nX-Forwarded-For: 203.0.113.7\r\nX-Custom: kept\r\n\r\n",
+    );
+    let received = &origin.requests()[0];
+    assert_eq!(response.status, 200);
+    assert_eq!(received.header("host"), Some("Example.COM:8080"));
+    assert_eq!(received.header("x-custom"), Some("kept"));
+    assert_eq!(received.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(received.header("x-forwarded-proto"), Some("http"));
+    for gone in ["connection", "x-private", "keep-alive", "proxy-connection", "te", "upgrade"] {
+        assert_eq!(received.header(gone), None, "{gone} reached the upstream:\n{}", received.head);
+    }
+    assert!(received.head.starts_with("GET /echo HTTP/1.1\r\n"));
+}
+
+#[test]
+fn chunked_responses_are_dechunked_for_http10_clients() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    let mut stream = ferry.connect();
+    stream
+        .write_all(b"GET /bytes/100000/chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let (response, len, hash) = read_response_hashed(&mut reader, "GET", 0).unwrap();
+    assert_eq!(response.header("transfer-encoding"), None);
+    assert_eq!(response.header("connection").as_deref(), Some("close"));
+    assert_eq!(len, 100_000);
+    assert_eq!(hash, Hash::of_pattern(100_000));
+}
+
+#[test]
+fn interim_responses_are_relayed_before_the_final_one() {
+    let origin = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            conn.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n");
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let ferry = Ferry::start(origin.addr, &[]);
+    let mut stream = ferry.connect();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let (status, head) = read_head(&mut reader).unwrap();
+    assert_eq!(status, 103);
+    assert!(head.contains("Link: </style.css>"));
+    let response = read_response(&mut reader, "GET").unwrap();
+    assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+}
+
+#[test]
+fn head_responses_have_no_body_but_keep_their_length() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    let mut stream = ferry.connect();
+    stream
+        .write_all(b"HEAD /bytes/5000/length HTTP/1.1\r\nHost: a\r\n\r\nGET /bytes/2/length HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let head = read_response(&mut reader, "HEAD").unwrap();
+    assert_eq!(head.header("content-length").as_deref(), Some("5000"));
+    let next = read_response(&mut reader, "GET").unwrap();
+    assert_eq!(next.body, vec![0, 1]);
+}
+
+#[test]
+fn access_log_has_combined_format_and_upstream_fields() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    request(
+        ferry.addr,
+        "GET /bytes/10/length HTTP/1.1\r\nHost: a\r\nUser-Agent: test-agent\r\nReferer: http://r/\r\n\r\n",
+    );
+    assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| !lines.is_empty()));
+    let line = &ferry.access_log()[0];
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains("\"GET /bytes/10/length HTTP/1.1\" 200 10 \"http://r/\" \"test-agent\""),
+        "{line}"
+    );
+    assert!(line.contains(&format!("upstream={}", origin.addr)), "{line}");
+    assert!(line.contains("upstream_status=200"), "{line}");
+}

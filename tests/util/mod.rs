@@ -1,0 +1,649 @@
+//! Test helpers: the real `ferry` binary on a free loopback port, origins
+//! that behave (or misbehave on purpose), raw HTTP clients, and tool skips.
+//!
+//! Every blocking operation here has a timeout, so a wedged ferry fails a
+//! test instead of hanging it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest any single read or write in a test may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ===== ferry =====
+
+pub struct Ferry {
+    child: Child,
+    pub addr: SocketAddr,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ferry {
+    /// Starts ferry on a free port in front of `upstream`, with extra flags.
+    pub fn start(upstream: SocketAddr, extra: &[&str]) -> Ferry {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        let upstream = upstream.to_string();
+        args.extend(["--upstream", upstream.as_str()]);
+        args.extend(extra);
+        Ferry::start_with(&args)
+    }
+
+    /// Starts ferry with exactly these arguments; waits for its
+    /// "listening on" line.
+    pub fn start_with(args: &[&str]) -> Ferry {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("RUST_LOG", std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "ferry=info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferry");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        let sink = stdout.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("ferry: listening on http://") {
+                    let addr = rest.split(',').next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let err = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("FERRY_TEST_LOG").is_some() {
+                    eprintln!("[ferry] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(addr) => addr.parse().expect("listen address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ferry did not start: {:?}", stderr.lock().unwrap());
+            }
+        };
+        Ferry {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// Access log lines so far.
+    pub fn access_log(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| !l.starts_with("ferry:"))
+            .cloned()
+            .collect()
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Open file descriptors, from /proc.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Waits up to `limit` for `check` to hold on the access log.
+    pub fn wait_for_log(&self, limit: Duration, check: impl Fn(&[String]) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if check(&self.access_log()) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// A loopback address where nothing listens.
+pub fn dead_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+// ===== bytes =====
+
+/// The deterministic test pattern: byte `i` of a body. Its period (251)
+/// does not divide any buffer size, so reordered blocks change the hash.
+pub fn pattern(offset: u64, out: &mut [u8]) {
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = ((offset + i as u64) % 251) as u8;
+    }
+}
+
+/// FNV-1a, incremental.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hash(pub u64);
+
+impl Default for Hash {
+    fn default() -> Hash {
+        Hash(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hash {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    pub fn of_pattern(len: u64) -> Hash {
+        let mut hash = Hash::default();
+        let mut block = vec![0u8; 64 * 1024];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(block.len() as u64) as usize;
+            pattern(done, &mut block[..n]);
+            hash.update(&block[..n]);
+            done += n as u64;
+        }
+        hash
+    }
+}
+
+// ===== HTTP on the wire =====
+
+/// A response as a test client sees it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response head from `reader` (interim 1xx heads included as
+/// separate responses when `keep_interim`).
+pub fn read_head(reader: &mut impl BufRead) -> Option<(u16, String)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).ok()?;
+        if n == 0 {
+            return None;
+        }
+        let end = line == "\r\n" || line == "\n";
+        head.push_str(&line);
+        if end {
+            break;
+        }
+    }
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head))
+}
+
+/// Reads a whole response to a request with method `method`, hashing the
+/// body instead of keeping it when it is larger than `keep` bytes.
+pub fn read_response_hashed(reader: &mut impl BufRead, method: &str, keep: usize) -> Option<(Response, u64, Hash)> {
+    let (mut status, mut head) = read_head(reader)?;
+    while (100..200).contains(&status) {
+        (status, head) = read_head(reader)?;
+    }
+    let mut response = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let mut hash = Hash::default();
+    let mut total = 0u64;
+    let mut take = |bytes: &[u8], response: &mut Response| {
+        hash.update(bytes);
+        total += bytes.len() as u64;
+        if response.body.len() < keep {
+            response.body.extend_from_slice(bytes);
+        }
+    };
+    let no_body = method == "HEAD" || status == 204 || status == 304;
+    let chunked = response
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let mut block = vec![0u8; 64 * 1024];
+    if no_body {
+    } else if chunked {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line).ok()?;
+            let size = u64::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
+            if size == 0 {
+                loop {
+                    let mut trailer = String::new();
+                    reader.read_line(&mut trailer).ok()?;
+                    if trailer == "\r\n" || trailer.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                reader.read_exact(&mut block[..n]).ok()?;
+                take(&block[..n], &mut response);
+                left -= n as u64;
+            }
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf).ok()?;
+        }
+    } else if let Some(length) = response.header("content-length") {
+        let mut left: u64 = length.parse().ok()?;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            reader.read_exact(&mut block[..n]).ok()?;
+            take(&block[..n], &mut response);
+            left -= n as u64;
+        }
+    } else {
+        loop {
+            let n = reader.read(&mut block).ok()?;
+            if n == 0 {
+                break;
+            }
+            take(&block[..n], &mut response);
+        }
+    }
+    Some((response, total, hash))
+}
+
+pub fn read_response(reader: &mut impl BufRead, method: &str) -> Option<Response> {
+    read_response_hashed(reader, method, usize::MAX).map(|(r, _, _)| r)
+}
+
+/// Sends one request on a fresh connection and reads the response.
+pub fn request(addr: SocketAddr, raw: &str) -> Response {
+    let mut stream = connect(addr);
+    stream.write_all(raw.as_bytes()).unwrap();
+    let method = raw.split_whitespace().next().unwrap_or("GET").to_string();
+    let mut reader = BufReader::new(stream);
+    read_response(&mut reader, &method).expect("a response")
+}
+
+/// True if the peer closed the connection (EOF or reset) within `limit`.
+pub fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut byte = [0u8; 1];
+    let closed = matches!(stream.read(&mut byte), Ok(0))
+        || matches!(stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    closed
+}
+
+/// True if the connection is still open after `wait` (nothing arrives,
+/// nothing closes).
+pub fn still_open(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    let open = matches!(stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut);
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    open
+}
+
+// ===== origins =====
+
+/// A request as an origin received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: u64,
+    pub body_hash: Hash,
+    pub body_prefix: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one request (head and body, by Content-Length or chunked) from an
+/// origin's connection. `None` at EOF.
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut lines = head.lines();
+    let request_line = lines.next()?.to_string();
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut received = Received {
+        method,
+        path,
+        head: head.clone(),
+        headers,
+        body_len: 0,
+        body_hash: Hash::default(),
+        body_prefix: Vec::new(),
+    };
+    let mut take = |bytes: &[u8], r: &mut Received| {
+        r.body_hash.update(bytes);
+        r.body_len += bytes.len() as u64;
+        if r.body_prefix.len() < 4096 {
+            r.body_prefix.extend_from_slice(&bytes[..bytes.len().min(4096)]);
+        }
+    };
+    let mut block = vec![0u8; 64 * 1024];
+    if received.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line).ok()?;
+            let size = u64::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
+            if size == 0 {
+                loop {
+                    let mut trailer = String::new();
+                    reader.read_line(&mut trailer).ok()?;
+                    if trailer == "\r\n" || trailer.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                reader.read_exact(&mut block[..n]).ok()?;
+                take(&block[..n], &mut received);
+                left -= n as u64;
+            }
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf).ok()?;
+        }
+    } else if let Some(length) = received.header("content-length") {
+        let mut left: u64 = length.parse().ok()?;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            reader.read_exact(&mut block[..n]).ok()?;
+            take(&block[..n], &mut received);
+            left -= n as u64;
+        }
+    }
+    Some(received)
+}
+
+/// What an origin connection handler gets.
+pub struct OriginConn {
+    pub reader: BufReader<TcpStream>,
+    pub stream: TcpStream,
+    pub log: Arc<Mutex<Vec<Received>>>,
+}
+
+impl OriginConn {
+    pub fn next_request(&mut self) -> Option<Received> {
+        let received = read_request(&mut self.reader)?;
+        self.log.lock().unwrap().push(received.clone());
+        Some(received)
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+}
+
+/// A test origin: a thread per connection running `handler`.
+pub struct Origin {
+    pub addr: SocketAddr,
+    accepts: Arc<AtomicUsize>,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Origin {
+    pub fn start<F>(handler: F) -> Origin
+    where
+        F: Fn(OriginConn) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let (a, r, s) = (accepts.clone(), received.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                let handler = handler.clone();
+                let log = r.clone();
+                let _ = thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+                    let reader = BufReader::new(stream.try_clone().unwrap());
+                    handler(OriginConn { reader, stream, log });
+                });
+            }
+        });
+        Origin {
+            addr,
+            accepts,
+            received,
+            stop,
+        }
+    }
+
+    /// The general-purpose origin, keep-alive, routed by path:
+    /// * `/bytes/N/length|chunked|close`: N pattern bytes framed that way;
+    /// * `/echo`: the request head as received, as the body;
+    /// * `/upload`: `LEN HASH` of the request body it received;
+    /// * anything else: `hello`.
+    pub fn standard() -> Origin {
+        Origin::start(|mut conn| {
+            while let Some(request) = conn.next_request() {
+                if !respond_standard(&mut conn, &request) {
+                    return;
+                }
+            }
+        })
+    }
+
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
+    }
+}
+
+/// The standard origin's answer to one request; false when the
+/// connection must end.
+pub fn respond_standard(conn: &mut OriginConn, request: &Received) -> bool {
+    let path = request.path.clone();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["bytes", size, mode] => {
+            let size: u64 = size.parse().unwrap_or(0);
+            send_pattern(conn, size, mode, request.method == "HEAD")
+        }
+        ["echo"] => {
+            let body = request.head.as_bytes();
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            conn.send(head.as_bytes()) && conn.send(body)
+        }
+        ["upload"] => {
+            let body = format!("{} {:016x}", request.body_len, request.body_hash.0);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            conn.send(head.as_bytes()) && conn.send(body.as_bytes())
+        }
+        _ => conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+    }
+}
+
+fn send_pattern(conn: &mut OriginConn, size: u64, mode: &str, head_only: bool) -> bool {
+    let head = match mode {
+        "chunked" => "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_string(),
+        "close" => "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string(),
+        _ => format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n"),
+    };
+    if !conn.send(head.as_bytes()) {
+        return false;
+    }
+    if head_only {
+        return mode != "close";
+    }
+    let mut block = vec![0u8; 61 * 1024];
+    let mut done = 0u64;
+    while done < size {
+        let n = (size - done).min(block.len() as u64) as usize;
+        pattern(done, &mut block[..n]);
+        let ok = if mode == "chunked" {
+            conn.send(format!("{n:x}\r\n").as_bytes()) && conn.send(&block[..n]) && conn.send(b"\r\n")
+        } else {
+            conn.send(&block[..n])
+        };
+        if !ok {
+            return false;
+        }
+        done += n as u64;
+    }
+    match mode {
+        "chunked" => conn.send(b"0\r\n\r\n"),
+        "close" => {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            false
+        }
+        _ => true,
+    }
+}
+
+// ===== outside tools =====
+
+/// Finds `tool` on PATH. Without it the test is skipped with a printed
+/// reason, unless FERRY_REQUIRE_TOOLS=1 (CI), where it fails.
+pub fn require_tool(tool: &str) -> Option<String> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|path| path.is_file())
+            .map(|path| path.to_string_lossy().into_owned())
+    });
+    if found.is_none() {
+        if std::env::var("FERRY_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{tool} is required (FERRY_REQUIRE_TOOLS=1) but not installed");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than `limit`.
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked"),
+    }
+}
