@@ -26,13 +26,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Demo { origin_port, .. } => {
-            let config = match args.into_config() {
+            let mut config = match args.into_config() {
                 Ok(config) => config,
                 Err(e) => return fail(&e.to_string()),
             };
             let origin = SocketAddr::from(([127, 0, 0, 1], origin_port));
             match ferry::demo::start_origin(origin) {
-                Ok(bound) => println!("ferry: demo origin serving the seed's page on http://{bound}"),
+                Ok(bound) => {
+                    println!("ferry: demo origin serving the seed's page on http://{bound}");
+                    // Port 0 picks a free port: proxy to the one picked.
+                    config.set_upstream(bound);
+                }
                 Err(e) => return fail(&format!("cannot start the demo origin on {origin}: {e}")),
             }
             run(config)

@@ -414,7 +414,7 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
         body_hash: Hash::default(),
         body_prefix: Vec::new(),
     };
-    let mut take = |bytes: &[u8], r: &mut Received| {
+    let take = |bytes: &[u8], r: &mut Received| {
         r.body_hash.update(bytes);
         r.body_len += bytes.len() as u64;
         if r.body_prefix.len() < 4096 {

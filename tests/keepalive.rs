@@ -1,0 +1,140 @@
+//! Persistence on both sides: the client connection by the version rules,
+//! the upstream connection through the idle pool.
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::time::Duration;
+
+use util::*;
+
+/// Sends `raw`, reads the response, and reports whether ferry kept the
+/// connection open afterwards.
+fn kept_open(ferry: &Ferry, raw: &str) -> (Response, bool) {
+    let mut stream = ferry.connect();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let response = read_response(&mut reader, "GET").expect("response");
+    let open = still_open(&mut stream, Duration::from_millis(300));
+    (response, open)
+}
+
+#[test]
+fn client_keep_alive_follows_the_version_rules() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    let cases = [
+        ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, None),
+        ("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false, Some("close")),
+        ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n", false, Some("close")),
+        ("GET / HTTP/1.0\r\n\r\n", false, Some("close")),
+        ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true, Some("keep-alive")),
+        ("GET / HTTP/1.0\r\nConnection: Keep-Alive, foo\r\n\r\n", true, Some("keep-alive")),
+        ("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false, Some("close")),
+    ];
+    for (raw, expect_open, connection_header) in cases {
+        let (response, open) = kept_open(&ferry, raw);
+        assert_eq!(response.status, 200, "{raw:?}");
+        assert_eq!(open, expect_open, "{raw:?}");
+        assert_eq!(response.header("connection").as_deref(), connection_header, "{raw:?}");
+    }
+}
+
+#[test]
+fn upstream_close_closes_the_client_connection_too() {
+    let origin = Origin::start(|mut conn| {
+        if conn.next_request().is_some() {
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let ferry = Ferry::start(origin.addr, &[]);
+    let (response, open) = kept_open(&ferry, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(response.header("connection").as_deref(), Some("close"));
+    assert!(!open);
+}
+
+#[test]
+fn a_hundred_requests_use_at_most_two_upstream_connections() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &[]);
+    let stream = ferry.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..100 {
+        write!(writer, "GET /bytes/{}/length HTTP/1.1\r\nHost: a\r\n\r\n", i * 10).unwrap();
+        let (response, len, hash) = read_response_hashed(&mut reader, "GET", 0).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!((len, hash), (i * 10, Hash::of_pattern(i * 10)));
+    }
+    assert!(origin.accepts() <= 2, "{} upstream connections", origin.accepts());
+    assert_eq!(origin.requests().len(), 100);
+}
+
+#[test]
+fn an_origin_closing_idle_connections_causes_no_client_error() {
+    // Answers one request per connection, as keep-alive, then closes it
+    // while it sits idle in ferry's pool: the keep-alive race.
+    let origin = Origin::start(|mut conn| {
+        if conn.next_request().is_some() {
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let ferry = Ferry::start(origin.addr, &[]);
+    let stream = ferry.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..50 {
+        // Alternate between racing the close and arriving after it.
+        if i % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        writer.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let response = read_response(&mut reader, "GET").unwrap();
+        assert_eq!((response.status, response.text().as_str()), (200, "hello"), "request {i}");
+    }
+    assert_eq!(origin.requests().len(), 50);
+}
+
+#[test]
+fn a_reused_connection_that_dies_unanswered_is_retried_once() {
+    // Every connection answers its first request and silently drops the
+    // second one: the retry on a fresh connection must hide it.
+    let origin = Origin::start(|mut conn| {
+        if conn.next_request().is_some() {
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+        let _ = conn.next_request();
+    });
+    let ferry = Ferry::start(origin.addr, &[]);
+    let stream = ferry.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..5 {
+        writer.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let response = read_response(&mut reader, "GET").unwrap();
+        assert_eq!(response.status, 200);
+    }
+}
+
+#[test]
+fn a_post_on_a_dying_reused_connection_is_not_retried() {
+    let origin = Origin::start(|mut conn| {
+        if conn.next_request().is_some() {
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+        let _ = conn.next_request();
+    });
+    let ferry = Ferry::start(origin.addr, &[]);
+    let stream = ferry.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader, "GET").unwrap().status, 200);
+    writer
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+        .unwrap();
+    assert_eq!(read_response(&mut reader, "POST").unwrap().status, 502);
+    let posts = origin.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 1, "a non-idempotent request was sent twice");
+}

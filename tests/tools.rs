@@ -1,0 +1,207 @@
+//! Real clients: curl, and headless Chromium loading `ferry demo`.
+//! Skipped with a printed reason when the tool is missing, except under
+//! FERRY_REQUIRE_TOOLS=1 (CI).
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::*;
+
+#[test]
+fn curl_http10_and_http11_downloads_and_uploads() {
+    let Some(curl) = require_tool("curl") else { return };
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &["--client-max-body-size", "0"]);
+    let dir = std::env::temp_dir().join(format!("ferry-curl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    for (version, mode) in [("--http1.0", "length"), ("--http1.0", "chunked"), ("--http1.1", "chunked"), ("--http1.1", "close")] {
+        let size = 3 << 20;
+        let url = format!("http://{}/bytes/{size}/{mode}", ferry.addr);
+        let status = Command::new(&curl)
+            .args(["-sS", "--fail", "--max-time", "30", version, "-o"])
+            .arg(&out)
+            .arg(&url)
+            .status()
+            .unwrap();
+        assert!(status.success(), "curl {version} {mode}");
+        let mut hash = Hash::default();
+        let body = std::fs::read(&out).unwrap();
+        hash.update(&body);
+        assert_eq!((body.len() as u64, hash), (size, Hash::of_pattern(size)), "{version} {mode}");
+    }
+    let upload = dir.join("upload");
+    let mut body = vec![0u8; 2 << 20];
+    pattern(0, &mut body);
+    std::fs::write(&upload, &body).unwrap();
+    let output = Command::new(&curl)
+        .args(["-sS", "--fail", "--max-time", "30", "--data-binary"])
+        .arg(format!("@{}", upload.display()))
+        .arg(format!("http://{}/upload", ferry.addr))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{} {:016x}", body.len(), Hash::of_pattern(body.len() as u64).0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn curl_sees_502_when_the_upstream_is_down() {
+    let Some(curl) = require_tool("curl") else { return };
+    let ferry = Ferry::start(dead_address(), &[]);
+    let output = Command::new(&curl)
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .arg(format!("http://{}/", ferry.addr))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "502");
+}
+
+/// Kills the browser and removes its profile when the test ends.
+struct Browser {
+    child: std::process::Child,
+    profile: std::path::PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A GET to the DevTools HTTP endpoint; empty on any error, since the
+/// endpoint may not be up yet.
+fn http_get(port: u16, path: &str) -> String {
+    let attempt = || -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+        // The DevTools server keeps connections open: read by Content-Length.
+        let response = read_response(&mut BufReader::new(stream), "GET");
+        Ok(response.map(|r| r.text()).unwrap_or_default())
+    };
+    attempt().unwrap_or_default()
+}
+
+#[test]
+fn chromium_renders_the_demo_with_its_cat() {
+    let Some(chromium) = require_tool("chromium") else { return };
+    let ferry = Ferry::start_with(&["demo", "--port", "0", "--origin-port", "0"]);
+    let profile = std::env::temp_dir().join(format!("ferry-chromium-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let page = format!("http://{}/", ferry.addr);
+    let child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(&page)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let browser = Browser { child, profile };
+
+    // Chromium writes its DevTools port into the profile.
+    let started = Instant::now();
+    let port: u16 = loop {
+        if let Ok(text) = std::fs::read_to_string(browser.profile.join("DevToolsActivePort")) {
+            if let Some(port) = text.lines().next().and_then(|l| l.trim().parse().ok()) {
+                break port;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "chromium did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The page target appears once the tab exists.
+    let ws_url = loop {
+        let list = http_get(port, "/json/list");
+        let url = list
+            .split("}, {")
+            .find(|target| target.contains("\"type\": \"page\""))
+            .and_then(|target| target.split("\"webSocketDebuggerUrl\": \"").nth(1))
+            .and_then(|rest| rest.split('"').next());
+        if let Some(url) = url {
+            break url.to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no page target: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let (mut socket, _) = tungstenite::client::client(ws_url.as_str(), stream).expect("devtools websocket");
+
+    // Waits for the page to finish loading, then reports what a person
+    // would see: the title, the paragraph, the styles and the decoded image.
+    let expression = r#"new Promise(resolve => { const check = () => {
+        const img = document.querySelector('img');
+        if (document.readyState === 'complete' && img && img.complete) {
+            const styled = getComputedStyle(document.body).textAlign;
+            resolve(`${img.naturalWidth}x${img.naturalHeight}|${document.title}|${document.querySelector('p').textContent}|${styled}`);
+        } else { setTimeout(check, 50); } }; check(); })"#;
+    let message = format!(
+        r#"{{"id":1,"method":"Runtime.evaluate","params":{{"expression":{},"awaitPromise":true,"returnByValue":true}}}}"#,
+        json_string(expression)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut result = String::new();
+    'outer: while Instant::now() < deadline {
+        socket.send(tungstenite::Message::text(message.clone())).unwrap();
+        loop {
+            let reply = socket.read().expect("devtools reply");
+            let text = reply.to_text().unwrap_or("").to_string();
+            if text.contains("\"id\":1") {
+                if let Some(value) = text.split("\"value\":\"").nth(1).and_then(|r| r.split('"').next()) {
+                    result = value.to_string();
+                    break 'outer;
+                }
+                // The page may not have been there yet: ask again.
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+        }
+    }
+    let fields: Vec<&str> = result.split('|').collect();
+    assert_eq!(fields.len(), 4, "no answer from the page: {result:?}");
+    let (width, height) = fields[0].split_once('x').unwrap();
+    assert!(width.parse::<u32>().unwrap() > 0 && height.parse::<u32>().unwrap() > 0, "{result}");
+    assert_eq!(fields[1], "Origin Server");
+    assert_eq!(fields[2], "Home of this cute cat.");
+    assert_eq!(fields[3], "center", "styles.css was not applied");
+    drop(browser);
+    // The origin logged each file, as a static server does.
+    assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| {
+        lines.iter().any(|l| l.starts_with("origin: ") && l.contains("GET /cute_cat.jpg 200"))
+    }));
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
