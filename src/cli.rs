@@ -94,7 +94,11 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
             "--access-log" => args.access_log = Some(value(&flag)?),
             "--port" if demo => demo_ports.0 = parse_port(&value(&flag)?)?,
             "--origin-port" if demo => demo_ports.1 = parse_port(&value(&flag)?)?,
-            other => return Err(UsageError(format!("unknown argument \"{other}\" (see ferry --help)"))),
+            other => {
+                return Err(UsageError(format!(
+                    "unknown argument \"{other}\" (see ferry --help)"
+                )))
+            }
         }
     }
     if demo && args.command == Command::Proxy {
@@ -153,14 +157,18 @@ impl Args {
             )));
         }
         if let Some(n) = &self.upstream_keepalive {
-            config.upstream_keepalive = n
-                .parse()
-                .map_err(|_| UsageError(format!("invalid number \"{n}\" in --upstream-keepalive")))?;
+            config.upstream_keepalive = n.parse().map_err(|_| {
+                UsageError(format!("invalid number \"{n}\" in --upstream-keepalive"))
+            })?;
         }
         match self.access_log.as_deref() {
             None | Some("stdout") => config.access_log = AccessLogTarget::Stdout,
             Some("off") => config.access_log = AccessLogTarget::Off,
-            Some(other) => return Err(UsageError(format!("invalid --access-log \"{other}\": stdout or off"))),
+            Some(other) => {
+                return Err(UsageError(format!(
+                    "invalid --access-log \"{other}\": stdout or off"
+                )))
+            }
         }
         Ok(config)
     }
@@ -171,7 +179,10 @@ mod tests {
     use super::*;
 
     fn argv(line: &str) -> Vec<String> {
-        std::iter::once("ferry").chain(line.split_whitespace()).map(String::from).collect()
+        std::iter::once("ferry")
+            .chain(line.split_whitespace())
+            .map(String::from)
+            .collect()
     }
 
     #[test]
@@ -184,10 +195,12 @@ mod tests {
 
     #[test]
     fn flags_override() {
-        let config = parse(argv("--listen [::1]:0 --upstream 127.0.0.1:9 --client-max-body-size 0 --access-log off"))
-            .unwrap()
-            .into_config()
-            .unwrap();
+        let config = parse(argv(
+            "--listen [::1]:0 --upstream 127.0.0.1:9 --client-max-body-size 0 --access-log off",
+        ))
+        .unwrap()
+        .into_config()
+        .unwrap();
         assert_eq!(config.listen, vec!["[::1]:0".parse().unwrap()]);
         assert_eq!(config.client_max_body_size, 0);
         assert_eq!(config.access_log, AccessLogTarget::Off);
@@ -196,12 +209,21 @@ mod tests {
     #[test]
     fn demo_ports() {
         let args = parse(argv("demo --port 9000 --origin-port 9001")).unwrap();
-        assert_eq!(args.command, Command::Demo { port: 9000, origin_port: 9001 });
+        assert_eq!(
+            args.command,
+            Command::Demo {
+                port: 9000,
+                origin_port: 9001
+            }
+        );
     }
 
     #[test]
     fn errors_are_one_line() {
-        let error = parse(argv("--listen nowhere")).unwrap().into_config().unwrap_err();
+        let error = parse(argv("--listen nowhere"))
+            .unwrap()
+            .into_config()
+            .unwrap_err();
         assert!(error.0.contains("invalid address \"nowhere\""));
         assert!(parse(argv("--bogus")).is_err());
         assert!(parse(argv("--listen")).is_err());

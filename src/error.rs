@@ -38,9 +38,9 @@ impl ProxyError {
                 RequestError::UnsupportedVersion => ErrorResponse::VersionNotSupported,
                 RequestError::UriTooLong => ErrorResponse::UriTooLong,
                 RequestError::HeadTooLarge => ErrorResponse::HeaderFieldsTooLarge,
-                RequestError::Framing(crate::http::headers::FramingHeaderError::UnsupportedTransferEncoding) => {
-                    ErrorResponse::NotImplemented
-                }
+                RequestError::Framing(
+                    crate::http::headers::FramingHeaderError::UnsupportedTransferEncoding,
+                ) => ErrorResponse::NotImplemented,
                 RequestError::UnsupportedExpectation => ErrorResponse::ExpectationFailed,
                 RequestError::Connect => ErrorResponse::MethodNotAllowed,
                 RequestError::Malformed(_)
@@ -51,9 +51,9 @@ impl ProxyError {
             },
             ProxyError::RequestBody(_) => ErrorResponse::BadRequest,
             ProxyError::BodyTooLarge { .. } => ErrorResponse::PayloadTooLarge,
-            ProxyError::UpstreamConnect(_) | ProxyError::UpstreamClosedEarly(_) | ProxyError::UpstreamResponse(_) => {
-                ErrorResponse::BadGateway
-            }
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamClosedEarly(_)
+            | ProxyError::UpstreamResponse(_) => ErrorResponse::BadGateway,
         }
     }
 
@@ -73,13 +73,18 @@ impl fmt::Display for ProxyError {
             ProxyError::Request(e) => write!(f, "client sent {e}"),
             ProxyError::RequestBody(e) => write!(f, "client sent a bad body: {e}"),
             ProxyError::BodyTooLarge { limit } => {
-                write!(f, "client intended to send too large body (limit {limit} bytes)")
+                write!(
+                    f,
+                    "client intended to send too large body (limit {limit} bytes)"
+                )
             }
             ProxyError::UpstreamConnect(e) => write!(f, "connect() to upstream failed: {e}"),
             ProxyError::UpstreamClosedEarly(Some(e)) => {
                 write!(f, "upstream failed before sending a response head: {e}")
             }
-            ProxyError::UpstreamClosedEarly(None) => f.write_str("upstream prematurely closed connection"),
+            ProxyError::UpstreamClosedEarly(None) => {
+                f.write_str("upstream prematurely closed connection")
+            }
             ProxyError::UpstreamResponse(e) => write!(f, "upstream sent an invalid response: {e}"),
         }
     }

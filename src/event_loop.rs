@@ -66,9 +66,14 @@ impl EventLoop {
         let poll = Poll::new().map_err(StartError::Poll)?;
         let mut listeners = Vec::new();
         for (index, addr) in config.listen.iter().enumerate() {
-            let mut listener = TcpListener::bind(*addr).map_err(|e| StartError::Listen(*addr, e))?;
+            let mut listener =
+                TcpListener::bind(*addr).map_err(|e| StartError::Listen(*addr, e))?;
             poll.registry()
-                .register(&mut listener, Target::Listener { index }.token(), Interest::READABLE)
+                .register(
+                    &mut listener,
+                    Target::Listener { index }.token(),
+                    Interest::READABLE,
+                )
                 .map_err(|e| StartError::Listen(*addr, e))?;
             listeners.push(listener);
         }
@@ -88,7 +93,10 @@ impl EventLoop {
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Runs until the poll itself fails.
@@ -108,7 +116,11 @@ impl EventLoop {
                     Some(Target::Listener { index }) => self.accept(index),
                     Some(Target::Client { slot }) => {
                         if let Some(connection) = self.connections.get_mut(slot) {
-                            trace!("{} ready{}", SocketName(slot, Side::Client), EventFlags(event));
+                            trace!(
+                                "{} ready{}",
+                                SocketName(slot, Side::Client),
+                                EventFlags(event)
+                            );
                             connection.on_client_event(event);
                             self.drive(slot, now, wall_clock);
                         }
@@ -116,7 +128,11 @@ impl EventLoop {
                     Some(Target::Upstream { link }) => match self.upstreams.owner(link) {
                         Some(Owner::Client(slot)) => {
                             if let Some(connection) = self.connections.get_mut(slot) {
-                                trace!("{} ready{}", SocketName(slot, Side::Upstream), EventFlags(event));
+                                trace!(
+                                    "{} ready{}",
+                                    SocketName(slot, Side::Upstream),
+                                    EventFlags(event)
+                                );
                                 connection.on_upstream_event(event);
                                 self.drive(slot, now, wall_clock);
                             }

@@ -88,9 +88,9 @@ impl AccessLog {
             }
             None => out.push(b'-'),
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
-            " rt={} uct={} uht={} urt={}\n",
+            " rt={} uct={} uht={} urt={}",
             Seconds(Some(entry.request_time)),
             Seconds(entry.upstream_connect_time),
             Seconds(entry.upstream_header_time),
@@ -104,7 +104,10 @@ impl AccessLog {
             return;
         }
         let mut stdout = io::stdout().lock();
-        if let Err(e) = stdout.write_all(&self.pending).and_then(|()| stdout.flush()) {
+        if let Err(e) = stdout
+            .write_all(&self.pending)
+            .and_then(|()| stdout.flush())
+        {
             log::error!("cannot write the access log: {e}");
         }
         self.pending.clear();
@@ -150,7 +153,10 @@ struct LogClock {
 
 impl LogClock {
     fn local_time(&mut self, now: SystemTime) -> &[u8] {
-        let second = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if second != self.second || self.text[0] == 0 {
             self.second = second;
             let mut cursor = io::Cursor::new(&mut self.text[..]);
@@ -165,7 +171,9 @@ pub struct LocalTime(pub u64);
 
 impl fmt::Display for LocalTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         let days = (self.0 / 86_400) as i64;
         let rem = self.0 % 86_400;
         let (year, month, day) = civil_from_days(days);
@@ -203,9 +211,15 @@ mod tests {
     fn local_time_format() {
         assert_eq!(LocalTime(0).to_string(), "01/Jan/1970:00:00:00 +0000");
         // 2026-11-28 14:25:50 UTC
-        assert_eq!(LocalTime(1_795_875_950).to_string(), "28/Nov/2026:14:25:50 +0000");
+        assert_eq!(
+            LocalTime(1_795_875_950).to_string(),
+            "28/Nov/2026:14:25:50 +0000"
+        );
         // A leap day.
-        assert_eq!(LocalTime(951_782_400).to_string(), "29/Feb/2000:00:00:00 +0000");
+        assert_eq!(
+            LocalTime(951_782_400).to_string(),
+            "29/Feb/2000:00:00:00 +0000"
+        );
     }
 
     #[test]

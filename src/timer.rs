@@ -66,7 +66,11 @@ mod tests {
         let at = |ms| start + Duration::from_millis(ms);
         let mut timers = Timers::default();
         for (ms, slot) in [(30, 3), (10, 1), (20, 2)] {
-            timers.schedule(TimerEntry { at: at(ms), slot, id: slot as u64 });
+            timers.schedule(TimerEntry {
+                at: at(ms),
+                slot,
+                id: slot as u64,
+            });
         }
         assert_eq!(timers.next_deadline(), Some(at(10)));
         assert_eq!(timers.pop_due(at(5)), None);

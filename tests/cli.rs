@@ -35,7 +35,10 @@ fn a_port_in_use_is_one_line_and_exit_1() {
     let (code, _, err) = ferry(&["--listen", &addr]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with(&format!("ferry: cannot listen on {addr}: ")), "{err}");
+    assert!(
+        err.starts_with(&format!("ferry: cannot listen on {addr}: ")),
+        "{err}"
+    );
     assert!(!err.contains("panicked"));
 }
 

@@ -25,18 +25,42 @@ fn client_keep_alive_follows_the_version_rules() {
     let ferry = Ferry::start(origin.addr, &[]);
     let cases = [
         ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, None),
-        ("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false, Some("close")),
-        ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n", false, Some("close")),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            false,
+            Some("close"),
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n",
+            false,
+            Some("close"),
+        ),
         ("GET / HTTP/1.0\r\n\r\n", false, Some("close")),
-        ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true, Some("keep-alive")),
-        ("GET / HTTP/1.0\r\nConnection: Keep-Alive, foo\r\n\r\n", true, Some("keep-alive")),
-        ("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false, Some("close")),
+        (
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            true,
+            Some("keep-alive"),
+        ),
+        (
+            "GET / HTTP/1.0\r\nConnection: Keep-Alive, foo\r\n\r\n",
+            true,
+            Some("keep-alive"),
+        ),
+        (
+            "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+            false,
+            Some("close"),
+        ),
     ];
     for (raw, expect_open, connection_header) in cases {
         let (response, open) = kept_open(&ferry, raw);
         assert_eq!(response.status, 200, "{raw:?}");
         assert_eq!(open, expect_open, "{raw:?}");
-        assert_eq!(response.header("connection").as_deref(), connection_header, "{raw:?}");
+        assert_eq!(
+            response.header("connection").as_deref(),
+            connection_header,
+            "{raw:?}"
+        );
     }
 }
 
@@ -61,12 +85,21 @@ fn a_hundred_requests_use_at_most_two_upstream_connections() {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     for i in 0..100 {
-        write!(writer, "GET /bytes/{}/length HTTP/1.1\r\nHost: a\r\n\r\n", i * 10).unwrap();
+        write!(
+            writer,
+            "GET /bytes/{}/length HTTP/1.1\r\nHost: a\r\n\r\n",
+            i * 10
+        )
+        .unwrap();
         let (response, len, hash) = read_response_hashed(&mut reader, "GET", 0).unwrap();
         assert_eq!(response.status, 200);
         assert_eq!((len, hash), (i * 10, Hash::of_pattern(i * 10)));
     }
-    assert!(origin.accepts() <= 2, "{} upstream connections", origin.accepts());
+    assert!(
+        origin.accepts() <= 2,
+        "{} upstream connections",
+        origin.accepts()
+    );
     assert_eq!(origin.requests().len(), 100);
 }
 
@@ -89,9 +122,15 @@ fn an_origin_closing_idle_connections_causes_no_client_error() {
         if i % 2 == 0 {
             std::thread::sleep(Duration::from_millis(20));
         }
-        writer.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
         let response = read_response(&mut reader, "GET").unwrap();
-        assert_eq!((response.status, response.text().as_str()), (200, "hello"), "request {i}");
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "hello"),
+            "request {i}"
+        );
     }
     assert_eq!(origin.requests().len(), 50);
 }
@@ -111,7 +150,9 @@ fn a_reused_connection_that_dies_unanswered_is_retried_once() {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     for _ in 0..5 {
-        writer.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
         let response = read_response(&mut reader, "GET").unwrap();
         assert_eq!(response.status, 200);
     }
@@ -129,12 +170,18 @@ fn a_post_on_a_dying_reused_connection_is_not_retried() {
     let stream = ferry.connect();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
-    writer.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    writer
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut reader, "GET").unwrap().status, 200);
     writer
         .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
         .unwrap();
     assert_eq!(read_response(&mut reader, "POST").unwrap().status, 502);
-    let posts = origin.requests().iter().filter(|r| r.method == "POST").count();
+    let posts = origin
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
     assert_eq!(posts, 1, "a non-idempotent request was sent twice");
 }

@@ -13,31 +13,68 @@ fn bad_requests_get_their_status_and_nothing_reaches_the_upstream() {
     let origin = Origin::standard();
     let ferry = Ferry::start(origin.addr, &[]);
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
-    let big_head = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(9000));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(9000)
+    );
     let many_fields: String = (0..150).map(|i| format!("X-{i}: v\r\n")).collect();
     let many_fields = format!("GET / HTTP/1.1\r\nHost: a\r\n{many_fields}\r\n");
     let cases: Vec<(&str, String, u16)> = vec![
         ("garbage", "HELLO\r\n\r\n".into(), 400),
         ("no host", "GET / HTTP/1.1\r\n\r\n".into(), 400),
-        ("two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400),
-        ("CL and TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".into(), 400),
-        ("two CLs", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".into(), 400),
-        ("bad CL", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc".into(), 400),
-        ("gzip TE", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n".into(), 501),
+        (
+            "two hosts",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "CL and TE",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .into(),
+            400,
+        ),
+        (
+            "two CLs",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+                .into(),
+            400,
+        ),
+        (
+            "bad CL",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc".into(),
+            400,
+        ),
+        (
+            "gzip TE",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n".into(),
+            501,
+        ),
         ("HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n".into(), 505),
         ("long URI", long_uri, 414),
         ("big head", big_head, 431),
         ("many fields", many_fields, 431),
-        ("CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n".into(), 405),
+        (
+            "CONNECT",
+            "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n".into(),
+            405,
+        ),
     ];
     for (name, raw, status) in cases {
         let mut stream = ferry.connect();
         stream.write_all(raw.as_bytes()).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let response = read_response(&mut reader, "GET").unwrap_or_else(|| panic!("{name}: no response"));
+        let response =
+            read_response(&mut reader, "GET").unwrap_or_else(|| panic!("{name}: no response"));
         assert_eq!(response.status, status, "{name}");
-        assert_eq!(response.header("connection").as_deref(), Some("close"), "{name}");
-        assert!(closed_within(&mut stream, Duration::from_secs(5)), "{name}: not closed");
+        assert_eq!(
+            response.header("connection").as_deref(),
+            Some("close"),
+            "{name}"
+        );
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5)),
+            "{name}: not closed"
+        );
     }
     assert!(origin.requests().is_empty(), "{:?}", origin.requests());
 }
@@ -81,7 +118,10 @@ fn expect_100_continue_uploads_without_a_stall() {
     }
     let response = read_response(&mut reader, "PUT").unwrap();
     assert_eq!(response.status, 200);
-    assert_eq!(response.text(), format!("{size} {:016x}", Hash::of_pattern(size).0));
+    assert_eq!(
+        response.text(),
+        format!("{size} {:016x}", Hash::of_pattern(size).0)
+    );
     let received = &origin.requests()[0];
     assert_eq!(received.header("expect"), None);
 }
@@ -106,11 +146,12 @@ fn a_413_reaches_a_client_that_sends_its_body_anyway() {
     // keeps the kernel from resetting the 413 away.
     let origin = Origin::standard();
     let ferry = Ferry::start(origin.addr, &[]);
-    let mut stream = ferry.connect();
+    let stream = ferry.connect();
     let writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         let mut writer = writer;
-        let _ = writer.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3000000\r\n\r\n");
+        let _ = writer
+            .write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3000000\r\n\r\n");
         let _ = writer.write_all(&vec![b'z'; 3_000_000]);
     });
     let response = read_response(&mut BufReader::new(stream.try_clone().unwrap()), "POST").unwrap();
@@ -139,8 +180,14 @@ fn a_slow_reader_of_256_mib_keeps_ferry_small() {
     let ferry = Ferry::start(origin.addr, &["--access-log", "off"]);
     let size: u64 = 256 << 20;
     let mut stream = ferry.connect();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET /bytes/{size}/length HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /bytes/{size}/length HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    .unwrap();
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let (status, _) = read_head(&mut reader).unwrap();
     assert_eq!(status, 200);
@@ -161,7 +208,10 @@ fn a_slow_reader_of_256_mib_keeps_ferry_small() {
         }
     }
     assert_eq!(hash, Hash::of_pattern(size));
-    assert!(peak_rss > 0 && peak_rss < 32 * 1024, "peak RSS {peak_rss} KiB");
+    assert!(
+        peak_rss > 0 && peak_rss < 32 * 1024,
+        "peak RSS {peak_rss} KiB"
+    );
     assert!(started.elapsed() < Duration::from_secs(120));
 }
 
@@ -184,8 +234,13 @@ fn a_thousand_concurrent_clients_ten_requests_each() {
                     let mut reader = BufReader::new(stream);
                     for i in 0..10u64 {
                         let size = (client * 7 + i * 131) % 3000;
-                        write!(writer, "GET /bytes/{size}/length HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-                        let (response, len, hash) = read_response_hashed(&mut reader, "GET", 0).unwrap();
+                        write!(
+                            writer,
+                            "GET /bytes/{size}/length HTTP/1.1\r\nHost: a\r\n\r\n"
+                        )
+                        .unwrap();
+                        let (response, len, hash) =
+                            read_response_hashed(&mut reader, "GET", 0).unwrap();
                         assert_eq!(response.status, 200);
                         assert_eq!((len, hash), (size, Hash::of_pattern(size)));
                     }

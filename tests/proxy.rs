@@ -13,10 +13,14 @@ const SIZES: [u64; 6] = [0, 1, 4095, 4096, 4097, 1 << 20];
 
 fn download(ferry: &Ferry, size: u64, mode: &str) {
     let mut stream = ferry.connect();
-    write!(stream, "GET /bytes/{size}/{mode} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /bytes/{size}/{mode} HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    .unwrap();
     let mut reader = BufReader::new(stream);
-    let (response, len, hash) =
-        read_response_hashed(&mut reader, "GET", 0).unwrap_or_else(|| panic!("no response for {size} {mode}"));
+    let (response, len, hash) = read_response_hashed(&mut reader, "GET", 0)
+        .unwrap_or_else(|| panic!("no response for {size} {mode}"));
     assert_eq!(response.status, 200, "{size} {mode}");
     assert_eq!(len, size, "{mode} length");
     assert_eq!(hash, Hash::of_pattern(size), "{size} {mode} checksum");
@@ -29,7 +33,11 @@ fn upload(ferry: &Ferry, size: u64, chunked: bool) {
     } else {
         format!("Content-Length: {size}")
     };
-    write!(stream, "POST /upload HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "POST /upload HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n"
+    )
+    .unwrap();
     let writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         let mut writer = writer;
@@ -107,7 +115,11 @@ fn a_head_written_one_byte_at_a_time() {
     }
     let response = read_response(&mut BufReader::new(stream), "GET").unwrap();
     assert_eq!(response.status, 200);
-    assert!(response.text().contains("X-Byte: by-byte\r\n"), "{}", response.text());
+    assert!(
+        response.text().contains("X-Byte: by-byte\r\n"),
+        "{}",
+        response.text()
+    );
 }
 
 #[test]
@@ -150,10 +162,25 @@ fn the_upstream_sees_end_to_end_headers_only() {
     assert_eq!(response.status, 200);
     assert_eq!(received.header("host"), Some("Example.COM:8080"));
     assert_eq!(received.header("x-custom"), Some("kept"));
-    assert_eq!(received.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(
+        received.header("x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
     assert_eq!(received.header("x-forwarded-proto"), Some("http"));
-    for gone in ["connection", "x-private", "keep-alive", "proxy-connection", "te", "upgrade"] {
-        assert_eq!(received.header(gone), None, "{gone} reached the upstream:\n{}", received.head);
+    for gone in [
+        "connection",
+        "x-private",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+    ] {
+        assert_eq!(
+            received.header(gone),
+            None,
+            "{gone} reached the upstream:\n{}",
+            received.head
+        );
     }
     assert!(received.head.starts_with("GET /echo HTTP/1.1\r\n"));
 }
@@ -184,7 +211,9 @@ fn interim_responses_are_relayed_before_the_final_one() {
     });
     let ferry = Ferry::start(origin.addr, &[]);
     let mut stream = ferry.connect();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let mut reader = BufReader::new(stream);
     let (status, head) = read_head(&mut reader).unwrap();
     assert_eq!(status, 103);
@@ -223,6 +252,9 @@ fn access_log_has_combined_format_and_upstream_fields() {
         line.contains("\"GET /bytes/10/length HTTP/1.1\" 200 10 \"http://r/\" \"test-agent\""),
         "{line}"
     );
-    assert!(line.contains(&format!("upstream={}", origin.addr)), "{line}");
+    assert!(
+        line.contains(&format!("upstream={}", origin.addr)),
+        "{line}"
+    );
     assert!(line.contains("upstream_status=200"), "{line}");
 }

@@ -13,13 +13,20 @@ use util::*;
 
 #[test]
 fn curl_http10_and_http11_downloads_and_uploads() {
-    let Some(curl) = require_tool("curl") else { return };
+    let Some(curl) = require_tool("curl") else {
+        return;
+    };
     let origin = Origin::standard();
     let ferry = Ferry::start(origin.addr, &["--client-max-body-size", "0"]);
     let dir = std::env::temp_dir().join(format!("ferry-curl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out");
-    for (version, mode) in [("--http1.0", "length"), ("--http1.0", "chunked"), ("--http1.1", "chunked"), ("--http1.1", "close")] {
+    for (version, mode) in [
+        ("--http1.0", "length"),
+        ("--http1.0", "chunked"),
+        ("--http1.1", "chunked"),
+        ("--http1.1", "close"),
+    ] {
         let size = 3 << 20;
         let url = format!("http://{}/bytes/{size}/{mode}", ferry.addr);
         let status = Command::new(&curl)
@@ -32,7 +39,11 @@ fn curl_http10_and_http11_downloads_and_uploads() {
         let mut hash = Hash::default();
         let body = std::fs::read(&out).unwrap();
         hash.update(&body);
-        assert_eq!((body.len() as u64, hash), (size, Hash::of_pattern(size)), "{version} {mode}");
+        assert_eq!(
+            (body.len() as u64, hash),
+            (size, Hash::of_pattern(size)),
+            "{version} {mode}"
+        );
     }
     let upload = dir.join("upload");
     let mut body = vec![0u8; 2 << 20];
@@ -47,17 +58,31 @@ fn curl_http10_and_http11_downloads_and_uploads() {
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        format!("{} {:016x}", body.len(), Hash::of_pattern(body.len() as u64).0)
+        format!(
+            "{} {:016x}",
+            body.len(),
+            Hash::of_pattern(body.len() as u64).0
+        )
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn curl_sees_502_when_the_upstream_is_down() {
-    let Some(curl) = require_tool("curl") else { return };
+    let Some(curl) = require_tool("curl") else {
+        return;
+    };
     let ferry = Ferry::start(dead_address(), &[]);
     let output = Command::new(&curl)
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
         .arg(format!("http://{}/", ferry.addr))
         .output()
         .unwrap();
@@ -84,7 +109,10 @@ fn http_get(port: u16, path: &str) -> String {
     let attempt = || -> std::io::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )?;
         // The DevTools server keeps connections open: read by Content-Length.
         let response = read_response(&mut BufReader::new(stream), "GET");
         Ok(response.map(|r| r.text()).unwrap_or_default())
@@ -94,7 +122,9 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn chromium_renders_the_demo_with_its_cat() {
-    let Some(chromium) = require_tool("chromium") else { return };
+    let Some(chromium) = require_tool("chromium") else {
+        return;
+    };
     let ferry = Ferry::start_with(&["demo", "--port", "0", "--origin-port", "0"]);
     let profile = std::env::temp_dir().join(format!("ferry-chromium-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
@@ -127,7 +157,10 @@ fn chromium_renders_the_demo_with_its_cat() {
                 break port;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "chromium did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "chromium did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     // The page target appears once the tab exists.
@@ -141,12 +174,16 @@ fn chromium_renders_the_demo_with_its_cat() {
         if let Some(url) = url {
             break url.to_string();
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no page target: {list}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no page target: {list}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let (mut socket, _) = tungstenite::client::client(ws_url.as_str(), stream).expect("devtools websocket");
+    let (mut socket, _) =
+        tungstenite::client::client(ws_url.as_str(), stream).expect("devtools websocket");
 
     // Waits for the page to finish loading, then reports what a person
     // would see: the title, the paragraph, the styles and the decoded image.
@@ -163,12 +200,18 @@ fn chromium_renders_the_demo_with_its_cat() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut result = String::new();
     'outer: while Instant::now() < deadline {
-        socket.send(tungstenite::Message::text(message.clone())).unwrap();
+        socket
+            .send(tungstenite::Message::text(message.clone()))
+            .unwrap();
         loop {
             let reply = socket.read().expect("devtools reply");
             let text = reply.to_text().unwrap_or("").to_string();
             if text.contains("\"id\":1") {
-                if let Some(value) = text.split("\"value\":\"").nth(1).and_then(|r| r.split('"').next()) {
+                if let Some(value) = text
+                    .split("\"value\":\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                {
                     result = value.to_string();
                     break 'outer;
                 }
@@ -181,14 +224,19 @@ fn chromium_renders_the_demo_with_its_cat() {
     let fields: Vec<&str> = result.split('|').collect();
     assert_eq!(fields.len(), 4, "no answer from the page: {result:?}");
     let (width, height) = fields[0].split_once('x').unwrap();
-    assert!(width.parse::<u32>().unwrap() > 0 && height.parse::<u32>().unwrap() > 0, "{result}");
+    assert!(
+        width.parse::<u32>().unwrap() > 0 && height.parse::<u32>().unwrap() > 0,
+        "{result}"
+    );
     assert_eq!(fields[1], "Origin Server");
     assert_eq!(fields[2], "Home of this cute cat.");
     assert_eq!(fields[3], "center", "styles.css was not applied");
     drop(browser);
     // The origin logged each file, as a static server does.
     assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| {
-        lines.iter().any(|l| l.starts_with("origin: ") && l.contains("GET /cute_cat.jpg 200"))
+        lines
+            .iter()
+            .any(|l| l.starts_with("origin: ") && l.contains("GET /cute_cat.jpg 200"))
     }));
 }
 

@@ -12,16 +12,26 @@ use util::*;
 fn upstream_down_gives_502_and_the_connection_lives_on() {
     let ferry = Ferry::start(dead_address(), &[]);
     let mut stream = ferry.connect();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let response = read_response(&mut reader, "GET").unwrap();
     assert_eq!(response.status, 502);
     assert!(response.text().contains("<h1>502 Bad Gateway</h1>"));
-    assert_eq!(response.header("content-type").as_deref(), Some("text/html"));
+    assert_eq!(
+        response.header("content-type").as_deref(),
+        Some("text/html")
+    );
     // The failure was the upstream's: the client may go on.
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut reader, "GET").unwrap().status, 502);
-    assert!(ferry.stderr().iter().any(|l| l.contains("connect() to upstream failed")));
+    assert!(ferry
+        .stderr()
+        .iter()
+        .any(|l| l.contains("connect() to upstream failed")));
 }
 
 #[test]
@@ -71,7 +81,9 @@ fn a_truncated_response_closes_the_client_connection() {
     });
     let ferry = Ferry::start(origin.addr, &[]);
     let mut stream = ferry.connect();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let mut reader = BufReader::new(stream);
     let (status, head) = read_head(&mut reader).unwrap();
     assert_eq!(status, 200);
@@ -83,7 +95,10 @@ fn a_truncated_response_closes_the_client_connection() {
     });
     assert!(outcome.0);
     assert!(outcome.1 <= 5000, "got {} bytes", outcome.1);
-    assert!(ferry.stderr().iter().any(|l| l.contains("upstream closed the connection after")));
+    assert!(ferry
+        .stderr()
+        .iter()
+        .any(|l| l.contains("upstream closed the connection after")));
 }
 
 #[test]
@@ -101,7 +116,9 @@ fn a_client_vanishing_mid_download_closes_the_upstream_connection() {
     });
     let ferry = Ferry::start(origin.addr, &[]);
     let mut stream = ferry.connect();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let mut some = [0u8; 100_000];
     stream.read_exact(&mut some).unwrap();
     drop(stream);

@@ -55,7 +55,11 @@ pub enum IoOutcome {
 }
 
 /// Reads from `stream` into the free space of `ring` with one vectored read.
-pub fn read_into(stream: &mut TcpStream, ready: &mut Readiness, ring: &mut RingBuffer) -> IoOutcome {
+pub fn read_into(
+    stream: &mut TcpStream,
+    ready: &mut Readiness,
+    ring: &mut RingBuffer,
+) -> IoOutcome {
     let offered = ring.free();
     if offered == 0 {
         return IoOutcome::WouldBlock;
@@ -121,7 +125,11 @@ pub fn write_out(
     if offered == 0 {
         return (IoOutcome::Progress(0), 0, 0);
     }
-    let slices = [IoSlice::new(head), IoSlice::new(first), IoSlice::new(second)];
+    let slices = [
+        IoSlice::new(head),
+        IoSlice::new(first),
+        IoSlice::new(second),
+    ];
     // Skip empty leading slices: some kernels count them against IOV_MAX
     // and they make traces harder to read.
     let start = slices.iter().position(|s| !s.is_empty()).unwrap_or(0);

@@ -173,7 +173,8 @@ impl Connection {
     fn release(&mut self, phase: Phase, ctx: &mut Context<'_>) {
         match phase {
             Phase::ReadingRequest { buffers, .. } => ctx.buffers.give_back(buffers),
-            Phase::ConnectingUpstream { exchange, upstream } | Phase::Forwarding { exchange, upstream } => {
+            Phase::ConnectingUpstream { exchange, upstream }
+            | Phase::Forwarding { exchange, upstream } => {
                 ctx.upstreams.close(upstream);
                 ctx.buffers.give_back(exchange.buffers);
             }
@@ -187,9 +188,15 @@ impl Connection {
     fn step(&mut self, phase: Phase, ctx: &mut Context<'_>) -> (Phase, bool) {
         match phase {
             Phase::Idle => self.step_idle(ctx),
-            Phase::ReadingRequest { buffers, searched } => self.step_reading(buffers, searched, ctx),
-            Phase::ConnectingUpstream { exchange, upstream } => self.step_connecting(exchange, upstream, ctx),
-            Phase::Forwarding { exchange, upstream } => self.step_forwarding(exchange, upstream, ctx),
+            Phase::ReadingRequest { buffers, searched } => {
+                self.step_reading(buffers, searched, ctx)
+            }
+            Phase::ConnectingUpstream { exchange, upstream } => {
+                self.step_connecting(exchange, upstream, ctx)
+            }
+            Phase::Forwarding { exchange, upstream } => {
+                self.step_forwarding(exchange, upstream, ctx)
+            }
             Phase::WritingResponse { exchange } => self.step_writing(exchange, ctx),
             Phase::Lingering { since, last_read } => self.step_lingering(since, last_read, ctx),
             Phase::Closed => (Phase::Closed, false),
@@ -203,10 +210,21 @@ impl Connection {
             return (Phase::Idle, false);
         }
         let buffers = ctx.buffers.take();
-        (Phase::ReadingRequest { buffers, searched: 0 }, true)
+        (
+            Phase::ReadingRequest {
+                buffers,
+                searched: 0,
+            },
+            true,
+        )
     }
 
-    fn step_reading(&mut self, mut buffers: Box<BufferSet>, searched: usize, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn step_reading(
+        &mut self,
+        mut buffers: Box<BufferSet>,
+        searched: usize,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         let held = buffers.request.len();
         let mut searched = searched;
         if held > searched {
@@ -214,11 +232,14 @@ impl Connection {
             let bytes = buffers.request.make_contiguous();
             if http::head_may_be_complete(bytes, searched) || held >= max_head {
                 match self.parse_request(&mut buffers, ctx) {
-                    Ok(Some((summary, fields))) => return self.start_exchange(buffers, summary, fields, ctx),
+                    Ok(Some((summary, fields))) => {
+                        return self.start_exchange(buffers, summary, fields, ctx)
+                    }
                     Ok(None) => {}
                     Err(error) => {
                         let fields = LogFields::default();
-                        let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), fields, ctx);
+                        let exchange =
+                            self.new_exchange(buffers, RequestSummary::unparsed(), fields, ctx);
                         return self.fail(exchange, error, ctx);
                     }
                 }
@@ -228,7 +249,11 @@ impl Connection {
         if !self.client_ready.readable {
             return (Phase::ReadingRequest { buffers, searched }, false);
         }
-        match read_into(&mut self.client, &mut self.client_ready, &mut buffers.request) {
+        match read_into(
+            &mut self.client,
+            &mut self.client_ready,
+            &mut buffers.request,
+        ) {
             IoOutcome::Progress(n) => {
                 trace!("#{} -> * {n}B", ctx.slot);
                 (Phase::ReadingRequest { buffers, searched }, true)
@@ -240,7 +265,10 @@ impl Connection {
             IoOutcome::WouldBlock => (Phase::ReadingRequest { buffers, searched }, false),
             IoOutcome::Eof => {
                 if !buffers.request.is_empty() {
-                    info!("#{} client {} closed the connection in the middle of a request head", ctx.slot, self.peer);
+                    info!(
+                        "#{} client {} closed the connection in the middle of a request head",
+                        ctx.slot, self.peer
+                    );
                 }
                 self.client_eof = true;
                 ctx.buffers.give_back(buffers);
@@ -256,7 +284,11 @@ impl Connection {
 
     /// Parses the head at the front of `buffers.request`; on success writes
     /// the upstream's head and the log fields, and consumes the client's head.
-    fn parse_request(&self, buffers: &mut BufferSet, ctx: &Context<'_>) -> Result<Option<(RequestSummary, LogFields)>, ProxyError> {
+    fn parse_request(
+        &self,
+        buffers: &mut BufferSet,
+        ctx: &Context<'_>,
+    ) -> Result<Option<(RequestSummary, LogFields)>, ProxyError> {
         let BufferSet {
             request: ring,
             upstream_head,
@@ -296,7 +328,13 @@ impl Connection {
         Ok(Some((summary, offsets)))
     }
 
-    fn new_exchange(&self, buffers: Box<BufferSet>, request: RequestSummary, fields: LogFields, ctx: &Context<'_>) -> Exchange {
+    fn new_exchange(
+        &self,
+        buffers: Box<BufferSet>,
+        request: RequestSummary,
+        fields: LogFields,
+        ctx: &Context<'_>,
+    ) -> Exchange {
         Exchange {
             buffers,
             request,
@@ -344,7 +382,10 @@ impl Connection {
         let addr = ctx.config.upstream;
         match ctx.upstreams.checkout(addr, ctx.slot) {
             Some(upstream) => {
-                debug!("#{}/upstream reusing a pooled connection to {addr}", ctx.slot);
+                debug!(
+                    "#{}/upstream reusing a pooled connection to {addr}",
+                    ctx.slot
+                );
                 exchange.reused_upstream = true;
                 exchange.log.upstream = Some(addr);
                 exchange.log.connect_time = Some(std::time::Duration::ZERO);
@@ -369,7 +410,12 @@ impl Connection {
 
     // ===== ConnectingUpstream =====
 
-    fn step_connecting(&mut self, mut exchange: Exchange, mut upstream: UpstreamConn, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn step_connecting(
+        &mut self,
+        mut exchange: Exchange,
+        mut upstream: UpstreamConn,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         // While the connect is in flight, the client may get its
         // `100 Continue` and start sending the body.
         let progress = match self.pump_client(&mut exchange, ctx) {
@@ -390,7 +436,10 @@ impl Connection {
                 if let Err(e) = upstream.stream.set_nodelay(true) {
                     debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
                 }
-                exchange.log.connect_time = exchange.log.connect_started.map(|t| ctx.now.saturating_duration_since(t));
+                exchange.log.connect_time = exchange
+                    .log
+                    .connect_started
+                    .map(|t| ctx.now.saturating_duration_since(t));
                 debug!("#{}/upstream connected to {}", ctx.slot, upstream.addr);
                 (Phase::Forwarding { exchange, upstream }, true)
             }
@@ -407,7 +456,12 @@ impl Connection {
 
     // ===== Forwarding =====
 
-    fn step_forwarding(&mut self, mut exchange: Exchange, mut upstream: UpstreamConn, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn step_forwarding(
+        &mut self,
+        mut exchange: Exchange,
+        mut upstream: UpstreamConn,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         // Client -> ring, and ring -> client.
         let mut progress = match self.pump_client(&mut exchange, ctx) {
             Ok(progress) => progress,
@@ -420,7 +474,10 @@ impl Connection {
 
         // Ring -> upstream: the request head, then the body as it is cleared.
         let head_left = exchange.buffers.upstream_head.len() - exchange.upstream_head_sent;
-        if upstream.ready.writable && !exchange.upstream_write_failed && (head_left > 0 || exchange.request_body.ready() > 0) {
+        if upstream.ready.writable
+            && !exchange.upstream_write_failed
+            && (head_left > 0 || exchange.request_body.ready() > 0)
+        {
             let buffers = &mut *exchange.buffers;
             let (outcome, from_head, from_body) = write_out(
                 &mut upstream.stream,
@@ -451,7 +508,11 @@ impl Connection {
 
         // Upstream -> ring.
         if upstream.ready.readable && !exchange.buffers.response.is_full() {
-            match read_into(&mut upstream.stream, &mut upstream.ready, &mut exchange.buffers.response) {
+            match read_into(
+                &mut upstream.stream,
+                &mut upstream.ready,
+                &mut exchange.buffers.response,
+            ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * <- {n}B", ctx.slot);
                     exchange.response_started = true;
@@ -459,7 +520,9 @@ impl Connection {
                 }
                 IoOutcome::WouldBlock => {}
                 IoOutcome::Eof => return self.upstream_ended(exchange, upstream, None, ctx),
-                IoOutcome::Failed(e) => return self.upstream_ended(exchange, upstream, Some(e), ctx),
+                IoOutcome::Failed(e) => {
+                    return self.upstream_ended(exchange, upstream, Some(e), ctx)
+                }
             }
         }
 
@@ -500,10 +563,18 @@ impl Connection {
 
     /// Reads the client (body, or pipelined requests behind it) and writes
     /// what is queued for it. Shared by every phase that has an exchange.
-    fn pump_client(&mut self, exchange: &mut Exchange, ctx: &mut Context<'_>) -> Result<bool, Abort> {
+    fn pump_client(
+        &mut self,
+        exchange: &mut Exchange,
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, Abort> {
         let mut progress = self.write_client(exchange, ctx)?;
         if self.client_ready.readable && !self.client_eof && !exchange.buffers.request.is_full() {
-            match read_into(&mut self.client, &mut self.client_ready, &mut exchange.buffers.request) {
+            match read_into(
+                &mut self.client,
+                &mut self.client_ready,
+                &mut exchange.buffers.request,
+            ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} -> * {n}B", ctx.slot);
                     progress = true;
@@ -513,9 +584,14 @@ impl Connection {
                     self.client_eof = true;
                     progress = true;
                     if !exchange.request_body.fully_received() {
-                        return Err(Abort::ClientGone("closed the connection in the middle of the request body"));
+                        return Err(Abort::ClientGone(
+                            "closed the connection in the middle of the request body",
+                        ));
                     }
-                    debug!("#{} client shut down its sending side; finishing the response", ctx.slot);
+                    debug!(
+                        "#{} client shut down its sending side; finishing the response",
+                        ctx.slot
+                    );
                 }
                 IoOutcome::Failed(e) => {
                     debug!("#{} client read failed: {e}", ctx.slot);
@@ -526,7 +602,11 @@ impl Connection {
         Ok(progress)
     }
 
-    fn scan_request_body(&self, exchange: &mut Exchange, ctx: &Context<'_>) -> Result<(), ProxyError> {
+    fn scan_request_body(
+        &self,
+        exchange: &mut Exchange,
+        ctx: &Context<'_>,
+    ) -> Result<(), ProxyError> {
         exchange
             .request_body
             .scan(&mut exchange.buffers.request)
@@ -579,10 +659,16 @@ impl Connection {
     /// Parses response heads at the front of the response ring: relays
     /// interim (1xx) heads, and on the final head sets up the body relay and
     /// queues the client's head.
-    fn parse_response(&self, exchange: &mut Exchange, ctx: &Context<'_>) -> Result<bool, ProxyError> {
+    fn parse_response(
+        &self,
+        exchange: &mut Exchange,
+        ctx: &Context<'_>,
+    ) -> Result<bool, ProxyError> {
         let mut progress = false;
         // An interim head waits until the previous one is written out.
-        while exchange.client_head_sent == exchange.buffers.client_head.len() && !exchange.buffers.response.is_empty() {
+        while exchange.client_head_sent == exchange.buffers.client_head.len()
+            && !exchange.buffers.response.is_empty()
+        {
             let BufferSet {
                 response: ring,
                 client_head,
@@ -590,7 +676,12 @@ impl Connection {
             } = &mut *exchange.buffers;
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let bytes = ring.make_contiguous();
-            let head = match response::parse(bytes, &mut headers, &exchange.request, ctx.config.max_head) {
+            let head = match response::parse(
+                bytes,
+                &mut headers,
+                &exchange.request,
+                ctx.config.max_head,
+            ) {
                 Ok(Some(head)) => head,
                 Ok(None) => return Ok(progress),
                 Err(e) => return Err(ProxyError::UpstreamResponse(e)),
@@ -603,7 +694,13 @@ impl Connection {
                 // 100 would be a duplicate.
                 let duplicate = head.status == 100 && exchange.sent_continue;
                 if exchange.request.version == Version::Http11 && !duplicate {
-                    response::write_client_head(&head, &exchange.request, ClientFraming::AsReceived, false, client_head);
+                    response::write_client_head(
+                        &head,
+                        &exchange.request,
+                        ClientFraming::AsReceived,
+                        false,
+                        client_head,
+                    );
                 }
                 trace!("#{} interim response {}", ctx.slot, head.status);
                 let head_len = head.head_len;
@@ -611,7 +708,8 @@ impl Connection {
                 continue;
             }
             let (framing, keep_alive) = response::client_framing(&head, &exchange.request);
-            let keep_alive = keep_alive && exchange.keep_alive && self.requests < ctx.config.keepalive_requests;
+            let keep_alive =
+                keep_alive && exchange.keep_alive && self.requests < ctx.config.keepalive_requests;
             exchange.keep_alive = keep_alive;
             response::write_client_head(&head, &exchange.request, framing, keep_alive, client_head);
             let mode = match framing {
@@ -634,7 +732,13 @@ impl Connection {
 
     /// The response has been fully received: pool the upstream connection if
     /// the exchange ended exactly on its framing boundary, close it otherwise.
-    fn upstream_done(&self, exchange: &mut Exchange, mut upstream: UpstreamConn, reusable: bool, ctx: &mut Context<'_>) {
+    fn upstream_done(
+        &self,
+        exchange: &mut Exchange,
+        mut upstream: UpstreamConn,
+        reusable: bool,
+        ctx: &mut Context<'_>,
+    ) {
         exchange.log.response_time = Some(ctx.now.saturating_duration_since(exchange.started));
         let relay_ready = match &exchange.response {
             ResponseState::Body { relay, .. } => relay.ready(),
@@ -661,7 +765,10 @@ impl Connection {
             trace!("#{}/upstream back to the idle pool", ctx.slot);
             ctx.upstreams.check_in(upstream);
         } else {
-            debug!("#{}/upstream closing connection to {}", ctx.slot, upstream.addr);
+            debug!(
+                "#{}/upstream closing connection to {}",
+                ctx.slot, upstream.addr
+            );
             ctx.upstreams.close(upstream);
         }
     }
@@ -687,8 +794,14 @@ impl Connection {
             }
             ResponseState::Body { relay, .. } => {
                 let reason = match error {
-                    Some(e) => format!("upstream failed after {} body bytes: {e}", relay.data_seen()),
-                    None => format!("upstream closed the connection after {} body bytes", relay.data_seen()),
+                    Some(e) => format!(
+                        "upstream failed after {} body bytes: {e}",
+                        relay.data_seen()
+                    ),
+                    None => format!(
+                        "upstream closed the connection after {} body bytes",
+                        relay.data_seen()
+                    ),
                 };
                 self.abort(exchange, Some(upstream), Abort::UpstreamBroken(reason), ctx)
             }
@@ -701,9 +814,17 @@ impl Connection {
 
     /// The upstream failed before sending a response head: retry once on a
     /// fresh connection if that is safe, otherwise answer 502.
-    fn upstream_failed(&mut self, mut exchange: Exchange, error: ProxyError, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn upstream_failed(
+        &mut self,
+        mut exchange: Exchange,
+        error: ProxyError,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         if exchange.can_retry() {
-            debug!("#{} pooled upstream connection failed ({error}); retrying on a new one", ctx.slot);
+            debug!(
+                "#{} pooled upstream connection failed ({error}); retrying on a new one",
+                ctx.slot
+            );
             exchange.retried = true;
             exchange.reused_upstream = false;
             exchange.upstream_head_sent = 0;
@@ -759,7 +880,13 @@ impl Connection {
                 ctx.buffers.give_back(buffers);
                 return (Phase::Idle, true);
             }
-            return (Phase::ReadingRequest { buffers, searched: 0 }, true);
+            return (
+                Phase::ReadingRequest {
+                    buffers,
+                    searched: 0,
+                },
+                true,
+            );
         }
         let unread_input = !buffers.request.is_empty() || !request_body.fully_received();
         ctx.buffers.give_back(buffers);
@@ -785,12 +912,23 @@ impl Connection {
         )
     }
 
-    fn step_lingering(&mut self, since: Instant, last_read: Instant, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn step_lingering(
+        &mut self,
+        since: Instant,
+        last_read: Instant,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         if !self.client_ready.readable {
             return (Phase::Lingering { since, last_read }, false);
         }
         match discard(&mut self.client, &mut self.client_ready) {
-            IoOutcome::Progress(_) => (Phase::Lingering { since, last_read: ctx.now }, true),
+            IoOutcome::Progress(_) => (
+                Phase::Lingering {
+                    since,
+                    last_read: ctx.now,
+                },
+                true,
+            ),
             IoOutcome::WouldBlock => (Phase::Lingering { since, last_read }, false),
             IoOutcome::Eof | IoOutcome::Failed(_) => (Phase::Closed, true),
         }
@@ -800,14 +938,27 @@ impl Connection {
 
     /// Answers a failure with ferry's own response if the client has not yet
     /// been sent a final response head; otherwise closes the connection.
-    fn fail(&mut self, mut exchange: Exchange, error: ProxyError, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn fail(
+        &mut self,
+        mut exchange: Exchange,
+        error: ProxyError,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         if exchange.response_committed() {
-            return self.abort(exchange, None, Abort::UpstreamBroken(error.to_string()), ctx);
+            return self.abort(
+                exchange,
+                None,
+                Abort::UpstreamBroken(error.to_string()),
+                ctx,
+            );
         }
         let status = error.response();
         match &error {
             e if e.is_client_fault() => info!("#{} {e}, client: {}", ctx.slot, self.peer),
-            ProxyError::UpstreamConnect(_) => error!("#{} {error} while connecting to upstream, client: {}", ctx.slot, self.peer),
+            ProxyError::UpstreamConnect(_) => error!(
+                "#{} {error} while connecting to upstream, client: {}",
+                ctx.slot, self.peer
+            ),
             e => warn!("#{} {e}, client: {}", ctx.slot, self.peer),
         }
         // Keep the connection only if the request was read whole and framed
@@ -823,7 +974,8 @@ impl Connection {
         buffers.client_head.drain(..exchange.client_head_sent);
         exchange.client_head_sent = 0;
         let head_only = exchange.request.method == Method::Head;
-        exchange.log.body_bytes_sent = status.write_to(&mut buffers.client_head, keep_alive, head_only) as u64;
+        exchange.log.body_bytes_sent =
+            status.write_to(&mut buffers.client_head, keep_alive, head_only) as u64;
         exchange.log.status = status.status();
         exchange.response = ResponseState::Local;
         (Phase::WritingResponse { exchange }, true)
@@ -832,10 +984,19 @@ impl Connection {
     /// Gives up on the exchange and closes the client connection: the
     /// client is gone, or a response already under way cannot be completed
     /// (closing is how a truncated response is made visible).
-    fn abort(&mut self, exchange: Exchange, upstream: Option<UpstreamConn>, reason: Abort, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn abort(
+        &mut self,
+        exchange: Exchange,
+        upstream: Option<UpstreamConn>,
+        reason: Abort,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         match &reason {
             Abort::ClientGone(what) => debug!("#{} client {} {what}", ctx.slot, self.peer),
-            Abort::UpstreamBroken(what) => warn!("#{} {what}; closing the client connection {}", ctx.slot, self.peer),
+            Abort::UpstreamBroken(what) => warn!(
+                "#{} {what}; closing the client connection {}",
+                ctx.slot, self.peer
+            ),
         }
         if let Some(upstream) = upstream {
             ctx.upstreams.close(upstream);
@@ -912,6 +1073,10 @@ mod tests {
     fn an_idle_connection_is_small() {
         // The slab stores every connection at this size; idle ones hold no
         // buffer besides it. See the 512 B budget in docs/architecture.md.
-        assert!(mem::size_of::<Connection>() <= 512, "{}", mem::size_of::<Connection>());
+        assert!(
+            mem::size_of::<Connection>() <= 512,
+            "{}",
+            mem::size_of::<Connection>()
+        );
     }
 }

@@ -79,7 +79,9 @@ impl Phase {
 
     pub fn upstream_mut(&mut self) -> Option<&mut UpstreamConn> {
         match self {
-            Phase::ConnectingUpstream { upstream, .. } | Phase::Forwarding { upstream, .. } => Some(upstream),
+            Phase::ConnectingUpstream { upstream, .. } | Phase::Forwarding { upstream, .. } => {
+                Some(upstream)
+            }
             _ => None,
         }
     }
@@ -133,7 +135,10 @@ pub enum ResponseState {
     /// Waiting for the upstream's (final) response head.
     AwaitingHead,
     /// The final head is queued for the client; the body flows through.
-    Body { relay: BodyRelay, upstream_reusable: bool },
+    Body {
+        relay: BodyRelay,
+        upstream_reusable: bool,
+    },
     /// Ferry's own response is in `buffers.client_head`; no upstream part.
     Local,
 }

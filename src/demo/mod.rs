@@ -19,13 +19,15 @@ const CAT: &[u8] = include_bytes!("cute_cat.jpg");
 pub fn start_origin(addr: SocketAddr) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    thread::Builder::new().name("demo-origin".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = thread::Builder::new()
-                .name("demo-origin-conn".into())
-                .spawn(move || serve(stream));
-        }
-    })?;
+    thread::Builder::new()
+        .name("demo-origin".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = thread::Builder::new()
+                    .name("demo-origin-conn".into())
+                    .spawn(move || serve(stream));
+            }
+        })?;
     Ok(bound)
 }
 
@@ -40,7 +42,10 @@ fn file(path: &str) -> Option<(&'static [u8], &'static str)> {
 
 /// Serves one keep-alive connection: heads up to 8 KiB, bodies ignored.
 fn serve(mut stream: TcpStream) {
-    let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let mut buf = vec![0u8; 8192];
     let mut held = 0;
     loop {
@@ -49,10 +54,10 @@ fn serve(mut stream: TcpStream) {
         let (head_len, method, path, close, body_len) = match request.parse(&buf[..held]) {
             Ok(httparse::Status::Complete(n)) => {
                 let close = request.version == Some(0)
-                    || request
-                        .headers
-                        .iter()
-                        .any(|h| h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close"));
+                    || request.headers.iter().any(|h| {
+                        h.name.eq_ignore_ascii_case("connection")
+                            && h.value.eq_ignore_ascii_case(b"close")
+                    });
                 let body_len: usize = request
                     .headers
                     .iter()
@@ -71,7 +76,9 @@ fn serve(mut stream: TcpStream) {
                 continue;
             }
             _ => {
-                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
                 return;
             }
         };

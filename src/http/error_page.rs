@@ -23,8 +23,15 @@ pub enum ErrorResponse {
 macro_rules! page {
     ($status:literal $reason:literal) => {
         concat!(
-            "<html>\r\n<head><title>", $status, " ", $reason, "</title></head>\r\n<body>\r\n<center><h1>",
-            $status, " ", $reason, "</h1></center>\r\n<hr><center>ferry</center>\r\n</body>\r\n</html>\r\n"
+            "<html>\r\n<head><title>",
+            $status,
+            " ",
+            $reason,
+            "</title></head>\r\n<body>\r\n<center><h1>",
+            $status,
+            " ",
+            $reason,
+            "</h1></center>\r\n<hr><center>ferry</center>\r\n</body>\r\n</html>\r\n"
         )
     };
 }
@@ -36,26 +43,42 @@ impl ErrorResponse {
             ErrorResponse::BadRequest => (400, "Bad Request", page!(400 "Bad Request")),
             ErrorResponse::NotFound => (404, "Not Found", page!(404 "Not Found")),
             ErrorResponse::MethodNotAllowed => (405, "Not Allowed", page!(405 "Not Allowed")),
-            ErrorResponse::RequestTimeout => (408, "Request Time-out", page!(408 "Request Time-out")),
-            ErrorResponse::PayloadTooLarge => {
-                (413, "Request Entity Too Large", page!(413 "Request Entity Too Large"))
+            ErrorResponse::RequestTimeout => {
+                (408, "Request Time-out", page!(408 "Request Time-out"))
             }
-            ErrorResponse::UriTooLong => (414, "Request-URI Too Large", page!(414 "Request-URI Too Large")),
-            ErrorResponse::ExpectationFailed => (417, "Expectation Failed", page!(417 "Expectation Failed")),
+            ErrorResponse::PayloadTooLarge => (
+                413,
+                "Request Entity Too Large",
+                page!(413 "Request Entity Too Large"),
+            ),
+            ErrorResponse::UriTooLong => (
+                414,
+                "Request-URI Too Large",
+                page!(414 "Request-URI Too Large"),
+            ),
+            ErrorResponse::ExpectationFailed => {
+                (417, "Expectation Failed", page!(417 "Expectation Failed"))
+            }
             ErrorResponse::HeaderFieldsTooLarge => (
                 431,
                 "Request Header Fields Too Large",
                 page!(431 "Request Header Fields Too Large"),
             ),
-            ErrorResponse::InternalServerError => {
-                (500, "Internal Server Error", page!(500 "Internal Server Error"))
-            }
+            ErrorResponse::InternalServerError => (
+                500,
+                "Internal Server Error",
+                page!(500 "Internal Server Error"),
+            ),
             ErrorResponse::NotImplemented => (501, "Not Implemented", page!(501 "Not Implemented")),
             ErrorResponse::BadGateway => (502, "Bad Gateway", page!(502 "Bad Gateway")),
-            ErrorResponse::GatewayTimeout => (504, "Gateway Time-out", page!(504 "Gateway Time-out")),
-            ErrorResponse::VersionNotSupported => {
-                (505, "HTTP Version Not Supported", page!(505 "HTTP Version Not Supported"))
+            ErrorResponse::GatewayTimeout => {
+                (504, "Gateway Time-out", page!(504 "Gateway Time-out"))
             }
+            ErrorResponse::VersionNotSupported => (
+                505,
+                "HTTP Version Not Supported",
+                page!(505 "HTTP Version Not Supported"),
+            ),
         }
     }
 

@@ -53,7 +53,10 @@ pub struct ConnectionOptions {
 impl ConnectionOptions {
     pub fn from_headers(headers: &[httparse::Header<'_>]) -> ConnectionOptions {
         let mut options = ConnectionOptions::default();
-        for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+        for header in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        {
             for member in list_members(header.value) {
                 if member.eq_ignore_ascii_case(b"close") {
                     options.close = true;
@@ -108,7 +111,9 @@ pub enum DeclaredFraming {
 /// Reads `Content-Length` and `Transfer-Encoding` strictly: several
 /// `Content-Length` fields or list members must all be the same digits;
 /// `Transfer-Encoding` must be exactly one final `chunked`.
-pub fn declared_framing(headers: &[httparse::Header<'_>]) -> Result<DeclaredFraming, FramingHeaderError> {
+pub fn declared_framing(
+    headers: &[httparse::Header<'_>],
+) -> Result<DeclaredFraming, FramingHeaderError> {
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
@@ -116,7 +121,8 @@ pub fn declared_framing(headers: &[httparse::Header<'_>]) -> Result<DeclaredFram
         if header.name.eq_ignore_ascii_case("content-length") {
             let mut any = false;
             for member in header.value.split(|&b| b == b',').map(trim_ows) {
-                let value = parse_decimal(member).ok_or(FramingHeaderError::InvalidContentLength)?;
+                let value =
+                    parse_decimal(member).ok_or(FramingHeaderError::InvalidContentLength)?;
                 if length.is_some_and(|seen| seen != value) {
                     return Err(FramingHeaderError::InvalidContentLength);
                 }
@@ -188,7 +194,10 @@ mod tests {
 
     #[test]
     fn connection_tokens_are_a_case_insensitive_list() {
-        let headers = [h("Connection", "Keep-Alive, foo"), h("connection", " ,CLOSE")];
+        let headers = [
+            h("Connection", "Keep-Alive, foo"),
+            h("connection", " ,CLOSE"),
+        ];
         let options = ConnectionOptions::from_headers(&headers);
         assert!(options.keep_alive && options.close);
         assert!(named_in_connection("Foo", &headers));
@@ -211,13 +220,33 @@ mod tests {
         assert_eq!(ok("42"), Ok(DeclaredFraming::ContentLength(42)));
         assert_eq!(ok("42, 42"), Ok(DeclaredFraming::ContentLength(42)));
         assert_eq!(ok("0"), Ok(DeclaredFraming::ContentLength(0)));
-        for bad in ["", "+1", "-1", "1a", "0x10", "1 2", "42, 43", "99999999999999999999", ","] {
-            assert_eq!(ok(bad), Err(FramingHeaderError::InvalidContentLength), "{bad:?}");
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "1a",
+            "0x10",
+            "1 2",
+            "42, 43",
+            "99999999999999999999",
+            ",",
+        ] {
+            assert_eq!(
+                ok(bad),
+                Err(FramingHeaderError::InvalidContentLength),
+                "{bad:?}"
+            );
         }
         let two = [h("Content-Length", "1"), h("Content-Length", "2")];
-        assert_eq!(declared_framing(&two), Err(FramingHeaderError::InvalidContentLength));
+        assert_eq!(
+            declared_framing(&two),
+            Err(FramingHeaderError::InvalidContentLength)
+        );
         let same = [h("Content-Length", "2"), h("Content-Length", "2")];
-        assert_eq!(declared_framing(&same), Ok(DeclaredFraming::ContentLength(2)));
+        assert_eq!(
+            declared_framing(&same),
+            Ok(DeclaredFraming::ContentLength(2))
+        );
     }
 
     #[test]
@@ -225,14 +254,35 @@ mod tests {
         let te = |v: &str| declared_framing(&[h("Transfer-Encoding", v)]);
         assert_eq!(te("chunked"), Ok(DeclaredFraming::Chunked));
         assert_eq!(te("Chunked"), Ok(DeclaredFraming::Chunked));
-        assert_eq!(te("gzip, chunked"), Err(FramingHeaderError::UnsupportedTransferEncoding));
-        assert_eq!(te("chunked, identity"), Err(FramingHeaderError::InvalidTransferEncoding));
-        assert_eq!(te("chunked, chunked"), Err(FramingHeaderError::InvalidTransferEncoding));
-        assert_eq!(te("xchunked"), Err(FramingHeaderError::UnsupportedTransferEncoding));
+        assert_eq!(
+            te("gzip, chunked"),
+            Err(FramingHeaderError::UnsupportedTransferEncoding)
+        );
+        assert_eq!(
+            te("chunked, identity"),
+            Err(FramingHeaderError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            te("chunked, chunked"),
+            Err(FramingHeaderError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            te("xchunked"),
+            Err(FramingHeaderError::UnsupportedTransferEncoding)
+        );
         assert_eq!(te(""), Err(FramingHeaderError::InvalidTransferEncoding));
         let both = [h("Transfer-Encoding", "chunked"), h("Content-Length", "3")];
-        assert_eq!(declared_framing(&both), Err(FramingHeaderError::ContentLengthWithTransferEncoding));
-        let repeated = [h("Transfer-Encoding", "chunked"), h("Transfer-Encoding", "chunked")];
-        assert_eq!(declared_framing(&repeated), Err(FramingHeaderError::InvalidTransferEncoding));
+        assert_eq!(
+            declared_framing(&both),
+            Err(FramingHeaderError::ContentLengthWithTransferEncoding)
+        );
+        let repeated = [
+            h("Transfer-Encoding", "chunked"),
+            h("Transfer-Encoding", "chunked"),
+        ];
+        assert_eq!(
+            declared_framing(&repeated),
+            Err(FramingHeaderError::InvalidTransferEncoding)
+        );
     }
 }

@@ -102,7 +102,9 @@ impl fmt::Display for RequestError {
             RequestError::UriTooLong => f.write_str("request line too long"),
             RequestError::HeadTooLarge => f.write_str("request head too large"),
             RequestError::Framing(e) => write!(f, "invalid body framing: {e:?}"),
-            RequestError::TransferEncodingOnHttp10 => f.write_str("Transfer-Encoding in an HTTP/1.0 request"),
+            RequestError::TransferEncodingOnHttp10 => {
+                f.write_str("Transfer-Encoding in an HTTP/1.0 request")
+            }
             RequestError::MissingHost => f.write_str("missing Host header"),
             RequestError::DuplicateHost => f.write_str("more than one Host header"),
             RequestError::UnsupportedExpectation => f.write_str("unsupported Expect value"),
@@ -140,7 +142,8 @@ pub fn parse<'h, 'b>(
         return Err(over_limit());
     }
     // httparse fills these for every Complete parse.
-    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version) else {
+    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
+    else {
         return Err(RequestError::Malformed(httparse::Error::Token));
     };
     let headers: &'h [httparse::Header<'b>] = request.headers;
@@ -150,7 +153,10 @@ pub fn parse<'h, 'b>(
         return Err(RequestError::Connect);
     }
 
-    let hosts = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
+    let hosts = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .count();
     match (hosts, version) {
         (0, Version::Http11) => return Err(RequestError::MissingHost),
         (2.., _) => return Err(RequestError::DuplicateHost),
@@ -167,7 +173,10 @@ pub fn parse<'h, 'b>(
     };
 
     let mut expect_continue = false;
-    for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("expect")) {
+    for header in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("expect"))
+    {
         if !header.value.eq_ignore_ascii_case(b"100-continue") {
             return Err(RequestError::UnsupportedExpectation);
         }
@@ -198,9 +207,14 @@ pub fn parse<'h, 'b>(
 
 /// Fields ferry writes itself, so the client's copies are not forwarded.
 fn replaced_by_ferry(name: &str) -> bool {
-    ["content-length", "x-forwarded-for", "x-forwarded-proto", "expect"]
-        .iter()
-        .any(|own| own.eq_ignore_ascii_case(name))
+    [
+        "content-length",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "expect",
+    ]
+    .iter()
+    .any(|own| own.eq_ignore_ascii_case(name))
 }
 
 /// Writes the head ferry sends upstream for `head` into `out`: the same
@@ -211,7 +225,12 @@ fn replaced_by_ferry(name: &str) -> bool {
 ///
 /// `fallback_host` is sent as `Host` when an HTTP/1.0 client sent none, since
 /// HTTP/1.1 requires one.
-pub fn write_upstream_head(head: &RequestHead<'_, '_>, client_ip: IpAddr, fallback_host: &str, out: &mut Vec<u8>) {
+pub fn write_upstream_head(
+    head: &RequestHead<'_, '_>,
+    client_ip: IpAddr,
+    fallback_host: &str,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
@@ -219,7 +238,8 @@ pub fn write_upstream_head(head: &RequestHead<'_, '_>, client_ip: IpAddr, fallba
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
     for header in head.headers {
-        if headers::is_hop_by_hop_here(header.name, head.headers) || replaced_by_ferry(header.name) {
+        if headers::is_hop_by_hop_here(header.name, head.headers) || replaced_by_ferry(header.name)
+        {
             continue;
         }
         has_host |= header.name.eq_ignore_ascii_case("host");
@@ -237,7 +257,11 @@ pub fn write_upstream_head(head: &RequestHead<'_, '_>, client_ip: IpAddr, fallba
         BodyKind::Empty | BodyKind::UntilClose => {}
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for header in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+    for header in head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+    {
         let value = headers::trim_ows(header.value);
         if !value.is_empty() {
             out.extend_from_slice(value);
@@ -255,9 +279,16 @@ mod tests {
 
     fn parse_ok(bytes: &[u8]) -> (RequestSummary, usize, Vec<u8>) {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let head = parse(bytes, &mut headers, 8192).expect("valid").expect("complete");
+        let head = parse(bytes, &mut headers, 8192)
+            .expect("valid")
+            .expect("complete");
         let mut out = Vec::new();
-        write_upstream_head(&head, "10.1.2.3".parse().unwrap(), "upstream:3000", &mut out);
+        write_upstream_head(
+            &head,
+            "10.1.2.3".parse().unwrap(),
+            "upstream:3000",
+            &mut out,
+        );
         (head.summary, head.head_len, out)
     }
 
@@ -294,25 +325,41 @@ mod tests {
 
     // ===== persistence =====
 
-    req!(http11_keeps_alive_by_default, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", |s, len, out| {
-        assert!(s.keep_alive);
-        assert_eq!(len, 27);
-        assert_eq!(s.body, BodyKind::Empty);
-    });
+    req!(
+        http11_keeps_alive_by_default,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        |s, len, out| {
+            assert!(s.keep_alive);
+            assert_eq!(len, 27);
+            assert_eq!(s.body, BodyKind::Empty);
+        }
+    );
 
-    req!(http11_close, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", |s, len, out| {
-        assert!(!s.keep_alive);
-    });
+    req!(
+        http11_close,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        |s, len, out| {
+            assert!(!s.keep_alive);
+        }
+    );
 
-    req!(http10_closes_by_default, b"GET / HTTP/1.0\r\n\r\n", |s, len, out| {
-        assert!(!s.keep_alive);
-        assert!(out.contains("Host: upstream:3000\r\n"), "{out}");
-    });
+    req!(
+        http10_closes_by_default,
+        b"GET / HTTP/1.0\r\n\r\n",
+        |s, len, out| {
+            assert!(!s.keep_alive);
+            assert!(out.contains("Host: upstream:3000\r\n"), "{out}");
+        }
+    );
 
-    req!(http10_keep_alive_list, b"GET / HTTP/1.0\r\nConnection: Keep-Alive, foo\r\nFoo: x\r\n\r\n", |s, len, out| {
-        assert!(s.keep_alive);
-        assert!(!out.to_ascii_lowercase().contains("foo"), "{out}");
-    });
+    req!(
+        http10_keep_alive_list,
+        b"GET / HTTP/1.0\r\nConnection: Keep-Alive, foo\r\nFoo: x\r\n\r\n",
+        |s, len, out| {
+            assert!(s.keep_alive);
+            assert!(!out.to_ascii_lowercase().contains("foo"), "{out}");
+        }
+    );
 
     // ===== re-serialization =====
 
@@ -326,67 +373,144 @@ mod tests {
         assert!(!out.contains("https"));
     });
 
-    req!(connection_cannot_remove_ferry_fields, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Forwarded-For, Host\r\n\r\n", |s, len, out| {
-        assert!(out.contains("X-Forwarded-For: 10.1.2.3\r\n"), "{out}");
-        // Host named in Connection is hop-by-hop for the client's message; ferry
-        // still sends one because HTTP/1.1 needs it.
-        assert!(out.contains("Host: upstream:3000\r\n"), "{out}");
-    });
+    req!(
+        connection_cannot_remove_ferry_fields,
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Forwarded-For, Host\r\n\r\n",
+        |s, len, out| {
+            assert!(out.contains("X-Forwarded-For: 10.1.2.3\r\n"), "{out}");
+            // Host named in Connection is hop-by-hop for the client's message; ferry
+            // still sends one because HTTP/1.1 needs it.
+            assert!(out.contains("Host: upstream:3000\r\n"), "{out}");
+        }
+    );
 
-    req!(content_length_is_normalised, b"POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 5, 5\r\n\r\nhello", |s, len, out| {
-        assert_eq!(s.body, BodyKind::Length(5));
-        assert!(out.contains("Content-Length: 5\r\n"), "{out}");
-        assert!(!out.contains("5, 5"));
-    });
+    req!(
+        content_length_is_normalised,
+        b"POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 5, 5\r\n\r\nhello",
+        |s, len, out| {
+            assert_eq!(s.body, BodyKind::Length(5));
+            assert!(out.contains("Content-Length: 5\r\n"), "{out}");
+            assert!(!out.contains("5, 5"));
+        }
+    );
 
-    req!(chunked_is_redeclared, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", |s, len, out| {
-        assert_eq!(s.body, BodyKind::Chunked);
-        assert!(out.contains("Transfer-Encoding: chunked\r\n"));
-    });
+    req!(
+        chunked_is_redeclared,
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+        |s, len, out| {
+            assert_eq!(s.body, BodyKind::Chunked);
+            assert!(out.contains("Transfer-Encoding: chunked\r\n"));
+        }
+    );
 
-    req!(expect_continue_is_taken_over, b"PUT /u HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 9\r\n\r\n", |s, len, out| {
-        assert!(s.expect_continue);
-        assert!(!out.to_ascii_lowercase().contains("expect"));
-    });
+    req!(
+        expect_continue_is_taken_over,
+        b"PUT /u HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 9\r\n\r\n",
+        |s, len, out| {
+            assert!(s.expect_continue);
+            assert!(!out.to_ascii_lowercase().contains("expect"));
+        }
+    );
 
-    req!(bare_lf_head_is_accepted_and_normalised, b"GET / HTTP/1.1\nHost: h\n\n", |s, len, out| {
-        assert!(out.starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
-    });
+    req!(
+        bare_lf_head_is_accepted_and_normalised,
+        b"GET / HTTP/1.1\nHost: h\n\n",
+        |s, len, out| {
+            assert!(out.starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
+        }
+    );
 
     // ===== refusals =====
 
-    bad!(both_length_and_chunked, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-        RequestError::Framing(FramingHeaderError::ContentLengthWithTransferEncoding));
-    bad!(differing_lengths, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-        RequestError::Framing(FramingHeaderError::InvalidContentLength));
-    bad!(gzip_coding, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
-        RequestError::Framing(FramingHeaderError::UnsupportedTransferEncoding));
-    bad!(te_in_http10, b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", RequestError::TransferEncodingOnHttp10);
-    bad!(missing_host, b"GET / HTTP/1.1\r\n\r\n", RequestError::MissingHost);
-    bad!(two_hosts, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", RequestError::DuplicateHost);
-    bad!(http2_version, b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", RequestError::UnsupportedVersion);
-    bad!(space_in_target, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", RequestError::Malformed(_) | RequestError::UnsupportedVersion);
-    bad!(space_before_colon, b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", RequestError::Malformed(_));
-    bad!(nul_in_value, b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", RequestError::Malformed(_));
-    bad!(expect_other, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", RequestError::UnsupportedExpectation);
-    bad!(connect, b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", RequestError::Connect);
+    bad!(
+        both_length_and_chunked,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        RequestError::Framing(FramingHeaderError::ContentLengthWithTransferEncoding)
+    );
+    bad!(
+        differing_lengths,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        RequestError::Framing(FramingHeaderError::InvalidContentLength)
+    );
+    bad!(
+        gzip_coding,
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+        RequestError::Framing(FramingHeaderError::UnsupportedTransferEncoding)
+    );
+    bad!(
+        te_in_http10,
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        RequestError::TransferEncodingOnHttp10
+    );
+    bad!(
+        missing_host,
+        b"GET / HTTP/1.1\r\n\r\n",
+        RequestError::MissingHost
+    );
+    bad!(
+        two_hosts,
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        RequestError::DuplicateHost
+    );
+    bad!(
+        http2_version,
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        RequestError::UnsupportedVersion
+    );
+    bad!(
+        space_in_target,
+        b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+        RequestError::Malformed(_) | RequestError::UnsupportedVersion
+    );
+    bad!(
+        space_before_colon,
+        b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        RequestError::Malformed(_)
+    );
+    bad!(
+        nul_in_value,
+        b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n",
+        RequestError::Malformed(_)
+    );
+    bad!(
+        expect_other,
+        b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n",
+        RequestError::UnsupportedExpectation
+    );
+    bad!(
+        connect,
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+        RequestError::Connect
+    );
 
     #[test]
     fn limits_distinguish_long_uri_from_large_head() {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(200));
-        assert!(matches!(parse(long_line.as_bytes(), &mut headers, 100), Err(RequestError::UriTooLong)));
+        assert!(matches!(
+            parse(long_line.as_bytes(), &mut headers, 100),
+            Err(RequestError::UriTooLong)
+        ));
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "b".repeat(200));
-        assert!(matches!(parse(big_head.as_bytes(), &mut headers, 100), Err(RequestError::HeadTooLarge)));
+        assert!(matches!(
+            parse(big_head.as_bytes(), &mut headers, 100),
+            Err(RequestError::HeadTooLarge)
+        ));
         let mut headers = [httparse::EMPTY_HEADER; 2];
         let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
-        assert!(matches!(parse(many, &mut headers, 100), Err(RequestError::HeadTooLarge)));
+        assert!(matches!(
+            parse(many, &mut headers, 100),
+            Err(RequestError::HeadTooLarge)
+        ));
     }
 
     #[test]
     fn incomplete_head_asks_for_more() {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut headers, 8192), Ok(None)));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut headers, 8192),
+            Ok(None)
+        ));
     }
 }

@@ -67,7 +67,9 @@ pub fn parse<'h, 'b>(
         Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
             return Err(ResponseError::HeadTooLarge)
         }
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(ResponseError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err(ResponseError::HeadTooLarge)
+        }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(ResponseError::Malformed(e)),
     };
@@ -83,7 +85,10 @@ pub fn parse<'h, 'b>(
     // Validate framing fields even where they do not frame (HEAD, 304):
     // a malformed Content-Length is never relayed.
     let declared = headers::declared_framing(headers).map_err(ResponseError::Framing)?;
-    let no_body = request.method == Method::Head || (100..200).contains(&status) || status == 204 || status == 304;
+    let no_body = request.method == Method::Head
+        || (100..200).contains(&status)
+        || status == 204
+        || status == 304;
     let body = match declared {
         _ if no_body => BodyKind::Empty,
         DeclaredFraming::Chunked => BodyKind::Chunked,
@@ -121,7 +126,10 @@ pub enum ClientFraming {
 
 /// Decides how to frame `response` for the client and whether the client
 /// connection can stay open after it.
-pub fn client_framing(response: &ResponseHead<'_, '_>, request: &RequestSummary) -> (ClientFraming, bool) {
+pub fn client_framing(
+    response: &ResponseHead<'_, '_>,
+    request: &RequestSummary,
+) -> (ClientFraming, bool) {
     let dechunk = response.body == BodyKind::Chunked && request.version == Version::Http10;
     let framing = if dechunk {
         ClientFraming::Dechunked
@@ -129,7 +137,10 @@ pub fn client_framing(response: &ResponseHead<'_, '_>, request: &RequestSummary)
         ClientFraming::AsReceived
     };
     let delimited_by_close = dechunk || response.body == BodyKind::UntilClose;
-    (framing, request.keep_alive && !delimited_by_close && !response.close_requested)
+    (
+        framing,
+        request.keep_alive && !delimited_by_close && !response.close_requested,
+    )
 }
 
 /// Writes the head ferry sends to the client: status line as HTTP/1.1,
@@ -144,7 +155,8 @@ pub fn write_client_head(
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", response.status, response.reason);
     for header in response.headers {
         if headers::is_hop_by_hop_here(header.name, response.headers)
-            || (header.name.eq_ignore_ascii_case("content-length") && response.body != BodyKind::Empty)
+            || (header.name.eq_ignore_ascii_case("content-length")
+                && response.body != BodyKind::Empty)
         {
             continue;
         }
@@ -154,7 +166,9 @@ pub fn write_client_head(
         (BodyKind::Length(n), _) => {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
-        (BodyKind::Chunked, ClientFraming::AsReceived) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        (BodyKind::Chunked, ClientFraming::AsReceived) => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
         _ => {}
     }
     if response.is_interim() {
@@ -189,7 +203,11 @@ mod tests {
         let (framing, keep) = client_framing(&response, &req);
         let mut out = Vec::new();
         write_client_head(&response, &req, framing, keep, &mut out);
-        Ok((response.body, response.upstream_reusable, String::from_utf8(out).unwrap()))
+        Ok((
+            response.body,
+            response.upstream_reusable,
+            String::from_utf8(out).unwrap(),
+        ))
     }
 
     const GET11: fn() -> RequestSummary = || request(Method::Get, Version::Http11);
@@ -197,13 +215,41 @@ mod tests {
     #[test]
     fn framing_follows_rfc9112_section_6_3() {
         let cases: &[(&[u8], Method, BodyKind)] = &[
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Get, BodyKind::Length(5)),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::Head, BodyKind::Empty),
-            (b"HTTP/1.1 204 No Content\r\n\r\n", Method::Get, BodyKind::Empty),
-            (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", Method::Get, BodyKind::Empty),
-            (b"HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n", Method::Get, BodyKind::Empty),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Method::Get, BodyKind::Chunked),
-            (b"HTTP/1.1 200 OK\r\n\r\n", Method::Get, BodyKind::UntilClose),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                Method::Get,
+                BodyKind::Length(5),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                Method::Head,
+                BodyKind::Empty,
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                Method::Get,
+                BodyKind::Empty,
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                Method::Get,
+                BodyKind::Empty,
+            ),
+            (
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n",
+                Method::Get,
+                BodyKind::Empty,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Method::Get,
+                BodyKind::Chunked,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n",
+                Method::Get,
+                BodyKind::UntilClose,
+            ),
         ];
         for (bytes, method, expected) in cases {
             let got = head(bytes, request(*method, Version::Http11)).unwrap().0;
@@ -213,9 +259,24 @@ mod tests {
 
     #[test]
     fn reuse_needs_persistence_and_a_known_end() {
-        assert!(head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", GET11()).unwrap().1);
-        assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", GET11()).unwrap().1);
-        assert!(!head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", GET11()).unwrap().1);
+        assert!(
+            head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", GET11())
+                .unwrap()
+                .1
+        );
+        assert!(
+            !head(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                GET11()
+            )
+            .unwrap()
+            .1
+        );
+        assert!(
+            !head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", GET11())
+                .unwrap()
+                .1
+        );
         assert!(!head(b"HTTP/1.1 200 OK\r\n\r\n", GET11()).unwrap().1);
     }
 
@@ -226,22 +287,36 @@ mod tests {
             GET11(),
         )
         .unwrap();
-        assert_eq!(out, "HTTP/1.1 200 OK\r\nServer: o\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nServer: o\r\nContent-Length: 3\r\n\r\n"
+        );
     }
 
     #[test]
     fn http10_clients_get_dechunked_and_keep_alive_said() {
         let mut req = request(Method::Get, Version::Http10);
-        let (_, _, out) = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", req).unwrap();
+        let (_, _, out) = head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            req,
+        )
+        .unwrap();
         assert_eq!(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
         req.keep_alive = true;
         let (_, _, out) = head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", req).unwrap();
-        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"
+        );
     }
 
     #[test]
     fn head_response_keeps_its_content_length() {
-        let (_, _, out) = head(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", request(Method::Head, Version::Http11)).unwrap();
+        let (_, _, out) = head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+            request(Method::Head, Version::Http11),
+        )
+        .unwrap();
         assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
     }
 
@@ -257,7 +332,11 @@ mod tests {
             b"SMTP ready\r\n\r\n",
         ];
         for bytes in bad {
-            assert!(head(bytes, GET11()).is_err(), "{}", String::from_utf8_lossy(bytes));
+            assert!(
+                head(bytes, GET11()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 }

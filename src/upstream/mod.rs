@@ -59,7 +59,12 @@ impl Upstreams {
 
     /// Starts a non-blocking connect to `addr` for the connection in `slot`.
     /// Completion is reported by a writable event.
-    pub fn connect(&mut self, addr: SocketAddr, slot: usize, registry: &Registry) -> io::Result<UpstreamConn> {
+    pub fn connect(
+        &mut self,
+        addr: SocketAddr,
+        slot: usize,
+        registry: &Registry,
+    ) -> io::Result<UpstreamConn> {
         let mut stream = TcpStream::connect(addr)?;
         let entry = self.links.vacant_entry();
         let link = entry.key();
@@ -117,7 +122,10 @@ impl Upstreams {
     /// or sent bytes nobody asked for. Either way it can't be reused.
     pub fn on_idle_event(&mut self, link: usize) {
         if let Some(conn) = self.idle.check_after_event(link) {
-            debug!("pooled upstream connection to {} closed by the upstream", conn.addr);
+            debug!(
+                "pooled upstream connection to {} closed by the upstream",
+                conn.addr
+            );
             self.close(conn);
         }
     }

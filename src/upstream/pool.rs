@@ -35,10 +35,15 @@ impl IdlePool {
 
     /// Pools `conn`; hands it back when the server's pool is full.
     pub fn put(&mut self, conn: UpstreamConn) -> Option<UpstreamConn> {
-        let index = match self.servers.iter().position(|(server, _)| *server == conn.addr) {
+        let index = match self
+            .servers
+            .iter()
+            .position(|(server, _)| *server == conn.addr)
+        {
             Some(index) => index,
             None => {
-                self.servers.push((conn.addr, Vec::with_capacity(self.per_server)));
+                self.servers
+                    .push((conn.addr, Vec::with_capacity(self.per_server)));
                 self.servers.len() - 1
             }
         };

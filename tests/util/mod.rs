@@ -42,7 +42,10 @@ impl Ferry {
     pub fn start_with(args: &[&str]) -> Ferry {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(args)
-            .env("RUST_LOG", std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "ferry=info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "ferry=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,7 +117,8 @@ impl Ferry {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -225,7 +229,9 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|line| {
             let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     }
 
@@ -256,7 +262,11 @@ pub fn read_head(reader: &mut impl BufRead) -> Option<(u16, String)> {
 
 /// Reads a whole response to a request with method `method`, hashing the
 /// body instead of keeping it when it is larger than `keep` bytes.
-pub fn read_response_hashed(reader: &mut impl BufRead, method: &str, keep: usize) -> Option<(Response, u64, Hash)> {
+pub fn read_response_hashed(
+    reader: &mut impl BufRead,
+    method: &str,
+    keep: usize,
+) -> Option<(Response, u64, Hash)> {
     let (mut status, mut head) = read_head(reader)?;
     while (100..200).contains(&status) {
         (status, head) = read_head(reader)?;
@@ -418,11 +428,15 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
         r.body_hash.update(bytes);
         r.body_len += bytes.len() as u64;
         if r.body_prefix.len() < 4096 {
-            r.body_prefix.extend_from_slice(&bytes[..bytes.len().min(4096)]);
+            r.body_prefix
+                .extend_from_slice(&bytes[..bytes.len().min(4096)]);
         }
     };
     let mut block = vec![0u8; 64 * 1024];
-    if received.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if received
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             let mut size_line = String::new();
             reader.read_line(&mut size_line).ok()?;
@@ -509,10 +523,16 @@ impl Origin {
                 stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
                 let handler = handler.clone();
                 let log = r.clone();
-                let _ = thread::Builder::new().stack_size(256 * 1024).spawn(move || {
-                    let reader = BufReader::new(stream.try_clone().unwrap());
-                    handler(OriginConn { reader, stream, log });
-                });
+                let _ = thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        let reader = BufReader::new(stream.try_clone().unwrap());
+                        handler(OriginConn {
+                            reader,
+                            stream,
+                            log,
+                        });
+                    });
             }
         });
         Origin {
@@ -596,7 +616,9 @@ fn send_pattern(conn: &mut OriginConn, size: u64, mode: &str, head_only: bool) -
         let n = (size - done).min(block.len() as u64) as usize;
         pattern(done, &mut block[..n]);
         let ok = if mode == "chunked" {
-            conn.send(format!("{n:x}\r\n").as_bytes()) && conn.send(&block[..n]) && conn.send(b"\r\n")
+            conn.send(format!("{n:x}\r\n").as_bytes())
+                && conn.send(&block[..n])
+                && conn.send(b"\r\n")
         } else {
             conn.send(&block[..n])
         };
