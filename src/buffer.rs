@@ -238,7 +238,9 @@ impl BufferSet {
 }
 
 /// A free list of [`BufferSet`]s, so that steady-state traffic allocates
-/// nothing and idle connections cost nothing.
+/// nothing and idle connections cost nothing. At most `max_lent` sets are out
+/// at once: memory is bounded in total, not only per connection, and a
+/// connection that finds the pool empty waits for a set to come back.
 pub struct BufferPool {
     // Boxed on purpose: connections hold a set by pointer (keeping an idle
     // connection small), and handing one over must not copy 32 KiB.
@@ -246,26 +248,38 @@ pub struct BufferPool {
     free: Vec<Box<BufferSet>>,
     buffer_size: usize,
     keep_free: usize,
+    max_lent: usize,
     lent: usize,
 }
 
 impl BufferPool {
     /// A pool of sets whose ring buffers hold `buffer_size` bytes each; at
     /// most `keep_free` returned sets are kept for reuse, the rest are freed.
-    pub fn new(buffer_size: usize, keep_free: usize) -> BufferPool {
+    pub fn new(buffer_size: usize, keep_free: usize, max_lent: usize) -> BufferPool {
         BufferPool {
             free: Vec::new(),
             buffer_size,
             keep_free,
+            max_lent,
             lent: 0,
         }
     }
 
-    pub fn take(&mut self) -> Box<BufferSet> {
+    /// A set, or `None` when `max_lent` are already out.
+    pub fn take(&mut self) -> Option<Box<BufferSet>> {
+        if self.lent >= self.max_lent {
+            return None;
+        }
         self.lent += 1;
-        self.free
-            .pop()
-            .unwrap_or_else(|| Box::new(BufferSet::new(self.buffer_size)))
+        Some(
+            self.free
+                .pop()
+                .unwrap_or_else(|| Box::new(BufferSet::new(self.buffer_size))),
+        )
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.lent < self.max_lent
     }
 
     pub fn give_back(&mut self, mut set: Box<BufferSet>) {
@@ -303,6 +317,21 @@ mod tests {
         fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
+    }
+
+    #[test]
+    fn the_pool_lends_at_most_its_cap_and_reuses_sets() {
+        let mut pool = BufferPool::new(64, 1, 2);
+        let a = pool.take().unwrap();
+        let b = pool.take().unwrap();
+        assert!(pool.take().is_none());
+        pool.give_back(a);
+        assert!(pool.has_room());
+        let c = pool.take().unwrap();
+        assert_eq!(c.request.capacity(), 64);
+        pool.give_back(b);
+        pool.give_back(c);
+        assert_eq!(pool.lent(), 0);
     }
 
     #[test]

@@ -22,6 +22,17 @@ OPTIONS:
     --max-head-size SIZE          largest request or response head [8k]
     --upstream-keepalive N        idle connections kept per upstream [32]
     --access-log stdout|off       where access log lines go [stdout]
+    --worker-connections N        client + upstream connections at once [512]
+    --buffer-sets N               busy connections holding buffers at once [512]
+    --status-path PATH            answer PATH with ferry's counters [off]
+    --set DIRECTIVE=VALUE         an nginx directive, e.g. proxy_read_timeout=5s;
+                                  repeatable. Known: client_header_timeout,
+                                  client_body_timeout, keepalive_timeout,
+                                  keepalive_requests, send_timeout,
+                                  proxy_connect_timeout, proxy_send_timeout,
+                                  proxy_read_timeout, upstream_keepalive_timeout,
+                                  lingering_time, lingering_timeout,
+                                  worker_connections, client_max_body_size
     -h, --help                    print this help
     -v, --version                 print the version
 
@@ -51,6 +62,11 @@ pub struct Args {
     pub max_head_size: Option<String>,
     pub upstream_keepalive: Option<String>,
     pub access_log: Option<String>,
+    pub worker_connections: Option<String>,
+    pub buffer_sets: Option<String>,
+    pub status_path: Option<String>,
+    /// `--set name=value` pairs, in order.
+    pub directives: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -72,6 +88,10 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
         max_head_size: None,
         upstream_keepalive: None,
         access_log: None,
+        worker_connections: None,
+        buffer_sets: None,
+        status_path: None,
+        directives: Vec::new(),
     };
     let mut demo_ports = (8080u16, 3000u16);
     let mut demo = false;
@@ -92,6 +112,10 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
             "--max-head-size" => args.max_head_size = Some(value(&flag)?),
             "--upstream-keepalive" => args.upstream_keepalive = Some(value(&flag)?),
             "--access-log" => args.access_log = Some(value(&flag)?),
+            "--worker-connections" => args.worker_connections = Some(value(&flag)?),
+            "--buffer-sets" => args.buffer_sets = Some(value(&flag)?),
+            "--status-path" => args.status_path = Some(value(&flag)?),
+            "--set" => args.directives.push(value(&flag)?),
             "--port" if demo => demo_ports.0 = parse_port(&value(&flag)?)?,
             "--origin-port" if demo => demo_ports.1 = parse_port(&value(&flag)?)?,
             other => {
@@ -160,6 +184,34 @@ impl Args {
             config.upstream_keepalive = n.parse().map_err(|_| {
                 UsageError(format!("invalid number \"{n}\" in --upstream-keepalive"))
             })?;
+        }
+        let count = |flag: &str, text: &Option<String>| -> Result<Option<usize>, UsageError> {
+            text.as_deref()
+                .map(|n| {
+                    n.parse::<usize>()
+                        .map_err(|_| UsageError(format!("invalid number \"{n}\" in {flag}")))
+                })
+                .transpose()
+        };
+        if let Some(n) = count("--worker-connections", &self.worker_connections)? {
+            config.worker_connections = n;
+        }
+        if let Some(n) = count("--buffer-sets", &self.buffer_sets)? {
+            config.max_buffer_sets = n;
+        }
+        config.status_path = self.status_path.clone();
+        for directive in &self.directives {
+            let (name, value) = directive.split_once('=').ok_or_else(|| {
+                UsageError(format!("--set needs DIRECTIVE=VALUE, got \"{directive}\""))
+            })?;
+            config
+                .set_directive(name.trim(), value.trim())
+                .map_err(UsageError)?;
+        }
+        if config.worker_connections < 2 || config.max_buffer_sets == 0 {
+            return Err(UsageError(
+                "worker_connections must be at least 2 and --buffer-sets at least 1".into(),
+            ));
         }
         match self.access_log.as_deref() {
             None | Some("stdout") => config.access_log = AccessLogTarget::Stdout,

@@ -39,6 +39,32 @@ pub struct Config {
     pub lingering_time: Duration,
     pub lingering_timeout: Duration,
     pub access_log: AccessLogTarget,
+    /// Time for a whole request head (`client_header_timeout`), also the
+    /// wait for a new connection's first request.
+    pub client_header_timeout: Duration,
+    /// Longest pause between two reads of a request body (`client_body_timeout`).
+    pub client_body_timeout: Duration,
+    /// Idle time allowed between requests; 0 disables keep-alive
+    /// (`keepalive_timeout`).
+    pub keepalive_timeout: Duration,
+    /// Longest pause between two writes to a client (`send_timeout`).
+    pub send_timeout: Duration,
+    pub proxy_connect_timeout: Duration,
+    /// Longest pause between two writes to the upstream (`proxy_send_timeout`).
+    pub proxy_send_timeout: Duration,
+    /// Longest pause between two reads from the upstream (`proxy_read_timeout`).
+    pub proxy_read_timeout: Duration,
+    /// How long an idle pooled upstream connection is kept (the upstream
+    /// block's `keepalive_timeout`).
+    pub upstream_keepalive_timeout: Duration,
+    /// Client and upstream connections together (`worker_connections`).
+    pub worker_connections: usize,
+    /// Buffer sets (2 x buffer_size each) lent at once; a connection that
+    /// finds none waits for one.
+    pub max_buffer_sets: usize,
+    /// A path answered by ferry itself with its counters, for tests and
+    /// debugging; off unless set.
+    pub status_path: Option<String>,
 }
 
 impl Config {
@@ -56,6 +82,17 @@ impl Config {
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
             access_log: AccessLogTarget::Stdout,
+            client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(60),
+            proxy_connect_timeout: Duration::from_secs(60),
+            proxy_send_timeout: Duration::from_secs(60),
+            proxy_read_timeout: Duration::from_secs(60),
+            upstream_keepalive_timeout: Duration::from_secs(60),
+            worker_connections: 512,
+            max_buffer_sets: 512,
+            status_path: None,
         }
     }
 }
@@ -100,9 +137,97 @@ pub fn parse_size(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(multiplier)
 }
 
+/// Parses an nginx time: `60`, `60s`, `500ms`, `1m30s`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let value: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "" | "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(unit.checked_mul(u32::try_from(value).ok()?)?)?;
+    }
+    Some(total)
+}
+
+impl Config {
+    /// Sets one nginx directive by name, as `--set name=value` does.
+    pub fn set_directive(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let duration =
+            || parse_duration(value).ok_or_else(|| format!("invalid time \"{value}\" in {name}"));
+        let size =
+            || parse_size(value).ok_or_else(|| format!("invalid size \"{value}\" in {name}"));
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("invalid number \"{value}\" in {name}"))
+        };
+        match name {
+            "client_header_timeout" => self.client_header_timeout = duration()?,
+            "client_body_timeout" => self.client_body_timeout = duration()?,
+            "keepalive_timeout" => self.keepalive_timeout = duration()?,
+            "send_timeout" => self.send_timeout = duration()?,
+            "proxy_connect_timeout" => self.proxy_connect_timeout = duration()?,
+            "proxy_send_timeout" => self.proxy_send_timeout = duration()?,
+            "proxy_read_timeout" => self.proxy_read_timeout = duration()?,
+            "upstream_keepalive_timeout" => self.upstream_keepalive_timeout = duration()?,
+            "lingering_time" => self.lingering_time = duration()?,
+            "lingering_timeout" => self.lingering_timeout = duration()?,
+            "keepalive_requests" => {
+                self.keepalive_requests =
+                    u32::try_from(number()?).map_err(|_| format!("{name} is too large"))?
+            }
+            "worker_connections" => self.worker_connections = number()?,
+            "client_max_body_size" => self.client_max_body_size = size()?,
+            _ => return Err(format!("unknown directive \"{name}\" in --set")),
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_like_nginx() {
+        assert_eq!(parse_duration("60"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("75s"), Some(Duration::from_secs(75)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["", "s", "1x", "-1s", "1.5s", "99999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn directives_by_name() {
+        let mut config = Config::default();
+        config.set_directive("proxy_read_timeout", "2s").unwrap();
+        assert_eq!(config.proxy_read_timeout, Duration::from_secs(2));
+        config.set_directive("keepalive_requests", "3").unwrap();
+        assert_eq!(config.keepalive_requests, 3);
+        assert!(config.set_directive("gzip", "on").is_err());
+        assert!(config.set_directive("send_timeout", "soon").is_err());
+    }
 
     #[test]
     fn sizes_like_nginx() {

@@ -28,6 +28,10 @@ pub enum ProxyError {
     UpstreamClosedEarly(Option<io::Error>),
     /// The upstream sent something that is not a valid response head.
     UpstreamResponse(ResponseError),
+    /// The client was too slow; names the nginx directive that expired.
+    ClientTimeout(&'static str),
+    /// The upstream was too slow; names the nginx directive that expired.
+    UpstreamTimeout(&'static str),
 }
 
 impl ProxyError {
@@ -50,6 +54,8 @@ impl ProxyError {
                 | RequestError::DuplicateHost => ErrorResponse::BadRequest,
             },
             ProxyError::RequestBody(_) => ErrorResponse::BadRequest,
+            ProxyError::ClientTimeout(_) => ErrorResponse::RequestTimeout,
+            ProxyError::UpstreamTimeout(_) => ErrorResponse::GatewayTimeout,
             ProxyError::BodyTooLarge { .. } => ErrorResponse::PayloadTooLarge,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamClosedEarly(_)
@@ -62,7 +68,10 @@ impl ProxyError {
     pub fn is_client_fault(&self) -> bool {
         matches!(
             self,
-            ProxyError::Request(_) | ProxyError::RequestBody(_) | ProxyError::BodyTooLarge { .. }
+            ProxyError::Request(_)
+                | ProxyError::RequestBody(_)
+                | ProxyError::BodyTooLarge { .. }
+                | ProxyError::ClientTimeout(_)
         )
     }
 }
@@ -86,6 +95,8 @@ impl fmt::Display for ProxyError {
                 f.write_str("upstream prematurely closed connection")
             }
             ProxyError::UpstreamResponse(e) => write!(f, "upstream sent an invalid response: {e}"),
+            ProxyError::ClientTimeout(directive) => write!(f, "client timed out ({directive})"),
+            ProxyError::UpstreamTimeout(directive) => write!(f, "upstream timed out ({directive})"),
         }
     }
 }
@@ -110,6 +121,8 @@ mod tests {
             (ProxyError::BodyTooLarge { limit: 1 }, 413),
             (ProxyError::RequestBody(FramingError::ChunkSize), 400),
             (ProxyError::UpstreamClosedEarly(None), 502),
+            (ProxyError::ClientTimeout("client_header_timeout"), 408),
+            (ProxyError::UpstreamTimeout("proxy_read_timeout"), 504),
         ];
         for (error, status) in cases {
             assert_eq!(error.response().status(), status, "{error}");

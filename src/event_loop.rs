@@ -4,11 +4,19 @@
 //! once, then for every event find its owner through the token
 //! ([`crate::token`]) and let that connection run its state machine until it
 //! waits again. Connections that yielded with work left (fairness cap) are
-//! driven again next turn with a zero timeout; expired deadlines are handled
-//! after the events; the access log is written out last.
+//! driven again next turn with a zero timeout; connections waiting for a
+//! buffer set get one as sets come back; expired deadlines are handled after
+//! the events; idle upstream connections expire; the access log is written
+//! out last.
+//!
+//! Accepting stops while `worker_connections` (client and upstream sockets
+//! together, as in nginx) are open, and for a short back-off after the
+//! process runs out of descriptors; the kernel's backlog holds new clients
+//! meanwhile, and accepting resumes by itself.
 //!
 //! Nothing here interprets bytes: that is the connection's job.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +29,7 @@ use slab::Slab;
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::connection::{Connection, Context, Driven};
+use crate::connection::{Connection, Context, Counters, Driven};
 use crate::log::AccessLog;
 use crate::timer::{TimerEntry, Timers};
 use crate::token::{Side, SocketName, Target};
@@ -29,6 +37,9 @@ use crate::upstream::{Owner, Upstreams};
 
 /// Buffer sets kept for reuse when connections go idle.
 const SPARE_BUFFER_SETS: usize = 256;
+
+/// How long accepting pauses after running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Why ferry could not start.
 #[derive(Debug)]
@@ -58,6 +69,12 @@ pub struct EventLoop {
     next_connection_id: u64,
     /// Connections that yielded with work left.
     again: Vec<usize>,
+    /// Idle connections waiting for a buffer set, in arrival order.
+    buffer_waiters: VecDeque<usize>,
+    /// Accepting is paused: at the connection limit, or backing off.
+    accept_paused: bool,
+    accept_resume_at: Option<Instant>,
+    last_descriptor_warning: Option<Instant>,
 }
 
 impl EventLoop {
@@ -66,8 +83,7 @@ impl EventLoop {
         let poll = Poll::new().map_err(StartError::Poll)?;
         let mut listeners = Vec::new();
         for (index, addr) in config.listen.iter().enumerate() {
-            let mut listener =
-                TcpListener::bind(*addr).map_err(|e| StartError::Listen(*addr, e))?;
+            let mut listener = listen(*addr).map_err(|e| StartError::Listen(*addr, e))?;
             poll.registry()
                 .register(
                     &mut listener,
@@ -82,12 +98,20 @@ impl EventLoop {
             listeners,
             connections: Slab::new(),
             upstreams: Upstreams::new(config.upstream_keepalive),
-            buffers: BufferPool::new(config.buffer_size, SPARE_BUFFER_SETS),
+            buffers: BufferPool::new(
+                config.buffer_size,
+                SPARE_BUFFER_SETS,
+                config.max_buffer_sets,
+            ),
             timers: Timers::default(),
             access_log: AccessLog::new(&config.access_log),
             config,
             next_connection_id: 0,
             again: Vec::new(),
+            buffer_waiters: VecDeque::new(),
+            accept_paused: false,
+            accept_resume_at: None,
+            last_descriptor_warning: None,
         })
     }
 
@@ -113,7 +137,7 @@ impl EventLoop {
             let wall_clock = SystemTime::now();
             for event in events.iter() {
                 match Target::from_token(event.token()) {
-                    Some(Target::Listener { index }) => self.accept(index),
+                    Some(Target::Listener { index }) => self.accept(index, now),
                     Some(Target::Client { slot }) => {
                         if let Some(connection) = self.connections.get_mut(slot) {
                             trace!(
@@ -147,6 +171,10 @@ impl EventLoop {
                 self.drive(slot, now, wall_clock);
             }
             self.expire_deadlines(now, wall_clock);
+            self.upstreams
+                .expire_idle(now, self.config.upstream_keepalive_timeout);
+            self.hand_out_buffers(now, wall_clock);
+            self.resume_accepting(now);
             self.access_log.flush();
         }
     }
@@ -157,22 +185,48 @@ impl EventLoop {
         }
         // Rounded up to the next millisecond: epoll cannot wait less, and
         // waking a hair early would spin until the deadline.
-        self.timers
-            .next_deadline()
-            .map(|at| at.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+        let pool_expiry = self
+            .upstreams
+            .idle
+            .next_expiry(self.config.upstream_keepalive_timeout);
+        [
+            self.timers.next_deadline(),
+            pool_expiry,
+            self.accept_resume_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
     }
 
-    fn accept(&mut self, index: usize) {
-        let Some(listener) = self.listeners.get(index) else {
+    /// Sockets open now, counted as nginx counts `worker_connections`.
+    fn open_sockets(&self) -> usize {
+        self.connections.len() + self.upstreams.open_count()
+    }
+
+    fn accept(&mut self, index: usize, now: Instant) {
+        if self.accept_paused {
             return;
-        };
+        }
         loop {
+            if self.open_sockets() >= self.config.worker_connections {
+                debug!(
+                    "{} worker_connections reached; accepting paused",
+                    self.config.worker_connections
+                );
+                self.accept_paused = true;
+                return;
+            }
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
             let (mut stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    error!("accept() failed: {e}");
+                    self.accept_failed(&e, now);
                     return;
                 }
             };
@@ -191,13 +245,84 @@ impl EventLoop {
             }
             self.next_connection_id += 1;
             debug!("#{slot} new connection from {peer}");
-            entry.insert(Connection::new(self.next_connection_id, stream, peer));
+            let connection =
+                entry.insert(Connection::new(self.next_connection_id, stream, peer, now));
+            // The first request must arrive within client_header_timeout.
+            if let Some(at) = connection.deadline(&self.config) {
+                connection.scheduled = Some(at);
+                self.timers.schedule(TimerEntry {
+                    at,
+                    slot,
+                    id: connection.id,
+                });
+            }
+        }
+    }
+
+    /// accept() failed: out of descriptors (EMFILE, ENFILE) or memory, or a
+    /// connection aborted before we took it. Back off briefly instead of
+    /// spinning on a listener that stays readable, and say so at most once a
+    /// second.
+    fn accept_failed(&mut self, error: &io::Error, now: Instant) {
+        if error.kind() == io::ErrorKind::ConnectionAborted {
+            return;
+        }
+        let quiet = self
+            .last_descriptor_warning
+            .is_some_and(|last| now.saturating_duration_since(last) < Duration::from_secs(1));
+        if !quiet {
+            error!("accept() failed: {error}; pausing accepting for {ACCEPT_BACKOFF:?}");
+            self.last_descriptor_warning = Some(now);
+        }
+        self.accept_paused = true;
+        self.accept_resume_at = Some(now + ACCEPT_BACKOFF);
+    }
+
+    /// Accepting resumes when the back-off is over and there is room under
+    /// `worker_connections`. The listeners' readiness edge was consumed while
+    /// paused, so their backlogs are drained here rather than on an event.
+    fn resume_accepting(&mut self, now: Instant) {
+        if !self.accept_paused {
+            return;
+        }
+        if self.accept_resume_at.is_some_and(|at| at > now) {
+            return;
+        }
+        if self.open_sockets() >= self.config.worker_connections {
+            return;
+        }
+        self.accept_paused = false;
+        self.accept_resume_at = None;
+        for index in 0..self.listeners.len() {
+            self.accept(index, now);
+        }
+    }
+
+    /// Gives buffer sets that came back to the connections waiting for one.
+    fn hand_out_buffers(&mut self, now: Instant, wall_clock: SystemTime) {
+        while self.buffers.has_room() {
+            let Some(slot) = self.buffer_waiters.pop_front() else {
+                return;
+            };
+            self.drive(slot, now, wall_clock);
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            connections: self.connections.len(),
+            upstream_connections: self.upstreams.open_count(),
+            pooled_upstream_connections: self.upstreams.idle.len(),
+            buffer_sets_lent: self.buffers.lent(),
+            timers: self.timers.len(),
+            accepted: self.next_connection_id,
         }
     }
 
     /// Lets the connection in `slot` run, then files it: removed if closed,
     /// queued if it yielded, its deadline scheduled otherwise.
     fn drive(&mut self, slot: usize, now: Instant, wall_clock: SystemTime) {
+        let counters = self.counters();
         let Some(connection) = self.connections.get_mut(slot) else {
             return;
         };
@@ -208,8 +333,10 @@ impl EventLoop {
             registry: self.poll.registry(),
             config: &self.config,
             buffers: &mut self.buffers,
+            buffer_waiters: &mut self.buffer_waiters,
             upstreams: &mut self.upstreams,
             access_log: &mut self.access_log,
+            counters,
         };
         match connection.drive(&mut ctx) {
             Driven::Closed => {
@@ -250,8 +377,10 @@ impl EventLoop {
                         registry: self.poll.registry(),
                         config: &self.config,
                         buffers: &mut self.buffers,
+                        buffer_waiters: &mut self.buffer_waiters,
                         upstreams: &mut self.upstreams,
                         access_log: &mut self.access_log,
+                        counters: Counters::default(),
                     };
                     connection.on_deadline(&mut ctx);
                     self.drive(entry.slot, now, wall_clock);
@@ -263,6 +392,28 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// nginx's default listen backlog on Linux: clients beyond
+/// `worker_connections` wait here until ferry accepts them.
+const LISTEN_BACKLOG: i32 = 511;
+
+/// Binds a non-blocking listener with nginx's backlog and `SO_REUSEADDR`
+/// (mio's own `bind` leaves the backlog at 128).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// ` readable writable hup` for the trace log.

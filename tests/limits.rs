@@ -218,7 +218,11 @@ fn a_slow_reader_of_256_mib_keeps_ferry_small() {
 #[test]
 fn a_thousand_concurrent_clients_ten_requests_each() {
     let origin = Origin::standard();
-    let ferry = Ferry::start(origin.addr, &["--access-log", "off"]);
+    // 1,000 clients and up to 1,000 upstream connections at once.
+    let ferry = Ferry::start(
+        origin.addr,
+        &["--access-log", "off", "--worker-connections", "4096"],
+    );
     let addr = ferry.addr;
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(1000));
     let handles: Vec<_> = (0..1000u64)

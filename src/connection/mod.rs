@@ -16,7 +16,8 @@ pub mod io;
 pub mod phase;
 pub mod relay;
 
-use std::io::ErrorKind;
+use std::collections::VecDeque;
+use std::io::{Cursor, ErrorKind, Write};
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Instant, SystemTime};
@@ -26,12 +27,12 @@ use mio::net::TcpStream;
 use mio::Registry;
 
 use self::io::{discard, read_into, write_out, IoOutcome, Readiness};
-use self::phase::{Exchange, ExchangeLog, Phase, ResponseState};
+use self::phase::{Direction, Exchange, ExchangeLog, Phase, ResponseState};
 use self::relay::{BodyRelay, RelayMode};
 use crate::buffer::{BufferPool, BufferSet};
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::http::error_page::CONTINUE;
+use crate::http::error_page::{self, CONTINUE};
 use crate::http::framing::BodyKind;
 use crate::http::request::{self, Method, RequestSummary};
 use crate::http::response::{self, ClientFraming};
@@ -52,8 +53,22 @@ pub struct Context<'a> {
     pub registry: &'a Registry,
     pub config: &'a Config,
     pub buffers: &'a mut BufferPool,
+    /// Idle connections waiting for the pool to lend a buffer set.
+    pub buffer_waiters: &'a mut VecDeque<usize>,
     pub upstreams: &'a mut Upstreams,
     pub access_log: &'a mut AccessLog,
+    pub counters: Counters,
+}
+
+/// The loop's counters, as the status path shows them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub connections: usize,
+    pub upstream_connections: usize,
+    pub pooled_upstream_connections: usize,
+    pub buffer_sets_lent: usize,
+    pub timers: usize,
+    pub accepted: u64,
 }
 
 /// What `drive` left behind.
@@ -78,12 +93,14 @@ pub struct Connection {
     client_eof: bool,
     /// Requests started on this connection.
     requests: u32,
+    /// In the loop's queue of connections waiting for a buffer set.
+    waiting_for_buffers: bool,
     /// The timer entry the event loop holds for this connection.
     pub scheduled: Option<Instant>,
 }
 
 impl Connection {
-    pub fn new(id: u64, client: TcpStream, peer: SocketAddr) -> Connection {
+    pub fn new(id: u64, client: TcpStream, peer: SocketAddr, now: Instant) -> Connection {
         Connection {
             id,
             client,
@@ -94,9 +111,10 @@ impl Connection {
                 read_closed: false,
             },
             peer,
-            phase: Phase::Idle,
+            phase: Phase::Idle { since: now },
             client_eof: false,
             requests: 0,
+            waiting_for_buffers: false,
             scheduled: None,
         }
     }
@@ -119,21 +137,169 @@ impl Connection {
         }
     }
 
-    /// When this connection next needs attention without an event.
+    /// When this connection next needs attention without an event. Every
+    /// phase but `Closed` has one, so no connection can wait forever.
     pub fn deadline(&self, config: &Config) -> Option<Instant> {
-        match self.phase {
-            Phase::Lingering { since, last_read } => {
-                Some((since + config.lingering_time).min(last_read + config.lingering_timeout))
+        match &self.phase {
+            Phase::Idle { since } if self.requests == 0 => {
+                Some(*since + config.client_header_timeout)
             }
-            _ => None,
+            Phase::Idle { since } => Some(*since + config.keepalive_timeout),
+            Phase::ReadingRequest { since, .. } => Some(*since + config.client_header_timeout),
+            Phase::ConnectingUpstream { exchange, .. } => {
+                let connect = exchange.log.connect_started.unwrap_or(exchange.started)
+                    + config.proxy_connect_timeout;
+                let waits = exchange.next_timeout(config).map(|(at, _)| at);
+                Some(waits.map_or(connect, |at| at.min(connect)))
+            }
+            Phase::Forwarding { exchange, .. } | Phase::WritingResponse { exchange } => {
+                exchange.next_timeout(config).map(|(at, _)| at)
+            }
+            Phase::Lingering { since, last_read } => {
+                Some((*since + config.lingering_time).min(*last_read + config.lingering_timeout))
+            }
+            Phase::Closed => None,
         }
     }
 
-    /// The deadline passed.
+    /// The deadline passed: act as nginx's timeout for this phase does.
     pub fn on_deadline(&mut self, ctx: &mut Context<'_>) {
-        if let Phase::Lingering { .. } = self.phase {
-            debug!("#{} lingering close timed out", ctx.slot);
-            self.set_phase("Lingering", Phase::Closed, ctx.slot);
+        let phase = mem::replace(&mut self.phase, Phase::Closed);
+        let from = phase.name();
+        let (next, _) = match phase {
+            Phase::Idle { .. } => {
+                debug!(
+                    "#{} closing idle connection (keep-alive or first-request timeout)",
+                    ctx.slot
+                );
+                (Phase::Closed, true)
+            }
+            Phase::ReadingRequest { buffers, .. } if buffers.request.is_empty() => {
+                ctx.buffers.give_back(buffers);
+                (Phase::Closed, true)
+            }
+            Phase::ReadingRequest { buffers, .. } => {
+                let fields = LogFields::default();
+                let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), fields, ctx);
+                self.fail(
+                    exchange,
+                    ProxyError::ClientTimeout("client_header_timeout"),
+                    ctx,
+                )
+            }
+            Phase::ConnectingUpstream { exchange, upstream } => {
+                let connect_deadline = exchange.log.connect_started.unwrap_or(exchange.started)
+                    + ctx.config.proxy_connect_timeout;
+                if connect_deadline <= ctx.now {
+                    ctx.upstreams.close(upstream);
+                    self.fail(
+                        exchange,
+                        ProxyError::UpstreamTimeout("proxy_connect_timeout"),
+                        ctx,
+                    )
+                } else {
+                    self.timed_out(exchange, Some(upstream), ctx)
+                }
+            }
+            Phase::Forwarding { exchange, upstream } => {
+                self.timed_out(exchange, Some(upstream), ctx)
+            }
+            Phase::WritingResponse { exchange } => self.timed_out(exchange, None, ctx),
+            Phase::Lingering { .. } => {
+                debug!("#{} lingering close timed out", ctx.slot);
+                (Phase::Closed, true)
+            }
+            Phase::Closed => (Phase::Closed, false),
+        };
+        self.set_phase(from, next, ctx.slot);
+    }
+
+    /// One direction of a busy exchange waited longer than its timeout.
+    fn timed_out(
+        &mut self,
+        exchange: Exchange,
+        upstream: Option<UpstreamConn>,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let Some((_, direction)) = exchange.next_timeout(ctx.config) else {
+            // Nothing was waiting after all: keep going.
+            return match upstream {
+                Some(upstream) => (Phase::Forwarding { exchange, upstream }, false),
+                None => (Phase::WritingResponse { exchange }, false),
+            };
+        };
+        let directive = direction.directive();
+        match direction {
+            Direction::ClientWrite => self.abort(
+                exchange,
+                upstream,
+                Abort::ClientGone("stopped reading the response (send_timeout)"),
+                ctx,
+            ),
+            Direction::ClientRead => {
+                if let Some(upstream) = upstream {
+                    ctx.upstreams.close(upstream);
+                }
+                self.fail(exchange, ProxyError::ClientTimeout(directive), ctx)
+            }
+            Direction::UpstreamRead | Direction::UpstreamWrite => {
+                if let Some(upstream) = upstream {
+                    ctx.upstreams.close(upstream);
+                }
+                self.fail(exchange, ProxyError::UpstreamTimeout(directive), ctx)
+            }
+        }
+    }
+
+    /// Starts, restarts or stops each direction's timeout clock from what
+    /// the exchange is waiting for now. Called after every `drive`.
+    fn refresh_waits(&mut self, now: Instant) {
+        let client_eof = self.client_eof;
+        let (exchange, forwarding) = match &mut self.phase {
+            Phase::ConnectingUpstream { exchange, .. } | Phase::WritingResponse { exchange } => {
+                (exchange, false)
+            }
+            Phase::Forwarding { exchange, .. } => (exchange, true),
+            _ => return,
+        };
+        let at = exchange.offset_ms(now);
+        let buffers = &exchange.buffers;
+        let (response_received, body_ready) = match &exchange.response {
+            ResponseState::AwaitingHead => (false, 0),
+            ResponseState::Body { relay, .. } => (relay.fully_received(), relay.ready()),
+            ResponseState::Local => (true, 0),
+        };
+        let upstream_head_left = exchange.upstream_head_sent < buffers.upstream_head.len();
+        let request_sent = !upstream_head_left && exchange.request_body.is_complete();
+        let blocked = [
+            (
+                Direction::ClientRead,
+                !exchange.request_body.fully_received()
+                    && !client_eof
+                    && !buffers.request.is_full(),
+            ),
+            (
+                Direction::ClientWrite,
+                exchange.client_head_sent < buffers.client_head.len() || body_ready > 0,
+            ),
+            (
+                Direction::UpstreamRead,
+                forwarding
+                    && !response_received
+                    && !buffers.response.is_full()
+                    && (request_sent
+                        || exchange.response_started
+                        || exchange.upstream_write_failed),
+            ),
+            (
+                Direction::UpstreamWrite,
+                forwarding
+                    && !exchange.upstream_write_failed
+                    && (upstream_head_left || exchange.request_body.ready() > 0),
+            ),
+        ];
+        for (direction, is_blocked) in blocked {
+            exchange.waits.update(direction, is_blocked, at);
         }
     }
 
@@ -148,9 +314,11 @@ impl Connection {
                 return Driven::Closed;
             }
             if !progressed {
+                self.refresh_waits(ctx.now);
                 return Driven::Waiting;
             }
         }
+        self.refresh_waits(ctx.now);
         Driven::MoreWork
     }
 
@@ -179,7 +347,7 @@ impl Connection {
                 ctx.buffers.give_back(exchange.buffers);
             }
             Phase::WritingResponse { exchange } => ctx.buffers.give_back(exchange.buffers),
-            Phase::Idle | Phase::Lingering { .. } | Phase::Closed => {}
+            Phase::Idle { .. } | Phase::Lingering { .. } | Phase::Closed => {}
         }
     }
 
@@ -187,10 +355,12 @@ impl Connection {
     /// whether anything moved.
     fn step(&mut self, phase: Phase, ctx: &mut Context<'_>) -> (Phase, bool) {
         match phase {
-            Phase::Idle => self.step_idle(ctx),
-            Phase::ReadingRequest { buffers, searched } => {
-                self.step_reading(buffers, searched, ctx)
-            }
+            Phase::Idle { since } => self.step_idle(since, ctx),
+            Phase::ReadingRequest {
+                buffers,
+                searched,
+                since,
+            } => self.step_reading(buffers, searched, since, ctx),
             Phase::ConnectingUpstream { exchange, upstream } => {
                 self.step_connecting(exchange, upstream, ctx)
             }
@@ -205,15 +375,28 @@ impl Connection {
 
     // ===== Idle and ReadingRequest =====
 
-    fn step_idle(&mut self, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn step_idle(&mut self, since: Instant, ctx: &mut Context<'_>) -> (Phase, bool) {
         if !self.client_ready.readable {
-            return (Phase::Idle, false);
+            return (Phase::Idle { since }, false);
         }
-        let buffers = ctx.buffers.take();
+        let Some(buffers) = ctx.buffers.take() else {
+            // Memory is capped in total: wait for a set to come back.
+            if !self.waiting_for_buffers {
+                debug!("#{} waiting for a free buffer set", ctx.slot);
+                self.waiting_for_buffers = true;
+                ctx.buffer_waiters.push_back(ctx.slot);
+            }
+            return (Phase::Idle { since }, false);
+        };
+        self.waiting_for_buffers = false;
+        // The first request's head is timed from accept, later ones from
+        // their first byte (nginx's client_header_timeout).
+        let since = if self.requests == 0 { since } else { ctx.now };
         (
             Phase::ReadingRequest {
                 buffers,
                 searched: 0,
+                since,
             },
             true,
         )
@@ -223,6 +406,7 @@ impl Connection {
         &mut self,
         mut buffers: Box<BufferSet>,
         searched: usize,
+        since: Instant,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         let held = buffers.request.len();
@@ -232,9 +416,7 @@ impl Connection {
             let bytes = buffers.request.make_contiguous();
             if http::head_may_be_complete(bytes, searched) || held >= max_head {
                 match self.parse_request(&mut buffers, ctx) {
-                    Ok(Some((summary, fields))) => {
-                        return self.start_exchange(buffers, summary, fields, ctx)
-                    }
+                    Ok(Some(parsed)) => return self.start_exchange(buffers, parsed, ctx),
                     Ok(None) => {}
                     Err(error) => {
                         let fields = LogFields::default();
@@ -247,7 +429,14 @@ impl Connection {
             searched = held;
         }
         if !self.client_ready.readable {
-            return (Phase::ReadingRequest { buffers, searched }, false);
+            return (
+                Phase::ReadingRequest {
+                    buffers,
+                    searched,
+                    since,
+                },
+                false,
+            );
         }
         match read_into(
             &mut self.client,
@@ -256,15 +445,31 @@ impl Connection {
         ) {
             IoOutcome::Progress(n) => {
                 trace!("#{} -> * {n}B", ctx.slot);
-                (Phase::ReadingRequest { buffers, searched }, true)
+                (
+                    Phase::ReadingRequest {
+                        buffers,
+                        searched,
+                        since,
+                    },
+                    true,
+                )
             }
             IoOutcome::WouldBlock if buffers.request.is_empty() => {
                 ctx.buffers.give_back(buffers);
-                (Phase::Idle, true)
+                (Phase::Idle { since }, true)
             }
-            IoOutcome::WouldBlock => (Phase::ReadingRequest { buffers, searched }, false),
+            IoOutcome::WouldBlock => (
+                Phase::ReadingRequest {
+                    buffers,
+                    searched,
+                    since,
+                },
+                false,
+            ),
             IoOutcome::Eof => {
-                if !buffers.request.is_empty() {
+                if buffers.request.is_empty() {
+                    debug!("#{} client closed the connection", ctx.slot);
+                } else {
                     info!(
                         "#{} client {} closed the connection in the middle of a request head",
                         ctx.slot, self.peer
@@ -288,7 +493,7 @@ impl Connection {
         &self,
         buffers: &mut BufferSet,
         ctx: &Context<'_>,
-    ) -> Result<Option<(RequestSummary, LogFields)>, ProxyError> {
+    ) -> Result<Option<ParsedRequest>, ProxyError> {
         let BufferSet {
             request: ring,
             upstream_head,
@@ -323,9 +528,14 @@ impl Connection {
         }
         let fallback_host = ctx.config.upstream_host();
         request::write_upstream_head(&head, self.peer.ip(), fallback_host, upstream_head);
-        let (summary, head_len) = (head.summary, head.head_len);
+        let parsed = ParsedRequest {
+            summary: head.summary,
+            fields: offsets,
+            for_status: ctx.config.status_path.as_deref() == Some(head.target),
+        };
+        let head_len = head.head_len;
         ring.consume(head_len);
-        Ok(Some((summary, offsets)))
+        Ok(Some(parsed))
     }
 
     fn new_exchange(
@@ -349,6 +559,7 @@ impl Connection {
             retried: false,
             response_started: false,
             upstream_write_failed: false,
+            waits: phase::Waits::default(),
             log: ExchangeLog {
                 request_line_end: fields.request_line_end,
                 referer_end: fields.referer_end,
@@ -362,12 +573,15 @@ impl Connection {
     fn start_exchange(
         &mut self,
         buffers: Box<BufferSet>,
-        summary: RequestSummary,
-        fields: LogFields,
+        parsed: ParsedRequest,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         self.requests += 1;
-        let mut exchange = self.new_exchange(buffers, summary, fields, ctx);
+        let summary = parsed.summary;
+        let mut exchange = self.new_exchange(buffers, summary, parsed.fields, ctx);
+        if parsed.for_status {
+            return self.answer_status(exchange, ctx);
+        }
         debug!("#{} request {} from {}", ctx.slot, self.requests, self.peer);
         let limit = ctx.config.client_max_body_size;
         if let BodyKind::Length(length) = summary.body {
@@ -399,7 +613,7 @@ impl Connection {
         let addr = ctx.config.upstream;
         exchange.log.upstream = Some(addr);
         exchange.log.connect_started = Some(ctx.now);
-        match ctx.upstreams.connect(addr, ctx.slot, ctx.registry) {
+        match ctx.upstreams.connect(addr, ctx.slot, ctx.registry, ctx.now) {
             Ok(upstream) => {
                 debug!("#{}/upstream connecting to {addr}", ctx.slot);
                 (Phase::ConnectingUpstream { exchange, upstream }, true)
@@ -478,6 +692,7 @@ impl Connection {
             && !exchange.upstream_write_failed
             && (head_left > 0 || exchange.request_body.ready() > 0)
         {
+            let at = exchange.offset_ms(ctx.now);
             let buffers = &mut *exchange.buffers;
             let (outcome, from_head, from_body) = write_out(
                 &mut upstream.stream,
@@ -489,6 +704,7 @@ impl Connection {
             match outcome {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * -> {n}B", ctx.slot);
+                    exchange.waits.touch(Direction::UpstreamWrite, at);
                     exchange.upstream_head_sent += from_head;
                     buffers.request.consume(from_body);
                     exchange.request_body.written(from_body);
@@ -515,6 +731,9 @@ impl Connection {
             ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * <- {n}B", ctx.slot);
+                    exchange
+                        .waits
+                        .touch(Direction::UpstreamRead, exchange.offset_ms(ctx.now));
                     exchange.response_started = true;
                     progress = true;
                 }
@@ -577,6 +796,9 @@ impl Connection {
             ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} -> * {n}B", ctx.slot);
+                    exchange
+                        .waits
+                        .touch(Direction::ClientRead, exchange.offset_ms(ctx.now));
                     progress = true;
                 }
                 IoOutcome::WouldBlock => {}
@@ -629,6 +851,7 @@ impl Connection {
         if !self.client_ready.writable || (head_left == 0 && body_ready == 0) {
             return Ok(false);
         }
+        let at = exchange.offset_ms(ctx.now);
         let buffers = &mut *exchange.buffers;
         let (outcome, from_head, from_body) = write_out(
             &mut self.client,
@@ -640,6 +863,7 @@ impl Connection {
         match outcome {
             IoOutcome::Progress(n) => {
                 trace!("#{} <- * {n}B", ctx.slot);
+                exchange.waits.touch(Direction::ClientWrite, at);
                 exchange.client_head_sent += from_head;
                 buffers.response.consume(from_body);
                 exchange.log.body_bytes_sent += from_body as u64;
@@ -708,8 +932,10 @@ impl Connection {
                 continue;
             }
             let (framing, keep_alive) = response::client_framing(&head, &exchange.request);
-            let keep_alive =
-                keep_alive && exchange.keep_alive && self.requests < ctx.config.keepalive_requests;
+            let keep_alive = keep_alive
+                && exchange.keep_alive
+                && self.requests < ctx.config.keepalive_requests
+                && !ctx.config.keepalive_timeout.is_zero();
             exchange.keep_alive = keep_alive;
             response::write_client_head(&head, &exchange.request, framing, keep_alive, client_head);
             let mode = match framing {
@@ -763,7 +989,7 @@ impl Connection {
         if reusable && request_sent && !stray_bytes && !upstream.ready.read_closed {
             upstream.requests += 1;
             trace!("#{}/upstream back to the idle pool", ctx.slot);
-            ctx.upstreams.check_in(upstream);
+            ctx.upstreams.check_in(upstream, ctx.now);
         } else {
             debug!(
                 "#{}/upstream closing connection to {}",
@@ -878,12 +1104,14 @@ impl Connection {
             trace!("#{} keeping the connection alive", ctx.slot);
             if buffers.request.is_empty() {
                 ctx.buffers.give_back(buffers);
-                return (Phase::Idle, true);
+                return (Phase::Idle { since: ctx.now }, true);
             }
+            // A pipelined request is already here: its head is timed from now.
             return (
                 Phase::ReadingRequest {
                     buffers,
                     searched: 0,
+                    since: ctx.now,
                 },
                 true,
             );
@@ -934,6 +1162,39 @@ impl Connection {
         }
     }
 
+    /// Answers the status path with the loop's counters, as plain text.
+    fn answer_status(&mut self, mut exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
+        let counters = ctx.counters;
+        let mut text = [0u8; 512];
+        let mut cursor = Cursor::new(&mut text[..]);
+        let _ = write!(
+            cursor,
+            "connections {}\nupstream_connections {}\npooled_upstream_connections {}\n\
+             buffer_sets_lent {}\ntimers {}\naccepted {}\n",
+            counters.connections,
+            counters.upstream_connections,
+            counters.pooled_upstream_connections,
+            counters.buffer_sets_lent,
+            counters.timers,
+            counters.accepted,
+        );
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        let keep_alive = exchange.keep_alive && !ctx.config.keepalive_timeout.is_zero();
+        exchange.keep_alive = keep_alive;
+        let head_only = exchange.request.method == Method::Head;
+        let body = text.get(..len).unwrap_or_default();
+        exchange.log.body_bytes_sent = error_page::write_ok(
+            &mut exchange.buffers.client_head,
+            "text/plain",
+            body,
+            keep_alive,
+            head_only,
+        ) as u64;
+        exchange.log.status = 200;
+        exchange.response = ResponseState::Local;
+        (Phase::WritingResponse { exchange }, true)
+    }
+
     // ===== failures =====
 
     /// Answers a failure with ferry's own response if the client has not yet
@@ -966,7 +1227,8 @@ impl Connection {
         let keep_alive = exchange.keep_alive
             && !error.is_client_fault()
             && exchange.request_body.fully_received()
-            && self.requests < ctx.config.keepalive_requests;
+            && self.requests < ctx.config.keepalive_requests
+            && !ctx.config.keepalive_timeout.is_zero();
         exchange.keep_alive = keep_alive;
         // Part of an interim head may still be unsent; it cannot be taken
         // back, so ferry's response follows it.
@@ -1044,6 +1306,14 @@ impl Connection {
 struct LogFields {
     request_line_end: usize,
     referer_end: usize,
+}
+
+/// A request head accepted by `parse_request`.
+struct ParsedRequest {
+    summary: RequestSummary,
+    fields: LogFields,
+    /// The target is the configured status path.
+    for_status: bool,
 }
 
 /// Why an exchange is abandoned without a response.

@@ -36,13 +36,15 @@ use crate::http::request::RequestSummary;
 use crate::upstream::UpstreamConn;
 
 pub enum Phase {
-    /// Between requests: no buffers held, waiting for the client to speak.
-    Idle,
-    /// Collecting a request head. `searched` bytes have been looked at
-    /// already and hold no end of head.
+    /// Between requests (or before the first): no buffers held, waiting for
+    /// the client to speak since `since`.
+    Idle { since: Instant },
+    /// Collecting a request head, started at `since`. `searched` bytes have
+    /// been looked at already and hold no end of head.
     ReadingRequest {
         buffers: Box<BufferSet>,
         searched: usize,
+        since: Instant,
     },
     /// The request is accepted; a TCP connect to the upstream is in flight.
     ConnectingUpstream {
@@ -67,7 +69,7 @@ pub enum Phase {
 impl Phase {
     pub fn name(&self) -> &'static str {
         match self {
-            Phase::Idle => "Idle",
+            Phase::Idle { .. } => "Idle",
             Phase::ReadingRequest { .. } => "ReadingRequest",
             Phase::ConnectingUpstream { .. } => "ConnectingUpstream",
             Phase::Forwarding { .. } => "Forwarding",
@@ -127,7 +129,89 @@ pub struct Exchange {
     pub response_started: bool,
     /// Writing to the upstream failed; only its response is still awaited.
     pub upstream_write_failed: bool,
+    /// Since when each direction has been waiting, for its timeout.
+    pub waits: Waits,
     pub log: ExchangeLog,
+}
+
+/// The four ways a busy exchange can be stuck, each with its nginx timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Waiting for request body bytes (`client_body_timeout`).
+    ClientRead,
+    /// Waiting for the client to take response bytes (`send_timeout`).
+    ClientWrite,
+    /// Waiting for response bytes (`proxy_read_timeout`).
+    UpstreamRead,
+    /// Waiting for the upstream to take request bytes (`proxy_send_timeout`).
+    UpstreamWrite,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 4] = [
+        Direction::ClientRead,
+        Direction::ClientWrite,
+        Direction::UpstreamRead,
+        Direction::UpstreamWrite,
+    ];
+
+    pub fn timeout(self, config: &crate::config::Config) -> Duration {
+        match self {
+            Direction::ClientRead => config.client_body_timeout,
+            Direction::ClientWrite => config.send_timeout,
+            Direction::UpstreamRead => config.proxy_read_timeout,
+            Direction::UpstreamWrite => config.proxy_send_timeout,
+        }
+    }
+
+    /// The directive, for log lines.
+    pub fn directive(self) -> &'static str {
+        match self {
+            Direction::ClientRead => "client_body_timeout",
+            Direction::ClientWrite => "send_timeout",
+            Direction::UpstreamRead => "proxy_read_timeout",
+            Direction::UpstreamWrite => "proxy_send_timeout",
+        }
+    }
+}
+
+/// When each [`Direction`] started waiting, as milliseconds after the
+/// exchange started (`u32` keeps a connection small; 49 days is plenty).
+/// nginx's timeouts are "between two successive operations": the clock
+/// starts when a direction becomes blocked and restarts on each operation
+/// that moves bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waits([u32; 4]);
+
+const NOT_WAITING: u32 = u32::MAX;
+
+impl Default for Waits {
+    fn default() -> Waits {
+        Waits([NOT_WAITING; 4])
+    }
+}
+
+impl Waits {
+    /// Bytes moved in `direction`: its clock restarts.
+    pub fn touch(&mut self, direction: Direction, at_ms: u32) {
+        self.0[direction as usize] = at_ms.min(NOT_WAITING - 1);
+    }
+
+    /// Whether `direction` is blocked now: start its clock if it was not
+    /// running, stop it if it is not blocked.
+    pub fn update(&mut self, direction: Direction, blocked: bool, at_ms: u32) {
+        let since = &mut self.0[direction as usize];
+        if !blocked {
+            *since = NOT_WAITING;
+        } else if *since == NOT_WAITING {
+            *since = at_ms.min(NOT_WAITING - 1);
+        }
+    }
+
+    pub fn since(&self, direction: Direction) -> Option<u32> {
+        let since = self.0[direction as usize];
+        (since != NOT_WAITING).then_some(since)
+    }
 }
 
 /// Where the response is.
@@ -177,5 +261,24 @@ impl Exchange {
     /// ferry can no longer answer with an error of its own.
     pub fn response_committed(&self) -> bool {
         self.log.status != 0
+    }
+
+    /// `now` as milliseconds after the exchange started.
+    pub fn offset_ms(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(u32::MAX)
+    }
+
+    /// The earliest timeout among the waiting directions.
+    pub fn next_timeout(&self, config: &crate::config::Config) -> Option<(Instant, Direction)> {
+        Direction::ALL
+            .iter()
+            .filter_map(|&direction| {
+                let since = self.waits.since(direction)?;
+                let at = self.started
+                    + Duration::from_millis(u64::from(since))
+                    + direction.timeout(config);
+                Some((at, direction))
+            })
+            .min_by_key(|(at, _)| *at)
     }
 }

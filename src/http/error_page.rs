@@ -106,6 +106,28 @@ impl ErrorResponse {
     }
 }
 
+/// Appends a `200 OK` answered by ferry itself (the status path) to `out`.
+pub fn write_ok(
+    out: &mut Vec<u8>,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+) -> usize {
+    use std::io::Write;
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nServer: ferry\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        body.len()
+    );
+    if head_only {
+        return 0;
+    }
+    out.extend_from_slice(body);
+    body.len()
+}
+
 /// `HTTP/1.1 100 Continue`, sent when ferry accepts an `Expect: 100-continue`
 /// request ([RFC 9110 §10.1.1](https://www.rfc-editor.org/rfc/rfc9110#section-10.1.1)).
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

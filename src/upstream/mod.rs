@@ -12,6 +12,7 @@ pub mod pool;
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use log::debug;
 use mio::net::TcpStream;
@@ -41,6 +42,8 @@ pub struct UpstreamConn {
     pub addr: SocketAddr,
     /// Requests this connection has carried, counting the current one.
     pub requests: u32,
+    /// When it last went into the idle pool.
+    pub idle_since: Instant,
 }
 
 /// All upstream sockets: the link table and the idle pool.
@@ -64,6 +67,7 @@ impl Upstreams {
         addr: SocketAddr,
         slot: usize,
         registry: &Registry,
+        now: Instant,
     ) -> io::Result<UpstreamConn> {
         let mut stream = TcpStream::connect(addr)?;
         let entry = self.links.vacant_entry();
@@ -80,6 +84,7 @@ impl Upstreams {
             ready: Readiness::default(),
             addr,
             requests: 0,
+            idle_since: now,
         })
     }
 
@@ -94,9 +99,10 @@ impl Upstreams {
 
     /// Returns a connection whose last response ended cleanly on its framing
     /// boundary; closes it instead when the pool for its server is full.
-    pub fn check_in(&mut self, mut conn: UpstreamConn) {
+    pub fn check_in(&mut self, mut conn: UpstreamConn, now: Instant) {
         // The socket was drained by the last read; nothing is pending.
         conn.ready.readable = false;
+        conn.idle_since = now;
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Pooled;
         }
@@ -126,6 +132,15 @@ impl Upstreams {
                 "pooled upstream connection to {} closed by the upstream",
                 conn.addr
             );
+            self.close(conn);
+        }
+    }
+
+    /// Closes pooled connections idle for `timeout` or longer (the upstream
+    /// block's `keepalive_timeout`).
+    pub fn expire_idle(&mut self, now: Instant, timeout: Duration) {
+        while let Some(conn) = self.idle.take_expired(now, timeout) {
+            debug!("idle upstream connection to {} expired", conn.addr);
             self.close(conn);
         }
     }

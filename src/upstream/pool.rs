@@ -8,6 +8,7 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use super::UpstreamConn;
 
@@ -64,11 +65,33 @@ impl IdlePool {
                 return match idle[index].stream.read(&mut probe) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                     // EOF, stray bytes or an error: unusable.
-                    _ => Some(idle.swap_remove(index)),
+                    _ => Some(idle.remove(index)),
                 };
             }
         }
         None
+    }
+
+    /// The oldest idle connection if it has been idle for `timeout`.
+    /// Connections are pushed at the back, so the oldest is at the front.
+    pub fn take_expired(&mut self, now: Instant, timeout: Duration) -> Option<UpstreamConn> {
+        for (_, idle) in self.servers.iter_mut() {
+            if idle
+                .first()
+                .is_some_and(|conn| conn.idle_since + timeout <= now)
+            {
+                return Some(idle.remove(0));
+            }
+        }
+        None
+    }
+
+    /// When the next idle connection expires.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.servers
+            .iter()
+            .filter_map(|(_, idle)| idle.first().map(|conn| conn.idle_since + timeout))
+            .min()
     }
 
     /// Idle connections over all servers.

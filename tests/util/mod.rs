@@ -40,8 +40,24 @@ impl Ferry {
     /// Starts ferry with exactly these arguments; waits for its
     /// "listening on" line.
     pub fn start_with(args: &[&str]) -> Ferry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command.args(args);
+        Ferry::spawn(command)
+    }
+
+    /// Starts ferry with its descriptor limit (RLIMIT_NOFILE) lowered.
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Ferry {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_ferry"))
+            .args(args);
+        Ferry::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Ferry {
+        let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "ferry=info".into()),
@@ -667,5 +683,63 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
         Ok(value) => value,
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {limit:?}"),
         Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked"),
+    }
+}
+
+// ===== counters =====
+
+impl Ferry {
+    /// Reads ferry's counters from its status path (started with
+    /// `--status-path /_status`). The request's own connection is not
+    /// counted in the answer's `connections`... it is: subtract 1.
+    pub fn counters(&self) -> std::collections::HashMap<String, i64> {
+        let response = request(
+            self.addr,
+            "GET /_status HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
+        );
+        response
+            .text()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(' ')?;
+                Some((name.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Waits until `check` holds on the counters (less the status request's
+    /// own connection), or fails after `limit`.
+    pub fn wait_for_counters(
+        &self,
+        limit: Duration,
+        check: impl Fn(&std::collections::HashMap<String, i64>) -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut counters = self.counters();
+            if let Some(connections) = counters.get_mut("connections") {
+                *connections -= 1;
+            }
+            if check(&counters) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "counters never settled: {counters:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// CPU time (user + system) ferry has used, from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Duration::from_millis(ticks * 10)
     }
 }
