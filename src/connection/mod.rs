@@ -27,7 +27,7 @@ use mio::net::TcpStream;
 use mio::Registry;
 
 use self::io::{discard, read_into, write_out, IoOutcome, Readiness};
-use self::phase::{Direction, Exchange, ExchangeLog, Phase, ResponseState};
+use self::phase::{Direction, Exchange, ExchangeLog, Mark, Phase, ResponseState};
 use self::relay::{BodyRelay, RelayMode};
 use crate::buffer::{BufferPool, BufferSet};
 use crate::config::Config;
@@ -147,7 +147,11 @@ impl Connection {
             Phase::Idle { since } => Some(*since + config.keepalive_timeout),
             Phase::ReadingRequest { since, .. } => Some(*since + config.client_header_timeout),
             Phase::ConnectingUpstream { exchange, .. } => {
-                let connect = exchange.log.connect_started.unwrap_or(exchange.started)
+                let connect = exchange
+                    .log
+                    .connect_started
+                    .instant(exchange.started)
+                    .unwrap_or(exchange.started)
                     + config.proxy_connect_timeout;
                 let waits = exchange.next_timeout(config).map(|(at, _)| at);
                 Some(waits.map_or(connect, |at| at.min(connect)))
@@ -188,7 +192,11 @@ impl Connection {
                 )
             }
             Phase::ConnectingUpstream { exchange, upstream } => {
-                let connect_deadline = exchange.log.connect_started.unwrap_or(exchange.started)
+                let connect_deadline = exchange
+                    .log
+                    .connect_started
+                    .instant(exchange.started)
+                    .unwrap_or(exchange.started)
                     + ctx.config.proxy_connect_timeout;
                 if connect_deadline <= ctx.now {
                     ctx.upstreams.close(upstream);
@@ -521,9 +529,9 @@ impl Connection {
             log_fields.extend_from_slice(head.target.as_bytes());
             log_fields.push(b' ');
             log_fields.extend_from_slice(head.version.as_str().as_bytes());
-            offsets.request_line_end = log_fields.len();
+            offsets.request_line_end = u32::try_from(log_fields.len()).unwrap_or(u32::MAX);
             log_fields.extend_from_slice(field("referer"));
-            offsets.referer_end = log_fields.len();
+            offsets.referer_end = u32::try_from(log_fields.len()).unwrap_or(u32::MAX);
             log_fields.extend_from_slice(field("user-agent"));
         }
         let fallback_host = ctx.config.upstream_host();
@@ -602,7 +610,8 @@ impl Connection {
                 );
                 exchange.reused_upstream = true;
                 exchange.log.upstream = Some(addr);
-                exchange.log.connect_time = Some(std::time::Duration::ZERO);
+                exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
+                exchange.log.connected = exchange.log.connect_started;
                 (Phase::Forwarding { exchange, upstream }, true)
             }
             None => self.connect_upstream(exchange, ctx),
@@ -612,7 +621,7 @@ impl Connection {
     fn connect_upstream(&mut self, mut exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
         let addr = ctx.config.upstream;
         exchange.log.upstream = Some(addr);
-        exchange.log.connect_started = Some(ctx.now);
+        exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
         match ctx.upstreams.connect(addr, ctx.slot, ctx.registry, ctx.now) {
             Ok(upstream) => {
                 debug!("#{}/upstream connecting to {addr}", ctx.slot);
@@ -650,10 +659,7 @@ impl Connection {
                 if let Err(e) = upstream.stream.set_nodelay(true) {
                     debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
                 }
-                exchange.log.connect_time = exchange
-                    .log
-                    .connect_started
-                    .map(|t| ctx.now.saturating_duration_since(t));
+                exchange.log.connected = Mark::at(exchange.started, ctx.now);
                 debug!("#{}/upstream connected to {}", ctx.slot, upstream.addr);
                 (Phase::Forwarding { exchange, upstream }, true)
             }
@@ -943,8 +949,8 @@ impl Connection {
                 ClientFraming::Dechunked => RelayMode::Dechunk,
             };
             exchange.log.status = head.status;
-            exchange.log.upstream_status = Some(head.status);
-            exchange.log.header_time = Some(ctx.now.saturating_duration_since(exchange.started));
+            exchange.log.upstream_status = head.status;
+            exchange.log.head_received = Mark::at(exchange.started, ctx.now);
             exchange.response = ResponseState::Body {
                 relay: BodyRelay::new(head.body, mode),
                 upstream_reusable: head.upstream_reusable,
@@ -965,7 +971,7 @@ impl Connection {
         reusable: bool,
         ctx: &mut Context<'_>,
     ) {
-        exchange.log.response_time = Some(ctx.now.saturating_duration_since(exchange.started));
+        exchange.log.response_received = Mark::at(exchange.started, ctx.now);
         let relay_ready = match &exchange.response {
             ResponseState::Body { relay, .. } => relay.ready(),
             _ => 0,
@@ -1280,8 +1286,9 @@ impl Connection {
             return;
         }
         let fields = &exchange.buffers.log_fields;
-        let line_end = exchange.log.request_line_end.min(fields.len());
-        let referer_end = exchange.log.referer_end.clamp(line_end, fields.len());
+        let line_end = (exchange.log.request_line_end as usize).min(fields.len());
+        let referer_end = (exchange.log.referer_end as usize).clamp(line_end, fields.len());
+        let [connect_time, header_time, response_time] = exchange.log.upstream_times();
         let entry = AccessEntry {
             client: self.peer,
             request_line: &fields[..line_end],
@@ -1290,11 +1297,12 @@ impl Connection {
             referer: &fields[line_end..referer_end],
             user_agent: &fields[referer_end..],
             upstream: exchange.log.upstream,
-            upstream_status: exchange.log.upstream_status,
+            upstream_status: (exchange.log.upstream_status != 0)
+                .then_some(exchange.log.upstream_status),
             request_time: ctx.now.saturating_duration_since(exchange.started),
-            upstream_connect_time: exchange.log.connect_time,
-            upstream_header_time: exchange.log.header_time,
-            upstream_response_time: exchange.log.response_time,
+            upstream_connect_time: connect_time,
+            upstream_header_time: header_time,
+            upstream_response_time: response_time,
         };
         ctx.access_log.record(&entry, ctx.wall_clock);
     }
@@ -1304,8 +1312,8 @@ impl Connection {
 /// `BufferSet::log_fields` (User-Agent follows).
 #[derive(Clone, Copy, Default)]
 struct LogFields {
-    request_line_end: usize,
-    referer_end: usize,
+    request_line_end: u32,
+    referer_end: u32,
 }
 
 /// A request head accepted by `parse_request`.

@@ -227,22 +227,72 @@ pub enum ResponseState {
     Local,
 }
 
-/// What the access log line needs beyond the request's own bytes.
+/// What the access log line needs beyond the request's own bytes. Times
+/// are [`Mark`]s, milliseconds after the exchange started, to keep every
+/// connection small.
 #[derive(Default)]
 pub struct ExchangeLog {
     /// Status sent to the client; 0 until a final head is queued.
     pub status: u16,
-    pub upstream: Option<SocketAddr>,
-    pub upstream_status: Option<u16>,
+    /// The upstream's status; 0 if none.
+    pub upstream_status: u16,
     pub body_bytes_sent: u64,
-    pub connect_started: Option<Instant>,
-    pub connect_time: Option<Duration>,
-    pub header_time: Option<Duration>,
-    pub response_time: Option<Duration>,
+    pub upstream: Option<SocketAddr>,
+    pub connect_started: Mark,
+    pub connected: Mark,
+    pub head_received: Mark,
+    pub response_received: Mark,
     /// `buffers.log_fields` holds request line, Referer and User-Agent back
     /// to back; these are where the first two end.
-    pub request_line_end: usize,
-    pub referer_end: usize,
+    pub request_line_end: u32,
+    pub referer_end: u32,
+}
+
+impl ExchangeLog {
+    /// nginx's `$upstream_connect_time`, `$upstream_header_time` and
+    /// `$upstream_response_time`: each from the start of the upstream
+    /// connection attempt.
+    pub fn upstream_times(&self) -> [Option<Duration>; 3] {
+        let since_connect = |mark: Mark| {
+            let (start, end) = (self.connect_started.get()?, mark.get()?);
+            Some(Duration::from_millis(u64::from(end.saturating_sub(start))))
+        };
+        [
+            since_connect(self.connected),
+            since_connect(self.head_received),
+            since_connect(self.response_received),
+        ]
+    }
+}
+
+/// A moment during an exchange, as milliseconds after it started; `u32`
+/// keeps a connection small and still spans 49 days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark(u32);
+
+impl Default for Mark {
+    fn default() -> Mark {
+        Mark::NONE
+    }
+}
+
+impl Mark {
+    pub const NONE: Mark = Mark(u32::MAX);
+
+    pub fn at(started: Instant, now: Instant) -> Mark {
+        let ms = now.saturating_duration_since(started).as_millis();
+        Mark(u32::try_from(ms).unwrap_or(u32::MAX - 1).min(u32::MAX - 1))
+    }
+
+    pub fn get(self) -> Option<u32> {
+        (self != Mark::NONE).then_some(self.0)
+    }
+
+    /// The instant this mark stands for.
+    pub fn instant(self, started: Instant) -> Option<Instant> {
+        self.get()
+            .map(|ms| started + Duration::from_millis(u64::from(ms)))
+    }
 }
 
 impl Exchange {
