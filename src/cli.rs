@@ -10,11 +10,15 @@ pub const USAGE: &str = "\
 ferry: a small, fast reverse proxy
 
 USAGE:
-    ferry [OPTIONS]          proxy --listen to --upstream
+    ferry [OPTIONS]          proxy as the configuration says (-c FILE, or the
+                             embedded default: 127.0.0.1:8080 to 127.0.0.1:3000)
     ferry demo [OPTIONS]     run the seed's origin on 127.0.0.1:3000 and ferry
                              on 127.0.0.1:8080 in front of it
 
 OPTIONS:
+    -c FILE                       read this nginx.conf (a subset of nginx's syntax)
+    -t                            test the configuration and exit
+    -T                            test the configuration, print it, and exit
     --listen ADDR                 address to accept clients on [127.0.0.1:8080]
     --upstream ADDR               upstream server to proxy to [127.0.0.1:3000]
     --client-max-body-size SIZE   largest request body, 0 = no limit [1m]
@@ -47,7 +51,14 @@ state transition. Sizes take nginx's suffixes: k, m, g.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Proxy,
-    Demo { port: u16, origin_port: u16 },
+    /// `-t` (and `-T`, which also prints the configuration).
+    Test {
+        dump: bool,
+    },
+    Demo {
+        port: u16,
+        origin_port: u16,
+    },
     Help,
     Version,
 }
@@ -55,6 +66,8 @@ pub enum Command {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Args {
     pub command: Command,
+    /// `-c FILE`.
+    pub config_file: Option<std::path::PathBuf>,
     pub listen: Option<String>,
     pub upstream: Option<String>,
     pub client_max_body_size: Option<String>,
@@ -81,6 +94,7 @@ impl fmt::Display for UsageError {
 pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError> {
     let mut args = Args {
         command: Command::Proxy,
+        config_file: None,
         listen: None,
         upstream: None,
         client_max_body_size: None,
@@ -104,6 +118,9 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
         match flag.as_str() {
             "demo" if !demo => demo = true,
             "-h" | "--help" => args.command = Command::Help,
+            "-c" => args.config_file = Some(value("-c")?.into()),
+            "-t" => args.command = Command::Test { dump: false },
+            "-T" => args.command = Command::Test { dump: true },
             "-v" | "--version" => args.command = Command::Version,
             "--listen" => args.listen = Some(value("--listen")?),
             "--upstream" => args.upstream = Some(value("--upstream")?),
@@ -152,9 +169,9 @@ fn parse_size_flag(flag: &str, text: &str) -> Result<u64, UsageError> {
 }
 
 impl Args {
-    /// Validates the flags over the defaults.
-    pub fn into_config(self) -> Result<Config, UsageError> {
-        let mut config = Config::default();
+    /// Validates the flags over `base`, the configuration file's settings.
+    pub fn into_config(self, base: Config) -> Result<Config, UsageError> {
+        let mut config = base;
         if let Command::Demo { port, origin_port } = self.command {
             config.listen = vec![SocketAddr::from(([127, 0, 0, 1], port))];
             config.set_upstream(SocketAddr::from(([127, 0, 0, 1], origin_port)));
@@ -214,7 +231,8 @@ impl Args {
             ));
         }
         match self.access_log.as_deref() {
-            None | Some("stdout") => config.access_log = AccessLogTarget::Stdout,
+            None => {}
+            Some("stdout") => config.access_log = AccessLogTarget::Stdout,
             Some("off") => config.access_log = AccessLogTarget::Off,
             Some(other) => {
                 return Err(UsageError(format!(
@@ -239,7 +257,10 @@ mod tests {
 
     #[test]
     fn defaults_are_the_seed_setup() {
-        let config = parse(argv("")).unwrap().into_config().unwrap();
+        let config = parse(argv(""))
+            .unwrap()
+            .into_config(Config::default())
+            .unwrap();
         assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(config.upstream, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(config.client_max_body_size, 1 << 20);
@@ -251,7 +272,7 @@ mod tests {
             "--listen [::1]:0 --upstream 127.0.0.1:9 --client-max-body-size 0 --access-log off",
         ))
         .unwrap()
-        .into_config()
+        .into_config(Config::default())
         .unwrap();
         assert_eq!(config.listen, vec!["[::1]:0".parse().unwrap()]);
         assert_eq!(config.client_max_body_size, 0);
@@ -274,7 +295,7 @@ mod tests {
     fn errors_are_one_line() {
         let error = parse(argv("--listen nowhere"))
             .unwrap()
-            .into_config()
+            .into_config(Config::default())
             .unwrap_err();
         assert!(error.0.contains("invalid address \"nowhere\""));
         assert!(parse(argv("--bogus")).is_err());

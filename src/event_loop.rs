@@ -46,6 +46,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub enum StartError {
     Poll(io::Error),
     Listen(SocketAddr, io::Error),
+    AccessLog(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -53,6 +54,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Poll(e) => write!(f, "cannot create the event poll: {e}"),
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::AccessLog(e) => write!(f, "cannot open the access log: {e}"),
         }
     }
 }
@@ -104,7 +106,7 @@ impl EventLoop {
                 config.max_buffer_sets,
             ),
             timers: Timers::default(),
-            access_log: AccessLog::new(&config.access_log),
+            access_log: AccessLog::open(&config.access_log).map_err(StartError::AccessLog)?,
             config,
             next_connection_id: 0,
             again: Vec::new(),

@@ -11,13 +11,24 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::AccessLogTarget;
+use crate::config::{AccessLogTarget, ErrorLogConfig};
 
-/// Starts the error log. Default level `warn`; `RUST_LOG` overrides.
-pub fn init_error_log() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_target(false)
-        .init();
+/// Starts the error log: `error_log`'s file and level when configured,
+/// else stderr at `warn`. `RUST_LOG`, when set, overrides the level.
+pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
+    let default_filter = configured.map_or("warn", |c| c.filter.as_str());
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    builder.format_target(false);
+    if let Some(path) = configured.and_then(|c| c.path.as_ref()) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        builder.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    builder.init();
+    Ok(())
 }
 
 /// One finished request, as the access log needs it.
@@ -39,17 +50,30 @@ pub struct AccessEntry<'a> {
 
 pub struct AccessLog {
     enabled: bool,
+    /// `None`: stdout.
+    file: Option<std::fs::File>,
     pending: Vec<u8>,
     clock: LogClock,
 }
 
 impl AccessLog {
-    pub fn new(target: &AccessLogTarget) -> AccessLog {
-        AccessLog {
+    /// Opens the log's file, if it has one (appending, as nginx does).
+    pub fn open(target: &AccessLogTarget) -> io::Result<AccessLog> {
+        let file = match target {
+            AccessLogTarget::File(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+            AccessLogTarget::Stdout | AccessLogTarget::Off => None,
+        };
+        Ok(AccessLog {
             enabled: *target != AccessLogTarget::Off,
+            file,
             pending: Vec::with_capacity(16 * 1024),
             clock: LogClock::default(),
-        }
+        })
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -103,11 +127,16 @@ impl AccessLog {
         if self.pending.is_empty() {
             return;
         }
-        let mut stdout = io::stdout().lock();
-        if let Err(e) = stdout
-            .write_all(&self.pending)
-            .and_then(|()| stdout.flush())
-        {
+        let result = match &mut self.file {
+            Some(file) => file.write_all(&self.pending),
+            None => {
+                let mut stdout = io::stdout().lock();
+                stdout
+                    .write_all(&self.pending)
+                    .and_then(|()| stdout.flush())
+            }
+        };
+        if let Err(e) = result {
             log::error!("cannot write the access log: {e}");
         }
         self.pending.clear();
@@ -224,7 +253,7 @@ mod tests {
 
     #[test]
     fn combined_line() {
-        let mut log = AccessLog::new(&AccessLogTarget::Stdout);
+        let mut log = AccessLog::open(&AccessLogTarget::Stdout).unwrap();
         let entry = AccessEntry {
             client: "127.0.0.1:5000".parse().unwrap(),
             request_line: b"GET /a\"b HTTP/1.1",

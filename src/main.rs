@@ -1,14 +1,17 @@
-//! The `ferry` command: parse the flags, start the loop, map the outcome to
-//! an exit code. Everything else lives in the library.
+//! The `ferry` command: parse the flags, read the configuration, start the
+//! loop, map the outcome to an exit code. Everything else lives in the
+//! library. Messages meant for the person at the terminal (listening on…,
+//! configuration errors) are printed here, apart from the error log.
 
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 
-use ferry::cli::{self, Command, USAGE};
-use ferry::config::Config;
+use ferry::cli::{self, Args, Command, USAGE};
+use ferry::config::{self, Config, Loaded, EMBEDDED_NAME};
 use ferry::event_loop::EventLoop;
 
 fn main() -> ExitCode {
@@ -25,10 +28,11 @@ fn main() -> ExitCode {
             println!("ferry {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Test { dump } => test_config(args.config_file.as_deref(), dump),
         Command::Demo { origin_port, .. } => {
-            let mut config = match args.into_config() {
+            let mut config = match configure(args) {
                 Ok(config) => config,
-                Err(e) => return fail(&e.to_string()),
+                Err(code) => return code,
             };
             let origin = SocketAddr::from(([127, 0, 0, 1], origin_port));
             match ferry::demo::start_origin(origin) {
@@ -41,15 +45,55 @@ fn main() -> ExitCode {
             }
             run(config)
         }
-        Command::Proxy => match args.into_config() {
+        Command::Proxy => match configure(args) {
             Ok(config) => run(config),
-            Err(e) => fail(&e.to_string()),
+            Err(code) => code,
         },
     }
 }
 
+/// The configuration file (or the embedded default), then the flags.
+fn configure(args: Args) -> Result<Config, ExitCode> {
+    let loaded = match config::load(args.config_file.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => return Err(fail(&format!("[emerg] {e}"))),
+    };
+    args.into_config(loaded.config)
+        .map_err(|e| fail(&e.to_string()))
+}
+
+/// `ferry -t` / `-T`, worded as `nginx -t` words it.
+fn test_config(path: Option<&Path>, dump: bool) -> ExitCode {
+    let name = path.map_or_else(|| EMBEDDED_NAME.to_string(), |p| p.display().to_string());
+    match config::load(path) {
+        Ok(Loaded { files, .. }) => {
+            eprintln!("ferry: the configuration file {name} syntax is ok");
+            eprintln!("ferry: configuration file {name} test is successful");
+            if dump {
+                let mut out = std::io::stdout().lock();
+                for file in files {
+                    let _ = writeln!(
+                        out,
+                        "# configuration file {}:\n{}",
+                        file.path.display(),
+                        file.text
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferry: [emerg] {e}");
+            eprintln!("ferry: configuration file {name} test failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run(config: Config) -> ExitCode {
-    ferry::log::init_error_log();
+    if let Err(e) = ferry::log::init_error_log(config.error_log.as_ref()) {
+        return fail(&format!("cannot open the error log: {e}"));
+    }
     let upstream = config.upstream;
     let mut event_loop = match EventLoop::bind(config) {
         Ok(event_loop) => event_loop,

@@ -28,10 +28,7 @@ fn upstream_down_gives_502_and_the_connection_lives_on() {
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut reader, "GET").unwrap().status, 502);
-    assert!(ferry
-        .stderr()
-        .iter()
-        .any(|l| l.contains("connect() to upstream failed")));
+    assert!(ferry.wait_for_stderr(Duration::from_secs(3), "connect() to upstream failed"));
 }
 
 #[test]
@@ -95,10 +92,8 @@ fn a_truncated_response_closes_the_client_connection() {
     });
     assert!(outcome.0);
     assert!(outcome.1 <= 5000, "got {} bytes", outcome.1);
-    assert!(ferry
-        .stderr()
-        .iter()
-        .any(|l| l.contains("upstream closed the connection after")));
+    // The upstream's close may also arrive as a reset: either is logged.
+    assert!(ferry.wait_for_stderr(Duration::from_secs(3), "after 5000 body bytes"));
 }
 
 #[test]

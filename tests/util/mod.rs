@@ -161,6 +161,18 @@ impl Ferry {
         false
     }
 
+    /// Waits up to `limit` for an error-log line containing `needle`.
+    pub fn wait_for_stderr(&self, limit: Duration, needle: &str) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.stderr().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -1,17 +1,57 @@
-//! The validated, typed settings the event loop runs with.
+//! The validated, typed settings the event loop runs with, and how they are
+//! read from an nginx.conf.
 //!
-//! Today they come from command-line flags ([`crate::cli`]) over nginx's
-//! defaults; the names follow nginx's directives so that the nginx.conf
-//! reader can fill the same struct.
+//! Two stages, as in ripgrep's flags: [`parse`] turns the text (through
+//! [`lexer`]) into a tree of directives with file:line spans, and
+//! [`directives`] checks that tree against what ferry supports and fills a
+//! [`Config`] over nginx's defaults. Command-line flags ([`crate::cli`])
+//! apply on top. Field names follow nginx's directives.
+
+pub mod directives;
+pub mod lexer;
+pub mod parse;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use parse::{ConfigError, SourceFile};
+
+/// What `ferry` runs without `-c`: the seed post's setup, as an nginx.conf
+/// (`ferry -T` prints it).
+pub const EMBEDDED_DEFAULT: &str = "\
+# ferry's embedded default: the seed post's setup.
+events {
+    worker_connections 512;
+}
+
+http {
+    server {
+        listen 127.0.0.1:8080;
+
+        location / {
+            proxy_pass http://127.0.0.1:3000;
+        }
+    }
+}
+";
+
+/// How the embedded default is named in messages.
+pub const EMBEDDED_NAME: &str = "(embedded default)";
 
 /// Where access log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessLogTarget {
     Stdout,
+    File(PathBuf),
     Off,
+}
+
+/// `error_log FILE LEVEL`: a file (or stderr) and an env_logger filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorLogConfig {
+    pub path: Option<PathBuf>,
+    pub filter: String,
 }
 
 #[derive(Clone, Debug)]
@@ -31,6 +71,11 @@ pub struct Config {
     pub client_max_body_size: u64,
     /// Idle connections kept per upstream server (`keepalive`).
     pub upstream_keepalive: usize,
+    /// Requests one upstream connection may carry (the upstream block's
+    /// `keepalive_requests`).
+    pub upstream_keepalive_requests: u32,
+    /// `error_log`, when the configuration sets one.
+    pub error_log: Option<ErrorLogConfig>,
     /// Requests one client connection may carry (`keepalive_requests`).
     pub keepalive_requests: u32,
     /// How long a closing connection keeps reading (and discarding) what the
@@ -78,6 +123,8 @@ impl Config {
             max_head: 8 * 1024,
             client_max_body_size: 1024 * 1024,
             upstream_keepalive: 32,
+            upstream_keepalive_requests: 1000,
+            error_log: None,
             keepalive_requests: 1000,
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
@@ -106,6 +153,23 @@ impl Config {
         self.upstream = upstream;
         self.upstream_host = upstream.to_string();
     }
+}
+
+/// A configuration read from a file (or the embedded default), with the
+/// files it came from, for `ferry -T`.
+pub struct Loaded {
+    pub config: Config,
+    pub files: Vec<SourceFile>,
+}
+
+/// Reads and validates `path`, or the embedded default when `None`.
+pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let (tree, files) = match path {
+        Some(path) => parse::parse_file(path)?,
+        None => parse::parse_text(EMBEDDED_NAME, EMBEDDED_DEFAULT)?,
+    };
+    let config = directives::build(&tree, Config::default())?;
+    Ok(Loaded { config, files })
 }
 
 impl Default for Config {

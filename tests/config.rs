@@ -1,0 +1,266 @@
+//! The nginx.conf subset: `-t`/`-T`, nginx's error messages with file:line,
+//! include with globs, quoting, inheritance, and that every configuration
+//! shipped in the repository is also accepted by `nginx -t`.
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+fn ferry(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-config-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` as `name` in a fresh directory and runs `ferry -t -c` on it.
+fn test_text(name: &str, text: &str) -> (i32, String) {
+    let dir = temp_dir(name);
+    let path = dir.join("ferry.conf");
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = ferry(&["-t", "-c", path.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    (code, err.replace(path.to_str().unwrap(), "ferry.conf"))
+}
+
+#[test]
+fn test_flag_reports_like_nginx() {
+    let (code, out, err) = ferry(&["-t"]);
+    assert_eq!(code, 0);
+    assert!(out.is_empty());
+    assert_eq!(
+        err,
+        "ferry: the configuration file (embedded default) syntax is ok\n\
+         ferry: configuration file (embedded default) test is successful\n"
+    );
+    let (code, out, _) = ferry(&["-T"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("# configuration file (embedded default):\n"),
+        "{out}"
+    );
+    assert!(out.contains("proxy_pass http://127.0.0.1:3000;"));
+}
+
+#[test]
+fn errors_name_the_file_line_and_directive() {
+    let http = |inner: &str| format!("events {{}}\nhttp {{\n{inner}\n}}\n");
+    let server = |inner: &str| http(&format!("server {{\nlisten 127.0.0.1:8080;\n{inner}\n}}"));
+    let cases: Vec<(String, &str)> = vec![
+        (http("gzip on;"), "unknown directive \"gzip\" in ferry.conf:3"),
+        (http("proxy_pass http://127.0.0.1:1;"), "\"proxy_pass\" directive is not allowed here in ferry.conf:3"),
+        (server("listen;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "invalid number of arguments in \"listen\" directive in ferry.conf:5"),
+        (server("location / { proxy_pass http://no-such-host.invalid; }"), "host not found in upstream \"no-such-host.invalid\" in ferry.conf:5"),
+        (http("upstream x { server no-such-host.invalid:80; }"), "host not found in upstream \"no-such-host.invalid:80\" in ferry.conf:3"),
+        (server("location / { proxy_pass http://127.0.0.1:1; }\n}"), "unexpected \"}\" in ferry.conf:8"),
+        (http("server { listen 1;"), "unexpected end of file, expecting \"}\" in ferry.conf:4"),
+        (server("client_max_body_size 1m;\nclient_max_body_size 2m;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "\"client_max_body_size\" directive is duplicate in ferry.conf:6"),
+        (format!("worker_processes 4;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "ferry runs one worker for now"),
+        (server("location / { proxy_pass http://127.0.0.1:1; proxy_http_version 1.0; }"), "only \"proxy_http_version 1.1\" is supported"),
+        (server("location / { proxy_pass http://127.0.0.1:1; keepalive_timeout soon; }"), "invalid time \"soon\" in \"keepalive_timeout\" directive in ferry.conf:5"),
+        ("events {}\n".to_string(), "no \"http\" block"),
+        (server("listen 127.0.0.1:0;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "invalid port in \"127.0.0.1:0\" of the \"listen\" directive in ferry.conf:5"),
+    ];
+    for (text, expected) in cases {
+        let (code, err) = test_text("errors", &text);
+        assert_eq!(code, 1, "{text}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(first.starts_with("ferry: [emerg] "), "{err}");
+        assert!(
+            first.contains(expected),
+            "expected {expected:?}, got {first:?}\n{text}"
+        );
+        assert!(err.contains("test failed"), "{err}");
+    }
+}
+
+#[test]
+fn stock_nginx_directives_are_accepted() {
+    let text = "user www-data;\nworker_processes auto;\npid /run/nginx.pid;\ndaemon off;\nmaster_process on;\n\
+                worker_rlimit_nofile 4096;\nerror_log stderr warn;\n\
+                events { worker_connections 768; use epoll; multi_accept off; }\n\
+                http {\n sendfile on;\n tcp_nopush on;\n types { text/html html htm; image/jpeg jpg; }\n\
+                default_type application/octet-stream;\n server_tokens off;\n\
+                server { listen 127.0.0.1:8080 default_server; server_name _;\n\
+                location / { proxy_pass http://127.0.0.1:1; proxy_buffering off; } }\n}\n";
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (code, err) = test_text("stock", text);
+    if cores == 1 {
+        assert_eq!(code, 0, "{err}");
+    } else {
+        // `auto` means one worker per core, which ferry does not do yet.
+        assert!(err.contains("worker_processes auto"), "{err}");
+        let (code, err) = test_text(
+            "stock",
+            &text.replace("worker_processes auto", "worker_processes 1"),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
+/// Copies tests/configs to a temp dir with the test origin's port filled in.
+fn configs_for(origin: &Origin) -> PathBuf {
+    let dir = temp_dir("run");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
+    copy_tree(&source, &dir, &origin.addr.to_string());
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path, upstream: &str) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target, upstream);
+        } else {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            std::fs::write(
+                target,
+                text.replace("127.0.0.1:9;", &format!("{upstream};")),
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn includes_quotes_and_inheritance_work_end_to_end() {
+    // Answers after 2 s: longer than the http-level proxy_read_timeout (1s),
+    // shorter than the location's (5s), which must win.
+    let origin = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            std::thread::sleep(Duration::from_secs(2));
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
+        }
+    });
+    let dir = configs_for(&origin);
+    let path = dir.join("include.conf");
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let started = Instant::now();
+    let response = request(ferry.addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!((response.status, response.text().as_str()), (200, "slow"));
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn access_log_to_a_file_and_off() {
+    let origin = Origin::standard();
+    let dir = temp_dir("access");
+    let log = dir.join("access.log");
+    let conf = |access: &str| {
+        format!(
+            "events {{}}\nhttp {{\n access_log {access};\n server {{\n  listen 127.0.0.1:8080;\n  \
+             location / {{ proxy_pass http://{}; }}\n }}\n}}\n",
+            origin.addr
+        )
+    };
+    let path = dir.join("file.conf");
+    std::fs::write(&path, conf(&format!("{} combined", log.display()))).unwrap();
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    request(ferry.addr, "GET /logged HTTP/1.1\r\nHost: a\r\n\r\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("GET /logged HTTP/1.1")
+    {
+        assert!(Instant::now() < deadline, "nothing in {}", log.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ferry.access_log().is_empty());
+    drop(ferry);
+
+    let path = dir.join("off.conf");
+    std::fs::write(&path, conf("off")).unwrap();
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let mut stream = ferry.connect();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut BufReader::new(stream), "GET")
+            .unwrap()
+            .status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ferry.access_log().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let origin = Origin::standard();
+    let dir = temp_dir("override");
+    let path = dir.join("ferry.conf");
+    std::fs::write(
+        &path,
+        "events {}\nhttp { server { listen 127.0.0.1:1; location / { proxy_pass http://127.0.0.1:2; } } }\n",
+    )
+    .unwrap();
+    let upstream = origin.addr.to_string();
+    let ferry = Ferry::start_with(&[
+        "-c",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+    ]);
+    assert_eq!(
+        request(ferry.addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n").text(),
+        "hello"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_shipped_configuration_is_accepted_by_ferry_and_nginx() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["docs/examples", "tests/configs"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3);
+    for file in &files {
+        let (code, _, err) = ferry(&["-t", "-c", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "ferry -t {}: {err}", file.display());
+    }
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    for file in &files {
+        let output = Command::new(&nginx)
+            .args(["-t", "-q", "-c"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nginx -t {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
