@@ -173,34 +173,49 @@ impl Args {
     pub fn into_config(self, base: Config) -> Result<Config, UsageError> {
         let mut config = base;
         if let Command::Demo { port, origin_port } = self.command {
-            config.listen = vec![SocketAddr::from(([127, 0, 0, 1], port))];
-            config.set_upstream(SocketAddr::from(([127, 0, 0, 1], origin_port)));
+            config.simplify(
+                Some(SocketAddr::from(([127, 0, 0, 1], port))),
+                Some(SocketAddr::from(([127, 0, 0, 1], origin_port))),
+            );
         }
-        if let Some(listen) = &self.listen {
-            config.listen = vec![parse_addr("--listen", listen)?];
-        }
-        if let Some(upstream) = &self.upstream {
-            config.set_upstream(parse_addr("--upstream", upstream)?);
+        let listen = self
+            .listen
+            .as_deref()
+            .map(|l| parse_addr("--listen", l))
+            .transpose()?;
+        let upstream = self
+            .upstream
+            .as_deref()
+            .map(|u| parse_addr("--upstream", u))
+            .transpose()?;
+        if listen.is_some() || upstream.is_some() {
+            config.simplify(listen, upstream);
         }
         if let Some(size) = &self.client_max_body_size {
-            config.client_max_body_size = parse_size_flag("--client-max-body-size", size)?;
+            let size = parse_size_flag("--client-max-body-size", size)?;
+            config.set_settings(|s| s.client_max_body_size = size);
         }
         if let Some(size) = &self.max_head_size {
-            config.max_head = parse_size_flag("--max-head-size", size)? as usize;
+            let size = parse_size_flag("--max-head-size", size)? as usize;
+            config.set_settings(|s| s.max_head = size);
         }
         if let Some(size) = &self.buffer_size {
             config.buffer_size = parse_size_flag("--buffer-size", size)? as usize;
         }
-        if config.max_head < 256 || config.buffer_size < config.max_head {
+        let max_head = config.http.max_head;
+        if max_head < 256 || config.buffer_size < max_head {
             return Err(UsageError(format!(
-                "--buffer-size ({}) must hold a whole head (--max-head-size {}, at least 256)",
-                config.buffer_size, config.max_head
+                "--buffer-size ({}) must hold a whole head (--max-head-size {max_head}, at least 256)",
+                config.buffer_size
             )));
         }
         if let Some(n) = &self.upstream_keepalive {
-            config.upstream_keepalive = n.parse().map_err(|_| {
+            let n: usize = n.parse().map_err(|_| {
                 UsageError(format!("invalid number \"{n}\" in --upstream-keepalive"))
             })?;
+            for group in &mut config.upstreams {
+                group.keepalive = n;
+            }
         }
         let count = |flag: &str, text: &Option<String>| -> Result<Option<usize>, UsageError> {
             text.as_deref()
@@ -232,8 +247,8 @@ impl Args {
         }
         match self.access_log.as_deref() {
             None => {}
-            Some("stdout") => config.access_log = AccessLogTarget::Stdout,
-            Some("off") => config.access_log = AccessLogTarget::Off,
+            Some("stdout") => config.set_settings(|s| s.access_log = AccessLogTarget::Stdout),
+            Some("off") => config.set_settings(|s| s.access_log = AccessLogTarget::Off),
             Some(other) => {
                 return Err(UsageError(format!(
                     "invalid --access-log \"{other}\": stdout or off"
@@ -262,8 +277,11 @@ mod tests {
             .into_config(Config::default())
             .unwrap();
         assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
-        assert_eq!(config.upstream, "127.0.0.1:3000".parse().unwrap());
-        assert_eq!(config.client_max_body_size, 1 << 20);
+        assert_eq!(
+            config.first_upstream(),
+            Some("127.0.0.1:3000".parse().unwrap())
+        );
+        assert_eq!(config.http.client_max_body_size, 1 << 20);
     }
 
     #[test]
@@ -275,8 +293,11 @@ mod tests {
         .into_config(Config::default())
         .unwrap();
         assert_eq!(config.listen, vec!["[::1]:0".parse().unwrap()]);
-        assert_eq!(config.client_max_body_size, 0);
-        assert_eq!(config.access_log, AccessLogTarget::Off);
+        assert_eq!(
+            config.servers[0].locations[0].settings.client_max_body_size,
+            0
+        );
+        assert_eq!(config.http.access_log, AccessLogTarget::Off);
     }
 
     #[test]

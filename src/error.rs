@@ -24,10 +24,14 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     /// The upstream could not be reached.
     UpstreamConnect(io::Error),
+    /// Every server of the group is down or failed (nginx: "no live upstreams").
+    NoLiveUpstreams,
     /// The upstream closed or reset the connection before a response head.
     UpstreamClosedEarly(Option<io::Error>),
     /// The upstream sent something that is not a valid response head.
     UpstreamResponse(ResponseError),
+    /// The upstream answered with a status `proxy_next_upstream` retries.
+    UpstreamStatus(u16),
     /// The client was too slow; names the nginx directive that expired.
     ClientTimeout(&'static str),
     /// The upstream was too slow; names the nginx directive that expired.
@@ -58,8 +62,10 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_) => ErrorResponse::GatewayTimeout,
             ProxyError::BodyTooLarge { .. } => ErrorResponse::PayloadTooLarge,
             ProxyError::UpstreamConnect(_)
+            | ProxyError::NoLiveUpstreams
             | ProxyError::UpstreamClosedEarly(_)
-            | ProxyError::UpstreamResponse(_) => ErrorResponse::BadGateway,
+            | ProxyError::UpstreamResponse(_)
+            | ProxyError::UpstreamStatus(_) => ErrorResponse::BadGateway,
         }
     }
 
@@ -88,6 +94,8 @@ impl fmt::Display for ProxyError {
                 )
             }
             ProxyError::UpstreamConnect(e) => write!(f, "connect() to upstream failed: {e}"),
+            ProxyError::NoLiveUpstreams => f.write_str("no live upstreams"),
+            ProxyError::UpstreamStatus(status) => write!(f, "upstream answered {status}"),
             ProxyError::UpstreamClosedEarly(Some(e)) => {
                 write!(f, "upstream failed before sending a response head: {e}")
             }

@@ -99,14 +99,14 @@ impl EventLoop {
             poll,
             listeners,
             connections: Slab::new(),
-            upstreams: Upstreams::new(config.upstream_keepalive),
+            upstreams: Upstreams::new(&config),
             buffers: BufferPool::new(
                 config.buffer_size,
                 SPARE_BUFFER_SETS,
                 config.max_buffer_sets,
             ),
             timers: Timers::default(),
-            access_log: AccessLog::open(&config.access_log).map_err(StartError::AccessLog)?,
+            access_log: AccessLog::open(&config.access_logs()).map_err(StartError::AccessLog)?,
             config,
             next_connection_id: 0,
             again: Vec::new(),
@@ -173,8 +173,7 @@ impl EventLoop {
                 self.drive(slot, now, wall_clock);
             }
             self.expire_deadlines(now, wall_clock);
-            self.upstreams
-                .expire_idle(now, self.config.upstream_keepalive_timeout);
+            self.upstreams.expire_idle(now);
             self.hand_out_buffers(now, wall_clock);
             self.resume_accepting(now);
             self.access_log.flush();
@@ -187,10 +186,7 @@ impl EventLoop {
         }
         // Rounded up to the next millisecond: epoll cannot wait less, and
         // waking a hair early would spin until the deadline.
-        let pool_expiry = self
-            .upstreams
-            .idle
-            .next_expiry(self.config.upstream_keepalive_timeout);
+        let pool_expiry = self.upstreams.idle.next_expiry();
         [
             self.timers.next_deadline(),
             pool_expiry,
@@ -247,8 +243,14 @@ impl EventLoop {
             }
             self.next_connection_id += 1;
             debug!("#{slot} new connection from {peer}");
-            let connection =
-                entry.insert(Connection::new(self.next_connection_id, stream, peer, now));
+            let connection = entry.insert(Connection::new(
+                self.next_connection_id,
+                stream,
+                peer,
+                now,
+                index,
+                &self.config,
+            ));
             // The first request must arrive within client_header_timeout.
             if let Some(at) = connection.deadline(&self.config) {
                 connection.scheduled = Some(at);

@@ -17,6 +17,8 @@ pub mod error;
 pub mod event_loop;
 pub mod http;
 pub mod log;
+pub mod routing;
 pub mod timer;
 pub mod token;
 pub mod upstream;
+pub mod variables;

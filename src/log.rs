@@ -49,47 +49,60 @@ pub struct AccessEntry<'a> {
 }
 
 pub struct AccessLog {
-    enabled: bool,
-    /// `None`: stdout.
-    file: Option<std::fs::File>,
-    pending: Vec<u8>,
+    /// Each target in use, with its file (`None`: stdout) and the lines of
+    /// this loop turn.
+    sinks: Vec<Sink>,
     clock: LogClock,
 }
 
+struct Sink {
+    target: AccessLogTarget,
+    file: Option<std::fs::File>,
+    pending: Vec<u8>,
+}
+
 impl AccessLog {
-    /// Opens the log's file, if it has one (appending, as nginx does).
-    pub fn open(target: &AccessLogTarget) -> io::Result<AccessLog> {
-        let file = match target {
-            AccessLogTarget::File(path) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-            AccessLogTarget::Stdout | AccessLogTarget::Off => None,
-        };
+    /// Opens every target's file (appending, as nginx does).
+    pub fn open(targets: &[AccessLogTarget]) -> io::Result<AccessLog> {
+        let mut sinks = Vec::new();
+        for target in targets {
+            let file = match target {
+                AccessLogTarget::File(path) => Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                ),
+                AccessLogTarget::Stdout => None,
+                AccessLogTarget::Off => continue,
+            };
+            sinks.push(Sink {
+                target: target.clone(),
+                file,
+                pending: Vec::with_capacity(16 * 1024),
+            });
+        }
         Ok(AccessLog {
-            enabled: *target != AccessLogTarget::Off,
-            file,
-            pending: Vec::with_capacity(16 * 1024),
+            sinks,
             clock: LogClock::default(),
         })
     }
 
+    /// Whether any location logs at all.
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        !self.sinks.is_empty()
     }
 
     /// nginx's `combined` format, then the upstream's address, status and
     /// timings (`rt`, `uct`, `uht`, `urt` as in nginx's `$request_time`,
     /// `$upstream_connect_time`, `$upstream_header_time`,
-    /// `$upstream_response_time`).
-    pub fn record(&mut self, entry: &AccessEntry<'_>, now: SystemTime) {
-        if !self.enabled {
+    /// `$upstream_response_time`), to `target`'s sink.
+    pub fn record(&mut self, target: &AccessLogTarget, entry: &AccessEntry<'_>, now: SystemTime) {
+        let Some(sink) = self.sinks.iter_mut().find(|sink| sink.target == *target) else {
             return;
-        }
+        };
         let time = self.clock.local_time(now);
-        let out = &mut self.pending;
+        let out = &mut sink.pending;
         let _ = write!(out, "{} - - [", entry.client.ip());
         out.extend_from_slice(time);
         out.extend_from_slice(b"] \"");
@@ -124,22 +137,24 @@ impl AccessLog {
 
     /// Writes out the lines of this loop turn.
     pub fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let result = match &mut self.file {
-            Some(file) => file.write_all(&self.pending),
-            None => {
-                let mut stdout = io::stdout().lock();
-                stdout
-                    .write_all(&self.pending)
-                    .and_then(|()| stdout.flush())
+        for sink in &mut self.sinks {
+            if sink.pending.is_empty() {
+                continue;
             }
-        };
-        if let Err(e) = result {
-            log::error!("cannot write the access log: {e}");
+            let result = match &mut sink.file {
+                Some(file) => file.write_all(&sink.pending),
+                None => {
+                    let mut stdout = io::stdout().lock();
+                    stdout
+                        .write_all(&sink.pending)
+                        .and_then(|()| stdout.flush())
+                }
+            };
+            if let Err(e) = result {
+                log::error!("cannot write the access log: {e}");
+            }
+            sink.pending.clear();
         }
-        self.pending.clear();
     }
 }
 
@@ -253,7 +268,7 @@ mod tests {
 
     #[test]
     fn combined_line() {
-        let mut log = AccessLog::open(&AccessLogTarget::Stdout).unwrap();
+        let mut log = AccessLog::open(&[AccessLogTarget::Stdout]).unwrap();
         let entry = AccessEntry {
             client: "127.0.0.1:5000".parse().unwrap(),
             request_line: b"GET /a\"b HTTP/1.1",
@@ -268,9 +283,13 @@ mod tests {
             upstream_header_time: Some(Duration::from_millis(3)),
             upstream_response_time: Some(Duration::from_millis(4)),
         };
-        log.record(&entry, UNIX_EPOCH + Duration::from_secs(1_795_875_950));
+        log.record(
+            &AccessLogTarget::Stdout,
+            &entry,
+            UNIX_EPOCH + Duration::from_secs(1_795_875_950),
+        );
         assert_eq!(
-            String::from_utf8(log.pending.clone()).unwrap(),
+            String::from_utf8(log.sinks[0].pending.clone()).unwrap(),
             "127.0.0.1 - - [28/Nov/2026:14:25:50 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\" \
              upstream=127.0.0.1:3000 upstream_status=200 rt=0.004 uct=- uht=0.003 urt=0.004\n"
         );

@@ -94,7 +94,11 @@ fn run(config: Config) -> ExitCode {
     if let Err(e) = ferry::log::init_error_log(config.error_log.as_ref()) {
         return fail(&format!("cannot open the error log: {e}"));
     }
-    let upstream = config.upstream;
+    // The first upstream group says where the simple setups proxy to.
+    let upstream = match (config.upstreams.len(), config.first_upstream()) {
+        (1, Some(addr)) => addr.to_string(),
+        _ => format!("{} upstream groups", config.upstreams.len()),
+    };
     let mut event_loop = match EventLoop::bind(config) {
         Ok(event_loop) => event_loop,
         Err(e) => return fail(&e.to_string()),

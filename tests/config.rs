@@ -116,20 +116,20 @@ fn stock_nginx_directives_are_accepted() {
 }
 
 /// Copies tests/configs to a temp dir with the test origin's port filled in.
-fn configs_for(origin: &Origin) -> PathBuf {
+fn configs_for(origin: &Origin, port: u16) -> PathBuf {
     let dir = temp_dir("run");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
-    copy_tree(&source, &dir, &origin.addr.to_string());
+    copy_tree(&source, &dir, &origin.addr.to_string(), port);
     dir
 }
 
-fn copy_tree(from: &Path, to: &Path, upstream: &str) {
+fn copy_tree(from: &Path, to: &Path, upstream: &str, port: u16) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target, upstream);
+            copy_tree(&entry.path(), &target, upstream, port);
         } else {
             let text = std::fs::read_to_string(entry.path()).unwrap();
             std::fs::write(
@@ -151,9 +151,9 @@ fn includes_quotes_and_inheritance_work_end_to_end() {
             conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
         }
     });
-    let dir = configs_for(&origin);
+    let dir = configs_for(&origin, free_port());
     let path = dir.join("include.conf");
-    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
     let started = Instant::now();
     let response = request(ferry.addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!((response.status, response.text().as_str()), (200, "slow"));

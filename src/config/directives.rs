@@ -9,13 +9,16 @@
 //! ferry does not implement yet are refused with a message that says so,
 //! never ignored: a file ferry runs must mean what it means to nginx.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{ConfigError, Directive};
-use super::{parse_duration, parse_size, AccessLogTarget, Config, ErrorLogConfig};
+use super::{
+    parse_duration, parse_size, AccessLogTarget, Action, Balance, Config, ErrorLogConfig,
+    ListenerRoutes, LocationConfig, LocationMatch, ServerConfig, ServerName, Settings,
+    UpstreamGroup, UpstreamServer,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Context {
@@ -112,15 +115,21 @@ const SPECS: &[Spec] = &[
     spec("proxy_read_timeout", HSL, Arity::Exactly(1), false),
     spec("proxy_send_timeout", HSL, Arity::Exactly(1), false),
     spec("proxy_buffering", HSL, Arity::Exactly(1), false),
+    spec("proxy_next_upstream", HSL, Arity::AtLeast(1), false),
+    spec("proxy_next_upstream_tries", HSL, Arity::Exactly(1), false),
     spec("proxy_request_buffering", HSL, Arity::Exactly(1), false),
     // server
     spec("server", &[Http, Upstream], Arity::AtLeast(0), false),
     spec("listen", &[Server], Arity::AtLeast(1), false),
     spec("server_name", &[Server], Arity::AtLeast(1), false),
     spec("location", &[Server, Location], Arity::Between(1, 2), true),
+    spec("return", &[Server, Location], Arity::Between(1, 2), false),
     // upstream
     spec("upstream", &[Http], Arity::Exactly(1), true),
     spec("keepalive", &[Upstream], Arity::Exactly(1), false),
+    spec("least_conn", &[Upstream], Arity::Exactly(0), false),
+    spec("ip_hash", &[Upstream], Arity::Exactly(0), false),
+    spec("hash", &[Upstream], Arity::Between(1, 2), false),
 ];
 
 const fn spec(name: &'static str, contexts: &'static [Context], arity: Arity, block: bool) -> Spec {
@@ -217,6 +226,8 @@ struct Inherited {
     proxy_read_timeout: Option<Duration>,
     proxy_send_timeout: Option<Duration>,
     access_log: Option<AccessLogTarget>,
+    next_upstream: Option<u16>,
+    next_upstream_tries: Option<u32>,
 }
 
 impl Inherited {
@@ -236,45 +247,45 @@ impl Inherited {
             proxy_read_timeout: self.proxy_read_timeout.or(outer.proxy_read_timeout),
             proxy_send_timeout: self.proxy_send_timeout.or(outer.proxy_send_timeout),
             access_log: self.access_log.clone().or_else(|| outer.access_log.clone()),
+            next_upstream: self.next_upstream.or(outer.next_upstream),
+            next_upstream_tries: self.next_upstream_tries.or(outer.next_upstream_tries),
         }
     }
 
-    fn apply(&self, config: &mut Config) {
+    /// The settings in force: what is set here or above, else nginx's
+    /// default.
+    fn resolve(&self) -> Settings {
+        let mut settings = Settings::default();
         macro_rules! set {
-            ($($field:ident => $target:ident),* $(,)?) => {
-                $(if let Some(value) = self.$field.clone() { config.$target = value; })*
+            ($($field:ident),* $(,)?) => {
+                $(if let Some(value) = self.$field.clone() { settings.$field = value; })*
             };
         }
         set!(
-            client_max_body_size => client_max_body_size,
-            client_header_timeout => client_header_timeout,
-            client_body_timeout => client_body_timeout,
-            send_timeout => send_timeout,
-            keepalive_timeout => keepalive_timeout,
-            keepalive_requests => keepalive_requests,
-            max_head => max_head,
-            lingering_time => lingering_time,
-            lingering_timeout => lingering_timeout,
-            proxy_connect_timeout => proxy_connect_timeout,
-            proxy_read_timeout => proxy_read_timeout,
-            proxy_send_timeout => proxy_send_timeout,
-            access_log => access_log,
+            client_max_body_size,
+            client_header_timeout,
+            client_body_timeout,
+            send_timeout,
+            keepalive_timeout,
+            keepalive_requests,
+            max_head,
+            lingering_time,
+            lingering_timeout,
+            proxy_connect_timeout,
+            proxy_read_timeout,
+            proxy_send_timeout,
+            access_log,
+            next_upstream,
+            next_upstream_tries,
         );
+        settings
     }
 }
 
-/// An `upstream NAME { … }` block.
-struct UpstreamBlock {
-    servers: Vec<SocketAddr>,
-    keepalive: Option<usize>,
-    keepalive_timeout: Option<Duration>,
-    keepalive_requests: Option<u32>,
-}
-
-/// Builds a [`Config`] from a parsed file, over `base` (the defaults).
-pub fn build(tree: &[Directive], base: Config) -> Result<Config, ConfigError> {
+/// Builds a [`Config`] from a parsed file.
+pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
     check(tree, Main)?;
-    let mut config = base;
+    let mut config = Config::default();
     let mut http = None;
     for directive in tree {
         match directive.name.as_str() {
@@ -311,103 +322,534 @@ pub fn build(tree: &[Directive], base: Config) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// The http block: upstream groups first (servers refer to them by name),
+/// then servers, their listen addresses and locations.
 fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> {
     let block = http.block.as_deref().unwrap_or_default();
     let http_settings = settings(block, config)?;
-    let mut upstreams: HashMap<String, UpstreamBlock> = HashMap::new();
-    let mut servers = Vec::new();
-    for directive in block {
-        match directive.name.as_str() {
-            "upstream" => {
-                let name = directive.args[0].clone();
-                if upstreams.contains_key(&name) {
+    config.http = http_settings.resolve();
+    config.upstreams.clear();
+    config.servers.clear();
+    config.listen.clear();
+    config.listeners.clear();
+    for directive in block.iter().filter(|d| d.name == "upstream") {
+        let name = &directive.args[0];
+        if config.upstreams.iter().any(|g| &g.name == name) {
+            return Err(ConfigError::at(
+                format!("duplicate upstream \"{name}\""),
+                directive.location(),
+            ));
+        }
+        config.upstreams.push(upstream_block(directive)?);
+    }
+    let mut defaults: Vec<(SocketAddr, usize)> = Vec::new();
+    for directive in block.iter().filter(|d| d.name == "server") {
+        let index = config.servers.len();
+        let server_block = directive.block.as_deref().unwrap_or_default();
+        let server_settings = settings(server_block, config)?.over(&http_settings);
+        let mut server = ServerConfig {
+            names: Vec::new(),
+            settings: server_settings.resolve(),
+            locations: Vec::new(),
+            top_level: Vec::new(),
+        };
+        let mut listens = Vec::new();
+        for inner in server_block {
+            match inner.name.as_str() {
+                "listen" => listens.push(listen_directive(inner)?),
+                "server_name" => {
+                    for name in &inner.args {
+                        if let Some(server_name) = server_name(name, inner)? {
+                            server.names.push(server_name);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if listens.is_empty() {
+            // nginx's default when run as root.
+            listens.push((SocketAddr::from(([0, 0, 0, 0], 80)), false));
+        }
+        // A server-level `return` answers everything, before any location.
+        let server_return = server_block.iter().find(|d| d.name == "return");
+        let mut top_level = Vec::new();
+        for inner in server_block.iter().filter(|d| d.name == "location") {
+            let location =
+                build_location(inner, None, &server_settings, config, &mut server.locations)?;
+            top_level.push(location);
+        }
+        if let Some(directive) = server_return {
+            // Modelled as a prefix location "/" that no other can beat.
+            let action = return_action(directive)?;
+            server.locations.push(LocationConfig {
+                matcher: LocationMatch::Prefix {
+                    path: String::new(),
+                    stops_regex: true,
+                },
+                settings: server.settings.clone(),
+                action,
+                nested: Vec::new(),
+            });
+            top_level = vec![server.locations.len() - 1];
+        }
+        server.top_level = top_level;
+        config.servers.push(server);
+        for (addr, default_server) in listens {
+            let position = match config.listen.iter().position(|a| *a == addr) {
+                Some(position) => position,
+                None => {
+                    config.listen.push(addr);
+                    config.listeners.push(ListenerRoutes {
+                        servers: Vec::new(),
+                        default_server: index,
+                    });
+                    config.listen.len() - 1
+                }
+            };
+            let routes = &mut config.listeners[position];
+            if !routes.servers.contains(&index) {
+                routes.servers.push(index);
+            }
+            if default_server {
+                if defaults.iter().any(|(a, _)| *a == addr) {
                     return Err(ConfigError::at(
-                        format!("duplicate upstream \"{name}\""),
+                        format!("a duplicate default server for {addr}"),
                         directive.location(),
                     ));
                 }
-                upstreams.insert(name, upstream_block(directive)?);
+                defaults.push((addr, index));
+                routes.default_server = index;
             }
-            "server" => servers.push(directive),
-            _ => {}
         }
     }
-    let [server] = servers.as_slice() else {
-        let location = servers
-            .get(1)
-            .map_or_else(|| http.location(), |s| s.location());
+    if config.servers.is_empty() {
         return Err(ConfigError::at(
-            if servers.is_empty() {
-                "no \"server\" block in \"http\"".to_string()
-            } else {
-                "more than one \"server\" block is not supported yet".to_string()
-            },
-            location,
+            "no \"server\" block in \"http\"",
+            http.location(),
         ));
-    };
-    let server_block = server.block.as_deref().unwrap_or_default();
-    let server_settings = settings(server_block, config)?.over(&http_settings);
-    let mut listen = Vec::new();
-    let mut locations = Vec::new();
-    for directive in server_block {
-        match directive.name.as_str() {
-            "listen" => listen.push(listen_address(directive)?),
-            "location" => locations.push(directive),
-            _ => {}
-        }
-    }
-    if listen.is_empty() {
-        // nginx's default when run as root.
-        listen.push(SocketAddr::from(([0, 0, 0, 0], 80)));
-    }
-    config.listen = listen;
-    let [location] = locations.as_slice() else {
-        return Err(ConfigError::at(
-            if locations.is_empty() {
-                "no \"location / { proxy_pass … }\" in \"server\"".to_string()
-            } else {
-                "more than one \"location\" is not supported yet".to_string()
-            },
-            locations
-                .get(1)
-                .map_or_else(|| server.location(), |l| l.location()),
-        ));
-    };
-    if location.args != ["/"] {
-        return Err(ConfigError::at(
-            "only \"location /\" is supported yet",
-            location.location(),
-        ));
-    }
-    let location_block = location.block.as_deref().unwrap_or_default();
-    if let Some(nested) = location_block.iter().find(|d| d.name == "location") {
-        return Err(ConfigError::at(
-            "nested \"location\" is not supported yet",
-            nested.location(),
-        ));
-    }
-    let effective = settings(location_block, config)?.over(&server_settings);
-    effective.apply(config);
-    let Some(proxy_pass) = location_block.iter().find(|d| d.name == "proxy_pass") else {
-        return Err(ConfigError::at(
-            "\"location /\" needs a \"proxy_pass\"",
-            location.location(),
-        ));
-    };
-    let (addr, group) = proxy_target(proxy_pass, &upstreams)?;
-    config.set_upstream(addr);
-    if let Some(group) = group {
-        if let Some(keepalive) = group.keepalive {
-            config.upstream_keepalive = keepalive;
-        }
-        if let Some(timeout) = group.keepalive_timeout {
-            config.upstream_keepalive_timeout = timeout;
-        }
-        if let Some(requests) = group.keepalive_requests {
-            config.upstream_keepalive_requests = requests;
-        }
     }
     Ok(())
+}
+
+/// One `location` (and, recursively, its nested locations); returns its
+/// index in `locations`.
+fn build_location(
+    directive: &Directive,
+    parent: Option<&LocationMatch>,
+    outer: &Inherited,
+    config: &mut Config,
+    locations: &mut Vec<LocationConfig>,
+) -> Result<usize, ConfigError> {
+    let matcher = location_match(directive)?;
+    match (parent, &matcher) {
+        (Some(LocationMatch::Exact(path)), _) => {
+            return Err(ConfigError::at(
+                format!(
+                    "location \"{}\" cannot be inside the exact location \"{path}\"",
+                    directive.args.join(" ")
+                ),
+                directive.location(),
+            ))
+        }
+        (
+            Some(LocationMatch::Prefix {
+                path: outer_path, ..
+            }),
+            LocationMatch::Prefix { path, .. } | LocationMatch::Exact(path),
+        ) if !path.starts_with(outer_path.as_str()) => {
+            return Err(ConfigError::at(
+                format!("location \"{path}\" is outside location \"{outer_path}\""),
+                directive.location(),
+            ))
+        }
+        _ => {}
+    }
+    let block = directive.block.as_deref().unwrap_or_default();
+    let inherited = settings(block, config)?.over(outer);
+    let proxy_pass = block.iter().find(|d| d.name == "proxy_pass");
+    let returns = block.iter().find(|d| d.name == "return");
+    let action = match (returns, proxy_pass) {
+        (Some(directive), _) => return_action(directive)?,
+        (None, Some(directive)) => {
+            let (group, uri) = proxy_target(directive, &matcher, config)?;
+            Action::Proxy { group, uri }
+        }
+        (None, None) => Action::NotFound,
+    };
+    let index = locations.len();
+    locations.push(LocationConfig {
+        matcher: matcher.clone(),
+        settings: inherited.resolve(),
+        action,
+        nested: Vec::new(),
+    });
+    let mut nested = Vec::new();
+    for inner in block.iter().filter(|d| d.name == "location") {
+        nested.push(build_location(
+            inner,
+            Some(&matcher),
+            &inherited,
+            config,
+            locations,
+        )?);
+    }
+    if let Some(location) = locations.get_mut(index) {
+        location.nested = nested;
+    }
+    Ok(index)
+}
+
+/// `location [= | ^~ | ~ | ~*] URI`.
+fn location_match(directive: &Directive) -> Result<LocationMatch, ConfigError> {
+    let args = &directive.args;
+    let regex = |pattern: &str, case_insensitive: bool| {
+        let pattern = if case_insensitive {
+            format!("(?i){pattern}")
+        } else {
+            pattern.to_string()
+        };
+        regex_lite::Regex::new(&pattern).map_err(|e| {
+            ConfigError::at(
+                format!(
+                    "invalid regular expression \"{}\": {e}",
+                    args[args.len() - 1]
+                ),
+                directive.location(),
+            )
+        })
+    };
+    Ok(match args.as_slice() {
+        [path] if path.starts_with('=') && path.len() > 1 => {
+            LocationMatch::Exact(path[1..].to_string())
+        }
+        [path] if path.starts_with('~') && path.len() > 1 => {
+            let (pattern, insensitive) = match path.strip_prefix("~*") {
+                Some(rest) => (rest, true),
+                None => (&path[1..], false),
+            };
+            LocationMatch::Regex(regex(pattern, insensitive)?)
+        }
+        [path] => LocationMatch::Prefix {
+            path: path.clone(),
+            stops_regex: false,
+        },
+        [modifier, path] => match modifier.as_str() {
+            "=" => LocationMatch::Exact(path.clone()),
+            "^~" => LocationMatch::Prefix {
+                path: path.clone(),
+                stops_regex: true,
+            },
+            "~" => LocationMatch::Regex(regex(path, false)?),
+            "~*" => LocationMatch::Regex(regex(path, true)?),
+            _ => {
+                return Err(ConfigError::at(
+                    format!("invalid location modifier \"{modifier}\""),
+                    directive.location(),
+                ))
+            }
+        },
+        _ => {
+            return Err(ConfigError::at(
+                "invalid number of arguments in \"location\" directive",
+                directive.location(),
+            ))
+        }
+    })
+}
+
+/// `return CODE [TEXT]`, `return CODE URL` or `return URL` (302).
+fn return_action(directive: &Directive) -> Result<Action, ConfigError> {
+    let args = &directive.args;
+    if args.iter().any(|a| a.contains('$')) {
+        return Err(ConfigError::at(
+            "variables in \"return\" are not supported yet",
+            directive.location(),
+        ));
+    }
+    let is_url = |text: &str| text.starts_with("http://") || text.starts_with("https://");
+    match args.as_slice() {
+        [url] if is_url(url) => Ok(Action::Return {
+            status: 302,
+            text: Some(url.clone()),
+        }),
+        [code, rest @ ..] => {
+            let status: u16 = code.parse().ok().filter(|s| *s <= 999).ok_or_else(|| {
+                ConfigError::at(
+                    format!("invalid return code \"{code}\""),
+                    directive.location(),
+                )
+            })?;
+            Ok(Action::Return {
+                status,
+                text: rest.first().cloned(),
+            })
+        }
+        [] => Err(ConfigError::at(
+            "invalid number of arguments in \"return\" directive",
+            directive.location(),
+        )),
+    }
+}
+
+/// A `server_name` entry; `""` (no name) gives `None`.
+fn server_name(name: &str, directive: &Directive) -> Result<Option<ServerName>, ConfigError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if let Some(pattern) = name.strip_prefix('~') {
+        let regex = regex_lite::Regex::new(pattern).map_err(|e| {
+            ConfigError::at(
+                format!("invalid regular expression \"{pattern}\": {e}"),
+                directive.location(),
+            )
+        })?;
+        return Ok(Some(ServerName::Regex(regex)));
+    }
+    let name = name.to_ascii_lowercase();
+    if let Some(rest) = name.strip_prefix("*.") {
+        return Ok(Some(ServerName::LeadingWildcard {
+            suffix: format!(".{rest}"),
+            bare_too: false,
+        }));
+    }
+    if let Some(rest) = name.strip_prefix('.') {
+        return Ok(Some(ServerName::LeadingWildcard {
+            suffix: format!(".{rest}"),
+            bare_too: true,
+        }));
+    }
+    if let Some(prefix) = name.strip_suffix(".*") {
+        return Ok(Some(ServerName::TrailingWildcard(format!("{prefix}."))));
+    }
+    if name.contains('*') {
+        return Err(ConfigError::at(
+            format!("invalid server name or wildcard \"{name}\""),
+            directive.location(),
+        ));
+    }
+    Ok(Some(ServerName::Exact(name)))
+}
+
+/// `listen ADDR[:PORT] [default_server]`, `listen PORT`, `listen [::1]:PORT`.
+fn listen_directive(directive: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
+    let mut default_server = false;
+    for parameter in &directive.args[1..] {
+        match parameter.as_str() {
+            "default_server" | "default" => default_server = true,
+            _ => {
+                return Err(ConfigError::at(
+                    format!("\"listen\" parameter \"{parameter}\" is not supported yet"),
+                    directive.location(),
+                ))
+            }
+        }
+    }
+    let text = directive.args[0].as_str();
+    let invalid = || {
+        ConfigError::at(
+            format!("invalid address \"{text}\" in \"listen\""),
+            directive.location(),
+        )
+    };
+    let addr = if let Ok(port) = text.parse::<u16>() {
+        SocketAddr::from(([0, 0, 0, 0], port))
+    } else if let Ok(addr) = text.parse::<SocketAddr>() {
+        addr
+    } else {
+        let (host, port) = split_host_port(text, 80).ok_or_else(invalid)?;
+        resolve(&host, port).ok_or_else(|| {
+            ConfigError::at(
+                format!("host not found in \"{text}\" of the \"listen\" directive"),
+                directive.location(),
+            )
+        })?
+    };
+    if addr.port() == 0 {
+        // nginx refuses it too; `--listen 127.0.0.1:0` picks a free port.
+        return Err(ConfigError::at(
+            format!("invalid port in \"{text}\" of the \"listen\" directive"),
+            directive.location(),
+        ));
+    }
+    Ok((addr, default_server))
+}
+
+fn upstream_block(directive: &Directive) -> Result<UpstreamGroup, ConfigError> {
+    let name = &directive.args[0];
+    let mut group = UpstreamGroup {
+        name: name.clone(),
+        servers: Vec::new(),
+        balance: Balance::RoundRobin,
+        keepalive: 32,
+        keepalive_timeout: Duration::from_secs(60),
+        keepalive_requests: 1000,
+    };
+    let mut method_set = false;
+    for inner in directive.block.iter().flatten() {
+        let mut set_method = |balance: Balance| {
+            if method_set {
+                return Err(ConfigError::at(
+                    "load balancing method redefined",
+                    inner.location(),
+                ));
+            }
+            method_set = true;
+            group.balance = balance;
+            Ok(())
+        };
+        match inner.name.as_str() {
+            "least_conn" => set_method(Balance::LeastConn)?,
+            "ip_hash" => set_method(Balance::IpHash)?,
+            "hash" => {
+                let consistent = match inner.args.get(1).map(String::as_str) {
+                    None => false,
+                    Some("consistent") => true,
+                    Some(other) => {
+                        return Err(ConfigError::at(
+                            format!("invalid parameter \"{other}\""),
+                            inner.location(),
+                        ))
+                    }
+                };
+                let key = crate::variables::Template::compile(&inner.args[0])
+                    .map_err(|e| ConfigError::at(e.to_string(), inner.location()))?;
+                set_method(Balance::Hash { key, consistent })?
+            }
+            _ => {}
+        }
+    }
+    for inner in directive.block.iter().flatten() {
+        match inner.name.as_str() {
+            "server" => group.servers.push(upstream_server(inner, &group.balance)?),
+            "keepalive" => group.keepalive = number(inner, 0)?,
+            "keepalive_timeout" => group.keepalive_timeout = duration(inner, 0)?,
+            "keepalive_requests" => group.keepalive_requests = number(inner, 0)?,
+            _ => {}
+        }
+    }
+    if group.servers.is_empty() {
+        return Err(ConfigError::at(
+            format!("no servers are inside upstream \"{name}\""),
+            directive.location(),
+        ));
+    }
+    Ok(group)
+}
+
+/// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down]`.
+fn upstream_server(
+    directive: &Directive,
+    balance: &Balance,
+) -> Result<UpstreamServer, ConfigError> {
+    let text = &directive.args[0];
+    let addr = text
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            let (host, port) = split_host_port(text, 80)?;
+            resolve(&host, port)
+        })
+        .ok_or_else(|| {
+            ConfigError::at(
+                format!("host not found in upstream \"{text}\""),
+                directive.location(),
+            )
+        })?;
+    let mut server = UpstreamServer {
+        addr,
+        name: text.clone(),
+        weight: 1,
+        max_fails: 1,
+        fail_timeout: Duration::from_secs(10),
+        backup: false,
+        down: false,
+    };
+    let invalid = |parameter: &str| {
+        ConfigError::at(
+            format!("invalid parameter \"{parameter}\""),
+            directive.location(),
+        )
+    };
+    for parameter in &directive.args[1..] {
+        if let Some(value) = parameter.strip_prefix("weight=") {
+            server.weight = value
+                .parse()
+                .ok()
+                .filter(|w| *w > 0)
+                .ok_or_else(|| invalid(parameter))?;
+        } else if let Some(value) = parameter.strip_prefix("max_fails=") {
+            server.max_fails = value.parse().map_err(|_| invalid(parameter))?;
+        } else if let Some(value) = parameter.strip_prefix("fail_timeout=") {
+            server.fail_timeout = parse_duration(value).ok_or_else(|| invalid(parameter))?;
+        } else if parameter == "backup" {
+            if matches!(balance, Balance::IpHash | Balance::Hash { .. }) {
+                return Err(ConfigError::at(
+                    "balancing method does not support parameter \"backup\"",
+                    directive.location(),
+                ));
+            }
+            server.backup = true;
+        } else if parameter == "down" {
+            server.down = true;
+        } else {
+            return Err(invalid(parameter));
+        }
+    }
+    Ok(server)
+}
+
+/// `proxy_pass http://NAME_OR_HOST[:PORT][/URI]`: an upstream block by name,
+/// or a host resolved now (an implicit group). Returns the group's index and
+/// the URI part, if any.
+fn proxy_target(
+    directive: &Directive,
+    matcher: &LocationMatch,
+    config: &mut Config,
+) -> Result<(usize, Option<String>), ConfigError> {
+    let text = directive.args[0].as_str();
+    if text.contains('$') {
+        return Err(ConfigError::at(
+            "variables in \"proxy_pass\" are not supported yet",
+            directive.location(),
+        ));
+    }
+    let Some(rest) = text.strip_prefix("http://") else {
+        return Err(ConfigError::at(
+            format!("invalid URL prefix in \"{text}\" (ferry proxies to http:// upstreams)"),
+            directive.location(),
+        ));
+    };
+    let (authority, uri) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
+        None => (rest, None),
+    };
+    if uri.is_some() && matches!(matcher, LocationMatch::Regex(_)) {
+        return Err(ConfigError::at(
+            "\"proxy_pass\" cannot have URI part in location given by regular expression",
+            directive.location(),
+        ));
+    }
+    if let Some(index) = config.upstreams.iter().position(|g| g.name == authority) {
+        return Ok((index, uri));
+    }
+    let not_found = || {
+        ConfigError::at(
+            format!("host not found in upstream \"{authority}\""),
+            directive.location(),
+        )
+    };
+    let addr = match authority.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let (host, port) = split_host_port(authority, 80).ok_or_else(not_found)?;
+            resolve(&host, port).ok_or_else(not_found)?
+        }
+    };
+    let mut group = UpstreamGroup::single(addr);
+    group.name = authority.to_string();
+    config.upstreams.push(group);
+    Ok((config.upstreams.len() - 1, uri))
 }
 
 /// The inheritable settings set directly in `block` (not in nested blocks),
@@ -467,6 +909,25 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
             "proxy_read_timeout" => settings.proxy_read_timeout = Some(duration(directive, 0)?),
             "proxy_send_timeout" => settings.proxy_send_timeout = Some(duration(directive, 0)?),
             "access_log" => settings.access_log = Some(access_log(directive)?),
+            "proxy_next_upstream" => {
+                let mut flags = 0;
+                for word in &directive.args {
+                    let flag = super::next_upstream::parse(word).ok_or_else(|| {
+                        ConfigError::at(format!("invalid value \"{word}\""), directive.location())
+                    })?;
+                    if word == "off" && directive.args.len() > 1 {
+                        return Err(ConfigError::at(
+                            "invalid value \"off\"",
+                            directive.location(),
+                        ));
+                    }
+                    flags |= flag;
+                }
+                settings.next_upstream = Some(flags);
+            }
+            "proxy_next_upstream_tries" => {
+                settings.next_upstream_tries = Some(number(directive, 0)?)
+            }
             "proxy_http_version" if directive.args[0] != "1.1" => {
                 return Err(ConfigError::at(
                     "ferry speaks HTTP/1.1 to upstreams: only \"proxy_http_version 1.1\" is supported",
@@ -581,50 +1042,6 @@ fn on_off(directive: &Directive) -> Result<(), ConfigError> {
     }
 }
 
-/// `listen ADDR[:PORT] [default_server]`, `listen PORT`, `listen [::1]:PORT`.
-fn listen_address(directive: &Directive) -> Result<SocketAddr, ConfigError> {
-    for parameter in &directive.args[1..] {
-        if parameter != "default_server" {
-            return Err(ConfigError::at(
-                format!("\"listen\" parameter \"{parameter}\" is not supported yet"),
-                directive.location(),
-            ));
-        }
-    }
-    let text = directive.args[0].as_str();
-    let addr = listen_text(text, directive)?;
-    if addr.port() == 0 {
-        // nginx refuses it too; `--listen 127.0.0.1:0` picks a free port.
-        return Err(ConfigError::at(
-            format!("invalid port in \"{text}\" of the \"listen\" directive"),
-            directive.location(),
-        ));
-    }
-    Ok(addr)
-}
-
-fn listen_text(text: &str, directive: &Directive) -> Result<SocketAddr, ConfigError> {
-    let invalid = || {
-        ConfigError::at(
-            format!("invalid address \"{text}\" in \"listen\""),
-            directive.location(),
-        )
-    };
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let (host, port) = split_host_port(text, 80).ok_or_else(invalid)?;
-    resolve(&host, port).ok_or_else(|| {
-        ConfigError::at(
-            format!("host not found in \"{text}\" of the \"listen\" directive"),
-            directive.location(),
-        )
-    })
-}
-
 /// `HOST[:PORT]` or `[V6]:PORT`, with a default port.
 fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
     if let Some(rest) = text.strip_prefix('[') {
@@ -653,94 +1070,6 @@ fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-}
-
-fn upstream_block(directive: &Directive) -> Result<UpstreamBlock, ConfigError> {
-    let name = &directive.args[0];
-    let mut group = UpstreamBlock {
-        servers: Vec::new(),
-        keepalive: None,
-        keepalive_timeout: None,
-        keepalive_requests: None,
-    };
-    for inner in directive.block.iter().flatten() {
-        match inner.name.as_str() {
-            "server" => {
-                if let Some(parameter) = inner.args.get(1) {
-                    return Err(ConfigError::at(
-                        format!("server parameter \"{parameter}\" in upstream \"{name}\" is not supported yet"),
-                        inner.location(),
-                    ));
-                }
-                let text = &inner.args[0];
-                let addr = text.parse::<SocketAddr>().ok().or_else(|| {
-                    let (host, port) = split_host_port(text, 80)?;
-                    resolve(&host, port)
-                });
-                let addr = addr.ok_or_else(|| {
-                    ConfigError::at(
-                        format!("host not found in upstream \"{text}\""),
-                        inner.location(),
-                    )
-                })?;
-                group.servers.push(addr);
-            }
-            "keepalive" => group.keepalive = Some(number(inner, 0)?),
-            "keepalive_timeout" => group.keepalive_timeout = Some(duration(inner, 0)?),
-            "keepalive_requests" => group.keepalive_requests = Some(number(inner, 0)?),
-            _ => {}
-        }
-    }
-    match group.servers.len() {
-        0 => Err(ConfigError::at(
-            format!("no servers are inside upstream \"{name}\""),
-            directive.location(),
-        )),
-        1 => Ok(group),
-        _ => Err(ConfigError::at(
-            format!("several servers in upstream \"{name}\": load balancing is not supported yet"),
-            directive.location(),
-        )),
-    }
-}
-
-/// `proxy_pass http://NAME_OR_HOST[:PORT][/]`: an upstream block by name, or
-/// a host resolved now.
-fn proxy_target<'a>(
-    directive: &Directive,
-    upstreams: &'a HashMap<String, UpstreamBlock>,
-) -> Result<(SocketAddr, Option<&'a UpstreamBlock>), ConfigError> {
-    let text = directive.args[0].as_str();
-    let Some(rest) = text.strip_prefix("http://") else {
-        return Err(ConfigError::at(
-            format!("invalid URL prefix in \"{text}\" (ferry proxies to http:// upstreams)"),
-            directive.location(),
-        ));
-    };
-    let (authority, uri) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, ""),
-    };
-    if !uri.is_empty() && uri != "/" {
-        return Err(ConfigError::at(
-            format!("a URI part in \"proxy_pass {text}\" is not supported yet"),
-            directive.location(),
-        ));
-    }
-    if let Some(group) = upstreams.get(authority) {
-        return Ok((group.servers[0], Some(group)));
-    }
-    if let Ok(addr) = authority.parse::<SocketAddr>() {
-        return Ok((addr, None));
-    }
-    let not_found = || {
-        ConfigError::at(
-            format!("host not found in upstream \"{authority}\""),
-            directive.location(),
-        )
-    };
-    let (host, port) = split_host_port(authority, 80).ok_or_else(not_found)?;
-    Ok((resolve(&host, port).ok_or_else(not_found)?, None))
 }
 
 fn number<T: std::str::FromStr>(directive: &Directive, index: usize) -> Result<T, ConfigError> {

@@ -54,36 +54,12 @@ pub struct ErrorLogConfig {
     pub filter: String,
 }
 
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Addresses to accept clients on (`listen`).
-    pub listen: Vec<SocketAddr>,
-    /// The upstream server requests are proxied to (`proxy_pass`).
-    pub upstream: SocketAddr,
-    /// `upstream` as text, sent as `Host` when a client sent none (nginx's
-    /// `$proxy_host`).
-    pub upstream_host: String,
-    /// Capacity of each direction's ring buffer (nginx: `proxy_buffer_size`).
-    pub buffer_size: usize,
-    /// Largest request or response head (nginx: `large_client_header_buffers`).
-    pub max_head: usize,
+/// Settings that apply per request and inherit http -> server -> location,
+/// as in nginx: each location holds its own resolved copy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
     /// Largest request body; 0 means no limit (`client_max_body_size`).
     pub client_max_body_size: u64,
-    /// Idle connections kept per upstream server (`keepalive`).
-    pub upstream_keepalive: usize,
-    /// Requests one upstream connection may carry (the upstream block's
-    /// `keepalive_requests`).
-    pub upstream_keepalive_requests: u32,
-    /// `error_log`, when the configuration sets one.
-    pub error_log: Option<ErrorLogConfig>,
-    /// Requests one client connection may carry (`keepalive_requests`).
-    pub keepalive_requests: u32,
-    /// How long a closing connection keeps reading (and discarding) what the
-    /// client still sends, so the response is not destroyed by a TCP reset
-    /// (`lingering_time` / `lingering_timeout`).
-    pub lingering_time: Duration,
-    pub lingering_timeout: Duration,
-    pub access_log: AccessLogTarget,
     /// Time for a whole request head (`client_header_timeout`), also the
     /// wait for a new connection's first request.
     pub client_header_timeout: Duration,
@@ -92,16 +68,212 @@ pub struct Config {
     /// Idle time allowed between requests; 0 disables keep-alive
     /// (`keepalive_timeout`).
     pub keepalive_timeout: Duration,
+    /// Requests one client connection may carry (`keepalive_requests`).
+    pub keepalive_requests: u32,
     /// Longest pause between two writes to a client (`send_timeout`).
     pub send_timeout: Duration,
+    /// Largest request head (nginx: `large_client_header_buffers`).
+    pub max_head: usize,
+    /// How long a closing connection keeps reading (and discarding) what the
+    /// client still sends, so the response is not destroyed by a TCP reset
+    /// (`lingering_time` / `lingering_timeout`).
+    pub lingering_time: Duration,
+    pub lingering_timeout: Duration,
     pub proxy_connect_timeout: Duration,
     /// Longest pause between two writes to the upstream (`proxy_send_timeout`).
     pub proxy_send_timeout: Duration,
     /// Longest pause between two reads from the upstream (`proxy_read_timeout`).
     pub proxy_read_timeout: Duration,
-    /// How long an idle pooled upstream connection is kept (the upstream
-    /// block's `keepalive_timeout`).
-    pub upstream_keepalive_timeout: Duration,
+    pub access_log: AccessLogTarget,
+    /// When to try the next server (`proxy_next_upstream`), as
+    /// [`next_upstream`] flags.
+    pub next_upstream: u16,
+    /// Most servers tried for one request; 0: no limit
+    /// (`proxy_next_upstream_tries`).
+    pub next_upstream_tries: u32,
+}
+
+/// `proxy_next_upstream` conditions, as bit flags.
+pub mod next_upstream {
+    pub const ERROR: u16 = 1;
+    pub const TIMEOUT: u16 = 1 << 1;
+    pub const INVALID_HEADER: u16 = 1 << 2;
+    pub const HTTP_500: u16 = 1 << 3;
+    pub const HTTP_502: u16 = 1 << 4;
+    pub const HTTP_503: u16 = 1 << 5;
+    pub const HTTP_504: u16 = 1 << 6;
+    pub const HTTP_429: u16 = 1 << 7;
+    pub const NON_IDEMPOTENT: u16 = 1 << 8;
+
+    /// The flag for a response status, if it has one.
+    pub fn for_status(status: u16) -> u16 {
+        match status {
+            500 => HTTP_500,
+            502 => HTTP_502,
+            503 => HTTP_503,
+            504 => HTTP_504,
+            429 => HTTP_429,
+            _ => 0,
+        }
+    }
+
+    /// Parses one `proxy_next_upstream` argument.
+    pub fn parse(word: &str) -> Option<u16> {
+        Some(match word {
+            "error" => ERROR,
+            "timeout" => TIMEOUT,
+            "invalid_header" => INVALID_HEADER,
+            "http_500" => HTTP_500,
+            "http_502" => HTTP_502,
+            "http_503" => HTTP_503,
+            "http_504" => HTTP_504,
+            "http_429" => HTTP_429,
+            "non_idempotent" => NON_IDEMPOTENT,
+            "off" => 0,
+            _ => return None,
+        })
+    }
+}
+
+impl Default for Settings {
+    /// nginx's defaults.
+    fn default() -> Settings {
+        Settings {
+            client_max_body_size: 1024 * 1024,
+            client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 1000,
+            send_timeout: Duration::from_secs(60),
+            max_head: 8 * 1024,
+            lingering_time: Duration::from_secs(30),
+            lingering_timeout: Duration::from_secs(5),
+            proxy_connect_timeout: Duration::from_secs(60),
+            proxy_send_timeout: Duration::from_secs(60),
+            proxy_read_timeout: Duration::from_secs(60),
+            access_log: AccessLogTarget::Stdout,
+            next_upstream: next_upstream::ERROR | next_upstream::TIMEOUT,
+            next_upstream_tries: 0,
+        }
+    }
+}
+
+/// Which servers a listening address serves, for routing by `Host`.
+#[derive(Clone, Debug)]
+pub struct ListenerRoutes {
+    pub servers: Vec<usize>,
+    /// `listen … default_server`, else the first server with this address.
+    pub default_server: usize,
+}
+
+/// A `server_name` entry, by nginx's kinds.
+#[derive(Clone, Debug)]
+pub enum ServerName {
+    Exact(String),
+    /// `*.example.com` (or `.example.com`, which also matches the bare name):
+    /// stored as the suffix `.example.com`.
+    LeadingWildcard {
+        suffix: String,
+        bare_too: bool,
+    },
+    /// `www.example.*`: stored as the prefix `www.example.`.
+    TrailingWildcard(String),
+    Regex(regex_lite::Regex),
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub names: Vec<ServerName>,
+    /// Server-level settings: used before a location is known.
+    pub settings: Settings,
+    pub locations: Vec<LocationConfig>,
+    /// Indexes into `locations` of the server's own (not nested) locations.
+    pub top_level: Vec<usize>,
+}
+
+/// How a `location` matches a path.
+#[derive(Clone, Debug)]
+pub enum LocationMatch {
+    /// `location = /path`.
+    Exact(String),
+    /// `location /prefix` or, with `stops_regex`, `location ^~ /prefix`.
+    Prefix { path: String, stops_regex: bool },
+    /// `location ~ re` / `location ~* re` (case-insensitive).
+    Regex(regex_lite::Regex),
+}
+
+#[derive(Clone, Debug)]
+pub struct LocationConfig {
+    pub matcher: LocationMatch,
+    pub settings: Settings,
+    pub action: Action,
+    /// Indexes of locations nested in this one.
+    pub nested: Vec<usize>,
+}
+
+/// What a location does with a request.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// `proxy_pass`: to upstream group `group`; with `uri`, the part of the
+    /// path the location matched is replaced by it (nginx's rule).
+    Proxy { group: usize, uri: Option<String> },
+    /// `return CODE [TEXT|URL]`.
+    Return { status: u16, text: Option<String> },
+    /// Neither: nginx would look for a file; ferry answers 404.
+    NotFound,
+}
+
+/// How a group picks a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    IpHash,
+    /// `hash KEY [consistent]`; the key is compiled.
+    Hash {
+        key: crate::variables::Template,
+        consistent: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamServer {
+    pub addr: SocketAddr,
+    /// As written in the configuration, for logs.
+    pub name: String,
+    pub weight: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub backup: bool,
+    pub down: bool,
+}
+
+/// An `upstream` block, or the implicit group of `proxy_pass http://host:port`.
+#[derive(Clone, Debug)]
+pub struct UpstreamGroup {
+    pub name: String,
+    pub servers: Vec<UpstreamServer>,
+    pub balance: Balance,
+    /// Idle connections kept per server (`keepalive`).
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to accept clients on, each once (`listen`).
+    pub listen: Vec<SocketAddr>,
+    /// For each address in `listen`, the servers it serves.
+    pub listeners: Vec<ListenerRoutes>,
+    pub servers: Vec<ServerConfig>,
+    pub upstreams: Vec<UpstreamGroup>,
+    /// http-level settings; `--set` changes them everywhere.
+    pub http: Settings,
+    /// Capacity of each direction's ring buffer (nginx: `proxy_buffer_size`).
+    pub buffer_size: usize,
+    /// `error_log`, when the configuration sets one.
+    pub error_log: Option<ErrorLogConfig>,
     /// Client and upstream connections together (`worker_connections`).
     pub worker_connections: usize,
     /// Buffer sets (2 x buffer_size each) lent at once; a connection that
@@ -113,45 +285,157 @@ pub struct Config {
 }
 
 impl Config {
-    /// The seed's setup: listen on 127.0.0.1:8080, proxy to 127.0.0.1:3000.
-    pub fn default_for(listen: SocketAddr, upstream: SocketAddr) -> Config {
+    /// One server on `listen`, one `location /` proxying to `upstream`: the
+    /// embedded default, and what `--listen`/`--upstream` ask for.
+    pub fn simple(listen: Vec<SocketAddr>, upstream: SocketAddr) -> Config {
+        let http = Settings::default();
+        let listeners = listen
+            .iter()
+            .map(|_| ListenerRoutes {
+                servers: vec![0],
+                default_server: 0,
+            })
+            .collect();
         Config {
-            listen: vec![listen],
-            upstream,
-            upstream_host: upstream.to_string(),
+            listen,
+            listeners,
+            servers: vec![ServerConfig {
+                names: Vec::new(),
+                settings: http.clone(),
+                locations: vec![LocationConfig {
+                    matcher: LocationMatch::Prefix {
+                        path: "/".into(),
+                        stops_regex: false,
+                    },
+                    settings: http.clone(),
+                    action: Action::Proxy {
+                        group: 0,
+                        uri: None,
+                    },
+                    nested: Vec::new(),
+                }],
+                top_level: vec![0],
+            }],
+            upstreams: vec![UpstreamGroup::single(upstream)],
+            http,
             buffer_size: 16 * 1024,
-            max_head: 8 * 1024,
-            client_max_body_size: 1024 * 1024,
-            upstream_keepalive: 32,
-            upstream_keepalive_requests: 1000,
             error_log: None,
-            keepalive_requests: 1000,
-            lingering_time: Duration::from_secs(30),
-            lingering_timeout: Duration::from_secs(5),
-            access_log: AccessLogTarget::Stdout,
-            client_header_timeout: Duration::from_secs(60),
-            client_body_timeout: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(75),
-            send_timeout: Duration::from_secs(60),
-            proxy_connect_timeout: Duration::from_secs(60),
-            proxy_send_timeout: Duration::from_secs(60),
-            proxy_read_timeout: Duration::from_secs(60),
-            upstream_keepalive_timeout: Duration::from_secs(60),
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,
         }
     }
-}
 
-impl Config {
-    pub fn upstream_host(&self) -> &str {
-        &self.upstream_host
+    /// Replaces the routing with a single server and location (flags), keeping
+    /// the process-wide settings and the http-level settings.
+    pub fn simplify(&mut self, listen: Option<SocketAddr>, upstream: Option<SocketAddr>) {
+        let listen = listen.map_or_else(|| self.listen.clone(), |addr| vec![addr]);
+        let upstream = upstream
+            .or_else(|| {
+                self.upstreams
+                    .first()
+                    .and_then(|g| g.servers.first())
+                    .map(|s| s.addr)
+            })
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+        let mut simple = Config::simple(listen, upstream);
+        let keepalive = self
+            .upstreams
+            .first()
+            .map(|g| (g.keepalive, g.keepalive_timeout, g.keepalive_requests));
+        if let (Some((keepalive, timeout, requests)), Some(group)) =
+            (keepalive, simple.upstreams.first_mut())
+        {
+            group.keepalive = keepalive;
+            group.keepalive_timeout = timeout;
+            group.keepalive_requests = requests;
+        }
+        simple.set_settings(|s| *s = self.http.clone());
+        self.listen = simple.listen;
+        self.listeners = simple.listeners;
+        self.servers = simple.servers;
+        self.upstreams = simple.upstreams;
     }
 
+    /// Proxies every request to `upstream` (the demo's origin).
     pub fn set_upstream(&mut self, upstream: SocketAddr) {
-        self.upstream = upstream;
-        self.upstream_host = upstream.to_string();
+        self.simplify(None, Some(upstream));
+    }
+
+    /// Applies `change` to the settings of the http level, every server and
+    /// every location.
+    pub fn set_settings(&mut self, change: impl Fn(&mut Settings)) {
+        change(&mut self.http);
+        for server in &mut self.servers {
+            change(&mut server.settings);
+            for location in &mut server.locations {
+                change(&mut location.settings);
+            }
+        }
+    }
+
+    /// Every access log target in use, each once.
+    pub fn access_logs(&self) -> Vec<AccessLogTarget> {
+        let mut targets: Vec<AccessLogTarget> = Vec::new();
+        let all = std::iter::once(&self.http.access_log).chain(self.servers.iter().flat_map(|s| {
+            std::iter::once(&s.settings.access_log)
+                .chain(s.locations.iter().map(|l| &l.settings.access_log))
+        }));
+        for target in all {
+            if *target != AccessLogTarget::Off && !targets.contains(target) {
+                targets.push(target.clone());
+            }
+        }
+        targets
+    }
+
+    pub fn location(&self, server: usize, location: usize) -> Option<&LocationConfig> {
+        self.servers.get(server)?.locations.get(location)
+    }
+
+    /// A server's own settings; the http level's for an unknown index.
+    pub fn server_settings(&self, server: usize) -> &Settings {
+        self.servers.get(server).map_or(&self.http, |s| &s.settings)
+    }
+
+    /// The upstream address of the simplest configurations, for the
+    /// startup line.
+    pub fn first_upstream(&self) -> Option<SocketAddr> {
+        self.upstreams
+            .first()
+            .and_then(|g| g.servers.first())
+            .map(|s| s.addr)
+    }
+}
+
+impl UpstreamGroup {
+    /// The implicit group of `proxy_pass http://ADDR`.
+    pub fn single(addr: SocketAddr) -> UpstreamGroup {
+        UpstreamGroup {
+            name: addr.to_string(),
+            servers: vec![UpstreamServer {
+                addr,
+                name: addr.to_string(),
+                weight: 1,
+                max_fails: 1,
+                fail_timeout: Duration::from_secs(10),
+                backup: false,
+                down: false,
+            }],
+            balance: Balance::RoundRobin,
+            keepalive: 32,
+            keepalive_timeout: Duration::from_secs(60),
+            keepalive_requests: 1000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::simple(
+            vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            SocketAddr::from(([127, 0, 0, 1], 3000)),
+        )
     }
 }
 
@@ -168,17 +452,8 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
         Some(path) => parse::parse_file(path)?,
         None => parse::parse_text(EMBEDDED_NAME, EMBEDDED_DEFAULT)?,
     };
-    let config = directives::build(&tree, Config::default())?;
+    let config = directives::build(&tree)?;
     Ok(Loaded { config, files })
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config::default_for(
-            SocketAddr::from(([127, 0, 0, 1], 8080)),
-            SocketAddr::from(([127, 0, 0, 1], 3000)),
-        )
-    }
 }
 
 /// Parses an nginx size: `1024`, `16k`, `1m`, `1g` (case-insensitive).
@@ -243,23 +518,59 @@ impl Config {
                 .parse::<usize>()
                 .map_err(|_| format!("invalid number \"{value}\" in {name}"))
         };
+        let set = |config: &mut Config, change: &dyn Fn(&mut Settings)| config.set_settings(change);
         match name {
-            "client_header_timeout" => self.client_header_timeout = duration()?,
-            "client_body_timeout" => self.client_body_timeout = duration()?,
-            "keepalive_timeout" => self.keepalive_timeout = duration()?,
-            "send_timeout" => self.send_timeout = duration()?,
-            "proxy_connect_timeout" => self.proxy_connect_timeout = duration()?,
-            "proxy_send_timeout" => self.proxy_send_timeout = duration()?,
-            "proxy_read_timeout" => self.proxy_read_timeout = duration()?,
-            "upstream_keepalive_timeout" => self.upstream_keepalive_timeout = duration()?,
-            "lingering_time" => self.lingering_time = duration()?,
-            "lingering_timeout" => self.lingering_timeout = duration()?,
+            "client_header_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.client_header_timeout = value)
+            }
+            "client_body_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.client_body_timeout = value)
+            }
+            "keepalive_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.keepalive_timeout = value)
+            }
+            "send_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.send_timeout = value)
+            }
+            "proxy_connect_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.proxy_connect_timeout = value)
+            }
+            "proxy_send_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.proxy_send_timeout = value)
+            }
+            "proxy_read_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.proxy_read_timeout = value)
+            }
+            "lingering_time" => {
+                let value = duration()?;
+                set(self, &|s| s.lingering_time = value)
+            }
+            "lingering_timeout" => {
+                let value = duration()?;
+                set(self, &|s| s.lingering_timeout = value)
+            }
             "keepalive_requests" => {
-                self.keepalive_requests =
-                    u32::try_from(number()?).map_err(|_| format!("{name} is too large"))?
+                let value = u32::try_from(number()?).map_err(|_| format!("{name} is too large"))?;
+                set(self, &|s| s.keepalive_requests = value)
+            }
+            "client_max_body_size" => {
+                let value = size()?;
+                set(self, &|s| s.client_max_body_size = value)
+            }
+            "upstream_keepalive_timeout" => {
+                let value = duration()?;
+                for group in &mut self.upstreams {
+                    group.keepalive_timeout = value;
+                }
             }
             "worker_connections" => self.worker_connections = number()?,
-            "client_max_body_size" => self.client_max_body_size = size()?,
             _ => return Err(format!("unknown directive \"{name}\" in --set")),
         }
         Ok(())
@@ -286,9 +597,12 @@ mod tests {
     fn directives_by_name() {
         let mut config = Config::default();
         config.set_directive("proxy_read_timeout", "2s").unwrap();
-        assert_eq!(config.proxy_read_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.servers[0].locations[0].settings.proxy_read_timeout,
+            Duration::from_secs(2)
+        );
         config.set_directive("keepalive_requests", "3").unwrap();
-        assert_eq!(config.keepalive_requests, 3);
+        assert_eq!(config.http.keepalive_requests, 3);
         assert!(config.set_directive("gzip", "on").is_err());
         assert!(config.set_directive("send_timeout", "soon").is_err());
     }

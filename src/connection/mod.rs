@@ -27,18 +27,21 @@ use mio::net::TcpStream;
 use mio::Registry;
 
 use self::io::{discard, read_into, write_out, IoOutcome, Readiness};
-use self::phase::{Direction, Exchange, ExchangeLog, Mark, Phase, ResponseState};
+use self::phase::{Direction, Exchange, ExchangeLog, Mark, Phase, ResponseState, RouteRef};
 use self::relay::{BodyRelay, RelayMode};
 use crate::buffer::{BufferPool, BufferSet};
-use crate::config::Config;
+use crate::config::next_upstream;
+use crate::config::{Action, Config, LocationConfig, Settings};
 use crate::error::ProxyError;
+use crate::http::error_page::ErrorResponse;
 use crate::http::error_page::{self, CONTINUE};
 use crate::http::framing::BodyKind;
 use crate::http::request::{self, Method, RequestSummary};
 use crate::http::response::{self, ClientFraming};
 use crate::http::{self as http, Version, MAX_HEADERS};
 use crate::log::{AccessEntry, AccessLog};
-use crate::upstream::{UpstreamConn, Upstreams};
+use crate::routing;
+use crate::upstream::{Peer, Tried, UpstreamConn, Upstreams};
 
 /// Steps one `drive` call may take before yielding to other connections;
 /// a connection with work left is driven again on the next loop turn.
@@ -95,12 +98,28 @@ pub struct Connection {
     requests: u32,
     /// In the loop's queue of connections waiting for a buffer set.
     waiting_for_buffers: bool,
+    /// The listening socket it came in on, for routing by address.
+    listener: usize,
+    /// The server of its last request (at first, the listener's default),
+    /// whose settings apply between requests.
+    server: usize,
     /// The timer entry the event loop holds for this connection.
     pub scheduled: Option<Instant>,
 }
 
 impl Connection {
-    pub fn new(id: u64, client: TcpStream, peer: SocketAddr, now: Instant) -> Connection {
+    pub fn new(
+        id: u64,
+        client: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+        listener: usize,
+        config: &Config,
+    ) -> Connection {
+        let server = config
+            .listeners
+            .get(listener)
+            .map_or(0, |l| l.default_server);
         Connection {
             id,
             client,
@@ -115,6 +134,8 @@ impl Connection {
             client_eof: false,
             requests: 0,
             waiting_for_buffers: false,
+            listener,
+            server,
             scheduled: None,
         }
     }
@@ -137,31 +158,39 @@ impl Connection {
         }
     }
 
+    /// Settings in force between requests: the last server's.
+    fn server_settings<'c>(&self, config: &'c Config) -> &'c Settings {
+        config.server_settings(self.server)
+    }
+
     /// When this connection next needs attention without an event. Every
     /// phase but `Closed` has one, so no connection can wait forever.
     pub fn deadline(&self, config: &Config) -> Option<Instant> {
         match &self.phase {
             Phase::Idle { since } if self.requests == 0 => {
-                Some(*since + config.client_header_timeout)
+                Some(*since + self.server_settings(config).client_header_timeout)
             }
-            Phase::Idle { since } => Some(*since + config.keepalive_timeout),
-            Phase::ReadingRequest { since, .. } => Some(*since + config.client_header_timeout),
+            Phase::Idle { since } => Some(*since + self.server_settings(config).keepalive_timeout),
+            Phase::ReadingRequest { since, .. } => {
+                Some(*since + self.server_settings(config).client_header_timeout)
+            }
             Phase::ConnectingUpstream { exchange, .. } => {
                 let connect = exchange
                     .log
                     .connect_started
                     .instant(exchange.started)
                     .unwrap_or(exchange.started)
-                    + config.proxy_connect_timeout;
+                    + exchange.settings(config).proxy_connect_timeout;
                 let waits = exchange.next_timeout(config).map(|(at, _)| at);
                 Some(waits.map_or(connect, |at| at.min(connect)))
             }
             Phase::Forwarding { exchange, .. } | Phase::WritingResponse { exchange } => {
                 exchange.next_timeout(config).map(|(at, _)| at)
             }
-            Phase::Lingering { since, last_read } => {
-                Some((*since + config.lingering_time).min(*last_read + config.lingering_timeout))
-            }
+            Phase::Lingering { since, last_read } => Some(
+                (*since + self.server_settings(config).lingering_time)
+                    .min(*last_read + self.server_settings(config).lingering_timeout),
+            ),
             Phase::Closed => None,
         }
     }
@@ -197,14 +226,11 @@ impl Connection {
                     .connect_started
                     .instant(exchange.started)
                     .unwrap_or(exchange.started)
-                    + ctx.config.proxy_connect_timeout;
+                    + exchange.settings(ctx.config).proxy_connect_timeout;
                 if connect_deadline <= ctx.now {
                     ctx.upstreams.close(upstream);
-                    self.fail(
-                        exchange,
-                        ProxyError::UpstreamTimeout("proxy_connect_timeout"),
-                        ctx,
-                    )
+                    let error = ProxyError::UpstreamTimeout("proxy_connect_timeout");
+                    self.next_upstream(exchange, error, next_upstream::TIMEOUT, ctx)
                 } else {
                     self.timed_out(exchange, Some(upstream), ctx)
                 }
@@ -254,7 +280,12 @@ impl Connection {
                 if let Some(upstream) = upstream {
                     ctx.upstreams.close(upstream);
                 }
-                self.fail(exchange, ProxyError::UpstreamTimeout(directive), ctx)
+                self.next_upstream(
+                    exchange,
+                    ProxyError::UpstreamTimeout(directive),
+                    next_upstream::TIMEOUT,
+                    ctx,
+                )
             }
         }
     }
@@ -420,7 +451,7 @@ impl Connection {
         let held = buffers.request.len();
         let mut searched = searched;
         if held > searched {
-            let max_head = ctx.config.max_head;
+            let max_head = ctx.config.server_settings(self.server).max_head;
             let bytes = buffers.request.make_contiguous();
             if http::head_may_be_complete(bytes, searched) || held >= max_head {
                 match self.parse_request(&mut buffers, ctx) {
@@ -510,7 +541,8 @@ impl Connection {
         } = buffers;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let bytes = ring.make_contiguous();
-        let head = match request::parse(bytes, &mut headers, ctx.config.max_head) {
+        let max_head = ctx.config.server_settings(self.server).max_head;
+        let head = match request::parse(bytes, &mut headers, max_head) {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
             Err(e) => return Err(ProxyError::Request(e)),
@@ -534,12 +566,80 @@ impl Connection {
             offsets.referer_end = u32::try_from(log_fields.len()).unwrap_or(u32::MAX);
             log_fields.extend_from_slice(field("user-agent"));
         }
-        let fallback_host = ctx.config.upstream_host();
-        request::write_upstream_head(&head, self.peer.ip(), fallback_host, upstream_head);
+        let host = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| h.value);
+        let server = routing::select_server(ctx.config, self.listener, host);
+        let path = head.target.split('?').next().unwrap_or("");
+        let location = ctx
+            .config
+            .servers
+            .get(server)
+            .and_then(|s| routing::select_location(s, path));
+        let target = if ctx.config.status_path.as_deref() == Some(head.target) {
+            Target::Status
+        } else {
+            match location.and_then(|l| ctx.config.location(server, l)) {
+                Some(LocationConfig {
+                    action: Action::Proxy { group, uri },
+                    matcher,
+                    ..
+                }) => {
+                    let rewritten = routing::upstream_target(head.target, matcher, uri.as_deref());
+                    let fallback_host = ctx
+                        .config
+                        .upstreams
+                        .get(*group)
+                        .map_or("", |g| g.name.as_str());
+                    request::write_upstream_head(
+                        &head,
+                        rewritten,
+                        self.peer.ip(),
+                        fallback_host,
+                        upstream_head,
+                    );
+                    Target::Upstream(*group)
+                }
+                Some(LocationConfig {
+                    action: Action::Return { status, .. },
+                    ..
+                }) => Target::Return(*status),
+                Some(LocationConfig {
+                    action: Action::NotFound,
+                    ..
+                })
+                | None => Target::NotFound,
+            }
+        };
+        let key_hash = match (
+            target,
+            ctx.config.upstreams.get(match target {
+                Target::Upstream(group) => group,
+                _ => usize::MAX,
+            }),
+        ) {
+            (Target::Upstream(_), Some(group)) => match &group.balance {
+                crate::config::Balance::Hash { key, .. } => {
+                    key.hash(&crate::variables::RequestView {
+                        method: head.method,
+                        target: head.target,
+                        headers: head.headers,
+                        client: self.peer,
+                    })
+                }
+                _ => 0,
+            },
+            _ => 0,
+        };
         let parsed = ParsedRequest {
             summary: head.summary,
             fields: offsets,
-            for_status: ctx.config.status_path.as_deref() == Some(head.target),
+            server,
+            location,
+            target,
+            key_hash,
         };
         let head_len = head.head_len;
         ring.consume(head_len);
@@ -568,6 +668,12 @@ impl Connection {
             response_started: false,
             upstream_write_failed: false,
             waits: phase::Waits::default(),
+            route: RouteRef::default(),
+            group: 0,
+            peer: None,
+            tried: Tried::default(),
+            key_hash: 0,
+            body_sent: false,
             log: ExchangeLog {
                 request_line_end: fields.request_line_end,
                 referer_end: fields.referer_end,
@@ -585,13 +691,19 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         self.requests += 1;
+        self.server = parsed.server;
         let summary = parsed.summary;
         let mut exchange = self.new_exchange(buffers, summary, parsed.fields, ctx);
-        if parsed.for_status {
-            return self.answer_status(exchange, ctx);
-        }
+        exchange.route = RouteRef::new(parsed.server, parsed.location);
+        let group = match parsed.target {
+            Target::Upstream(group) => group,
+            Target::Status => return self.answer_status(exchange, ctx),
+            Target::Return(status) => return self.answer_return(exchange, status, ctx),
+            Target::NotFound => return self.answer_local(exchange, ErrorResponse::NotFound, ctx),
+        };
+        exchange.group = group;
         debug!("#{} request {} from {}", ctx.slot, self.requests, self.peer);
-        let limit = ctx.config.client_max_body_size;
+        let limit = exchange.settings(ctx.config).client_max_body_size;
         if let BodyKind::Length(length) = summary.body {
             if limit != 0 && length > limit {
                 return self.fail(exchange, ProxyError::BodyTooLarge { limit }, ctx);
@@ -601,34 +713,123 @@ impl Connection {
             exchange.buffers.client_head.extend_from_slice(CONTINUE);
             exchange.sent_continue = true;
         }
-        let addr = ctx.config.upstream;
-        match ctx.upstreams.checkout(addr, ctx.slot) {
-            Some(upstream) => {
-                debug!(
-                    "#{}/upstream reusing a pooled connection to {addr}",
-                    ctx.slot
+        exchange.key_hash = parsed.key_hash;
+        self.choose_upstream(exchange, None, ctx)
+    }
+
+    /// Picks a server of the exchange's group (skipping those already
+    /// tried) and gets a connection to it: pooled, or a new one. `last_error`
+    /// is what made the previous server fail, reported if none is left.
+    fn choose_upstream(
+        &mut self,
+        mut exchange: Exchange,
+        last_error: Option<ProxyError>,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let client = self.peer.ip();
+        let picked = ctx.upstreams.pick(
+            ctx.config,
+            exchange.group,
+            client,
+            exchange.key_hash,
+            ctx.now,
+            exchange.tried,
+        );
+        let Some(peer) = picked else {
+            let error = last_error.unwrap_or(ProxyError::NoLiveUpstreams);
+            if let ProxyError::NoLiveUpstreams = error {
+                let name = ctx
+                    .config
+                    .upstreams
+                    .get(exchange.group)
+                    .map_or("", |g| g.name.as_str());
+                error!(
+                    "#{} no live upstreams while connecting to upstream \"{name}\", client: {}",
+                    ctx.slot, self.peer
                 );
-                exchange.reused_upstream = true;
-                exchange.log.upstream = Some(addr);
-                exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
-                exchange.log.connected = exchange.log.connect_started;
-                (Phase::Forwarding { exchange, upstream }, true)
             }
-            None => self.connect_upstream(exchange, ctx),
+            return self.fail(exchange, error, ctx);
+        };
+        exchange.tried.add(peer.server);
+        exchange.peer = Some(peer);
+        exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
+        if let Some(upstream) = ctx.upstreams.checkout(peer, ctx.slot) {
+            debug!(
+                "#{}/upstream reusing a pooled connection to {}",
+                ctx.slot, peer.addr
+            );
+            exchange.reused_upstream = true;
+            exchange.log.connected = exchange.log.connect_started;
+            return (Phase::Forwarding { exchange, upstream }, true);
+        }
+        self.connect_upstream(exchange, peer, ctx)
+    }
+
+    fn connect_upstream(
+        &mut self,
+        exchange: Exchange,
+        peer: Peer,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        match ctx.upstreams.connect(peer, ctx.slot, ctx.registry, ctx.now) {
+            Ok(upstream) => {
+                debug!("#{}/upstream connecting to {}", ctx.slot, peer.addr);
+                (Phase::ConnectingUpstream { exchange, upstream }, true)
+            }
+            Err(e) => self.next_upstream(
+                exchange,
+                ProxyError::UpstreamConnect(e),
+                next_upstream::ERROR,
+                ctx,
+            ),
         }
     }
 
-    fn connect_upstream(&mut self, mut exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
-        let addr = ctx.config.upstream;
-        exchange.log.upstream = Some(addr);
-        exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
-        match ctx.upstreams.connect(addr, ctx.slot, ctx.registry, ctx.now) {
-            Ok(upstream) => {
-                debug!("#{}/upstream connecting to {addr}", ctx.slot);
-                (Phase::ConnectingUpstream { exchange, upstream }, true)
-            }
-            Err(e) => self.fail(exchange, ProxyError::UpstreamConnect(e), ctx),
+    /// The chosen server failed before its response reached the client:
+    /// count the failure, then try the next server if `proxy_next_upstream`
+    /// allows it for `condition`, or answer with `error`.
+    ///
+    /// nginx's rules: never once a response byte went to the client; for a
+    /// request already sent, never if it is not idempotent (unless
+    /// `non_idempotent`); at most `proxy_next_upstream_tries` servers. And
+    /// ferry's own: never once body bytes were streamed, since it does not
+    /// keep them.
+    fn next_upstream(
+        &mut self,
+        mut exchange: Exchange,
+        error: ProxyError,
+        condition: u16,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let counts_as_failure = condition
+            & (next_upstream::ERROR | next_upstream::TIMEOUT | next_upstream::INVALID_HEADER)
+            != 0;
+        if let (Some(peer), true) = (exchange.peer, counts_as_failure) {
+            ctx.upstreams.failed(ctx.config, peer, ctx.now);
         }
+        if !next_upstream_allowed(&exchange, condition, ctx.config) {
+            return self.fail(exchange, error, ctx);
+        }
+        match &error {
+            ProxyError::UpstreamConnect(_) => {
+                error!(
+                    "#{} {error} while connecting to upstream, client: {}; trying the next one",
+                    ctx.slot, self.peer
+                )
+            }
+            _ => warn!(
+                "#{} {error}, client: {}; trying the next upstream",
+                ctx.slot, self.peer
+            ),
+        }
+        exchange.upstream_head_sent = 0;
+        exchange.upstream_write_failed = false;
+        exchange.response_started = false;
+        exchange.reused_upstream = false;
+        exchange.response = ResponseState::AwaitingHead;
+        exchange.log.status = 0;
+        exchange.buffers.response.clear();
+        self.choose_upstream(exchange, Some(error), ctx)
     }
 
     // ===== ConnectingUpstream =====
@@ -669,7 +870,12 @@ impl Connection {
             }
             Err(e) => {
                 ctx.upstreams.close(upstream);
-                self.fail(exchange, ProxyError::UpstreamConnect(e), ctx)
+                self.next_upstream(
+                    exchange,
+                    ProxyError::UpstreamConnect(e),
+                    next_upstream::ERROR,
+                    ctx,
+                )
             }
         }
     }
@@ -755,9 +961,9 @@ impl Connection {
         if let ResponseState::AwaitingHead = exchange.response {
             match self.parse_response(&mut exchange, ctx) {
                 Ok(parsed) => progress |= parsed,
-                Err(error) => {
+                Err((error, condition)) => {
                     ctx.upstreams.close(upstream);
-                    return self.fail(exchange, error, ctx);
+                    return self.next_upstream(exchange, error, condition, ctx);
                 }
             }
         }
@@ -839,7 +1045,7 @@ impl Connection {
             .request_body
             .scan(&mut exchange.buffers.request)
             .map_err(ProxyError::RequestBody)?;
-        let limit = ctx.config.client_max_body_size;
+        let limit = exchange.settings(ctx.config).client_max_body_size;
         if limit != 0 && exchange.request_body.data_seen() > limit {
             return Err(ProxyError::BodyTooLarge { limit });
         }
@@ -892,9 +1098,20 @@ impl Connection {
     fn parse_response(
         &self,
         exchange: &mut Exchange,
-        ctx: &Context<'_>,
-    ) -> Result<bool, ProxyError> {
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, (ProxyError, u16)> {
         let mut progress = false;
+        let settings = exchange.route.settings(ctx.config);
+        // What a 5xx may do, decided before the head borrows the buffers.
+        let retry_mask = if next_upstream_allowed(exchange, u16::MAX, ctx.config)
+            && ctx
+                .upstreams
+                .has_candidate(ctx.config, exchange.group, exchange.tried, ctx.now)
+        {
+            settings.next_upstream
+        } else {
+            0
+        };
         // An interim head waits until the previous one is written out.
         while exchange.client_head_sent == exchange.buffers.client_head.len()
             && !exchange.buffers.response.is_empty()
@@ -906,16 +1123,17 @@ impl Connection {
             } = &mut *exchange.buffers;
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let bytes = ring.make_contiguous();
-            let head = match response::parse(
-                bytes,
-                &mut headers,
-                &exchange.request,
-                ctx.config.max_head,
-            ) {
-                Ok(Some(head)) => head,
-                Ok(None) => return Ok(progress),
-                Err(e) => return Err(ProxyError::UpstreamResponse(e)),
-            };
+            let head =
+                match response::parse(bytes, &mut headers, &exchange.request, settings.max_head) {
+                    Ok(Some(head)) => head,
+                    Ok(None) => return Ok(progress),
+                    Err(e) => {
+                        return Err((
+                            ProxyError::UpstreamResponse(e),
+                            next_upstream::INVALID_HEADER,
+                        ))
+                    }
+                };
             client_head.clear();
             exchange.client_head_sent = 0;
             progress = true;
@@ -937,11 +1155,20 @@ impl Connection {
                 ring.consume(head_len);
                 continue;
             }
+            // `proxy_next_upstream http_503` and the like: another server may
+            // answer better, if one is left and nothing went to the client.
+            let status_condition = next_upstream::for_status(head.status);
+            if status_condition & retry_mask != 0 {
+                return Err((ProxyError::UpstreamStatus(head.status), status_condition));
+            }
+            if let Some(peer) = exchange.peer {
+                ctx.upstreams.succeeded(peer);
+            }
             let (framing, keep_alive) = response::client_framing(&head, &exchange.request);
             let keep_alive = keep_alive
                 && exchange.keep_alive
-                && self.requests < ctx.config.keepalive_requests
-                && !ctx.config.keepalive_timeout.is_zero();
+                && self.requests < settings.keepalive_requests
+                && !settings.keepalive_timeout.is_zero();
             exchange.keep_alive = keep_alive;
             response::write_client_head(&head, &exchange.request, framing, keep_alive, client_head);
             let mode = match framing {
@@ -995,7 +1222,7 @@ impl Connection {
         if reusable && request_sent && !stray_bytes && !upstream.ready.read_closed {
             upstream.requests += 1;
             trace!("#{}/upstream back to the idle pool", ctx.slot);
-            ctx.upstreams.check_in(upstream, ctx.now);
+            ctx.upstreams.check_in(ctx.config, upstream, ctx.now);
         } else {
             debug!(
                 "#{}/upstream closing connection to {}",
@@ -1052,7 +1279,10 @@ impl Connection {
         error: ProxyError,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        if exchange.can_retry() {
+        if let (true, Some(peer)) = (exchange.can_retry(), exchange.peer) {
+            // The keep-alive race: the server closed an idle connection as
+            // we reused it. Not the server's failure: same server, new
+            // connection.
             debug!(
                 "#{} pooled upstream connection failed ({error}); retrying on a new one",
                 ctx.slot
@@ -1062,9 +1292,10 @@ impl Connection {
             exchange.upstream_head_sent = 0;
             exchange.upstream_write_failed = false;
             exchange.buffers.response.clear();
-            return self.connect_upstream(exchange, ctx);
+            exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
+            return self.connect_upstream(exchange, peer, ctx);
         }
-        self.fail(exchange, error, ctx)
+        self.next_upstream(exchange, error, next_upstream::ERROR, ctx)
     }
 
     // ===== WritingResponse =====
@@ -1168,6 +1399,62 @@ impl Connection {
         }
     }
 
+    /// Answers with one of ferry's own pages (404 for no location).
+    fn answer_local(
+        &mut self,
+        mut exchange: Exchange,
+        status: ErrorResponse,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let settings = exchange.settings(ctx.config);
+        let keep_alive = exchange.keep_alive
+            && self.requests < settings.keepalive_requests
+            && !settings.keepalive_timeout.is_zero();
+        exchange.keep_alive = keep_alive;
+        let head_only = exchange.request.method == Method::Head;
+        exchange.log.body_bytes_sent =
+            status.write_to(&mut exchange.buffers.client_head, keep_alive, head_only) as u64;
+        exchange.log.status = status.status();
+        exchange.response = ResponseState::Local;
+        (Phase::WritingResponse { exchange }, true)
+    }
+
+    /// `return CODE [TEXT|URL]`: a redirect with `Location`, a page of
+    /// ferry's for error codes without text, or the text as the body.
+    fn answer_return(
+        &mut self,
+        mut exchange: Exchange,
+        status: u16,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let text = match ctx
+            .config
+            .location(exchange.route_server(), exchange.route_location())
+        {
+            Some(LocationConfig {
+                action: Action::Return { text, .. },
+                ..
+            }) => text.as_deref(),
+            _ => None,
+        };
+        let settings = exchange.settings(ctx.config);
+        let keep_alive = exchange.keep_alive
+            && self.requests < settings.keepalive_requests
+            && !settings.keepalive_timeout.is_zero();
+        exchange.keep_alive = keep_alive;
+        let head_only = exchange.request.method == Method::Head;
+        exchange.log.body_bytes_sent = error_page::write_return(
+            &mut exchange.buffers.client_head,
+            status,
+            text,
+            keep_alive,
+            head_only,
+        ) as u64;
+        exchange.log.status = status;
+        exchange.response = ResponseState::Local;
+        (Phase::WritingResponse { exchange }, true)
+    }
+
     /// Answers the status path with the loop's counters, as plain text.
     fn answer_status(&mut self, mut exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
         let counters = ctx.counters;
@@ -1185,7 +1472,8 @@ impl Connection {
             counters.accepted,
         );
         let len = usize::try_from(cursor.position()).unwrap_or(0);
-        let keep_alive = exchange.keep_alive && !ctx.config.keepalive_timeout.is_zero();
+        let keep_alive =
+            exchange.keep_alive && !exchange.settings(ctx.config).keepalive_timeout.is_zero();
         exchange.keep_alive = keep_alive;
         let head_only = exchange.request.method == Method::Head;
         let body = text.get(..len).unwrap_or_default();
@@ -1233,8 +1521,8 @@ impl Connection {
         let keep_alive = exchange.keep_alive
             && !error.is_client_fault()
             && exchange.request_body.fully_received()
-            && self.requests < ctx.config.keepalive_requests
-            && !ctx.config.keepalive_timeout.is_zero();
+            && self.requests < exchange.settings(ctx.config).keepalive_requests
+            && !exchange.settings(ctx.config).keepalive_timeout.is_zero();
         exchange.keep_alive = keep_alive;
         // Part of an interim head may still be unsent; it cannot be taken
         // back, so ferry's response follows it.
@@ -1296,7 +1584,7 @@ impl Connection {
             body_bytes_sent: exchange.log.body_bytes_sent,
             referer: &fields[line_end..referer_end],
             user_agent: &fields[referer_end..],
-            upstream: exchange.log.upstream,
+            upstream: exchange.peer.map(|p| p.addr),
             upstream_status: (exchange.log.upstream_status != 0)
                 .then_some(exchange.log.upstream_status),
             request_time: ctx.now.saturating_duration_since(exchange.started),
@@ -1304,7 +1592,8 @@ impl Connection {
             upstream_header_time: header_time,
             upstream_response_time: response_time,
         };
-        ctx.access_log.record(&entry, ctx.wall_clock);
+        let target = &exchange.settings(ctx.config).access_log;
+        ctx.access_log.record(target, &entry, ctx.wall_clock);
     }
 }
 
@@ -1316,12 +1605,43 @@ struct LogFields {
     referer_end: u32,
 }
 
-/// A request head accepted by `parse_request`.
+/// Whether `proxy_next_upstream` lets the exchange move to another server
+/// after a failure of kind `condition` (see `Connection::next_upstream`).
+fn next_upstream_allowed(exchange: &Exchange, condition: u16, config: &Config) -> bool {
+    let settings = exchange.settings(config);
+    let sent = exchange.upstream_head_sent > 0;
+    settings.next_upstream & condition != 0
+        && (settings.next_upstream_tries == 0
+            || exchange.tried.count() < settings.next_upstream_tries)
+        && !exchange.response_committed()
+        && !exchange.body_sent
+        && (!sent
+            || exchange.request.method.is_idempotent()
+            || settings.next_upstream & next_upstream::NON_IDEMPOTENT != 0)
+}
+
+/// A request head accepted by `parse_request`, routed.
 struct ParsedRequest {
     summary: RequestSummary,
     fields: LogFields,
-    /// The target is the configured status path.
-    for_status: bool,
+    server: usize,
+    location: Option<usize>,
+    target: Target,
+    /// The `hash` key's hash, for groups that balance by one.
+    key_hash: u32,
+}
+
+/// Where a routed request goes.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// The upstream group with this index (head already written).
+    Upstream(usize),
+    /// `return CODE …` of the location.
+    Return(u16),
+    /// No location, or one with nothing to do.
+    NotFound,
+    /// The configured status path.
+    Status,
 }
 
 /// Why an exchange is abandoned without a response.

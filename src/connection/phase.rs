@@ -27,13 +27,13 @@
 //! or forgotten by one.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::relay::BodyRelay;
 use crate::buffer::BufferSet;
+use crate::config::{Config, Settings};
 use crate::http::request::RequestSummary;
-use crate::upstream::UpstreamConn;
+use crate::upstream::{Peer, Tried, UpstreamConn};
 
 pub enum Phase {
     /// Between requests (or before the first): no buffers held, waiting for
@@ -131,6 +131,18 @@ pub struct Exchange {
     pub upstream_write_failed: bool,
     /// Since when each direction has been waiting, for its timeout.
     pub waits: Waits,
+    /// The server and location the request was routed to.
+    pub route: RouteRef,
+    /// The upstream group it is proxied to.
+    pub group: usize,
+    /// The server chosen in the group, and those tried so far.
+    pub peer: Option<Peer>,
+    pub tried: Tried,
+    /// The `hash` key's hash, when the group balances by one.
+    pub key_hash: u32,
+    /// Request body bytes went upstream: the request can no longer be sent
+    /// to another server.
+    pub body_sent: bool,
     pub log: ExchangeLog,
 }
 
@@ -155,12 +167,12 @@ impl Direction {
         Direction::UpstreamWrite,
     ];
 
-    pub fn timeout(self, config: &crate::config::Config) -> Duration {
+    pub fn timeout(self, settings: &Settings) -> Duration {
         match self {
-            Direction::ClientRead => config.client_body_timeout,
-            Direction::ClientWrite => config.send_timeout,
-            Direction::UpstreamRead => config.proxy_read_timeout,
-            Direction::UpstreamWrite => config.proxy_send_timeout,
+            Direction::ClientRead => settings.client_body_timeout,
+            Direction::ClientWrite => settings.send_timeout,
+            Direction::UpstreamRead => settings.proxy_read_timeout,
+            Direction::UpstreamWrite => settings.proxy_send_timeout,
         }
     }
 
@@ -237,7 +249,6 @@ pub struct ExchangeLog {
     /// The upstream's status; 0 if none.
     pub upstream_status: u16,
     pub body_bytes_sent: u64,
-    pub upstream: Option<SocketAddr>,
     pub connect_started: Mark,
     pub connected: Mark,
     pub head_received: Mark,
@@ -295,7 +306,47 @@ impl Mark {
     }
 }
 
+/// A server and location index, compact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteRef {
+    server: u32,
+    /// `u32::MAX`: no location (settings are the server's).
+    location: u32,
+}
+
+impl RouteRef {
+    pub fn new(server: usize, location: Option<usize>) -> RouteRef {
+        RouteRef {
+            server: u32::try_from(server).unwrap_or(u32::MAX),
+            location: location
+                .and_then(|l| u32::try_from(l).ok())
+                .unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The settings in force for the route (server-level without a location).
+    pub fn settings(self, config: &Config) -> &Settings {
+        let server = self.server as usize;
+        match config.location(server, self.location as usize) {
+            Some(location) => &location.settings,
+            None => config.server_settings(server),
+        }
+    }
+}
+
 impl Exchange {
+    pub fn route_server(&self) -> usize {
+        self.route.server as usize
+    }
+
+    pub fn route_location(&self) -> usize {
+        self.route.location as usize
+    }
+
+    pub fn settings<'c>(&self, config: &'c Config) -> &'c Settings {
+        self.route.settings(config)
+    }
+
     /// Whether a failure before any response byte may be retried on a fresh
     /// connection: only on a reused connection (the keep-alive race), once,
     /// and only for idempotent requests whose bytes ferry still holds whole.
@@ -319,14 +370,15 @@ impl Exchange {
     }
 
     /// The earliest timeout among the waiting directions.
-    pub fn next_timeout(&self, config: &crate::config::Config) -> Option<(Instant, Direction)> {
+    pub fn next_timeout(&self, config: &Config) -> Option<(Instant, Direction)> {
+        let settings = self.settings(config);
         Direction::ALL
             .iter()
             .filter_map(|&direction| {
                 let since = self.waits.since(direction)?;
                 let at = self.started
                     + Duration::from_millis(u64::from(since))
-                    + direction.timeout(config);
+                    + direction.timeout(settings);
                 Some((at, direction))
             })
             .min_by_key(|(at, _)| *at)

@@ -128,6 +128,88 @@ pub fn write_ok(
     body.len()
 }
 
+/// The reason phrase ferry writes for `status`.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        _ => "",
+    }
+}
+
+/// `return CODE [TEXT|URL]` as nginx answers it: a redirect (301, 302, 303,
+/// 307, 308) gets `Location: URL` and a short page; another code with text
+/// gets the text as the body; an error code without text gets ferry's page
+/// when it has one. Returns the body length.
+pub fn write_return(
+    out: &mut Vec<u8>,
+    status: u16,
+    text: Option<&str>,
+    keep_alive: bool,
+    head_only: bool,
+) -> usize {
+    use std::io::Write;
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nServer: ferry\r\n",
+        reason(status)
+    );
+    let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
+    let page = |status: u16| {
+        [
+            ErrorResponse::BadRequest,
+            ErrorResponse::NotFound,
+            ErrorResponse::MethodNotAllowed,
+            ErrorResponse::InternalServerError,
+            ErrorResponse::BadGateway,
+            ErrorResponse::GatewayTimeout,
+        ]
+        .into_iter()
+        .find(|e| e.status() == status)
+        .map(|e| e.parts().2)
+    };
+    let (content_type, body): (&str, &[u8]) = match text {
+        Some(url) if redirect => {
+            let _ = write!(out, "Location: {url}\r\n");
+            ("text/html", b"")
+        }
+        Some(text) => ("text/plain", text.as_bytes()),
+        None => match page(status) {
+            Some(page) => ("text/html", page.as_bytes()),
+            None => ("text/plain", b""),
+        },
+    };
+    let _ = write!(
+        out,
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        body.len()
+    );
+    if head_only {
+        return 0;
+    }
+    out.extend_from_slice(body);
+    body.len()
+}
+
 /// `HTTP/1.1 100 Continue`, sent when ferry accepts an `Expect: 100-continue`
 /// request ([RFC 9110 §10.1.1](https://www.rfc-editor.org/rfc/rfc9110#section-10.1.1)).
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

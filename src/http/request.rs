@@ -223,10 +223,12 @@ fn replaced_by_ferry(name: &str) -> bool {
 /// `X-Forwarded-Proto`. Ferry's own fields come last so that no name listed
 /// in `Connection` can remove them.
 ///
-/// `fallback_host` is sent as `Host` when an HTTP/1.0 client sent none, since
-/// HTTP/1.1 requires one.
+/// `target` is the request-target in two parts, as `routing::upstream_target`
+/// rewrites it. `fallback_host` is sent as `Host` when an HTTP/1.0 client
+/// sent none, since HTTP/1.1 requires one.
 pub fn write_upstream_head(
     head: &RequestHead<'_, '_>,
+    target: (&str, &str),
     client_ip: IpAddr,
     fallback_host: &str,
     out: &mut Vec<u8>,
@@ -234,7 +236,8 @@ pub fn write_upstream_head(
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(target.0.as_bytes());
+    out.extend_from_slice(target.1.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
     for header in head.headers {
@@ -285,6 +288,7 @@ mod tests {
         let mut out = Vec::new();
         write_upstream_head(
             &head,
+            ("", head.target),
             "10.1.2.3".parse().unwrap(),
             "upstream:3000",
             &mut out,

@@ -1,5 +1,5 @@
-//! Upstream sockets: opening them, lending them to client connections, and
-//! keeping the idle ones for reuse.
+//! Upstream sockets: choosing a server, opening connections, lending them to
+//! client connections, and keeping the idle ones for reuse.
 //!
 //! Every upstream socket has a *link*: an entry in a slab that says who owns
 //! the socket right now (a client connection's slot, or the idle pool). The
@@ -7,21 +7,29 @@
 //! move between owners without a single `epoll_ctl`. The socket itself is
 //! always owned by exactly one Rust value: the client connection's phase, or
 //! the [`pool::IdlePool`].
+//!
+//! Which server of a group gets a request is [`balancer`]'s business; this
+//! module keeps the balancer's per-group state next to the sockets, so that
+//! "active connections" (for `least_conn`) are counted where sockets are
+//! opened and closed.
 
+pub mod balancer;
 pub mod pool;
 
 use std::io;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
-use log::debug;
+use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
 
+use crate::config::Config;
 use crate::connection::io::Readiness;
 use crate::token::Target;
 
+pub use balancer::Tried;
 pub use pool::IdlePool;
 
 /// Who owns an upstream socket.
@@ -40,36 +48,126 @@ pub struct UpstreamConn {
     pub link: usize,
     pub ready: Readiness,
     pub addr: SocketAddr,
+    /// The group and the server within it.
+    pub group: usize,
+    pub server: usize,
     /// Requests this connection has carried, counting the current one.
     pub requests: u32,
-    /// When it last went into the idle pool.
-    pub idle_since: Instant,
+    /// While pooled: when the group's `keepalive_timeout` closes it.
+    pub expires_at: Instant,
 }
 
-/// All upstream sockets: the link table and the idle pool.
+/// A server chosen for a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub group: usize,
+    pub server: usize,
+    pub addr: SocketAddr,
+}
+
+/// All upstream sockets, the idle pool and the balancers' state.
 pub struct Upstreams {
     links: Slab<Owner>,
     pub idle: IdlePool,
+    groups: Vec<balancer::GroupState>,
 }
 
 impl Upstreams {
-    pub fn new(idle_per_server: usize) -> Upstreams {
+    pub fn new(config: &Config) -> Upstreams {
         Upstreams {
             links: Slab::new(),
-            idle: IdlePool::new(idle_per_server),
+            idle: IdlePool::default(),
+            groups: config
+                .upstreams
+                .iter()
+                .map(balancer::GroupState::new)
+                .collect(),
         }
     }
 
-    /// Starts a non-blocking connect to `addr` for the connection in `slot`.
+    /// Chooses a server of `group` for a request from `client`, skipping
+    /// those in `tried`. `None`: no live upstreams.
+    pub fn pick(
+        &mut self,
+        config: &Config,
+        group: usize,
+        client: IpAddr,
+        key_hash: u32,
+        now: Instant,
+        tried: Tried,
+    ) -> Option<Peer> {
+        let (Some(state), Some(definition)) =
+            (self.groups.get_mut(group), config.upstreams.get(group))
+        else {
+            return None;
+        };
+        let server = state.pick(definition, client, key_hash, now, tried)?;
+        Some(Peer {
+            group,
+            server,
+            addr: definition.servers.get(server)?.addr,
+        })
+    }
+
+    /// Whether some server of `group` not in `tried` could take a request.
+    pub fn has_candidate(&self, config: &Config, group: usize, tried: Tried, now: Instant) -> bool {
+        match (self.groups.get(group), config.upstreams.get(group)) {
+            (Some(state), Some(definition)) => state.any_available(definition, now, tried),
+            _ => false,
+        }
+    }
+
+    /// Counts a connect error or timeout against the server.
+    pub fn failed(&mut self, config: &Config, peer: Peer, now: Instant) {
+        let (Some(state), Some(group)) = (
+            self.groups.get_mut(peer.group),
+            config.upstreams.get(peer.group),
+        ) else {
+            return;
+        };
+        if state.failed(group, peer.server, now) {
+            let name = group
+                .servers
+                .get(peer.server)
+                .map_or("", |s| s.name.as_str());
+            warn!(
+                "upstream server temporarily disabled: {name} in upstream \"{}\"",
+                group.name
+            );
+        }
+    }
+
+    /// The server answered: its failures are forgiven.
+    pub fn succeeded(&mut self, peer: Peer) {
+        if let Some(state) = self.groups.get_mut(peer.group) {
+            state.succeeded(peer.server);
+        }
+    }
+
+    fn count_active(&mut self, group: usize, server: usize, up: bool) {
+        if let Some(peer) = self
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.peers.get_mut(server))
+        {
+            peer.active = if up {
+                peer.active + 1
+            } else {
+                peer.active.saturating_sub(1)
+            };
+        }
+    }
+
+    /// Starts a non-blocking connect to `peer` for the connection in `slot`.
     /// Completion is reported by a writable event.
     pub fn connect(
         &mut self,
-        addr: SocketAddr,
+        peer: Peer,
         slot: usize,
         registry: &Registry,
         now: Instant,
     ) -> io::Result<UpstreamConn> {
-        let mut stream = TcpStream::connect(addr)?;
+        let mut stream = TcpStream::connect(peer.addr)?;
         let entry = self.links.vacant_entry();
         let link = entry.key();
         registry.register(
@@ -78,42 +176,66 @@ impl Upstreams {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(Owner::Client(slot));
+        self.count_active(peer.group, peer.server, true);
         Ok(UpstreamConn {
             stream,
             link,
             ready: Readiness::default(),
-            addr,
+            addr: peer.addr,
+            group: peer.group,
+            server: peer.server,
             requests: 0,
-            idle_since: now,
+            expires_at: now,
         })
     }
 
-    /// An idle pooled connection to `addr`, now owned by `slot`.
-    pub fn checkout(&mut self, addr: SocketAddr, slot: usize) -> Option<UpstreamConn> {
-        let conn = self.idle.take(addr)?;
+    /// An idle pooled connection to `peer`, now owned by `slot`.
+    pub fn checkout(&mut self, peer: Peer, slot: usize) -> Option<UpstreamConn> {
+        let conn = self.idle.take(peer.addr)?;
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Client(slot);
         }
+        self.count_active(peer.group, peer.server, true);
         Some(conn)
     }
 
     /// Returns a connection whose last response ended cleanly on its framing
-    /// boundary; closes it instead when the pool for its server is full.
-    pub fn check_in(&mut self, mut conn: UpstreamConn, now: Instant) {
+    /// boundary; closes it instead when the pool for its server is full or
+    /// it has carried its `keepalive_requests`.
+    pub fn check_in(&mut self, config: &Config, mut conn: UpstreamConn, now: Instant) {
+        self.count_active(conn.group, conn.server, false);
+        let Some(group) = config.upstreams.get(conn.group) else {
+            self.forget(conn);
+            return;
+        };
+        if conn.requests >= group.keepalive_requests {
+            debug!(
+                "upstream connection to {} reached keepalive_requests",
+                conn.addr
+            );
+            self.forget(conn);
+            return;
+        }
         // The socket was drained by the last read; nothing is pending.
         conn.ready.readable = false;
-        conn.idle_since = now;
+        conn.expires_at = now + group.keepalive_timeout;
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Pooled;
         }
-        if let Some(rejected) = self.idle.put(conn) {
+        if let Some(rejected) = self.idle.put(conn, group.keepalive) {
             debug!("upstream {} pool full, closing", rejected.addr);
-            self.close(rejected);
+            self.forget(rejected);
         }
     }
 
-    /// Closes the socket and forgets its link.
+    /// Closes a connection owned by a client connection.
     pub fn close(&mut self, conn: UpstreamConn) {
+        self.count_active(conn.group, conn.server, false);
+        self.forget(conn);
+    }
+
+    /// Closes the socket and forgets its link.
+    fn forget(&mut self, conn: UpstreamConn) {
         self.links.try_remove(conn.link);
         // Dropping the stream closes the descriptor, which also removes it
         // from the epoll set: no deregister syscall needed.
@@ -132,16 +254,15 @@ impl Upstreams {
                 "pooled upstream connection to {} closed by the upstream",
                 conn.addr
             );
-            self.close(conn);
+            self.forget(conn);
         }
     }
 
-    /// Closes pooled connections idle for `timeout` or longer (the upstream
-    /// block's `keepalive_timeout`).
-    pub fn expire_idle(&mut self, now: Instant, timeout: Duration) {
-        while let Some(conn) = self.idle.take_expired(now, timeout) {
+    /// Closes pooled connections whose `keepalive_timeout` has passed.
+    pub fn expire_idle(&mut self, now: Instant) {
+        while let Some(conn) = self.idle.take_expired(now) {
             debug!("idle upstream connection to {} expired", conn.addr);
-            self.close(conn);
+            self.forget(conn);
         }
     }
 

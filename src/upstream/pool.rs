@@ -1,4 +1,4 @@
-//! Idle keep-alive connections to upstream servers, per server.
+//! Idle keep-alive connections to upstream servers, per server address.
 //!
 //! A connection enters the pool only after a response that ended exactly on
 //! its framing boundary, so the next request starts on a clean stream. While
@@ -8,23 +8,16 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::UpstreamConn;
 
+#[derive(Default)]
 pub struct IdlePool {
     servers: Vec<(SocketAddr, Vec<UpstreamConn>)>,
-    per_server: usize,
 }
 
 impl IdlePool {
-    pub fn new(per_server: usize) -> IdlePool {
-        IdlePool {
-            servers: Vec::new(),
-            per_server,
-        }
-    }
-
     /// The most recently used idle connection to `addr`: the one least
     /// likely to have been closed by the upstream's idle timer.
     pub fn take(&mut self, addr: SocketAddr) -> Option<UpstreamConn> {
@@ -34,8 +27,9 @@ impl IdlePool {
             .and_then(|(_, idle)| idle.pop())
     }
 
-    /// Pools `conn`; hands it back when the server's pool is full.
-    pub fn put(&mut self, conn: UpstreamConn) -> Option<UpstreamConn> {
+    /// Pools `conn` if its server has fewer than `limit` idle connections;
+    /// hands it back otherwise.
+    pub fn put(&mut self, conn: UpstreamConn, limit: usize) -> Option<UpstreamConn> {
         let index = match self
             .servers
             .iter()
@@ -43,13 +37,12 @@ impl IdlePool {
         {
             Some(index) => index,
             None => {
-                self.servers
-                    .push((conn.addr, Vec::with_capacity(self.per_server)));
+                self.servers.push((conn.addr, Vec::new()));
                 self.servers.len() - 1
             }
         };
         let idle = &mut self.servers[index].1;
-        if idle.len() >= self.per_server {
+        if idle.len() >= limit {
             return Some(conn);
         }
         idle.push(conn);
@@ -72,25 +65,21 @@ impl IdlePool {
         None
     }
 
-    /// The oldest idle connection if it has been idle for `timeout`.
-    /// Connections are pushed at the back, so the oldest is at the front.
-    pub fn take_expired(&mut self, now: Instant, timeout: Duration) -> Option<UpstreamConn> {
+    /// A pooled connection whose keep-alive time is over.
+    pub fn take_expired(&mut self, now: Instant) -> Option<UpstreamConn> {
         for (_, idle) in self.servers.iter_mut() {
-            if idle
-                .first()
-                .is_some_and(|conn| conn.idle_since + timeout <= now)
-            {
-                return Some(idle.remove(0));
+            if let Some(index) = idle.iter().position(|conn| conn.expires_at <= now) {
+                return Some(idle.remove(index));
             }
         }
         None
     }
 
-    /// When the next idle connection expires.
-    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+    /// When the next pooled connection expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
         self.servers
             .iter()
-            .filter_map(|(_, idle)| idle.first().map(|conn| conn.idle_since + timeout))
+            .flat_map(|(_, idle)| idle.iter().map(|conn| conn.expires_at))
             .min()
     }
 

@@ -193,6 +193,13 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A free loopback port for a configuration file (nginx.conf cannot say
+/// "port 0"); the tiny race with other processes is acceptable in tests.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// A loopback address where nothing listens.
 pub fn dead_address() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

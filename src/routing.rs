@@ -1,0 +1,329 @@
+//! Which server and which location a request belongs to, by nginx's
+//! algorithm, and the path the upstream receives. Pure functions over the
+//! configuration and the request's bytes.
+//!
+//! Server: among the servers on the listening address the request came in
+//! on, by `Host`: an exact name, then the longest leading wildcard
+//! (`*.example.com`), then the longest trailing wildcard (`www.example.*`),
+//! then the first matching regex, else the address's default server.
+//!
+//! Location: an exact (`=`) match wins at once; otherwise the longest prefix
+//! is remembered (looking into its nested locations for longer ones); if it
+//! is `^~`, it wins; otherwise regexes are tried in file order, those nested
+//! in the remembered prefix first, and the first match wins; otherwise the
+//! remembered prefix; otherwise there is no location (404).
+//!
+//! The path matched is the request-target up to `?`, as sent (percent
+//! decoding and dot-segment removal are the hardening issue's).
+
+use crate::config::{Config, LocationMatch, ServerConfig, ServerName};
+
+/// The server and location a request was routed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub server: usize,
+    /// `None`: no location matched.
+    pub location: Option<usize>,
+}
+
+/// Picks the server for `host` (the `Host` field, port and case ignored)
+/// among those on listener `listener`.
+pub fn select_server(config: &Config, listener: usize, host: Option<&[u8]>) -> usize {
+    let Some(routes) = config.listeners.get(listener) else {
+        return 0;
+    };
+    let Some(host) = host.map(host_name) else {
+        return routes.default_server;
+    };
+    let candidates = routes
+        .servers
+        .iter()
+        .filter_map(|&i| Some((i, config.servers.get(i)?)));
+    let mut leading: Option<(usize, usize)> = None;
+    let mut trailing: Option<(usize, usize)> = None;
+    let mut regex: Option<usize> = None;
+    for (index, server) in candidates {
+        for name in &server.names {
+            match name {
+                ServerName::Exact(exact) if exact.as_bytes().eq_ignore_ascii_case(host) => {
+                    return index
+                }
+                ServerName::LeadingWildcard { suffix, bare_too } => {
+                    let suffix = suffix.as_bytes();
+                    let matched = (host.len() > suffix.len()
+                        && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
+                        || (*bare_too && host.eq_ignore_ascii_case(&suffix[1..]));
+                    if matched && leading.is_none_or(|(_, len)| suffix.len() > len) {
+                        leading = Some((index, suffix.len()));
+                    }
+                }
+                ServerName::TrailingWildcard(prefix) => {
+                    let prefix = prefix.as_bytes();
+                    let matched = host.len() > prefix.len()
+                        && host[..prefix.len()].eq_ignore_ascii_case(prefix);
+                    if matched && trailing.is_none_or(|(_, len)| prefix.len() > len) {
+                        trailing = Some((index, prefix.len()));
+                    }
+                }
+                ServerName::Regex(pattern) => {
+                    if regex.is_none() {
+                        if let Ok(text) = std::str::from_utf8(host) {
+                            if pattern.is_match(text) {
+                                regex = Some(index);
+                            }
+                        }
+                    }
+                }
+                ServerName::Exact(_) => {}
+            }
+        }
+    }
+    leading
+        .map(|(index, _)| index)
+        .or(trailing.map(|(index, _)| index))
+        .or(regex)
+        .unwrap_or(routes.default_server)
+}
+
+/// `Host` without its port (IPv6 literals keep their brackets).
+fn host_name(host: &[u8]) -> &[u8] {
+    let host = crate::http::headers::trim_ows(host);
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
+
+/// The location for `path` in `server`, by nginx's rules (see the module
+/// docs), or `None`.
+pub fn select_location(server: &ServerConfig, path: &str) -> Option<usize> {
+    // The chain of ever longer prefix matches, outermost first.
+    let mut chain: Vec<usize> = Vec::new();
+    let mut level: &[usize] = &server.top_level;
+    loop {
+        let mut best: Option<(usize, usize)> = None;
+        for &index in level {
+            let Some(location) = server.locations.get(index) else {
+                continue;
+            };
+            match &location.matcher {
+                LocationMatch::Exact(exact) if exact == path => return Some(index),
+                LocationMatch::Prefix { path: prefix, .. }
+                    if path.starts_with(prefix.as_str())
+                        && best.is_none_or(|(_, len)| prefix.len() > len) =>
+                {
+                    best = Some((index, prefix.len()));
+                }
+                _ => {}
+            }
+        }
+        let Some((index, _)) = best else { break };
+        chain.push(index);
+        match server.locations.get(index) {
+            Some(location) if !location.nested.is_empty() => level = &location.nested,
+            _ => break,
+        }
+    }
+    let longest = chain.last().copied();
+    if let Some(index) = longest {
+        if let Some(LocationMatch::Prefix {
+            stops_regex: true, ..
+        }) = server.locations.get(index).map(|l| &l.matcher)
+        {
+            return Some(index);
+        }
+    }
+    // Regexes nested in the matched prefixes, deepest first, then the
+    // server's own.
+    let nested_levels = chain
+        .iter()
+        .rev()
+        .filter_map(|&i| server.locations.get(i))
+        .map(|l| l.nested.as_slice());
+    for level in nested_levels.chain(std::iter::once(server.top_level.as_slice())) {
+        for &index in level {
+            if let Some(LocationMatch::Regex(pattern)) =
+                server.locations.get(index).map(|l| &l.matcher)
+            {
+                if pattern.is_match(path) {
+                    return Some(index);
+                }
+            }
+        }
+    }
+    longest
+}
+
+/// The request-target the upstream receives, as (new start, rest): with a
+/// URI in `proxy_pass`, the part of the path the location matched is
+/// replaced by it; the rest of the target (including the query) follows.
+/// Without one, the target passes unchanged.
+pub fn upstream_target<'a>(
+    target: &'a str,
+    matcher: &LocationMatch,
+    uri: Option<&'a str>,
+) -> (&'a str, &'a str) {
+    let Some(uri) = uri else {
+        return ("", target);
+    };
+    let path_end = target.find('?').unwrap_or(target.len());
+    let matched = match matcher {
+        LocationMatch::Prefix { path, .. } => path.len().min(path_end),
+        LocationMatch::Exact(_) => path_end,
+        // Refused at load time: proxy_pass with a URI in a regex location.
+        LocationMatch::Regex(_) => 0,
+    };
+    (uri, target.get(matched..).unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{directives, parse};
+
+    fn config(text: &str) -> Config {
+        let (tree, _) = parse::parse_text("t.conf", text).unwrap();
+        directives::build(&tree).unwrap()
+    }
+
+    fn servers(names: &[&str]) -> Config {
+        let mut text = String::from("events {}\nhttp {\n");
+        for (i, name) in names.iter().enumerate() {
+            text.push_str(&format!(
+                "server {{ listen 127.0.0.1:8080; server_name {name}; location / {{ return 200 s{i}; }} }}\n"
+            ));
+        }
+        text.push_str("}\n");
+        config(&text)
+    }
+
+    #[test]
+    fn server_names_by_nginx_priority() {
+        let config = servers(&[
+            "default.test",
+            "~^www\\d+\\.example\\.com$",
+            "www.example.*",
+            "*.example.com",
+            "*.www.example.com",
+            "www.example.com",
+            ".example.org",
+        ]);
+        let pick = |host: &str| select_server(&config, 0, Some(host.as_bytes()));
+        assert_eq!(pick("www.example.com"), 5, "exact first");
+        assert_eq!(pick("WWW.Example.COM:8080"), 5, "case and port ignored");
+        assert_eq!(pick("a.www.example.com"), 4, "longest leading wildcard");
+        assert_eq!(pick("mail.example.com"), 3, "leading wildcard");
+        assert_eq!(pick("www.example.net"), 2, "trailing wildcard");
+        assert_eq!(pick("www7.example.com"), 3, "wildcards beat regexes");
+        assert_eq!(pick("example.org"), 6, ".name matches the bare name");
+        assert_eq!(pick("a.example.org"), 6);
+        assert_eq!(pick("nothing.test"), 0, "first server is the default");
+        assert_eq!(select_server(&config, 0, None), 0);
+    }
+
+    #[test]
+    fn regex_server_names_in_order() {
+        let config = servers(&["a.test", "~^api\\.", "~^api\\.v2\\."]);
+        assert_eq!(select_server(&config, 0, Some(b"api.v2.test")), 1);
+    }
+
+    #[test]
+    fn default_server_flag() {
+        let config = config(
+            "events {}\nhttp {\nserver { listen 127.0.0.1:8080; server_name a; return 200 a; }\n\
+             server { listen 127.0.0.1:8080 default_server; server_name b; return 200 b; }\n}\n",
+        );
+        assert_eq!(select_server(&config, 0, Some(b"zzz")), 1);
+        assert_eq!(select_server(&config, 0, Some(b"a")), 0);
+    }
+
+    fn locations() -> Config {
+        // The example from nginx's documentation of `location`, plus nesting.
+        config(
+            "events {}\nhttp { server { listen 127.0.0.1:8080;\n\
+             location = / { return 200 A; }\n\
+             location / { return 200 B; }\n\
+             location /documents/ { return 200 C; }\n\
+             location ^~ /images/ { return 200 D; }\n\
+             location ~* \\.(gif|jpg|jpeg)$ { return 200 E; }\n\
+             location /api/ { return 200 F; location /api/v2/ { return 200 G; location ~ \\.json$ { return 200 H; } } }\n\
+             location ~ ^/api/v2/x { return 200 I; }\n\
+             } }\n",
+        )
+    }
+
+    fn returned(config: &Config, path: &str) -> String {
+        let server = &config.servers[0];
+        match select_location(server, path).map(|i| &server.locations[i].action) {
+            Some(crate::config::Action::Return {
+                text: Some(text), ..
+            }) => text.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn locations_by_nginx_priority() {
+        let config = locations();
+        let cases = [
+            ("/", "A"),
+            ("/index.html", "B"),
+            ("/documents/document.html", "C"),
+            ("/images/1.gif", "D"),
+            ("/documents/1.jpg", "E"),
+            ("/documents/1.JPG", "E"),
+            ("/api/x", "F"),
+            ("/api/v2/y", "G"),
+            ("/api/v2/y.json", "H"),
+            ("/api/v2/x", "I"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(returned(&config, path), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let config = config("events {}\nhttp { server { listen 127.0.0.1:8080; location /only/ { return 200 x; } } }\n");
+        assert_eq!(select_location(&config.servers[0], "/other"), None);
+    }
+
+    #[test]
+    fn proxy_pass_uri_replacement() {
+        let prefix = |path: &str| LocationMatch::Prefix {
+            path: path.into(),
+            stops_regex: false,
+        };
+        // nginx's documented examples.
+        assert_eq!(
+            upstream_target("/name/x?a=1", &prefix("/name/"), Some("/remote/")),
+            ("/remote/", "x?a=1")
+        );
+        assert_eq!(
+            upstream_target("/name/x", &prefix("/name/"), None),
+            ("", "/name/x")
+        );
+        assert_eq!(
+            upstream_target("/name/x", &prefix("/name/"), Some("/")),
+            ("/", "x")
+        );
+        assert_eq!(
+            upstream_target("/namex", &prefix("/name"), Some("/a")),
+            ("/a", "x")
+        );
+        assert_eq!(
+            upstream_target(
+                "/exact?q",
+                &LocationMatch::Exact("/exact".into()),
+                Some("/other")
+            ),
+            ("/other", "?q")
+        );
+    }
+}
