@@ -1,0 +1,378 @@
+//! Routing and balancing end to end, on generated nginx.conf files: servers
+//! by name, locations by nginx's priorities, proxy_pass URI replacement,
+//! `return`, and upstream groups (weights, least_conn, ip_hash, hash, down,
+//! backup, failover, "no live upstreams").
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use util::*;
+
+/// Writes `http_body` into a complete nginx.conf on a free port and starts
+/// ferry with it.
+fn ferry_with(name: &str, http_body: &str) -> (Ferry, PathBuf) {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("ferry-routing-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ferry.conf");
+    let text = format!(
+        "events {{}}\nhttp {{\naccess_log off;\n{}\n}}\n",
+        http_body.replace("PORT", &port.to_string())
+    );
+    std::fs::write(&path, text).unwrap();
+    // Whatever ferry runs, nginx must accept too.
+    if let Some(nginx) = require_tool("nginx") {
+        let output = std::process::Command::new(nginx)
+            .args(["-t", "-q", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    (Ferry::start_with(&["-c", path.to_str().unwrap()]), dir)
+}
+
+fn get(ferry: &Ferry, path: &str, host: &str) -> Response {
+    request(
+        ferry.addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+    )
+}
+
+/// An origin that answers with its own name and the path it received.
+fn named_origin(name: &'static str) -> Origin {
+    Origin::start(move |mut conn| {
+        while let Some(request) = conn.next_request() {
+            let body = format!("{name} {}", request.path);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            if !conn.send(head.as_bytes()) || !conn.send(body.as_bytes()) {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn servers_are_chosen_by_host() {
+    let (a, b) = (named_origin("a"), named_origin("b"));
+    let (ferry, dir) = ferry_with(
+        "servers",
+        &format!(
+            "server {{ listen 127.0.0.1:PORT; server_name a.test *.a.test; location / {{ proxy_pass http://{}; }} }}\n\
+             server {{ listen 127.0.0.1:PORT default_server; server_name b.test; location / {{ proxy_pass http://{}; }} }}\n\
+             server {{ listen 127.0.0.1:PORT; server_name ~^api\\.; location / {{ return 200 regex; }} }}",
+            a.addr, b.addr
+        ),
+    );
+    assert_eq!(get(&ferry, "/x", "a.test").text(), "a /x");
+    assert_eq!(get(&ferry, "/x", "www.a.test:80").text(), "a /x");
+    assert_eq!(get(&ferry, "/x", "b.test").text(), "b /x");
+    assert_eq!(get(&ferry, "/x", "api.anything").text(), "regex");
+    assert_eq!(
+        get(&ferry, "/x", "unknown.test").text(),
+        "b /x",
+        "default_server"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn locations_return_and_uri_replacement() {
+    let origin = named_origin("o");
+    let (ferry, dir) = ferry_with(
+        "locations",
+        &format!(
+            "server {{ listen 127.0.0.1:PORT;\n\
+             location = /exact {{ return 200 exact; }}\n\
+             location /app/ {{ proxy_pass http://{0}/backend/; }}\n\
+             location /raw/ {{ proxy_pass http://{0}; }}\n\
+             location ^~ /static/ {{ return 200 static; }}\n\
+             location ~* \\.php$ {{ return 403; }}\n\
+             location /old {{ return 301 http://example.test/new; }}\n\
+             }}",
+            origin.addr
+        ),
+    );
+    assert_eq!(get(&ferry, "/exact", "h").text(), "exact");
+    assert_eq!(
+        get(&ferry, "/app/x/y?q=1", "h").text(),
+        "o /backend/x/y?q=1"
+    );
+    assert_eq!(get(&ferry, "/raw/x?q=1", "h").text(), "o /raw/x?q=1");
+    assert_eq!(
+        get(&ferry, "/static/a.php", "h").text(),
+        "static",
+        "^~ stops regexes"
+    );
+    let forbidden = get(&ferry, "/app/index.PHP", "h");
+    assert_eq!(forbidden.status, 403, "regex beats prefix");
+    let redirect = get(&ferry, "/old", "h");
+    assert_eq!(redirect.status, 301);
+    assert_eq!(
+        redirect.header("location").as_deref(),
+        Some("http://example.test/new")
+    );
+    let missing = get(&ferry, "/nowhere", "h");
+    assert_eq!(missing.status, 404);
+    assert!(missing.text().contains("404 Not Found"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Origins that count requests per name, in order.
+fn counting_origins(names: &[&'static str]) -> (Vec<Origin>, Arc<Mutex<String>>) {
+    let order = Arc::new(Mutex::new(String::new()));
+    let origins = names
+        .iter()
+        .map(|&name| {
+            let order = order.clone();
+            Origin::start(move |mut conn| {
+                while conn.next_request().is_some() {
+                    order.lock().unwrap().push_str(name);
+                    if !conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    (origins, order)
+}
+
+#[test]
+fn weights_interleave_like_nginx() {
+    let (origins, order) = counting_origins(&["A", "B"]);
+    let (ferry, dir) = ferry_with(
+        "weights",
+        &format!(
+            "upstream pool {{ server {} weight=3; server {}; }}\n\
+             server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://pool; }} }}",
+            origins[0].addr, origins[1].addr
+        ),
+    );
+    let stream = ferry.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..400 {
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut reader, "GET").unwrap().status, 200);
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.matches('A').count(), 300);
+    assert_eq!(order.matches('B').count(), 100);
+    assert_eq!(order, "AABA".repeat(100), "nginx's smooth interleaving");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn least_conn_prefers_the_idle_server() {
+    // "slow" holds its first request for a while; meanwhile every other
+    // request must go to "fast".
+    let fast_count = Arc::new(AtomicUsize::new(0));
+    let counter = fast_count.clone();
+    let fast = Origin::start(move |mut conn| {
+        while conn.next_request().is_some() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            if !conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast") {
+                return;
+            }
+        }
+    });
+    let slow = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            std::thread::sleep(Duration::from_millis(1500));
+            if !conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow") {
+                return;
+            }
+        }
+    });
+    let (ferry, dir) = ferry_with(
+        "least_conn",
+        &format!(
+            "upstream pool {{ least_conn; server {}; server {}; }}\n\
+             server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://pool; }} }}",
+            slow.addr, fast.addr
+        ),
+    );
+    // The first pick of a tie goes to the first server: "slow".
+    let mut busy = ferry.connect();
+    busy.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..10 {
+        assert_eq!(get(&ferry, "/", "h").text(), "fast");
+    }
+    let slow_answer = read_response(&mut BufReader::new(busy), "GET").unwrap();
+    assert_eq!(slow_answer.text(), "slow");
+    assert_eq!(fast_count.load(Ordering::SeqCst), 10);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn hash_keys_stick_to_one_server() {
+    let (origins, order) = counting_origins(&["A", "B", "C"]);
+    let servers: String = origins
+        .iter()
+        .map(|o| format!("server {};", o.addr))
+        .collect();
+    let (ferry, dir) = ferry_with(
+        "hash",
+        &format!(
+            "upstream pool {{ hash $request_uri consistent; {servers} }}\n\
+             upstream sticky {{ ip_hash; {servers} }}\n\
+             server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://pool; }} location /ip/ {{ proxy_pass http://sticky; }} }}"
+        ),
+    );
+    for key in 0..20 {
+        order.lock().unwrap().clear();
+        for _ in 0..5 {
+            assert_eq!(get(&ferry, &format!("/item/{key}"), "h").status, 200);
+        }
+        let seen = order.lock().unwrap().clone();
+        assert!(
+            seen.chars().all(|c| Some(c) == seen.chars().next()),
+            "key {key} moved: {seen}"
+        );
+    }
+    order.lock().unwrap().clear();
+    for i in 0..10 {
+        get(&ferry, &format!("/ip/{i}"), "h");
+    }
+    let seen = order.lock().unwrap().clone();
+    assert!(
+        seen.chars().all(|c| Some(c) == seen.chars().next()),
+        "ip_hash moved: {seen}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn down_and_dead_servers_fail_over_without_client_errors() {
+    let (origins, order) = counting_origins(&["A", "B"]);
+    let dead = dead_address();
+    let (ferry, dir) = ferry_with(
+        "failover",
+        &format!(
+            "upstream pool {{ server {} down; server {dead} max_fails=1 fail_timeout=10s; server {}; }}\n\
+             server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://pool; }} }}",
+            origins[0].addr, origins[1].addr
+        ),
+    );
+    for _ in 0..20 {
+        assert_eq!(get(&ferry, "/", "h").status, 200);
+    }
+    let order = order.lock().unwrap().clone();
+    assert!(!order.contains('A'), "a down server got traffic: {order}");
+    assert_eq!(order.len(), 20);
+    // One connect error was logged, then the dead server was left alone.
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(3),
+        "upstream server temporarily disabled"
+    ));
+    let refused = ferry
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("connect() to upstream failed"))
+        .count();
+    assert_eq!(refused, 1, "{:?}", ferry.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn backup_serves_only_while_every_primary_is_down_and_primaries_return() {
+    let backup = named_origin("backup");
+    // The primary's port is free at first (connections refused), then taken
+    // by a real origin once the test wants the primary back.
+    let primary_port = free_port();
+    let (ferry, dir) = ferry_with(
+        "backup",
+        &format!(
+            "upstream pool {{ server 127.0.0.1:{primary_port} max_fails=1 fail_timeout=1s; server {} backup; }}\n\
+             server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://pool; }} }}",
+            backup.addr
+        ),
+    );
+    for _ in 0..5 {
+        assert_eq!(get(&ferry, "/", "h").text(), "backup /");
+    }
+    let listener = std::net::TcpListener::bind(("127.0.0.1", primary_port)).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut stream = stream;
+            while read_request(&mut reader).is_some() {
+                if stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nprimary")
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    for _ in 0..5 {
+        assert_eq!(
+            get(&ferry, "/", "h").text(),
+            "primary",
+            "primary back after fail_timeout"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn all_servers_down_gives_502_and_no_live_upstreams() {
+    let (ferry, dir) = ferry_with(
+        "alldown",
+        &format!(
+            "upstream pool {{ server {} max_fails=1; server {} max_fails=1; }}\n\
+             server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://pool; }} }}",
+            dead_address(),
+            dead_address()
+        ),
+    );
+    assert_eq!(get(&ferry, "/", "h").status, 502);
+    assert_eq!(get(&ferry, "/", "h").status, 502);
+    assert!(ferry.wait_for_stderr(Duration::from_secs(3), "no live upstreams"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn next_upstream_on_503_when_configured() {
+    let failing = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            if !conn.send(b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy") {
+                return;
+            }
+        }
+    });
+    let healthy = named_origin("healthy");
+    let (ferry, dir) = ferry_with(
+        "next503",
+        &format!(
+            "upstream pool {{ server {}; server {}; }}\n\
+             server {{ listen 127.0.0.1:PORT;\n\
+             location /retry/ {{ proxy_pass http://pool; proxy_next_upstream error timeout http_503; }}\n\
+             location / {{ proxy_pass http://pool; }} }}",
+            failing.addr, healthy.addr
+        ),
+    );
+    for _ in 0..6 {
+        assert_eq!(get(&ferry, "/retry/x", "h").text(), "healthy /retry/x");
+    }
+    // Without http_503 in the list, the 503 passes through as it is.
+    let statuses: Vec<u16> = (0..4).map(|_| get(&ferry, "/plain", "h").status).collect();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
