@@ -212,9 +212,11 @@ pub struct BufferSet {
     /// The re-serialized response head (or ferry's own response), waiting
     /// to be written to the client.
     pub client_head: Vec<u8>,
-    /// Copies of the request line, Referer and User-Agent for the access
-    /// log, which is written after the request's bytes are gone.
+    /// The access log's request-time values, captured when the head
+    /// arrived, for the line written after the request's bytes are gone.
     pub log_fields: Vec<u8>,
+    /// `add_header` lines rendered for this request.
+    pub extra_headers: Vec<u8>,
 }
 
 impl BufferSet {
@@ -225,6 +227,7 @@ impl BufferSet {
             upstream_head: Vec::with_capacity(1024),
             client_head: Vec::with_capacity(1024),
             log_fields: Vec::with_capacity(256),
+            extra_headers: Vec::new(),
         }
     }
 
@@ -234,6 +237,7 @@ impl BufferSet {
         self.upstream_head.clear();
         self.client_head.clear();
         self.log_fields.clear();
+        self.extra_headers.clear();
     }
 }
 

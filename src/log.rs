@@ -8,7 +8,6 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessLogTarget, ErrorLogConfig};
@@ -31,21 +30,13 @@ pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
     Ok(())
 }
 
-/// One finished request, as the access log needs it.
-pub struct AccessEntry<'a> {
-    pub client: SocketAddr,
-    /// `GET /path HTTP/1.1`, as received.
-    pub request_line: &'a [u8],
-    pub status: u16,
-    pub body_bytes_sent: u64,
-    pub referer: &'a [u8],
-    pub user_agent: &'a [u8],
-    pub upstream: Option<SocketAddr>,
-    pub upstream_status: Option<u16>,
-    pub request_time: Duration,
-    pub upstream_connect_time: Option<Duration>,
-    pub upstream_header_time: Option<Duration>,
-    pub upstream_response_time: Option<Duration>,
+/// The clock as log lines show it.
+pub struct LogTimes<'a> {
+    /// `28/Nov/2026:14:25:50 +0000`
+    pub local: &'a [u8],
+    /// `2026-11-28T14:25:50+00:00`
+    pub iso8601: &'a [u8],
+    pub since_epoch: Duration,
 }
 
 pub struct AccessLog {
@@ -93,46 +84,23 @@ impl AccessLog {
         !self.sinks.is_empty()
     }
 
-    /// nginx's `combined` format, then the upstream's address, status and
-    /// timings (`rt`, `uct`, `uht`, `urt` as in nginx's `$request_time`,
-    /// `$upstream_connect_time`, `$upstream_header_time`,
-    /// `$upstream_response_time`), to `target`'s sink.
-    pub fn record(&mut self, target: &AccessLogTarget, entry: &AccessEntry<'_>, now: SystemTime) {
+    /// Lets `write` append one line for `target`, given the clock's texts.
+    pub fn write_line(
+        &mut self,
+        target: &AccessLogTarget,
+        now: SystemTime,
+        write: impl FnOnce(&LogTimes<'_>, &mut Vec<u8>),
+    ) {
         let Some(sink) = self.sinks.iter_mut().find(|sink| sink.target == *target) else {
             return;
         };
-        let time = self.clock.local_time(now);
-        let out = &mut sink.pending;
-        let _ = write!(out, "{} - - [", entry.client.ip());
-        out.extend_from_slice(time);
-        out.extend_from_slice(b"] \"");
-        escape_into(out, entry.request_line);
-        let _ = write!(out, "\" {} {} \"", entry.status, entry.body_bytes_sent);
-        escape_into(out, entry.referer);
-        out.extend_from_slice(b"\" \"");
-        escape_into(out, entry.user_agent);
-        out.extend_from_slice(b"\" upstream=");
-        match entry.upstream {
-            Some(addr) => {
-                let _ = write!(out, "{addr}");
-            }
-            None => out.push(b'-'),
-        }
-        out.extend_from_slice(b" upstream_status=");
-        match entry.upstream_status {
-            Some(status) => {
-                let _ = write!(out, "{status}");
-            }
-            None => out.push(b'-'),
-        }
-        let _ = writeln!(
-            out,
-            " rt={} uct={} uht={} urt={}",
-            Seconds(Some(entry.request_time)),
-            Seconds(entry.upstream_connect_time),
-            Seconds(entry.upstream_header_time),
-            Seconds(entry.upstream_response_time)
-        );
+        let (local, iso8601) = self.clock.texts(now);
+        let times = LogTimes {
+            local,
+            iso8601,
+            since_epoch: now.duration_since(UNIX_EPOCH).unwrap_or_default(),
+        };
+        write(&times, &mut sink.pending);
     }
 
     /// Writes out the lines of this loop turn.
@@ -158,55 +126,53 @@ impl AccessLog {
     }
 }
 
-/// `-` for empty fields, and `\xHH` for quotes, backslashes and bytes
-/// outside printable ASCII, as nginx escapes variables in logs.
-fn escape_into(out: &mut Vec<u8>, value: &[u8]) {
-    if value.is_empty() {
-        out.push(b'-');
-        return;
-    }
-    for &byte in value {
-        match byte {
-            b'"' | b'\\' | 0..=0x1f | 0x7f..=0xff => {
-                let _ = write!(out, "\\x{byte:02X}");
-            }
-            _ => out.push(byte),
-        }
-    }
-}
-
-/// Seconds with millisecond resolution, nginx style: `0.004`, or `-`.
-struct Seconds(Option<Duration>);
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, "{}.{:03}", d.as_secs(), d.subsec_millis()),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// Formats `$time_local` at most once per second. Ferry has no time-zone
-/// database, so times are UTC (`+0000`); see docs/nginx-differences.md.
+/// Formats `$time_local` and `$time_iso8601` at most once per second.
+/// Ferry has no time-zone database, so times are UTC; see
+/// docs/nginx-differences.md.
 #[derive(Default)]
 struct LogClock {
     second: u64,
-    text: [u8; 26],
+    local: [u8; 26],
+    iso8601: [u8; 25],
 }
 
 impl LogClock {
-    fn local_time(&mut self, now: SystemTime) -> &[u8] {
+    fn texts(&mut self, now: SystemTime) -> (&[u8], &[u8]) {
         let second = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        if second != self.second || self.text[0] == 0 {
+        if second != self.second || self.local[0] == 0 {
             self.second = second;
-            let mut cursor = io::Cursor::new(&mut self.text[..]);
-            let _ = write!(cursor, "{}", LocalTime(second));
+            let _ = write!(
+                io::Cursor::new(&mut self.local[..]),
+                "{}",
+                LocalTime(second)
+            );
+            let _ = write!(
+                io::Cursor::new(&mut self.iso8601[..]),
+                "{}",
+                Iso8601(second)
+            );
         }
-        &self.text
+        (&self.local, &self.iso8601)
+    }
+}
+
+/// `2026-11-28T14:25:50+00:00` for a Unix time in seconds.
+pub struct Iso8601(pub u64);
+
+impl fmt::Display for Iso8601 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (year, month, day) = civil_from_days((self.0 / 86_400) as i64);
+        let rem = self.0 % 86_400;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
     }
 }
 
@@ -267,31 +233,28 @@ mod tests {
     }
 
     #[test]
-    fn combined_line() {
-        let mut log = AccessLog::open(&[AccessLogTarget::Stdout]).unwrap();
-        let entry = AccessEntry {
-            client: "127.0.0.1:5000".parse().unwrap(),
-            request_line: b"GET /a\"b HTTP/1.1",
-            status: 200,
-            body_bytes_sent: 12,
-            referer: b"",
-            user_agent: b"curl/8",
-            upstream: Some("127.0.0.1:3000".parse().unwrap()),
-            upstream_status: Some(200),
-            request_time: Duration::from_millis(4),
-            upstream_connect_time: None,
-            upstream_header_time: Some(Duration::from_millis(3)),
-            upstream_response_time: Some(Duration::from_millis(4)),
-        };
-        log.record(
-            &AccessLogTarget::Stdout,
-            &entry,
-            UNIX_EPOCH + Duration::from_secs(1_795_875_950),
-        );
+    fn iso8601_format() {
         assert_eq!(
-            String::from_utf8(log.sinks[0].pending.clone()).unwrap(),
-            "127.0.0.1 - - [28/Nov/2026:14:25:50 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\" \
-             upstream=127.0.0.1:3000 upstream_status=200 rt=0.004 uct=- uht=0.003 urt=0.004\n"
+            Iso8601(1_795_875_950).to_string(),
+            "2026-11-28T14:25:50+00:00"
+        );
+    }
+
+    #[test]
+    fn lines_go_to_their_target_only() {
+        let mut log = AccessLog::open(&[AccessLogTarget::Stdout]).unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_875_950);
+        log.write_line(&AccessLogTarget::Stdout, now, |times, out| {
+            out.extend_from_slice(times.local);
+            out.push(b' ');
+            out.extend_from_slice(times.iso8601);
+        });
+        log.write_line(&AccessLogTarget::Off, now, |_, out| {
+            out.extend_from_slice(b"never")
+        });
+        assert_eq!(
+            log.sinks[0].pending,
+            b"28/Nov/2026:14:25:50 +0000 2026-11-28T14:25:50+00:00"
         );
     }
 }

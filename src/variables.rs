@@ -30,9 +30,57 @@ pub enum Variable {
     Http(String),
     /// A query argument by name (`$arg_id`).
     Arg(String),
+    /// `GET /path HTTP/1.1` (`$request`).
+    Request,
+    ServerProtocol,
+    /// `X-Forwarded-For` with the client address appended.
+    ProxyAddXForwardedFor,
+    /// The server's first name (`$server_name`).
+    ServerName,
+    ServerPort,
+    /// Always empty: ferry does no authentication.
+    RemoteUser,
+    // ----- known only once the response is done: `log_format` only -----
+    Status,
+    BodyBytesSent,
+    BytesSent,
+    RequestTime,
+    TimeLocal,
+    TimeIso8601,
+    Msec,
+    UpstreamAddr,
+    UpstreamStatus,
+    UpstreamConnectTime,
+    UpstreamHeaderTime,
+    UpstreamResponseTime,
+    /// The connection's serial number (`$connection`).
+    Connection,
+    ConnectionRequests,
 }
 
 impl Variable {
+    /// Whether the value is known when the request head arrives (as
+    /// opposed to after the response).
+    pub fn is_request_time(&self) -> bool {
+        !matches!(
+            self,
+            Variable::Status
+                | Variable::BodyBytesSent
+                | Variable::BytesSent
+                | Variable::RequestTime
+                | Variable::TimeLocal
+                | Variable::TimeIso8601
+                | Variable::Msec
+                | Variable::UpstreamAddr
+                | Variable::UpstreamStatus
+                | Variable::UpstreamConnectTime
+                | Variable::UpstreamHeaderTime
+                | Variable::UpstreamResponseTime
+                | Variable::Connection
+                | Variable::ConnectionRequests
+        )
+    }
+
     fn from_name(name: &str) -> Option<Variable> {
         Some(match name {
             "remote_addr" | "binary_remote_addr" => Variable::RemoteAddr,
@@ -43,6 +91,26 @@ impl Variable {
             "host" => Variable::Host,
             "request_method" => Variable::RequestMethod,
             "scheme" => Variable::Scheme,
+            "request" => Variable::Request,
+            "server_protocol" => Variable::ServerProtocol,
+            "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
+            "server_name" => Variable::ServerName,
+            "server_port" => Variable::ServerPort,
+            "remote_user" => Variable::RemoteUser,
+            "status" => Variable::Status,
+            "body_bytes_sent" => Variable::BodyBytesSent,
+            "bytes_sent" => Variable::BytesSent,
+            "request_time" => Variable::RequestTime,
+            "time_local" => Variable::TimeLocal,
+            "time_iso8601" => Variable::TimeIso8601,
+            "msec" => Variable::Msec,
+            "upstream_addr" => Variable::UpstreamAddr,
+            "upstream_status" => Variable::UpstreamStatus,
+            "upstream_connect_time" => Variable::UpstreamConnectTime,
+            "upstream_header_time" => Variable::UpstreamHeaderTime,
+            "upstream_response_time" => Variable::UpstreamResponseTime,
+            "connection" => Variable::Connection,
+            "connection_requests" => Variable::ConnectionRequests,
             _ => {
                 if let Some(field) = name.strip_prefix("http_") {
                     Variable::Http(field.replace('_', "-"))
@@ -82,8 +150,11 @@ impl fmt::Display for TemplateError {
 pub struct RequestView<'a> {
     pub method: &'a str,
     pub target: &'a str,
+    pub version: &'a str,
     pub headers: &'a [httparse::Header<'a>],
     pub client: SocketAddr,
+    pub server_name: &'a str,
+    pub server_port: u16,
 }
 
 impl RequestView<'_> {
@@ -97,8 +168,18 @@ impl RequestView<'_> {
 
 impl Template {
     /// Compiles `text`: `$name` and `${name}` are variables, the rest is
-    /// literal. An unknown variable is an error, as in nginx.
+    /// literal. An unknown variable is an error, as in nginx; so is one only
+    /// known after the response, outside `log_format`.
     pub fn compile(text: &str) -> Result<Template, TemplateError> {
+        Template::compile_for(text, false)
+    }
+
+    /// Compiles a `log_format` string, where every variable is allowed.
+    pub fn compile_log_format(text: &str) -> Result<Template, TemplateError> {
+        Template::compile_for(text, true)
+    }
+
+    fn compile_for(text: &str, for_log: bool) -> Result<Template, TemplateError> {
         let mut segments = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -125,6 +206,11 @@ impl Template {
             }
             let variable = Variable::from_name(name)
                 .ok_or_else(|| TemplateError(format!("unknown \"{name}\" variable")))?;
+            if !for_log && !variable.is_request_time() {
+                return Err(TemplateError(format!(
+                    "variable \"${name}\" can only be used in \"log_format\""
+                )));
+            }
             if !literal.is_empty() {
                 segments.push(Segment::Literal(std::mem::take(&mut literal)));
             }
@@ -156,20 +242,166 @@ impl Template {
             match segment {
                 Segment::Literal(text) => crc.update(text.as_bytes()),
                 Segment::Variable(variable) => match variable {
-                    Variable::RemoteAddr | Variable::RemotePort => {
+                    Variable::RemoteAddr | Variable::RemotePort | Variable::ServerPort => {
                         let mut cursor = std::io::Cursor::new(&mut scratch[..]);
                         let _ = match variable {
                             Variable::RemoteAddr => write!(cursor, "{}", request.client.ip()),
-                            _ => write!(cursor, "{}", request.client.port()),
+                            Variable::RemotePort => write!(cursor, "{}", request.client.port()),
+                            _ => write!(cursor, "{}", request.server_port),
                         };
                         let len = usize::try_from(cursor.position()).unwrap_or(0);
                         crc.update(scratch.get(..len).unwrap_or_default());
+                    }
+                    Variable::Request | Variable::ProxyAddXForwardedFor | Variable::Host => {
+                        // Rare in hash keys: render into a small stack buffer.
+                        let mut value = Vec::new();
+                        render_variable(variable, request, &mut value);
+                        crc.update(&value);
                     }
                     other => crc.update(borrowed_value(other, request)),
                 },
             }
         }
         crc.finish()
+    }
+}
+
+/// What the log-time variables read, once the response is done.
+pub struct ExchangeVars<'a> {
+    pub status: u16,
+    pub body_bytes_sent: u64,
+    pub bytes_sent: u64,
+    pub request_time: std::time::Duration,
+    /// `28/Nov/2026:14:25:50 +0000` and `2026-11-28T14:25:50+00:00`.
+    pub time_local: &'a [u8],
+    pub time_iso8601: &'a [u8],
+    pub msec: std::time::Duration,
+    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_status: Option<u16>,
+    /// Connect, header and response times.
+    pub upstream_times: [Option<std::time::Duration>; 3],
+    pub connection: u64,
+    pub connection_requests: u32,
+}
+
+impl Template {
+    /// Appends the values of the request-time variables to `out`, each as a
+    /// 4-byte length and the bytes, for [`Template::render_log`] to use after
+    /// the request's own bytes are gone.
+    pub fn capture(&self, request: &RequestView<'_>, out: &mut Vec<u8>) {
+        for segment in &self.segments {
+            if let Segment::Variable(variable) = segment {
+                if variable.is_request_time() {
+                    let length_at = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    render_variable(variable, request, out);
+                    let length = u32::try_from(out.len() - length_at - 4).unwrap_or(0);
+                    if let Some(slot) = out.get_mut(length_at..length_at + 4) {
+                        slot.copy_from_slice(&length.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a log line: literals as they are, variables escaped as nginx
+    /// escapes them (`"`, `\` and non-printable bytes as `\xHH`, an empty
+    /// value as `-`). Request-time values come from `captured` (see
+    /// [`Template::capture`]); a missing capture logs as `-`.
+    pub fn render_log(&self, captured: &[u8], exchange: &ExchangeVars<'_>, out: &mut Vec<u8>) {
+        let mut captured = captured;
+        let mut scratch = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Segment::Variable(variable) if variable.is_request_time() => {
+                    let value = match captured {
+                        [a, b, c, d, rest @ ..] => {
+                            let length = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
+                            let (value, after) = rest.split_at(length.min(rest.len()));
+                            captured = after;
+                            value
+                        }
+                        _ => &[],
+                    };
+                    escape_log(value, out);
+                }
+                Segment::Variable(variable) => {
+                    scratch.clear();
+                    render_exchange_variable(variable, exchange, &mut scratch);
+                    escape_log(&scratch, out);
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+/// Seconds with millisecond resolution, as nginx logs times.
+fn seconds(out: &mut Vec<u8>, value: Option<std::time::Duration>) {
+    if let Some(d) = value {
+        let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+    }
+}
+
+fn render_exchange_variable(variable: &Variable, exchange: &ExchangeVars<'_>, out: &mut Vec<u8>) {
+    match variable {
+        Variable::Status => {
+            let _ = write!(out, "{}", exchange.status);
+        }
+        Variable::BodyBytesSent => {
+            let _ = write!(out, "{}", exchange.body_bytes_sent);
+        }
+        Variable::BytesSent => {
+            let _ = write!(out, "{}", exchange.bytes_sent);
+        }
+        Variable::RequestTime => seconds(out, Some(exchange.request_time)),
+        Variable::TimeLocal => out.extend_from_slice(exchange.time_local),
+        Variable::TimeIso8601 => out.extend_from_slice(exchange.time_iso8601),
+        Variable::Msec => {
+            let _ = write!(
+                out,
+                "{}.{:03}",
+                exchange.msec.as_secs(),
+                exchange.msec.subsec_millis()
+            );
+        }
+        Variable::UpstreamAddr => {
+            if let Some(addr) = exchange.upstream_addr {
+                let _ = write!(out, "{addr}");
+            }
+        }
+        Variable::UpstreamStatus => {
+            if let Some(status) = exchange.upstream_status {
+                let _ = write!(out, "{status}");
+            }
+        }
+        Variable::UpstreamConnectTime => seconds(out, exchange.upstream_times[0]),
+        Variable::UpstreamHeaderTime => seconds(out, exchange.upstream_times[1]),
+        Variable::UpstreamResponseTime => seconds(out, exchange.upstream_times[2]),
+        Variable::Connection => {
+            let _ = write!(out, "{}", exchange.connection);
+        }
+        Variable::ConnectionRequests => {
+            let _ = write!(out, "{}", exchange.connection_requests);
+        }
+        _ => {}
+    }
+}
+
+/// nginx's default log escaping; an empty value is `-`.
+fn escape_log(value: &[u8], out: &mut Vec<u8>) {
+    if value.is_empty() {
+        out.push(b'-');
+        return;
+    }
+    for &byte in value {
+        match byte {
+            b'"' | b'\\' | 0..=0x1f | 0x7f..=0xff => {
+                let _ = write!(out, "\\x{byte:02X}");
+            }
+            _ => out.push(byte),
+        }
     }
 }
 
@@ -200,12 +432,39 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
                 (key == name).then_some(value.as_bytes())
             })
             .unwrap_or_default(),
-        Variable::RemoteAddr | Variable::RemotePort => b"",
+        Variable::ServerProtocol => request.version.as_bytes(),
+        Variable::ServerName => request.server_name.as_bytes(),
+        // Rendered by `render_variable`, or only known after the response.
+        _ => b"",
     }
 }
 
 fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec<u8>) {
     match variable {
+        Variable::Request => {
+            out.extend_from_slice(request.method.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(request.target.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(request.version.as_bytes());
+        }
+        Variable::ProxyAddXForwardedFor => {
+            for header in request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+            {
+                let value = crate::http::headers::trim_ows(header.value);
+                if !value.is_empty() {
+                    out.extend_from_slice(value);
+                    out.extend_from_slice(b", ");
+                }
+            }
+            let _ = write!(out, "{}", request.client.ip());
+        }
+        Variable::ServerPort => {
+            let _ = write!(out, "{}", request.server_port);
+        }
         Variable::RemoteAddr => {
             let _ = write!(out, "{}", request.client.ip());
         }
@@ -228,8 +487,11 @@ mod tests {
         RequestView {
             method: "GET",
             target: "/p/a?id=7&x=y",
+            version: "HTTP/1.1",
             headers,
             client: "192.0.2.9:5555".parse().unwrap(),
+            server_name: "s",
+            server_port: 8080,
         }
     }
 
@@ -268,6 +530,46 @@ mod tests {
         let mut crc = Crc32::new();
         crc.update(&out);
         assert_eq!(template.hash(&view(&headers)), crc.finish());
+    }
+
+    #[test]
+    fn log_lines_capture_request_values_and_escape() {
+        let headers = [httparse::Header {
+            name: "User-Agent",
+            value: b"a \"b\"",
+        }];
+        let format = Template::compile_log_format(
+            "$remote_addr \"$request\" $status $http_referer \"$http_user_agent\" $upstream_addr",
+        )
+        .unwrap();
+        let mut captured = Vec::new();
+        format.capture(&view(&headers), &mut captured);
+        let exchange = ExchangeVars {
+            status: 404,
+            body_bytes_sent: 0,
+            bytes_sent: 0,
+            request_time: std::time::Duration::ZERO,
+            time_local: b"",
+            time_iso8601: b"",
+            msec: std::time::Duration::ZERO,
+            upstream_addr: None,
+            upstream_status: None,
+            upstream_times: [None; 3],
+            connection: 1,
+            connection_requests: 1,
+        };
+        let mut line = Vec::new();
+        format.render_log(&captured, &exchange, &mut line);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "192.0.2.9 \"GET /p/a?id=7&x=y HTTP/1.1\" 404 - \"a \\x22b\\x22\" -\n"
+        );
+    }
+
+    #[test]
+    fn response_variables_only_in_log_format() {
+        assert!(Template::compile("$status").is_err());
+        assert!(Template::compile_log_format("$status").is_ok());
     }
 
     #[test]

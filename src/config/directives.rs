@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use super::parse::{ConfigError, Directive};
 use super::{
-    parse_duration, parse_size, AccessLogTarget, Action, Balance, Config, ErrorLogConfig,
-    ListenerRoutes, LocationConfig, LocationMatch, ServerConfig, ServerName, Settings,
-    UpstreamGroup, UpstreamServer,
+    parse_duration, parse_size, AccessLogTarget, Action, AddHeader, Balance, Config,
+    ErrorLogConfig, ListenerRoutes, LocationConfig, LocationMatch, ServerConfig, ServerName,
+    Settings, UpstreamGroup, UpstreamServer,
 };
+use crate::variables::Template;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Context {
@@ -110,6 +111,9 @@ const SPECS: &[Spec] = &[
     spec("lingering_timeout", HSL, Arity::Exactly(1), false),
     spec("proxy_pass", &[Location], Arity::Exactly(1), false),
     spec("proxy_set_header", HSL, Arity::Exactly(2), false),
+    spec("proxy_hide_header", HSL, Arity::Exactly(1), false),
+    spec("add_header", HSL, Arity::Between(2, 3), false),
+    spec("log_format", &[Http], Arity::AtLeast(2), false),
     spec("proxy_http_version", HSL, Arity::Exactly(1), false),
     spec("proxy_connect_timeout", HSL, Arity::Exactly(1), false),
     spec("proxy_read_timeout", HSL, Arity::Exactly(1), false),
@@ -228,6 +232,10 @@ struct Inherited {
     access_log: Option<AccessLogTarget>,
     next_upstream: Option<u16>,
     next_upstream_tries: Option<u32>,
+    log_format: Option<usize>,
+    proxy_set_headers: Option<Vec<(String, Template)>>,
+    hide_headers: Option<Vec<String>>,
+    add_headers: Option<Vec<AddHeader>>,
 }
 
 impl Inherited {
@@ -249,6 +257,12 @@ impl Inherited {
             access_log: self.access_log.clone().or_else(|| outer.access_log.clone()),
             next_upstream: self.next_upstream.or(outer.next_upstream),
             next_upstream_tries: self.next_upstream_tries.or(outer.next_upstream_tries),
+            log_format: self.log_format.or(outer.log_format),
+            proxy_set_headers: self
+                .proxy_set_headers
+                .or_else(|| outer.proxy_set_headers.clone()),
+            hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
+            add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
         }
     }
 
@@ -277,6 +291,10 @@ impl Inherited {
             access_log,
             next_upstream,
             next_upstream_tries,
+            log_format,
+            proxy_set_headers,
+            hide_headers,
+            add_headers,
         );
         settings
     }
@@ -326,6 +344,28 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
 /// then servers, their listen addresses and locations.
 fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> {
     let block = http.block.as_deref().unwrap_or_default();
+    for directive in block.iter().filter(|d| d.name == "log_format") {
+        let name = &directive.args[0];
+        if config.log_formats.iter().any(|(known, _)| known == name) {
+            return Err(ConfigError::at(
+                format!("duplicate \"log_format\" name \"{name}\""),
+                directive.location(),
+            ));
+        }
+        let mut strings = &directive.args[1..];
+        if strings.first().is_some_and(|s| s.starts_with("escape=")) {
+            if strings[0] != "escape=default" {
+                return Err(ConfigError::at(
+                    format!("\"{}\" is not supported yet", strings[0]),
+                    directive.location(),
+                ));
+            }
+            strings = &strings[1..];
+        }
+        let template = Template::compile_log_format(&strings.concat())
+            .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+        config.log_formats.push((name.clone(), template));
+    }
     let http_settings = settings(block, config)?;
     config.http = http_settings.resolve();
     config.upstreams.clear();
@@ -869,6 +909,9 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
                 | "access_log"
                 | "error_log"
                 | "server_name"
+                | "log_format"
+                | "proxy_hide_header"
+                | "add_header"
         );
         if duplicate_matters && seen.contains(&name) {
             return Err(ConfigError::at(
@@ -908,7 +951,46 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
             }
             "proxy_read_timeout" => settings.proxy_read_timeout = Some(duration(directive, 0)?),
             "proxy_send_timeout" => settings.proxy_send_timeout = Some(duration(directive, 0)?),
-            "access_log" => settings.access_log = Some(access_log(directive)?),
+            "access_log" => {
+                let (target, format) = access_log(directive, config)?;
+                settings.access_log = Some(target);
+                settings.log_format = Some(format);
+            }
+            "proxy_set_header" => {
+                let (name, value) = (&directive.args[0], &directive.args[1]);
+                let template = Template::compile(value)
+                    .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+                settings
+                    .proxy_set_headers
+                    .get_or_insert_with(Vec::new)
+                    .push((name.clone(), template));
+            }
+            "proxy_hide_header" => settings
+                .hide_headers
+                .get_or_insert_with(Vec::new)
+                .push(directive.args[0].clone()),
+            "add_header" => {
+                let always = match directive.args.get(2).map(String::as_str) {
+                    None => false,
+                    Some("always") => true,
+                    Some(other) => {
+                        return Err(ConfigError::at(
+                            format!("invalid parameter \"{other}\""),
+                            directive.location(),
+                        ))
+                    }
+                };
+                let value = Template::compile(&directive.args[1])
+                    .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+                settings
+                    .add_headers
+                    .get_or_insert_with(Vec::new)
+                    .push(AddHeader {
+                        name: directive.args[0].clone(),
+                        value,
+                        always,
+                    });
+            }
             "proxy_next_upstream" => {
                 let mut flags = 0;
                 for word in &directive.args {
@@ -934,7 +1016,7 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
                     directive.location(),
                 ));
             }
-            "proxy_set_header" => proxy_set_header(directive)?,
+
             "proxy_buffering"
             | "proxy_request_buffering"
             | "sendfile"
@@ -982,7 +1064,10 @@ fn error_log(directive: &Directive) -> Result<ErrorLogConfig, ConfigError> {
     })
 }
 
-fn access_log(directive: &Directive) -> Result<AccessLogTarget, ConfigError> {
+fn access_log(
+    directive: &Directive,
+    config: &Config,
+) -> Result<(AccessLogTarget, usize), ConfigError> {
     let path = directive.args[0].as_str();
     if path == "off" {
         if directive.args.len() > 1 {
@@ -991,16 +1076,22 @@ fn access_log(directive: &Directive) -> Result<AccessLogTarget, ConfigError> {
                 directive.location(),
             ));
         }
-        return Ok(AccessLogTarget::Off);
+        return Ok((AccessLogTarget::Off, super::UPSTREAM_FORMAT));
     }
-    if let Some(format) = directive.args.get(1) {
-        if format != "combined" {
-            return Err(ConfigError::at(
-                format!("unknown log format \"{format}\" (only \"combined\" is supported yet)"),
-                directive.location(),
-            ));
-        }
-    }
+    // nginx's default format for an explicit access_log is `combined`.
+    let format = match directive.args.get(1) {
+        None => super::COMBINED_FORMAT,
+        Some(name) => config
+            .log_formats
+            .iter()
+            .position(|(known, _)| known == name)
+            .ok_or_else(|| {
+                ConfigError::at(
+                    format!("unknown log format \"{name}\""),
+                    directive.location(),
+                )
+            })?,
+    };
     if directive.args.len() > 2 {
         return Err(ConfigError::at(
             format!(
@@ -1010,23 +1101,11 @@ fn access_log(directive: &Directive) -> Result<AccessLogTarget, ConfigError> {
             directive.location(),
         ));
     }
-    Ok(match path {
+    let target = match path {
         "/dev/stdout" => AccessLogTarget::Stdout,
         _ => AccessLogTarget::File(PathBuf::from(path)),
-    })
-}
-
-/// `proxy_set_header` is limited to what ferry does anyway until variables
-/// land: `Connection ""` (ferry never forwards the client's `Connection`).
-fn proxy_set_header(directive: &Directive) -> Result<(), ConfigError> {
-    let (name, value) = (&directive.args[0], &directive.args[1]);
-    if name.eq_ignore_ascii_case("connection") && value.is_empty() {
-        return Ok(());
-    }
-    Err(ConfigError::at(
-        format!("\"proxy_set_header {name} {value}\" is not supported yet (only Connection \"\")"),
-        directive.location(),
-    ))
+    };
+    Ok((target, format))
 }
 
 fn on_off(directive: &Directive) -> Result<(), ConfigError> {

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 pub use parse::{ConfigError, SourceFile};
 
+use crate::variables::Template;
+
 /// What `ferry` runs without `-c`: the seed post's setup, as an nginx.conf
 /// (`ferry -T` prints it).
 pub const EMBEDDED_DEFAULT: &str = "\
@@ -91,6 +93,47 @@ pub struct Settings {
     /// Most servers tried for one request; 0: no limit
     /// (`proxy_next_upstream_tries`).
     pub next_upstream_tries: u32,
+    /// The access log's format: an index into `Config::log_formats`.
+    pub log_format: usize,
+    /// `proxy_set_header NAME VALUE`: replace (or, with an empty value,
+    /// drop) the field sent upstream. A level that has any replaces the
+    /// inherited list, as in nginx.
+    pub proxy_set_headers: Vec<(String, Template)>,
+    /// `proxy_hide_header NAME`: response fields not passed to the client.
+    pub hide_headers: Vec<String>,
+    /// `add_header NAME VALUE [always]`.
+    pub add_headers: Vec<AddHeader>,
+}
+
+/// An `add_header` directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddHeader {
+    pub name: String,
+    pub value: Template,
+    /// Added to every response, not only to 2xx and 3xx.
+    pub always: bool,
+}
+
+/// The built-in log formats' indexes in `Config::log_formats`.
+pub const COMBINED_FORMAT: usize = 0;
+pub const UPSTREAM_FORMAT: usize = 1;
+
+/// nginx's `combined`.
+const COMBINED: &str =
+    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
+
+/// ferry's default: `combined` plus the upstream's address, status and
+/// timings.
+const UPSTREAM: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" upstream=$upstream_addr upstream_status=$upstream_status rt=$request_time uct=$upstream_connect_time uht=$upstream_header_time urt=$upstream_response_time";
+
+/// The formats every configuration has.
+pub fn builtin_log_formats() -> Vec<(String, Template)> {
+    [("combined", COMBINED), ("upstream", UPSTREAM)]
+        .into_iter()
+        .filter_map(|(name, text)| {
+            Some((name.to_string(), Template::compile_log_format(text).ok()?))
+        })
+        .collect()
 }
 
 /// `proxy_next_upstream` conditions, as bit flags.
@@ -154,6 +197,10 @@ impl Default for Settings {
             access_log: AccessLogTarget::Stdout,
             next_upstream: next_upstream::ERROR | next_upstream::TIMEOUT,
             next_upstream_tries: 0,
+            log_format: UPSTREAM_FORMAT,
+            proxy_set_headers: Vec::new(),
+            hide_headers: Vec::new(),
+            add_headers: Vec::new(),
         }
     }
 }
@@ -282,6 +329,8 @@ pub struct Config {
     /// A path answered by ferry itself with its counters, for tests and
     /// debugging; off unless set.
     pub status_path: Option<String>,
+    /// `log_format` definitions, the built-in ones first.
+    pub log_formats: Vec<(String, Template)>,
 }
 
 impl Config {
@@ -323,6 +372,7 @@ impl Config {
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,
+            log_formats: builtin_log_formats(),
         }
     }
 
@@ -391,6 +441,19 @@ impl Config {
 
     pub fn location(&self, server: usize, location: usize) -> Option<&LocationConfig> {
         self.servers.get(server)?.locations.get(location)
+    }
+
+    /// A server's first plain name (`$server_name`), or "".
+    pub fn server_name(&self, server: usize) -> &str {
+        self.servers
+            .get(server)
+            .and_then(|s| {
+                s.names.iter().find_map(|name| match name {
+                    ServerName::Exact(name) => Some(name.as_str()),
+                    _ => None,
+                })
+            })
+            .unwrap_or("")
     }
 
     /// A server's own settings; the http level's for an unknown index.

@@ -31,17 +31,19 @@ use self::phase::{Direction, Exchange, ExchangeLog, Mark, Phase, ResponseState, 
 use self::relay::{BodyRelay, RelayMode};
 use crate::buffer::{BufferPool, BufferSet};
 use crate::config::next_upstream;
-use crate::config::{Action, Config, LocationConfig, Settings};
+use crate::config::{AccessLogTarget, Action, Config, LocationConfig, Settings};
 use crate::error::ProxyError;
 use crate::http::error_page::ErrorResponse;
 use crate::http::error_page::{self, CONTINUE};
 use crate::http::framing::BodyKind;
+use crate::http::headers;
 use crate::http::request::{self, Method, RequestSummary};
 use crate::http::response::{self, ClientFraming};
 use crate::http::{self as http, Version, MAX_HEADERS};
-use crate::log::{AccessEntry, AccessLog};
+use crate::log::AccessLog;
 use crate::routing;
 use crate::upstream::{Peer, Tried, UpstreamConn, Upstreams};
+use crate::variables::{ExchangeVars, RequestView};
 
 /// Steps one `drive` call may take before yielding to other connections;
 /// a connection with work left is driven again on the next loop turn.
@@ -212,8 +214,7 @@ impl Connection {
                 (Phase::Closed, true)
             }
             Phase::ReadingRequest { buffers, .. } => {
-                let fields = LogFields::default();
-                let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), fields, ctx);
+                let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), ctx);
                 self.fail(
                     exchange,
                     ProxyError::ClientTimeout("client_header_timeout"),
@@ -458,9 +459,7 @@ impl Connection {
                     Ok(Some(parsed)) => return self.start_exchange(buffers, parsed, ctx),
                     Ok(None) => {}
                     Err(error) => {
-                        let fields = LogFields::default();
-                        let exchange =
-                            self.new_exchange(buffers, RequestSummary::unparsed(), fields, ctx);
+                        let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), ctx);
                         return self.fail(exchange, error, ctx);
                     }
                 }
@@ -526,8 +525,9 @@ impl Connection {
         }
     }
 
-    /// Parses the head at the front of `buffers.request`; on success writes
-    /// the upstream's head and the log fields, and consumes the client's head.
+    /// Parses the head at the front of `buffers.request` and routes it; on
+    /// success writes the upstream's head, the access log's captures and
+    /// the `add_header` lines, and consumes the client's head.
     fn parse_request(
         &self,
         buffers: &mut BufferSet,
@@ -537,6 +537,7 @@ impl Connection {
             request: ring,
             upstream_head,
             log_fields,
+            extra_headers,
             ..
         } = buffers;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -547,59 +548,67 @@ impl Connection {
             Ok(None) => return Ok(None),
             Err(e) => return Err(ProxyError::Request(e)),
         };
-        let mut offsets = LogFields::default();
-        if ctx.access_log.is_enabled() {
-            let field = |name: &str| {
-                head.headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .map_or(&b""[..], |h| h.value)
-            };
-            log_fields.clear();
-            log_fields.extend_from_slice(head.method.as_bytes());
-            log_fields.push(b' ');
-            log_fields.extend_from_slice(head.target.as_bytes());
-            log_fields.push(b' ');
-            log_fields.extend_from_slice(head.version.as_str().as_bytes());
-            offsets.request_line_end = u32::try_from(log_fields.len()).unwrap_or(u32::MAX);
-            log_fields.extend_from_slice(field("referer"));
-            offsets.referer_end = u32::try_from(log_fields.len()).unwrap_or(u32::MAX);
-            log_fields.extend_from_slice(field("user-agent"));
-        }
+
+        // Route: server by listener and Host, then location by path.
+        let config = ctx.config;
         let host = head
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("host"))
             .map(|h| h.value);
-        let server = routing::select_server(ctx.config, self.listener, host);
+        let server = routing::select_server(config, self.listener, host);
         let path = head.target.split('?').next().unwrap_or("");
-        let location = ctx
-            .config
+        let location = config
             .servers
             .get(server)
             .and_then(|s| routing::select_location(s, path));
-        let target = if ctx.config.status_path.as_deref() == Some(head.target) {
+        let settings = RouteRef::new(server, location).settings(config);
+        let view = RequestView {
+            method: head.method,
+            target: head.target,
+            version: head.version.as_str(),
+            headers: head.headers,
+            client: self.peer,
+            server_name: config.server_name(server),
+            server_port: config.listen.get(self.listener).map_or(0, |a| a.port()),
+        };
+
+        log_fields.clear();
+        if settings.access_log != AccessLogTarget::Off {
+            if let Some((_, format)) = config.log_formats.get(settings.log_format) {
+                format.capture(&view, log_fields);
+            }
+        }
+        extra_headers.clear();
+        let mut conditional = 0;
+        for always in [true, false] {
+            for add in settings.add_headers.iter().filter(|a| a.always == always) {
+                headers::write_rendered_field(extra_headers, &add.name, &add.value, &view);
+            }
+            if always {
+                conditional = extra_headers.len();
+            }
+        }
+
+        let target = if config.status_path.as_deref() == Some(head.target) {
             Target::Status
         } else {
-            match location.and_then(|l| ctx.config.location(server, l)) {
+            match location.and_then(|l| config.location(server, l)) {
                 Some(LocationConfig {
                     action: Action::Proxy { group, uri },
                     matcher,
                     ..
                 }) => {
                     let rewritten = routing::upstream_target(head.target, matcher, uri.as_deref());
-                    let fallback_host = ctx
-                        .config
-                        .upstreams
-                        .get(*group)
-                        .map_or("", |g| g.name.as_str());
-                    request::write_upstream_head(
-                        &head,
-                        rewritten,
-                        self.peer.ip(),
+                    let fallback_host =
+                        config.upstreams.get(*group).map_or("", |g| g.name.as_str());
+                    let upstream_head_args = request::UpstreamHead {
+                        target: rewritten,
                         fallback_host,
-                        upstream_head,
-                    );
+                        set_headers: &settings.proxy_set_headers,
+                        view: &view,
+                    };
+                    request::write_upstream_head(&head, &upstream_head_args, upstream_head);
                     Target::Upstream(*group)
                 }
                 Some(LocationConfig {
@@ -613,33 +622,20 @@ impl Connection {
                 | None => Target::NotFound,
             }
         };
-        let key_hash = match (
-            target,
-            ctx.config.upstreams.get(match target {
-                Target::Upstream(group) => group,
-                _ => usize::MAX,
-            }),
-        ) {
-            (Target::Upstream(_), Some(group)) => match &group.balance {
-                crate::config::Balance::Hash { key, .. } => {
-                    key.hash(&crate::variables::RequestView {
-                        method: head.method,
-                        target: head.target,
-                        headers: head.headers,
-                        client: self.peer,
-                    })
-                }
+        let key_hash = match target {
+            Target::Upstream(group) => match config.upstreams.get(group).map(|g| &g.balance) {
+                Some(crate::config::Balance::Hash { key, .. }) => key.hash(&view),
                 _ => 0,
             },
             _ => 0,
         };
         let parsed = ParsedRequest {
             summary: head.summary,
-            fields: offsets,
             server,
             location,
             target,
             key_hash,
+            always_headers_end: u32::try_from(conditional).unwrap_or(0),
         };
         let head_len = head.head_len;
         ring.consume(head_len);
@@ -650,7 +646,6 @@ impl Connection {
         &self,
         buffers: Box<BufferSet>,
         request: RequestSummary,
-        fields: LogFields,
         ctx: &Context<'_>,
     ) -> Exchange {
         Exchange {
@@ -674,11 +669,8 @@ impl Connection {
             tried: Tried::default(),
             key_hash: 0,
             body_sent: false,
-            log: ExchangeLog {
-                request_line_end: fields.request_line_end,
-                referer_end: fields.referer_end,
-                ..ExchangeLog::default()
-            },
+            always_headers_end: 0,
+            log: ExchangeLog::default(),
         }
     }
 
@@ -693,7 +685,8 @@ impl Connection {
         self.requests += 1;
         self.server = parsed.server;
         let summary = parsed.summary;
-        let mut exchange = self.new_exchange(buffers, summary, parsed.fields, ctx);
+        let mut exchange = self.new_exchange(buffers, summary, ctx);
+        exchange.always_headers_end = parsed.always_headers_end;
         exchange.route = RouteRef::new(parsed.server, parsed.location);
         let group = match parsed.target {
             Target::Upstream(group) => group,
@@ -1079,6 +1072,7 @@ impl Connection {
                 exchange.client_head_sent += from_head;
                 buffers.response.consume(from_body);
                 exchange.log.body_bytes_sent += from_body as u64;
+                exchange.log.bytes_sent += n as u64;
                 if let ResponseState::Body { relay, .. } = &mut exchange.response {
                     relay.written(from_body);
                 }
@@ -1119,6 +1113,7 @@ impl Connection {
             let BufferSet {
                 response: ring,
                 client_head,
+                extra_headers,
                 ..
             } = &mut *exchange.buffers;
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -1147,6 +1142,7 @@ impl Connection {
                         &exchange.request,
                         ClientFraming::AsReceived,
                         false,
+                        &response::ExtraFields::default(),
                         client_head,
                     );
                 }
@@ -1170,7 +1166,24 @@ impl Connection {
                 && self.requests < settings.keepalive_requests
                 && !settings.keepalive_timeout.is_zero();
             exchange.keep_alive = keep_alive;
-            response::write_client_head(&head, &exchange.request, framing, keep_alive, client_head);
+            let always_end = (exchange.always_headers_end as usize).min(extra_headers.len());
+            let add = if add_header_applies(head.status) {
+                &extra_headers[..]
+            } else {
+                &extra_headers[..always_end]
+            };
+            let extra = response::ExtraFields {
+                hide: &settings.hide_headers,
+                add,
+            };
+            response::write_client_head(
+                &head,
+                &exchange.request,
+                framing,
+                keep_alive,
+                &extra,
+                client_head,
+            );
             let mode = match framing {
                 ClientFraming::AsReceived => RelayMode::AsReceived,
                 ClientFraming::Dechunked => RelayMode::Dechunk,
@@ -1569,40 +1582,47 @@ impl Connection {
         (Phase::Closed, true)
     }
 
+    /// One access log line, in the route's format, from the values
+    /// captured when the head arrived and what the exchange measured.
     fn log_access(&self, exchange: &Exchange, ctx: &mut Context<'_>) {
-        if !ctx.access_log.is_enabled() {
+        let settings = exchange.settings(ctx.config);
+        if settings.access_log == AccessLogTarget::Off {
             return;
         }
-        let fields = &exchange.buffers.log_fields;
-        let line_end = (exchange.log.request_line_end as usize).min(fields.len());
-        let referer_end = (exchange.log.referer_end as usize).clamp(line_end, fields.len());
-        let [connect_time, header_time, response_time] = exchange.log.upstream_times();
-        let entry = AccessEntry {
-            client: self.peer,
-            request_line: &fields[..line_end],
-            status: exchange.log.status,
-            body_bytes_sent: exchange.log.body_bytes_sent,
-            referer: &fields[line_end..referer_end],
-            user_agent: &fields[referer_end..],
-            upstream: exchange.peer.map(|p| p.addr),
-            upstream_status: (exchange.log.upstream_status != 0)
-                .then_some(exchange.log.upstream_status),
-            request_time: ctx.now.saturating_duration_since(exchange.started),
-            upstream_connect_time: connect_time,
-            upstream_header_time: header_time,
-            upstream_response_time: response_time,
+        let Some((_, format)) = ctx.config.log_formats.get(settings.log_format) else {
+            return;
         };
-        let target = &exchange.settings(ctx.config).access_log;
-        ctx.access_log.record(target, &entry, ctx.wall_clock);
+        let log = &exchange.log;
+        let connection = self.id;
+        let connection_requests = self.requests;
+        let request_time = ctx.now.saturating_duration_since(exchange.started);
+        ctx.access_log
+            .write_line(&settings.access_log, ctx.wall_clock, |times, line| {
+                let vars = ExchangeVars {
+                    status: log.status,
+                    body_bytes_sent: log.body_bytes_sent,
+                    bytes_sent: log.bytes_sent,
+                    request_time,
+                    time_local: times.local,
+                    time_iso8601: times.iso8601,
+                    msec: times.since_epoch,
+                    upstream_addr: exchange.peer.map(|p| p.addr),
+                    upstream_status: (log.upstream_status != 0).then_some(log.upstream_status),
+                    upstream_times: log.upstream_times(),
+                    connection,
+                    connection_requests,
+                };
+                format.render_log(&exchange.buffers.log_fields, &vars, line);
+            });
     }
 }
 
-/// Where the access log's request line and Referer end in
-/// `BufferSet::log_fields` (User-Agent follows).
-#[derive(Clone, Copy, Default)]
-struct LogFields {
-    request_line_end: u32,
-    referer_end: u32,
+/// nginx adds `add_header` fields (those without `always`) to these only.
+fn add_header_applies(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
 }
 
 /// Whether `proxy_next_upstream` lets the exchange move to another server
@@ -1623,12 +1643,14 @@ fn next_upstream_allowed(exchange: &Exchange, condition: u16, config: &Config) -
 /// A request head accepted by `parse_request`, routed.
 struct ParsedRequest {
     summary: RequestSummary,
-    fields: LogFields,
     server: usize,
     location: Option<usize>,
     target: Target,
     /// The `hash` key's hash, for groups that balance by one.
     key_hash: u32,
+    /// `add_header … always` lines end here in `extra_headers`; the rest
+    /// apply to 2xx and 3xx only.
+    always_headers_end: u32,
 }
 
 /// Where a routed request goes.

@@ -143,6 +143,8 @@ pub struct Exchange {
     /// Request body bytes went upstream: the request can no longer be sent
     /// to another server.
     pub body_sent: bool,
+    /// `add_header … always` lines end here in `buffers.extra_headers`.
+    pub always_headers_end: u32,
     pub log: ExchangeLog,
 }
 
@@ -253,10 +255,8 @@ pub struct ExchangeLog {
     pub connected: Mark,
     pub head_received: Mark,
     pub response_received: Mark,
-    /// `buffers.log_fields` holds request line, Referer and User-Agent back
-    /// to back; these are where the first two end.
-    pub request_line_end: u32,
-    pub referer_end: u32,
+    /// Head and body bytes written to the client (`$bytes_sent`).
+    pub bytes_sent: u64,
 }
 
 impl ExchangeLog {

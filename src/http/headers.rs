@@ -180,6 +180,38 @@ pub fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes `Name: value\r\n` with the value rendered from `template`; an
+/// empty value writes nothing (nginx's rule for `proxy_set_header`). CR, LF
+/// and NUL can never come out of a template (every source was validated by
+/// the parser), but are dropped here all the same: no value ferry builds can
+/// split a header.
+pub fn write_rendered_field(
+    out: &mut Vec<u8>,
+    name: &str,
+    template: &crate::variables::Template,
+    view: &crate::variables::RequestView<'_>,
+) {
+    let start = out.len();
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    let value_start = out.len();
+    template.render(view, out);
+    if out.len() == value_start {
+        out.truncate(start);
+        return;
+    }
+    let mut kept = value_start;
+    for index in value_start..out.len() {
+        let byte = out[index];
+        if !matches!(byte, b'\r' | b'\n' | 0) {
+            out[kept] = byte;
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,11 @@
 
 use std::fmt;
 use std::io::Write;
-use std::net::IpAddr;
 
 use super::framing::BodyKind;
 use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
 use super::{start_line_fits, Version};
+use crate::variables::{RequestView, Template};
 
 /// A complete, validated request head, borrowing the client's bytes.
 pub struct RequestHead<'h, 'b> {
@@ -217,39 +217,61 @@ fn replaced_by_ferry(name: &str) -> bool {
     .any(|own| own.eq_ignore_ascii_case(name))
 }
 
+/// What, besides the client's head, decides the head sent upstream.
+pub struct UpstreamHead<'a> {
+    /// The request-target in two parts, as `routing::upstream_target`
+    /// rewrites it.
+    pub target: (&'a str, &'a str),
+    /// Sent as `Host` when the client sent none (HTTP/1.0), since HTTP/1.1
+    /// requires one: the `proxy_pass` host, as nginx's `$proxy_host`.
+    pub fallback_host: &'a str,
+    /// The location's `proxy_set_header` list.
+    pub set_headers: &'a [(String, Template)],
+    /// The request, for variables.
+    pub view: &'a RequestView<'a>,
+}
+
 /// Writes the head ferry sends upstream for `head` into `out`: the same
 /// request line and end-to-end fields, HTTP/1.1, hop-by-hop fields removed,
-/// framing re-declared, then `X-Forwarded-For` (appended to) and
-/// `X-Forwarded-Proto`. Ferry's own fields come last so that no name listed
-/// in `Connection` can remove them.
-///
-/// `target` is the request-target in two parts, as `routing::upstream_target`
-/// rewrites it. `fallback_host` is sent as `Host` when an HTTP/1.0 client
-/// sent none, since HTTP/1.1 requires one.
+/// framing re-declared, the `proxy_set_header` fields in place of the
+/// client's fields of those names, then `X-Forwarded-For` (appended to) and
+/// `X-Forwarded-Proto` unless `proxy_set_header` set them. Ferry's own
+/// fields come last so that no name listed in `Connection` can remove them.
 pub fn write_upstream_head(
     head: &RequestHead<'_, '_>,
-    target: (&str, &str),
-    client_ip: IpAddr,
-    fallback_host: &str,
+    upstream: &UpstreamHead<'_>,
     out: &mut Vec<u8>,
 ) {
+    let set = |name: &str| {
+        upstream
+            .set_headers
+            .iter()
+            .any(|(set, _)| set.eq_ignore_ascii_case(name))
+    };
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.0.as_bytes());
-    out.extend_from_slice(target.1.as_bytes());
+    out.extend_from_slice(upstream.target.0.as_bytes());
+    out.extend_from_slice(upstream.target.1.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
     for header in head.headers {
-        if headers::is_hop_by_hop_here(header.name, head.headers) || replaced_by_ferry(header.name)
+        if headers::is_hop_by_hop_here(header.name, head.headers)
+            || replaced_by_ferry(header.name)
+            || set(header.name)
         {
             continue;
         }
         has_host |= header.name.eq_ignore_ascii_case("host");
         headers::write_field(out, header.name, header.value);
     }
+    for (name, value) in upstream.set_headers {
+        let before = out.len();
+        headers::write_rendered_field(out, name, value, upstream.view);
+        has_host |= out.len() > before && name.eq_ignore_ascii_case("host");
+    }
     if !has_host {
-        headers::write_field(out, "Host", fallback_host.as_bytes());
+        headers::write_field(out, "Host", upstream.fallback_host.as_bytes());
     }
     match head.summary.body {
         BodyKind::Length(n) => {
@@ -259,20 +281,25 @@ pub fn write_upstream_head(
         BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyKind::Empty | BodyKind::UntilClose => {}
     }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    for header in head
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
-    {
-        let value = headers::trim_ows(header.value);
-        if !value.is_empty() {
-            out.extend_from_slice(value);
-            out.extend_from_slice(b", ");
+    if !set("x-forwarded-for") {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        for header in head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        {
+            let value = headers::trim_ows(header.value);
+            if !value.is_empty() {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
         }
+        let _ = write!(out, "{}\r\n", upstream.view.client.ip());
     }
-    let _ = write!(out, "{client_ip}\r\n");
-    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n\r\n");
+    if !set("x-forwarded-proto") {
+        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -286,13 +313,22 @@ mod tests {
             .expect("valid")
             .expect("complete");
         let mut out = Vec::new();
-        write_upstream_head(
-            &head,
-            ("", head.target),
-            "10.1.2.3".parse().unwrap(),
-            "upstream:3000",
-            &mut out,
-        );
+        let view = RequestView {
+            method: head.method,
+            target: head.target,
+            version: head.version.as_str(),
+            headers: head.headers,
+            client: "10.1.2.3:4000".parse().unwrap(),
+            server_name: "",
+            server_port: 80,
+        };
+        let upstream = UpstreamHead {
+            target: ("", head.target),
+            fallback_host: "upstream:3000",
+            set_headers: &[],
+            view: &view,
+        };
+        write_upstream_head(&head, &upstream, &mut out);
         (head.summary, head.head_len, out)
     }
 

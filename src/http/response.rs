@@ -143,6 +143,14 @@ pub fn client_framing(
     )
 }
 
+/// Fields the location changes in responses: `proxy_hide_header` names and
+/// rendered `add_header` lines.
+#[derive(Clone, Copy, Default)]
+pub struct ExtraFields<'a> {
+    pub hide: &'a [String],
+    pub add: &'a [u8],
+}
+
 /// Writes the head ferry sends to the client: status line as HTTP/1.1,
 /// end-to-end fields, framing re-declared, then `Connection` as decided.
 pub fn write_client_head(
@@ -150,11 +158,16 @@ pub fn write_client_head(
     request: &RequestSummary,
     framing: ClientFraming,
     keep_alive: bool,
+    extra: &ExtraFields<'_>,
     out: &mut Vec<u8>,
 ) {
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", response.status, response.reason);
     for header in response.headers {
         if headers::is_hop_by_hop_here(header.name, response.headers)
+            || extra
+                .hide
+                .iter()
+                .any(|hidden| hidden.eq_ignore_ascii_case(header.name))
             || (header.name.eq_ignore_ascii_case("content-length")
                 && response.body != BodyKind::Empty)
         {
@@ -175,6 +188,7 @@ pub fn write_client_head(
         out.extend_from_slice(b"\r\n");
         return;
     }
+    out.extend_from_slice(extra.add);
     match (keep_alive, request.version) {
         (false, _) => out.extend_from_slice(b"Connection: close\r\n\r\n"),
         (true, Version::Http10) => out.extend_from_slice(b"Connection: keep-alive\r\n\r\n"),
@@ -202,7 +216,14 @@ mod tests {
         let response = parse(bytes, &mut headers, &req, 8192)?.expect("complete");
         let (framing, keep) = client_framing(&response, &req);
         let mut out = Vec::new();
-        write_client_head(&response, &req, framing, keep, &mut out);
+        write_client_head(
+            &response,
+            &req,
+            framing,
+            keep,
+            &ExtraFields::default(),
+            &mut out,
+        );
         Ok((
             response.body,
             response.upstream_reusable,
