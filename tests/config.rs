@@ -132,11 +132,10 @@ fn copy_tree(from: &Path, to: &Path, upstream: &str, port: u16) {
             copy_tree(&entry.path(), &target, upstream, port);
         } else {
             let text = std::fs::read_to_string(entry.path()).unwrap();
-            std::fs::write(
-                target,
-                text.replace("127.0.0.1:9;", &format!("{upstream};")),
-            )
-            .unwrap();
+            let text = text
+                .replace("127.0.0.1:9;", &format!("{upstream};"))
+                .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+            std::fs::write(target, text).unwrap();
         }
     }
 }
