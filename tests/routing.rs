@@ -376,3 +376,121 @@ fn next_upstream_on_503_when_configured() {
     assert!(statuses.contains(&503), "{statuses:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn headers_set_hidden_and_added_with_nginx_inheritance() {
+    let origin = Origin::start(|mut conn| {
+        while let Some(request) = conn.next_request() {
+            let body = request.head.clone();
+            let status = if request.path == "/missing" {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nX-Secret: s3cret\r\nX-Kept: k\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if !conn.send(head.as_bytes()) || !conn.send(body.as_bytes()) {
+                return;
+            }
+        }
+    });
+    let (ferry, dir) = ferry_with(
+        "headers",
+        &format!(
+            "proxy_set_header X-From-Http yes;\n\
+             server {{ listen 127.0.0.1:PORT; server_name named.test;\n\
+             location /inherit/ {{ proxy_pass http://{0}; }}\n\
+             location / {{ proxy_pass http://{0};\n\
+               proxy_set_header Host $host;\n\
+               proxy_set_header X-Real-IP $remote_addr;\n\
+               proxy_set_header X-Request \"$request_method $uri ($args)\";\n\
+               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+               proxy_set_header Connection \"\";\n\
+               proxy_hide_header X-Secret;\n\
+               add_header X-Frame-Options DENY;\n\
+               add_header X-Always $server_name always;\n\
+             }} }}",
+            origin.addr
+        ),
+    );
+    let response = request(
+        ferry.addr,
+        "GET /page?a=1 HTTP/1.1\r\nHost: Named.Test:8080\r\nConnection: keep-alive\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n",
+    );
+    let upstream_saw = response.text();
+    assert!(
+        upstream_saw.contains("Host: named.test\r\n"),
+        "{upstream_saw}"
+    );
+    assert!(upstream_saw.contains("X-Real-IP: 127.0.0.1\r\n"));
+    assert!(upstream_saw.contains("X-Request: GET /page (a=1)\r\n"));
+    assert!(upstream_saw.contains("X-Forwarded-For: 10.9.9.9, 127.0.0.1\r\n"));
+    assert!(!upstream_saw.to_ascii_lowercase().contains("connection:"));
+    // A level with its own proxy_set_header replaces the inherited list.
+    assert!(!upstream_saw.contains("X-From-Http"), "{upstream_saw}");
+    assert_eq!(response.header("x-secret"), None);
+    assert_eq!(response.header("x-kept").as_deref(), Some("k"));
+    assert_eq!(response.header("x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(response.header("x-always").as_deref(), Some("named.test"));
+    // add_header without `always` is for 2xx/3xx only.
+    let missing = get(&ferry, "/missing", "named.test");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("x-frame-options"), None);
+    assert_eq!(missing.header("x-always").as_deref(), Some("named.test"));
+    // Without its own list, a location inherits the http level's.
+    let inherited = get(&ferry, "/inherit/x", "h").text();
+    assert!(inherited.contains("X-From-Http: yes\r\n"), "{inherited}");
+    assert!(inherited.contains("Host: h\r\n"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn log_format_with_variables() {
+    let origin = named_origin("o");
+    let log = std::env::temp_dir().join(format!("ferry-logformat-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let (ferry, dir) = ferry_with(
+        "logformat",
+        &format!(
+            "log_format custom '$remote_addr \"$request\" $status $body_bytes_sent $bytes_sent '\n\
+                '$upstream_addr $upstream_status $http_x_trace \"$http_missing\" c=$connection/$connection_requests '\n\
+                '$request_method $uri $args $host $server_port';\n\
+             server {{ listen 127.0.0.1:PORT; access_log {} custom; location / {{ proxy_pass http://{}; }} }}",
+            log.display(),
+            origin.addr
+        ),
+    );
+    let stream = ferry.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..2 {
+        writer
+            .write_all(b"GET /x?q=\"1\" HTTP/1.1\r\nHost: Logged.Test\r\nX-Trace: t-1\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut reader, "GET").unwrap().status, 200);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let port = ferry.addr.port();
+    for (n, line) in lines.iter().enumerate() {
+        // Body "o /x?q=\"1\"" is 10 bytes; with the head, 49.
+        let expected = format!(
+            "127.0.0.1 \"GET /x?q=\\x221\\x22 HTTP/1.1\" 200 10 49 {} 200 t-1 \"-\" c=1/{} GET /x q=\\x221\\x22 logged.test {port}",
+            origin.addr,
+            n + 1
+        );
+        assert_eq!(*line, expected);
+    }
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(dir);
+}
