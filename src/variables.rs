@@ -418,10 +418,16 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
         Variable::RequestMethod => request.method.as_bytes(),
         Variable::Scheme => b"http",
         Variable::Host => {
+            // nginx: the Host field without port, else the server's name.
             let host = request.field("host");
-            match host.iter().rposition(|&b| b == b':') {
+            let host = match host.iter().rposition(|&b| b == b':') {
                 Some(colon) if host.first() != Some(&b'[') => &host[..colon],
                 _ => host,
+            };
+            if host.is_empty() {
+                request.server_name.as_bytes()
+            } else {
+                host
             }
         }
         Variable::Http(name) => request.field(name),
