@@ -1,1 +1,1062 @@
-fn main() {}
+//! `cargo bench --bench vs_nginx [-- --quick] [--reps N] [--seconds S] [--write-docs]`
+//!
+//! ferry against nginx (and HAProxy, and no proxy at all) on this machine, in
+//! one run, as ratios:
+//!
+//! * a real, fast origin: nginx serving static files (100 B, 4 KiB, 64 KiB,
+//!   1 MiB), one worker, no access log;
+//! * ferry and nginx in front of it from the very same generated nginx.conf
+//!   (one worker, upstream keep-alive 32, HTTP/1.1, no access log), HAProxy
+//!   (`nbthread 1`, `http-reuse always`) as a second reference, and "direct"
+//!   (no proxy) as the upper bound;
+//! * the proxy under test pinned to CPU 0, load generator and origin to CPU 1
+//!   (`taskset`), peers run interleaved (A B C A B C …) so drift cancels out,
+//!   medians and per-repetition ratios to nginx;
+//! * workloads: small, 4k, 64k, 1m (keep-alive), close (a connection per
+//!   request), idle (RSS per idle keep-alive client), and, on small, CPU
+//!   microseconds and syscalls per request;
+//! * before timing, every peer must return the right bytes for every file; a
+//!   peer that errs under load is reported as failed, not fast.
+//!
+//! Results: a table on stdout, JSON in `target/bench-vs-nginx/results.json`,
+//! and with `--write-docs` (the default for full runs) `docs/benchmarks.md`
+//! with an SVG chart. `--quick` runs everything briefly (under a minute), as CI
+//! does so that the harness never rots; it asserts no speed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FILES: [(&str, usize); 4] = [("100b", 100), ("4k", 4096), ("64k", 65536), ("1m", 1 << 20)];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Peer {
+    Ferry,
+    Nginx,
+    Haproxy,
+    Direct,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Ferry => "ferry",
+            Peer::Nginx => "nginx",
+            Peer::Haproxy => "haproxy",
+            Peer::Direct => "direct",
+        }
+    }
+}
+
+struct Workload {
+    name: &'static str,
+    path: &'static str,
+    connections: u32,
+    close: bool,
+}
+
+const WORKLOADS: [Workload; 5] = [
+    Workload {
+        name: "small",
+        path: "/100b",
+        connections: 50,
+        close: false,
+    },
+    Workload {
+        name: "4k",
+        path: "/4k",
+        connections: 50,
+        close: false,
+    },
+    Workload {
+        name: "64k",
+        path: "/64k",
+        connections: 50,
+        close: false,
+    },
+    Workload {
+        name: "1m",
+        path: "/1m",
+        connections: 10,
+        close: false,
+    },
+    Workload {
+        name: "close",
+        path: "/100b",
+        connections: 50,
+        close: true,
+    },
+];
+
+/// One measurement of one peer on one workload.
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_request: f64,
+    errors: u64,
+}
+
+struct Options {
+    quick: bool,
+    reps: usize,
+    seconds: u64,
+    write_docs: bool,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let options = Options {
+        quick,
+        reps: value("--reps").map_or(if quick { 1 } else { 5 }, |n| n as usize),
+        seconds: value("--seconds").unwrap_or(if quick { 1 } else { 5 }),
+        write_docs: !quick || args.iter().any(|a| a == "--write-docs"),
+    };
+    if let Err(message) = run(&options) {
+        eprintln!("vs_nginx: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn find(tool: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(tool))
+        .find(|path| path.is_file())
+}
+
+struct Tools {
+    nginx: PathBuf,
+    wrk: PathBuf,
+    haproxy: Option<PathBuf>,
+    taskset: Option<PathBuf>,
+    strace: Option<PathBuf>,
+}
+
+fn tools() -> Result<Tools, String> {
+    let missing =
+        |tool: &str, package: &str| format!("{tool} is required: apt-get install {package}");
+    let haproxy = find("haproxy");
+    if haproxy.is_none() {
+        println!("haproxy not found (apt-get install haproxy): skipping that peer");
+    }
+    let strace = find("strace");
+    if strace.is_none() {
+        println!("strace not found (apt-get install strace): no syscall counts");
+    }
+    let taskset = find("taskset");
+    if taskset.is_none() {
+        println!("taskset not found (apt-get install util-linux): processes not pinned");
+    }
+    Ok(Tools {
+        nginx: find("nginx").ok_or_else(|| missing("nginx", "nginx"))?,
+        wrk: find("wrk").ok_or_else(|| missing("wrk", "wrk"))?,
+        haproxy,
+        taskset,
+        strace,
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The byte at `offset` of every test file: a pattern checksums catch.
+fn file_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// A process that is killed when dropped.
+struct Running {
+    child: Child,
+    /// The process whose CPU and memory are measured (nginx's worker).
+    measured_pid: u32,
+}
+
+impl Drop for Running {
+    /// SIGTERM (nginx's fast shutdown, which also stops its worker), then
+    /// SIGKILL for anything still alive: a worker left behind would keep the
+    /// port and answer for the next peer.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        while Instant::now() < deadline
+            && Path::new(&format!("/proc/{}", self.measured_pid)).exists()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.measured_pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn pinned(tools: &Tools, cpu: u32, program: &Path) -> Command {
+    match &tools.taskset {
+        Some(taskset) => {
+            let mut command = Command::new(taskset);
+            command.arg("-c").arg(cpu.to_string()).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+fn wait_for_port(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("nothing listening on port {port}"))
+}
+
+/// nginx's worker: the master's only child, once it exists.
+fn nginx_worker(master: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default();
+        if let Some(worker) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return worker;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    master
+}
+
+fn start_nginx(tools: &Tools, cpu: u32, config: &Path, port: u16) -> Result<Running, String> {
+    let child = pinned(tools, cpu, &tools.nginx)
+        .arg("-c")
+        .arg(config)
+        .arg("-g")
+        .arg("daemon off;")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start nginx: {e}"))?;
+    let pid = child.id();
+    wait_for_port(port)?;
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(Running {
+        measured_pid: nginx_worker(pid),
+        child,
+    })
+}
+
+struct Setup {
+    dir: PathBuf,
+    origin_port: u16,
+    proxy_port: u16,
+    proxy_config: PathBuf,
+    haproxy_config: PathBuf,
+}
+
+fn write_setup() -> Result<Setup, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-vs-nginx");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
+    for (name, len) in FILES {
+        std::fs::write(www.join(name), file_bytes(len)).map_err(|e| e.to_string())?;
+    }
+    let (origin_port, proxy_port) = (free_port(), free_port());
+    let origin = format!(
+        "worker_processes 1;\npid {dir}/origin.pid;\nerror_log {dir}/origin-error.log;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n    access_log off;\n    keepalive_requests 1000000;\n    sendfile on;\n\
+             server {{\n        listen 127.0.0.1:{origin_port};\n        root {www};\n    }}\n}}\n",
+        dir = dir.display(),
+        www = www.display()
+    );
+    std::fs::write(dir.join("origin.conf"), origin).map_err(|e| e.to_string())?;
+    let proxy = format!(
+        "# Generated by benches/vs_nginx.rs: ferry and nginx both run this file.\n\
+         worker_processes 1;\npid {dir}/proxy.pid;\nerror_log {dir}/proxy-error.log error;\n\
+         events {{\n    worker_connections 20000;\n}}\n\
+         http {{\n    access_log off;\n    keepalive_requests 1000000;\n\
+             upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive 32;\n    }}\n\
+             server {{\n        listen 127.0.0.1:{proxy_port};\n\
+                 location / {{\n            proxy_pass http://origin;\n            proxy_http_version 1.1;\n\
+                     proxy_set_header Connection \"\";\n        }}\n    }}\n}}\n",
+        dir = dir.display()
+    );
+    let proxy_config = dir.join("proxy.conf");
+    std::fs::write(&proxy_config, proxy).map_err(|e| e.to_string())?;
+    let haproxy = format!(
+        "global\n    nbthread 1\n    maxconn 8000\n\
+         defaults\n    mode http\n    timeout connect 60s\n    timeout client 60s\n    timeout server 60s\n    http-reuse always\n\
+         frontend front\n    bind 127.0.0.1:{proxy_port}\n    default_backend origin\n\
+         backend origin\n    server origin 127.0.0.1:{origin_port}\n"
+    );
+    let haproxy_config = dir.join("haproxy.cfg");
+    std::fs::write(&haproxy_config, haproxy).map_err(|e| e.to_string())?;
+    Ok(Setup {
+        dir,
+        origin_port,
+        proxy_port,
+        proxy_config,
+        haproxy_config,
+    })
+}
+
+fn start_peer(peer: Peer, tools: &Tools, setup: &Setup) -> Result<Option<Running>, String> {
+    let port = setup.proxy_port;
+    // The previous peer must be gone, or its leftovers would be measured.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "port {port} is still taken before starting {}",
+                peer.name()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match peer {
+        Peer::Direct => Ok(None),
+        Peer::Nginx => start_nginx(tools, 0, &setup.proxy_config, port).map(Some),
+        Peer::Ferry => {
+            let child = pinned(tools, 0, Path::new(env!("CARGO_BIN_EXE_ferry")))
+                .arg("-c")
+                .arg(&setup.proxy_config)
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start ferry: {e}"))?;
+            wait_for_port(port)?;
+            Ok(Some(Running {
+                measured_pid: child.id(),
+                child,
+            }))
+        }
+        Peer::Haproxy => {
+            let Some(haproxy) = &tools.haproxy else {
+                return Ok(None);
+            };
+            let child = pinned(tools, 0, haproxy)
+                .arg("-f")
+                .arg(&setup.haproxy_config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start haproxy: {e}"))?;
+            wait_for_port(port)?;
+            Ok(Some(Running {
+                measured_pid: child.id(),
+                child,
+            }))
+        }
+    }
+}
+
+fn port_of(peer: Peer, setup: &Setup) -> u16 {
+    if peer == Peer::Direct {
+        setup.origin_port
+    } else {
+        setup.proxy_port
+    }
+}
+
+/// GETs `path` and returns the body, by Content-Length.
+fn fetch(port: u16, path: &str) -> Result<Vec<u8>, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut length = None;
+    let mut status = String::new();
+    reader.read_line(&mut status).map_err(|e| e.to_string())?;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    if !status.contains(" 200 ") {
+        return Err(format!("status {}", status.trim()));
+    }
+    let mut body = vec![0; length.ok_or("no Content-Length")?];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    Ok(body)
+}
+
+/// The correctness guard: every file, byte for byte.
+fn verify(peer: Peer, setup: &Setup) -> Result<(), String> {
+    for (name, len) in FILES {
+        let body = fetch(port_of(peer, setup), &format!("/{name}"))?;
+        if body != file_bytes(len) {
+            return Err(format!("wrong bytes for /{name}"));
+        }
+    }
+    Ok(())
+}
+
+/// utime + stime of `pid`, in clock ticks (10 ms).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// wrk's latency figures (`50%  1.23ms`) in milliseconds.
+fn wrk_latency(line: &str) -> Option<f64> {
+    let value = line.split_whitespace().nth(1)?;
+    let (number, scale) = if let Some(v) = value.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = value.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = value.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (value, 1.0)
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+fn run_wrk(
+    tools: &Tools,
+    port: u16,
+    workload: &Workload,
+    seconds: u64,
+    measured: Option<u32>,
+) -> Sample {
+    let mut command = pinned(tools, 1, &tools.wrk);
+    command
+        .arg("-t1")
+        .arg(format!("-c{}", workload.connections))
+        .arg(format!("-d{seconds}s"))
+        .arg("--latency");
+    if workload.close {
+        command.arg("-H").arg("Connection: close");
+    }
+    command.arg(format!("http://127.0.0.1:{port}{}", workload.path));
+    let before = measured.map(cpu_ticks);
+    let output = command
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let after = measured.map(cpu_ticks);
+    let mut sample = Sample::default();
+    let mut requests = 0u64;
+    for line in output.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("Requests/sec:") {
+            sample.requests_per_second = rest.trim().parse().unwrap_or(0.0);
+        } else if trimmed.starts_with("50%") {
+            sample.p50_ms = wrk_latency(trimmed).unwrap_or(0.0);
+        } else if trimmed.starts_with("99%") {
+            sample.p99_ms = wrk_latency(trimmed).unwrap_or(0.0);
+        } else if trimmed.contains("requests in") {
+            requests = trimmed
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if trimmed.starts_with("Non-2xx") || trimmed.starts_with("Socket errors") {
+            sample.errors += trimmed
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    if workload.close {
+        // wrk counts the connects it had to redo as "connect" errors; they
+        // are the workload, not failures.
+        sample.errors = output
+            .lines()
+            .find(|l| l.trim().starts_with("Non-2xx"))
+            .and_then(|l| l.split(':').nth(1)?.trim().parse().ok())
+            .unwrap_or(0);
+    }
+    if let (Some(before), Some(after)) = (before, after) {
+        if requests > 0 {
+            sample.cpu_us_per_request = (after - before) as f64 * 10_000.0 / requests as f64;
+        }
+    }
+    if requests == 0 {
+        sample.errors += 1;
+    }
+    sample
+}
+
+/// Opens `count` keep-alive connections, one request each, and returns
+/// the RSS growth of `pid` per connection, in bytes.
+fn idle_rss(port: u16, pid: u32, count: usize) -> f64 {
+    let before = rss_kib(pid);
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            break;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        if stream
+            .write_all(b"GET /100b HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .is_err()
+        {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        let mut got = 0;
+        while got < 100 {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        held.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(pid);
+    let opened = held.len().max(1);
+    (after.saturating_sub(before) * 1024) as f64 / opened as f64
+}
+
+/// `strace -c -f` over a short wrk run: syscalls per request, by name.
+fn syscalls(tools: &Tools, pid: u32, port: u16, seconds: u64) -> Option<(f64, Vec<(String, f64)>)> {
+    let strace = tools.strace.as_ref()?;
+    let out = std::env::temp_dir().join(format!("vs-nginx-strace-{pid}"));
+    let mut tracer = Command::new(strace)
+        .args(["-c", "-f", "-o"])
+        .arg(&out)
+        .arg("-p")
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let workload = Workload {
+        name: "syscalls",
+        path: "/100b",
+        connections: 10,
+        close: false,
+    };
+    let mut command = pinned(tools, 1, &tools.wrk);
+    let output = command
+        .args(["-t1", "-c10"])
+        .arg(format!("-d{seconds}s"))
+        .arg(format!("http://127.0.0.1:{port}{}", workload.path))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let requests: f64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())?;
+    // strace prints its summary when interrupted.
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(tracer.id().to_string())
+        .status();
+    let _ = tracer.wait();
+    let summary = std::fs::read_to_string(&out).ok()?;
+    let _ = std::fs::remove_file(&out);
+    let mut by_name = Vec::new();
+    let mut total = 0.0;
+    for line in summary.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if fields.len() >= 5 && fields[0].parse::<f64>().is_ok() {
+            let calls: f64 = fields[3].parse().unwrap_or(0.0);
+            let name = fields[fields.len() - 1].to_string();
+            if name == "total" {
+                continue;
+            }
+            total += calls;
+            by_name.push((name, calls / requests.max(1.0)));
+        }
+    }
+    by_name.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    Some((total / requests.max(1.0), by_name))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
+#[derive(Default)]
+struct Report {
+    /// (workload, peer) -> samples, one per repetition.
+    samples: BTreeMap<(String, Peer), Vec<Sample>>,
+    failed: BTreeMap<Peer, String>,
+    idle_bytes: BTreeMap<Peer, f64>,
+    idle_rss_kib: BTreeMap<Peer, u64>,
+    syscalls: BTreeMap<Peer, (f64, Vec<(String, f64)>)>,
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let tools = tools()?;
+    let setup = write_setup()?;
+    println!(
+        "vs_nginx: {} repetition(s) of {} s per workload{}",
+        options.reps,
+        options.seconds,
+        if options.quick { " (--quick)" } else { "" }
+    );
+    let origin_config = setup.dir.join("origin.conf");
+    let _origin = start_nginx(&tools, 1, &origin_config, setup.origin_port)?;
+    let mut peers = vec![Peer::Ferry, Peer::Nginx];
+    if tools.haproxy.is_some() {
+        peers.push(Peer::Haproxy);
+    }
+    peers.push(Peer::Direct);
+    let mut report = Report::default();
+    for rep in 0..options.reps {
+        for workload in &WORKLOADS {
+            for &peer in &peers {
+                if report.failed.contains_key(&peer) {
+                    continue;
+                }
+                let running = start_peer(peer, &tools, &setup)?;
+                if let Err(e) = verify(peer, &setup) {
+                    report
+                        .failed
+                        .insert(peer, format!("returned wrong data: {e}"));
+                    continue;
+                }
+                let measured = running.as_ref().map(|r| r.measured_pid);
+                // Warm up the upstream pool and caches (the verification's
+                // requests are enough for a quick run).
+                if !options.quick {
+                    run_wrk(&tools, port_of(peer, &setup), workload, 1, None);
+                }
+                let sample = run_wrk(
+                    &tools,
+                    port_of(peer, &setup),
+                    workload,
+                    options.seconds,
+                    measured,
+                );
+                if sample.errors > 0 {
+                    report.failed.insert(
+                        peer,
+                        format!("{} errors under load ({})", sample.errors, workload.name),
+                    );
+                }
+                if rep == 0 && workload.name == "small" {
+                    if let Some(pid) = measured {
+                        report.idle_rss_kib.insert(peer, rss_kib(pid));
+                        let count = if options.quick { 1000 } else { 10_000 };
+                        report
+                            .idle_bytes
+                            .insert(peer, idle_rss(port_of(peer, &setup), pid, count));
+                    }
+                }
+                drop(running);
+                if rep == 0 && workload.name == "small" {
+                    // A fresh process, so the idle clients above are gone.
+                    let running = start_peer(peer, &tools, &setup)?;
+                    if let Some(pid) = running.as_ref().map(|r| r.measured_pid) {
+                        let seconds = if options.quick { 1 } else { 3 };
+                        if let Some(counts) = syscalls(&tools, pid, port_of(peer, &setup), seconds)
+                        {
+                            report.syscalls.insert(peer, counts);
+                        }
+                    }
+                }
+                println!(
+                    "  rep {} {:6} {:8} {:>10.0} req/s  p50 {:6.2} ms  p99 {:6.2} ms  {:6.1} us/req",
+                    rep + 1,
+                    workload.name,
+                    peer.name(),
+                    sample.requests_per_second,
+                    sample.p50_ms,
+                    sample.p99_ms,
+                    sample.cpu_us_per_request
+                );
+                report
+                    .samples
+                    .entry((workload.name.to_string(), peer))
+                    .or_default()
+                    .push(sample);
+            }
+        }
+    }
+    let table = table(&report, &peers);
+    println!("\n{table}");
+    let json = json(&report, &peers, options);
+    std::fs::write(setup.dir.join("results.json"), &json).map_err(|e| e.to_string())?;
+    println!("raw results: {}", setup.dir.join("results.json").display());
+    if options.write_docs {
+        write_docs(&report, &peers, &table, &setup, &tools)?;
+        println!("wrote docs/benchmarks.md and docs/benchmarks.svg");
+    }
+    Ok(())
+}
+
+/// Median of a field over the repetitions.
+fn med(report: &Report, workload: &str, peer: Peer, field: fn(&Sample) -> f64) -> Option<f64> {
+    let samples = report.samples.get(&(workload.to_string(), peer))?;
+    let mut values: Vec<f64> = samples.iter().map(field).collect();
+    Some(median(&mut values))
+}
+
+/// ferry/nginx per repetition, then the median of those ratios.
+fn ratio(report: &Report, workload: &str, field: fn(&Sample) -> f64) -> Option<f64> {
+    let ferry = report.samples.get(&(workload.to_string(), Peer::Ferry))?;
+    let nginx = report.samples.get(&(workload.to_string(), Peer::Nginx))?;
+    let mut ratios: Vec<f64> = ferry
+        .iter()
+        .zip(nginx)
+        .filter(|(_, n)| field(n) > 0.0)
+        .map(|(f, n)| field(f) / field(n))
+        .collect();
+    (!ratios.is_empty()).then(|| median(&mut ratios))
+}
+
+fn table(report: &Report, peers: &[Peer]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| workload | peer | req/s | p50 ms | p99 ms | CPU µs/req | ferry/nginx req/s | ferry/nginx CPU |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for workload in &WORKLOADS {
+        for &peer in peers {
+            let Some(rps) = med(report, workload.name, peer, |s| s.requests_per_second) else {
+                continue;
+            };
+            let p50 = med(report, workload.name, peer, |s| s.p50_ms).unwrap_or(0.0);
+            let p99 = med(report, workload.name, peer, |s| s.p99_ms).unwrap_or(0.0);
+            let cpu = med(report, workload.name, peer, |s| s.cpu_us_per_request).unwrap_or(0.0);
+            let (rps_ratio, cpu_ratio) = if peer == Peer::Ferry {
+                (
+                    ratio(report, workload.name, |s| s.requests_per_second)
+                        .map_or("-".into(), |r| format!("{r:.2}")),
+                    ratio(report, workload.name, |s| s.cpu_us_per_request)
+                        .map_or("-".into(), |r| format!("{r:.2}")),
+                )
+            } else {
+                ("".into(), "".into())
+            };
+            let cpu = if peer == Peer::Direct {
+                "-".to_string()
+            } else {
+                format!("{cpu:.1}")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {rps:.0} | {p50:.2} | {p99:.2} | {cpu} | {rps_ratio} | {cpu_ratio} |",
+                workload.name,
+                peer.name()
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| peer | syscalls/req (small) | top syscalls | RSS idle | RSS per idle keep-alive client |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for &peer in peers.iter().filter(|p| **p != Peer::Direct) {
+        let (total, top) = report.syscalls.get(&peer).map_or(
+            ("-".to_string(), String::new()),
+            |(total, names)| {
+                let top = names
+                    .iter()
+                    .take(4)
+                    .map(|(n, c)| format!("{n} {c:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (format!("{total:.2}"), top)
+            },
+        );
+        let idle = report
+            .idle_rss_kib
+            .get(&peer)
+            .map_or("-".into(), |k| format!("{k} KiB"));
+        let per = report
+            .idle_bytes
+            .get(&peer)
+            .map_or("-".into(), |b| format!("{b:.0} B"));
+        let _ = writeln!(
+            out,
+            "| {} | {total} | {top} | {idle} | {per} |",
+            peer.name()
+        );
+    }
+    for (peer, why) in &report.failed {
+        let _ = writeln!(out, "\n**{} FAILED**: {why}", peer.name());
+    }
+    out
+}
+
+fn json(report: &Report, peers: &[Peer], options: &Options) -> String {
+    let mut out = String::from("{\n");
+    let _ = writeln!(
+        out,
+        "  \"quick\": {},\n  \"repetitions\": {},\n  \"seconds\": {},",
+        options.quick, options.reps, options.seconds
+    );
+    out.push_str("  \"samples\": [\n");
+    let mut first = true;
+    for ((workload, peer), samples) in &report.samples {
+        for (rep, s) in samples.iter().enumerate() {
+            if !first {
+                out.push_str(",\n");
+            }
+            first = false;
+            let _ = write!(
+                out,
+                "    {{\"workload\": \"{workload}\", \"peer\": \"{}\", \"rep\": {rep}, \"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"cpu_us_per_req\": {:.2}, \"errors\": {}}}",
+                peer.name(),
+                s.requests_per_second,
+                s.p50_ms,
+                s.p99_ms,
+                s.cpu_us_per_request,
+                s.errors
+            );
+        }
+    }
+    out.push_str("\n  ],\n  \"peers\": {\n");
+    let entries: Vec<String> = peers
+        .iter()
+        .filter(|p| **p != Peer::Direct)
+        .map(|peer| {
+            format!(
+                "    \"{}\": {{\"syscalls_per_req\": {:.3}, \"idle_rss_kib\": {}, \"bytes_per_idle_client\": {:.0}, \"failed\": {}}}",
+                peer.name(),
+                report.syscalls.get(peer).map_or(0.0, |s| s.0),
+                report.idle_rss_kib.get(peer).copied().unwrap_or(0),
+                report.idle_bytes.get(peer).copied().unwrap_or(0.0),
+                report.failed.get(peer).map_or("null".to_string(), |why| format!("\"{}\"", why.replace('"', "'")))
+            )
+        })
+        .collect();
+    out.push_str(&entries.join(",\n"));
+    out.push_str("\n  }\n}\n");
+    out
+}
+
+/// Bars of req/s relative to nginx, per workload.
+fn svg(report: &Report, peers: &[Peer]) -> String {
+    let shown: Vec<Peer> = peers
+        .iter()
+        .copied()
+        .filter(|p| *p != Peer::Direct)
+        .collect();
+    let colors = ["#d9822b", "#3c7ac9", "#6a9f3e"];
+    let (width, height, left, bottom, top) = (760.0, 360.0, 60.0, 60.0, 40.0);
+    let plot_height = height - bottom - top;
+    let group = (width - left - 20.0) / WORKLOADS.len() as f64;
+    let bar = group / (shown.len() as f64 + 1.0);
+    let max_ratio = 2.0;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"22\" font-size=\"15\">Requests per second relative to nginx (1.0 = nginx), median of repetitions</text>\n"
+    );
+    for tick in [0.0, 0.5, 1.0, 1.5, 2.0] {
+        let y = top + plot_height * (1.0 - tick / max_ratio);
+        let stroke = if tick == 1.0 { "#888" } else { "#ddd" };
+        let _ = writeln!(
+            out,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{stroke}\"/>",
+            width - 20.0
+        );
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{tick:.1}</text>",
+            left - 6.0,
+            y + 4.0
+        );
+    }
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        let x0 = left + group * w as f64 + bar * 0.5;
+        let nginx = med(report, workload.name, Peer::Nginx, |s| {
+            s.requests_per_second
+        })
+        .unwrap_or(0.0);
+        for (p, peer) in shown.iter().enumerate() {
+            let value = med(report, workload.name, *peer, |s| s.requests_per_second).unwrap_or(0.0);
+            let ratio = if nginx > 0.0 {
+                (value / nginx).min(max_ratio)
+            } else {
+                0.0
+            };
+            let h = plot_height * ratio / max_ratio;
+            let x = x0 + bar * p as f64;
+            let y = top + plot_height - h;
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"/>",
+                bar * 0.9,
+                colors[p % colors.len()]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            x0 + bar * shown.len() as f64 / 2.0,
+            height - bottom + 18.0,
+            workload.name
+        );
+    }
+    for (p, peer) in shown.iter().enumerate() {
+        let x = left + 140.0 * p as f64;
+        let y = height - 18.0;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>",
+            y - 10.0,
+            colors[p % colors.len()]
+        );
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{y}\">{}</text>",
+            x + 18.0,
+            peer.name()
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn version(program: &Path, arg: &str) -> String {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn write_docs(
+    report: &Report,
+    peers: &[Peer],
+    table: &str,
+    setup: &Setup,
+    tools: &Tools,
+) -> Result<(), String> {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    std::fs::write(docs.join("benchmarks.svg"), svg(report, peers)).map_err(|e| e.to_string())?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let proxy = std::fs::read_to_string(&setup.proxy_config).unwrap_or_default();
+    let haproxy = std::fs::read_to_string(&setup.haproxy_config).unwrap_or_default();
+    let origin = std::fs::read_to_string(setup.dir.join("origin.conf")).unwrap_or_default();
+    let haproxy_version = tools
+        .haproxy
+        .as_ref()
+        .map_or("not installed".to_string(), |h| version(h, "-v"));
+    let text = format!(
+        "# Benchmarks\n\n\
+         Written by `cargo bench --bench vs_nginx` (benches/vs_nginx.rs): one run, all peers\n\
+         interleaved, medians over the repetitions. Re-run it on your machine; the numbers\n\
+         below are this machine's.\n\n\
+         ![req/s relative to nginx](benchmarks.svg)\n\n\
+         ## Results\n\n{table}\n\
+         ## Machine and versions\n\n\
+         - CPU: {cpu}, {cores} cores; the proxy pinned to CPU 0, wrk and the origin to CPU 1.\n\
+         - ferry {ferry}, {nginx}, {haproxy_version}, {wrk}.\n\n\
+         ## How to read the numbers\n\n\
+         - **req/s** is what one worker of each proxy sustains with wrk on the other core. On a\n\
+           2-core machine the origin and wrk share one core, so the request rate is often\n\
+           bounded by that core for every peer: then the **CPU µs per request** of the proxy\n\
+           (from /proc, user + system) is the fairer comparison. Ratios are ferry / nginx,\n\
+           computed per repetition, then the median.\n\
+         - **direct** is wrk against the origin with no proxy: the upper bound.\n\
+         - **syscalls/req** comes from `strace -c -f` on the proxy during a short run (the\n\
+           floor for a proxy is 4: one read and one write per side).\n\
+         - **RSS per idle keep-alive client** is the growth of the proxy's resident memory\n\
+           with 10,000 (1,000 with --quick) idle clients, divided by their number.\n\n\
+         ## What is fair and what is not\n\n\
+         - nginx 1.22 proxies with HTTP/1.0 and no upstream keep-alive by default; here it is\n\
+           tuned (`keepalive 32`, `proxy_http_version 1.1`, `proxy_set_header Connection \"\"`),\n\
+           which is what ferry does by default. Both run the very same file.\n\
+         - nginx buffers responses (`proxy_buffering on`) while ferry streams through 16 KiB\n\
+           buffers; for large bodies this favours whichever copies less, not the design.\n\
+         - Access logs are off everywhere; the origin serves from the page cache.\n\
+         - Loopback TCP puts most of the cost in the kernel, on the proxy's own CPU: what a\n\
+           proxy saves is syscalls and wake-ups, not parsing.\n\n\
+         ## Configurations\n\n\
+         The proxy configuration, run by ferry and nginx alike:\n\n```nginx\n{proxy}```\n\n\
+         HAProxy:\n\n```\n{haproxy}```\n\n\
+         The origin (nginx serving files):\n\n```nginx\n{origin}```\n",
+        ferry = env!("CARGO_PKG_VERSION"),
+        nginx = version(&tools.nginx, "-v"),
+        wrk = version(&tools.wrk, "--version")
+            .split(" [")
+            .next()
+            .unwrap_or("wrk"),
+    );
+    std::fs::write(docs.join("benchmarks.md"), text).map_err(|e| e.to_string())
+}
