@@ -315,7 +315,7 @@ fn write_setup() -> Result<Setup, String> {
     let proxy_config = dir.join("proxy.conf");
     std::fs::write(&proxy_config, proxy).map_err(|e| e.to_string())?;
     let haproxy = format!(
-        "global\n    nbthread 1\n    maxconn 8000\n\
+        "global\n    nbthread 1\n    maxconn 20000\n\
          defaults\n    mode http\n    timeout connect 60s\n    timeout client 60s\n    timeout server 60s\n    http-reuse always\n\
          frontend front\n    bind 127.0.0.1:{proxy_port}\n    default_backend origin\n\
          backend origin\n    server origin 127.0.0.1:{origin_port}\n"
@@ -366,7 +366,17 @@ fn start_peer(peer: Peer, tools: &Tools, setup: &Setup) -> Result<Option<Running
             let Some(haproxy) = &tools.haproxy else {
                 return Ok(None);
             };
-            let child = pinned(tools, 0, haproxy)
+            // HAProxy refuses to start unless it can have 2 descriptors per
+            // connection; raise its limit for the idle workload (as root).
+            let mut command = match find("prlimit") {
+                Some(prlimit) => {
+                    let mut command = pinned(tools, 0, &prlimit);
+                    command.arg("--nofile=65536:65536").arg(haproxy);
+                    command
+                }
+                None => pinned(tools, 0, haproxy),
+            };
+            let child = command
                 .arg("-f")
                 .arg(&setup.haproxy_config)
                 .stdout(Stdio::null())
@@ -550,7 +560,7 @@ fn idle_rss(port: u16, pid: u32, count: usize) -> f64 {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
             break;
         };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         if stream
             .write_all(b"GET /100b HTTP/1.1\r\nHost: bench\r\n\r\n")
             .is_err()
@@ -564,6 +574,11 @@ fn idle_rss(port: u16, pid: u32, count: usize) -> f64 {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got += n,
             }
+        }
+        if got < 100 {
+            // The peer stopped accepting (its connection limit): measure
+            // what was opened.
+            break;
         }
         held.push(stream);
     }

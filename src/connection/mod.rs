@@ -692,7 +692,7 @@ impl Connection {
             Target::Upstream(group) => group,
             Target::Status => return self.answer_status(exchange, ctx),
             Target::Return(status) => return self.answer_return(exchange, status, ctx),
-            Target::NotFound => return self.answer_local(exchange, ErrorResponse::NotFound, ctx),
+            Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
         };
         exchange.group = group;
         debug!("#{} request {} from {}", ctx.slot, self.requests, self.peer);
@@ -1412,64 +1412,66 @@ impl Connection {
         }
     }
 
-    /// Answers with one of ferry's own pages (404 for no location).
-    fn answer_local(
+    /// Queues a response of ferry's own and moves to `WritingResponse`.
+    /// `write` gets the head buffer, the keep-alive decision and whether
+    /// the request was HEAD, and returns the status and the body length.
+    fn answer_locally(
         &mut self,
         mut exchange: Exchange,
-        status: ErrorResponse,
-        ctx: &mut Context<'_>,
+        config: &Config,
+        write: impl FnOnce(&mut Vec<u8>, bool, bool) -> (u16, usize),
     ) -> (Phase, bool) {
-        let settings = exchange.settings(ctx.config);
+        let settings = exchange.settings(config);
         let keep_alive = exchange.keep_alive
             && self.requests < settings.keepalive_requests
             && !settings.keepalive_timeout.is_zero();
         exchange.keep_alive = keep_alive;
         let head_only = exchange.request.method == Method::Head;
-        exchange.log.body_bytes_sent =
-            status.write_to(&mut exchange.buffers.client_head, keep_alive, head_only) as u64;
-        exchange.log.status = status.status();
+        let (status, body_len) = write(&mut exchange.buffers.client_head, keep_alive, head_only);
+        exchange.log.status = status;
+        exchange.log.body_bytes_sent = body_len as u64;
         exchange.response = ResponseState::Local;
         (Phase::WritingResponse { exchange }, true)
+    }
+
+    /// Answers with one of ferry's own pages (404 for no location).
+    fn answer_page(
+        &mut self,
+        exchange: Exchange,
+        page: ErrorResponse,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        self.answer_locally(exchange, ctx.config, |out, keep_alive, head_only| {
+            (page.status(), page.write_to(out, keep_alive, head_only))
+        })
     }
 
     /// `return CODE [TEXT|URL]`: a redirect with `Location`, a page of
     /// ferry's for error codes without text, or the text as the body.
     fn answer_return(
         &mut self,
-        mut exchange: Exchange,
+        exchange: Exchange,
         status: u16,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let text = match ctx
-            .config
-            .location(exchange.route_server(), exchange.route_location())
-        {
+        let config: &Config = ctx.config;
+        let text = match config.location(exchange.route_server(), exchange.route_location()) {
             Some(LocationConfig {
                 action: Action::Return { text, .. },
                 ..
             }) => text.as_deref(),
             _ => None,
         };
-        let settings = exchange.settings(ctx.config);
-        let keep_alive = exchange.keep_alive
-            && self.requests < settings.keepalive_requests
-            && !settings.keepalive_timeout.is_zero();
-        exchange.keep_alive = keep_alive;
-        let head_only = exchange.request.method == Method::Head;
-        exchange.log.body_bytes_sent = error_page::write_return(
-            &mut exchange.buffers.client_head,
-            status,
-            text,
-            keep_alive,
-            head_only,
-        ) as u64;
-        exchange.log.status = status;
-        exchange.response = ResponseState::Local;
-        (Phase::WritingResponse { exchange }, true)
+        self.answer_locally(exchange, config, |out, keep_alive, head_only| {
+            (
+                status,
+                error_page::write_return(out, status, text, keep_alive, head_only),
+            )
+        })
     }
 
     /// Answers the status path with the loop's counters, as plain text.
-    fn answer_status(&mut self, mut exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
+    fn answer_status(&mut self, exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
         let counters = ctx.counters;
         let mut text = [0u8; 512];
         let mut cursor = Cursor::new(&mut text[..]);
@@ -1485,21 +1487,13 @@ impl Connection {
             counters.accepted,
         );
         let len = usize::try_from(cursor.position()).unwrap_or(0);
-        let keep_alive =
-            exchange.keep_alive && !exchange.settings(ctx.config).keepalive_timeout.is_zero();
-        exchange.keep_alive = keep_alive;
-        let head_only = exchange.request.method == Method::Head;
         let body = text.get(..len).unwrap_or_default();
-        exchange.log.body_bytes_sent = error_page::write_ok(
-            &mut exchange.buffers.client_head,
-            "text/plain",
-            body,
-            keep_alive,
-            head_only,
-        ) as u64;
-        exchange.log.status = 200;
-        exchange.response = ResponseState::Local;
-        (Phase::WritingResponse { exchange }, true)
+        self.answer_locally(exchange, ctx.config, |out, keep_alive, head_only| {
+            (
+                200,
+                error_page::write_ok(out, "text/plain", body, keep_alive, head_only),
+            )
+        })
     }
 
     // ===== failures =====

@@ -324,10 +324,53 @@ pub fn read_response_hashed(
     let chunked = response
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let mut block = vec![0u8; 64 * 1024];
-    if no_body {
+    let framing = if no_body {
+        BodyFraming::None
     } else if chunked {
-        loop {
+        BodyFraming::Chunked
+    } else if let Some(length) = response.header("content-length") {
+        BodyFraming::Length(length.parse().ok()?)
+    } else {
+        BodyFraming::UntilClose
+    };
+    read_body(reader, framing, |bytes| take(bytes, &mut response))?;
+    Some((response, total, hash))
+}
+
+pub fn read_response(reader: &mut impl BufRead, method: &str) -> Option<Response> {
+    read_response_hashed(reader, method, usize::MAX).map(|(r, _, _)| r)
+}
+
+/// How a message body on the wire ends.
+#[derive(Clone, Copy)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Reads one body from `reader`, handing its bytes to `take` as they come.
+pub fn read_body(
+    reader: &mut impl BufRead,
+    framing: BodyFraming,
+    mut take: impl FnMut(&[u8]),
+) -> Option<()> {
+    let mut block = vec![0u8; 64 * 1024];
+    let mut read_exactly =
+        |reader: &mut dyn BufRead, mut left: u64, take: &mut dyn FnMut(&[u8])| -> Option<()> {
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                reader.read_exact(&mut block[..n]).ok()?;
+                take(&block[..n]);
+                left -= n as u64;
+            }
+            Some(())
+        };
+    match framing {
+        BodyFraming::None => {}
+        BodyFraming::Length(length) => read_exactly(reader, length, &mut take)?,
+        BodyFraming::Chunked => loop {
             let mut size_line = String::new();
             reader.read_line(&mut size_line).ok()?;
             let size = u64::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
@@ -341,38 +384,22 @@ pub fn read_response_hashed(
                 }
                 break;
             }
-            let mut left = size;
-            while left > 0 {
-                let n = left.min(block.len() as u64) as usize;
-                reader.read_exact(&mut block[..n]).ok()?;
-                take(&block[..n], &mut response);
-                left -= n as u64;
-            }
+            read_exactly(reader, size, &mut take)?;
             let mut crlf = [0u8; 2];
             reader.read_exact(&mut crlf).ok()?;
-        }
-    } else if let Some(length) = response.header("content-length") {
-        let mut left: u64 = length.parse().ok()?;
-        while left > 0 {
-            let n = left.min(block.len() as u64) as usize;
-            reader.read_exact(&mut block[..n]).ok()?;
-            take(&block[..n], &mut response);
-            left -= n as u64;
-        }
-    } else {
-        loop {
-            let n = reader.read(&mut block).ok()?;
-            if n == 0 {
-                break;
+        },
+        BodyFraming::UntilClose => {
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = reader.read(&mut chunk).ok()?;
+                if n == 0 {
+                    break;
+                }
+                take(&chunk[..n]);
             }
-            take(&block[..n], &mut response);
         }
     }
-    Some((response, total, hash))
-}
-
-pub fn read_response(reader: &mut impl BufRead, method: &str) -> Option<Response> {
-    read_response_hashed(reader, method, usize::MAX).map(|(r, _, _)| r)
+    Some(())
 }
 
 /// Sends one request on a fresh connection and reads the response.
@@ -467,44 +494,17 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
                 .extend_from_slice(&bytes[..bytes.len().min(4096)]);
         }
     };
-    let mut block = vec![0u8; 64 * 1024];
-    if received
+    let framing = if received
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
     {
-        loop {
-            let mut size_line = String::new();
-            reader.read_line(&mut size_line).ok()?;
-            let size = u64::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
-            if size == 0 {
-                loop {
-                    let mut trailer = String::new();
-                    reader.read_line(&mut trailer).ok()?;
-                    if trailer == "\r\n" || trailer.is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let mut left = size;
-            while left > 0 {
-                let n = left.min(block.len() as u64) as usize;
-                reader.read_exact(&mut block[..n]).ok()?;
-                take(&block[..n], &mut received);
-                left -= n as u64;
-            }
-            let mut crlf = [0u8; 2];
-            reader.read_exact(&mut crlf).ok()?;
-        }
+        BodyFraming::Chunked
     } else if let Some(length) = received.header("content-length") {
-        let mut left: u64 = length.parse().ok()?;
-        while left > 0 {
-            let n = left.min(block.len() as u64) as usize;
-            reader.read_exact(&mut block[..n]).ok()?;
-            take(&block[..n], &mut received);
-            left -= n as u64;
-        }
-    }
+        BodyFraming::Length(length.parse().ok()?)
+    } else {
+        BodyFraming::None
+    };
+    read_body(reader, framing, |bytes| take(bytes, &mut received))?;
     Some(received)
 }
 
