@@ -18,6 +18,9 @@
 
 use crate::config::{Config, LocationMatch, ServerConfig, ServerName};
 
+/// Locations nested deeper than this are not searched.
+const MAX_NESTING: usize = 16;
+
 /// The server and location a request was routed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
@@ -103,10 +106,13 @@ fn host_name(host: &[u8]) -> &[u8] {
 /// The location for `path` in `server`, by nginx's rules (see the module
 /// docs), or `None`.
 pub fn select_location(server: &ServerConfig, path: &str) -> Option<usize> {
-    // The chain of ever longer prefix matches, outermost first.
-    let mut chain: Vec<usize> = Vec::new();
+    // The chain of ever longer prefix matches, outermost first. A fixed
+    // array: routing runs per request and allocates nothing; nesting deeper
+    // than this is not searched further.
+    let mut chain = [0usize; MAX_NESTING];
+    let mut depth = 0;
     let mut level: &[usize] = &server.top_level;
-    loop {
+    while depth < MAX_NESTING {
         let mut best: Option<(usize, usize)> = None;
         for &index in level {
             let Some(location) = server.locations.get(index) else {
@@ -124,12 +130,14 @@ pub fn select_location(server: &ServerConfig, path: &str) -> Option<usize> {
             }
         }
         let Some((index, _)) = best else { break };
-        chain.push(index);
+        chain[depth] = index;
+        depth += 1;
         match server.locations.get(index) {
             Some(location) if !location.nested.is_empty() => level = &location.nested,
             _ => break,
         }
     }
+    let chain = &chain[..depth];
     let longest = chain.last().copied();
     if let Some(index) = longest {
         if let Some(LocationMatch::Prefix {

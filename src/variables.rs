@@ -253,7 +253,7 @@ impl Template {
                         crc.update(scratch.get(..len).unwrap_or_default());
                     }
                     Variable::Request | Variable::ProxyAddXForwardedFor | Variable::Host => {
-                        // Rare in hash keys: render into a small stack buffer.
+                        // Rare in hash keys: rendered into a temporary buffer.
                         let mut value = Vec::new();
                         render_variable(variable, request, &mut value);
                         crc.update(&value);
@@ -310,7 +310,6 @@ impl Template {
     /// [`Template::capture`]); a missing capture logs as `-`.
     pub fn render_log(&self, captured: &[u8], exchange: &ExchangeVars<'_>, out: &mut Vec<u8>) {
         let mut captured = captured;
-        let mut scratch = Vec::new();
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
@@ -327,9 +326,13 @@ impl Template {
                     escape_log(value, out);
                 }
                 Segment::Variable(variable) => {
-                    scratch.clear();
-                    render_exchange_variable(variable, exchange, &mut scratch);
-                    escape_log(&scratch, out);
+                    // Numbers, addresses and times: nothing to escape, so
+                    // they are written straight into the line.
+                    let before = out.len();
+                    render_exchange_variable(variable, exchange, out);
+                    if out.len() == before {
+                        out.push(b'-');
+                    }
                 }
             }
         }

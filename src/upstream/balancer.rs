@@ -156,40 +156,40 @@ impl GroupState {
         now: Instant,
         tried: Tried,
     ) -> Option<usize> {
-        let candidates: Vec<usize> = (0..group.servers.len())
-            .filter(|&i| {
-                group.servers[i].backup == backup
-                    && self.available(&group.servers[i], i, now, tried)
-            })
-            .collect();
-        let candidates = if least_conn {
-            // Fewest active connections per unit of weight, compared by
-            // cross-multiplying to stay in integers.
-            let load = |i: usize| {
-                (
-                    u64::from(self.peers[i].active),
-                    u64::from(group.servers[i].weight.max(1)),
-                )
-            };
-            let best = candidates.iter().copied().min_by(|&a, &b| {
-                let (la, wa) = load(a);
-                let (lb, wb) = load(b);
-                (la * wb).cmp(&(lb * wa))
-            })?;
-            let (lbest, wbest) = load(best);
-            candidates
-                .into_iter()
-                .filter(|&i| {
-                    let (l, w) = load(i);
-                    l * wbest == lbest * w
-                })
-                .collect()
-        } else {
-            candidates
+        // Two passes over the servers rather than a list of candidates:
+        // a pick happens per request and allocates nothing.
+        let eligible = |state: &GroupState, i: usize| {
+            group.servers[i].backup == backup && state.available(&group.servers[i], i, now, tried)
         };
+        // Fewest active connections per unit of weight (cross-multiplied,
+        // to stay in integers), for least_conn.
+        let load = |state: &GroupState, i: usize| {
+            (
+                u64::from(state.peers[i].active),
+                u64::from(group.servers[i].weight.max(1)),
+            )
+        };
+        let mut least: Option<(u64, u64)> = None;
+        if least_conn {
+            for i in (0..group.servers.len()).filter(|&i| eligible(self, i)) {
+                let (l, w) = load(self, i);
+                if least.is_none_or(|(lb, wb)| l * wb < lb * w) {
+                    least = Some((l, w));
+                }
+            }
+        }
         let mut best: Option<(usize, i64)> = None;
         let mut total = 0i64;
-        for &index in &candidates {
+        for index in 0..group.servers.len() {
+            if !eligible(self, index) {
+                continue;
+            }
+            if let Some((lb, wb)) = least {
+                let (l, w) = load(self, index);
+                if l * wb != lb * w {
+                    continue;
+                }
+            }
             let weight = i64::from(group.servers[index].weight);
             let peer = &mut self.peers[index];
             peer.current_weight += peer.effective_weight;
@@ -201,8 +201,7 @@ impl GroupState {
                 best = Some((index, peer.current_weight));
             }
         }
-        let best = best.map(|(index, _)| index);
-        let best = best?;
+        let (best, _) = best?;
         self.peers[best].current_weight -= total;
         Some(best)
     }
@@ -300,11 +299,18 @@ impl GroupState {
 /// nginx's `ip_hash`: the first three octets of IPv4, all of IPv6.
 fn ip_hash(client: IpAddr) -> u32 {
     let mut hash: u32 = 89;
-    let octets: Vec<u8> = match client {
-        IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+    let (v4, v6);
+    let octets: &[u8] = match client {
+        IpAddr::V4(addr) => {
+            v4 = addr.octets();
+            &v4[..3]
+        }
+        IpAddr::V6(addr) => {
+            v6 = addr.octets();
+            &v6
+        }
     };
-    for octet in octets {
+    for &octet in octets {
         hash = (hash * 113 + u32::from(octet)) % 6271;
     }
     hash
