@@ -44,6 +44,7 @@ pub enum Variable {
     Status,
     BodyBytesSent,
     BytesSent,
+    RequestLength,
     RequestTime,
     TimeLocal,
     TimeIso8601,
@@ -67,6 +68,7 @@ impl Variable {
             Variable::Status
                 | Variable::BodyBytesSent
                 | Variable::BytesSent
+                | Variable::RequestLength
                 | Variable::RequestTime
                 | Variable::TimeLocal
                 | Variable::TimeIso8601
@@ -100,6 +102,7 @@ impl Variable {
             "status" => Variable::Status,
             "body_bytes_sent" => Variable::BodyBytesSent,
             "bytes_sent" => Variable::BytesSent,
+            "request_length" => Variable::RequestLength,
             "request_time" => Variable::RequestTime,
             "time_local" => Variable::TimeLocal,
             "time_iso8601" => Variable::TimeIso8601,
@@ -271,6 +274,7 @@ pub struct ExchangeVars<'a> {
     pub status: u16,
     pub body_bytes_sent: u64,
     pub bytes_sent: u64,
+    pub request_length: u64,
     pub request_time: std::time::Duration,
     /// `28/Nov/2026:14:25:50 +0000` and `2026-11-28T14:25:50+00:00`.
     pub time_local: &'a [u8],
@@ -357,6 +361,9 @@ fn render_exchange_variable(variable: &Variable, exchange: &ExchangeVars<'_>, ou
         }
         Variable::BytesSent => {
             let _ = write!(out, "{}", exchange.bytes_sent);
+        }
+        Variable::RequestLength => {
+            let _ = write!(out, "{}", exchange.request_length);
         }
         Variable::RequestTime => seconds(out, Some(exchange.request_time)),
         Variable::TimeLocal => out.extend_from_slice(exchange.time_local),
@@ -557,6 +564,7 @@ mod tests {
             status: 404,
             body_bytes_sent: 0,
             bytes_sent: 0,
+            request_length: 0,
             request_time: std::time::Duration::ZERO,
             time_local: b"",
             time_iso8601: b"",

@@ -124,7 +124,7 @@ const COMBINED: &str =
 
 /// ferry's default: `combined` plus the upstream's address, status and
 /// timings.
-const UPSTREAM: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" upstream=$upstream_addr upstream_status=$upstream_status rt=$request_time uct=$upstream_connect_time uht=$upstream_header_time urt=$upstream_response_time";
+const UPSTREAM: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" upstream=$upstream_addr upstream_status=$upstream_status rt=$request_time uct=$upstream_connect_time uht=$upstream_header_time urt=$upstream_response_time request_length=$request_length";
 
 /// The formats every configuration has.
 pub fn builtin_log_formats() -> Vec<(String, Template)> {

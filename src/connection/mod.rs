@@ -27,7 +27,9 @@ use mio::net::TcpStream;
 use mio::Registry;
 
 use self::io::{discard, read_into, write_out, IoOutcome, Readiness};
-use self::phase::{Direction, Exchange, ExchangeLog, Mark, Phase, ResponseState, RouteRef};
+use self::phase::{
+    Direction, Exchange, ExchangeLog, Mark, Phase, ResponseState, RouteRef, TunnelState,
+};
 use self::relay::{BodyRelay, RelayMode};
 use crate::buffer::{BufferPool, BufferSet};
 use crate::config::next_upstream;
@@ -186,6 +188,15 @@ impl Connection {
                 let waits = exchange.next_timeout(config).map(|(at, _)| at);
                 Some(waits.map_or(connect, |at| at.min(connect)))
             }
+            Phase::Tunnel {
+                exchange, tunnel, ..
+            } => {
+                let last = tunnel
+                    .last_activity
+                    .instant(exchange.started)
+                    .unwrap_or(exchange.started);
+                Some(last + exchange.settings(config).proxy_read_timeout)
+            }
             Phase::Forwarding { exchange, .. } | Phase::WritingResponse { exchange } => {
                 exchange.next_timeout(config).map(|(at, _)| at)
             }
@@ -240,6 +251,12 @@ impl Connection {
                 self.timed_out(exchange, Some(upstream), ctx)
             }
             Phase::WritingResponse { exchange } => self.timed_out(exchange, None, ctx),
+            Phase::Tunnel {
+                exchange, upstream, ..
+            } => {
+                debug!("#{} tunnel idle for proxy_read_timeout; closing", ctx.slot);
+                self.end_tunnel(exchange, upstream, ctx)
+            }
             Phase::Lingering { .. } => {
                 debug!("#{} lingering close timed out", ctx.slot);
                 (Phase::Closed, true)
@@ -307,7 +324,7 @@ impl Connection {
         let (response_received, body_ready) = match &exchange.response {
             ResponseState::AwaitingHead => (false, 0),
             ResponseState::Body { relay, .. } => (relay.fully_received(), relay.ready()),
-            ResponseState::Local => (true, 0),
+            ResponseState::Local | ResponseState::Switching => (true, 0),
         };
         let upstream_head_left = exchange.upstream_head_sent < buffers.upstream_head.len();
         let request_sent = !upstream_head_left && exchange.request_body.is_complete();
@@ -387,6 +404,12 @@ impl Connection {
                 ctx.buffers.give_back(exchange.buffers);
             }
             Phase::WritingResponse { exchange } => ctx.buffers.give_back(exchange.buffers),
+            Phase::Tunnel {
+                exchange, upstream, ..
+            } => {
+                ctx.upstreams.close(upstream);
+                ctx.buffers.give_back(exchange.buffers);
+            }
             Phase::Idle { .. } | Phase::Lingering { .. } | Phase::Closed => {}
         }
     }
@@ -408,6 +431,11 @@ impl Connection {
                 self.step_forwarding(exchange, upstream, ctx)
             }
             Phase::WritingResponse { exchange } => self.step_writing(exchange, ctx),
+            Phase::Tunnel {
+                exchange,
+                upstream,
+                tunnel,
+            } => self.step_tunnel(exchange, upstream, tunnel, ctx),
             Phase::Lingering { since, last_read } => self.step_lingering(since, last_read, ctx),
             Phase::Closed => (Phase::Closed, false),
         }
@@ -636,6 +664,7 @@ impl Connection {
             target,
             key_hash,
             always_headers_end: u32::try_from(conditional).unwrap_or(0),
+            head_len: head.head_len,
         };
         let head_len = head.head_len;
         ring.consume(head_len);
@@ -687,6 +716,7 @@ impl Connection {
         let summary = parsed.summary;
         let mut exchange = self.new_exchange(buffers, summary, ctx);
         exchange.always_headers_end = parsed.always_headers_end;
+        exchange.log.request_length = parsed.head_len as u64;
         exchange.route = RouteRef::new(parsed.server, parsed.location);
         let group = match parsed.target {
             Target::Upstream(group) => group,
@@ -913,6 +943,8 @@ impl Connection {
                     exchange.upstream_head_sent += from_head;
                     buffers.request.consume(from_body);
                     exchange.request_body.written(from_body);
+                    exchange.log.request_length += from_body as u64;
+                    exchange.body_sent |= from_body > 0;
                     progress |= n > 0;
                 }
                 IoOutcome::Failed(e) => {
@@ -980,6 +1012,24 @@ impl Connection {
                 let upstream_reusable = *upstream_reusable;
                 self.upstream_done(&mut exchange, upstream, upstream_reusable, ctx);
                 (Phase::WritingResponse { exchange }, true)
+            }
+            ResponseState::Switching => {
+                debug!("#{} upstream switched protocols; tunnelling", ctx.slot);
+                if let Some(peer) = exchange.peer {
+                    ctx.upstreams.succeeded(peer);
+                }
+                let tunnel = TunnelState {
+                    last_activity: Mark::at(exchange.started, ctx.now),
+                    ..TunnelState::default()
+                };
+                (
+                    Phase::Tunnel {
+                        exchange,
+                        upstream,
+                        tunnel,
+                    },
+                    true,
+                )
             }
             _ => (Phase::Forwarding { exchange, upstream }, progress),
         }
@@ -1132,6 +1182,26 @@ impl Connection {
             client_head.clear();
             exchange.client_head_sent = 0;
             progress = true;
+            if head.is_switch() {
+                // The upstream agreed to the upgrade: relay its 101 and
+                // become a tunnel. Nothing the client sent was forwarded
+                // before this point.
+                response::write_client_head(
+                    &head,
+                    &exchange.request,
+                    ClientFraming::AsReceived,
+                    false,
+                    &response::ExtraFields::default(),
+                    client_head,
+                );
+                exchange.log.status = 101;
+                exchange.log.upstream_status = 101;
+                exchange.log.head_received = Mark::at(exchange.started, ctx.now);
+                exchange.response = ResponseState::Switching;
+                let head_len = head.head_len;
+                ring.consume(head_len);
+                break;
+            }
             if head.is_interim() {
                 // HTTP/1.0 clients cannot take 1xx; a 100 after ferry's own
                 // 100 would be a duplicate.
@@ -1277,7 +1347,7 @@ impl Connection {
                 };
                 self.abort(exchange, Some(upstream), Abort::UpstreamBroken(reason), ctx)
             }
-            ResponseState::AwaitingHead | ResponseState::Local => {
+            ResponseState::AwaitingHead | ResponseState::Local | ResponseState::Switching => {
                 ctx.upstreams.close(upstream);
                 self.upstream_failed(exchange, ProxyError::UpstreamClosedEarly(error), ctx)
             }
@@ -1311,6 +1381,166 @@ impl Connection {
         self.next_upstream(exchange, error, next_upstream::ERROR, ctx)
     }
 
+    // ===== Tunnel =====
+
+    /// Copies bytes both ways as they come: client -> request ring ->
+    /// upstream, upstream -> response ring -> client (after the 101 head).
+    /// Each direction stops reading when its ring is full (back-pressure)
+    /// and, once its source ended and its ring drained, passes the end on as
+    /// a write shutdown while the other direction keeps flowing.
+    fn step_tunnel(
+        &mut self,
+        mut exchange: Exchange,
+        mut upstream: UpstreamConn,
+        mut tunnel: TunnelState,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let mut progress = false;
+        let now = Mark::at(exchange.started, ctx.now);
+        let buffers = &mut *exchange.buffers;
+
+        // Client -> ring.
+        if self.client_ready.readable && !tunnel.client_eof && !buffers.request.is_full() {
+            match read_into(
+                &mut self.client,
+                &mut self.client_ready,
+                &mut buffers.request,
+            ) {
+                IoOutcome::Progress(n) => {
+                    trace!("#{} -> * {n}B (tunnel)", ctx.slot);
+                    exchange.log.request_length += n as u64;
+                    tunnel.last_activity = now;
+                    progress = true;
+                }
+                IoOutcome::Eof => {
+                    tunnel.client_eof = true;
+                    progress = true;
+                }
+                IoOutcome::WouldBlock => {}
+                IoOutcome::Failed(e) => {
+                    debug!("#{} client failed in tunnel: {e}", ctx.slot);
+                    return self.end_tunnel(exchange, upstream, ctx);
+                }
+            }
+        }
+        // Ring -> upstream; then the client's end, passed on.
+        if upstream.ready.writable && !buffers.request.is_empty() {
+            let pending = buffers.request.len();
+            match write_out(
+                &mut upstream.stream,
+                &mut upstream.ready,
+                &[],
+                &buffers.request,
+                pending,
+            ) {
+                (IoOutcome::Progress(n), _, from_body) => {
+                    trace!("#{} * -> {n}B (tunnel)", ctx.slot);
+                    buffers.request.consume(from_body);
+                    tunnel.last_activity = now;
+                    progress |= n > 0;
+                }
+                (IoOutcome::Failed(e), _, _) => {
+                    debug!("#{} upstream failed in tunnel: {e}", ctx.slot);
+                    return self.end_tunnel(exchange, upstream, ctx);
+                }
+                _ => {}
+            }
+        }
+        if tunnel.client_eof && buffers.request.is_empty() && !tunnel.upstream_shut {
+            let _ = upstream.stream.shutdown(Shutdown::Write);
+            tunnel.upstream_shut = true;
+            progress = true;
+        }
+
+        // Upstream -> ring.
+        if upstream.ready.readable && !tunnel.upstream_eof && !buffers.response.is_full() {
+            match read_into(
+                &mut upstream.stream,
+                &mut upstream.ready,
+                &mut buffers.response,
+            ) {
+                IoOutcome::Progress(n) => {
+                    trace!("#{} * <- {n}B (tunnel)", ctx.slot);
+                    tunnel.last_activity = now;
+                    progress = true;
+                }
+                IoOutcome::Eof => {
+                    tunnel.upstream_eof = true;
+                    progress = true;
+                }
+                IoOutcome::WouldBlock => {}
+                IoOutcome::Failed(e) => {
+                    debug!("#{} upstream failed in tunnel: {e}", ctx.slot);
+                    return self.end_tunnel(exchange, upstream, ctx);
+                }
+            }
+        }
+        // Ring -> client (the 101 head first); then the upstream's end.
+        let head_left = buffers.client_head.len() - exchange.client_head_sent;
+        if self.client_ready.writable && (head_left > 0 || !buffers.response.is_empty()) {
+            let pending = buffers.response.len();
+            let head = &buffers.client_head[exchange.client_head_sent..];
+            match write_out(
+                &mut self.client,
+                &mut self.client_ready,
+                head,
+                &buffers.response,
+                pending,
+            ) {
+                (IoOutcome::Progress(n), from_head, from_body) => {
+                    trace!("#{} <- * {n}B (tunnel)", ctx.slot);
+                    exchange.client_head_sent += from_head;
+                    buffers.response.consume(from_body);
+                    exchange.log.body_bytes_sent += from_body as u64;
+                    exchange.log.bytes_sent += n as u64;
+                    tunnel.last_activity = now;
+                    progress |= n > 0;
+                }
+                (IoOutcome::Failed(e), _, _) => {
+                    debug!("#{} client failed in tunnel: {e}", ctx.slot);
+                    return self.end_tunnel(exchange, upstream, ctx);
+                }
+                _ => {}
+            }
+        }
+        let head_sent = exchange.client_head_sent == buffers.client_head.len();
+        if tunnel.upstream_eof && buffers.response.is_empty() && head_sent && !tunnel.client_shut {
+            let _ = self.client.shutdown(Shutdown::Write);
+            tunnel.client_shut = true;
+            progress = true;
+        }
+
+        if tunnel.client_shut && tunnel.upstream_shut {
+            return self.end_tunnel(exchange, upstream, ctx);
+        }
+        (
+            Phase::Tunnel {
+                exchange,
+                upstream,
+                tunnel,
+            },
+            progress,
+        )
+    }
+
+    /// The tunnel is over (both ends done, a failure, or the idle timeout):
+    /// one access log line with the bytes both ways, then both sockets close.
+    fn end_tunnel(
+        &mut self,
+        exchange: Exchange,
+        upstream: UpstreamConn,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        debug!(
+            "#{} tunnel closed: {} bytes from the client, {} to it",
+            ctx.slot, exchange.log.request_length, exchange.log.body_bytes_sent
+        );
+        ctx.upstreams.close(upstream);
+        self.log_access(&exchange, ctx);
+        ctx.buffers.give_back(exchange.buffers);
+        (Phase::Closed, true)
+    }
+
     // ===== WritingResponse =====
 
     fn step_writing(&mut self, mut exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
@@ -1328,7 +1558,7 @@ impl Connection {
         let head_done = exchange.client_head_sent == exchange.buffers.client_head.len();
         let body_done = match &exchange.response {
             ResponseState::Body { relay, .. } => relay.is_complete(),
-            ResponseState::Local | ResponseState::AwaitingHead => true,
+            ResponseState::Local | ResponseState::AwaitingHead | ResponseState::Switching => true,
         };
         if head_done && body_done {
             return self.finish_exchange(exchange, ctx);
@@ -1596,6 +1826,7 @@ impl Connection {
                     status: log.status,
                     body_bytes_sent: log.body_bytes_sent,
                     bytes_sent: log.bytes_sent,
+                    request_length: log.request_length,
                     request_time,
                     time_local: times.local,
                     time_iso8601: times.iso8601,
@@ -1645,6 +1876,8 @@ struct ParsedRequest {
     /// `add_header … always` lines end here in `extra_headers`; the rest
     /// apply to 2xx and 3xx only.
     always_headers_end: u32,
+    /// The client's head, in bytes (`$request_length` starts with it).
+    head_len: usize,
 }
 
 /// Where a routed request goes.
@@ -1675,6 +1908,7 @@ impl RequestSummary {
             body: BodyKind::Empty,
             keep_alive: false,
             expect_continue: false,
+            upgrade: false,
         }
     }
 }

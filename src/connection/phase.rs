@@ -18,6 +18,8 @@
 //!    (or ReadingRequest       │ not keep-alive
 //!     if pipelined)           ▼
 //!                        Lingering ──► Closed
+//!
+//!   Forwarding ── 101 to an upgrade request ──► Tunnel ──► Closed
 //! ```
 //!
 //! A phase variant carries exactly what is valid in that phase: an idle
@@ -59,6 +61,14 @@ pub enum Phase {
     /// The upstream's part is over (pooled or closed), or ferry answers
     /// itself; what is left is writing to the client.
     WritingResponse { exchange: Exchange },
+    /// After `101 Switching Protocols`: bytes flow both ways as they are,
+    /// through the same ring buffers and with the same back-pressure, until
+    /// both directions have ended.
+    Tunnel {
+        exchange: Exchange,
+        upstream: UpstreamConn,
+        tunnel: TunnelState,
+    },
     /// Our side is shut down; reading and discarding what the client still
     /// sends, so a TCP reset cannot destroy the response it has not read.
     Lingering { since: Instant, last_read: Instant },
@@ -74,6 +84,7 @@ impl Phase {
             Phase::ConnectingUpstream { .. } => "ConnectingUpstream",
             Phase::Forwarding { .. } => "Forwarding",
             Phase::WritingResponse { .. } => "WritingResponse",
+            Phase::Tunnel { .. } => "Tunnel",
             Phase::Lingering { .. } => "Lingering",
             Phase::Closed => "Closed",
         }
@@ -81,9 +92,9 @@ impl Phase {
 
     pub fn upstream_mut(&mut self) -> Option<&mut UpstreamConn> {
         match self {
-            Phase::ConnectingUpstream { upstream, .. } | Phase::Forwarding { upstream, .. } => {
-                Some(upstream)
-            }
+            Phase::ConnectingUpstream { upstream, .. }
+            | Phase::Forwarding { upstream, .. }
+            | Phase::Tunnel { upstream, .. } => Some(upstream),
             _ => None,
         }
     }
@@ -92,7 +103,8 @@ impl Phase {
         match self {
             Phase::ConnectingUpstream { exchange, .. }
             | Phase::Forwarding { exchange, .. }
-            | Phase::WritingResponse { exchange } => Some(exchange),
+            | Phase::WritingResponse { exchange }
+            | Phase::Tunnel { exchange, .. } => Some(exchange),
             _ => None,
         }
     }
@@ -239,6 +251,24 @@ pub enum ResponseState {
     },
     /// Ferry's own response is in `buffers.client_head`; no upstream part.
     Local,
+    /// The upstream answered `101`: the connection becomes a tunnel.
+    Switching,
+}
+
+/// Which ends of a tunnel are done. A direction ends when its source sent
+/// EOF and everything read from it was written on; its end is passed on as
+/// a write shutdown, and the other direction keeps flowing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TunnelState {
+    pub client_eof: bool,
+    pub upstream_eof: bool,
+    /// Our write side towards the upstream is shut down.
+    pub upstream_shut: bool,
+    /// Our write side towards the client is shut down.
+    pub client_shut: bool,
+    /// The last time bytes moved, for the idle timeout
+    /// (`proxy_read_timeout`, as nginx uses for tunnels).
+    pub last_activity: Mark,
 }
 
 /// What the access log line needs beyond the request's own bytes. Times
@@ -257,6 +287,9 @@ pub struct ExchangeLog {
     pub response_received: Mark,
     /// Head and body bytes written to the client (`$bytes_sent`).
     pub bytes_sent: u64,
+    /// Bytes received from the client: the head, the body, and in a tunnel
+    /// everything after it (`$request_length`).
+    pub request_length: u64,
 }
 
 impl ExchangeLog {

@@ -48,6 +48,8 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 pub struct ConnectionOptions {
     pub close: bool,
     pub keep_alive: bool,
+    /// `Connection: upgrade`, asking to switch protocols.
+    pub upgrade: bool,
 }
 
 impl ConnectionOptions {
@@ -62,6 +64,8 @@ impl ConnectionOptions {
                     options.close = true;
                 } else if member.eq_ignore_ascii_case(b"keep-alive") {
                     options.keep_alive = true;
+                } else if member.eq_ignore_ascii_case(b"upgrade") {
+                    options.upgrade = true;
                 }
             }
         }

@@ -35,6 +35,10 @@ pub struct RequestSummary {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (and is answered by ferry).
     pub expect_continue: bool,
+    /// A protocol switch (WebSocket) was asked for, in a form ferry relays:
+    /// GET, HTTP/1.1, no body, `Connection: upgrade` and an `Upgrade` other
+    /// than `h2c`. See `docs/nginx-differences.md`.
+    pub upgrade: bool,
 }
 
 /// The methods ferry treats specially; everything else is `Other`.
@@ -189,6 +193,13 @@ pub fn parse<'h, 'b>(
         Version::Http11 => !options.close,
         Version::Http10 => options.keep_alive && !options.close,
     };
+    // `Upgrade: h2c` would smuggle HTTP/2 past ferry's routing: it is
+    // dropped like any hop-by-hop field, and the request stays HTTP/1.1.
+    let upgrade = options.upgrade
+        && method_kind == Method::Get
+        && version == Version::Http11
+        && body == BodyKind::Empty
+        && upgrade_protocol(headers).is_some_and(|p| !p.eq_ignore_ascii_case(b"h2c"));
     Ok(Some(RequestHead {
         method,
         target,
@@ -201,8 +212,21 @@ pub fn parse<'h, 'b>(
             body,
             keep_alive,
             expect_continue,
+            upgrade,
         },
     }))
+}
+
+/// The `Upgrade` field's value, if there is exactly one.
+pub fn upgrade_protocol<'b>(headers: &[httparse::Header<'b>]) -> Option<&'b [u8]> {
+    let mut fields = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let first = fields.next()?;
+    match fields.next() {
+        Some(_) => None,
+        None => Some(headers::trim_ows(first.value)),
+    }
 }
 
 /// Fields ferry writes itself, so the client's copies are not forwarded.
@@ -266,9 +290,21 @@ pub fn write_upstream_head(
         headers::write_field(out, header.name, header.value);
     }
     for (name, value) in upstream.set_headers {
+        // nginx's WebSocket recipe (`proxy_set_header Upgrade $http_upgrade;
+        // proxy_set_header Connection "upgrade";`) is accepted, but these two
+        // fields are ferry's to decide: below, for upgrade requests only.
+        if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("connection") {
+            continue;
+        }
         let before = out.len();
         headers::write_rendered_field(out, name, value, upstream.view);
         has_host |= out.len() > before && name.eq_ignore_ascii_case("host");
+    }
+    if head.summary.upgrade {
+        if let Some(protocol) = upgrade_protocol(head.headers) {
+            headers::write_field(out, "Upgrade", protocol);
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+        }
     }
     if !has_host {
         headers::write_field(out, "Host", upstream.fallback_host.as_bytes());

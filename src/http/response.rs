@@ -26,9 +26,14 @@ pub struct ResponseHead<'h, 'b> {
 }
 
 impl ResponseHead<'_, '_> {
-    /// 1xx: an interim response, followed by another head.
+    /// 1xx other than 101: an interim response, followed by another head.
     pub fn is_interim(&self) -> bool {
-        (100..200).contains(&self.status)
+        (100..200).contains(&self.status) && self.status != 101
+    }
+
+    /// `101 Switching Protocols`: the connection becomes a tunnel.
+    pub fn is_switch(&self) -> bool {
+        self.status == 101
     }
 }
 
@@ -79,13 +84,14 @@ pub fn parse<'h, 'b>(
     let reason = response.reason.unwrap_or("");
     let headers: &'h [httparse::Header<'b>] = response.headers;
     let version = Version::from_minor(minor);
-    if status == 101 {
+    if status == 101 && !request.upgrade {
         return Err(ResponseError::UnexpectedSwitch);
     }
     // Validate framing fields even where they do not frame (HEAD, 304):
     // a malformed Content-Length is never relayed.
     let declared = headers::declared_framing(headers).map_err(ResponseError::Framing)?;
-    let no_body = request.method == Method::Head
+    let no_body = status == 101
+        || request.method == Method::Head
         || (100..200).contains(&status)
         || status == 204
         || status == 304;
@@ -100,7 +106,8 @@ pub fn parse<'h, 'b>(
     let upstream_reusable = match version {
         Version::Http11 => !options.close,
         Version::Http10 => options.keep_alive && !options.close,
-    } && body != BodyKind::UntilClose;
+    } && body != BodyKind::UntilClose
+        && status != 101;
     Ok(Some(ResponseHead {
         status,
         reason,
@@ -188,6 +195,13 @@ pub fn write_client_head(
         out.extend_from_slice(b"\r\n");
         return;
     }
+    if response.is_switch() {
+        if let Some(protocol) = super::request::upgrade_protocol(response.headers) {
+            headers::write_field(out, "Upgrade", protocol);
+        }
+        out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
+        return;
+    }
     out.extend_from_slice(extra.add);
     match (keep_alive, request.version) {
         (false, _) => out.extend_from_slice(b"Connection: close\r\n\r\n"),
@@ -208,6 +222,7 @@ mod tests {
             body: BodyKind::Empty,
             keep_alive: true,
             expect_continue: false,
+            upgrade: false,
         }
     }
 
@@ -347,6 +362,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            // 101 to a request that asked for no upgrade.
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX\x01: y\r\n\r\n",
