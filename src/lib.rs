@@ -5,6 +5,20 @@
 //! between its client and an upstream through fixed-size ring buffers
 //! ([`buffer`]), asking pure HTTP/1.1 functions ([`http`]) what the bytes
 //! mean. Start with `docs/architecture.md`.
+//!
+//! The HTTP layer is pure and can be used on its own, for example to see
+//! what a request head means:
+//!
+//! ```
+//! use ferry::http::{framing::BodyKind, request, MAX_HEADERS};
+//!
+//! let bytes = b"POST /upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n\r\nhello";
+//! let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+//! let head = request::parse(bytes, &mut headers, 8192).unwrap().unwrap();
+//! assert_eq!(head.summary.body, BodyKind::Length(5));
+//! assert!(head.summary.keep_alive);
+//! assert_eq!(&bytes[head.head_len..], b"hello");
+//! ```
 
 #![forbid(unsafe_code)]
 
