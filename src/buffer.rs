@@ -217,6 +217,8 @@ pub struct BufferSet {
     pub log_fields: Vec<u8>,
     /// `add_header` lines rendered for this request.
     pub extra_headers: Vec<u8>,
+    /// The request's normalized path (nginx's `$uri`), for routing.
+    pub path: Vec<u8>,
 }
 
 impl BufferSet {
@@ -228,6 +230,7 @@ impl BufferSet {
             client_head: Vec::with_capacity(1024),
             log_fields: Vec::with_capacity(256),
             extra_headers: Vec::new(),
+            path: Vec::with_capacity(256),
         }
     }
 
@@ -238,6 +241,7 @@ impl BufferSet {
         self.client_head.clear();
         self.log_fields.clear();
         self.extra_headers.clear();
+        self.path.clear();
     }
 }
 

@@ -55,7 +55,9 @@ impl ProxyError {
                 | RequestError::Framing(_)
                 | RequestError::TransferEncodingOnHttp10
                 | RequestError::MissingHost
-                | RequestError::DuplicateHost => ErrorResponse::BadRequest,
+                | RequestError::DuplicateHost
+                | RequestError::HostMismatch
+                | RequestError::InvalidPath => ErrorResponse::BadRequest,
             },
             ProxyError::RequestBody(_) => ErrorResponse::BadRequest,
             ProxyError::ClientTimeout(_) => ErrorResponse::RequestTimeout,

@@ -13,8 +13,10 @@
 //! in the remembered prefix first, and the first match wins; otherwise the
 //! remembered prefix; otherwise there is no location (404).
 //!
-//! The path matched is the request-target up to `?`, as sent (percent
-//! decoding and dot-segment removal are the hardening issue's).
+//! The path matched is nginx's `$uri`: the request-target's path (before `?`
+//! or `#`), percent-decoded, with `//` merged and `.` and `..` segments
+//! resolved ([`normalize_path`]), so that `location /admin` also covers
+//! `/%61dmin`, `//admin` and `/x/../admin`.
 
 use crate::config::{Config, LocationMatch, ServerConfig, ServerName};
 
@@ -105,7 +107,7 @@ fn host_name(host: &[u8]) -> &[u8] {
 
 /// The location for `path` in `server`, by nginx's rules (see the module
 /// docs), or `None`.
-pub fn select_location(server: &ServerConfig, path: &str) -> Option<usize> {
+pub fn select_location(server: &ServerConfig, path: &[u8]) -> Option<usize> {
     // The chain of ever longer prefix matches, outermost first. A fixed
     // array: routing runs per request and allocates nothing; nesting deeper
     // than this is not searched further.
@@ -119,9 +121,9 @@ pub fn select_location(server: &ServerConfig, path: &str) -> Option<usize> {
                 continue;
             };
             match &location.matcher {
-                LocationMatch::Exact(exact) if exact == path => return Some(index),
+                LocationMatch::Exact(exact) if exact.as_bytes() == path => return Some(index),
                 LocationMatch::Prefix { path: prefix, .. }
-                    if path.starts_with(prefix.as_str())
+                    if path.starts_with(prefix.as_bytes())
                         && best.is_none_or(|(_, len)| prefix.len() > len) =>
                 {
                     best = Some((index, prefix.len()));
@@ -159,7 +161,9 @@ pub fn select_location(server: &ServerConfig, path: &str) -> Option<usize> {
             if let Some(LocationMatch::Regex(pattern)) =
                 server.locations.get(index).map(|l| &l.matcher)
             {
-                if pattern.is_match(path) {
+                // regex-lite matches text: a path that is not UTF-8 after
+                // decoding matches no regex.
+                if std::str::from_utf8(path).is_ok_and(|text| pattern.is_match(text)) {
                     return Some(index);
                 }
             }
@@ -168,26 +172,174 @@ pub fn select_location(server: &ServerConfig, path: &str) -> Option<usize> {
     longest
 }
 
-/// The request-target the upstream receives, as (new start, rest): with a
-/// URI in `proxy_pass`, the part of the path the location matched is
-/// replaced by it; the rest of the target (including the query) follows.
-/// Without one, the target passes unchanged.
+/// Why a path cannot be normalized (answered with 400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Not origin-form (`/…`): absolute-form is not routed by path here.
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// A decoded NUL byte.
+    Nul,
+    /// `..` above the root.
+    AboveRoot,
+}
+
+/// nginx's `$uri` from a request-target, into `out` (cleared first): the
+/// path before `?` or `#`, percent-decoded (`%2F` included, as nginx does),
+/// `//` merged (`merge_slashes on`), `.` segments removed and `..` segments
+/// resolved; escaping above `/` is an error. The result may hold any bytes
+/// but NUL, so matching compares bytes.
+pub fn normalize_path(target: &str, out: &mut Vec<u8>) -> Result<(), PathError> {
+    out.clear();
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let raw = path.as_bytes();
+    if raw.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Decode first, then resolve segments on the decoded bytes: `%2e%2e`
+    // is `..` for routing, as in nginx.
+    let mut index = 0;
+    while index < raw.len() {
+        let byte = match raw[index] {
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                let (Some(high), Some(low)) = (
+                    raw.get(index + 1).and_then(|&b| hex(b)),
+                    raw.get(index + 2).and_then(|&b| hex(b)),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                index += 3;
+                (high * 16 + low) as u8
+            }
+            other => {
+                index += 1;
+                other
+            }
+        };
+        if byte == 0 {
+            return Err(PathError::Nul);
+        }
+        out.push(byte);
+    }
+    resolve_segments(out)
+}
+
+/// Merges slashes and resolves `.` and `..` in place.
+fn resolve_segments(path: &mut Vec<u8>) -> Result<(), PathError> {
+    let ends_with_slash = path.last() == Some(&b'/');
+    let mut write = 0;
+    let mut read = 0;
+    let len = path.len();
+    while read < len {
+        // At a '/': skip repeated slashes.
+        while read < len && path[read] == b'/' {
+            read += 1;
+        }
+        let start = read;
+        while read < len && path[read] != b'/' {
+            read += 1;
+        }
+        let segment_len = read - start;
+        let trailing = read == len;
+        match &path[start..read] {
+            b"" => {}
+            b"." => {
+                if trailing {
+                    path[write] = b'/';
+                    write += 1;
+                }
+            }
+            b".." => {
+                if write == 0 {
+                    return Err(PathError::AboveRoot);
+                }
+                // Drop the last written segment ("/name").
+                let cut = path[..write].iter().rposition(|&b| b == b'/').unwrap_or(0);
+                write = cut;
+                if trailing {
+                    path[write] = b'/';
+                    write += 1;
+                }
+            }
+            _ => {
+                path[write] = b'/';
+                write += 1;
+                path.copy_within(start..start + segment_len, write);
+                write += segment_len;
+            }
+        }
+    }
+    if write == 0 || (ends_with_slash && path[write - 1] != b'/') {
+        // "/" alone, or a trailing slash that must stay.
+        if write < path.len() {
+            path[write] = b'/';
+        } else {
+            path.push(b'/');
+        }
+        write += 1;
+    }
+    path.truncate(write);
+    Ok(())
+}
+
+/// The request-target the upstream receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamTarget<'a> {
+    /// `proxy_pass` without a URI part: the client's target, as sent
+    /// (nginx's rule: not the normalized path).
+    AsSent(&'a str),
+    /// With a URI part: it replaces the part of the normalized path the
+    /// location matched; the rest of the path is re-escaped, and the query
+    /// follows as sent.
+    Replaced {
+        uri: &'a str,
+        rest: &'a [u8],
+        query: &'a str,
+    },
+}
+
+/// Decides the upstream's target for a request routed to a location with
+/// `matcher` and `proxy_pass` URI part `uri`. `normalized` is the path from
+/// [`normalize_path`].
 pub fn upstream_target<'a>(
     target: &'a str,
+    normalized: &'a [u8],
     matcher: &LocationMatch,
     uri: Option<&'a str>,
-) -> (&'a str, &'a str) {
+) -> UpstreamTarget<'a> {
     let Some(uri) = uri else {
-        return ("", target);
+        return UpstreamTarget::AsSent(target);
     };
-    let path_end = target.find('?').unwrap_or(target.len());
     let matched = match matcher {
-        LocationMatch::Prefix { path, .. } => path.len().min(path_end),
-        LocationMatch::Exact(_) => path_end,
+        LocationMatch::Prefix { path, .. } => path.len().min(normalized.len()),
+        LocationMatch::Exact(_) => normalized.len(),
         // Refused at load time: proxy_pass with a URI in a regex location.
         LocationMatch::Regex(_) => 0,
     };
-    (uri, target.get(matched..).unwrap_or(""))
+    let query = target.find('?').map_or("", |q| &target[q..]);
+    UpstreamTarget::Replaced {
+        uri,
+        rest: normalized.get(matched..).unwrap_or_default(),
+        query,
+    }
+}
+
+/// Appends `path` percent-encoded where a path may not hold the byte as is.
+pub fn escape_path(path: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in path {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte) {
+            out.push(byte);
+        } else {
+            out.extend_from_slice(&[
+                b'%',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 15)],
+            ]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -268,7 +420,7 @@ mod tests {
 
     fn returned(config: &Config, path: &str) -> String {
         let server = &config.servers[0];
-        match select_location(server, path).map(|i| &server.locations[i].action) {
+        match select_location(server, path.as_bytes()).map(|i| &server.locations[i].action) {
             Some(crate::config::Action::Return {
                 text: Some(text), ..
             }) => text.clone(),
@@ -299,7 +451,41 @@ mod tests {
     #[test]
     fn no_match_is_none() {
         let config = config("events {}\nhttp { server { listen 127.0.0.1:8080; location /only/ { return 200 x; } } }\n");
-        assert_eq!(select_location(&config.servers[0], "/other"), None);
+        assert_eq!(select_location(&config.servers[0], b"/other"), None);
+    }
+
+    #[test]
+    fn paths_are_normalized_as_nginx_does() {
+        let normal = |target: &str| {
+            let mut out = Vec::new();
+            normalize_path(target, &mut out).map(|()| String::from_utf8_lossy(&out).into_owned())
+        };
+        let cases = [
+            ("/admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/%41DMIN", "/ADMIN"),
+            ("//admin", "/admin"),
+            ("/x/../admin", "/admin"),
+            ("/./admin", "/admin"),
+            ("/admin/", "/admin/"),
+            ("/admin?x=/../y", "/admin"),
+            ("/admin#frag", "/admin"),
+            ("/a%2Fb", "/a/b"),
+            ("/a/%2e%2e/b", "/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/", "/"),
+            ("/a//b///c", "/a/b/c"),
+        ];
+        for (target, expected) in cases {
+            assert_eq!(normal(target).as_deref(), Ok(expected), "{target}");
+        }
+        assert_eq!(normal("/.."), Err(PathError::AboveRoot));
+        assert_eq!(normal("/a/../../b"), Err(PathError::AboveRoot));
+        assert_eq!(normal("/%zz"), Err(PathError::BadEscape));
+        assert_eq!(normal("/%2"), Err(PathError::BadEscape));
+        assert_eq!(normal("/a%00b"), Err(PathError::Nul));
+        assert_eq!(normal("http://h/x"), Err(PathError::NotAbsolute));
     }
 
     #[test]
@@ -308,30 +494,44 @@ mod tests {
             path: path.into(),
             stops_regex: false,
         };
+        let target = |raw: &'static str, matcher: &LocationMatch, uri: Option<&'static str>| {
+            let mut normalized = Vec::new();
+            normalize_path(raw, &mut normalized).unwrap();
+            let mut out = Vec::new();
+            match upstream_target(raw, &normalized, matcher, uri) {
+                UpstreamTarget::AsSent(sent) => out.extend_from_slice(sent.as_bytes()),
+                UpstreamTarget::Replaced { uri, rest, query } => {
+                    out.extend_from_slice(uri.as_bytes());
+                    escape_path(rest, &mut out);
+                    out.extend_from_slice(query.as_bytes());
+                }
+            }
+            String::from_utf8(out).unwrap()
+        };
         // nginx's documented examples.
         assert_eq!(
-            upstream_target("/name/x?a=1", &prefix("/name/"), Some("/remote/")),
-            ("/remote/", "x?a=1")
+            target("/name/x?a=1", &prefix("/name/"), Some("/remote/")),
+            "/remote/x?a=1"
         );
+        assert_eq!(target("/name/x", &prefix("/name/"), None), "/name/x");
         assert_eq!(
-            upstream_target("/name/x", &prefix("/name/"), None),
-            ("", "/name/x")
+            target("//name/./x", &prefix("/name/"), None),
+            "//name/./x",
+            "as sent without a URI"
         );
+        assert_eq!(target("/name/x", &prefix("/name/"), Some("/")), "/x");
+        assert_eq!(target("/namex", &prefix("/name"), Some("/a")), "/ax");
         assert_eq!(
-            upstream_target("/name/x", &prefix("/name/"), Some("/")),
-            ("/", "x")
-        );
-        assert_eq!(
-            upstream_target("/namex", &prefix("/name"), Some("/a")),
-            ("/a", "x")
-        );
-        assert_eq!(
-            upstream_target(
+            target(
                 "/exact?q",
                 &LocationMatch::Exact("/exact".into()),
                 Some("/other")
             ),
-            ("/other", "?q")
+            "/other?q"
+        );
+        assert_eq!(
+            target("/name/a%20b/../c%3F", &prefix("/name/"), Some("/r/")),
+            "/r/c%3F"
         );
     }
 }

@@ -6,40 +6,11 @@
 mod util;
 
 use std::io::{BufReader, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use util::*;
-
-/// Writes `http_body` into a complete nginx.conf on a free port and starts
-/// ferry with it.
-fn ferry_with(name: &str, http_body: &str) -> (Ferry, PathBuf) {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("ferry-routing-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ferry.conf");
-    let text = format!(
-        "events {{}}\nhttp {{\naccess_log off;\n{}\n}}\n",
-        http_body.replace("PORT", &port.to_string())
-    );
-    std::fs::write(&path, text).unwrap();
-    // Whatever ferry runs, nginx must accept too.
-    if let Some(nginx) = require_tool("nginx") {
-        let output = std::process::Command::new(nginx)
-            .args(["-t", "-q", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "nginx -t: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    (Ferry::start_with(&["-c", path.to_str().unwrap()]), dir)
-}
 
 fn get(ferry: &Ferry, path: &str, host: &str) -> Response {
     request(
@@ -64,7 +35,7 @@ fn named_origin(name: &'static str) -> Origin {
 #[test]
 fn servers_are_chosen_by_host() {
     let (a, b) = (named_origin("a"), named_origin("b"));
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "servers",
         &format!(
             "server {{ listen 127.0.0.1:PORT; server_name a.test *.a.test; location / {{ proxy_pass http://{}; }} }}\n\
@@ -88,7 +59,7 @@ fn servers_are_chosen_by_host() {
 #[test]
 fn locations_return_and_uri_replacement() {
     let origin = named_origin("o");
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "locations",
         &format!(
             "server {{ listen 127.0.0.1:PORT;\n\
@@ -150,7 +121,7 @@ fn counting_origins(names: &[&'static str]) -> (Vec<Origin>, Arc<Mutex<String>>)
 #[test]
 fn weights_interleave_like_nginx() {
     let (origins, order) = counting_origins(&["A", "B"]);
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "weights",
         &format!(
             "upstream pool {{ server {} weight=3; server {}; }}\n\
@@ -196,7 +167,7 @@ fn least_conn_prefers_the_idle_server() {
             }
         }
     });
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "least_conn",
         &format!(
             "upstream pool {{ least_conn; server {}; server {}; }}\n\
@@ -225,7 +196,7 @@ fn hash_keys_stick_to_one_server() {
         .iter()
         .map(|o| format!("server {};", o.addr))
         .collect();
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "hash",
         &format!(
             "upstream pool {{ hash $request_uri consistent; {servers} }}\n\
@@ -260,7 +231,7 @@ fn hash_keys_stick_to_one_server() {
 fn down_and_dead_servers_fail_over_without_client_errors() {
     let (origins, order) = counting_origins(&["A", "B"]);
     let dead = dead_address();
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "failover",
         &format!(
             "upstream pool {{ server {} down; server {dead} max_fails=1 fail_timeout=10s; server {}; }}\n\
@@ -294,7 +265,7 @@ fn backup_serves_only_while_every_primary_is_down_and_primaries_return() {
     // The primary's port is free at first (connections refused), then taken
     // by a real origin once the test wants the primary back.
     let primary_port = free_port();
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "backup",
         &format!(
             "upstream pool {{ server 127.0.0.1:{primary_port} max_fails=1 fail_timeout=1s; server {} backup; }}\n\
@@ -333,7 +304,7 @@ fn backup_serves_only_while_every_primary_is_down_and_primaries_return() {
 
 #[test]
 fn all_servers_down_gives_502_and_no_live_upstreams() {
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "alldown",
         &format!(
             "upstream pool {{ server {} max_fails=1; server {} max_fails=1; }}\n\
@@ -358,7 +329,7 @@ fn next_upstream_on_503_when_configured() {
         }
     });
     let healthy = named_origin("healthy");
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "next503",
         &format!(
             "upstream pool {{ server {}; server {}; }}\n\
@@ -396,7 +367,7 @@ fn headers_set_hidden_and_added_with_nginx_inheritance() {
             }
         }
     });
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "headers",
         &format!(
             "proxy_set_header X-From-Http yes;\n\
@@ -451,7 +422,7 @@ fn log_format_with_variables() {
     let origin = named_origin("o");
     let log = std::env::temp_dir().join(format!("ferry-logformat-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let (ferry, dir) = ferry_with(
+    let (ferry, dir) = Ferry::start_config(
         "logformat",
         &format!(
             "log_format custom '$remote_addr \"$request\" $status $body_bytes_sent $bytes_sent '\n\

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::parse::{ConfigError, Directive};
 use super::{
-    parse_duration, parse_size, AccessLogTarget, Action, AddHeader, Balance, Config,
+    parse_duration, parse_size, AccessLogTarget, AccessRule, Action, AddHeader, Balance, Config,
     ErrorLogConfig, ListenerRoutes, LocationConfig, LocationMatch, ServerConfig, ServerName,
     Settings, UpstreamGroup, UpstreamServer,
 };
@@ -128,6 +128,8 @@ const SPECS: &[Spec] = &[
     spec("server_name", &[Server], Arity::AtLeast(1), false),
     spec("location", &[Server, Location], Arity::Between(1, 2), true),
     spec("return", &[Server, Location], Arity::Between(1, 2), false),
+    spec("allow", HSL, Arity::Exactly(1), false),
+    spec("deny", HSL, Arity::Exactly(1), false),
     // upstream
     spec("upstream", &[Http], Arity::Exactly(1), true),
     spec("keepalive", &[Upstream], Arity::Exactly(1), false),
@@ -236,6 +238,7 @@ struct Inherited {
     proxy_set_headers: Option<Vec<(String, Template)>>,
     hide_headers: Option<Vec<String>>,
     add_headers: Option<Vec<AddHeader>>,
+    access_rules: Option<Vec<AccessRule>>,
 }
 
 impl Inherited {
@@ -263,6 +266,7 @@ impl Inherited {
                 .or_else(|| outer.proxy_set_headers.clone()),
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
+            access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
         }
     }
 
@@ -295,6 +299,7 @@ impl Inherited {
             proxy_set_headers,
             hide_headers,
             add_headers,
+            access_rules,
         );
         settings
     }
@@ -912,6 +917,8 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
                 | "log_format"
                 | "proxy_hide_header"
                 | "add_header"
+                | "allow"
+                | "deny"
         );
         if duplicate_matters && seen.contains(&name) {
             return Err(ConfigError::at(
@@ -969,6 +976,13 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
                 .hide_headers
                 .get_or_insert_with(Vec::new)
                 .push(directive.args[0].clone()),
+            "allow" | "deny" => {
+                let rule = access_rule(directive)?;
+                settings
+                    .access_rules
+                    .get_or_insert_with(Vec::new)
+                    .push(rule);
+            }
             "add_header" => {
                 let always = match directive.args.get(2).map(String::as_str) {
                     None => false,
@@ -1028,6 +1042,42 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
         }
     }
     Ok(settings)
+}
+
+/// `allow|deny ADDRESS | CIDR | all`.
+fn access_rule(directive: &Directive) -> Result<AccessRule, ConfigError> {
+    let allow = directive.name == "allow";
+    let text = directive.args[0].as_str();
+    if text == "all" {
+        return Ok(AccessRule {
+            allow,
+            network: None,
+        });
+    }
+    let invalid = || {
+        ConfigError::at(
+            format!("invalid parameter \"{text}\""),
+            directive.location(),
+        )
+    };
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let address: std::net::IpAddr = address.parse().map_err(|_| invalid())?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = match prefix {
+        Some(prefix) => prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(invalid)?,
+        None => max,
+    };
+    Ok(AccessRule {
+        allow,
+        network: Some((address, prefix)),
+    })
 }
 
 fn worker_processes(directive: &Directive) -> Result<(), ConfigError> {

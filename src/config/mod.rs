@@ -103,6 +103,52 @@ pub struct Settings {
     pub hide_headers: Vec<String>,
     /// `add_header NAME VALUE [always]`.
     pub add_headers: Vec<AddHeader>,
+    /// `allow` / `deny`, in order; the first that matches decides, and a
+    /// client no rule matches is allowed.
+    pub access_rules: Vec<AccessRule>,
+}
+
+/// One `allow` or `deny` directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRule {
+    pub allow: bool,
+    /// The network (address and prefix length); `None` for `all`.
+    pub network: Option<(std::net::IpAddr, u8)>,
+}
+
+impl AccessRule {
+    pub fn matches(&self, client: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let Some((network, prefix)) = self.network else {
+            return true;
+        };
+        let client = match (network, client) {
+            // An IPv4 rule also covers IPv4-mapped IPv6 clients.
+            (IpAddr::V4(_), IpAddr::V6(v6)) => {
+                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+            }
+            (_, client) => client,
+        };
+        match (network, client) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `client` may pass `rules` (nginx's access module).
+pub fn access_allowed(rules: &[AccessRule], client: std::net::IpAddr) -> bool {
+    rules
+        .iter()
+        .find(|rule| rule.matches(client))
+        .is_none_or(|rule| rule.allow)
 }
 
 /// An `add_header` directive.
@@ -201,6 +247,7 @@ impl Default for Settings {
             proxy_set_headers: Vec::new(),
             hide_headers: Vec::new(),
             add_headers: Vec::new(),
+            access_rules: Vec::new(),
         }
     }
 }

@@ -566,6 +566,7 @@ impl Connection {
             upstream_head,
             log_fields,
             extra_headers,
+            path: normalized,
             ..
         } = buffers;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -585,11 +586,16 @@ impl Connection {
             .find(|h| h.name.eq_ignore_ascii_case("host"))
             .map(|h| h.value);
         let server = routing::select_server(config, self.listener, host);
-        let path = head.target.split('?').next().unwrap_or("");
+        // Locations match nginx's `$uri`: decoded, dots and `//` resolved, so no
+        // spelling of a path slips past a `location` (and its access rules).
+        let origin_form = request::absolute_form(head.target).map_or(head.target, |(_, rest)| rest);
+        if routing::normalize_path(origin_form, normalized).is_err() {
+            return Err(ProxyError::Request(request::RequestError::InvalidPath));
+        }
         let location = config
             .servers
             .get(server)
-            .and_then(|s| routing::select_location(s, path));
+            .and_then(|s| routing::select_location(s, normalized));
         let settings = RouteRef::new(server, location).settings(config);
         let view = RequestView {
             method: head.method,
@@ -620,6 +626,8 @@ impl Connection {
 
         let target = if config.status_path.as_deref() == Some(head.target) {
             Target::Status
+        } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip()) {
+            Target::Forbidden
         } else {
             match location.and_then(|l| config.location(server, l)) {
                 Some(LocationConfig {
@@ -627,7 +635,8 @@ impl Connection {
                     matcher,
                     ..
                 }) => {
-                    let rewritten = routing::upstream_target(head.target, matcher, uri.as_deref());
+                    let rewritten =
+                        routing::upstream_target(head.target, normalized, matcher, uri.as_deref());
                     let fallback_host =
                         config.upstreams.get(*group).map_or("", |g| g.name.as_str());
                     let upstream_head_args = request::UpstreamHead {
@@ -723,6 +732,13 @@ impl Connection {
             Target::Status => return self.answer_status(exchange, ctx),
             Target::Return(status) => return self.answer_return(exchange, status, ctx),
             Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
+            Target::Forbidden => {
+                info!(
+                    "#{} access forbidden by rule, client: {}",
+                    ctx.slot, self.peer
+                );
+                return self.answer_page(exchange, ErrorResponse::Forbidden, ctx);
+            }
         };
         exchange.group = group;
         debug!("#{} request {} from {}", ctx.slot, self.requests, self.peer);
@@ -1889,6 +1905,8 @@ enum Target {
     Return(u16),
     /// No location, or one with nothing to do.
     NotFound,
+    /// `deny` matched the client.
+    Forbidden,
     /// The configured status path.
     Status,
 }

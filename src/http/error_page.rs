@@ -6,6 +6,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorResponse {
     BadRequest,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
@@ -41,6 +42,7 @@ impl ErrorResponse {
     pub fn parts(self) -> (u16, &'static str, &'static str) {
         match self {
             ErrorResponse::BadRequest => (400, "Bad Request", page!(400 "Bad Request")),
+            ErrorResponse::Forbidden => (403, "Forbidden", page!(403 "Forbidden")),
             ErrorResponse::NotFound => (404, "Not Found", page!(404 "Not Found")),
             ErrorResponse::MethodNotAllowed => (405, "Not Allowed", page!(405 "Not Allowed")),
             ErrorResponse::RequestTimeout => {
@@ -177,6 +179,7 @@ pub fn write_return(
     let page = |status: u16| {
         [
             ErrorResponse::BadRequest,
+            ErrorResponse::Forbidden,
             ErrorResponse::NotFound,
             ErrorResponse::MethodNotAllowed,
             ErrorResponse::InternalServerError,

@@ -11,6 +11,7 @@ use std::io::Write;
 use super::framing::BodyKind;
 use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
 use super::{start_line_fits, Version};
+use crate::routing::UpstreamTarget;
 use crate::variables::{RequestView, Template};
 
 /// A complete, validated request head, borrowing the client's bytes.
@@ -96,6 +97,10 @@ pub enum RequestError {
     UnsupportedExpectation,
     /// CONNECT: ferry is not a forward proxy.
     Connect,
+    /// An absolute-form target whose host differs from `Host`.
+    HostMismatch,
+    /// A path with a bad percent-escape, a NUL, or `..` above the root.
+    InvalidPath,
 }
 
 impl fmt::Display for RequestError {
@@ -113,6 +118,10 @@ impl fmt::Display for RequestError {
             RequestError::DuplicateHost => f.write_str("more than one Host header"),
             RequestError::UnsupportedExpectation => f.write_str("unsupported Expect value"),
             RequestError::Connect => f.write_str("CONNECT is not supported"),
+            RequestError::HostMismatch => {
+                f.write_str("Host does not match the absolute-form target")
+            }
+            RequestError::InvalidPath => f.write_str("invalid path in the request-target"),
         }
     }
 }
@@ -161,6 +170,15 @@ pub fn parse<'h, 'b>(
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("host"))
         .count();
+    if let Some((authority, _)) = absolute_form(target) {
+        let host = headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| headers::trim_ows(h.value));
+        if host.is_some_and(|host| !host.eq_ignore_ascii_case(authority.as_bytes())) {
+            return Err(RequestError::HostMismatch);
+        }
+    }
     match (hosts, version) {
         (0, Version::Http11) => return Err(RequestError::MissingHost),
         (2.., _) => return Err(RequestError::DuplicateHost),
@@ -217,6 +235,19 @@ pub fn parse<'h, 'b>(
     }))
 }
 
+/// An absolute-form target (`http://host:port/path?q`) split into its
+/// authority and the origin-form rest (`/path?q`, or `/`).
+pub fn absolute_form(target: &str) -> Option<(&str, &str)> {
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    Some(match rest.find(['/', '?']) {
+        Some(at) if rest[at..].starts_with('/') => (&rest[..at], &rest[at..]),
+        Some(at) => (&rest[..at], "/"),
+        None => (rest, "/"),
+    })
+}
+
 /// The `Upgrade` field's value, if there is exactly one.
 pub fn upgrade_protocol<'b>(headers: &[httparse::Header<'b>]) -> Option<&'b [u8]> {
     let mut fields = headers
@@ -243,9 +274,8 @@ fn replaced_by_ferry(name: &str) -> bool {
 
 /// What, besides the client's head, decides the head sent upstream.
 pub struct UpstreamHead<'a> {
-    /// The request-target in two parts, as `routing::upstream_target`
-    /// rewrites it.
-    pub target: (&'a str, &'a str),
+    /// The request-target, as `routing::upstream_target` decided it.
+    pub target: UpstreamTarget<'a>,
     /// Sent as `Host` when the client sent none (HTTP/1.0), since HTTP/1.1
     /// requires one: the `proxy_pass` host, as nginx's `$proxy_host`.
     pub fallback_host: &'a str,
@@ -275,8 +305,14 @@ pub fn write_upstream_head(
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(upstream.target.0.as_bytes());
-    out.extend_from_slice(upstream.target.1.as_bytes());
+    match upstream.target {
+        UpstreamTarget::AsSent(target) => out.extend_from_slice(target.as_bytes()),
+        UpstreamTarget::Replaced { uri, rest, query } => {
+            out.extend_from_slice(uri.as_bytes());
+            crate::routing::escape_path(rest, out);
+            out.extend_from_slice(query.as_bytes());
+        }
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
     for header in head.headers {
@@ -359,7 +395,7 @@ mod tests {
             server_port: 80,
         };
         let upstream = UpstreamHead {
-            target: ("", head.target),
+            target: UpstreamTarget::AsSent(head.target),
             fallback_host: "upstream:3000",
             set_headers: &[],
             view: &view,

@@ -97,6 +97,9 @@ impl Ferry {
             Ok(addr) => addr.parse().expect("listen address"),
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
+                // Give the stderr reader a moment to collect the reason.
+                thread::sleep(Duration::from_millis(50));
                 panic!("ferry did not start: {:?}", stderr.lock().unwrap());
             }
         };
@@ -106,6 +109,44 @@ impl Ferry {
             stdout,
             stderr,
         }
+    }
+
+    /// Writes an nginx.conf around `http_body` (with `PORT` replaced by a
+    /// free port), checks that `nginx -t` accepts it too, and starts ferry
+    /// with it. A port taken in the meantime by another test is retried.
+    pub fn start_config(name: &str, http_body: &str) -> (Ferry, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ferry-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ferry.conf");
+        for attempt in 0..3 {
+            let port = free_port();
+            let text = format!(
+                "events {{}}\nhttp {{\naccess_log off;\n{}\n}}\n",
+                http_body.replace("PORT", &port.to_string())
+            );
+            std::fs::write(&path, text).unwrap();
+            if attempt == 0 {
+                if let Some(nginx) = require_tool("nginx") {
+                    let output = Command::new(nginx)
+                        .args(["-t", "-q", "-c"])
+                        .arg(&path)
+                        .output()
+                        .unwrap();
+                    assert!(
+                        output.status.success(),
+                        "nginx -t: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+            }
+            let args = ["-c", path.to_str().unwrap()];
+            match std::panic::catch_unwind(|| Ferry::start_with(&args)) {
+                Ok(ferry) => return (ferry, dir),
+                Err(panic) if attempt == 2 => std::panic::resume_unwind(panic),
+                Err(_) => continue,
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     pub fn pid(&self) -> u32 {
