@@ -25,9 +25,13 @@ fuzz_target!(|data: &[u8]| {
         server_name: "fuzz",
         server_port: 80,
     };
+    // As the connection does: origin-form upstream, and an absolute-form
+    // target's authority as the Host when the client sent none.
+    let absolute = request::absolute_form(head.target);
+    let origin_form = absolute.map_or(head.target, |(_, rest)| rest);
     let upstream = UpstreamHead {
-        target: UpstreamTarget::AsSent(head.target),
-        fallback_host: "upstream:80",
+        target: UpstreamTarget::AsSent(origin_form),
+        fallback_host: absolute.map_or("upstream:80", |(authority, _)| authority),
         set_headers: &[],
         view: &view,
     };

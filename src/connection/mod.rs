@@ -635,10 +635,15 @@ impl Connection {
                     matcher,
                     ..
                 }) => {
+                    // Upstreams get origin-form: an absolute-form target's
+                    // authority becomes the Host when the client sent none.
                     let rewritten =
-                        routing::upstream_target(head.target, normalized, matcher, uri.as_deref());
-                    let fallback_host =
-                        config.upstreams.get(*group).map_or("", |g| g.name.as_str());
+                        routing::upstream_target(origin_form, normalized, matcher, uri.as_deref());
+                    let fallback_host = request::absolute_form(head.target)
+                        .map(|(authority, _)| authority)
+                        .unwrap_or_else(|| {
+                            config.upstreams.get(*group).map_or("", |g| g.name.as_str())
+                        });
                     let upstream_head_args = request::UpstreamHead {
                         target: rewritten,
                         fallback_host,
