@@ -38,6 +38,17 @@ pub fn trim_ows(mut value: &[u8]) -> &[u8] {
     value
 }
 
+/// Trims spaces only (not tabs), as nginx does around field values.
+fn trim_spaces(mut value: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' '] = value {
+        value = rest;
+    }
+    value
+}
+
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|hop| hop.eq_ignore_ascii_case(name))
 }
@@ -92,15 +103,14 @@ pub fn is_hop_by_hop_here(name: &str, headers: &[httparse::Header<'_>]) -> bool 
 /// Why `Content-Length` / `Transfer-Encoding` cannot be trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramingHeaderError {
-    /// Empty, signed, non-digit, overflowing, or differing values.
+    /// Empty, signed, non-digit, overflowing, a list, or repeated.
     InvalidContentLength,
     /// Both fields present: a classic smuggling vector
     /// ([RFC 9112 §6.3](https://www.rfc-editor.org/rfc/rfc9112#section-6.3), rule 3).
     ContentLengthWithTransferEncoding,
-    /// A transfer coding chain that does not end in exactly `chunked`, or
-    /// uses a coding ferry does not implement.
+    /// Anything but exactly `chunked`: other codings, lists, stray bytes.
     UnsupportedTransferEncoding,
-    /// `chunked` applied twice, or `Transfer-Encoding` with no value.
+    /// `Transfer-Encoding` twice, or with no value.
     InvalidTransferEncoding,
 }
 
@@ -112,9 +122,9 @@ pub enum DeclaredFraming {
     Chunked,
 }
 
-/// Reads `Content-Length` and `Transfer-Encoding` strictly: several
-/// `Content-Length` fields or list members must all be the same digits;
-/// `Transfer-Encoding` must be exactly one final `chunked`.
+/// Reads `Content-Length` and `Transfer-Encoding` strictly: exactly one
+/// `Content-Length` of digits; `Transfer-Encoding` exactly one final
+/// `chunked`.
 pub fn declared_framing(
     headers: &[httparse::Header<'_>],
 ) -> Result<DeclaredFraming, FramingHeaderError> {
@@ -123,37 +133,31 @@ pub fn declared_framing(
     let mut chunked = false;
     for header in headers {
         if header.name.eq_ignore_ascii_case("content-length") {
-            let mut any = false;
-            for member in header.value.split(|&b| b == b',').map(trim_ows) {
-                let value =
-                    parse_decimal(member).ok_or(FramingHeaderError::InvalidContentLength)?;
-                if length.is_some_and(|seen| seen != value) {
-                    return Err(FramingHeaderError::InvalidContentLength);
-                }
-                length = Some(value);
-                any = true;
-            }
-            if !any {
+            // One field, one number. RFC 9110 §8.6 would let identical
+            // repeats pass; nginx refuses them, and so does ferry: two
+            // parsers must never have a choice to make here.
+            if length.is_some() {
                 return Err(FramingHeaderError::InvalidContentLength);
             }
+            let value = parse_decimal(trim_ows(header.value))
+                .ok_or(FramingHeaderError::InvalidContentLength)?;
+            length = Some(value);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            let mut members = 0;
-            for member in list_members(header.value) {
-                members += 1;
-                if chunked {
-                    // Anything after `chunked`, including a second `chunked`.
-                    return Err(FramingHeaderError::InvalidTransferEncoding);
-                }
-                if member.eq_ignore_ascii_case(b"chunked") {
-                    chunked = true;
-                } else {
-                    return Err(FramingHeaderError::UnsupportedTransferEncoding);
-                }
-            }
-            if members == 0 {
+            // Exactly `chunked` (spaces around it aside), once: nginx's rule,
+            // and stricter than RFC 9112's lists. `chunked\t`, `xchunked`
+            // and `gzip, chunked` are all refused.
+            if transfer_encoding {
                 return Err(FramingHeaderError::InvalidTransferEncoding);
             }
+            transfer_encoding = true;
+            let value = trim_spaces(header.value);
+            if value.is_empty() {
+                return Err(FramingHeaderError::InvalidTransferEncoding);
+            }
+            if !value.eq_ignore_ascii_case(b"chunked") {
+                return Err(FramingHeaderError::UnsupportedTransferEncoding);
+            }
+            chunked = true;
         }
     }
     match (transfer_encoding, length) {
@@ -254,9 +258,9 @@ mod tests {
     fn content_length_is_strict() {
         let ok = |v: &str| declared_framing(&[h("Content-Length", v)]);
         assert_eq!(ok("42"), Ok(DeclaredFraming::ContentLength(42)));
-        assert_eq!(ok("42, 42"), Ok(DeclaredFraming::ContentLength(42)));
         assert_eq!(ok("0"), Ok(DeclaredFraming::ContentLength(0)));
         for bad in [
+            "42, 42",
             "",
             "+1",
             "-1",
@@ -281,31 +285,30 @@ mod tests {
         let same = [h("Content-Length", "2"), h("Content-Length", "2")];
         assert_eq!(
             declared_framing(&same),
-            Ok(DeclaredFraming::ContentLength(2))
+            Err(FramingHeaderError::InvalidContentLength)
         );
     }
 
     #[test]
-    fn transfer_encoding_must_be_a_final_chunked() {
+    fn transfer_encoding_must_be_exactly_chunked() {
         let te = |v: &str| declared_framing(&[h("Transfer-Encoding", v)]);
         assert_eq!(te("chunked"), Ok(DeclaredFraming::Chunked));
         assert_eq!(te("Chunked"), Ok(DeclaredFraming::Chunked));
-        assert_eq!(
-            te("gzip, chunked"),
-            Err(FramingHeaderError::UnsupportedTransferEncoding)
-        );
-        assert_eq!(
-            te("chunked, identity"),
-            Err(FramingHeaderError::InvalidTransferEncoding)
-        );
-        assert_eq!(
-            te("chunked, chunked"),
-            Err(FramingHeaderError::InvalidTransferEncoding)
-        );
-        assert_eq!(
-            te("xchunked"),
-            Err(FramingHeaderError::UnsupportedTransferEncoding)
-        );
+        assert_eq!(te(" chunked "), Ok(DeclaredFraming::Chunked));
+        for unsupported in [
+            "gzip, chunked",
+            "chunked, identity",
+            "chunked, chunked",
+            "xchunked",
+            "chunked\t",
+            "gzip",
+        ] {
+            assert_eq!(
+                te(unsupported),
+                Err(FramingHeaderError::UnsupportedTransferEncoding),
+                "{unsupported:?}"
+            );
+        }
         assert_eq!(te(""), Err(FramingHeaderError::InvalidTransferEncoding));
         let both = [h("Transfer-Encoding", "chunked"), h("Content-Length", "3")];
         assert_eq!(
