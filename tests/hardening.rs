@@ -121,3 +121,45 @@ fn absolute_form_must_agree_with_host() {
     assert_eq!(good.status, 200);
     assert_eq!(origin.requests().len(), 1);
 }
+
+#[test]
+fn values_from_variables_cannot_split_headers() {
+    let origin = Origin::standard();
+    let (ferry, dir) = Ferry::start_config(
+        "injection",
+        &format!(
+            "server {{ listen 127.0.0.1:PORT;\n\
+             location / {{ proxy_pass http://{0}; proxy_set_header X-Arg $arg_x; add_header X-Echo $arg_x; }} }}",
+            origin.addr
+        ),
+    );
+    let response = request(
+        ferry.addr,
+        "GET /echo?x=a%0d%0aX-Injected:%201 HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    assert_eq!(response.status, 200);
+    let received = &origin.requests()[0];
+    assert_eq!(received.header("x-injected"), None);
+    assert_eq!(received.header("x-arg"), Some("a%0d%0aX-Injected:%201"));
+    assert_eq!(response.header("x-injected"), None);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn header_names_in_the_configuration_must_be_tokens() {
+    let dir = std::env::temp_dir().join(format!("ferry-badname-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ferry.conf");
+    std::fs::write(
+        &path,
+        "events {}\nhttp { server { listen 127.0.0.1:8080; location / { proxy_pass http://127.0.0.1:1; add_header \"X-A: b\" c; } } }\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["-t", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid header name"));
+    let _ = std::fs::remove_dir_all(dir);
+}

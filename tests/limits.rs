@@ -58,6 +58,21 @@ fn bad_requests_get_their_status_and_nothing_reaches_the_upstream() {
             "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n".into(),
             405,
         ),
+        ("two equal CLs", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc".into(), 400),
+        ("CL list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc".into(), 400),
+        ("TE chunked tab", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n".into(), 501),
+        ("TE list", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n".into(), 501),
+        ("TE twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n".into(), 400),
+        ("TE in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400),
+        ("obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n".into(), 400),
+        ("space before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n".into(), 400),
+        ("bare CR", "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n".into(), 400),
+        ("NUL in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\u{0}b\r\n\r\n".into(), 400),
+        ("host with slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n".into(), 400),
+        ("host mismatch", "GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n".into(), 400),
+        ("lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("above root", "GET /../x HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
+        ("bad chunk size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".into(), 400),
     ];
     for (name, raw, status) in cases {
         let mut stream = ferry.connect();

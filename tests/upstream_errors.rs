@@ -122,3 +122,58 @@ fn a_client_vanishing_mid_download_closes_the_upstream_connection() {
         "the upstream connection was not closed"
     );
 }
+
+#[test]
+fn contradictory_response_framing_gives_502_and_the_connection_is_not_reused() {
+    let origin = Origin::start(|mut conn| {
+        while let Some(request) = conn.next_request() {
+            let answer: &[u8] = if request.path == "/bad" {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            };
+            if !conn.send(answer) {
+                return;
+            }
+        }
+    });
+    let ferry = Ferry::start(origin.addr, &[]);
+    assert_eq!(
+        request(ferry.addr, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n").status,
+        200
+    );
+    assert_eq!(
+        request(ferry.addr, "GET /bad HTTP/1.1\r\nHost: a\r\n\r\n").status,
+        502
+    );
+    assert_eq!(
+        request(ferry.addr, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n").status,
+        200
+    );
+    // The connection that carried the bad response was closed, not pooled.
+    assert_eq!(origin.accepts(), 2);
+}
+
+#[test]
+fn bytes_beyond_a_response_are_never_a_next_response() {
+    // Answers with one response and a second one nobody asked for.
+    let origin = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            if !conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsmuggle") {
+                return;
+            }
+        }
+    });
+    let ferry = Ferry::start(origin.addr, &[]);
+    let stream = ferry.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..3 {
+        writer
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut reader, "GET").unwrap().text(), "ok");
+    }
+    // Each response's connection was dropped for its stray bytes.
+    assert_eq!(origin.accepts(), 3);
+}

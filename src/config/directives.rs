@@ -965,6 +965,7 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
             }
             "proxy_set_header" => {
                 let (name, value) = (&directive.args[0], &directive.args[1]);
+                field_name(directive, name)?;
                 let template = Template::compile(value)
                     .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
                 settings
@@ -984,6 +985,7 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
                     .push(rule);
             }
             "add_header" => {
+                field_name(directive, &directive.args[0])?;
                 let always = match directive.args.get(2).map(String::as_str) {
                     None => false,
                     Some("always") => true,
@@ -1042,6 +1044,23 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
         }
     }
     Ok(settings)
+}
+
+/// A header name in `proxy_set_header` or `add_header` must be an RFC 9110
+/// token: nothing in it can end a line or a field.
+fn field_name(directive: &Directive, name: &str) -> Result<(), ConfigError> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(ConfigError::at(
+            format!(
+                "invalid header name \"{}\" in \"{}\" directive",
+                name.escape_debug(),
+                directive.name
+            ),
+            directive.location(),
+        ));
+    }
+    Ok(())
 }
 
 /// `allow|deny ADDRESS | CIDR | all`.
