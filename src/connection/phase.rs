@@ -146,7 +146,7 @@ pub struct Exchange {
     /// The server and location the request was routed to.
     pub route: RouteRef,
     /// The upstream group it is proxied to.
-    pub group: usize,
+    pub group: u32,
     /// The server chosen in the group, and those tried so far.
     pub peer: Option<Peer>,
     pub tried: Tried,

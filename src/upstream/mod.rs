@@ -48,9 +48,9 @@ pub struct UpstreamConn {
     pub link: usize,
     pub ready: Readiness,
     pub addr: SocketAddr,
-    /// The group and the server within it.
-    pub group: usize,
-    pub server: usize,
+    /// The group and the server within it (u32: a connection stays small).
+    pub group: u32,
+    pub server: u32,
     /// Requests this connection has carried, counting the current one.
     pub requests: u32,
     /// While pooled: when the group's `keepalive_timeout` closes it.
@@ -60,8 +60,8 @@ pub struct UpstreamConn {
 /// A server chosen for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
-    pub group: usize,
-    pub server: usize,
+    pub group: u32,
+    pub server: u32,
     pub addr: SocketAddr,
 }
 
@@ -103,8 +103,9 @@ impl Upstreams {
         };
         let server = state.pick(definition, client, key_hash, now, tried)?;
         Some(Peer {
-            group,
-            server,
+            // Indexes into the configuration, which cannot hold 2^32 of them.
+            group: u32::try_from(group).ok()?,
+            server: u32::try_from(server).ok()?,
             addr: definition.servers.get(server)?.addr,
         })
     }
@@ -120,15 +121,15 @@ impl Upstreams {
     /// Counts a connect error or timeout against the server.
     pub fn failed(&mut self, config: &Config, peer: Peer, now: Instant) {
         let (Some(state), Some(group)) = (
-            self.groups.get_mut(peer.group),
-            config.upstreams.get(peer.group),
+            self.groups.get_mut(peer.group as usize),
+            config.upstreams.get(peer.group as usize),
         ) else {
             return;
         };
-        if state.failed(group, peer.server, now) {
+        if state.failed(group, peer.server as usize, now) {
             let name = group
                 .servers
-                .get(peer.server)
+                .get(peer.server as usize)
                 .map_or("", |s| s.name.as_str());
             warn!(
                 "upstream server temporarily disabled: {name} in upstream \"{}\"",
@@ -139,8 +140,8 @@ impl Upstreams {
 
     /// The server answered: its failures are forgiven.
     pub fn succeeded(&mut self, peer: Peer) {
-        if let Some(state) = self.groups.get_mut(peer.group) {
-            state.succeeded(peer.server);
+        if let Some(state) = self.groups.get_mut(peer.group as usize) {
+            state.succeeded(peer.server as usize);
         }
     }
 
@@ -176,7 +177,7 @@ impl Upstreams {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(Owner::Client(slot));
-        self.count_active(peer.group, peer.server, true);
+        self.count_active(peer.group as usize, peer.server as usize, true);
         Ok(UpstreamConn {
             stream,
             link,
@@ -195,7 +196,7 @@ impl Upstreams {
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Client(slot);
         }
-        self.count_active(peer.group, peer.server, true);
+        self.count_active(peer.group as usize, peer.server as usize, true);
         Some(conn)
     }
 
@@ -203,8 +204,8 @@ impl Upstreams {
     /// boundary; closes it instead when the pool for its server is full or
     /// it has carried its `keepalive_requests`.
     pub fn check_in(&mut self, config: &Config, mut conn: UpstreamConn, now: Instant) {
-        self.count_active(conn.group, conn.server, false);
-        let Some(group) = config.upstreams.get(conn.group) else {
+        self.count_active(conn.group as usize, conn.server as usize, false);
+        let Some(group) = config.upstreams.get(conn.group as usize) else {
             self.forget(conn);
             return;
         };
@@ -230,7 +231,7 @@ impl Upstreams {
 
     /// Closes a connection owned by a client connection.
     pub fn close(&mut self, conn: UpstreamConn) {
-        self.count_active(conn.group, conn.server, false);
+        self.count_active(conn.group as usize, conn.server as usize, false);
         self.forget(conn);
     }
 

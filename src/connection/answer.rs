@@ -1,0 +1,276 @@
+//! Responses ferry makes itself, and the ends of exchanges.
+//!
+//! Local answers (`return`, `deny`, the status path)
+//! go through `answer_locally`; failures (`ProxyError`, mapped to a status
+//! in `error.rs`) through `fail`, which answers if no response head has
+//! gone to the client yet and aborts otherwise; timeouts through
+//! `timed_out`. Every exchange, however it ends, is written to the access
+//! log by `log_access`.
+
+use std::io::{Cursor, Write};
+
+use log::{debug, error, info, warn};
+
+use super::phase::{Direction, Exchange, Phase, ResponseState};
+use super::{Abort, Connection, Context};
+use crate::config::next_upstream;
+use crate::config::{AccessLogTarget, Action, Config, LocationConfig};
+use crate::error::ProxyError;
+use crate::http::error_page;
+use crate::http::error_page::ErrorResponse;
+use crate::http::request::Method;
+use crate::upstream::UpstreamConn;
+use crate::variables::ExchangeVars;
+
+impl Connection {
+    /// One direction of a busy exchange waited longer than its timeout.
+    pub(super) fn timed_out(
+        &mut self,
+        exchange: Exchange,
+        upstream: Option<UpstreamConn>,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let Some((_, direction)) = exchange.next_timeout(ctx.config) else {
+            // Nothing was waiting after all: keep going.
+            return match upstream {
+                Some(upstream) => (Phase::Forwarding { exchange, upstream }, false),
+                None => (Phase::WritingResponse { exchange }, false),
+            };
+        };
+        let directive = direction.directive();
+        match direction {
+            Direction::ClientWrite => self.abort(
+                exchange,
+                upstream,
+                Abort::ClientGone("stopped reading the response (send_timeout)"),
+                ctx,
+            ),
+            Direction::ClientRead => {
+                if let Some(upstream) = upstream {
+                    ctx.upstreams.close(upstream);
+                }
+                self.fail(exchange, ProxyError::ClientTimeout(directive), ctx)
+            }
+            Direction::UpstreamRead | Direction::UpstreamWrite => {
+                if let Some(upstream) = upstream {
+                    ctx.upstreams.close(upstream);
+                }
+                self.next_upstream(
+                    exchange,
+                    ProxyError::UpstreamTimeout(directive),
+                    next_upstream::TIMEOUT,
+                    ctx,
+                )
+            }
+        }
+    }
+
+    /// Queues a response of ferry's own and moves to `WritingResponse`.
+    /// `write` gets the head buffer, the keep-alive decision and whether
+    /// the request was HEAD, and returns the status and the body length.
+    fn answer_locally(
+        &mut self,
+        mut exchange: Exchange,
+        config: &Config,
+        write: impl FnOnce(&mut Vec<u8>, bool, bool) -> (u16, usize),
+    ) -> (Phase, bool) {
+        let settings = exchange.settings(config);
+        let keep_alive = exchange.keep_alive
+            && self.requests < settings.keepalive_requests
+            && !settings.keepalive_timeout.is_zero();
+        exchange.keep_alive = keep_alive;
+        let head_only = exchange.request.method == Method::Head;
+        let (status, body_len) = write(&mut exchange.buffers.client_head, keep_alive, head_only);
+        exchange.log.status = status;
+        exchange.log.body_bytes_sent = body_len as u64;
+        exchange.response = ResponseState::Local;
+        (Phase::WritingResponse { exchange }, true)
+    }
+
+    /// Answers with one of ferry's own pages (404 for no location).
+    pub(super) fn answer_page(
+        &mut self,
+        exchange: Exchange,
+        page: ErrorResponse,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        self.answer_locally(exchange, ctx.config, |out, keep_alive, head_only| {
+            (page.status(), page.write_to(out, keep_alive, head_only))
+        })
+    }
+
+    /// `return CODE [TEXT|URL]`: a redirect with `Location`, a page of
+    /// ferry's for error codes without text, or the text as the body.
+    pub(super) fn answer_return(
+        &mut self,
+        exchange: Exchange,
+        status: u16,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let config: &Config = ctx.config;
+        let text = match config.location(exchange.route_server(), exchange.route_location()) {
+            Some(LocationConfig {
+                action: Action::Return { text, .. },
+                ..
+            }) => text.as_deref(),
+            _ => None,
+        };
+        self.answer_locally(exchange, config, |out, keep_alive, head_only| {
+            (
+                status,
+                error_page::write_return(out, status, text, keep_alive, head_only),
+            )
+        })
+    }
+
+    /// Answers the status path with the loop's counters, as plain text.
+    pub(super) fn answer_status(
+        &mut self,
+        exchange: Exchange,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let counters = ctx.counters;
+        let mut text = [0u8; 512];
+        let mut cursor = Cursor::new(&mut text[..]);
+        let _ = write!(
+            cursor,
+            "connections {}\nupstream_connections {}\npooled_upstream_connections {}\n\
+             buffer_sets_lent {}\ntimers {}\naccepted {}\n",
+            counters.connections,
+            counters.upstream_connections,
+            counters.pooled_upstream_connections,
+            counters.buffer_sets_lent,
+            counters.timers,
+            counters.accepted,
+        );
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        let body = text.get(..len).unwrap_or_default();
+        self.answer_locally(exchange, ctx.config, |out, keep_alive, head_only| {
+            (
+                200,
+                error_page::write_ok(out, "text/plain", body, keep_alive, head_only),
+            )
+        })
+    }
+
+    /// Answers a failure with ferry's own response if the client has not yet
+    /// been sent a final response head; otherwise closes the connection.
+    pub(super) fn fail(
+        &mut self,
+        mut exchange: Exchange,
+        error: ProxyError,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        if exchange.response_committed() {
+            return self.abort(
+                exchange,
+                None,
+                Abort::UpstreamBroken(error.to_string()),
+                ctx,
+            );
+        }
+        let status = error.response();
+        match &error {
+            e if e.is_client_fault() => info!("#{} {e}, client: {}", ctx.slot, self.peer),
+            ProxyError::UpstreamConnect(_) => error!(
+                "#{} {error} while connecting to upstream, client: {}",
+                ctx.slot, self.peer
+            ),
+            e => warn!("#{} {e}, client: {}", ctx.slot, self.peer),
+        }
+        // Keep the connection only if the request was read whole and framed
+        // sanely; after a refused head or body the stream is not trustworthy.
+        let keep_alive = exchange.keep_alive
+            && !error.is_client_fault()
+            && exchange.request_body.fully_received()
+            && self.requests < exchange.settings(ctx.config).keepalive_requests
+            && !exchange.settings(ctx.config).keepalive_timeout.is_zero();
+        exchange.keep_alive = keep_alive;
+        // Part of an interim head may still be unsent; it cannot be taken
+        // back, so ferry's response follows it.
+        let buffers = &mut *exchange.buffers;
+        buffers.client_head.drain(..exchange.client_head_sent);
+        exchange.client_head_sent = 0;
+        let head_only = exchange.request.method == Method::Head;
+        exchange.log.body_bytes_sent =
+            status.write_to(&mut buffers.client_head, keep_alive, head_only) as u64;
+        exchange.log.status = status.status();
+        exchange.response = ResponseState::Local;
+        (Phase::WritingResponse { exchange }, true)
+    }
+
+    /// Gives up on the exchange and closes the client connection: the
+    /// client is gone, or a response already under way cannot be completed
+    /// (closing is how a truncated response is made visible).
+    pub(super) fn abort(
+        &mut self,
+        exchange: Exchange,
+        upstream: Option<UpstreamConn>,
+        reason: Abort,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        match &reason {
+            Abort::ClientGone(what) => debug!("#{} client {} {what}", ctx.slot, self.peer),
+            Abort::UpstreamBroken(what) => warn!(
+                "#{} {what}; closing the client connection {}",
+                ctx.slot, self.peer
+            ),
+        }
+        if let Some(upstream) = upstream {
+            ctx.upstreams.close(upstream);
+        }
+        let mut exchange = exchange;
+        if let Abort::ClientGone(_) = reason {
+            if !exchange.response_committed() {
+                // nginx's "client closed request".
+                exchange.log.status = 499;
+            }
+        }
+        self.log_access(&exchange, ctx);
+        ctx.buffers.give_back(exchange.buffers);
+        (Phase::Closed, true)
+    }
+
+    /// One access log line, in the route's format, from the values
+    /// captured when the head arrived and what the exchange measured.
+    pub(super) fn log_access(&self, exchange: &Exchange, ctx: &mut Context<'_>) {
+        let settings = exchange.settings(ctx.config);
+        if settings.access_log == AccessLogTarget::Off {
+            return;
+        }
+        let Some((_, format)) = ctx.config.log_formats.get(settings.log_format) else {
+            return;
+        };
+        let log = &exchange.log;
+        let connection = self.id;
+        let connection_requests = self.requests;
+        let request_time = ctx.now.saturating_duration_since(exchange.started);
+        ctx.access_log
+            .write_line(&settings.access_log, ctx.wall_clock, |times, line| {
+                let vars = ExchangeVars {
+                    status: log.status,
+                    body_bytes_sent: log.body_bytes_sent,
+                    bytes_sent: log.bytes_sent,
+                    request_length: log.request_length,
+                    request_time,
+                    time_local: times.local,
+                    time_iso8601: times.iso8601,
+                    msec: times.since_epoch,
+                    upstream_addr: exchange.peer.map(|p| p.addr),
+                    upstream_status: (log.upstream_status != 0).then_some(log.upstream_status),
+                    upstream_times: log.upstream_times(),
+                    connection,
+                    connection_requests,
+                };
+                format.render_log(&exchange.buffers.log_fields, &vars, line);
+            });
+    }
+}
+
+/// nginx adds `add_header` fields (those without `always`) to these only.
+pub(super) fn add_header_applies(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
+}

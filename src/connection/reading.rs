@@ -1,0 +1,368 @@
+//! The `ReadingRequest` phase: from the first byte of a request head to
+//! an exchange with a route and an upstream to go to.
+//!
+//! `step_reading` reads until the head is complete (or too large),
+//! `parse_request` asks `http::request` what the bytes mean, routes the
+//! request and writes the head the upstream will see, and `start_exchange`
+//! checks the body against `client_max_body_size`, answers
+//! `Expect: 100-continue` and hands over to `upstream_side.rs`. Requests
+//! ferry answers itself (`return`, `deny`, the status path) leave here for
+//! `answer.rs`.
+
+use std::time::Instant;
+
+use log::{debug, info, trace};
+
+use super::io::{read_into, IoOutcome};
+use super::phase::{self, Exchange, ExchangeLog, Phase, ResponseState, RouteRef};
+use super::relay::{BodyRelay, RelayMode};
+use super::{Connection, Context};
+use crate::buffer::BufferSet;
+use crate::config::{AccessLogTarget, Action, LocationConfig};
+use crate::error::ProxyError;
+use crate::http::error_page::ErrorResponse;
+use crate::http::error_page::CONTINUE;
+use crate::http::framing::BodyKind;
+use crate::http::headers;
+use crate::http::request::{self, Method, RequestSummary};
+use crate::http::{self as http, Version, MAX_HEADERS};
+use crate::routing;
+use crate::upstream::Tried;
+use crate::variables::RequestView;
+
+impl Connection {
+    pub(super) fn step_reading(
+        &mut self,
+        mut buffers: Box<BufferSet>,
+        searched: usize,
+        since: Instant,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let held = buffers.request.len();
+        let mut searched = searched;
+        if held > searched {
+            let max_head = ctx.config.server_settings(self.server).max_head;
+            let bytes = buffers.request.make_contiguous();
+            if http::head_may_be_complete(bytes, searched) || held >= max_head {
+                match self.parse_request(&mut buffers, ctx) {
+                    Ok(Some(parsed)) => return self.start_exchange(buffers, parsed, ctx),
+                    Ok(None) => {}
+                    Err(error) => {
+                        let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), ctx);
+                        return self.fail(exchange, error, ctx);
+                    }
+                }
+            }
+            searched = held;
+        }
+        if !self.client_ready.readable {
+            return (
+                Phase::ReadingRequest {
+                    buffers,
+                    searched,
+                    since,
+                },
+                false,
+            );
+        }
+        match read_into(
+            &mut self.client,
+            &mut self.client_ready,
+            &mut buffers.request,
+        ) {
+            IoOutcome::Progress(n) => {
+                trace!("#{} -> * {n}B", ctx.slot);
+                (
+                    Phase::ReadingRequest {
+                        buffers,
+                        searched,
+                        since,
+                    },
+                    true,
+                )
+            }
+            IoOutcome::WouldBlock if buffers.request.is_empty() => {
+                ctx.buffers.give_back(buffers);
+                (Phase::Idle { since }, true)
+            }
+            IoOutcome::WouldBlock => (
+                Phase::ReadingRequest {
+                    buffers,
+                    searched,
+                    since,
+                },
+                false,
+            ),
+            IoOutcome::Eof => {
+                if buffers.request.is_empty() {
+                    debug!("#{} client closed the connection", ctx.slot);
+                } else {
+                    info!(
+                        "#{} client {} closed the connection in the middle of a request head",
+                        ctx.slot, self.peer
+                    );
+                }
+                self.client_eof = true;
+                ctx.buffers.give_back(buffers);
+                (Phase::Closed, true)
+            }
+            IoOutcome::Failed(e) => {
+                debug!("#{} client read failed: {e}", ctx.slot);
+                ctx.buffers.give_back(buffers);
+                (Phase::Closed, true)
+            }
+        }
+    }
+
+    /// Parses the head at the front of `buffers.request` and routes it; on
+    /// success writes the upstream's head, the access log's captures and
+    /// the `add_header` lines, and consumes the client's head.
+    fn parse_request(
+        &self,
+        buffers: &mut BufferSet,
+        ctx: &Context<'_>,
+    ) -> Result<Option<ParsedRequest>, ProxyError> {
+        let BufferSet {
+            request: ring,
+            upstream_head,
+            log_fields,
+            extra_headers,
+            path: normalized,
+            ..
+        } = buffers;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let bytes = ring.make_contiguous();
+        let max_head = ctx.config.server_settings(self.server).max_head;
+        let head = match request::parse(bytes, &mut headers, max_head) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(ProxyError::Request(e)),
+        };
+
+        // Route: server by listener and Host, then location by path.
+        let config = ctx.config;
+        let host = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| h.value);
+        let server = routing::select_server(config, self.listener, host);
+        // Locations match nginx's `$uri`: decoded, dots and `//` resolved, so no
+        // spelling of a path slips past a `location` (and its access rules).
+        let origin_form = request::absolute_form(head.target).map_or(head.target, |(_, rest)| rest);
+        if routing::normalize_path(origin_form, normalized).is_err() {
+            return Err(ProxyError::Request(request::RequestError::InvalidPath));
+        }
+        let location = config
+            .servers
+            .get(server)
+            .and_then(|s| routing::select_location(s, normalized));
+        let settings = RouteRef::new(server, location).settings(config);
+        let view = RequestView {
+            method: head.method,
+            target: head.target,
+            version: head.version.as_str(),
+            headers: head.headers,
+            client: self.peer,
+            server_name: config.server_name(server),
+            server_port: config.listen.get(self.listener).map_or(0, |a| a.port()),
+        };
+
+        log_fields.clear();
+        if settings.access_log != AccessLogTarget::Off {
+            if let Some((_, format)) = config.log_formats.get(settings.log_format) {
+                format.capture(&view, log_fields);
+            }
+        }
+        extra_headers.clear();
+        let mut conditional = 0;
+        for always in [true, false] {
+            for add in settings.add_headers.iter().filter(|a| a.always == always) {
+                headers::write_rendered_field(extra_headers, &add.name, &add.value, &view);
+            }
+            if always {
+                conditional = extra_headers.len();
+            }
+        }
+
+        let target = if config.status_path.as_deref() == Some(head.target) {
+            Target::Status
+        } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip()) {
+            Target::Forbidden
+        } else {
+            match location.and_then(|l| config.location(server, l)) {
+                Some(LocationConfig {
+                    action: Action::Proxy { group, uri },
+                    matcher,
+                    ..
+                }) => {
+                    // Upstreams get origin-form: an absolute-form target's
+                    // authority becomes the Host when the client sent none.
+                    let rewritten =
+                        routing::upstream_target(origin_form, normalized, matcher, uri.as_deref());
+                    let fallback_host = request::absolute_form(head.target)
+                        .map(|(authority, _)| authority)
+                        .unwrap_or_else(|| {
+                            config.upstreams.get(*group).map_or("", |g| g.name.as_str())
+                        });
+                    let upstream_head_args = request::UpstreamHead {
+                        target: rewritten,
+                        fallback_host,
+                        set_headers: &settings.proxy_set_headers,
+                        view: &view,
+                    };
+                    request::write_upstream_head(&head, &upstream_head_args, upstream_head);
+                    Target::Upstream(*group)
+                }
+                Some(LocationConfig {
+                    action: Action::Return { status, .. },
+                    ..
+                }) => Target::Return(*status),
+                Some(LocationConfig {
+                    action: Action::NotFound,
+                    ..
+                })
+                | None => Target::NotFound,
+            }
+        };
+        let key_hash = match target {
+            Target::Upstream(group) => match config.upstreams.get(group).map(|g| &g.balance) {
+                Some(crate::config::Balance::Hash { key, .. }) => key.hash(&view),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        let parsed = ParsedRequest {
+            summary: head.summary,
+            server,
+            location,
+            target,
+            key_hash,
+            always_headers_end: u32::try_from(conditional).unwrap_or(0),
+            head_len: head.head_len,
+        };
+        let head_len = head.head_len;
+        ring.consume(head_len);
+        Ok(Some(parsed))
+    }
+
+    pub(super) fn new_exchange(
+        &self,
+        buffers: Box<BufferSet>,
+        request: RequestSummary,
+        ctx: &Context<'_>,
+    ) -> Exchange {
+        Exchange {
+            buffers,
+            request,
+            started: ctx.now,
+            request_body: BodyRelay::new(request.body, RelayMode::AsReceived),
+            upstream_head_sent: 0,
+            client_head_sent: 0,
+            response: ResponseState::AwaitingHead,
+            keep_alive: request.keep_alive,
+            sent_continue: false,
+            reused_upstream: false,
+            retried: false,
+            response_started: false,
+            upstream_write_failed: false,
+            waits: phase::Waits::default(),
+            route: RouteRef::default(),
+            group: 0,
+            peer: None,
+            tried: Tried::default(),
+            key_hash: 0,
+            body_sent: false,
+            always_headers_end: 0,
+            log: ExchangeLog::default(),
+        }
+    }
+
+    /// A valid head arrived: check its body against the limit, answer
+    /// `Expect: 100-continue`, and get an upstream connection.
+    fn start_exchange(
+        &mut self,
+        buffers: Box<BufferSet>,
+        parsed: ParsedRequest,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        self.requests += 1;
+        self.server = parsed.server;
+        let summary = parsed.summary;
+        let mut exchange = self.new_exchange(buffers, summary, ctx);
+        exchange.always_headers_end = parsed.always_headers_end;
+        exchange.log.request_length = parsed.head_len as u64;
+        exchange.route = RouteRef::new(parsed.server, parsed.location);
+        let group = match parsed.target {
+            Target::Upstream(group) => group,
+            Target::Status => return self.answer_status(exchange, ctx),
+            Target::Return(status) => return self.answer_return(exchange, status, ctx),
+            Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
+            Target::Forbidden => {
+                info!(
+                    "#{} access forbidden by rule, client: {}",
+                    ctx.slot, self.peer
+                );
+                return self.answer_page(exchange, ErrorResponse::Forbidden, ctx);
+            }
+        };
+        exchange.group = u32::try_from(group).unwrap_or(u32::MAX);
+        debug!("#{} request {} from {}", ctx.slot, self.requests, self.peer);
+        let limit = exchange.settings(ctx.config).client_max_body_size;
+        if let BodyKind::Length(length) = summary.body {
+            if limit != 0 && length > limit {
+                return self.fail(exchange, ProxyError::BodyTooLarge { limit }, ctx);
+            }
+        }
+        if summary.expect_continue && exchange.buffers.request.is_empty() {
+            exchange.buffers.client_head.extend_from_slice(CONTINUE);
+            exchange.sent_continue = true;
+        }
+        exchange.key_hash = parsed.key_hash;
+        self.choose_upstream(exchange, None, ctx)
+    }
+}
+
+/// A request head accepted by `parse_request`, routed.
+struct ParsedRequest {
+    summary: RequestSummary,
+    server: usize,
+    location: Option<usize>,
+    target: Target,
+    /// The `hash` key's hash, for groups that balance by one.
+    key_hash: u32,
+    /// `add_header … always` lines end here in `extra_headers`; the rest
+    /// apply to 2xx and 3xx only.
+    always_headers_end: u32,
+    /// The client's head, in bytes (`$request_length` starts with it).
+    head_len: usize,
+}
+
+/// Where a routed request goes.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// The upstream group with this index (head already written).
+    Upstream(usize),
+    /// `return CODE …` of the location.
+    Return(u16),
+    /// No location, or one with nothing to do.
+    NotFound,
+    /// `deny` matched the client.
+    Forbidden,
+    /// The configured status path.
+    Status,
+}
+
+impl RequestSummary {
+    /// Stands in for a request whose head could not be parsed.
+    pub(super) fn unparsed() -> RequestSummary {
+        RequestSummary {
+            method: Method::Other,
+            version: Version::Http11,
+            body: BodyKind::Empty,
+            keep_alive: false,
+            expect_continue: false,
+            upgrade: false,
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The upstream side of an exchange: choosing a server, connecting to it,
+//! retrying on another one, and ending the connection to it.
+//!
+//! This is the one place to read for "what happens when the upstream
+//! refuses the connection": `step_connecting` sees the refusal,
+//! `upstream_failed` decides between `next_upstream` (another server, per
+//! `proxy_next_upstream`) and a 502 through `Connection::fail`. When a
+//! response is complete, `upstream_done` decides whether the connection
+//! goes back to the keep-alive pool.
+
+use std::io::ErrorKind;
+
+use log::{debug, error, trace, warn};
+
+use super::io::Readiness;
+use super::phase::{Exchange, Mark, Phase, ResponseState};
+use super::{Abort, Connection, Context};
+use crate::config::next_upstream;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::upstream::{Peer, UpstreamConn};
+
+impl Connection {
+    /// Picks a server of the exchange's group (skipping those already
+    /// tried) and gets a connection to it: pooled, or a new one. `last_error`
+    /// is what made the previous server fail, reported if none is left.
+    pub(super) fn choose_upstream(
+        &mut self,
+        mut exchange: Exchange,
+        last_error: Option<ProxyError>,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let client = self.peer.ip();
+        let picked = ctx.upstreams.pick(
+            ctx.config,
+            exchange.group as usize,
+            client,
+            exchange.key_hash,
+            ctx.now,
+            exchange.tried,
+        );
+        let Some(peer) = picked else {
+            let error = last_error.unwrap_or(ProxyError::NoLiveUpstreams);
+            if let ProxyError::NoLiveUpstreams = error {
+                let name = ctx
+                    .config
+                    .upstreams
+                    .get(exchange.group as usize)
+                    .map_or("", |g| g.name.as_str());
+                error!(
+                    "#{} no live upstreams while connecting to upstream \"{name}\", client: {}",
+                    ctx.slot, self.peer
+                );
+            }
+            return self.fail(exchange, error, ctx);
+        };
+        exchange.tried.add(peer.server as usize);
+        exchange.peer = Some(peer);
+        exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
+        if let Some(upstream) = ctx.upstreams.checkout(peer, ctx.slot) {
+            debug!(
+                "#{}/upstream reusing a pooled connection to {}",
+                ctx.slot, peer.addr
+            );
+            exchange.reused_upstream = true;
+            exchange.log.connected = exchange.log.connect_started;
+            return (Phase::Forwarding { exchange, upstream }, true);
+        }
+        self.connect_upstream(exchange, peer, ctx)
+    }
+
+    fn connect_upstream(
+        &mut self,
+        exchange: Exchange,
+        peer: Peer,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        match ctx.upstreams.connect(peer, ctx.slot, ctx.registry, ctx.now) {
+            Ok(upstream) => {
+                debug!("#{}/upstream connecting to {}", ctx.slot, peer.addr);
+                (Phase::ConnectingUpstream { exchange, upstream }, true)
+            }
+            Err(e) => self.next_upstream(
+                exchange,
+                ProxyError::UpstreamConnect(e),
+                next_upstream::ERROR,
+                ctx,
+            ),
+        }
+    }
+
+    /// The chosen server failed before its response reached the client:
+    /// count the failure, then try the next server if `proxy_next_upstream`
+    /// allows it for `condition`, or answer with `error`.
+    ///
+    /// nginx's rules: never once a response byte went to the client; for a
+    /// request already sent, never if it is not idempotent (unless
+    /// `non_idempotent`); at most `proxy_next_upstream_tries` servers. And
+    /// ferry's own: never once body bytes were streamed, since it does not
+    /// keep them.
+    pub(super) fn next_upstream(
+        &mut self,
+        mut exchange: Exchange,
+        error: ProxyError,
+        condition: u16,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let counts_as_failure = condition
+            & (next_upstream::ERROR | next_upstream::TIMEOUT | next_upstream::INVALID_HEADER)
+            != 0;
+        if let (Some(peer), true) = (exchange.peer, counts_as_failure) {
+            ctx.upstreams.failed(ctx.config, peer, ctx.now);
+        }
+        if !next_upstream_allowed(&exchange, condition, ctx.config) {
+            return self.fail(exchange, error, ctx);
+        }
+        match &error {
+            ProxyError::UpstreamConnect(_) => {
+                error!(
+                    "#{} {error} while connecting to upstream, client: {}; trying the next one",
+                    ctx.slot, self.peer
+                )
+            }
+            _ => warn!(
+                "#{} {error}, client: {}; trying the next upstream",
+                ctx.slot, self.peer
+            ),
+        }
+        exchange.upstream_head_sent = 0;
+        exchange.upstream_write_failed = false;
+        exchange.response_started = false;
+        exchange.reused_upstream = false;
+        exchange.response = ResponseState::AwaitingHead;
+        exchange.log.status = 0;
+        exchange.buffers.response.clear();
+        self.choose_upstream(exchange, Some(error), ctx)
+    }
+
+    pub(super) fn step_connecting(
+        &mut self,
+        mut exchange: Exchange,
+        mut upstream: UpstreamConn,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        // While the connect is in flight, the client may get its
+        // `100 Continue` and start sending the body.
+        let progress = match self.pump_client(&mut exchange, ctx) {
+            Ok(progress) => progress,
+            Err(abort) => return self.abort(exchange, Some(upstream), abort, ctx),
+        };
+        if !upstream.ready.writable && !upstream.ready.readable {
+            return (Phase::ConnectingUpstream { exchange, upstream }, progress);
+        }
+        // mio: a writable event after connect() means done or failed;
+        // take_error() tells which, peer_addr() rules out a spurious wakeup.
+        let result = match upstream.stream.take_error() {
+            Ok(None) => upstream.stream.peer_addr().map(|_| ()),
+            Ok(Some(e)) | Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                if let Err(e) = upstream.stream.set_nodelay(true) {
+                    debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
+                }
+                exchange.log.connected = Mark::at(exchange.started, ctx.now);
+                debug!("#{}/upstream connected to {}", ctx.slot, upstream.addr);
+                (Phase::Forwarding { exchange, upstream }, true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotConnected || e.kind() == ErrorKind::WouldBlock => {
+                upstream.ready = Readiness::default();
+                (Phase::ConnectingUpstream { exchange, upstream }, progress)
+            }
+            Err(e) => {
+                ctx.upstreams.close(upstream);
+                self.next_upstream(
+                    exchange,
+                    ProxyError::UpstreamConnect(e),
+                    next_upstream::ERROR,
+                    ctx,
+                )
+            }
+        }
+    }
+
+    /// The response has been fully received: pool the upstream connection if
+    /// the exchange ended exactly on its framing boundary, close it otherwise.
+    pub(super) fn upstream_done(
+        &self,
+        exchange: &mut Exchange,
+        mut upstream: UpstreamConn,
+        reusable: bool,
+        ctx: &mut Context<'_>,
+    ) {
+        exchange.log.response_received = Mark::at(exchange.started, ctx.now);
+        let relay_ready = match &exchange.response {
+            ResponseState::Body { relay, .. } => relay.ready(),
+            _ => 0,
+        };
+        let stray_bytes = exchange.buffers.response.len() > relay_ready;
+        let request_sent = exchange.request_body.is_complete()
+            && exchange.upstream_head_sent == exchange.buffers.upstream_head.len()
+            && !exchange.upstream_write_failed;
+        if !exchange.request_body.fully_received() {
+            // The upstream answered before the whole body arrived; the rest
+            // of it would be read as the next request.
+            exchange.keep_alive = false;
+        }
+        if stray_bytes {
+            warn!(
+                "#{} upstream {} sent bytes after the end of its response; closing that connection",
+                ctx.slot, upstream.addr
+            );
+        }
+        // A FIN already seen means the upstream is closing this connection.
+        if reusable && request_sent && !stray_bytes && !upstream.ready.read_closed {
+            upstream.requests += 1;
+            trace!("#{}/upstream back to the idle pool", ctx.slot);
+            ctx.upstreams.check_in(ctx.config, upstream, ctx.now);
+        } else {
+            debug!(
+                "#{}/upstream closing connection to {}",
+                ctx.slot, upstream.addr
+            );
+            ctx.upstreams.close(upstream);
+        }
+    }
+
+    /// The upstream closed (`error` is `None`) or broke its connection.
+    pub(super) fn upstream_ended(
+        &mut self,
+        mut exchange: Exchange,
+        upstream: UpstreamConn,
+        error: Option<std::io::Error>,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let clean_end = match &mut exchange.response {
+            ResponseState::Body { relay, .. } => error.is_none() && relay.finish_on_eof().is_ok(),
+            _ => false,
+        };
+        match &mut exchange.response {
+            ResponseState::Body { .. } if clean_end => {
+                // A close-delimited body ends here; the client connection
+                // closes after it (it was never keep-alive).
+                self.upstream_done(&mut exchange, upstream, false, ctx);
+                (Phase::WritingResponse { exchange }, true)
+            }
+            ResponseState::Body { relay, .. } => {
+                let reason = match error {
+                    Some(e) => format!(
+                        "upstream failed after {} body bytes: {e}",
+                        relay.data_seen()
+                    ),
+                    None => format!(
+                        "upstream closed the connection after {} body bytes",
+                        relay.data_seen()
+                    ),
+                };
+                self.abort(exchange, Some(upstream), Abort::UpstreamBroken(reason), ctx)
+            }
+            ResponseState::AwaitingHead | ResponseState::Local | ResponseState::Switching => {
+                ctx.upstreams.close(upstream);
+                self.upstream_failed(exchange, ProxyError::UpstreamClosedEarly(error), ctx)
+            }
+        }
+    }
+
+    /// The upstream failed before sending a response head: retry once on a
+    /// fresh connection if that is safe, otherwise answer 502.
+    fn upstream_failed(
+        &mut self,
+        mut exchange: Exchange,
+        error: ProxyError,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        if let (true, Some(peer)) = (exchange.can_retry(), exchange.peer) {
+            // The keep-alive race: the server closed an idle connection as
+            // we reused it. Not the server's failure: same server, new
+            // connection.
+            debug!(
+                "#{} pooled upstream connection failed ({error}); retrying on a new one",
+                ctx.slot
+            );
+            exchange.retried = true;
+            exchange.reused_upstream = false;
+            exchange.upstream_head_sent = 0;
+            exchange.upstream_write_failed = false;
+            exchange.buffers.response.clear();
+            exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
+            return self.connect_upstream(exchange, peer, ctx);
+        }
+        self.next_upstream(exchange, error, next_upstream::ERROR, ctx)
+    }
+}
+
+/// Whether `proxy_next_upstream` lets the exchange move to another server
+/// after a failure of kind `condition` (see `Connection::next_upstream`).
+pub(super) fn next_upstream_allowed(exchange: &Exchange, condition: u16, config: &Config) -> bool {
+    let settings = exchange.settings(config);
+    let sent = exchange.upstream_head_sent > 0;
+    settings.next_upstream & condition != 0
+        && (settings.next_upstream_tries == 0
+            || exchange.tried.count() < settings.next_upstream_tries)
+        && !exchange.response_committed()
+        && !exchange.body_sent
+        && (!sent
+            || exchange.request.method.is_idempotent()
+            || settings.next_upstream & next_upstream::NON_IDEMPOTENT != 0)
+}
