@@ -57,6 +57,7 @@ impl ProxyError {
                 | RequestError::MissingHost
                 | RequestError::DuplicateHost
                 | RequestError::HostMismatch
+                | RequestError::InvalidTargetHost
                 | RequestError::InvalidHost
                 | RequestError::InvalidPath => ErrorResponse::BadRequest,
             },

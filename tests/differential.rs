@@ -79,6 +79,12 @@ fn corpus() -> Vec<(&'static str, String)> {
         ("no host 1.0", "GET PATH HTTP/1.0\r\n\r\n".to_string()),
         ("two hosts", "GET PATH HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_string()),
         ("host mismatch absolute", "GET http://a.test/PATHX HTTP/1.1\r\nHost: b.test\r\n\r\n".to_string()),
+        ("absolute empty host", "GET http://PATH HTTP/1.0\r\n\r\n".to_string()),
+        ("absolute userinfo", "GET http://u@hPATH HTTP/1.0\r\n\r\n".to_string()),
+        ("absolute port", "GET http://h:8080PATH HTTP/1.0\r\n\r\n".to_string()),
+        ("absolute bad port", "GET http://h:8xPATH HTTP/1.0\r\n\r\n".to_string()),
+        ("absolute ipv6", "GET http://[::1]PATH HTTP/1.0\r\n\r\n".to_string()),
+        ("absolute query only", "GET http://?PATH HTTP/1.0\r\n\r\n".to_string()),
         ("host with space", "GET PATH HTTP/1.1\r\nHost: a b\r\n\r\n".to_string()),
         ("host with slash", "GET PATH HTTP/1.1\r\nHost: a/b\r\n\r\n".to_string()),
         // Request line.

@@ -99,6 +99,9 @@ pub enum RequestError {
     Connect,
     /// An absolute-form target whose host differs from `Host`.
     HostMismatch,
+    /// An absolute-form target with an empty or malformed host
+    /// (`http://?`, `http://user@host/`): RFC 9110 §4.2.1 says reject.
+    InvalidTargetHost,
     /// A `Host` nginx would refuse: empty, with spaces, controls, `/`, `\`
     /// or `..`.
     InvalidHost,
@@ -126,6 +129,7 @@ impl fmt::Display for RequestError {
             }
             RequestError::InvalidPath => f.write_str("invalid path in the request-target"),
             RequestError::InvalidHost => f.write_str("invalid Host header"),
+            RequestError::InvalidTargetHost => f.write_str("invalid host in the request target"),
         }
     }
 }
@@ -182,6 +186,9 @@ pub fn parse<'h, 'b>(
         .filter(|h| h.name.eq_ignore_ascii_case("host"))
         .count();
     if let Some((authority, _)) = absolute_form(target) {
+        if !valid_authority(authority) {
+            return Err(RequestError::InvalidTargetHost);
+        }
         let host = headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("host"))
@@ -271,6 +278,37 @@ fn valid_host(host: &[u8]) -> bool {
         && host
             .iter()
             .all(|&b| b > 0x20 && b != 0x7f && b != b'/' && b != b'\\')
+}
+
+/// The authority of an absolute-form target: a host name, IPv4 address or
+/// bracketed IPv6 literal, with an optional port. Stricter than RFC 3986
+/// (no user info, no percent-escapes), as nginx's request-line parser is.
+fn valid_authority(authority: &str) -> bool {
+    if let Some(literal) = authority.strip_prefix('[') {
+        let Some((address, after)) = literal.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(valid_port);
+        return port_ok
+            && !address.is_empty()
+            && address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+    }
+    let (host, port_ok) = match authority.split_once(':') {
+        Some((host, port)) => (host, valid_port(port)),
+        None => (authority, true),
+    };
+    port_ok
+        && !host.is_empty()
+        && !host.contains("..")
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+}
+
+fn valid_port(digits: &str) -> bool {
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The bytes between the end of a field value (a slice of `buf`, as
@@ -666,6 +704,23 @@ mod tests {
         assert!(matches!(
             parse(many, &mut headers, 100),
             Err(RequestError::HeadTooLarge)
+        ));
+    }
+
+    #[test]
+    fn absolute_form_needs_a_host_nginx_would_take() {
+        for authority in ["h", "h:80", "a-b.c_d", "10.0.0.1:8080", "[::1]", "[::1]:80"] {
+            assert!(valid_authority(authority), "{authority}");
+        }
+        for authority in [
+            "", ":80", "h:", "h:8x", "u@h", "h%41", "a..b", "[::1", "[]", "[::1]x",
+        ] {
+            assert!(!valid_authority(authority), "{authority}");
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert!(matches!(
+            parse(b"C http://? HTTP/1.0\r\n\r\n", &mut headers, 8192),
+            Err(RequestError::InvalidTargetHost)
         ));
     }
 
