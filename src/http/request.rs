@@ -284,6 +284,10 @@ fn valid_host(host: &[u8]) -> bool {
 /// bracketed IPv6 literal, with an optional port. Stricter than RFC 3986
 /// (no user info, no percent-escapes), as nginx's request-line parser is.
 fn valid_authority(authority: &str) -> bool {
+    // It becomes the upstream's Host when the client sent none.
+    if !valid_host(authority.as_bytes()) {
+        return false;
+    }
     if let Some(literal) = authority.strip_prefix('[') {
         let Some((address, after)) = literal.split_once(']') else {
             return false;
@@ -713,7 +717,7 @@ mod tests {
             assert!(valid_authority(authority), "{authority}");
         }
         for authority in [
-            "", ":80", "h:", "h:8x", "u@h", "h%41", "a..b", "[::1", "[]", "[::1]x",
+            "", ":80", "h:", "h:8x", "u@h", "h%41", "a..b", "[::1", "[]", "[::1]x", "[1..2]",
         ] {
             assert!(!valid_authority(authority), "{authority}");
         }
