@@ -29,7 +29,7 @@ use slab::Slab;
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::connection::{Connection, Context, Counters, Driven};
+use crate::connection::{Activity, Connection, Context, Counters, Driven};
 use crate::log::AccessLog;
 use crate::timer::{TimerEntry, Timers};
 use crate::token::{Side, SocketName, Target};
@@ -69,6 +69,8 @@ pub struct EventLoop {
     access_log: AccessLog,
     config: Config,
     next_connection_id: u64,
+    /// stub_status's requests, Reading and Writing.
+    activity: Activity,
     /// Connections that yielded with work left.
     again: Vec<usize>,
     /// Idle connections waiting for a buffer set, in arrival order.
@@ -109,6 +111,7 @@ impl EventLoop {
             access_log: AccessLog::open(&config.access_logs()).map_err(StartError::AccessLog)?,
             config,
             next_connection_id: 0,
+            activity: Activity::default(),
             again: Vec::new(),
             buffer_waiters: VecDeque::new(),
             accept_paused: false,
@@ -341,6 +344,7 @@ impl EventLoop {
             upstreams: &mut self.upstreams,
             access_log: &mut self.access_log,
             counters,
+            activity: &mut self.activity,
         };
         match connection.drive(&mut ctx) {
             Driven::Closed => {
@@ -385,6 +389,7 @@ impl EventLoop {
                         upstreams: &mut self.upstreams,
                         access_log: &mut self.access_log,
                         counters: Counters::default(),
+                        activity: &mut self.activity,
                     };
                     connection.on_deadline(&mut ctx);
                     self.drive(entry.slot, now, wall_clock);

@@ -128,6 +128,8 @@ const SPECS: &[Spec] = &[
     spec("server_name", &[Server], Arity::AtLeast(1), false),
     spec("location", &[Server, Location], Arity::Between(1, 2), true),
     spec("return", &[Server, Location], Arity::Between(1, 2), false),
+    // nginx also takes it at server level and ignores its argument.
+    spec("stub_status", &[Location], Arity::Between(0, 1), false),
     spec("allow", HSL, Arity::Exactly(1), false),
     spec("deny", HSL, Arity::Exactly(1), false),
     // upstream
@@ -514,8 +516,17 @@ fn build_location(
     let inherited = settings(block, config)?.over(outer);
     let proxy_pass = block.iter().find(|d| d.name == "proxy_pass");
     let returns = block.iter().find(|d| d.name == "return");
+    let stub_status = block.iter().find(|d| d.name == "stub_status");
+    if let (Some(directive), Some(_)) = (stub_status, proxy_pass) {
+        // nginx lets the later of the two win; ferry refuses to guess.
+        return Err(ConfigError::at(
+            "\"stub_status\" and \"proxy_pass\" in one location are not supported",
+            directive.location(),
+        ));
+    }
     let action = match (returns, proxy_pass) {
         (Some(directive), _) => return_action(directive)?,
+        (None, _) if stub_status.is_some() => Action::StubStatus,
         (None, Some(directive)) => {
             let (group, uri) = proxy_target(directive, &matcher, config)?;
             Action::Proxy { group, uri }

@@ -313,6 +313,8 @@ pub enum Action {
     Proxy { group: usize, uri: Option<String> },
     /// `return CODE [TEXT|URL]`.
     Return { status: u16, text: Option<String> },
+    /// `stub_status`: nginx's connection and request counters.
+    StubStatus,
     /// Neither: nginx would look for a file; ferry answers 404.
     NotFound,
 }

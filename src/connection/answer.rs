@@ -11,7 +11,7 @@ use std::io::{Cursor, Write};
 
 use log::{debug, error, info, warn};
 
-use super::phase::{Direction, Exchange, Phase, ResponseState};
+use super::phase::{Busy, Direction, Exchange, Phase, ResponseState};
 use super::{Abort, Connection, Context};
 use crate::config::next_upstream;
 use crate::config::{AccessLogTarget, Action, Config, LocationConfig};
@@ -144,8 +144,48 @@ impl Connection {
             counters.accepted,
         );
         let len = usize::try_from(cursor.position()).unwrap_or(0);
-        let body = text.get(..len).unwrap_or_default();
-        self.answer_locally(exchange, ctx.config, |out, keep_alive, head_only| {
+        self.answer_text(exchange, text.get(..len).unwrap_or_default(), ctx.config)
+    }
+
+    /// nginx's `stub_status` page, to the byte, so that exporters and
+    /// dashboards written for nginx read it. This request counts as
+    /// Writing, as in nginx.
+    pub(super) fn answer_stub_status(
+        &mut self,
+        exchange: Exchange,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        if !matches!(exchange.request.method, Method::Get | Method::Head) {
+            return self.answer_page(exchange, ErrorResponse::MethodNotAllowed, ctx);
+        }
+        let activity = &*ctx.activity;
+        let (mut reading, mut writing) = (activity.reading, activity.writing);
+        match self.counted_as {
+            Busy::Reading => reading = reading.saturating_sub(1),
+            Busy::Writing => writing = writing.saturating_sub(1),
+            Busy::Waiting => {}
+        }
+        writing += 1;
+        let active = ctx.counters.connections;
+        let accepted = ctx.counters.accepted;
+        let mut text = [0u8; 256];
+        let mut cursor = Cursor::new(&mut text[..]);
+        // ferry never drops an accepted connection for lack of room (it
+        // stops accepting instead), so handled always equals accepts.
+        let _ = write!(
+            cursor,
+            "Active connections: {active} \nserver accepts handled requests\n {accepted} {accepted} {} \n\
+             Reading: {reading} Writing: {writing} Waiting: {} \n",
+            activity.requests,
+            active.saturating_sub(reading + writing),
+        );
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        self.answer_text(exchange, text.get(..len).unwrap_or_default(), ctx.config)
+    }
+
+    /// A 200 with a plain-text body.
+    fn answer_text(&mut self, exchange: Exchange, body: &[u8], config: &Config) -> (Phase, bool) {
+        self.answer_locally(exchange, config, |out, keep_alive, head_only| {
             (
                 200,
                 error_page::write_ok(out, "text/plain", body, keep_alive, head_only),

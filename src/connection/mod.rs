@@ -37,7 +37,7 @@ use mio::Registry;
 
 use self::answer::add_header_applies;
 use self::io::{discard, read_into, write_out, IoOutcome, Readiness};
-use self::phase::{Direction, Exchange, Mark, Phase, ResponseState, TunnelState};
+use self::phase::{Busy, Direction, Exchange, Mark, Phase, ResponseState, TunnelState};
 use self::relay::{BodyRelay, RelayMode};
 use self::upstream_side::next_upstream_allowed;
 use crate::buffer::{BufferPool, BufferSet};
@@ -68,6 +68,30 @@ pub struct Context<'a> {
     pub upstreams: &'a mut Upstreams,
     pub access_log: &'a mut AccessLog,
     pub counters: Counters,
+    pub activity: &'a mut Activity,
+}
+
+/// What `stub_status` reports beyond the slab's size, kept current as
+/// connections change phase (counted once per `drive`, not per step).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Activity {
+    /// Requests begun since start, nginx's `requests`.
+    pub requests: u64,
+    /// Connections reading a request head.
+    pub reading: usize,
+    /// Connections with a request in progress.
+    pub writing: usize,
+}
+
+impl Activity {
+    fn count(&mut self, busy: Busy, by: isize) {
+        let counter = match busy {
+            Busy::Reading => &mut self.reading,
+            Busy::Writing => &mut self.writing,
+            Busy::Waiting => return,
+        };
+        *counter = counter.saturating_add_signed(by);
+    }
 }
 
 /// The loop's counters, as the status path shows them.
@@ -105,6 +129,8 @@ pub struct Connection {
     requests: u32,
     /// In the loop's queue of connections waiting for a buffer set.
     waiting_for_buffers: bool,
+    /// Where `Activity` counts it (updated by `recount`).
+    counted_as: Busy,
     /// The listening socket it came in on, for routing by address.
     listener: usize,
     /// The server of its last request (at first, the listener's default),
@@ -141,6 +167,7 @@ impl Connection {
             client_eof: false,
             requests: 0,
             waiting_for_buffers: false,
+            counted_as: Busy::Waiting,
             listener,
             server,
             scheduled: None,
@@ -323,6 +350,12 @@ impl Connection {
 
     /// Runs the state machine until it waits, with a cap for fairness.
     pub fn drive(&mut self, ctx: &mut Context<'_>) -> Driven {
+        let driven = self.run_steps(ctx);
+        self.recount(ctx.activity);
+        driven
+    }
+
+    fn run_steps(&mut self, ctx: &mut Context<'_>) -> Driven {
         for _ in 0..STEPS_PER_DRIVE {
             let phase = mem::replace(&mut self.phase, Phase::Closed);
             let from = phase.name();
@@ -354,6 +387,18 @@ impl Connection {
     pub fn close_now(&mut self, ctx: &mut Context<'_>) {
         let phase = mem::replace(&mut self.phase, Phase::Closed);
         self.release(phase, ctx);
+        self.recount(ctx.activity);
+    }
+
+    /// Moves this connection between `stub_status`'s Reading, Writing and
+    /// Waiting counts if its phase moved it.
+    fn recount(&mut self, activity: &mut Activity) {
+        let busy = self.phase.busy();
+        if busy != self.counted_as {
+            activity.count(self.counted_as, -1);
+            activity.count(busy, 1);
+            self.counted_as = busy;
+        }
     }
 
     fn release(&mut self, phase: Phase, ctx: &mut Context<'_>) {
@@ -848,6 +893,7 @@ impl Connection {
                 return (Phase::Idle { since: ctx.now }, true);
             }
             // A pipelined request is already here: its head is timed from now.
+            ctx.activity.requests += 1;
             return (
                 Phase::ReadingRequest {
                     buffers,

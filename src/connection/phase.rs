@@ -76,7 +76,28 @@ pub enum Phase {
     Closed,
 }
 
+/// How `stub_status` counts a connection (see `Phase::busy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    Reading,
+    Writing,
+    Waiting,
+}
+
 impl Phase {
+    /// nginx's stub_status classes: reading a request head, working on a
+    /// request, or waiting for one.
+    pub fn busy(&self) -> Busy {
+        match self {
+            Phase::ReadingRequest { .. } => Busy::Reading,
+            Phase::ConnectingUpstream { .. }
+            | Phase::Forwarding { .. }
+            | Phase::WritingResponse { .. }
+            | Phase::Tunnel { .. } => Busy::Writing,
+            Phase::Idle { .. } | Phase::Lingering { .. } | Phase::Closed => Busy::Waiting,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Phase::Idle { .. } => "Idle",

@@ -72,6 +72,10 @@ impl Connection {
         ) {
             IoOutcome::Progress(n) => {
                 trace!("#{} -> * {n}B", ctx.slot);
+                if held == 0 {
+                    // nginx counts a request from its first byte.
+                    ctx.activity.requests += 1;
+                }
                 (
                     Phase::ReadingRequest {
                         buffers,
@@ -219,6 +223,10 @@ impl Connection {
                     ..
                 }) => Target::Return(*status),
                 Some(LocationConfig {
+                    action: Action::StubStatus,
+                    ..
+                }) => Target::StubStatus,
+                Some(LocationConfig {
                     action: Action::NotFound,
                     ..
                 })
@@ -296,6 +304,7 @@ impl Connection {
         let group = match parsed.target {
             Target::Upstream(group) => group,
             Target::Status => return self.answer_status(exchange, ctx),
+            Target::StubStatus => return self.answer_stub_status(exchange, ctx),
             Target::Return(status) => return self.answer_return(exchange, status, ctx),
             Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
             Target::Forbidden => {
@@ -351,6 +360,8 @@ enum Target {
     Forbidden,
     /// The configured status path.
     Status,
+    /// A location with `stub_status`.
+    StubStatus,
 }
 
 impl RequestSummary {
