@@ -8,8 +8,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::*;
 
@@ -111,52 +110,6 @@ fn corpus() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// nginx as a proxy in front of `origin`, on a free port.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: std::path::PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_nginx(nginx: &str, origin: std::net::SocketAddr) -> Nginx {
-    let dir = std::env::temp_dir().join(format!("ferry-differential-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let config = format!(
-        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {dir};\n proxy_temp_path {dir};\n\
-         server {{ listen 127.0.0.1:{port};\n location / {{ proxy_pass http://{origin}; proxy_http_version 1.1; }} }}\n}}\n",
-        dir = dir.display()
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(nginx)
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
 /// Sends `raw`, returns the first status line's code (0: none) once the
 /// peer answered and closed or went quiet.
 fn send(port: u16, raw: &str) -> u16 {
@@ -186,7 +139,14 @@ fn ferry_is_at_least_as_strict_as_nginx() {
         return;
     };
     let origin = Origin::standard();
-    let nginx = start_nginx(&nginx, origin.addr);
+    let nginx = Nginx::start(
+        &nginx,
+        "differential",
+        &format!(
+            "location / {{ proxy_pass http://{}; proxy_http_version 1.1; }}",
+            origin.addr
+        ),
+    );
     let ferry = Ferry::start(origin.addr, &["--access-log", "off"]);
     let cases = corpus();
     assert!(cases.len() >= 60, "{} cases", cases.len());

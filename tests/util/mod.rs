@@ -803,3 +803,49 @@ impl Ferry {
         Duration::from_millis(ticks * 10)
     }
 }
+
+/// nginx itself, for tests that compare: one worker, no daemon, one server
+/// on a free port whose block holds `server_body`.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    pub fn start(nginx: &str, name: &str, server_body: &str) -> Nginx {
+        let dir = std::env::temp_dir().join(format!("ferry-nginx-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let config = format!(
+            "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\n\
+             error_log {dir}/error.log;\nevents {{ worker_connections 256; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {dir};\n proxy_temp_path {dir};\n\
+             server {{ listen 127.0.0.1:{port};\n{server_body} }}\n}}\n",
+            dir = dir.display()
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
