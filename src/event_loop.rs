@@ -22,9 +22,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, error, trace};
+use log::{debug, error, info, trace};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::buffer::BufferPool;
@@ -47,6 +49,7 @@ pub enum StartError {
     Poll(io::Error),
     Listen(SocketAddr, io::Error),
     AccessLog(io::Error),
+    Signals(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -55,13 +58,40 @@ impl fmt::Display for StartError {
             StartError::Poll(e) => write!(f, "cannot create the event poll: {e}"),
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::AccessLog(e) => write!(f, "cannot open the access log: {e}"),
+            StartError::Signals(e) => write!(f, "cannot receive signals: {e}"),
         }
     }
+}
+
+/// A `Context` for the connection in `$slot`, borrowing the loop's parts
+/// field by field (a method could not: the connection is borrowed too).
+macro_rules! context {
+    ($loop:ident, $slot:expr, $now:expr, $wall_clock:expr, $counters:expr) => {
+        Context {
+            slot: $slot,
+            now: $now,
+            wall_clock: $wall_clock,
+            registry: $loop.poll.registry(),
+            config: &$loop.config,
+            buffers: &mut $loop.buffers,
+            buffer_waiters: &mut $loop.buffer_waiters,
+            upstreams: &mut $loop.upstreams,
+            access_log: &mut $loop.access_log,
+            counters: $counters,
+            activity: &mut $loop.activity,
+        }
+    };
 }
 
 pub struct EventLoop {
     poll: Poll,
     listeners: Vec<TcpListener>,
+    /// SIGINT, SIGQUIT and SIGTERM, delivered as readiness (never handled
+    /// inside a signal handler).
+    signals: Signals,
+    /// SIGQUIT arrived at this time: no more accepting, closing when the
+    /// last connection is done.
+    draining_since: Option<Instant>,
     connections: Slab<Connection>,
     upstreams: Upstreams,
     buffers: BufferPool,
@@ -97,9 +127,15 @@ impl EventLoop {
                 .map_err(|e| StartError::Listen(*addr, e))?;
             listeners.push(listener);
         }
+        let mut signals = Signals::new([SIGINT, SIGQUIT, SIGTERM]).map_err(StartError::Signals)?;
+        poll.registry()
+            .register(&mut signals, Target::Signals.token(), Interest::READABLE)
+            .map_err(StartError::Signals)?;
         Ok(EventLoop {
             poll,
             listeners,
+            signals,
+            draining_since: None,
             connections: Slab::new(),
             upstreams: Upstreams::new(&config),
             buffers: BufferPool::new(
@@ -128,7 +164,7 @@ impl EventLoop {
             .collect()
     }
 
-    /// Runs until the poll itself fails.
+    /// Runs until a shutdown signal's work is done, or the poll fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
@@ -143,6 +179,12 @@ impl EventLoop {
             for event in events.iter() {
                 match Target::from_token(event.token()) {
                     Some(Target::Listener { index }) => self.accept(index, now),
+                    Some(Target::Signals) => {
+                        if self.on_signals(now, wall_clock) == Stop::Now {
+                            self.access_log.flush();
+                            return Ok(());
+                        }
+                    }
                     Some(Target::Client { slot }) => {
                         if let Some(connection) = self.connections.get_mut(slot) {
                             trace!(
@@ -180,7 +222,61 @@ impl EventLoop {
             self.hand_out_buffers(now, wall_clock);
             self.resume_accepting(now);
             self.access_log.flush();
+            if self.draining_since.is_some() && self.connections.is_empty() {
+                info!("graceful shutdown complete");
+                return Ok(());
+            }
         }
+    }
+
+    /// SIGTERM and SIGINT stop at once (nginx's fast shutdown); SIGQUIT
+    /// stops accepting, closes idle connections and lets the others finish
+    /// their exchange (graceful shutdown).
+    fn on_signals(&mut self, now: Instant, wall_clock: SystemTime) -> Stop {
+        let mut graceful = false;
+        for signal in self.signals.pending() {
+            match signal {
+                SIGTERM | SIGINT => {
+                    let name = if signal == SIGTERM {
+                        "SIGTERM"
+                    } else {
+                        "SIGINT"
+                    };
+                    info!(
+                        "{name}: shutting down now, closing {} connections",
+                        self.connections.len()
+                    );
+                    return Stop::Now;
+                }
+                SIGQUIT => graceful = true,
+                _ => {}
+            }
+        }
+        if !graceful || self.draining_since.is_some() {
+            return Stop::NotYet;
+        }
+        info!(
+            "SIGQUIT: shutting down gracefully, {} connections to finish",
+            self.connections.len()
+        );
+        self.draining_since = Some(now);
+        for listener in &mut self.listeners {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        // Closing the listening sockets makes new connections fail at once
+        // instead of waiting in a backlog nobody will accept from.
+        self.listeners.clear();
+        let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
+        for slot in slots {
+            let Some(connection) = self.connections.get_mut(slot) else {
+                continue;
+            };
+            let mut ctx = context!(self, slot, now, wall_clock, Counters::default());
+            if connection.drain(&mut ctx) {
+                self.connections.remove(slot);
+            }
+        }
+        Stop::NotYet
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -333,19 +429,7 @@ impl EventLoop {
         let Some(connection) = self.connections.get_mut(slot) else {
             return;
         };
-        let mut ctx = Context {
-            slot,
-            now,
-            wall_clock,
-            registry: self.poll.registry(),
-            config: &self.config,
-            buffers: &mut self.buffers,
-            buffer_waiters: &mut self.buffer_waiters,
-            upstreams: &mut self.upstreams,
-            access_log: &mut self.access_log,
-            counters,
-            activity: &mut self.activity,
-        };
+        let mut ctx = context!(self, slot, now, wall_clock, counters);
         match connection.drive(&mut ctx) {
             Driven::Closed => {
                 self.connections.remove(slot);
@@ -378,19 +462,7 @@ impl EventLoop {
             connection.scheduled = None;
             match connection.deadline(&self.config) {
                 Some(at) if at <= now => {
-                    let mut ctx = Context {
-                        slot: entry.slot,
-                        now,
-                        wall_clock,
-                        registry: self.poll.registry(),
-                        config: &self.config,
-                        buffers: &mut self.buffers,
-                        buffer_waiters: &mut self.buffer_waiters,
-                        upstreams: &mut self.upstreams,
-                        access_log: &mut self.access_log,
-                        counters: Counters::default(),
-                        activity: &mut self.activity,
-                    };
+                    let mut ctx = context!(self, entry.slot, now, wall_clock, Counters::default());
                     connection.on_deadline(&mut ctx);
                     self.drive(entry.slot, now, wall_clock);
                 }
@@ -444,4 +516,11 @@ impl fmt::Display for EventFlags<'_> {
         }
         Ok(())
     }
+}
+
+/// What a batch of signals asks of the loop.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    Now,
+    NotYet,
 }

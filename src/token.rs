@@ -8,6 +8,7 @@
 //! | `00`     | client     | the connection's slot in the slab       |
 //! | `01`     | upstream   | the upstream socket's *link*            |
 //! | `10`     | listener   | position in the listener list           |
+//! | `11`     | signals    | always 0: the one signal pipe           |
 //!
 //! Client tokens map straight to `(slot, Side::Client)`. Upstream sockets
 //! keep one token for their whole life, even as they move between a client
@@ -25,6 +26,7 @@ const KIND_MASK: usize = (1 << KIND_BITS) - 1;
 const CLIENT: usize = 0;
 const UPSTREAM: usize = 1;
 const LISTENER: usize = 2;
+const SIGNALS: usize = 3;
 
 /// The largest index a token can carry.
 pub const MAX_INDEX: usize = usize::MAX >> KIND_BITS;
@@ -48,9 +50,17 @@ impl fmt::Display for Side {
 /// A decoded token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    Client { slot: usize },
-    Upstream { link: usize },
-    Listener { index: usize },
+    Client {
+        slot: usize,
+    },
+    Upstream {
+        link: usize,
+    },
+    Listener {
+        index: usize,
+    },
+    /// SIGHUP, SIGQUIT, SIGTERM… arrived (see `event_loop`).
+    Signals,
 }
 
 impl Target {
@@ -59,6 +69,7 @@ impl Target {
             Target::Client { slot } => (slot, CLIENT),
             Target::Upstream { link } => (link, UPSTREAM),
             Target::Listener { index } => (index, LISTENER),
+            Target::Signals => (0, SIGNALS),
         };
         debug_assert!(index <= MAX_INDEX, "token index overflow");
         Token((index << KIND_BITS) | kind)
@@ -71,6 +82,7 @@ impl Target {
             CLIENT => Some(Target::Client { slot: index }),
             UPSTREAM => Some(Target::Upstream { link: index }),
             LISTENER => Some(Target::Listener { index }),
+            SIGNALS if index == 0 => Some(Target::Signals),
             _ => None,
         }
     }
@@ -113,8 +125,9 @@ mod tests {
     }
 
     #[test]
-    fn unused_kind_is_rejected() {
-        assert_eq!(Target::from_token(Token(3)), None);
+    fn the_signal_token_is_the_only_one_of_its_kind() {
+        assert_eq!(Target::from_token(Token(3)), Some(Target::Signals));
+        assert_eq!(Target::from_token(Token(7)), None);
         assert_eq!(Target::from_token(Token(usize::MAX)), None);
     }
 

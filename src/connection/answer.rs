@@ -75,9 +75,7 @@ impl Connection {
         write: impl FnOnce(&mut Vec<u8>, bool, bool) -> (u16, usize),
     ) -> (Phase, bool) {
         let settings = exchange.settings(config);
-        let keep_alive = exchange.keep_alive
-            && self.requests < settings.keepalive_requests
-            && !settings.keepalive_timeout.is_zero();
+        let keep_alive = exchange.keep_alive && self.may_keep_alive(settings);
         exchange.keep_alive = keep_alive;
         let head_only = exchange.request.method == Method::Head;
         let (status, body_len) = write(&mut exchange.buffers.client_head, keep_alive, head_only);
@@ -223,8 +221,7 @@ impl Connection {
         let keep_alive = exchange.keep_alive
             && !error.is_client_fault()
             && exchange.request_body.fully_received()
-            && self.requests < exchange.settings(ctx.config).keepalive_requests
-            && !exchange.settings(ctx.config).keepalive_timeout.is_zero();
+            && self.may_keep_alive(exchange.settings(ctx.config));
         exchange.keep_alive = keep_alive;
         // Part of an interim head may still be unsent; it cannot be taken
         // back, so ferry's response follows it.

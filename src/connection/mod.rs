@@ -131,6 +131,8 @@ pub struct Connection {
     waiting_for_buffers: bool,
     /// Where `Activity` counts it (updated by `recount`).
     counted_as: Busy,
+    /// ferry is shutting down gracefully: finish the exchange, then close.
+    draining: bool,
     /// The listening socket it came in on, for routing by address.
     listener: usize,
     /// The server of its last request (at first, the listener's default),
@@ -168,6 +170,7 @@ impl Connection {
             requests: 0,
             waiting_for_buffers: false,
             counted_as: Busy::Waiting,
+            draining: false,
             listener,
             server,
             scheduled: None,
@@ -388,6 +391,27 @@ impl Connection {
         let phase = mem::replace(&mut self.phase, Phase::Closed);
         self.release(phase, ctx);
         self.recount(ctx.activity);
+    }
+
+    /// Whether the response may leave the connection open for another
+    /// request (`keepalive_requests`, `keepalive_timeout 0`, shutdown).
+    fn may_keep_alive(&self, settings: &Settings) -> bool {
+        !self.draining
+            && self.requests < settings.keepalive_requests
+            && !settings.keepalive_timeout.is_zero()
+    }
+
+    /// Graceful shutdown began: an idle connection closes now (returns
+    /// `true`); one with an exchange under way finishes it and then closes,
+    /// its response saying `Connection: close` if the head is not out yet.
+    pub fn drain(&mut self, ctx: &mut Context<'_>) -> bool {
+        self.draining = true;
+        if let Phase::Idle { .. } = self.phase {
+            debug!("#{} idle: closing for shutdown", ctx.slot);
+            self.close_now(ctx);
+            return true;
+        }
+        false
     }
 
     /// Moves this connection between `stub_status`'s Reading, Writing and
@@ -806,10 +830,7 @@ impl Connection {
                 ctx.upstreams.succeeded(peer);
             }
             let (framing, keep_alive) = response::client_framing(&head, &exchange.request);
-            let keep_alive = keep_alive
-                && exchange.keep_alive
-                && self.requests < settings.keepalive_requests
-                && !settings.keepalive_timeout.is_zero();
+            let keep_alive = keep_alive && exchange.keep_alive && self.may_keep_alive(settings);
             exchange.keep_alive = keep_alive;
             let always_end = (exchange.always_headers_end as usize).min(extra_headers.len());
             let add = if add_header_applies(head.status) {
@@ -886,7 +907,7 @@ impl Connection {
         buffers.upstream_head.clear();
         buffers.client_head.clear();
         buffers.log_fields.clear();
-        if keep_alive && !self.client_eof {
+        if keep_alive && !self.client_eof && !self.draining {
             trace!("#{} keeping the connection alive", ctx.slot);
             if buffers.request.is_empty() {
                 ctx.buffers.give_back(buffers);

@@ -1,0 +1,95 @@
+//! Signals with nginx's meanings: SIGQUIT finishes what is under way and
+//! exits 0, SIGTERM and SIGINT exit at once.
+
+mod util;
+
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+const DOWNLOAD: u64 = 100 << 20;
+
+#[test]
+fn graceful_quit_finishes_a_download_and_refuses_new_connections() {
+    let origin = Origin::standard();
+    let mut ferry = Ferry::start(origin.addr, &[]);
+    let addr = ferry.addr;
+
+    // An idle keep-alive connection, which the shutdown closes at once.
+    let mut idle = BufReader::new(ferry.connect());
+    idle.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle, "GET").unwrap().status, 200);
+
+    // A 100 MiB download, started but far from done.
+    let mut download = BufReader::new(ferry.connect());
+    download
+        .get_mut()
+        .write_all(format!("GET /bytes/{DOWNLOAD}/len HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .unwrap();
+    let (status, _) = read_head(&mut download).unwrap();
+    assert_eq!(status, 200);
+    let mut hash = Hash::default();
+    let mut received = 0u64;
+    let mut block = vec![0u8; 64 * 1024];
+    while received < (1 << 20) {
+        let n = download.read(&mut block).unwrap();
+        assert!(n > 0, "download ended early");
+        hash.update(&block[..n]);
+        received += n as u64;
+    }
+
+    ferry.signal("QUIT");
+
+    // The idle connection is closed, new connections are refused.
+    assert!(closed_within(idle.get_mut(), Duration::from_secs(3)));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            _ => assert!(Instant::now() < deadline, "still accepting after SIGQUIT"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ferry.is_running(), "exited with a download under way");
+
+    // The download completes, whole and in order, then the connection closes.
+    let rest = within(Duration::from_secs(60), move || {
+        let mut hash = hash;
+        let mut received = received;
+        let mut block = vec![0u8; 256 * 1024];
+        loop {
+            let n = download.read(&mut block).unwrap();
+            if n == 0 {
+                return (received, hash);
+            }
+            hash.update(&block[..n]);
+            received += n as u64;
+        }
+    });
+    assert_eq!(rest.0, DOWNLOAD);
+    assert_eq!(rest.1, Hash::of_pattern(DOWNLOAD));
+    assert_eq!(ferry.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn term_and_int_stop_at_once() {
+    for signal in ["TERM", "INT"] {
+        let origin = Origin::standard();
+        let mut ferry = Ferry::start(origin.addr, &[]);
+        // A download in progress does not hold a fast shutdown up.
+        let mut download = ferry.connect();
+        download
+            .write_all(format!("GET /bytes/{DOWNLOAD}/len HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut first = [0u8; 1024];
+        assert!(download.read(&mut first).unwrap() > 0);
+        let started = Instant::now();
+        ferry.signal(signal);
+        assert_eq!(ferry.wait_exit(Duration::from_secs(3)), Some(0), "{signal}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{signal}");
+    }
+}
