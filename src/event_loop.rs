@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{debug, error, info, trace};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -86,7 +86,7 @@ macro_rules! context {
 pub struct EventLoop {
     poll: Poll,
     listeners: Vec<TcpListener>,
-    /// SIGINT, SIGQUIT and SIGTERM, delivered as readiness (never handled
+    /// SIGINT, SIGQUIT, SIGTERM and SIGUSR1, delivered as readiness (never handled
     /// inside a signal handler).
     signals: Signals,
     /// SIGQUIT arrived at this time: no more accepting, closing when the
@@ -127,7 +127,8 @@ impl EventLoop {
                 .map_err(|e| StartError::Listen(*addr, e))?;
             listeners.push(listener);
         }
-        let mut signals = Signals::new([SIGINT, SIGQUIT, SIGTERM]).map_err(StartError::Signals)?;
+        let mut signals =
+            Signals::new([SIGINT, SIGQUIT, SIGTERM, SIGUSR1]).map_err(StartError::Signals)?;
         poll.registry()
             .register(&mut signals, Target::Signals.token(), Interest::READABLE)
             .map_err(StartError::Signals)?;
@@ -231,7 +232,7 @@ impl EventLoop {
 
     /// SIGTERM and SIGINT stop at once (nginx's fast shutdown); SIGQUIT
     /// stops accepting, closes idle connections and lets the others finish
-    /// their exchange (graceful shutdown).
+    /// their exchange (graceful shutdown); SIGUSR1 reopens the access logs.
     fn on_signals(&mut self, now: Instant, wall_clock: SystemTime) -> Stop {
         let mut graceful = false;
         for signal in self.signals.pending() {
@@ -249,6 +250,10 @@ impl EventLoop {
                     return Stop::Now;
                 }
                 SIGQUIT => graceful = true,
+                SIGUSR1 => {
+                    info!("SIGUSR1: reopening the access log files");
+                    self.access_log.reopen();
+                }
                 _ => {}
             }
         }

@@ -52,18 +52,21 @@ struct Sink {
     pending: Vec<u8>,
 }
 
+/// Opens an access log file for appending, as nginx does.
+fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 impl AccessLog {
-    /// Opens every target's file (appending, as nginx does).
+    /// Opens every target's file.
     pub fn open(targets: &[AccessLogTarget]) -> io::Result<AccessLog> {
         let mut sinks = Vec::new();
         for target in targets {
             let file = match target {
-                AccessLogTarget::File(path) => Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)?,
-                ),
+                AccessLogTarget::File(path) => Some(open_file(path)?),
                 AccessLogTarget::Stdout => None,
                 AccessLogTarget::Off => continue,
             };
@@ -101,6 +104,22 @@ impl AccessLog {
             since_epoch: now.duration_since(UNIX_EPOCH).unwrap_or_default(),
         };
         write(&times, &mut sink.pending);
+    }
+
+    /// SIGUSR1: after a rotation moved the files away, opens them again
+    /// by name. A file that cannot be opened keeps its old descriptor,
+    /// so lines are never lost, and the failure is logged.
+    pub fn reopen(&mut self) {
+        self.flush();
+        for sink in &mut self.sinks {
+            let AccessLogTarget::File(path) = &sink.target else {
+                continue;
+            };
+            match open_file(path) {
+                Ok(file) => sink.file = Some(file),
+                Err(e) => log::error!("cannot reopen {}: {e}", path.display()),
+            }
+        }
     }
 
     /// Writes out the lines of this loop turn.

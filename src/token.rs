@@ -59,7 +59,7 @@ pub enum Target {
     Listener {
         index: usize,
     },
-    /// SIGHUP, SIGQUIT, SIGTERM… arrived (see `event_loop`).
+    /// SIGQUIT, SIGTERM, SIGINT or SIGUSR1 arrived (see `event_loop`).
     Signals,
 }
 

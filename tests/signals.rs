@@ -93,3 +93,60 @@ fn term_and_int_stop_at_once() {
         assert!(started.elapsed() < Duration::from_secs(2), "{signal}");
     }
 }
+
+#[test]
+fn usr1_reopens_a_rotated_access_log() {
+    let origin = Origin::standard();
+    let logs = std::env::temp_dir().join(format!("ferry-usr1-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("access.log");
+    let (ferry, dir) = Ferry::start_config(
+        "usr1",
+        &format!(
+            "server {{ listen 127.0.0.1:PORT;\n\
+             access_log {};\n\
+             location / {{ proxy_pass http://{}; }} }}",
+            log.display(),
+            origin.addr
+        ),
+    );
+    let get = |target: &str| {
+        let response = request(ferry.addr, &format!("GET {target} HTTP/1.0\r\n\r\n"));
+        assert_eq!(response.status, 200);
+    };
+    let lines_with = |path: &std::path::Path, needle: &str| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    };
+    let wait_for = |path: &std::path::Path, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while lines_with(path, needle) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lines_with(path, needle)
+    };
+
+    get("/before");
+    assert_eq!(wait_for(&log, "/before"), 1);
+    let rotated = logs.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // Until USR1, lines follow the moved file, as with nginx.
+    get("/moved");
+    assert_eq!(wait_for(&rotated, "/moved"), 1);
+    assert!(!log.exists());
+
+    ferry.signal("USR1");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !log.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    get("/after");
+    assert_eq!(wait_for(&log, "/after"), 1);
+    assert_eq!(lines_with(&rotated, "/after"), 0);
+    drop(ferry);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(logs);
+}
