@@ -19,6 +19,8 @@ OPTIONS:
     -c FILE                       read this nginx.conf (a subset of nginx's syntax)
     -t                            test the configuration and exit
     -T                            test the configuration, print it, and exit
+    -s quit|stop|reopen           signal the ferry whose `pid` file the
+                                  configuration names (SIGQUIT, SIGTERM, SIGUSR1)
     --listen ADDR                 address to accept clients on [127.0.0.1:8080]
     --upstream ADDR               upstream server to proxy to [127.0.0.1:3000]
     --client-max-body-size SIZE   largest request body, 0 = no limit [1m]
@@ -58,6 +60,10 @@ pub enum Command {
     Demo {
         port: u16,
         origin_port: u16,
+    },
+    /// `-s`: the signal's name for kill(1).
+    Signal {
+        signal: &'static str,
     },
     Help,
     Version,
@@ -121,6 +127,20 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
             "-c" => args.config_file = Some(value("-c")?.into()),
             "-t" => args.command = Command::Test { dump: false },
             "-T" => args.command = Command::Test { dump: true },
+            "-s" => {
+                let signal = match value("-s")?.as_str() {
+                    "quit" => "QUIT",
+                    "stop" => "TERM",
+                    "reopen" => "USR1",
+                    "reload" => {
+                        return Err(UsageError(
+                            "\"-s reload\" is not supported yet (see docs/operations.md)".into(),
+                        ))
+                    }
+                    other => return Err(UsageError(format!("invalid option \"-s {other}\""))),
+                };
+                args.command = Command::Signal { signal };
+            }
             "-v" | "--version" => args.command = Command::Version,
             "--listen" => args.listen = Some(value("--listen")?),
             "--upstream" => args.upstream = Some(value("--upstream")?),

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Test { dump } => test_config(args.config_file.as_deref(), dump),
+        Command::Signal { signal } => send_signal(args.config_file.as_deref(), signal),
         Command::Demo { origin_port, .. } => {
             let mut config = match configure(args) {
                 Ok(config) => config,
@@ -90,6 +91,37 @@ fn test_config(path: Option<&Path>, dump: bool) -> ExitCode {
     }
 }
 
+/// `ferry -s`: reads the `pid` file the configuration names and signals
+/// that process. kill(1) sends it because the crate forbids `unsafe`, and
+/// kill(2) has no safe binding in the standard library.
+fn send_signal(path: Option<&Path>, signal: &str) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(loaded) => loaded.config,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let Some(pid_file) = config.pid else {
+        return fail(
+            "the configuration has no \"pid\" directive: no way to find the running ferry",
+        );
+    };
+    let pid = match std::fs::read_to_string(&pid_file) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(pid) => pid,
+            Err(_) => return fail(&format!("invalid PID in {}", pid_file.display())),
+        },
+        Err(e) => return fail(&format!("cannot read {}: {e}", pid_file.display())),
+    };
+    match std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+    {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => fail(&format!("kill -{signal} {pid} failed")),
+        Err(e) => fail(&format!("cannot run kill(1): {e}")),
+    }
+}
+
 fn run(config: Config) -> ExitCode {
     if let Err(e) = ferry::log::init_error_log(config.error_log.as_ref()) {
         return fail(&format!("cannot open the error log: {e}"));
@@ -99,15 +131,29 @@ fn run(config: Config) -> ExitCode {
         (1, Some(addr)) => addr.to_string(),
         _ => format!("{} upstream groups", config.upstreams.len()),
     };
+    let pid_file = config.pid.clone();
     let mut event_loop = match EventLoop::bind(config) {
         Ok(event_loop) => event_loop,
         Err(e) => return fail(&e.to_string()),
     };
+    // Before "listening on": whoever waits for that line may use -s.
+    if let Some(path) = &pid_file {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            return fail(&format!(
+                "cannot write the pid file {}: {e}",
+                path.display()
+            ));
+        }
+    }
     for addr in event_loop.local_addrs() {
         println!("ferry: listening on http://{addr}, proxying to {upstream}");
     }
     let _ = std::io::stdout().flush();
-    match event_loop.run() {
+    let outcome = event_loop.run();
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("event loop failed: {e}")),
     }

@@ -150,3 +150,80 @@ fn usr1_reopens_a_rotated_access_log() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(logs);
 }
+
+/// Runs `ferry -s SIGNAL -c CONFIG`; returns its exit code and stderr.
+fn ferry_dash_s(signal: &str, config: &std::path::Path) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["-s", signal, "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn dash_s_finds_ferry_through_the_pid_file() {
+    let origin = Origin::standard();
+    let dir = std::env::temp_dir().join(format!("ferry-dash-s-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pid_file, log, config) = (
+        dir.join("ferry.pid"),
+        dir.join("access.log"),
+        dir.join("ferry.conf"),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "pid {};\nevents {{}}\nhttp {{\n access_log {};\n\
+             server {{ listen 127.0.0.1:{};\n location / {{ proxy_pass http://{}; }} }}\n}}\n",
+            pid_file.display(),
+            log.display(),
+            free_port(),
+            origin.addr
+        ),
+    )
+    .unwrap();
+    if let Some(nginx) = require_tool("nginx") {
+        let output = std::process::Command::new(nginx)
+            .arg("-t")
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let config_arg = config.to_str().unwrap().to_string();
+    let mut ferry = Ferry::start_with(&["-c", &config_arg]);
+    let written = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(written.trim(), ferry.pid().to_string());
+
+    // reopen: after a rename, the next line lands in a new file.
+    std::fs::rename(&log, dir.join("access.log.1")).unwrap();
+    assert_eq!(ferry_dash_s("reopen", &config).0, 0);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !log.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(log.exists(), "-s reopen did not reopen the access log");
+
+    // quit: ferry exits 0 and removes its pid file.
+    assert_eq!(ferry_dash_s("quit", &config).0, 0);
+    assert_eq!(ferry.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(!pid_file.exists());
+
+    // Nobody to signal now: a clear error, exit 1.
+    let (code, stderr) = ferry_dash_s("stop", &config);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("ferry.pid"), "{stderr}");
+    let (code, stderr) = ferry_dash_s("reload", &config);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -64,6 +64,7 @@ const HS: &[Context] = &[Http, Server];
 const SPECS: &[Spec] = &[
     // main
     spec("worker_processes", &[Main], Arity::Exactly(1), false),
+    spec("pid", &[Main], Arity::Exactly(1), false),
     spec(
         "error_log",
         &[Main, Http, Server, Location],
@@ -316,6 +317,7 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
         match directive.name.as_str() {
             "worker_processes" => worker_processes(directive)?,
             "error_log" => config.error_log = Some(error_log(directive)?),
+            "pid" => config.pid = Some(PathBuf::from(&directive.args[0])),
             "events" => {
                 for inner in directive.block.iter().flatten() {
                     if inner.name == "worker_connections" {

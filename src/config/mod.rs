@@ -370,6 +370,8 @@ pub struct Config {
     pub buffer_size: usize,
     /// `error_log`, when the configuration sets one.
     pub error_log: Option<ErrorLogConfig>,
+    /// `pid`: where the running ferry writes its process id, for `-s`.
+    pub pid: Option<PathBuf>,
     /// Client and upstream connections together (`worker_connections`).
     pub worker_connections: usize,
     /// Buffer sets (2 x buffer_size each) lent at once; a connection that
@@ -418,6 +420,7 @@ impl Config {
             http,
             buffer_size: 16 * 1024,
             error_log: None,
+            pid: None,
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,
