@@ -186,19 +186,7 @@ fn dash_s_finds_ferry_through_the_pid_file() {
         ),
     )
     .unwrap();
-    if let Some(nginx) = require_tool("nginx") {
-        let output = std::process::Command::new(nginx)
-            .arg("-t")
-            .arg("-c")
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "nginx -t: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    assert_nginx_accepts(&config);
     let config_arg = config.to_str().unwrap().to_string();
     let mut ferry = Ferry::start_with(&["-c", &config_arg]);
     let written = std::fs::read_to_string(&pid_file).unwrap();

@@ -126,18 +126,7 @@ impl Ferry {
             );
             std::fs::write(&path, text).unwrap();
             if attempt == 0 {
-                if let Some(nginx) = require_tool("nginx") {
-                    let output = Command::new(nginx)
-                        .args(["-t", "-q", "-c"])
-                        .arg(&path)
-                        .output()
-                        .unwrap();
-                    assert!(
-                        output.status.success(),
-                        "nginx -t: {}",
-                        String::from_utf8_lossy(&output.stderr)
-                    );
-                }
+                assert_nginx_accepts(&path);
             }
             let args = ["-c", path.to_str().unwrap()];
             match std::panic::catch_unwind(|| Ferry::start_with(&args)) {
@@ -246,6 +235,23 @@ impl Drop for Ferry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A configuration ferry takes must mean the same to nginx: `nginx -t`
+/// must accept it (skipped, with a reason, when nginx is missing).
+pub fn assert_nginx_accepts(path: &std::path::Path) {
+    if let Some(nginx) = require_tool("nginx") {
+        let output = Command::new(nginx)
+            .args(["-t", "-q", "-c"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
