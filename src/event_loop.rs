@@ -227,6 +227,13 @@ impl EventLoop {
                 info!("graceful shutdown complete");
                 return Ok(());
             }
+            if self.shutdown_deadline().is_some_and(|at| at <= now) {
+                info!(
+                    "worker_shutdown_timeout: closing {} connections still open",
+                    self.connections.len()
+                );
+                return Ok(());
+            }
         }
     }
 
@@ -284,6 +291,11 @@ impl EventLoop {
         Stop::NotYet
     }
 
+    /// When a graceful shutdown stops waiting (`worker_shutdown_timeout`).
+    fn shutdown_deadline(&self) -> Option<Instant> {
+        Some(self.draining_since? + self.config.shutdown_timeout?)
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.again.is_empty() {
             return Some(Duration::ZERO);
@@ -295,6 +307,7 @@ impl EventLoop {
             self.timers.next_deadline(),
             pool_expiry,
             self.accept_resume_at,
+            self.shutdown_deadline(),
         ]
         .into_iter()
         .flatten()

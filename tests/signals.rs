@@ -215,3 +215,45 @@ fn dash_s_finds_ferry_through_the_pid_file() {
     assert!(stderr.contains("not supported yet"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn worker_shutdown_timeout_bounds_a_graceful_quit() {
+    let origin = Origin::standard();
+    let dir = std::env::temp_dir().join(format!("ferry-shutdown-timeout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ferry.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "worker_shutdown_timeout 1s;\nevents {{}}\nhttp {{\n access_log off;\n\
+             server {{ listen 127.0.0.1:{};\n location / {{ proxy_pass http://{}; }} }}\n}}\n",
+            free_port(),
+            origin.addr
+        ),
+    )
+    .unwrap();
+    assert_nginx_accepts(&config);
+    let config_arg = config.to_str().unwrap().to_string();
+    let mut ferry = Ferry::start_with(&["-c", &config_arg]);
+    // A download whose client stops reading: it cannot finish by itself.
+    let mut stalled = ferry.connect();
+    stalled
+        .write_all(format!("GET /bytes/{DOWNLOAD}/len HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut first = [0u8; 1024];
+    assert!(stalled.read(&mut first).unwrap() > 0);
+
+    let started = Instant::now();
+    ferry.signal("QUIT");
+    assert!(
+        ferry.wait_exit(Duration::from_millis(500)).is_none(),
+        "quit before worker_shutdown_timeout"
+    );
+    assert_eq!(ferry.wait_exit(Duration::from_secs(5)), Some(0));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

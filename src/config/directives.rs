@@ -64,7 +64,6 @@ const HS: &[Context] = &[Http, Server];
 const SPECS: &[Spec] = &[
     // main
     spec("worker_processes", &[Main], Arity::Exactly(1), false),
-    spec("pid", &[Main], Arity::Exactly(1), false),
     spec(
         "error_log",
         &[Main, Http, Server, Location],
@@ -72,6 +71,7 @@ const SPECS: &[Spec] = &[
         false,
     ),
     spec("pid", &[Main], Arity::Exactly(1), false),
+    spec("worker_shutdown_timeout", &[Main], Arity::Exactly(1), false),
     spec("user", &[Main], Arity::Between(1, 2), false),
     spec("daemon", &[Main], Arity::Exactly(1), false),
     spec("master_process", &[Main], Arity::Exactly(1), false),
@@ -318,6 +318,9 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
             "worker_processes" => worker_processes(directive)?,
             "error_log" => config.error_log = Some(error_log(directive)?),
             "pid" => config.pid = Some(PathBuf::from(&directive.args[0])),
+            "worker_shutdown_timeout" => {
+                config.shutdown_timeout = Some(duration(directive, 0)?);
+            }
             "events" => {
                 for inner in directive.block.iter().flatten() {
                     if inner.name == "worker_connections" {

@@ -372,6 +372,9 @@ pub struct Config {
     pub error_log: Option<ErrorLogConfig>,
     /// `pid`: where the running ferry writes its process id, for `-s`.
     pub pid: Option<PathBuf>,
+    /// `worker_shutdown_timeout`: how long a graceful shutdown may wait
+    /// for exchanges under way (none: as long as they take).
+    pub shutdown_timeout: Option<Duration>,
     /// Client and upstream connections together (`worker_connections`).
     pub worker_connections: usize,
     /// Buffer sets (2 x buffer_size each) lent at once; a connection that
@@ -421,6 +424,7 @@ impl Config {
             buffer_size: 16 * 1024,
             error_log: None,
             pid: None,
+            shutdown_timeout: None,
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,
