@@ -151,6 +151,37 @@ fn usr1_reopens_a_rotated_access_log() {
     let _ = std::fs::remove_dir_all(logs);
 }
 
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts ferry from `dir/ferry.conf` with `main` directives at the top
+/// level (which `Ferry::start_config` cannot place) and `http` ones in the
+/// http block, proxying everything to `origin`. nginx must accept it too.
+fn start_main_config(
+    dir: &std::path::Path,
+    main: &str,
+    http: &str,
+    origin: &Origin,
+) -> (Ferry, std::path::PathBuf) {
+    let config = dir.join("ferry.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "{main}\nevents {{}}\nhttp {{\n {http}\n\
+             server {{ listen 127.0.0.1:{};\n location / {{ proxy_pass http://{}; }} }}\n}}\n",
+            free_port(),
+            origin.addr
+        ),
+    )
+    .unwrap();
+    assert_nginx_accepts(&config);
+    let ferry = Ferry::start_with(&["-c", config.to_str().unwrap()]);
+    (ferry, config)
+}
+
 /// Runs `ferry -s SIGNAL -c CONFIG`; returns its exit code and stderr.
 fn ferry_dash_s(signal: &str, config: &std::path::Path) -> (i32, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -167,28 +198,14 @@ fn ferry_dash_s(signal: &str, config: &std::path::Path) -> (i32, String) {
 #[test]
 fn dash_s_finds_ferry_through_the_pid_file() {
     let origin = Origin::standard();
-    let dir = std::env::temp_dir().join(format!("ferry-dash-s-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (pid_file, log, config) = (
-        dir.join("ferry.pid"),
-        dir.join("access.log"),
-        dir.join("ferry.conf"),
+    let dir = scratch_dir("dash-s");
+    let (pid_file, log) = (dir.join("ferry.pid"), dir.join("access.log"));
+    let (mut ferry, config) = start_main_config(
+        &dir,
+        &format!("pid {};", pid_file.display()),
+        &format!("access_log {};", log.display()),
+        &origin,
     );
-    std::fs::write(
-        &config,
-        format!(
-            "pid {};\nevents {{}}\nhttp {{\n access_log {};\n\
-             server {{ listen 127.0.0.1:{};\n location / {{ proxy_pass http://{}; }} }}\n}}\n",
-            pid_file.display(),
-            log.display(),
-            free_port(),
-            origin.addr
-        ),
-    )
-    .unwrap();
-    assert_nginx_accepts(&config);
-    let config_arg = config.to_str().unwrap().to_string();
-    let mut ferry = Ferry::start_with(&["-c", &config_arg]);
     let written = std::fs::read_to_string(&pid_file).unwrap();
     assert_eq!(written.trim(), ferry.pid().to_string());
 
@@ -219,22 +236,13 @@ fn dash_s_finds_ferry_through_the_pid_file() {
 #[test]
 fn worker_shutdown_timeout_bounds_a_graceful_quit() {
     let origin = Origin::standard();
-    let dir = std::env::temp_dir().join(format!("ferry-shutdown-timeout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("ferry.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "worker_shutdown_timeout 1s;\nevents {{}}\nhttp {{\n access_log off;\n\
-             server {{ listen 127.0.0.1:{};\n location / {{ proxy_pass http://{}; }} }}\n}}\n",
-            free_port(),
-            origin.addr
-        ),
-    )
-    .unwrap();
-    assert_nginx_accepts(&config);
-    let config_arg = config.to_str().unwrap().to_string();
-    let mut ferry = Ferry::start_with(&["-c", &config_arg]);
+    let dir = scratch_dir("shutdown-timeout");
+    let (mut ferry, _) = start_main_config(
+        &dir,
+        "worker_shutdown_timeout 1s;",
+        "access_log off;",
+        &origin,
+    );
     // A download whose client stops reading: it cannot finish by itself.
     let mut stalled = ferry.connect();
     stalled
