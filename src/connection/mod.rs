@@ -785,14 +785,7 @@ impl Connection {
                 // The upstream agreed to the upgrade: relay its 101 and
                 // become a tunnel. Nothing the client sent was forwarded
                 // before this point.
-                response::write_client_head(
-                    &head,
-                    &exchange.request,
-                    ClientFraming::AsReceived,
-                    false,
-                    &response::ExtraFields::default(),
-                    client_head,
-                );
+                response::write_informational_head(&head, &exchange.request, client_head);
                 exchange.log.status = 101;
                 exchange.log.upstream_status = 101;
                 exchange.log.head_received = Mark::at(exchange.started, ctx.now);
@@ -806,14 +799,7 @@ impl Connection {
                 // 100 would be a duplicate.
                 let duplicate = head.status == 100 && exchange.sent_continue;
                 if exchange.request.version == Version::Http11 && !duplicate {
-                    response::write_client_head(
-                        &head,
-                        &exchange.request,
-                        ClientFraming::AsReceived,
-                        false,
-                        &response::ExtraFields::default(),
-                        client_head,
-                    );
+                    response::write_informational_head(&head, &exchange.request, client_head);
                 }
                 trace!("#{} interim response {}", ctx.slot, head.status);
                 let head_len = head.head_len;

@@ -158,6 +158,23 @@ pub struct ExtraFields<'a> {
     pub add: &'a [u8],
 }
 
+/// Writes a 1xx head (interim, or the `101` that starts a tunnel) for the
+/// client: no body follows, so nothing is added or hidden.
+pub fn write_informational_head(
+    response: &ResponseHead<'_, '_>,
+    request: &RequestSummary,
+    out: &mut Vec<u8>,
+) {
+    write_client_head(
+        response,
+        request,
+        ClientFraming::AsReceived,
+        false,
+        &ExtraFields::default(),
+        out,
+    );
+}
+
 /// Writes the head ferry sends to the client: status line as HTTP/1.1,
 /// end-to-end fields, framing re-declared, then `Connection` as decided.
 pub fn write_client_head(
