@@ -166,7 +166,8 @@ impl Connection {
         writing += 1;
         let active = ctx.counters.connections;
         let accepted = ctx.counters.accepted;
-        let mut text = [0u8; 256];
+        // Fixed text (~100 B) plus seven numbers of at most 20 digits.
+        let mut text = [0u8; 320];
         let mut cursor = Cursor::new(&mut text[..]);
         // ferry never drops an accepted connection for lack of room (it
         // stops accepting instead), so handled always equals accepts.
