@@ -296,10 +296,24 @@ impl BufferPool {
         if set.upstream_head.capacity() > 64 * 1024 || set.client_head.capacity() > 64 * 1024 {
             return;
         }
+        // Lent before a reload changed the size: not reused.
+        if set.request.capacity() != self.buffer_size {
+            return;
+        }
         if self.free.len() < self.keep_free {
             set.reset();
             self.free.push(set);
         }
+    }
+
+    /// A reload changed `proxy_buffer_size` or the number of sets: new sets
+    /// get the new size, sets of the old size are freed as they come back.
+    pub fn reconfigure(&mut self, buffer_size: usize, max_lent: usize) {
+        if buffer_size != self.buffer_size {
+            self.free.clear();
+            self.buffer_size = buffer_size;
+        }
+        self.max_lent = max_lent;
     }
 
     /// Sets currently held by connections.

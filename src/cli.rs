@@ -50,7 +50,7 @@ Logs: RUST_LOG=ferry=debug shows connections, RUST_LOG=ferry=trace every
 state transition. Sizes take nginx's suffixes: k, m, g.
 ";
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Proxy,
     /// `-t` (and `-T`, which also prints the configuration).
@@ -69,7 +69,7 @@ pub enum Command {
     Version,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
     pub command: Command,
     /// `-c FILE`.
@@ -132,11 +132,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
                     "quit" => "QUIT",
                     "stop" => "TERM",
                     "reopen" => "USR1",
-                    "reload" => {
-                        return Err(UsageError(
-                            "\"-s reload\" is not supported yet (see docs/operations.md)".into(),
-                        ))
-                    }
+                    "reload" => "HUP",
                     other => return Err(UsageError(format!("invalid option \"-s {other}\""))),
                 };
                 args.command = Command::Signal { signal };

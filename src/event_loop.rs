@@ -20,19 +20,22 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, error, info, trace};
+use log::{debug, error, info, trace, warn};
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll};
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::connection::{Activity, Connection, Context, Counters, Driven};
+use crate::connection::{Connection, Context, Counters, Driven};
+use crate::control::{Command, Control, Reloader};
 use crate::log::AccessLog;
+use crate::stats::WorkerStats;
 use crate::timer::{TimerEntry, Timers};
 use crate::token::{Side, SocketName, Target};
 use crate::upstream::{Owner, Upstreams};
@@ -66,29 +69,65 @@ impl fmt::Display for StartError {
 /// A `Context` for the connection in `$slot`, borrowing the loop's parts
 /// field by field (a method could not: the connection is borrowed too).
 macro_rules! context {
-    ($loop:ident, $slot:expr, $now:expr, $wall_clock:expr, $counters:expr) => {
+    ($loop:ident, $slot:expr, $connection:expr, $now:expr, $wall_clock:expr, $counters:expr) => {
         Context {
             slot: $slot,
             now: $now,
             wall_clock: $wall_clock,
             registry: $loop.poll.registry(),
-            config: &$loop.config,
+            config: Rc::clone($connection.config()),
+            latest: &$loop.config,
             buffers: &mut $loop.buffers,
             buffer_waiters: &mut $loop.buffer_waiters,
             upstreams: &mut $loop.upstreams,
             access_log: &mut $loop.access_log,
             counters: $counters,
-            activity: &mut $loop.activity,
+            stats: &$loop.stats,
+            workers: &$loop.workers,
         }
     };
 }
 
+/// What a worker needs to know of the others.
+pub struct WorkerSetup {
+    /// Its position among the workers (0 with one worker).
+    pub index: usize,
+    /// Every worker's counters; its own at `index`.
+    pub stats: Vec<Arc<WorkerStats>>,
+    /// Several workers listen on the same addresses (`SO_REUSEPORT`).
+    pub reuse_port: bool,
+    /// Configured address -> the address the first worker bound, so that
+    /// a port 0 means one port for every worker.
+    pub resolved: Vec<(SocketAddr, SocketAddr)>,
+}
+
+impl WorkerSetup {
+    /// The only worker.
+    pub fn single() -> WorkerSetup {
+        WorkerSetup {
+            index: 0,
+            stats: vec![Arc::default()],
+            reuse_port: false,
+            resolved: Vec::new(),
+        }
+    }
+}
+
+/// A listening socket and the `listen` address it was configured as (a
+/// reload keeps the sockets whose address the new configuration still has).
+struct Listener {
+    configured: SocketAddr,
+    socket: TcpListener,
+}
+
 pub struct EventLoop {
     poll: Poll,
-    listeners: Vec<TcpListener>,
-    /// SIGINT, SIGQUIT, SIGTERM and SIGUSR1, delivered as readiness (never handled
-    /// inside a signal handler).
-    signals: Signals,
+    /// In the order of `config.listen`: a listener's token is its position.
+    listeners: Vec<Listener>,
+    /// Signals or commands, delivered as readiness (see `control`).
+    control: Control,
+    /// Wakes this loop when a command is sent (several workers only).
+    waker: Option<Arc<Waker>>,
     /// SIGQUIT arrived at this time: no more accepting, closing when the
     /// last connection is done.
     draining_since: Option<Instant>,
@@ -97,10 +136,15 @@ pub struct EventLoop {
     buffers: BufferPool,
     timers: Timers,
     access_log: AccessLog,
-    config: Config,
+    /// The newest configuration: new connections and new requests use it.
+    /// Connections keep the one their exchange began on.
+    config: Rc<Config>,
     next_connection_id: u64,
-    /// stub_status's requests, Reading and Writing.
-    activity: Activity,
+    /// This worker's counters for the status pages, and every worker's.
+    stats: Arc<WorkerStats>,
+    workers: Vec<Arc<WorkerStats>>,
+    reuse_port: bool,
+    resolved: Vec<(SocketAddr, SocketAddr)>,
     /// Connections that yielded with work left.
     again: Vec<usize>,
     /// Idle connections waiting for a buffer set, in arrival order.
@@ -112,30 +156,63 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Creates the poll and binds every listener; nothing is accepted yet.
-    pub fn bind(config: Config) -> Result<EventLoop, StartError> {
+    /// The only worker: creates the poll, takes the signals and binds
+    /// every listener; nothing is accepted yet.
+    pub fn bind(config: Config, reload: Reloader) -> Result<EventLoop, StartError> {
         let poll = Poll::new().map_err(StartError::Poll)?;
+        let control = Control::signals(reload, &poll).map_err(StartError::Signals)?;
+        EventLoop::new(poll, config, control, None, WorkerSetup::single())
+    }
+
+    /// One of several workers, steered by commands from the main thread.
+    pub fn bind_worker(
+        config: Config,
+        commands: Receiver<Command>,
+        setup: WorkerSetup,
+    ) -> Result<EventLoop, StartError> {
+        let poll = Poll::new().map_err(StartError::Poll)?;
+        let waker =
+            Waker::new(poll.registry(), Target::Commands.token()).map_err(StartError::Signals)?;
+        EventLoop::new(
+            poll,
+            config,
+            Control::Commands(commands),
+            Some(Arc::new(waker)),
+            setup,
+        )
+    }
+
+    fn new(
+        poll: Poll,
+        config: Config,
+        control: Control,
+        waker: Option<Arc<Waker>>,
+        setup: WorkerSetup,
+    ) -> Result<EventLoop, StartError> {
         let mut listeners = Vec::new();
         for (index, addr) in config.listen.iter().enumerate() {
-            let mut listener = listen(*addr).map_err(|e| StartError::Listen(*addr, e))?;
+            let bind_to = resolve(&setup.resolved, *addr);
+            let mut socket =
+                listen(bind_to, setup.reuse_port).map_err(|e| StartError::Listen(*addr, e))?;
             poll.registry()
                 .register(
-                    &mut listener,
+                    &mut socket,
                     Target::Listener { index }.token(),
                     Interest::READABLE,
                 )
                 .map_err(|e| StartError::Listen(*addr, e))?;
-            listeners.push(listener);
+            listeners.push(Listener {
+                configured: *addr,
+                socket,
+            });
         }
-        let mut signals =
-            Signals::new([SIGINT, SIGQUIT, SIGTERM, SIGUSR1]).map_err(StartError::Signals)?;
-        poll.registry()
-            .register(&mut signals, Target::Signals.token(), Interest::READABLE)
-            .map_err(StartError::Signals)?;
+        let stats = setup.stats.get(setup.index).cloned().unwrap_or_default();
+        let config = Rc::new(config);
         Ok(EventLoop {
             poll,
             listeners,
-            signals,
+            control,
+            waker,
             draining_since: None,
             connections: Slab::new(),
             upstreams: Upstreams::new(&config),
@@ -148,7 +225,10 @@ impl EventLoop {
             access_log: AccessLog::open(&config.access_logs()).map_err(StartError::AccessLog)?,
             config,
             next_connection_id: 0,
-            activity: Activity::default(),
+            stats,
+            workers: setup.stats,
+            reuse_port: setup.reuse_port,
+            resolved: setup.resolved,
             again: Vec::new(),
             buffer_waiters: VecDeque::new(),
             accept_paused: false,
@@ -157,11 +237,16 @@ impl EventLoop {
         })
     }
 
+    /// What wakes this loop for a command (`bind_worker` loops only).
+    pub fn waker(&self) -> Option<Arc<Waker>> {
+        self.waker.clone()
+    }
+
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|l| l.socket.local_addr().ok())
             .collect()
     }
 
@@ -180,8 +265,8 @@ impl EventLoop {
             for event in events.iter() {
                 match Target::from_token(event.token()) {
                     Some(Target::Listener { index }) => self.accept(index, now),
-                    Some(Target::Signals) => {
-                        if self.on_signals(now, wall_clock) == Stop::Now {
+                    Some(Target::Signals | Target::Commands) => {
+                        if self.on_commands(now, wall_clock) == Stop::Now {
                             self.access_log.flush();
                             return Ok(());
                         }
@@ -222,6 +307,11 @@ impl EventLoop {
             self.upstreams.expire_idle(now);
             self.hand_out_buffers(now, wall_clock);
             self.resume_accepting(now);
+            if self.upstreams.retire_old_generations() {
+                debug!("no exchange runs on an older configuration any more");
+                self.access_log.retain(&self.config.access_logs());
+            }
+            self.publish_gauges();
             self.access_log.flush();
             if self.draining_since.is_some() && self.connections.is_empty() {
                 info!("graceful shutdown complete");
@@ -237,58 +327,171 @@ impl EventLoop {
         }
     }
 
-    /// SIGTERM and SIGINT stop at once (nginx's fast shutdown); SIGQUIT
-    /// stops accepting, closes idle connections and lets the others finish
-    /// their exchange (graceful shutdown); SIGUSR1 reopens the access logs.
-    fn on_signals(&mut self, now: Instant, wall_clock: SystemTime) -> Stop {
-        let mut graceful = false;
-        for signal in self.signals.pending() {
-            match signal {
-                SIGTERM | SIGINT => {
-                    let name = if signal == SIGTERM {
-                        "SIGTERM"
-                    } else {
-                        "SIGINT"
-                    };
+    /// Carries out the commands that arrived (see `control`).
+    fn on_commands(&mut self, now: Instant, wall_clock: SystemTime) -> Stop {
+        for command in self.control.pending() {
+            match command {
+                Command::Stop => {
                     info!(
-                        "{name}: shutting down now, closing {} connections",
+                        "shutting down now, closing {} connections",
                         self.connections.len()
                     );
                     return Stop::Now;
                 }
-                SIGQUIT => graceful = true,
-                SIGUSR1 => {
-                    info!("SIGUSR1: reopening the access log files");
+                Command::Quit => self.shut_down_gracefully(now, wall_clock),
+                Command::Reopen => {
+                    info!("reopening the access log files");
                     self.access_log.reopen();
                 }
-                _ => {}
+                Command::Reload(config) => self.reload(*config, now, wall_clock),
             }
         }
-        if !graceful || self.draining_since.is_some() {
-            return Stop::NotYet;
+        Stop::NotYet
+    }
+
+    /// nginx's graceful shutdown: stop accepting, close idle connections,
+    /// let the others finish their exchange (without keep-alive), and exit
+    /// when the slab is empty or `worker_shutdown_timeout` has passed.
+    fn shut_down_gracefully(&mut self, now: Instant, wall_clock: SystemTime) {
+        if self.draining_since.is_some() {
+            return;
         }
         info!(
-            "SIGQUIT: shutting down gracefully, {} connections to finish",
+            "shutting down gracefully, {} connections to finish",
             self.connections.len()
         );
         self.draining_since = Some(now);
-        for listener in &mut self.listeners {
-            let _ = self.poll.registry().deregister(listener);
-        }
         // Closing the listening sockets makes new connections fail at once
         // instead of waiting in a backlog nobody will accept from.
-        self.listeners.clear();
-        let slots: Vec<usize> = self.connections.iter().map(|(slot, _)| slot).collect();
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        self.drain_connections(now, wall_clock, |_| true);
+    }
+
+    /// Tells the connections `which` picks to finish their exchange and
+    /// close; the idle ones close now.
+    fn drain_connections(
+        &mut self,
+        now: Instant,
+        wall_clock: SystemTime,
+        which: impl Fn(&Connection) -> bool,
+    ) {
+        let slots: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, connection)| which(connection))
+            .map(|(slot, _)| slot)
+            .collect();
         for slot in slots {
             let Some(connection) = self.connections.get_mut(slot) else {
                 continue;
             };
-            let mut ctx = context!(self, slot, now, wall_clock, Counters::default());
+            let mut ctx = context!(self, slot, connection, now, wall_clock, Counters::default());
             if connection.drain(&mut ctx) {
                 self.connections.remove(slot);
+                self.stats.active.set(self.connections.len() as u64);
             }
         }
-        Stop::NotYet
+    }
+
+    /// Moves to a new configuration (already read and checked) without
+    /// dropping anything: listeners it keeps keep their sockets, so no
+    /// connection is refused; new ones are opened first, and if one cannot
+    /// be (or an access log cannot be opened) the reload is refused and the
+    /// old configuration stays. Requests under way finish on the old
+    /// configuration; connections take the new one at their next request.
+    /// Connections that came in on a listener the reload removes finish
+    /// their exchange and close, and idle upstream connections to servers
+    /// no longer configured are closed.
+    fn reload(&mut self, new: Config, now: Instant, wall_clock: SystemTime) {
+        if self.draining_since.is_some() {
+            warn!("reload ignored: shutting down");
+            return;
+        }
+        let mut opened = Vec::new();
+        for addr in &new.listen {
+            if self.listeners.iter().any(|l| l.configured == *addr) {
+                continue;
+            }
+            match listen(resolve(&self.resolved, *addr), self.reuse_port) {
+                Ok(socket) => opened.push(Listener {
+                    configured: *addr,
+                    socket,
+                }),
+                Err(e) => {
+                    error!("reload refused, the running configuration stays: cannot listen on {addr}: {e}");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.access_log.add_targets(&new.access_logs()) {
+            error!(
+                "reload refused, the running configuration stays: cannot open an access log: {e}"
+            );
+            return;
+        }
+
+        let mut old = std::mem::take(&mut self.listeners);
+        for (index, addr) in new.listen.iter().enumerate() {
+            let (mut listener, kept) = match old.iter().position(|l| l.configured == *addr) {
+                Some(at) => (old.swap_remove(at), true),
+                None => match opened.iter().position(|l| l.configured == *addr) {
+                    Some(at) => (opened.swap_remove(at), false),
+                    None => continue,
+                },
+            };
+            let token = Target::Listener { index }.token();
+            let registry = self.poll.registry();
+            let registered = if kept {
+                registry.reregister(&mut listener.socket, token, Interest::READABLE)
+            } else {
+                info!("now listening on {addr}");
+                registry.register(&mut listener.socket, token, Interest::READABLE)
+            };
+            if let Err(e) = registered {
+                error!("cannot register the listener on {addr}: {e}");
+            }
+            self.listeners.push(listener);
+        }
+        for listener in &old {
+            info!("no longer listening on {}", listener.configured);
+        }
+        // Dropping a socket closes it and takes it out of the poll.
+        drop(old);
+
+        let config = Rc::new(new);
+        self.upstreams.reload(&config);
+        self.buffers
+            .reconfigure(config.buffer_size, config.max_buffer_sets);
+        self.config = Rc::clone(&config);
+        self.drain_connections(now, wall_clock, |connection| {
+            connection
+                .listen_addr()
+                .is_none_or(|addr| !config.listen.contains(&addr))
+        });
+        info!(
+            "configuration reloaded: {} listeners, {} servers, {} upstream groups",
+            config.listen.len(),
+            config.servers.len(),
+            config.upstreams.len()
+        );
+        // The listeners may have been renumbered, and new ones may already
+        // hold connections: accept from all of them now.
+        for index in 0..self.listeners.len() {
+            self.accept(index, now);
+        }
+    }
+
+    /// The counters other threads read but that are cheaper to copy once a
+    /// turn than to keep current at every change.
+    fn publish_gauges(&self) {
+        self.stats
+            .upstream_connections
+            .set(self.upstreams.open_count() as u64);
+        self.stats
+            .pooled_connections
+            .set(self.upstreams.idle.len() as u64);
     }
 
     /// When a graceful shutdown stops waiting (`worker_shutdown_timeout`).
@@ -336,7 +539,7 @@ impl EventLoop {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            let (mut stream, peer) = match listener.accept() {
+            let (mut stream, peer) = match listener.socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -359,6 +562,7 @@ impl EventLoop {
                 debug!("#{slot} TCP_NODELAY: {e}");
             }
             self.next_connection_id += 1;
+            self.stats.accepted.add(1);
             debug!("#{slot} new connection from {peer}");
             let connection = entry.insert(Connection::new(
                 self.next_connection_id,
@@ -369,7 +573,7 @@ impl EventLoop {
                 &self.config,
             ));
             // The first request must arrive within client_header_timeout.
-            if let Some(at) = connection.deadline(&self.config) {
+            if let Some(at) = connection.deadline() {
                 connection.scheduled = Some(at);
                 self.timers.schedule(TimerEntry {
                     at,
@@ -377,6 +581,7 @@ impl EventLoop {
                     id: connection.id,
                 });
             }
+            self.stats.active.set(self.connections.len() as u64);
         }
     }
 
@@ -447,17 +652,18 @@ impl EventLoop {
         let Some(connection) = self.connections.get_mut(slot) else {
             return;
         };
-        let mut ctx = context!(self, slot, now, wall_clock, counters);
+        let mut ctx = context!(self, slot, connection, now, wall_clock, counters);
         match connection.drive(&mut ctx) {
             Driven::Closed => {
                 self.connections.remove(slot);
+                self.stats.active.set(self.connections.len() as u64);
                 debug!("#{slot} closed");
                 return;
             }
             Driven::MoreWork => self.again.push(slot),
             Driven::Waiting => {}
         }
-        if let Some(at) = connection.deadline(&self.config) {
+        if let Some(at) = connection.deadline() {
             if connection.scheduled.is_none_or(|scheduled| at < scheduled) {
                 connection.scheduled = Some(at);
                 self.timers.schedule(TimerEntry {
@@ -478,9 +684,16 @@ impl EventLoop {
                 continue; // stale: closed, or superseded by an earlier entry
             }
             connection.scheduled = None;
-            match connection.deadline(&self.config) {
+            match connection.deadline() {
                 Some(at) if at <= now => {
-                    let mut ctx = context!(self, entry.slot, now, wall_clock, Counters::default());
+                    let mut ctx = context!(
+                        self,
+                        entry.slot,
+                        connection,
+                        now,
+                        wall_clock,
+                        Counters::default()
+                    );
                     connection.on_deadline(&mut ctx);
                     self.drive(entry.slot, now, wall_clock);
                 }
@@ -497,9 +710,19 @@ impl EventLoop {
 /// `worker_connections` wait here until ferry accepts them.
 const LISTEN_BACKLOG: i32 = 511;
 
+/// Where to bind the configured `addr` (see `WorkerSetup::resolved`).
+fn resolve(resolved: &[(SocketAddr, SocketAddr)], addr: SocketAddr) -> SocketAddr {
+    resolved
+        .iter()
+        .find(|(configured, _)| *configured == addr)
+        .map_or(addr, |(_, bound)| *bound)
+}
+
 /// Binds a non-blocking listener with nginx's backlog and `SO_REUSEADDR`
-/// (mio's own `bind` leaves the backlog at 128).
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// (mio's own `bind` leaves the backlog at 128), and with `SO_REUSEPORT`
+/// when several workers share the address: the kernel then spreads new
+/// connections over their sockets, and no worker wakes for another's.
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -509,6 +732,9 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;

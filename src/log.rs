@@ -82,6 +82,39 @@ impl AccessLog {
         })
     }
 
+    /// A reload: opens the targets the new configuration adds. Nothing
+    /// changes if one cannot be opened (the reload is refused). Targets it
+    /// no longer uses stay open for the exchanges still running on the old
+    /// configuration, until `retain` drops them.
+    pub fn add_targets(&mut self, targets: &[AccessLogTarget]) -> io::Result<()> {
+        let mut added = Vec::new();
+        for target in targets {
+            if self.sinks.iter().any(|sink| sink.target == *target)
+                || added.iter().any(|sink: &Sink| sink.target == *target)
+            {
+                continue;
+            }
+            let file = match target {
+                AccessLogTarget::File(path) => Some(open_file(path)?),
+                AccessLogTarget::Stdout => None,
+                AccessLogTarget::Off => continue,
+            };
+            added.push(Sink {
+                target: target.clone(),
+                file,
+                pending: Vec::with_capacity(16 * 1024),
+            });
+        }
+        self.sinks.append(&mut added);
+        Ok(())
+    }
+
+    /// Closes the targets not in `targets` (no exchange can use them now).
+    pub fn retain(&mut self, targets: &[AccessLogTarget]) {
+        self.flush();
+        self.sinks.retain(|sink| targets.contains(&sink.target));
+    }
+
     /// Whether any location logs at all.
     pub fn is_enabled(&self) -> bool {
         !self.sinks.is_empty()

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use ferry::cli::{self, Args, Command, USAGE};
 use ferry::config::{self, Config, Loaded, EMBEDDED_NAME};
+use ferry::control::{Reloader, Workers};
 use ferry::event_loop::EventLoop;
 
 fn main() -> ExitCode {
@@ -31,36 +32,41 @@ fn main() -> ExitCode {
         Command::Test { dump } => test_config(args.config_file.as_deref(), dump),
         Command::Signal { signal } => send_signal(args.config_file.as_deref(), signal),
         Command::Demo { origin_port, .. } => {
-            let mut config = match configure(args) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
             let origin = SocketAddr::from(([127, 0, 0, 1], origin_port));
             match ferry::demo::start_origin(origin) {
                 Ok(bound) => {
                     println!("ferry: demo origin serving the seed's page on http://{bound}");
                     // Port 0 picks a free port: proxy to the one picked.
-                    config.set_upstream(bound);
+                    start(args, Some(bound))
                 }
-                Err(e) => return fail(&format!("cannot start the demo origin on {origin}: {e}")),
+                Err(e) => fail(&format!("cannot start the demo origin on {origin}: {e}")),
             }
-            run(config)
         }
-        Command::Proxy => match configure(args) {
-            Ok(config) => run(config),
-            Err(code) => code,
-        },
+        Command::Proxy => start(args, None),
+    }
+}
+
+/// Reads the configuration and runs it; a reload reads it again the same
+/// way.
+fn start(args: Args, demo_origin: Option<SocketAddr>) -> ExitCode {
+    let reload: Reloader = Box::new(move || configure(&args, demo_origin));
+    match reload() {
+        Ok(config) => run(config, reload),
+        Err(e) => fail(&e),
     }
 }
 
 /// The configuration file (or the embedded default), then the flags.
-fn configure(args: Args) -> Result<Config, ExitCode> {
-    let loaded = match config::load(args.config_file.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(e) => return Err(fail(&format!("[emerg] {e}"))),
-    };
-    args.into_config(loaded.config)
-        .map_err(|e| fail(&e.to_string()))
+fn configure(args: &Args, demo_origin: Option<SocketAddr>) -> Result<Config, String> {
+    let loaded = config::load(args.config_file.as_deref()).map_err(|e| format!("[emerg] {e}"))?;
+    let mut config = args
+        .clone()
+        .into_config(loaded.config)
+        .map_err(|e| e.to_string())?;
+    if let Some(origin) = demo_origin {
+        config.set_upstream(origin);
+    }
+    Ok(config)
 }
 
 /// `ferry -t` / `-T`, worded as `nginx -t` words it.
@@ -122,7 +128,7 @@ fn send_signal(path: Option<&Path>, signal: &str) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, reload: Reloader) -> ExitCode {
     if let Err(e) = ferry::log::init_error_log(config.error_log.as_ref()) {
         return fail(&format!("cannot open the error log: {e}"));
     }
@@ -132,9 +138,18 @@ fn run(config: Config) -> ExitCode {
         _ => format!("{} upstream groups", config.upstreams.len()),
     };
     let pid_file = config.pid.clone();
-    let mut event_loop = match EventLoop::bind(config) {
-        Ok(event_loop) => event_loop,
-        Err(e) => return fail(&e.to_string()),
+    let workers = config.worker_processes;
+    let running = if workers > 1 {
+        match Workers::start(&config, workers) {
+            Ok(workers) => Running::Many(workers, reload),
+            Err(e) => return fail(&e.to_string()),
+        }
+    } else {
+        // One worker runs on this thread and takes the signals itself.
+        match EventLoop::bind(config, reload) {
+            Ok(event_loop) => Running::One(Box::new(event_loop)),
+            Err(e) => return fail(&e.to_string()),
+        }
     };
     // Before "listening on": whoever waits for that line may use -s.
     if let Some(path) = &pid_file {
@@ -145,17 +160,44 @@ fn run(config: Config) -> ExitCode {
             ));
         }
     }
-    for addr in event_loop.local_addrs() {
+    for addr in running.local_addrs() {
         println!("ferry: listening on http://{addr}, proxying to {upstream}");
     }
+    if workers > 1 {
+        println!("ferry: {workers} workers");
+    }
     let _ = std::io::stdout().flush();
-    let outcome = event_loop.run();
+    let outcome = running.run();
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&format!("event loop failed: {e}")),
+        Err(e) => fail(&e),
+    }
+}
+
+/// The event loops, bound and ready to run.
+enum Running {
+    One(Box<EventLoop>),
+    Many(Workers, Reloader),
+}
+
+impl Running {
+    fn local_addrs(&self) -> Vec<SocketAddr> {
+        match self {
+            Running::One(event_loop) => event_loop.local_addrs(),
+            Running::Many(workers, _) => workers.local_addrs().to_vec(),
+        }
+    }
+
+    fn run(self) -> Result<(), String> {
+        match self {
+            Running::One(mut event_loop) => event_loop
+                .run()
+                .map_err(|e| format!("event loop failed: {e}")),
+            Running::Many(workers, reload) => workers.run(reload),
+        }
     }
 }
 

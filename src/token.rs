@@ -8,7 +8,7 @@
 //! | `00`     | client     | the connection's slot in the slab       |
 //! | `01`     | upstream   | the upstream socket's *link*            |
 //! | `10`     | listener   | position in the listener list           |
-//! | `11`     | signals    | always 0: the one signal pipe           |
+//! | `11`     | control    | 0: the signal pipe, 1: the command waker |
 //!
 //! Client tokens map straight to `(slot, Side::Client)`. Upstream sockets
 //! keep one token for their whole life, even as they move between a client
@@ -26,7 +26,7 @@ const KIND_MASK: usize = (1 << KIND_BITS) - 1;
 const CLIENT: usize = 0;
 const UPSTREAM: usize = 1;
 const LISTENER: usize = 2;
-const SIGNALS: usize = 3;
+const CONTROL: usize = 3;
 
 /// The largest index a token can carry.
 pub const MAX_INDEX: usize = usize::MAX >> KIND_BITS;
@@ -59,8 +59,10 @@ pub enum Target {
     Listener {
         index: usize,
     },
-    /// SIGQUIT, SIGTERM, SIGINT or SIGUSR1 arrived (see `event_loop`).
+    /// A signal arrived (see `control`).
     Signals,
+    /// The main thread sent this worker a command (see `control`).
+    Commands,
 }
 
 impl Target {
@@ -69,7 +71,8 @@ impl Target {
             Target::Client { slot } => (slot, CLIENT),
             Target::Upstream { link } => (link, UPSTREAM),
             Target::Listener { index } => (index, LISTENER),
-            Target::Signals => (0, SIGNALS),
+            Target::Signals => (0, CONTROL),
+            Target::Commands => (1, CONTROL),
         };
         debug_assert!(index <= MAX_INDEX, "token index overflow");
         Token((index << KIND_BITS) | kind)
@@ -82,7 +85,8 @@ impl Target {
             CLIENT => Some(Target::Client { slot: index }),
             UPSTREAM => Some(Target::Upstream { link: index }),
             LISTENER => Some(Target::Listener { index }),
-            SIGNALS if index == 0 => Some(Target::Signals),
+            CONTROL if index == 0 => Some(Target::Signals),
+            CONTROL if index == 1 => Some(Target::Commands),
             _ => None,
         }
     }
@@ -125,9 +129,10 @@ mod tests {
     }
 
     #[test]
-    fn the_signal_token_is_the_only_one_of_its_kind() {
+    fn control_tokens_are_the_only_ones_of_their_kind() {
         assert_eq!(Target::from_token(Token(3)), Some(Target::Signals));
-        assert_eq!(Target::from_token(Token(7)), None);
+        assert_eq!(Target::from_token(Token(7)), Some(Target::Commands));
+        assert_eq!(Target::from_token(Token(11)), None);
         assert_eq!(Target::from_token(Token(usize::MAX)), None);
     }
 

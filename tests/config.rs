@@ -74,7 +74,8 @@ fn errors_name_the_file_line_and_directive() {
         (server("location / { proxy_pass http://127.0.0.1:1; }\n}"), "unexpected \"}\" in ferry.conf:8"),
         (http("server { listen 1;"), "unexpected end of file, expecting \"}\" in ferry.conf:4"),
         (server("client_max_body_size 1m;\nclient_max_body_size 2m;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "\"client_max_body_size\" directive is duplicate in ferry.conf:6"),
-        (format!("worker_processes 4;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "ferry runs one worker for now"),
+        (format!("worker_processes 0;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "invalid value \"0\" in \"worker_processes\" directive"),
+        (format!("worker_processes many;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "invalid value \"many\" in \"worker_processes\" directive"),
         (server("location / { proxy_pass http://127.0.0.1:1; proxy_http_version 1.0; }"), "only \"proxy_http_version 1.1\" is supported"),
         (server("location / { proxy_pass http://127.0.0.1:1; keepalive_timeout soon; }"), "invalid time \"soon\" in \"keepalive_timeout\" directive in ferry.conf:5"),
         ("events {}\n".to_string(), "no \"http\" block"),
@@ -102,19 +103,8 @@ fn stock_nginx_directives_are_accepted() {
                 default_type application/octet-stream;\n server_tokens off;\n\
                 server { listen 127.0.0.1:8080 default_server; server_name _;\n\
                 location / { proxy_pass http://127.0.0.1:1; proxy_buffering off; } }\n}\n";
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (code, err) = test_text("stock", text);
-    if cores == 1 {
-        assert_eq!(code, 0, "{err}");
-    } else {
-        // `auto` means one worker per core, which ferry does not do yet.
-        assert!(err.contains("worker_processes auto"), "{err}");
-        let (code, err) = test_text(
-            "stock",
-            &text.replace("worker_processes auto", "worker_processes 1"),
-        );
-        assert_eq!(code, 0, "{err}");
-    }
+    assert_eq!(code, 0, "{err}");
 }
 
 /// Copies tests/configs to a temp dir with the test origin's port filled in.

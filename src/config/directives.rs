@@ -315,7 +315,7 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
     let mut http = None;
     for directive in tree {
         match directive.name.as_str() {
-            "worker_processes" => worker_processes(directive)?,
+            "worker_processes" => config.worker_processes = worker_processes(directive)?,
             "error_log" => config.error_log = Some(error_log(directive)?),
             "pid" => config.pid = Some(PathBuf::from(&directive.args[0])),
             "worker_shutdown_timeout" => {
@@ -1115,18 +1115,23 @@ fn access_rule(directive: &Directive) -> Result<AccessRule, ConfigError> {
     })
 }
 
-fn worker_processes(directive: &Directive) -> Result<(), ConfigError> {
+/// How many event loops to run: a number, or `auto` for one per core.
+fn worker_processes(directive: &Directive) -> Result<usize, ConfigError> {
     let value = directive.args[0].as_str();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match value {
-        "1" => Ok(()),
-        "auto" if cores == 1 => Ok(()),
+    if value == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match value.parse::<usize>() {
+        Ok(n @ 1..=MAX_WORKERS) => Ok(n),
         _ => Err(ConfigError::at(
-            format!("\"worker_processes {value}\": ferry runs one worker for now; use \"worker_processes 1\""),
+            format!("invalid value \"{value}\" in \"worker_processes\" directive (1 to {MAX_WORKERS}, or auto)"),
             directive.location(),
         )),
     }
 }
+
+/// More workers than this would be a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
 
 fn error_log(directive: &Directive) -> Result<ErrorLogConfig, ConfigError> {
     let path = &directive.args[0];

@@ -375,6 +375,8 @@ pub struct Config {
     /// `worker_shutdown_timeout`: how long a graceful shutdown may wait
     /// for exchanges under way (none: as long as they take).
     pub shutdown_timeout: Option<Duration>,
+    /// Event loops, each on its own thread (`worker_processes`).
+    pub worker_processes: usize,
     /// Client and upstream connections together (`worker_connections`).
     pub worker_connections: usize,
     /// Buffer sets (2 x buffer_size each) lent at once; a connection that
@@ -425,6 +427,7 @@ impl Config {
             error_log: None,
             pid: None,
             shutdown_timeout: None,
+            worker_processes: 1,
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,

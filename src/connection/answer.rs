@@ -19,6 +19,7 @@ use crate::error::ProxyError;
 use crate::http::error_page;
 use crate::http::error_page::ErrorResponse;
 use crate::http::request::Method;
+use crate::stats::Totals;
 use crate::upstream::UpstreamConn;
 use crate::variables::ExchangeVars;
 
@@ -30,7 +31,7 @@ impl Connection {
         upstream: Option<UpstreamConn>,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let Some((_, direction)) = exchange.next_timeout(ctx.config) else {
+        let Some((_, direction)) = exchange.next_timeout(&ctx.config) else {
             // Nothing was waiting after all: keep going.
             return match upstream {
                 Some(upstream) => (Phase::Forwarding { exchange, upstream }, false),
@@ -47,13 +48,13 @@ impl Connection {
             ),
             Direction::ClientRead => {
                 if let Some(upstream) = upstream {
-                    ctx.upstreams.close(upstream);
+                    ctx.upstreams.close(&ctx.config, upstream);
                 }
                 self.fail(exchange, ProxyError::ClientTimeout(directive), ctx)
             }
             Direction::UpstreamRead | Direction::UpstreamWrite => {
                 if let Some(upstream) = upstream {
-                    ctx.upstreams.close(upstream);
+                    ctx.upstreams.close(&ctx.config, upstream);
                 }
                 self.next_upstream(
                     exchange,
@@ -92,7 +93,7 @@ impl Connection {
         page: ErrorResponse,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        self.answer_locally(exchange, ctx.config, |out, keep_alive, head_only| {
+        self.answer_locally(exchange, &ctx.config, |out, keep_alive, head_only| {
             (page.status(), page.write_to(out, keep_alive, head_only))
         })
     }
@@ -105,7 +106,7 @@ impl Connection {
         status: u16,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let config: &Config = ctx.config;
+        let config: &Config = &ctx.config;
         let text = match config.location(exchange.route_server(), exchange.route_location()) {
             Some(LocationConfig {
                 action: Action::Return { text, .. },
@@ -142,7 +143,7 @@ impl Connection {
             counters.accepted,
         );
         let len = usize::try_from(cursor.position()).unwrap_or(0);
-        self.answer_text(exchange, text.get(..len).unwrap_or_default(), ctx.config)
+        self.answer_text(exchange, text.get(..len).unwrap_or_default(), &ctx.config)
     }
 
     /// nginx's `stub_status` page, to the byte, so that exporters and
@@ -156,16 +157,18 @@ impl Connection {
         if !matches!(exchange.request.method, Method::Get | Method::Head) {
             return self.answer_page(exchange, ErrorResponse::MethodNotAllowed, ctx);
         }
-        let activity = &*ctx.activity;
-        let (mut reading, mut writing) = (activity.reading, activity.writing);
+        let totals = Totals::of(ctx.workers);
+        let (mut reading, mut writing) = (totals.reading, totals.writing);
+        // This connection's count moves once its step is over; it is
+        // Writing now, as nginx counts the request asking.
         match self.counted_as {
             Busy::Reading => reading = reading.saturating_sub(1),
             Busy::Writing => writing = writing.saturating_sub(1),
             Busy::Waiting => {}
         }
         writing += 1;
-        let active = ctx.counters.connections;
-        let accepted = ctx.counters.accepted;
+        let active = totals.active;
+        let accepted = totals.accepted;
         // Fixed text (~100 B) plus seven numbers of at most 20 digits.
         let mut text = [0u8; 320];
         let mut cursor = Cursor::new(&mut text[..]);
@@ -175,11 +178,11 @@ impl Connection {
             cursor,
             "Active connections: {active} \nserver accepts handled requests\n {accepted} {accepted} {} \n\
              Reading: {reading} Writing: {writing} Waiting: {} \n",
-            activity.requests,
+            totals.requests,
             active.saturating_sub(reading + writing),
         );
         let len = usize::try_from(cursor.position()).unwrap_or(0);
-        self.answer_text(exchange, text.get(..len).unwrap_or_default(), ctx.config)
+        self.answer_text(exchange, text.get(..len).unwrap_or_default(), &ctx.config)
     }
 
     /// A 200 with a plain-text body.
@@ -222,7 +225,7 @@ impl Connection {
         let keep_alive = exchange.keep_alive
             && !error.is_client_fault()
             && exchange.request_body.fully_received()
-            && self.may_keep_alive(exchange.settings(ctx.config));
+            && self.may_keep_alive(exchange.settings(&ctx.config));
         exchange.keep_alive = keep_alive;
         // Part of an interim head may still be unsent; it cannot be taken
         // back, so ferry's response follows it.
@@ -255,7 +258,7 @@ impl Connection {
             ),
         }
         if let Some(upstream) = upstream {
-            ctx.upstreams.close(upstream);
+            ctx.upstreams.close(&ctx.config, upstream);
         }
         let mut exchange = exchange;
         if let Abort::ClientGone(_) = reason {
@@ -272,7 +275,8 @@ impl Connection {
     /// One access log line, in the route's format, from the values
     /// captured when the head arrived and what the exchange measured.
     pub(super) fn log_access(&self, exchange: &Exchange, ctx: &mut Context<'_>) {
-        let settings = exchange.settings(ctx.config);
+        ctx.stats.count_response(exchange.log.status);
+        let settings = exchange.settings(&ctx.config);
         if settings.access_log == AccessLogTarget::Off {
             return;
         }

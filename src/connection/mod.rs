@@ -29,6 +29,8 @@ mod upstream_side;
 use std::collections::VecDeque;
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use log::{debug, trace};
@@ -48,6 +50,7 @@ use crate::http::request::RequestSummary;
 use crate::http::response::{self, ClientFraming};
 use crate::http::{Version, MAX_HEADERS};
 use crate::log::AccessLog;
+use crate::stats::WorkerStats;
 use crate::upstream::{UpstreamConn, Upstreams};
 
 /// Steps one `drive` call may take before yielding to other connections;
@@ -61,37 +64,21 @@ pub struct Context<'a> {
     pub now: Instant,
     pub wall_clock: SystemTime,
     pub registry: &'a Registry,
-    pub config: &'a Config,
+    /// The configuration this connection's exchange runs on: the one in
+    /// force when its request began, even if a reload came since.
+    pub config: Rc<Config>,
+    /// The newest configuration, which the next request will use.
+    pub latest: &'a Rc<Config>,
     pub buffers: &'a mut BufferPool,
     /// Idle connections waiting for the pool to lend a buffer set.
     pub buffer_waiters: &'a mut VecDeque<usize>,
     pub upstreams: &'a mut Upstreams,
     pub access_log: &'a mut AccessLog,
     pub counters: Counters,
-    pub activity: &'a mut Activity,
-}
-
-/// What `stub_status` reports beyond the slab's size, kept current as
-/// connections change phase (counted once per `drive`, not per step).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Activity {
-    /// Requests begun since start, nginx's `requests`.
-    pub requests: u64,
-    /// Connections reading a request head.
-    pub reading: usize,
-    /// Connections with a request in progress.
-    pub writing: usize,
-}
-
-impl Activity {
-    fn count(&mut self, busy: Busy, by: isize) {
-        let counter = match busy {
-            Busy::Reading => &mut self.reading,
-            Busy::Writing => &mut self.writing,
-            Busy::Waiting => return,
-        };
-        *counter = counter.saturating_add_signed(by);
-    }
+    /// This worker's counters for the status pages.
+    pub stats: &'a WorkerStats,
+    /// Every worker's (this one's included), for the status pages' totals.
+    pub workers: &'a [Arc<WorkerStats>],
 }
 
 /// The loop's counters, as the status path shows them.
@@ -103,6 +90,15 @@ pub struct Counters {
     pub buffer_sets_lent: usize,
     pub timers: usize,
     pub accepted: u64,
+}
+
+/// Moves a connection in or out of stub_status's Reading or Writing.
+fn count_busy(stats: &WorkerStats, busy: Busy, by: i64) {
+    match busy {
+        Busy::Reading => stats.reading.change(by),
+        Busy::Writing => stats.writing.change(by),
+        Busy::Waiting => {}
+    }
 }
 
 /// What `drive` left behind.
@@ -129,11 +125,15 @@ pub struct Connection {
     requests: u32,
     /// In the loop's queue of connections waiting for a buffer set.
     waiting_for_buffers: bool,
-    /// Where `Activity` counts it (updated by `recount`).
+    /// Where stub_status counts it (updated by `recount`).
     counted_as: Busy,
     /// ferry is shutting down gracefully: finish the exchange, then close.
     draining: bool,
-    /// The listening socket it came in on, for routing by address.
+    /// The configuration of its current (or last) request; a reload takes
+    /// effect at the connection's next request (see `adopt_latest_config`).
+    config: Rc<Config>,
+    /// The listening socket it came in on (a position in `config.listen`),
+    /// for routing by address.
     listener: usize,
     /// The server of its last request (at first, the listener's default),
     /// whose settings apply between requests.
@@ -149,7 +149,7 @@ impl Connection {
         peer: SocketAddr,
         now: Instant,
         listener: usize,
-        config: &Config,
+        config: &Rc<Config>,
     ) -> Connection {
         let server = config
             .listeners
@@ -171,6 +171,7 @@ impl Connection {
             waiting_for_buffers: false,
             counted_as: Busy::Waiting,
             draining: false,
+            config: Rc::clone(config),
             listener,
             server,
             scheduled: None,
@@ -196,20 +197,21 @@ impl Connection {
     }
 
     /// Settings in force between requests: the last server's.
-    fn server_settings<'c>(&self, config: &'c Config) -> &'c Settings {
-        config.server_settings(self.server)
+    fn server_settings(&self) -> &Settings {
+        self.config.server_settings(self.server)
     }
 
     /// When this connection next needs attention without an event. Every
     /// phase but `Closed` has one, so no connection can wait forever.
-    pub fn deadline(&self, config: &Config) -> Option<Instant> {
+    pub fn deadline(&self) -> Option<Instant> {
+        let config = &*self.config;
         match &self.phase {
             Phase::Idle { since } if self.requests == 0 => {
-                Some(*since + self.server_settings(config).client_header_timeout)
+                Some(*since + self.server_settings().client_header_timeout)
             }
-            Phase::Idle { since } => Some(*since + self.server_settings(config).keepalive_timeout),
+            Phase::Idle { since } => Some(*since + self.server_settings().keepalive_timeout),
             Phase::ReadingRequest { since, .. } => {
-                Some(*since + self.server_settings(config).client_header_timeout)
+                Some(*since + self.server_settings().client_header_timeout)
             }
             Phase::ConnectingUpstream { exchange, .. } => {
                 let connect = exchange
@@ -234,8 +236,8 @@ impl Connection {
                 exchange.next_timeout(config).map(|(at, _)| at)
             }
             Phase::Lingering { since, last_read } => Some(
-                (*since + self.server_settings(config).lingering_time)
-                    .min(*last_read + self.server_settings(config).lingering_timeout),
+                (*since + self.server_settings().lingering_time)
+                    .min(*last_read + self.server_settings().lingering_timeout),
             ),
             Phase::Closed => None,
         }
@@ -271,9 +273,9 @@ impl Connection {
                     .connect_started
                     .instant(exchange.started)
                     .unwrap_or(exchange.started)
-                    + exchange.settings(ctx.config).proxy_connect_timeout;
+                    + exchange.settings(&ctx.config).proxy_connect_timeout;
                 if connect_deadline <= ctx.now {
-                    ctx.upstreams.close(upstream);
+                    ctx.upstreams.close(&ctx.config, upstream);
                     let error = ProxyError::UpstreamTimeout("proxy_connect_timeout");
                     self.next_upstream(exchange, error, next_upstream::TIMEOUT, ctx)
                 } else {
@@ -354,7 +356,7 @@ impl Connection {
     /// Runs the state machine until it waits, with a cap for fairness.
     pub fn drive(&mut self, ctx: &mut Context<'_>) -> Driven {
         let driven = self.run_steps(ctx);
-        self.recount(ctx.activity);
+        self.recount(ctx.stats);
         driven
     }
 
@@ -390,7 +392,7 @@ impl Connection {
     pub fn close_now(&mut self, ctx: &mut Context<'_>) {
         let phase = mem::replace(&mut self.phase, Phase::Closed);
         self.release(phase, ctx);
-        self.recount(ctx.activity);
+        self.recount(ctx.stats);
     }
 
     /// Whether the response may leave the connection open for another
@@ -414,13 +416,49 @@ impl Connection {
         false
     }
 
+    /// Moves the connection to the newest configuration. Called only
+    /// before a request head is routed, so an exchange runs from start to
+    /// end on one configuration. The listener is found in the new
+    /// configuration by its address; a connection whose listener a reload
+    /// removed stays where it is (it is draining: this request is its last).
+    pub(super) fn adopt_latest_config(&mut self, ctx: &mut Context<'_>) {
+        if Rc::ptr_eq(&self.config, ctx.latest) {
+            return;
+        }
+        let Some(index) = self
+            .listen_addr()
+            .and_then(|addr| ctx.latest.listen.iter().position(|a| *a == addr))
+        else {
+            return;
+        };
+        self.config = Rc::clone(ctx.latest);
+        ctx.config = Rc::clone(ctx.latest);
+        self.listener = index;
+        self.server = self
+            .config
+            .listeners
+            .get(index)
+            .map_or(0, |l| l.default_server);
+        debug!("#{} moves to the reloaded configuration", ctx.slot);
+    }
+
+    /// The configured `listen` address it was accepted on.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.config.listen.get(self.listener).copied()
+    }
+
+    /// The configuration its exchanges run on (see `adopt_latest_config`).
+    pub fn config(&self) -> &Rc<Config> {
+        &self.config
+    }
+
     /// Moves this connection between `stub_status`'s Reading, Writing and
     /// Waiting counts if its phase moved it.
-    fn recount(&mut self, activity: &mut Activity) {
+    fn recount(&mut self, stats: &WorkerStats) {
         let busy = self.phase.busy();
         if busy != self.counted_as {
-            activity.count(self.counted_as, -1);
-            activity.count(busy, 1);
+            count_busy(stats, self.counted_as, -1);
+            count_busy(stats, busy, 1);
             self.counted_as = busy;
         }
     }
@@ -430,14 +468,14 @@ impl Connection {
             Phase::ReadingRequest { buffers, .. } => ctx.buffers.give_back(buffers),
             Phase::ConnectingUpstream { exchange, upstream }
             | Phase::Forwarding { exchange, upstream } => {
-                ctx.upstreams.close(upstream);
+                ctx.upstreams.close(&ctx.config, upstream);
                 ctx.buffers.give_back(exchange.buffers);
             }
             Phase::WritingResponse { exchange } => ctx.buffers.give_back(exchange.buffers),
             Phase::Tunnel {
                 exchange, upstream, ..
             } => {
-                ctx.upstreams.close(upstream);
+                ctx.upstreams.close(&ctx.config, upstream);
                 ctx.buffers.give_back(exchange.buffers);
             }
             Phase::Idle { .. } | Phase::Lingering { .. } | Phase::Closed => {}
@@ -514,7 +552,7 @@ impl Connection {
             Err(abort) => return self.abort(exchange, Some(upstream), abort, ctx),
         };
         if let Err(error) = self.scan_request_body(&mut exchange, ctx) {
-            ctx.upstreams.close(upstream);
+            ctx.upstreams.close(&ctx.config, upstream);
             return self.fail(exchange, error, ctx);
         }
 
@@ -584,7 +622,7 @@ impl Connection {
             match self.parse_response(&mut exchange, ctx) {
                 Ok(parsed) => progress |= parsed,
                 Err((error, condition)) => {
-                    ctx.upstreams.close(upstream);
+                    ctx.upstreams.close(&ctx.config, upstream);
                     return self.next_upstream(exchange, error, condition, ctx);
                 }
             }
@@ -613,7 +651,7 @@ impl Connection {
             ResponseState::Switching => {
                 debug!("#{} upstream switched protocols; tunnelling", ctx.slot);
                 if let Some(peer) = exchange.peer {
-                    ctx.upstreams.succeeded(peer);
+                    ctx.upstreams.succeeded(&ctx.config, peer);
                 }
                 let tunnel = TunnelState {
                     last_activity: Mark::at(exchange.started, ctx.now),
@@ -685,7 +723,7 @@ impl Connection {
             .request_body
             .scan(&mut exchange.buffers.request)
             .map_err(ProxyError::RequestBody)?;
-        let limit = exchange.settings(ctx.config).client_max_body_size;
+        let limit = exchange.settings(&ctx.config).client_max_body_size;
         if limit != 0 && exchange.request_body.data_seen() > limit {
             return Err(ProxyError::BodyTooLarge { limit });
         }
@@ -742,11 +780,11 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) -> Result<bool, (ProxyError, u16)> {
         let mut progress = false;
-        let settings = exchange.route.settings(ctx.config);
+        let settings = exchange.route.settings(&ctx.config);
         // What a 5xx may do, decided before the head borrows the buffers.
-        let retry_mask = if next_upstream_allowed(exchange, u16::MAX, ctx.config)
+        let retry_mask = if next_upstream_allowed(exchange, u16::MAX, &ctx.config)
             && ctx.upstreams.has_candidate(
-                ctx.config,
+                &ctx.config,
                 exchange.group as usize,
                 exchange.tried,
                 ctx.now,
@@ -813,7 +851,7 @@ impl Connection {
                 return Err((ProxyError::UpstreamStatus(head.status), status_condition));
             }
             if let Some(peer) = exchange.peer {
-                ctx.upstreams.succeeded(peer);
+                ctx.upstreams.succeeded(&ctx.config, peer);
             }
             let (framing, keep_alive) = response::client_framing(&head, &exchange.request);
             let keep_alive = keep_alive && exchange.keep_alive && self.may_keep_alive(settings);
@@ -900,7 +938,7 @@ impl Connection {
                 return (Phase::Idle { since: ctx.now }, true);
             }
             // A pipelined request is already here: its head is timed from now.
-            ctx.activity.requests += 1;
+            ctx.stats.requests.add(1);
             return (
                 Phase::ReadingRequest {
                     buffers,
@@ -969,6 +1007,14 @@ mod tests {
 
     #[test]
     fn an_idle_connection_is_small() {
+        eprintln!(
+            "size_of::<Connection>() = {} phase {} exchange {} upstream {} tunnel {}",
+            mem::size_of::<Connection>(),
+            mem::size_of::<Phase>(),
+            mem::size_of::<phase::Exchange>(),
+            mem::size_of::<UpstreamConn>(),
+            mem::size_of::<phase::TunnelState>()
+        );
         // The slab stores every connection at this size; idle ones hold no
         // buffer besides it. See the 512 B budget in docs/architecture.md.
         assert!(

@@ -38,6 +38,7 @@ impl Connection {
         since: Instant,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
+        self.adopt_latest_config(ctx);
         let held = buffers.request.len();
         let mut searched = searched;
         if held > searched {
@@ -74,7 +75,7 @@ impl Connection {
                 trace!("#{} -> * {n}B", ctx.slot);
                 if held == 0 {
                     // nginx counts a request from its first byte.
-                    ctx.activity.requests += 1;
+                    ctx.stats.requests.add(1);
                 }
                 (
                     Phase::ReadingRequest {
@@ -144,7 +145,7 @@ impl Connection {
         };
 
         // Route: server by listener and Host, then location by path.
-        let config = ctx.config;
+        let config = &*ctx.config;
         let host = head
             .headers
             .iter()
@@ -317,7 +318,7 @@ impl Connection {
         };
         exchange.group = u32::try_from(group).unwrap_or(u32::MAX);
         debug!("#{} request {} from {}", ctx.slot, self.requests, self.peer);
-        let limit = exchange.settings(ctx.config).client_max_body_size;
+        let limit = exchange.settings(&ctx.config).client_max_body_size;
         if let BodyKind::Length(length) = summary.body {
             if limit != 0 && length > limit {
                 return self.fail(exchange, ProxyError::BodyTooLarge { limit }, ctx);

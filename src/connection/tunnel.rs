@@ -164,7 +164,7 @@ impl Connection {
             "#{} tunnel closed: {} bytes from the client, {} to it",
             ctx.slot, exchange.log.request_length, exchange.log.body_bytes_sent
         );
-        ctx.upstreams.close(upstream);
+        ctx.upstreams.close(&ctx.config, upstream);
         self.log_access(&exchange, ctx);
         ctx.buffers.give_back(exchange.buffers);
         (Phase::Closed, true)

@@ -32,7 +32,7 @@ impl Connection {
     ) -> (Phase, bool) {
         let client = self.peer.ip();
         let picked = ctx.upstreams.pick(
-            ctx.config,
+            &ctx.config,
             exchange.group as usize,
             client,
             exchange.key_hash,
@@ -57,7 +57,7 @@ impl Connection {
         exchange.tried.add(peer.server as usize);
         exchange.peer = Some(peer);
         exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
-        if let Some(upstream) = ctx.upstreams.checkout(peer, ctx.slot) {
+        if let Some(upstream) = ctx.upstreams.checkout(&ctx.config, peer, ctx.slot) {
             debug!(
                 "#{}/upstream reusing a pooled connection to {}",
                 ctx.slot, peer.addr
@@ -75,7 +75,10 @@ impl Connection {
         peer: Peer,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        match ctx.upstreams.connect(peer, ctx.slot, ctx.registry, ctx.now) {
+        match ctx
+            .upstreams
+            .connect(&ctx.config, peer, ctx.slot, ctx.registry, ctx.now)
+        {
             Ok(upstream) => {
                 debug!("#{}/upstream connecting to {}", ctx.slot, peer.addr);
                 (Phase::ConnectingUpstream { exchange, upstream }, true)
@@ -109,9 +112,9 @@ impl Connection {
             & (next_upstream::ERROR | next_upstream::TIMEOUT | next_upstream::INVALID_HEADER)
             != 0;
         if let (Some(peer), true) = (exchange.peer, counts_as_failure) {
-            ctx.upstreams.failed(ctx.config, peer, ctx.now);
+            ctx.upstreams.failed(&ctx.config, peer, ctx.now);
         }
-        if !next_upstream_allowed(&exchange, condition, ctx.config) {
+        if !next_upstream_allowed(&exchange, condition, &ctx.config) {
             return self.fail(exchange, error, ctx);
         }
         match &error {
@@ -171,7 +174,7 @@ impl Connection {
                 (Phase::ConnectingUpstream { exchange, upstream }, progress)
             }
             Err(e) => {
-                ctx.upstreams.close(upstream);
+                ctx.upstreams.close(&ctx.config, upstream);
                 self.next_upstream(
                     exchange,
                     ProxyError::UpstreamConnect(e),
@@ -215,13 +218,13 @@ impl Connection {
         if reusable && request_sent && !stray_bytes && !upstream.ready.read_closed {
             upstream.requests += 1;
             trace!("#{}/upstream back to the idle pool", ctx.slot);
-            ctx.upstreams.check_in(ctx.config, upstream, ctx.now);
+            ctx.upstreams.check_in(&ctx.config, upstream, ctx.now);
         } else {
             debug!(
                 "#{}/upstream closing connection to {}",
                 ctx.slot, upstream.addr
             );
-            ctx.upstreams.close(upstream);
+            ctx.upstreams.close(&ctx.config, upstream);
         }
     }
 
@@ -258,7 +261,7 @@ impl Connection {
                 self.abort(exchange, Some(upstream), Abort::UpstreamBroken(reason), ctx)
             }
             ResponseState::AwaitingHead | ResponseState::Local | ResponseState::Switching => {
-                ctx.upstreams.close(upstream);
+                ctx.upstreams.close(&ctx.config, upstream);
                 self.upstream_failed(exchange, ProxyError::UpstreamClosedEarly(error), ctx)
             }
         }

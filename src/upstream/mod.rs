@@ -18,6 +18,7 @@ pub mod pool;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::Instant;
 
 use log::{debug, warn};
@@ -31,6 +32,14 @@ use crate::token::Target;
 
 pub use balancer::Tried;
 pub use pool::IdlePool;
+
+/// Whether some group of `config` has a server at `addr`.
+fn serves(config: &Config, addr: SocketAddr) -> bool {
+    config
+        .upstreams
+        .iter()
+        .any(|group| group.servers.iter().any(|server| server.addr == addr))
+}
 
 /// Who owns an upstream socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,20 +78,91 @@ pub struct Peer {
 pub struct Upstreams {
     links: Slab<Owner>,
     pub idle: IdlePool,
+    /// The balancers of each configuration still in use, the newest last.
+    /// Group and server indexes mean something only within one
+    /// configuration, so exchanges begun before a reload keep picking,
+    /// counting and failing servers in the state of the configuration they
+    /// run on, and a reload starts the new groups afresh (as nginx's new
+    /// workers do).
+    generations: Vec<Balancers>,
+}
+
+struct Balancers {
+    config: Rc<Config>,
     groups: Vec<balancer::GroupState>,
 }
 
-impl Upstreams {
-    pub fn new(config: &Config) -> Upstreams {
-        Upstreams {
-            links: Slab::new(),
-            idle: IdlePool::default(),
+impl Balancers {
+    fn new(config: &Rc<Config>) -> Balancers {
+        Balancers {
+            config: Rc::clone(config),
             groups: config
                 .upstreams
                 .iter()
                 .map(balancer::GroupState::new)
                 .collect(),
         }
+    }
+}
+
+impl Upstreams {
+    pub fn new(config: &Rc<Config>) -> Upstreams {
+        Upstreams {
+            links: Slab::new(),
+            idle: IdlePool::default(),
+            generations: vec![Balancers::new(config)],
+        }
+    }
+
+    /// A reload: new balancers for the new configuration, and the idle
+    /// connections to servers it no longer names are closed.
+    pub fn reload(&mut self, config: &Rc<Config>) {
+        self.generations.push(Balancers::new(config));
+        while let Some(conn) = self.idle.take_matching(|addr| !serves(config, addr)) {
+            debug!(
+                "closing the idle connection to {}: no longer configured",
+                conn.addr
+            );
+            self.forget(conn);
+        }
+    }
+
+    /// Forgets the balancers of configurations no exchange runs on any more.
+    /// Cheap when there was no reload: one length check per loop turn.
+    pub fn retire_old_generations(&mut self) -> bool {
+        if self.generations.len() < 2 {
+            return false;
+        }
+        let newest = self.generations.len() - 1;
+        let mut index = 0;
+        self.generations.retain(|balancers| {
+            index += 1;
+            // Only this list holds it: no connection runs on it.
+            index - 1 == newest || Rc::strong_count(&balancers.config) > 1
+        });
+        self.generations.len() == 1
+    }
+
+    /// The balancers of `config` (compared by address: each reload is a new
+    /// `Rc`).
+    fn groups(&self, config: &Config) -> Option<&Vec<balancer::GroupState>> {
+        self.generations
+            .iter()
+            .rev()
+            .find(|b| std::ptr::eq(&*b.config, config))
+            .map(|b| &b.groups)
+    }
+
+    fn groups_mut(&mut self, config: &Config) -> Option<&mut Vec<balancer::GroupState>> {
+        self.generations
+            .iter_mut()
+            .rev()
+            .find(|b| std::ptr::eq(&*b.config, config))
+            .map(|b| &mut b.groups)
+    }
+
+    fn newest(&self) -> Option<&Rc<Config>> {
+        self.generations.last().map(|b| &b.config)
     }
 
     /// Chooses a server of `group` for a request from `client`, skipping
@@ -96,9 +176,10 @@ impl Upstreams {
         now: Instant,
         tried: Tried,
     ) -> Option<Peer> {
-        let (Some(state), Some(definition)) =
-            (self.groups.get_mut(group), config.upstreams.get(group))
-        else {
+        let (Some(state), Some(definition)) = (
+            self.groups_mut(config).and_then(|g| g.get_mut(group)),
+            config.upstreams.get(group),
+        ) else {
             return None;
         };
         let server = state.pick(definition, client, key_hash, now, tried)?;
@@ -112,7 +193,10 @@ impl Upstreams {
 
     /// Whether some server of `group` not in `tried` could take a request.
     pub fn has_candidate(&self, config: &Config, group: usize, tried: Tried, now: Instant) -> bool {
-        match (self.groups.get(group), config.upstreams.get(group)) {
+        match (
+            self.groups(config).and_then(|g| g.get(group)),
+            config.upstreams.get(group),
+        ) {
             (Some(state), Some(definition)) => state.any_available(definition, now, tried),
             _ => false,
         }
@@ -121,7 +205,8 @@ impl Upstreams {
     /// Counts a connect error or timeout against the server.
     pub fn failed(&mut self, config: &Config, peer: Peer, now: Instant) {
         let (Some(state), Some(group)) = (
-            self.groups.get_mut(peer.group as usize),
+            self.groups_mut(config)
+                .and_then(|g| g.get_mut(peer.group as usize)),
             config.upstreams.get(peer.group as usize),
         ) else {
             return;
@@ -139,16 +224,19 @@ impl Upstreams {
     }
 
     /// The server answered: its failures are forgiven.
-    pub fn succeeded(&mut self, peer: Peer) {
-        if let Some(state) = self.groups.get_mut(peer.group as usize) {
+    pub fn succeeded(&mut self, config: &Config, peer: Peer) {
+        if let Some(state) = self
+            .groups_mut(config)
+            .and_then(|g| g.get_mut(peer.group as usize))
+        {
             state.succeeded(peer.server as usize);
         }
     }
 
-    fn count_active(&mut self, group: usize, server: usize, up: bool) {
+    fn count_active(&mut self, config: &Config, group: usize, server: usize, up: bool) {
         if let Some(peer) = self
-            .groups
-            .get_mut(group)
+            .groups_mut(config)
+            .and_then(|g| g.get_mut(group))
             .and_then(|g| g.peers.get_mut(server))
         {
             peer.active = if up {
@@ -163,6 +251,7 @@ impl Upstreams {
     /// Completion is reported by a writable event.
     pub fn connect(
         &mut self,
+        config: &Config,
         peer: Peer,
         slot: usize,
         registry: &Registry,
@@ -177,7 +266,7 @@ impl Upstreams {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(Owner::Client(slot));
-        self.count_active(peer.group as usize, peer.server as usize, true);
+        self.count_active(config, peer.group as usize, peer.server as usize, true);
         Ok(UpstreamConn {
             stream,
             link,
@@ -191,12 +280,15 @@ impl Upstreams {
     }
 
     /// An idle pooled connection to `peer`, now owned by `slot`.
-    pub fn checkout(&mut self, peer: Peer, slot: usize) -> Option<UpstreamConn> {
-        let conn = self.idle.take(peer.addr)?;
+    pub fn checkout(&mut self, config: &Config, peer: Peer, slot: usize) -> Option<UpstreamConn> {
+        let mut conn = self.idle.take(peer.addr)?;
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Client(slot);
         }
-        self.count_active(peer.group as usize, peer.server as usize, true);
+        // It may have been pooled under an older configuration.
+        conn.group = peer.group;
+        conn.server = peer.server;
+        self.count_active(config, peer.group as usize, peer.server as usize, true);
         Some(conn)
     }
 
@@ -204,11 +296,22 @@ impl Upstreams {
     /// boundary; closes it instead when the pool for its server is full or
     /// it has carried its `keepalive_requests`.
     pub fn check_in(&mut self, config: &Config, mut conn: UpstreamConn, now: Instant) {
-        self.count_active(conn.group as usize, conn.server as usize, false);
+        self.count_active(config, conn.group as usize, conn.server as usize, false);
         let Some(group) = config.upstreams.get(conn.group as usize) else {
             self.forget(conn);
             return;
         };
+        let reloaded_away = self
+            .newest()
+            .is_some_and(|newest| !std::ptr::eq(&**newest, config) && !serves(newest, conn.addr));
+        if reloaded_away {
+            debug!(
+                "upstream {} is no longer configured; closing its connection",
+                conn.addr
+            );
+            self.forget(conn);
+            return;
+        }
         if conn.requests >= group.keepalive_requests {
             debug!(
                 "upstream connection to {} reached keepalive_requests",
@@ -230,8 +333,8 @@ impl Upstreams {
     }
 
     /// Closes a connection owned by a client connection.
-    pub fn close(&mut self, conn: UpstreamConn) {
-        self.count_active(conn.group as usize, conn.server as usize, false);
+    pub fn close(&mut self, config: &Config, conn: UpstreamConn) {
+        self.count_active(config, conn.group as usize, conn.server as usize, false);
         self.forget(conn);
     }
 

@@ -75,6 +75,14 @@ impl IdlePool {
         None
     }
 
+    /// A pooled connection whose server address `unwanted` says to drop.
+    pub fn take_matching(&mut self, unwanted: impl Fn(SocketAddr) -> bool) -> Option<UpstreamConn> {
+        self.servers
+            .iter_mut()
+            .find(|(addr, idle)| !idle.is_empty() && unwanted(*addr))
+            .and_then(|(_, idle)| idle.pop())
+    }
+
     /// When the next pooled connection expires.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.servers

@@ -1,0 +1,268 @@
+//! How an operator steers a running ferry: signals, and the worker threads
+//! they reach.
+//!
+//! The signals mean what they mean to nginx: HUP reloads the configuration,
+//! QUIT shuts down gracefully, TERM and INT shut down at once, USR1 reopens
+//! the access logs. They arrive through `signal-hook-mio` as readiness on a
+//! pipe, so they are acted on in the poll loop, never inside a signal
+//! handler. Each one becomes a [`Command`]; a reload reads and checks the
+//! new configuration first, and an invalid one is logged and changes
+//! nothing.
+//!
+//! With one worker (the default) the worker's loop owns the signal pipe and
+//! carries out its commands itself: no extra thread, nothing shared. With
+//! `worker_processes N`, the main thread owns the pipe and [`Workers`] runs
+//! N loops on their own threads, each with its own poll, slab, upstream
+//! pools and `SO_REUSEPORT` listeners; the main thread turns a signal into
+//! a command once and sends it to every worker through a channel, waking
+//! its poll with a [`mio::Waker`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use log::{error, info};
+use mio::{Events, Interest, Poll, Waker};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::Config;
+use crate::event_loop::{EventLoop, StartError, WorkerSetup};
+use crate::stats::WorkerStats;
+use crate::token::Target;
+
+/// The signals ferry acts on.
+pub const SIGNALS: [i32; 5] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1];
+
+/// What a worker is asked to do.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Serve new requests with this (already checked) configuration.
+    Reload(Box<Config>),
+    /// Stop accepting, finish the exchanges under way, exit.
+    Quit,
+    /// Exit now.
+    Stop,
+    /// Reopen the access log files by name.
+    Reopen,
+}
+
+/// Reads the configuration again, as it was read at start (the same file,
+/// the same command-line overrides).
+pub type Reloader = Box<dyn Fn() -> Result<Config, String> + Send>;
+
+/// Where a worker's commands come from.
+pub enum Control {
+    /// The only worker: signals straight from the pipe.
+    Signals { signals: Signals, reload: Reloader },
+    /// One of several workers: commands from the main thread.
+    Commands(Receiver<Command>),
+}
+
+impl Control {
+    /// The signal pipe, registered with `poll` under [`Target::Signals`].
+    pub fn signals(reload: Reloader, poll: &Poll) -> io::Result<Control> {
+        let mut signals = Signals::new(SIGNALS)?;
+        poll.registry()
+            .register(&mut signals, Target::Signals.token(), Interest::READABLE)?;
+        Ok(Control::Signals { signals, reload })
+    }
+
+    /// The commands that arrived since the last call.
+    pub fn pending(&mut self) -> Vec<Command> {
+        match self {
+            Control::Signals { signals, reload } => signals
+                .pending()
+                .filter_map(|signal| command_for(signal, reload))
+                .collect(),
+            Control::Commands(receiver) => receiver.try_iter().collect(),
+        }
+    }
+}
+
+/// What `signal` asks for. For SIGHUP the configuration is read here, once;
+/// if it is invalid the error is logged and nothing else happens, as nginx
+/// keeps its old workers when `nginx -s reload` finds an error.
+pub fn command_for(signal: i32, reload: &Reloader) -> Option<Command> {
+    match signal {
+        SIGHUP => match reload() {
+            Ok(config) => {
+                info!("SIGHUP: configuration read and checked; reloading");
+                Some(Command::Reload(Box::new(config)))
+            }
+            Err(e) => {
+                error!("SIGHUP: reload refused, the running configuration stays: {e}");
+                None
+            }
+        },
+        SIGQUIT => Some(Command::Quit),
+        SIGTERM | SIGINT => Some(Command::Stop),
+        SIGUSR1 => Some(Command::Reopen),
+        _ => None,
+    }
+}
+
+/// N event loops on N threads, steered from the main thread.
+pub struct Workers {
+    /// The main thread's poll, for the signal pipe alone.
+    poll: Poll,
+    signals: Signals,
+    threads: Vec<JoinHandle<Result<(), String>>>,
+    /// Each worker's command channel and the waker of its poll.
+    senders: Vec<(Sender<Command>, Arc<Waker>)>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// What a worker thread reports once it has bound its listeners.
+type Started = Result<(Arc<Waker>, Vec<SocketAddr>), StartError>;
+
+impl Workers {
+    /// Starts `count` workers and waits until each has bound its listeners.
+    /// The first binds the configured addresses; the others bind the same
+    /// sockets' addresses (so `listen 127.0.0.1:0` gives one port to all).
+    pub fn start(config: &Config, count: usize) -> Result<Workers, StartError> {
+        let stats: Vec<Arc<WorkerStats>> = (0..count).map(|_| Arc::default()).collect();
+        // Signals are taken before any worker starts, so that one sent as
+        // soon as ferry says it listens is not lost (or fatal).
+        let poll = Poll::new().map_err(StartError::Poll)?;
+        let mut signals = Signals::new(SIGNALS).map_err(StartError::Signals)?;
+        poll.registry()
+            .register(&mut signals, Target::Signals.token(), Interest::READABLE)
+            .map_err(StartError::Signals)?;
+        let mut workers = Workers {
+            poll,
+            signals,
+            threads: Vec::new(),
+            senders: Vec::new(),
+            addrs: Vec::new(),
+        };
+        let mut resolved: Vec<(SocketAddr, SocketAddr)> = Vec::new();
+        for index in 0..count {
+            let (sender, receiver) = mpsc::channel();
+            let (started_sender, started) = mpsc::sync_channel::<Started>(1);
+            let setup = WorkerSetup {
+                index,
+                stats: stats.clone(),
+                reuse_port: true,
+                resolved: resolved.clone(),
+            };
+            let worker_config = config.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("ferry-worker-{index}"))
+                .spawn(move || worker_main(worker_config, receiver, setup, started_sender))
+                .map_err(StartError::Poll)?;
+            workers.threads.push(thread);
+            let (waker, addrs) = match started.recv() {
+                Ok(Ok(started)) => started,
+                Ok(Err(e)) => {
+                    workers.stop();
+                    return Err(e);
+                }
+                Err(_) => {
+                    workers.stop();
+                    return Err(StartError::Poll(io::Error::other("a worker died at start")));
+                }
+            };
+            if index == 0 {
+                resolved = config
+                    .listen
+                    .iter()
+                    .copied()
+                    .zip(addrs.iter().copied())
+                    .collect();
+                workers.addrs = addrs;
+            }
+            workers.senders.push((sender, waker));
+        }
+        Ok(workers)
+    }
+
+    /// The addresses the workers listen on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Turns signals into commands for every worker until all have exited.
+    /// `Err` if a worker failed.
+    pub fn run(mut self, reload: Reloader) -> Result<(), String> {
+        let mut events = Events::with_capacity(8);
+        while self.threads.iter().any(|t| !t.is_finished()) {
+            // Workers end on their own only after a command or a failure;
+            // a short tick notices either without a channel back.
+            match self.poll.poll(&mut events, Some(Duration::from_millis(50))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+            let commands: Vec<Command> = self
+                .signals
+                .pending()
+                .filter_map(|signal| command_for(signal, &reload))
+                .collect();
+            for command in &commands {
+                self.send(command);
+            }
+            if self.threads.iter().any(|t| t.is_finished()) {
+                // One worker failing takes the others down, as a crashed
+                // nginx worker would otherwise leave ports half served.
+                self.send(&Command::Stop);
+            }
+        }
+        let mut outcome = Ok(());
+        for thread in self.threads.drain(..) {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => outcome = Err(e),
+                Err(_) => outcome = Err("a worker thread panicked".to_string()),
+            }
+        }
+        outcome
+    }
+
+    fn send(&self, command: &Command) {
+        for (sender, waker) in &self.senders {
+            // A worker that has exited has dropped its receiver: nothing to do.
+            if sender.send(command.clone()).is_ok() {
+                if let Err(e) = waker.wake() {
+                    error!("cannot wake a worker: {e}");
+                }
+            }
+        }
+    }
+
+    /// Start failed: stop the workers already running.
+    fn stop(&mut self) {
+        self.send(&Command::Stop);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A worker thread: bind, report, run.
+fn worker_main(
+    config: Config,
+    commands: Receiver<Command>,
+    setup: WorkerSetup,
+    started: mpsc::SyncSender<Started>,
+) -> Result<(), String> {
+    let index = setup.index;
+    let mut event_loop = match EventLoop::bind_worker(config, commands, setup) {
+        Ok(event_loop) => event_loop,
+        Err(e) => {
+            let message = e.to_string();
+            let _ = started.send(Err(e));
+            return Err(message);
+        }
+    };
+    let Some(waker) = event_loop.waker() else {
+        return Err(format!("worker {index} has no command waker"));
+    };
+    let _ = started.send(Ok((waker, event_loop.local_addrs())));
+    event_loop
+        .run()
+        .map_err(|e| format!("worker {index}: event loop failed: {e}"))
+}
