@@ -36,6 +36,7 @@ use crate::connection::{Connection, Context, Counters, Driven};
 use crate::control::{Command, Control, Reloader};
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
+use crate::status;
 use crate::timer::{TimerEntry, Timers};
 use crate::token::{Side, SocketName, Target};
 use crate::upstream::{Owner, Upstreams};
@@ -84,6 +85,7 @@ macro_rules! context {
             counters: $counters,
             stats: &$loop.stats,
             workers: &$loop.workers,
+            connection_list: None,
         }
     };
 }
@@ -145,6 +147,10 @@ pub struct EventLoop {
     workers: Vec<Arc<WorkerStats>>,
     reuse_port: bool,
     resolved: Vec<(SocketAddr, SocketAddr)>,
+    /// When this worker started: connection ages count from here.
+    started: Instant,
+    /// Its position among the workers.
+    index: usize,
     /// Connections that yielded with work left.
     again: Vec<usize>,
     /// Idle connections waiting for a buffer set, in arrival order.
@@ -215,7 +221,7 @@ impl EventLoop {
             waker,
             draining_since: None,
             connections: Slab::new(),
-            upstreams: Upstreams::new(&config),
+            upstreams: Upstreams::new(&config, Arc::clone(&stats)),
             buffers: BufferPool::new(
                 config.buffer_size,
                 SPARE_BUFFER_SETS,
@@ -229,6 +235,8 @@ impl EventLoop {
             workers: setup.stats,
             reuse_port: setup.reuse_port,
             resolved: setup.resolved,
+            started: Instant::now(),
+            index: setup.index,
             again: Vec::new(),
             buffer_waiters: VecDeque::new(),
             accept_paused: false,
@@ -483,6 +491,22 @@ impl EventLoop {
         }
     }
 
+    /// The `?connections` page: every connection in the slab.
+    fn connection_list(&self, now: Instant) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 * (self.connections.len() + 2));
+        status::write_connections_header(
+            &mut out,
+            self.index,
+            self.workers.len(),
+            self.connections.len(),
+        );
+        let now_s = seconds(now.saturating_duration_since(self.started));
+        for (_, connection) in &self.connections {
+            status::write_connection_line(&mut out, &connection.status_line(now_s));
+        }
+        out
+    }
+
     /// The counters other threads read but that are cheaper to copy once a
     /// turn than to keep current at every change.
     fn publish_gauges(&self) {
@@ -569,6 +593,7 @@ impl EventLoop {
                 stream,
                 peer,
                 now,
+                seconds(now.saturating_duration_since(self.started)),
                 index,
                 &self.config,
             ));
@@ -653,7 +678,20 @@ impl EventLoop {
             return;
         };
         let mut ctx = context!(self, slot, connection, now, wall_clock, counters);
-        match connection.drive(&mut ctx) {
+        let mut driven = connection.drive(&mut ctx);
+        if connection.wants_connection_list() {
+            let list = self.connection_list(now);
+            let Some(connection) = self.connections.get_mut(slot) else {
+                return;
+            };
+            let mut ctx = context!(self, slot, connection, now, wall_clock, counters);
+            ctx.connection_list = Some(&list);
+            driven = connection.drive(&mut ctx);
+        }
+        let Some(connection) = self.connections.get_mut(slot) else {
+            return;
+        };
+        match driven {
             Driven::Closed => {
                 self.connections.remove(slot);
                 self.stats.active.set(self.connections.len() as u64);
@@ -709,6 +747,10 @@ impl EventLoop {
 /// nginx's default listen backlog on Linux: clients beyond
 /// `worker_connections` wait here until ferry accepts them.
 const LISTEN_BACKLOG: i32 = 511;
+
+fn seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
+}
 
 /// Where to bind the configured `addr` (see `WorkerSetup::resolved`).
 fn resolve(resolved: &[(SocketAddr, SocketAddr)], addr: SocketAddr) -> SocketAddr {

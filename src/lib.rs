@@ -34,6 +34,7 @@ pub mod http;
 pub mod log;
 pub mod routing;
 pub mod stats;
+pub mod status;
 pub mod timer;
 pub mod token;
 pub mod upstream;

@@ -10,7 +10,7 @@
 //! changes only at start and on reload.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A count written by one thread and read by any.
@@ -98,10 +98,13 @@ pub struct ServerStats {
     pub requests: Counter,
     /// Connect errors and timeouts (nginx's `max_fails` failures).
     pub failures: Counter,
+    /// Idle keep-alive connections to its address in this worker's pool.
+    pub pooled: Counter,
     /// Marked down in the configuration.
     pub configured_down: bool,
-    /// Unavailable after `max_fails` failures, until `fail_timeout` passes.
-    pub unavailable: AtomicBool,
+    /// After `max_fails` failures: unavailable until this time, in
+    /// milliseconds since the Unix epoch (0: available).
+    unavailable_until_ms: Counter,
 }
 
 impl ServerStats {
@@ -111,18 +114,30 @@ impl ServerStats {
             addr,
             requests: Counter::default(),
             failures: Counter::default(),
+            pooled: Counter::default(),
             configured_down,
-            unavailable: AtomicBool::new(false),
+            unavailable_until_ms: Counter::default(),
         }
     }
 
-    pub fn is_up(&self) -> bool {
-        !self.configured_down && !self.unavailable.load(Ordering::Relaxed)
+    /// Whether it may be picked at `now_ms` (milliseconds since the epoch).
+    pub fn is_up(&self, now_ms: u64) -> bool {
+        !self.configured_down && self.unavailable_until_ms.get() <= now_ms
     }
 
-    pub fn set_unavailable(&self, unavailable: bool) {
-        self.unavailable.store(unavailable, Ordering::Relaxed);
+    pub fn mark_unavailable_until(&self, until_ms: u64) {
+        self.unavailable_until_ms.set(until_ms);
     }
+
+    pub fn mark_available(&self) {
+        self.unavailable_until_ms.set(0);
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch.
+pub fn epoch_ms(now: std::time::SystemTime) -> u64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Every worker's counters added up, for the status pages.

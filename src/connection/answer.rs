@@ -11,7 +11,7 @@ use std::io::{Cursor, Write};
 
 use log::{debug, error, info, warn};
 
-use super::phase::{Busy, Direction, Exchange, Phase, ResponseState};
+use super::phase::{Direction, Exchange, Phase, ResponseState};
 use super::{Abort, Connection, Context};
 use crate::config::next_upstream;
 use crate::config::{AccessLogTarget, Action, Config, LocationConfig};
@@ -19,7 +19,8 @@ use crate::error::ProxyError;
 use crate::http::error_page;
 use crate::http::error_page::ErrorResponse;
 use crate::http::request::Method;
-use crate::stats::Totals;
+use crate::stats::{epoch_ms, Totals};
+use crate::status::{self, StatusPage};
 use crate::upstream::UpstreamConn;
 use crate::variables::ExchangeVars;
 
@@ -146,43 +147,41 @@ impl Connection {
         self.answer_text(exchange, text.get(..len).unwrap_or_default(), &ctx.config)
     }
 
-    /// nginx's `stub_status` page, to the byte, so that exporters and
-    /// dashboards written for nginx read it. This request counts as
-    /// Writing, as in nginx.
+    /// A `stub_status` location: nginx's page (to the byte, so exporters
+    /// and dashboards written for nginx read it), its Prometheus form, or
+    /// the list of connections, which only the event loop can see: the
+    /// first time here the connection asks for it and waits in
+    /// `WritingResponse`, and the loop drives it again with the list.
     pub(super) fn answer_stub_status(
         &mut self,
         exchange: Exchange,
+        page: StatusPage,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         if !matches!(exchange.request.method, Method::Get | Method::Head) {
             return self.answer_page(exchange, ErrorResponse::MethodNotAllowed, ctx);
         }
-        let totals = Totals::of(ctx.workers);
-        let (mut reading, mut writing) = (totals.reading, totals.writing);
-        // This connection's count moves once its step is over; it is
-        // Writing now, as nginx counts the request asking.
-        match self.counted_as {
-            Busy::Reading => reading = reading.saturating_sub(1),
-            Busy::Writing => writing = writing.saturating_sub(1),
-            Busy::Waiting => {}
+        let mut body = Vec::new();
+        match page {
+            StatusPage::Nginx => {
+                status::write_nginx(&mut body, Totals::of(ctx.workers), self.counted_as);
+            }
+            StatusPage::Prometheus => status::write_prometheus(
+                &mut body,
+                ctx.workers,
+                self.counted_as,
+                epoch_ms(ctx.wall_clock),
+            ),
+            StatusPage::Connections => {
+                let Some(list) = ctx.connection_list else {
+                    self.wants_connection_list = true;
+                    return (Phase::WritingResponse { exchange }, false);
+                };
+                self.wants_connection_list = false;
+                body.extend_from_slice(list);
+            }
         }
-        writing += 1;
-        let active = totals.active;
-        let accepted = totals.accepted;
-        // Fixed text (~100 B) plus seven numbers of at most 20 digits.
-        let mut text = [0u8; 320];
-        let mut cursor = Cursor::new(&mut text[..]);
-        // ferry never drops an accepted connection for lack of room (it
-        // stops accepting instead), so handled always equals accepts.
-        let _ = write!(
-            cursor,
-            "Active connections: {active} \nserver accepts handled requests\n {accepted} {accepted} {} \n\
-             Reading: {reading} Writing: {writing} Waiting: {} \n",
-            totals.requests,
-            active.saturating_sub(reading + writing),
-        );
-        let len = usize::try_from(cursor.position()).unwrap_or(0);
-        self.answer_text(exchange, text.get(..len).unwrap_or_default(), &ctx.config)
+        self.answer_text(exchange, &body, &ctx.config)
     }
 
     /// A 200 with a plain-text body.
@@ -272,9 +271,12 @@ impl Connection {
         (Phase::Closed, true)
     }
 
-    /// One access log line, in the route's format, from the values
-    /// captured when the head arrived and what the exchange measured.
-    pub(super) fn log_access(&self, exchange: &Exchange, ctx: &mut Context<'_>) {
+    /// The exchange is over: counted for the status pages, and one access
+    /// log line in the route's format, from the values captured when the
+    /// head arrived and what the exchange measured.
+    pub(super) fn log_access(&mut self, exchange: &Exchange, ctx: &mut Context<'_>) {
+        self.bytes_in = self.bytes_in.saturating_add(exchange.log.request_length);
+        self.bytes_out = self.bytes_out.saturating_add(exchange.log.bytes_sent);
         ctx.stats.count_response(exchange.log.status);
         let settings = exchange.settings(&ctx.config);
         if settings.access_log == AccessLogTarget::Off {

@@ -51,6 +51,7 @@ use crate::http::response::{self, ClientFraming};
 use crate::http::{Version, MAX_HEADERS};
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
+use crate::status::{ConnectionLine, StatusPage};
 use crate::upstream::{UpstreamConn, Upstreams};
 
 /// Steps one `drive` call may take before yielding to other connections;
@@ -79,6 +80,8 @@ pub struct Context<'a> {
     pub stats: &'a WorkerStats,
     /// Every worker's (this one's included), for the status pages' totals.
     pub workers: &'a [Arc<WorkerStats>],
+    /// The `?connections` page, when this connection asked for it.
+    pub connection_list: Option<&'a [u8]>,
 }
 
 /// The loop's counters, as the status path shows them.
@@ -129,15 +132,25 @@ pub struct Connection {
     counted_as: Busy,
     /// ferry is shutting down gracefully: finish the exchange, then close.
     draining: bool,
+    /// Answering `?connections`: waiting for the event loop's list.
+    wants_connection_list: bool,
     /// The configuration of its current (or last) request; a reload takes
     /// effect at the connection's next request (see `adopt_latest_config`).
     config: Rc<Config>,
     /// The listening socket it came in on (a position in `config.listen`),
-    /// for routing by address.
-    listener: usize,
+    /// for routing by address (u32, like the other indexes: a connection
+    /// stays small).
+    listener: u32,
     /// The server of its last request (at first, the listener's default),
     /// whose settings apply between requests.
-    server: usize,
+    server: u32,
+    /// When it was accepted, in seconds since the worker started (for the
+    /// `?connections` status page; whole seconds keep the struct in its
+    /// 512 B budget).
+    accepted_s: u32,
+    /// Bytes read from and written to the client by its finished exchanges.
+    bytes_in: u64,
+    bytes_out: u64,
     /// The timer entry the event loop holds for this connection.
     pub scheduled: Option<Instant>,
 }
@@ -148,6 +161,7 @@ impl Connection {
         client: TcpStream,
         peer: SocketAddr,
         now: Instant,
+        accepted_s: u32,
         listener: usize,
         config: &Rc<Config>,
     ) -> Connection {
@@ -171,9 +185,14 @@ impl Connection {
             waiting_for_buffers: false,
             counted_as: Busy::Waiting,
             draining: false,
+            wants_connection_list: false,
             config: Rc::clone(config),
-            listener,
-            server,
+            // Indexes into the configuration, which cannot hold 2^32 of them.
+            listener: u32::try_from(listener).unwrap_or(u32::MAX),
+            server: u32::try_from(server).unwrap_or(u32::MAX),
+            accepted_s,
+            bytes_in: 0,
+            bytes_out: 0,
             scheduled: None,
         }
     }
@@ -198,7 +217,7 @@ impl Connection {
 
     /// Settings in force between requests: the last server's.
     fn server_settings(&self) -> &Settings {
-        self.config.server_settings(self.server)
+        self.config.server_settings(self.server as usize)
     }
 
     /// When this connection next needs attention without an event. Every
@@ -433,18 +452,48 @@ impl Connection {
         };
         self.config = Rc::clone(ctx.latest);
         ctx.config = Rc::clone(ctx.latest);
-        self.listener = index;
-        self.server = self
+        let server = self
             .config
             .listeners
             .get(index)
             .map_or(0, |l| l.default_server);
+        self.listener = u32::try_from(index).unwrap_or(u32::MAX);
+        self.server = u32::try_from(server).unwrap_or(u32::MAX);
         debug!("#{} moves to the reloaded configuration", ctx.slot);
     }
 
     /// The configured `listen` address it was accepted on.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.config.listen.get(self.listener).copied()
+        self.config.listen.get(self.listener as usize).copied()
+    }
+
+    /// Asked for the `?connections` page (see `answer_stub_status`).
+    pub fn wants_connection_list(&self) -> bool {
+        self.wants_connection_list
+    }
+
+    /// This connection as a line of the `?connections` page; `now_s` is
+    /// the worker's age in seconds.
+    pub fn status_line(&self, now_s: u32) -> ConnectionLine<'static> {
+        let exchange = self.phase.exchange();
+        let (bytes_in, bytes_out) =
+            exchange.map_or((0, 0), |e| (e.log.request_length, e.log.bytes_sent));
+        let upstream = match &self.phase {
+            Phase::ConnectingUpstream { upstream, .. }
+            | Phase::Forwarding { upstream, .. }
+            | Phase::Tunnel { upstream, .. } => Some(upstream.addr),
+            _ => exchange.and_then(|e| e.peer.map(|p| p.addr)),
+        };
+        ConnectionLine {
+            id: self.id,
+            client: self.peer,
+            phase: self.phase.name(),
+            age_s: now_s.saturating_sub(self.accepted_s),
+            requests: self.requests,
+            bytes_in: self.bytes_in + bytes_in,
+            bytes_out: self.bytes_out + bytes_out,
+            upstream,
+        }
     }
 
     /// The configuration its exchanges run on (see `adopt_latest_config`).
@@ -895,6 +944,9 @@ impl Connection {
     // ===== WritingResponse =====
 
     fn step_writing(&mut self, mut exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
+        if self.wants_connection_list {
+            return self.answer_stub_status(exchange, StatusPage::Connections, ctx);
+        }
         if let ResponseState::Body { relay, .. } = &mut exchange.response {
             // Dechunking clears data lazily as the front of the ring is written.
             if let Err(e) = relay.scan(&mut exchange.buffers.response) {

@@ -27,6 +27,7 @@ use crate::http::headers;
 use crate::http::request::{self, Method, RequestSummary};
 use crate::http::{self as http, Version, MAX_HEADERS};
 use crate::routing;
+use crate::status::StatusPage;
 use crate::upstream::Tried;
 use crate::variables::RequestView;
 
@@ -42,7 +43,7 @@ impl Connection {
         let held = buffers.request.len();
         let mut searched = searched;
         if held > searched {
-            let max_head = ctx.config.server_settings(self.server).max_head;
+            let max_head = ctx.config.server_settings(self.server as usize).max_head;
             let bytes = buffers.request.make_contiguous();
             if http::head_may_be_complete(bytes, searched) || held >= max_head {
                 match self.parse_request(&mut buffers, ctx) {
@@ -137,7 +138,7 @@ impl Connection {
         } = buffers;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let bytes = ring.make_contiguous();
-        let max_head = ctx.config.server_settings(self.server).max_head;
+        let max_head = ctx.config.server_settings(self.server as usize).max_head;
         let head = match request::parse(bytes, &mut headers, max_head) {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
@@ -151,7 +152,7 @@ impl Connection {
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("host"))
             .map(|h| h.value);
-        let server = routing::select_server(config, self.listener, host);
+        let server = routing::select_server(config, self.listener as usize, host);
         // Locations match nginx's `$uri`: decoded, dots and `//` resolved, so no
         // spelling of a path slips past a `location` (and its access rules).
         let origin_form = request::absolute_form(head.target).map_or(head.target, |(_, rest)| rest);
@@ -170,7 +171,10 @@ impl Connection {
             headers: head.headers,
             client: self.peer,
             server_name: config.server_name(server),
-            server_port: config.listen.get(self.listener).map_or(0, |a| a.port()),
+            server_port: config
+                .listen
+                .get(self.listener as usize)
+                .map_or(0, |a| a.port()),
         };
 
         log_fields.clear();
@@ -226,7 +230,7 @@ impl Connection {
                 Some(LocationConfig {
                     action: Action::StubStatus,
                     ..
-                }) => Target::StubStatus,
+                }) => Target::StubStatus(StatusPage::from_target(head.target)),
                 Some(LocationConfig {
                     action: Action::NotFound,
                     ..
@@ -296,7 +300,7 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         self.requests += 1;
-        self.server = parsed.server;
+        self.server = u32::try_from(parsed.server).unwrap_or(u32::MAX);
         let summary = parsed.summary;
         let mut exchange = self.new_exchange(buffers, summary, ctx);
         exchange.always_headers_end = parsed.always_headers_end;
@@ -305,7 +309,7 @@ impl Connection {
         let group = match parsed.target {
             Target::Upstream(group) => group,
             Target::Status => return self.answer_status(exchange, ctx),
-            Target::StubStatus => return self.answer_stub_status(exchange, ctx),
+            Target::StubStatus(page) => return self.answer_stub_status(exchange, page, ctx),
             Target::Return(status) => return self.answer_return(exchange, status, ctx),
             Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
             Target::Forbidden => {
@@ -361,8 +365,8 @@ enum Target {
     Forbidden,
     /// The configured status path.
     Status,
-    /// A location with `stub_status`.
-    StubStatus,
+    /// A location with `stub_status`, and the page the query asks for.
+    StubStatus(StatusPage),
 }
 
 impl RequestSummary {

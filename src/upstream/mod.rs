@@ -19,7 +19,8 @@ pub mod pool;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use log::{debug, warn};
 use mio::net::TcpStream;
@@ -28,6 +29,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::connection::io::Readiness;
+use crate::stats::{epoch_ms, ServerStats, WorkerStats};
 use crate::token::Target;
 
 pub use balancer::Tried;
@@ -85,11 +87,16 @@ pub struct Upstreams {
     /// run on, and a reload starts the new groups afresh (as nginx's new
     /// workers do).
     generations: Vec<Balancers>,
+    /// This worker's counters; the status pages show the newest
+    /// configuration's servers.
+    stats: Arc<WorkerStats>,
 }
 
 struct Balancers {
     config: Rc<Config>,
     groups: Vec<balancer::GroupState>,
+    /// Each group's servers' counters, parallel to `groups`.
+    servers: Vec<Vec<Arc<ServerStats>>>,
 }
 
 impl Balancers {
@@ -101,29 +108,77 @@ impl Balancers {
                 .iter()
                 .map(balancer::GroupState::new)
                 .collect(),
+            servers: config
+                .upstreams
+                .iter()
+                .map(|group| {
+                    group
+                        .servers
+                        .iter()
+                        .map(|s| Arc::new(ServerStats::new(&group.name, s.addr, s.down)))
+                        .collect()
+                })
+                .collect(),
         }
     }
 }
 
 impl Upstreams {
-    pub fn new(config: &Rc<Config>) -> Upstreams {
-        Upstreams {
+    pub fn new(config: &Rc<Config>, stats: Arc<WorkerStats>) -> Upstreams {
+        let mut upstreams = Upstreams {
             links: Slab::new(),
             idle: IdlePool::default(),
-            generations: vec![Balancers::new(config)],
-        }
+            generations: Vec::new(),
+            stats,
+        };
+        upstreams.add_generation(config);
+        upstreams
+    }
+
+    fn add_generation(&mut self, config: &Rc<Config>) {
+        let balancers = Balancers::new(config);
+        self.stats
+            .set_servers(balancers.servers.iter().flatten().cloned().collect());
+        self.generations.push(balancers);
     }
 
     /// A reload: new balancers for the new configuration, and the idle
     /// connections to servers it no longer names are closed.
     pub fn reload(&mut self, config: &Rc<Config>) {
-        self.generations.push(Balancers::new(config));
+        self.add_generation(config);
         while let Some(conn) = self.idle.take_matching(|addr| !serves(config, addr)) {
             debug!(
                 "closing the idle connection to {}: no longer configured",
                 conn.addr
             );
-            self.forget(conn);
+            self.forget_pooled(conn);
+        }
+        for addr in self.idle.addrs() {
+            self.pool_changed(addr);
+        }
+    }
+
+    /// The counters of server `server` of group `group` of `config`.
+    fn server_stats(&self, config: &Config, group: usize, server: usize) -> Option<&ServerStats> {
+        self.generations
+            .iter()
+            .rev()
+            .find(|b| std::ptr::eq(&*b.config, config))?
+            .servers
+            .get(group)?
+            .get(server)
+            .map(|s| &**s)
+    }
+
+    /// The idle connections to `addr` changed: the status pages' count.
+    fn pool_changed(&self, addr: SocketAddr) {
+        let pooled = self.idle.count(addr) as u64;
+        if let Some(newest) = self.generations.last() {
+            for server in newest.servers.iter().flatten() {
+                if server.addr == addr {
+                    server.pooled.set(pooled);
+                }
+            }
         }
     }
 
@@ -183,6 +238,9 @@ impl Upstreams {
             return None;
         };
         let server = state.pick(definition, client, key_hash, now, tried)?;
+        if let Some(stats) = self.server_stats(config, group, server) {
+            stats.requests.add(1);
+        }
         Some(Peer {
             // Indexes into the configuration, which cannot hold 2^32 of them.
             group: u32::try_from(group).ok()?,
@@ -211,7 +269,16 @@ impl Upstreams {
         ) else {
             return;
         };
-        if state.failed(group, peer.server as usize, now) {
+        let disabled = state.failed(group, peer.server as usize, now);
+        let server = group.servers.get(peer.server as usize);
+        if let Some(stats) = self.server_stats(config, peer.group as usize, peer.server as usize) {
+            stats.failures.add(1);
+            if let (true, Some(server)) = (disabled, server) {
+                let fail_timeout = u64::try_from(server.fail_timeout.as_millis()).unwrap_or(0);
+                stats.mark_unavailable_until(epoch_ms(SystemTime::now()) + fail_timeout);
+            }
+        }
+        if disabled {
             let name = group
                 .servers
                 .get(peer.server as usize)
@@ -225,6 +292,9 @@ impl Upstreams {
 
     /// The server answered: its failures are forgiven.
     pub fn succeeded(&mut self, config: &Config, peer: Peer) {
+        if let Some(stats) = self.server_stats(config, peer.group as usize, peer.server as usize) {
+            stats.mark_available();
+        }
         if let Some(state) = self
             .groups_mut(config)
             .and_then(|g| g.get_mut(peer.group as usize))
@@ -285,6 +355,7 @@ impl Upstreams {
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Client(slot);
         }
+        self.pool_changed(peer.addr);
         // It may have been pooled under an older configuration.
         conn.group = peer.group;
         conn.server = peer.server;
@@ -326,10 +397,12 @@ impl Upstreams {
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Pooled;
         }
+        let addr = conn.addr;
         if let Some(rejected) = self.idle.put(conn, group.keepalive) {
             debug!("upstream {} pool full, closing", rejected.addr);
             self.forget(rejected);
         }
+        self.pool_changed(addr);
     }
 
     /// Closes a connection owned by a client connection.
@@ -346,6 +419,13 @@ impl Upstreams {
         drop(conn);
     }
 
+    /// Closes a connection taken out of the idle pool.
+    fn forget_pooled(&mut self, conn: UpstreamConn) {
+        let addr = conn.addr;
+        self.forget(conn);
+        self.pool_changed(addr);
+    }
+
     pub fn owner(&self, link: usize) -> Option<Owner> {
         self.links.get(link).copied()
     }
@@ -358,7 +438,7 @@ impl Upstreams {
                 "pooled upstream connection to {} closed by the upstream",
                 conn.addr
             );
-            self.forget(conn);
+            self.forget_pooled(conn);
         }
     }
 
@@ -366,7 +446,7 @@ impl Upstreams {
     pub fn expire_idle(&mut self, now: Instant) {
         while let Some(conn) = self.idle.take_expired(now) {
             debug!("idle upstream connection to {} expired", conn.addr);
-            self.forget(conn);
+            self.forget_pooled(conn);
         }
     }
 

@@ -91,6 +91,19 @@ impl IdlePool {
             .min()
     }
 
+    /// Idle connections to `addr`.
+    pub fn count(&self, addr: SocketAddr) -> usize {
+        self.servers
+            .iter()
+            .find(|(server, _)| *server == addr)
+            .map_or(0, |(_, idle)| idle.len())
+    }
+
+    /// The addresses it has held connections to.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|(addr, _)| *addr).collect()
+    }
+
     /// Idle connections over all servers.
     pub fn len(&self) -> usize {
         self.servers.iter().map(|(_, idle)| idle.len()).sum()

@@ -1,0 +1,198 @@
+//! `worker_processes 2`: two event loops on one port (SO_REUSEPORT), both
+//! serving, counted together by stub_status and apart by the Prometheus
+//! page, and both reached by reload and shutdown.
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+const CONNECTIONS: usize = 200;
+
+fn config(port: u16, generation: u32, upstream: SocketAddr) -> String {
+    format!(
+        "worker_processes 2;\nevents {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port};\n\
+         \x20   location = /status {{ stub_status; }}\n\
+         \x20   location = /generation {{ return 200 \"generation {generation}\\n\"; }}\n\
+         \x20   location / {{ proxy_pass http://{upstream}; }}\n  }}\n}}\n"
+    )
+}
+
+fn start(dir: &Path, upstream: SocketAddr) -> (Ferry, PathBuf, u16) {
+    let path = dir.join("ferry.conf");
+    let port = free_port();
+    std::fs::write(&path, config(port, 0, upstream)).unwrap();
+    assert_nginx_accepts(&path);
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
+    (ferry, path, port)
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-workers-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn get(addr: SocketAddr, target: &str) -> Response {
+    request(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Each worker's `ferry_worker_…_total` samples.
+fn per_worker(page: &str, metric: &str) -> Vec<u64> {
+    (0..2)
+        .map(|worker| {
+            let name = format!("{metric}{{worker=\"{worker}\"}} ");
+            page.lines()
+                .find_map(|l| l.strip_prefix(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+        })
+        .collect()
+}
+
+#[test]
+fn two_workers_share_the_port_and_the_counts() {
+    let origin = Origin::standard();
+    let dir = scratch_dir("share");
+    let (ferry, _, _) = start(&dir, origin.addr);
+    let threads = ferry_threads(ferry.pid());
+    assert!(
+        threads
+            .iter()
+            .filter(|t| t.starts_with("ferry-worker"))
+            .count()
+            == 2,
+        "{threads:?}"
+    );
+
+    for _ in 0..CONNECTIONS {
+        assert_eq!(get(ferry.addr, "/bytes/100/len").status, 200);
+    }
+    // The kernel spreads connections over both workers' sockets.
+    let page = get(ferry.addr, "/status?format=prometheus").text();
+    let accepted = per_worker(&page, "ferry_worker_connections_accepted_total");
+    assert!(
+        accepted.iter().all(|&n| n > 0),
+        "one worker idle: {accepted:?}"
+    );
+    assert_eq!(accepted.iter().sum::<u64>(), CONNECTIONS as u64 + 1);
+
+    // stub_status adds the workers up: every connection so far, this one
+    // the only one open.
+    let total = CONNECTIONS + 2;
+    assert_eq!(
+        get(ferry.addr, "/status").text(),
+        format!(
+            "Active connections: 1 \nserver accepts handled requests\n {total} {total} {total} \n\
+             Reading: 0 Writing: 1 Waiting: 0 \n"
+        )
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn reload_and_quit_reach_every_worker() {
+    let origin = Origin::standard();
+    let dir = scratch_dir("signals");
+    let (mut ferry, path, port) = start(&dir, origin.addr);
+
+    // Idle keep-alive connections, spread over both workers.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut reader = BufReader::new(ferry.connect());
+        reader
+            .get_mut()
+            .write_all(b"GET /generation HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let response = read_response(&mut reader, "GET").unwrap();
+        assert_eq!(response.text(), "generation 0\n");
+        idle.push(reader);
+    }
+    let before = per_worker(
+        &get(ferry.addr, "/status?format=prometheus").text(),
+        "ferry_worker_requests_total",
+    );
+
+    std::fs::write(&path, config(port, 1, origin.addr)).unwrap();
+    ferry.signal("HUP");
+    assert!(ferry.wait_for_stderr(Duration::from_secs(5), "configuration reloaded"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ferry
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("configuration reloaded"))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "a worker did not reload");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Every connection, new or kept, on either worker, sees the new routes.
+    for _ in 0..50 {
+        assert_eq!(get(ferry.addr, "/generation").text(), "generation 1\n");
+    }
+    for reader in &mut idle {
+        reader
+            .get_mut()
+            .write_all(b"GET /generation HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            read_response(reader, "GET").unwrap().text(),
+            "generation 1\n"
+        );
+    }
+    let after = per_worker(
+        &get(ferry.addr, "/status?format=prometheus").text(),
+        "ferry_worker_requests_total",
+    );
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| a > b),
+        "both workers served after the reload: {before:?} -> {after:?}"
+    );
+
+    // Quit: every worker closes its idle connections and stops listening,
+    // and the process exits 0.
+    ferry.signal("QUIT");
+    for reader in &mut idle {
+        assert!(closed_within(reader.get_mut(), Duration::from_secs(3)));
+    }
+    assert_eq!(ferry.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(TcpStream::connect_timeout(&ferry.addr, Duration::from_millis(500)).is_err());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn stop_ends_every_worker_at_once() {
+    let origin = Origin::standard();
+    let dir = scratch_dir("stop");
+    let (mut ferry, _, _) = start(&dir, origin.addr);
+    // A download under way does not hold a fast shutdown back.
+    let mut download = ferry.connect();
+    download
+        .write_all(b"GET /bytes/1073741824/len HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(100));
+    ferry.signal("TERM");
+    assert_eq!(ferry.wait_exit(Duration::from_secs(2)), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The names of a process's threads, from /proc.
+fn ferry_threads(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path().join("comm");
+            Some(std::fs::read_to_string(path).ok()?.trim().to_string())
+        })
+        .collect()
+}
