@@ -14,6 +14,12 @@
 //! process runs out of descriptors; the kernel's backlog holds new clients
 //! meanwhile, and accepting resumes by itself.
 //!
+//! Commands (from signals, see [`crate::control`]) are carried out here:
+//! `reload` swaps in a new configuration without dropping anything,
+//! `shut_down_gracefully` drains, a stop returns at once. With
+//! `worker_processes N` there are N of these loops, one per thread, each
+//! with its own everything.
+//!
 //! Nothing here interprets bytes: that is the connection's job.
 
 use std::collections::VecDeque;
@@ -468,6 +474,9 @@ impl EventLoop {
         // Dropping a socket closes it and takes it out of the poll.
         drop(old);
 
+        if self.index == 0 {
+            warn_restart_needed(&self.config, &new);
+        }
         let config = Rc::new(new);
         self.upstreams.reload(&config);
         self.buffers
@@ -750,6 +759,24 @@ const LISTEN_BACKLOG: i32 = 511;
 
 fn seconds(duration: Duration) -> u32 {
     u32::try_from(duration.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// Says which changes a reload does not apply: they shape the process
+/// (its threads, its error log, its pid file), which stays.
+fn warn_restart_needed(old: &Config, new: &Config) {
+    let unapplied = [
+        (
+            "worker_processes",
+            old.worker_processes != new.worker_processes,
+        ),
+        ("error_log", old.error_log != new.error_log),
+        ("pid", old.pid != new.pid),
+    ];
+    for (directive, changed) in unapplied {
+        if changed {
+            warn!("reload: a changed \"{directive}\" takes effect at the next restart");
+        }
+    }
 }
 
 /// Where to bind the configured `addr` (see `WorkerSetup::resolved`).

@@ -358,3 +358,29 @@ fn idle_upstream_connections_to_removed_servers_close() {
     assert_eq!(new_origin.accepts(), 1, "the pooled connection was reused");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn process_wide_changes_wait_for_a_restart() {
+    let origin = Origin::standard();
+    let dir = scratch_dir("restart-needed");
+    let port = free_port();
+    let (ferry, path) = start_generation(&dir, &[port], origin.addr);
+    let text = format!(
+        "worker_processes 2;\n{}",
+        generation_config(&[port], 1, origin.addr)
+    );
+    std::fs::write(&path, text).unwrap();
+    assert_nginx_accepts(&path);
+    ferry.signal("HUP");
+    // The routes change; the number of workers does not, and the log says so.
+    wait_for_generation(ferry.addr, 1);
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(3),
+        "a changed \"worker_processes\" takes effect at the next restart"
+    ));
+    let threads = std::fs::read_dir(format!("/proc/{}/task", ferry.pid()))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 1, "a reload started worker threads");
+    let _ = std::fs::remove_dir_all(dir);
+}
