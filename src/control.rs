@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use log::{error, info};
 use mio::{Events, Interest, Poll, Waker};
@@ -107,9 +106,16 @@ pub fn command_for(signal: i32, reload: &Reloader) -> Option<Command> {
 
 /// N event loops on N threads, steered from the main thread.
 pub struct Workers {
-    /// The main thread's poll, for the signal pipe alone.
+    /// The main thread's poll: the signal pipe, and a waker each worker
+    /// pulls when it ends.
     poll: Poll,
     signals: Signals,
+    /// Each worker says here that it ended (then pulls `ended_waker`).
+    ended: Receiver<usize>,
+    /// Held here too: if the last worker held the last reference, its
+    /// eventfd would close, and the wake-up with it, before this thread
+    /// saw it.
+    ended_waker: Arc<Waker>,
     threads: Vec<JoinHandle<Result<(), String>>>,
     /// Each worker's command channel and the waker of its poll.
     senders: Vec<(Sender<Command>, Arc<Waker>)>,
@@ -132,9 +138,15 @@ impl Workers {
         poll.registry()
             .register(&mut signals, Target::Signals.token(), Interest::READABLE)
             .map_err(StartError::Signals)?;
+        let ended_waker = Arc::new(
+            Waker::new(poll.registry(), Target::Commands.token()).map_err(StartError::Signals)?,
+        );
+        let (ended_sender, ended) = mpsc::channel();
         let mut workers = Workers {
             poll,
             signals,
+            ended,
+            ended_waker,
             threads: Vec::new(),
             senders: Vec::new(),
             addrs: Vec::new(),
@@ -150,9 +162,17 @@ impl Workers {
                 resolved: resolved.clone(),
             };
             let worker_config = config.clone();
+            let notice = EndNotice {
+                index,
+                sender: ended_sender.clone(),
+                waker: Arc::clone(&workers.ended_waker),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("ferry-worker-{index}"))
-                .spawn(move || worker_main(worker_config, receiver, setup, started_sender))
+                .spawn(move || {
+                    let _notice = notice;
+                    worker_main(worker_config, receiver, setup, started_sender)
+                })
                 .map_err(StartError::Poll)?;
             workers.threads.push(thread);
             let (waker, addrs) = match started.recv() {
@@ -189,10 +209,11 @@ impl Workers {
     /// `Err` if a worker failed.
     pub fn run(mut self, reload: Reloader) -> Result<(), String> {
         let mut events = Events::with_capacity(8);
-        while self.threads.iter().any(|t| !t.is_finished()) {
-            // Workers end on their own only after a command or a failure;
-            // a short tick notices either without a channel back.
-            match self.poll.poll(&mut events, Some(Duration::from_millis(50))) {
+        let mut running = self.threads.len();
+        let mut shutting_down = false;
+        while running > 0 {
+            // Woken by a signal or by a worker ending (`EndNotice`).
+            match self.poll.poll(&mut events, None) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.to_string()),
@@ -203,11 +224,16 @@ impl Workers {
                 .filter_map(|signal| command_for(signal, &reload))
                 .collect();
             for command in &commands {
+                shutting_down |= matches!(command, Command::Quit | Command::Stop);
                 self.send(command);
             }
-            if self.threads.iter().any(|t| t.is_finished()) {
-                // One worker failing takes the others down, as a crashed
-                // nginx worker would otherwise leave ports half served.
+            let ended = self.ended.try_iter().count();
+            running = running.saturating_sub(ended);
+            if ended > 0 && !shutting_down {
+                // A worker ended by itself: its event loop failed. The
+                // others stop too rather than serve the port half-staffed.
+                error!("a worker ended unexpectedly; stopping the others");
+                shutting_down = true;
                 self.send(&Command::Stop);
             }
         }
@@ -239,6 +265,22 @@ impl Workers {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+}
+
+/// Tells the main thread that a worker thread ended, however it ended
+/// (dropped as the thread's closure returns or unwinds).
+struct EndNotice {
+    index: usize,
+    sender: Sender<usize>,
+    waker: Arc<Waker>,
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        // The message first: the main thread counts messages when woken.
+        let _ = self.sender.send(self.index);
+        let _ = self.waker.wake();
     }
 }
 

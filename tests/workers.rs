@@ -196,3 +196,72 @@ fn ferry_threads(pid: u32) -> Vec<String> {
         })
         .collect()
 }
+
+#[test]
+fn graceful_quit_waits_for_every_workers_downloads() {
+    const SIZE: u64 = 16 << 20;
+    let origin = Origin::standard();
+    let dir = scratch_dir("quit-downloads");
+    let (mut ferry, _, _) = start(&dir, origin.addr);
+
+    // Downloads the client does not read yet, until each worker holds one:
+    // `?connections` lists the connections of the worker that answers.
+    let mut downloads: Vec<(u16, TcpStream)> = Vec::new();
+    let mut holders = [false, false];
+    for _ in 0..40 {
+        let mut stream = ferry.connect();
+        stream
+            .write_all(format!("GET /bytes/{SIZE}/len HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .unwrap();
+        downloads.push((stream.local_addr().unwrap().port(), stream));
+        thread::sleep(Duration::from_millis(50));
+        for _ in 0..10 {
+            let page = get(ferry.addr, "/status?connections").text();
+            let worker = usize::from(page.starts_with("# worker 1"));
+            let holds = downloads.iter().any(|(port, _)| {
+                page.lines()
+                    .any(|l| l.contains(&format!(":{port} ")) && l.contains("Forwarding"))
+            });
+            holders[worker] |= holds;
+        }
+        if holders == [true, true] {
+            break;
+        }
+    }
+    assert_eq!(
+        holders,
+        [true, true],
+        "the downloads never spread over both workers"
+    );
+
+    ferry.signal("QUIT");
+    thread::sleep(Duration::from_millis(300));
+    assert!(ferry.is_running(), "exited with downloads under way");
+    // Every download completes, whole, on both workers.
+    let results = within(Duration::from_secs(60), move || {
+        downloads
+            .into_iter()
+            .map(|(_, stream)| {
+                let mut reader = BufReader::new(stream);
+                let (status, _) = read_head(&mut reader).unwrap();
+                let mut hash = Hash::default();
+                let mut received = 0u64;
+                let mut block = vec![0u8; 256 * 1024];
+                loop {
+                    let n = std::io::Read::read(&mut reader, &mut block).unwrap();
+                    if n == 0 {
+                        return (status, received, hash);
+                    }
+                    hash.update(&block[..n]);
+                    received += n as u64;
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    for (status, received, hash) in results {
+        assert_eq!((status, received), (200, SIZE));
+        assert_eq!(hash, Hash::of_pattern(SIZE));
+    }
+    assert_eq!(ferry.wait_exit(Duration::from_secs(5)), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
