@@ -63,23 +63,12 @@ fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
 impl AccessLog {
     /// Opens every target's file.
     pub fn open(targets: &[AccessLogTarget]) -> io::Result<AccessLog> {
-        let mut sinks = Vec::new();
-        for target in targets {
-            let file = match target {
-                AccessLogTarget::File(path) => Some(open_file(path)?),
-                AccessLogTarget::Stdout => None,
-                AccessLogTarget::Off => continue,
-            };
-            sinks.push(Sink {
-                target: target.clone(),
-                file,
-                pending: Vec::with_capacity(16 * 1024),
-            });
-        }
-        Ok(AccessLog {
-            sinks,
+        let mut log = AccessLog {
+            sinks: Vec::new(),
             clock: LogClock::default(),
-        })
+        };
+        log.add_targets(targets)?;
+        Ok(log)
     }
 
     /// A reload: opens the targets the new configuration adds. Nothing

@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,13 +14,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use util::*;
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferry-reload-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Generation `generation` of a configuration: `/generation` names it, and
 /// `/g<generation>/…` is a route only that generation has.
@@ -154,7 +147,7 @@ fn client(
 #[test]
 fn five_reloads_under_load_drop_nothing_and_change_the_routes() {
     let origin = Origin::standard();
-    let dir = scratch_dir("load");
+    let dir = scratch_dir("reload-load");
     let port = free_port();
     let (ferry, path) = start_generation(&dir, &[port], origin.addr);
     let addr = ferry.addr;
@@ -224,7 +217,7 @@ fn five_reloads_under_load_drop_nothing_and_change_the_routes() {
 #[test]
 fn an_invalid_configuration_changes_nothing() {
     let origin = Origin::standard();
-    let dir = scratch_dir("invalid");
+    let dir = scratch_dir("reload-invalid");
     let port = free_port();
     let (ferry, path) = start_generation(&dir, &[port], origin.addr);
     let mut kept = BufReader::new(ferry.connect());
@@ -234,23 +227,12 @@ fn an_invalid_configuration_changes_nothing() {
         "events {}\nhttp { server { listen 127.0.0.1:1; location / { proxy_pass http://127.0.0.1:1; frobnicate on; } } }\n",
     ] {
         std::fs::write(&path, broken).unwrap();
-        let refusals = ferry
-            .stderr()
-            .iter()
-            .filter(|l| l.contains("reload refused"))
-            .count();
+        let refusals = ferry.stderr_count("reload refused");
         ferry.signal("HUP");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while ferry
-            .stderr()
-            .iter()
-            .filter(|l| l.contains("reload refused"))
-            .count()
-            == refusals
-        {
-            assert!(Instant::now() < deadline, "no error logged for {broken:?}");
-            thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            ferry.wait_for_stderr_count(Duration::from_secs(5), "reload refused", refusals + 1),
+            "no error logged for {broken:?}"
+        );
         // The old configuration serves, on new and old connections.
         assert_eq!(get(ferry.addr, "/generation").text(), "generation 0\n");
         assert!(check_bytes(Some(get(ferry.addr, "/g0/bytes/100/len")), 100).is_ok());
@@ -275,7 +257,7 @@ fn an_invalid_configuration_changes_nothing() {
 #[test]
 fn listeners_follow_the_configuration() {
     let origin = Origin::standard();
-    let dir = scratch_dir("listeners");
+    let dir = scratch_dir("reload-listeners");
     let (first, second) = (free_port(), free_port());
     let (ferry, path) = start_generation(&dir, &[first], origin.addr);
     let first_addr: SocketAddr = format!("127.0.0.1:{first}").parse().unwrap();
@@ -313,17 +295,7 @@ fn listeners_follow_the_configuration() {
     }
     assert!(closed_within(idle.get_mut(), Duration::from_secs(3)));
     let received = within(Duration::from_secs(30), move || {
-        let mut hash = Hash::default();
-        let mut received = 0u64;
-        let mut block = vec![0u8; 256 * 1024];
-        loop {
-            let n = download.read(&mut block).unwrap();
-            if n == 0 {
-                return (received, hash);
-            }
-            hash.update(&block[..n]);
-            received += n as u64;
-        }
+        read_until_closed(&mut download, (0, Hash::default()))
     });
     assert_eq!(received.0, SIZE);
     assert_eq!(received.1, Hash::of_pattern(SIZE));
@@ -333,7 +305,7 @@ fn listeners_follow_the_configuration() {
 #[test]
 fn idle_upstream_connections_to_removed_servers_close() {
     let (old_origin, new_origin) = (Origin::standard(), Origin::standard());
-    let dir = scratch_dir("pools");
+    let dir = scratch_dir("reload-pools");
     let port = free_port();
     let (ferry, path) = start_generation(&dir, &[port], old_origin.addr);
     assert!(check_bytes(Some(get(ferry.addr, "/bytes/10/len")), 10).is_ok());
@@ -362,7 +334,7 @@ fn idle_upstream_connections_to_removed_servers_close() {
 #[test]
 fn process_wide_changes_wait_for_a_restart() {
     let origin = Origin::standard();
-    let dir = scratch_dir("restart-needed");
+    let dir = scratch_dir("reload-restart-needed");
     let port = free_port();
     let (ferry, path) = start_generation(&dir, &[port], origin.addr);
     let text = format!(

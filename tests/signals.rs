@@ -58,17 +58,7 @@ fn graceful_quit_finishes_a_download_and_refuses_new_connections() {
 
     // The download completes, whole and in order, then the connection closes.
     let rest = within(Duration::from_secs(60), move || {
-        let mut hash = hash;
-        let mut received = received;
-        let mut block = vec![0u8; 256 * 1024];
-        loop {
-            let n = download.read(&mut block).unwrap();
-            if n == 0 {
-                return (received, hash);
-            }
-            hash.update(&block[..n]);
-            received += n as u64;
-        }
+        read_until_closed(&mut download, (received, hash))
     });
     assert_eq!(rest.0, DOWNLOAD);
     assert_eq!(rest.1, Hash::of_pattern(DOWNLOAD));
@@ -149,12 +139,6 @@ fn usr1_reopens_a_rotated_access_log() {
     drop(ferry);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(logs);
-}
-
-fn scratch_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferry-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Starts ferry from `dir/ferry.conf` with `main` directives at the top

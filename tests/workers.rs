@@ -8,7 +8,7 @@ use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::*;
 
@@ -30,13 +30,6 @@ fn start(dir: &Path, upstream: SocketAddr) -> (Ferry, PathBuf, u16) {
     assert_nginx_accepts(&path);
     let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
     (ferry, path, port)
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferry-workers-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn get(addr: SocketAddr, target: &str) -> Response {
@@ -62,7 +55,7 @@ fn per_worker(page: &str, metric: &str) -> Vec<u64> {
 #[test]
 fn two_workers_share_the_port_and_the_counts() {
     let origin = Origin::standard();
-    let dir = scratch_dir("share");
+    let dir = scratch_dir("workers-share");
     let (ferry, _, _) = start(&dir, origin.addr);
     let threads = ferry_threads(ferry.pid());
     assert!(
@@ -102,7 +95,7 @@ fn two_workers_share_the_port_and_the_counts() {
 #[test]
 fn reload_and_quit_reach_every_worker() {
     let origin = Origin::standard();
-    let dir = scratch_dir("signals");
+    let dir = scratch_dir("workers-signals");
     let (mut ferry, path, port) = start(&dir, origin.addr);
 
     // Idle keep-alive connections, spread over both workers.
@@ -124,18 +117,10 @@ fn reload_and_quit_reach_every_worker() {
 
     std::fs::write(&path, config(port, 1, origin.addr)).unwrap();
     ferry.signal("HUP");
-    assert!(ferry.wait_for_stderr(Duration::from_secs(5), "configuration reloaded"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while ferry
-        .stderr()
-        .iter()
-        .filter(|l| l.contains("configuration reloaded"))
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "a worker did not reload");
-        thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        ferry.wait_for_stderr_count(Duration::from_secs(5), "configuration reloaded", 2),
+        "a worker did not reload"
+    );
     // Every connection, new or kept, on either worker, sees the new routes.
     for _ in 0..50 {
         assert_eq!(get(ferry.addr, "/generation").text(), "generation 1\n");
@@ -173,7 +158,7 @@ fn reload_and_quit_reach_every_worker() {
 #[test]
 fn stop_ends_every_worker_at_once() {
     let origin = Origin::standard();
-    let dir = scratch_dir("stop");
+    let dir = scratch_dir("workers-stop");
     let (mut ferry, _, _) = start(&dir, origin.addr);
     // A download under way does not hold a fast shutdown back.
     let mut download = ferry.connect();
@@ -201,7 +186,7 @@ fn ferry_threads(pid: u32) -> Vec<String> {
 fn graceful_quit_waits_for_every_workers_downloads() {
     const SIZE: u64 = 16 << 20;
     let origin = Origin::standard();
-    let dir = scratch_dir("quit-downloads");
+    let dir = scratch_dir("workers-quit-downloads");
     let (mut ferry, _, _) = start(&dir, origin.addr);
 
     // Downloads the client does not read yet, until each worker holds one:
@@ -244,17 +229,8 @@ fn graceful_quit_waits_for_every_workers_downloads() {
             .map(|(_, stream)| {
                 let mut reader = BufReader::new(stream);
                 let (status, _) = read_head(&mut reader).unwrap();
-                let mut hash = Hash::default();
-                let mut received = 0u64;
-                let mut block = vec![0u8; 256 * 1024];
-                loop {
-                    let n = std::io::Read::read(&mut reader, &mut block).unwrap();
-                    if n == 0 {
-                        return (status, received, hash);
-                    }
-                    hash.update(&block[..n]);
-                    received += n as u64;
-                }
+                let (received, hash) = read_until_closed(&mut reader, (0, Hash::default()));
+                (status, received, hash)
             })
             .collect::<Vec<_>>()
     });

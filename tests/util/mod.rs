@@ -193,9 +193,19 @@ impl Ferry {
 
     /// Waits up to `limit` for an error-log line containing `needle`.
     pub fn wait_for_stderr(&self, limit: Duration, needle: &str) -> bool {
+        self.wait_for_stderr_count(limit, needle, 1)
+    }
+
+    /// Error-log lines so far that contain `needle`.
+    pub fn stderr_count(&self, needle: &str) -> usize {
+        self.stderr().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits up to `limit` for `count` error-log lines containing `needle`.
+    pub fn wait_for_stderr_count(&self, limit: Duration, needle: &str, count: usize) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.stderr().iter().any(|l| l.contains(needle)) {
+            if self.stderr_count(needle) >= count {
                 return true;
             }
             thread::sleep(Duration::from_millis(20));
@@ -268,6 +278,29 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A fresh directory for one test's files (configurations, logs, pid files).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Reads `reader` until the peer closes, hashing the bytes on top of what
+/// `so_far` already counted: `(bytes, hash)`.
+pub fn read_until_closed(reader: &mut impl Read, so_far: (u64, Hash)) -> (u64, Hash) {
+    let (mut received, mut hash) = so_far;
+    let mut block = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut block).unwrap();
+        if n == 0 {
+            return (received, hash);
+        }
+        hash.update(&block[..n]);
+        received += n as u64;
+    }
 }
 
 /// A loopback address where nothing listens.
