@@ -137,6 +137,13 @@ pub fn write_prometheus(
         }
     };
     let plain = |value: u64| vec![(String::new(), value)];
+    // `{state="reading"}`-style samples, one per (value of `label`, number).
+    let by = |label: &str, samples: &[(&str, u64)]| -> Vec<(String, u64)> {
+        samples
+            .iter()
+            .map(|(value, n)| (format!("{{{label}=\"{value}\"}}"), *n))
+            .collect()
+    };
     metric(
         "ferry_connections_active",
         "gauge",
@@ -147,14 +154,14 @@ pub fn write_prometheus(
         "ferry_connections",
         "gauge",
         "Client connections by what they are doing (nginx's Reading, Writing, Waiting).",
-        &[
-            ("{state=\"reading\"}".to_string(), t.reading),
-            ("{state=\"writing\"}".to_string(), t.writing),
-            (
-                "{state=\"waiting\"}".to_string(),
-                t.active.saturating_sub(t.reading + t.writing),
-            ),
-        ],
+        &by(
+            "state",
+            &[
+                ("reading", t.reading),
+                ("writing", t.writing),
+                ("waiting", t.active.saturating_sub(t.reading + t.writing)),
+            ],
+        ),
     );
     metric(
         "ferry_connections_accepted_total",
@@ -174,17 +181,21 @@ pub fn write_prometheus(
         "Client requests, counted from their first byte.",
         &plain(t.requests),
     );
-    let classes: Vec<(String, u64)> = t
-        .responses
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (format!("{{class=\"{}xx\"}}", i + 1), *n))
-        .collect();
+    let [r1, r2, r3, r4, r5] = t.responses;
     metric(
         "ferry_responses_total",
         "counter",
         "Responses to clients by status class.",
-        &classes,
+        &by(
+            "class",
+            &[
+                ("1xx", r1),
+                ("2xx", r2),
+                ("3xx", r3),
+                ("4xx", r4),
+                ("5xx", r5),
+            ],
+        ),
     );
     let per_worker = |get: fn(&WorkerStats) -> u64| -> Vec<(String, u64)> {
         workers
@@ -209,10 +220,13 @@ pub fn write_prometheus(
         "ferry_upstream_connections",
         "gauge",
         "Upstream connections open (in use or idle), and idle in the keep-alive pools.",
-        &[
-            ("{state=\"open\"}".to_string(), t.upstream_connections),
-            ("{state=\"idle\"}".to_string(), t.pooled_connections),
-        ],
+        &by(
+            "state",
+            &[
+                ("open", t.upstream_connections),
+                ("idle", t.pooled_connections),
+            ],
+        ),
     );
     let servers = server_totals(workers, now_ms);
     let per_server = |get: fn(&ServerTotal) -> u64| -> Vec<(String, u64)> {
