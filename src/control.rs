@@ -173,7 +173,7 @@ impl Workers {
                     let _notice = notice;
                     worker_main(worker_config, receiver, setup, started_sender)
                 })
-                .map_err(StartError::Poll)?;
+                .map_err(StartError::Worker)?;
             workers.threads.push(thread);
             let (waker, addrs) = match started.recv() {
                 Ok(Ok(started)) => started,
@@ -183,7 +183,7 @@ impl Workers {
                 }
                 Err(_) => {
                     workers.stop();
-                    return Err(StartError::Poll(io::Error::other("a worker died at start")));
+                    return Err(StartError::Worker(io::Error::other("it died at start")));
                 }
             };
             if index == 0 {

@@ -60,6 +60,8 @@ pub enum StartError {
     Listen(SocketAddr, io::Error),
     AccessLog(io::Error),
     Signals(io::Error),
+    /// A worker thread could not be started, or died before it listened.
+    Worker(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -69,6 +71,7 @@ impl fmt::Display for StartError {
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::AccessLog(e) => write!(f, "cannot open the access log: {e}"),
             StartError::Signals(e) => write!(f, "cannot receive signals: {e}"),
+            StartError::Worker(e) => write!(f, "cannot start a worker: {e}"),
         }
     }
 }
@@ -452,6 +455,7 @@ impl EventLoop {
                 Some(at) => (old.swap_remove(at), true),
                 None => match opened.iter().position(|l| l.configured == *addr) {
                     Some(at) => (opened.swap_remove(at), false),
+                    // Unreachable: every address not kept was bound above.
                     None => continue,
                 },
             };
