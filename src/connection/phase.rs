@@ -181,6 +181,25 @@ pub struct Exchange {
     pub log: ExchangeLog,
 }
 
+impl Exchange {
+    /// The upstream server of this exchange, for log lines (`-` if none).
+    pub fn upstream_addr(&self) -> UpstreamAddr {
+        UpstreamAddr(self.peer.map(|peer| peer.addr))
+    }
+}
+
+/// An upstream address, or `-`, as log lines show it.
+pub struct UpstreamAddr(pub Option<std::net::SocketAddr>);
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// The four ways a busy exchange can be stuck, each with its nginx timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {

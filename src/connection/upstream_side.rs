@@ -77,7 +77,7 @@ impl Connection {
     ) -> (Phase, bool) {
         match ctx
             .upstreams
-            .connect(&ctx.config, peer, ctx.slot, ctx.registry, ctx.now)
+            .connect(&ctx.config, peer, ctx.slot, ctx.registry)
         {
             Ok(upstream) => {
                 debug!("#{}/upstream connecting to {}", ctx.slot, peer.addr);
@@ -166,7 +166,11 @@ impl Connection {
                     debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
                 }
                 exchange.log.connected = Mark::at(exchange.started, ctx.now);
-                debug!("#{}/upstream connected to {}", ctx.slot, upstream.addr);
+                debug!(
+                    "#{}/upstream connected to {}",
+                    ctx.slot,
+                    exchange.upstream_addr()
+                );
                 (Phase::Forwarding { exchange, upstream }, true)
             }
             Err(e) if e.kind() == ErrorKind::NotConnected || e.kind() == ErrorKind::WouldBlock => {
@@ -211,7 +215,8 @@ impl Connection {
         if stray_bytes {
             warn!(
                 "#{} upstream {} sent bytes after the end of its response; closing that connection",
-                ctx.slot, upstream.addr
+                ctx.slot,
+                exchange.upstream_addr()
             );
         }
         // A FIN already seen means the upstream is closing this connection.
@@ -222,7 +227,8 @@ impl Connection {
         } else {
             debug!(
                 "#{}/upstream closing connection to {}",
-                ctx.slot, upstream.addr
+                ctx.slot,
+                exchange.upstream_addr()
             );
             ctx.upstreams.close(&ctx.config, upstream);
         }

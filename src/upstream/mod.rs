@@ -58,14 +58,12 @@ pub struct UpstreamConn {
     pub stream: TcpStream,
     pub link: usize,
     pub ready: Readiness,
-    pub addr: SocketAddr,
-    /// The group and the server within it (u32: a connection stays small).
+    /// The group and the server within it (u32: a connection stays small);
+    /// its address is the configuration's (see `Upstreams::addr_of`).
     pub group: u32,
     pub server: u32,
     /// Requests this connection has carried, counting the current one.
     pub requests: u32,
-    /// While pooled: when the group's `keepalive_timeout` closes it.
-    pub expires_at: Instant,
 }
 
 /// A server chosen for a request.
@@ -146,12 +144,9 @@ impl Upstreams {
     /// connections to servers it no longer names are closed.
     pub fn reload(&mut self, config: &Rc<Config>) {
         self.add_generation(config);
-        while let Some(conn) = self.idle.take_matching(|addr| !serves(config, addr)) {
-            debug!(
-                "closing the idle connection to {}: no longer configured",
-                conn.addr
-            );
-            self.forget_pooled(conn);
+        while let Some((addr, conn)) = self.idle.take_matching(|addr| !serves(config, addr)) {
+            debug!("closing the idle connection to {addr}: no longer configured");
+            self.forget_pooled(addr, conn);
         }
         for addr in self.idle.addrs() {
             self.pool_changed(addr);
@@ -325,7 +320,6 @@ impl Upstreams {
         peer: Peer,
         slot: usize,
         registry: &Registry,
-        now: Instant,
     ) -> io::Result<UpstreamConn> {
         let mut stream = TcpStream::connect(peer.addr)?;
         let entry = self.links.vacant_entry();
@@ -341,11 +335,9 @@ impl Upstreams {
             stream,
             link,
             ready: Readiness::default(),
-            addr: peer.addr,
             group: peer.group,
             server: peer.server,
             requests: 0,
-            expires_at: now,
         })
     }
 
@@ -368,38 +360,35 @@ impl Upstreams {
     /// it has carried its `keepalive_requests`.
     pub fn check_in(&mut self, config: &Config, mut conn: UpstreamConn, now: Instant) {
         self.count_active(config, conn.group as usize, conn.server as usize, false);
-        let Some(group) = config.upstreams.get(conn.group as usize) else {
+        let group = config.upstreams.get(conn.group as usize);
+        let Some((group, server)) =
+            group.and_then(|g| Some((g, g.servers.get(conn.server as usize)?)))
+        else {
             self.forget(conn);
             return;
         };
+        let addr = server.addr;
         let reloaded_away = self
             .newest()
-            .is_some_and(|newest| !std::ptr::eq(&**newest, config) && !serves(newest, conn.addr));
+            .is_some_and(|newest| !std::ptr::eq(&**newest, config) && !serves(newest, addr));
         if reloaded_away {
-            debug!(
-                "upstream {} is no longer configured; closing its connection",
-                conn.addr
-            );
+            debug!("upstream {addr} is no longer configured; closing its connection");
             self.forget(conn);
             return;
         }
         if conn.requests >= group.keepalive_requests {
-            debug!(
-                "upstream connection to {} reached keepalive_requests",
-                conn.addr
-            );
+            debug!("upstream connection to {addr} reached keepalive_requests");
             self.forget(conn);
             return;
         }
         // The socket was drained by the last read; nothing is pending.
         conn.ready.readable = false;
-        conn.expires_at = now + group.keepalive_timeout;
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Pooled;
         }
-        let addr = conn.addr;
-        if let Some(rejected) = self.idle.put(conn, group.keepalive) {
-            debug!("upstream {} pool full, closing", rejected.addr);
+        let expires_at = now + group.keepalive_timeout;
+        if let Some(rejected) = self.idle.put(addr, conn, group.keepalive, expires_at) {
+            debug!("upstream {addr} pool full, closing");
             self.forget(rejected);
         }
         self.pool_changed(addr);
@@ -420,8 +409,7 @@ impl Upstreams {
     }
 
     /// Closes a connection taken out of the idle pool.
-    fn forget_pooled(&mut self, conn: UpstreamConn) {
-        let addr = conn.addr;
+    fn forget_pooled(&mut self, addr: SocketAddr, conn: UpstreamConn) {
         self.forget(conn);
         self.pool_changed(addr);
     }
@@ -433,20 +421,17 @@ impl Upstreams {
     /// An event on an idle pooled socket: the upstream closed it, reset it,
     /// or sent bytes nobody asked for. Either way it can't be reused.
     pub fn on_idle_event(&mut self, link: usize) {
-        if let Some(conn) = self.idle.check_after_event(link) {
-            debug!(
-                "pooled upstream connection to {} closed by the upstream",
-                conn.addr
-            );
-            self.forget_pooled(conn);
+        if let Some((addr, conn)) = self.idle.check_after_event(link) {
+            debug!("pooled upstream connection to {addr} closed by the upstream");
+            self.forget_pooled(addr, conn);
         }
     }
 
     /// Closes pooled connections whose `keepalive_timeout` has passed.
     pub fn expire_idle(&mut self, now: Instant) {
-        while let Some(conn) = self.idle.take_expired(now) {
-            debug!("idle upstream connection to {} expired", conn.addr);
-            self.forget_pooled(conn);
+        while let Some((addr, conn)) = self.idle.take_expired(now) {
+            debug!("idle upstream connection to {addr} expired");
+            self.forget_pooled(addr, conn);
         }
     }
 

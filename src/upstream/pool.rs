@@ -12,9 +12,18 @@ use std::time::Instant;
 
 use super::UpstreamConn;
 
+/// Idle connections, grouped by the address they are connected to. The
+/// address and the expiry live here rather than in `UpstreamConn`, which
+/// every client connection carries inline whether it uses one or not.
 #[derive(Default)]
 pub struct IdlePool {
-    servers: Vec<(SocketAddr, Vec<UpstreamConn>)>,
+    servers: Vec<(SocketAddr, Vec<Pooled>)>,
+}
+
+struct Pooled {
+    conn: UpstreamConn,
+    /// When the group's `keepalive_timeout` closes it.
+    expires_at: Instant,
 }
 
 impl IdlePool {
@@ -25,19 +34,22 @@ impl IdlePool {
             .iter_mut()
             .find(|(server, _)| *server == addr)
             .and_then(|(_, idle)| idle.pop())
+            .map(|pooled| pooled.conn)
     }
 
-    /// Pools `conn` if its server has fewer than `limit` idle connections;
-    /// hands it back otherwise.
-    pub fn put(&mut self, conn: UpstreamConn, limit: usize) -> Option<UpstreamConn> {
-        let index = match self
-            .servers
-            .iter()
-            .position(|(server, _)| *server == conn.addr)
-        {
+    /// Pools `conn` (connected to `addr`) until `expires_at` if its server
+    /// has fewer than `limit` idle connections; hands it back otherwise.
+    pub fn put(
+        &mut self,
+        addr: SocketAddr,
+        conn: UpstreamConn,
+        limit: usize,
+        expires_at: Instant,
+    ) -> Option<UpstreamConn> {
+        let index = match self.servers.iter().position(|(server, _)| *server == addr) {
             Some(index) => index,
             None => {
-                self.servers.push((conn.addr, Vec::new()));
+                self.servers.push((addr, Vec::new()));
                 self.servers.len() - 1
             }
         };
@@ -45,20 +57,20 @@ impl IdlePool {
         if idle.len() >= limit {
             return Some(conn);
         }
-        idle.push(conn);
+        idle.push(Pooled { conn, expires_at });
         None
     }
 
-    /// Looks at the pooled socket `link` after an event; returns it if it
-    /// must be closed.
-    pub fn check_after_event(&mut self, link: usize) -> Option<UpstreamConn> {
-        for (_, idle) in self.servers.iter_mut() {
-            if let Some(index) = idle.iter().position(|conn| conn.link == link) {
+    /// Looks at the pooled socket `link` after an event; returns it (and
+    /// its address) if it must be closed.
+    pub fn check_after_event(&mut self, link: usize) -> Option<(SocketAddr, UpstreamConn)> {
+        for (addr, idle) in self.servers.iter_mut() {
+            if let Some(index) = idle.iter().position(|p| p.conn.link == link) {
                 let mut probe = [0u8; 1];
-                return match idle[index].stream.read(&mut probe) {
+                return match idle[index].conn.stream.read(&mut probe) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                     // EOF, stray bytes or an error: unusable.
-                    _ => Some(idle.remove(index)),
+                    _ => Some((*addr, idle.remove(index).conn)),
                 };
             }
         }
@@ -66,28 +78,31 @@ impl IdlePool {
     }
 
     /// A pooled connection whose keep-alive time is over.
-    pub fn take_expired(&mut self, now: Instant) -> Option<UpstreamConn> {
-        for (_, idle) in self.servers.iter_mut() {
-            if let Some(index) = idle.iter().position(|conn| conn.expires_at <= now) {
-                return Some(idle.remove(index));
+    pub fn take_expired(&mut self, now: Instant) -> Option<(SocketAddr, UpstreamConn)> {
+        for (addr, idle) in self.servers.iter_mut() {
+            if let Some(index) = idle.iter().position(|p| p.expires_at <= now) {
+                return Some((*addr, idle.remove(index).conn));
             }
         }
         None
     }
 
     /// A pooled connection whose server address `unwanted` says to drop.
-    pub fn take_matching(&mut self, unwanted: impl Fn(SocketAddr) -> bool) -> Option<UpstreamConn> {
+    pub fn take_matching(
+        &mut self,
+        unwanted: impl Fn(SocketAddr) -> bool,
+    ) -> Option<(SocketAddr, UpstreamConn)> {
         self.servers
             .iter_mut()
             .find(|(addr, idle)| !idle.is_empty() && unwanted(*addr))
-            .and_then(|(_, idle)| idle.pop())
+            .and_then(|(addr, idle)| Some((*addr, idle.pop()?.conn)))
     }
 
     /// When the next pooled connection expires.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.servers
             .iter()
-            .flat_map(|(_, idle)| idle.iter().map(|conn| conn.expires_at))
+            .flat_map(|(_, idle)| idle.iter().map(|p| p.expires_at))
             .min()
     }
 
