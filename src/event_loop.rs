@@ -482,6 +482,9 @@ impl EventLoop {
             warn_restart_needed(&self.config, &new);
         }
         let config = Rc::new(new);
+        // As nginx's new cycle does, log files are opened again by name, so
+        // a reload after moving them also starts new files.
+        self.access_log.reopen();
         self.upstreams.reload(&config);
         self.buffers
             .reconfigure(config.buffer_size, config.max_buffer_sets);

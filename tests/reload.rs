@@ -356,3 +356,40 @@ fn process_wide_changes_wait_for_a_restart() {
     assert_eq!(threads, 1, "a reload started worker threads");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_reload_opens_the_access_logs_again() {
+    let origin = Origin::standard();
+    let dir = scratch_dir("reload-logs");
+    let (port, log, moved) = (
+        free_port(),
+        dir.join("access.log"),
+        dir.join("access.log.1"),
+    );
+    let config = |generation: u32| {
+        generation_config(&[port], generation, origin.addr)
+            .replace("access_log off;", &format!("access_log {};", log.display()))
+    };
+    let path = dir.join("ferry.conf");
+    std::fs::write(&path, config(0)).unwrap();
+    assert_nginx_accepts(&path);
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
+    assert_eq!(get(ferry.addr, "/generation").status, 200);
+    std::fs::rename(&log, &moved).unwrap();
+
+    std::fs::write(&path, config(1)).unwrap();
+    ferry.signal("HUP");
+    wait_for_generation(ferry.addr, 1);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::fs::read_to_string(&log).unwrap_or_default().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no new access.log after the reload"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The moved file kept what came before the reload.
+    let old = std::fs::read_to_string(&moved).unwrap();
+    assert!(old.contains("GET /generation"), "{old}");
+    let _ = std::fs::remove_dir_all(dir);
+}
