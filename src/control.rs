@@ -23,7 +23,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use log::{error, info};
+use log::{error, info, warn};
 use mio::{Events, Interest, Poll, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
@@ -284,6 +284,25 @@ impl Drop for EndNotice {
     }
 }
 
+/// `worker_cpu_affinity auto`: runs the calling thread (worker `index`) on
+/// the `index`-th CPU this process may use, wrapping around, as nginx
+/// binds its workers. A failure is logged; the worker runs unpinned.
+pub fn pin_worker(index: usize) {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let Some(&core) = cores.get(index % cores.len().max(1)) else {
+        warn!("worker_cpu_affinity: cannot read the CPUs this process may use");
+        return;
+    };
+    if core_affinity::set_for_current(core) {
+        info!("worker {index} runs on CPU {}", core.id);
+    } else {
+        warn!(
+            "worker_cpu_affinity: cannot pin worker {index} to CPU {}",
+            core.id
+        );
+    }
+}
+
 /// A worker thread: bind, report, run.
 fn worker_main(
     config: Config,
@@ -292,6 +311,9 @@ fn worker_main(
     started: mpsc::SyncSender<Started>,
 ) -> Result<(), String> {
     let index = setup.index;
+    if config.worker_cpu_affinity {
+        pin_worker(index);
+    }
     let mut event_loop = match EventLoop::bind_worker(config, commands, setup) {
         Ok(event_loop) => event_loop,
         Err(e) => {

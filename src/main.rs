@@ -146,6 +146,9 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
         }
     } else {
         // One worker runs on this thread and takes the signals itself.
+        if config.worker_cpu_affinity {
+            ferry::control::pin_worker(0);
+        }
         match EventLoop::bind(config, reload) {
             Ok(event_loop) => Running::One(Box::new(event_loop)),
             Err(e) => return fail(&e.to_string()),

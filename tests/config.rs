@@ -76,6 +76,7 @@ fn errors_name_the_file_line_and_directive() {
         (server("client_max_body_size 1m;\nclient_max_body_size 2m;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "\"client_max_body_size\" directive is duplicate in ferry.conf:6"),
         (format!("worker_processes 0;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "invalid value \"0\" in \"worker_processes\" directive"),
         (format!("worker_processes many;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "invalid value \"many\" in \"worker_processes\" directive"),
+        (format!("worker_cpu_affinity 01 10;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "CPU masks in \"worker_cpu_affinity\" are not supported yet"),
         (server("location / { proxy_pass http://127.0.0.1:1; proxy_http_version 1.0; }"), "only \"proxy_http_version 1.1\" is supported"),
         (server("location / { proxy_pass http://127.0.0.1:1; keepalive_timeout soon; }"), "invalid time \"soon\" in \"keepalive_timeout\" directive in ferry.conf:5"),
         ("events {}\n".to_string(), "no \"http\" block"),

@@ -61,7 +61,7 @@ fn two_workers_share_the_port_and_the_counts() {
     assert!(
         threads
             .iter()
-            .filter(|t| t.starts_with("ferry-worker"))
+            .filter(|(name, _)| name.starts_with("ferry-worker"))
             .count()
             == 2,
         "{threads:?}"
@@ -171,13 +171,14 @@ fn stop_ends_every_worker_at_once() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The names of a process's threads, from /proc.
-fn ferry_threads(pid: u32) -> Vec<String> {
+/// A process's threads: each one's name and its /proc directory.
+fn ferry_threads(pid: u32) -> Vec<(String, PathBuf)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter_map(|task| {
-            let path = task.ok()?.path().join("comm");
-            Some(std::fs::read_to_string(path).ok()?.trim().to_string())
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            Some((name.trim().to_string(), path))
         })
         .collect()
 }
@@ -239,5 +240,52 @@ fn graceful_quit_waits_for_every_workers_downloads() {
         assert_eq!(hash, Hash::of_pattern(SIZE));
     }
     assert_eq!(ferry.wait_exit(Duration::from_secs(5)), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The CPUs in a `Cpus_allowed_list` line of /proc/…/status (`0-1,4`).
+fn allowed_cpus(status: &str) -> Vec<u32> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    list.split(',')
+        .flat_map(|range| {
+            let (low, high) = range.split_once('-').unwrap_or((range, range));
+            low.parse::<u32>().unwrap()..=high.parse::<u32>().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn worker_cpu_affinity_auto_gives_each_worker_its_cpu() {
+    let origin = Origin::standard();
+    let dir = scratch_dir("workers-affinity");
+    let path = dir.join("ferry.conf");
+    let text = format!(
+        "worker_cpu_affinity auto;\n{}",
+        config(free_port(), 0, origin.addr)
+    );
+    std::fs::write(&path, text).unwrap();
+    assert_nginx_accepts(&path);
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
+    assert_eq!(get(ferry.addr, "/generation").status, 200);
+
+    // As nginx binds: worker N on the Nth CPU this process may use.
+    let ours = allowed_cpus(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let threads = ferry_threads(ferry.pid());
+    for worker in 0..2 {
+        let (_, task) = threads
+            .iter()
+            .find(|(name, _)| *name == format!("ferry-worker-{worker}"))
+            .unwrap_or_else(|| panic!("no thread ferry-worker-{worker}: {threads:?}"));
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        assert_eq!(
+            allowed_cpus(&status),
+            [ours[worker % ours.len()]],
+            "worker {worker}"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -72,6 +72,7 @@ const SPECS: &[Spec] = &[
     ),
     spec("pid", &[Main], Arity::Exactly(1), false),
     spec("worker_shutdown_timeout", &[Main], Arity::Exactly(1), false),
+    spec("worker_cpu_affinity", &[Main], Arity::AtLeast(1), false),
     spec("user", &[Main], Arity::Between(1, 2), false),
     spec("daemon", &[Main], Arity::Exactly(1), false),
     spec("master_process", &[Main], Arity::Exactly(1), false),
@@ -320,6 +321,18 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
             "pid" => config.pid = Some(PathBuf::from(&directive.args[0])),
             "worker_shutdown_timeout" => {
                 config.shutdown_timeout = Some(duration(directive, 0)?);
+            }
+            "worker_cpu_affinity" => {
+                // nginx's masks (`0101 1010`) would pin workers to sets of
+                // CPUs; `auto` (one CPU each, in order) is what ferry does.
+                if directive.args != ["auto"] {
+                    return Err(ConfigError::at(
+                        "CPU masks in \"worker_cpu_affinity\" are not supported yet; use \"auto\""
+                            .to_string(),
+                        directive.location(),
+                    ));
+                }
+                config.worker_cpu_affinity = true;
             }
             "events" => {
                 for inner in directive.block.iter().flatten() {

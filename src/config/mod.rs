@@ -377,6 +377,9 @@ pub struct Config {
     pub shutdown_timeout: Option<Duration>,
     /// Event loops, each on its own thread (`worker_processes`).
     pub worker_processes: usize,
+    /// `worker_cpu_affinity auto`: worker N runs on the Nth CPU this
+    /// process may use.
+    pub worker_cpu_affinity: bool,
     /// Client and upstream connections together (`worker_connections`).
     pub worker_connections: usize,
     /// Buffer sets (2 x buffer_size each) lent at once; a connection that
@@ -428,6 +431,7 @@ impl Config {
             pid: None,
             shutdown_timeout: None,
             worker_processes: 1,
+            worker_cpu_affinity: false,
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,
