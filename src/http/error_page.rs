@@ -91,24 +91,58 @@ impl ErrorResponse {
     /// Appends the whole response to `out`; `head_only` for HEAD requests.
     /// Returns the body length written, for the access log.
     pub fn write_to(self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) -> usize {
-        use std::io::Write;
         let (status, reason, body) = self.parts();
+        let message = LocalMessage {
+            status,
+            reason,
+            location: None,
+            content_type: "text/html",
+            body: body.as_bytes(),
+        };
+        message.write_to(out, keep_alive, head_only)
+    }
+}
+
+/// A response ferry writes itself, whole: every local answer goes through
+/// here, so they all carry the same fields in the same order.
+struct LocalMessage<'a> {
+    status: u16,
+    reason: &'a str,
+    location: Option<&'a str>,
+    content_type: &'a str,
+    body: &'a [u8],
+}
+
+impl LocalMessage<'_> {
+    /// Appends the head (and the body unless `head_only`) to `out`; returns
+    /// the body bytes written.
+    fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) -> usize {
+        use std::io::Write;
         let connection = if keep_alive { "keep-alive" } else { "close" };
         // Infallible: writing to a Vec.
         let _ = write!(
             out,
-            "HTTP/1.1 {status} {reason}\r\nServer: ferry\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-            body.len()
+            "HTTP/1.1 {} {}\r\nServer: ferry\r\n",
+            self.status, self.reason
+        );
+        if let Some(url) = self.location {
+            let _ = write!(out, "Location: {url}\r\n");
+        }
+        let _ = write!(
+            out,
+            "Content-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+            self.content_type,
+            self.body.len()
         );
         if head_only {
             return 0;
         }
-        out.extend_from_slice(body.as_bytes());
-        body.len()
+        out.extend_from_slice(self.body);
+        self.body.len()
     }
 }
 
-/// Appends a `200 OK` answered by ferry itself (the status path) to `out`.
+/// Appends a `200 OK` answered by ferry itself (the status pages) to `out`.
 pub fn write_ok(
     out: &mut Vec<u8>,
     content_type: &str,
@@ -116,18 +150,14 @@ pub fn write_ok(
     keep_alive: bool,
     head_only: bool,
 ) -> usize {
-    use std::io::Write;
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    let _ = write!(
-        out,
-        "HTTP/1.1 200 OK\r\nServer: ferry\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-        body.len()
-    );
-    if head_only {
-        return 0;
-    }
-    out.extend_from_slice(body);
-    body.len()
+    let message = LocalMessage {
+        status: 200,
+        reason: "OK",
+        location: None,
+        content_type,
+        body,
+    };
+    message.write_to(out, keep_alive, head_only)
 }
 
 /// The reason phrase ferry writes for `status`.
@@ -168,13 +198,6 @@ pub fn write_return(
     keep_alive: bool,
     head_only: bool,
 ) -> usize {
-    use std::io::Write;
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nServer: ferry\r\n",
-        reason(status)
-    );
     let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
     let page = |status: u16| {
         [
@@ -190,27 +213,22 @@ pub fn write_return(
         .find(|e| e.status() == status)
         .map(|e| e.parts().2)
     };
-    let (content_type, body): (&str, &[u8]) = match text {
-        Some(url) if redirect => {
-            let _ = write!(out, "Location: {url}\r\n");
-            ("text/html", b"")
-        }
-        Some(text) => ("text/plain", text.as_bytes()),
+    let (location, content_type, body): (Option<&str>, &str, &[u8]) = match text {
+        Some(url) if redirect => (Some(url), "text/html", b""),
+        Some(text) => (None, "text/plain", text.as_bytes()),
         None => match page(status) {
-            Some(page) => ("text/html", page.as_bytes()),
-            None => ("text/plain", b""),
+            Some(page) => (None, "text/html", page.as_bytes()),
+            None => (None, "text/plain", b""),
         },
     };
-    let _ = write!(
-        out,
-        "Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-        body.len()
-    );
-    if head_only {
-        return 0;
-    }
-    out.extend_from_slice(body);
-    body.len()
+    let message = LocalMessage {
+        status,
+        reason: reason(status),
+        location,
+        content_type,
+        body,
+    };
+    message.write_to(out, keep_alive, head_only)
 }
 
 /// `HTTP/1.1 100 Continue`, sent when ferry accepts an `Expect: 100-continue`
