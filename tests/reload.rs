@@ -295,7 +295,7 @@ fn listeners_follow_the_configuration() {
     }
     assert!(closed_within(idle.get_mut(), Duration::from_secs(3)));
     let received = within(Duration::from_secs(30), move || {
-        read_until_closed(&mut download, (0, Hash::default()))
+        hash_until_closed(&mut download, (0, Hash::default()))
     });
     assert_eq!(received.0, SIZE);
     assert_eq!(received.1, Hash::of_pattern(SIZE));

@@ -58,7 +58,7 @@ fn graceful_quit_finishes_a_download_and_refuses_new_connections() {
 
     // The download completes, whole and in order, then the connection closes.
     let rest = within(Duration::from_secs(60), move || {
-        read_until_closed(&mut download, (received, hash))
+        hash_until_closed(&mut download, (received, hash))
     });
     assert_eq!(rest.0, DOWNLOAD);
     assert_eq!(rest.1, Hash::of_pattern(DOWNLOAD));

@@ -230,7 +230,7 @@ fn graceful_quit_waits_for_every_workers_downloads() {
             .map(|(_, stream)| {
                 let mut reader = BufReader::new(stream);
                 let (status, _) = read_head(&mut reader).unwrap();
-                let (received, hash) = read_until_closed(&mut reader, (0, Hash::default()));
+                let (received, hash) = hash_until_closed(&mut reader, (0, Hash::default()));
                 (status, received, hash)
             })
             .collect::<Vec<_>>()

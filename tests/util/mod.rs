@@ -290,7 +290,7 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
 
 /// Reads `reader` until the peer closes, hashing the bytes on top of what
 /// `so_far` already counted: `(bytes, hash)`.
-pub fn read_until_closed(reader: &mut impl Read, so_far: (u64, Hash)) -> (u64, Hash) {
+pub fn hash_until_closed(reader: &mut impl Read, so_far: (u64, Hash)) -> (u64, Hash) {
     let (mut received, mut hash) = so_far;
     let mut block = vec![0u8; 256 * 1024];
     loop {
