@@ -146,10 +146,30 @@ fn client(
 
 #[test]
 fn five_reloads_under_load_drop_nothing_and_change_the_routes() {
+    reloads_under_load(1);
+}
+
+#[test]
+fn five_reloads_under_load_with_two_workers() {
+    reloads_under_load(2);
+}
+
+/// Five reloads, each changing the routes, while four clients send
+/// requests without pause: none may fail, and each reload must show.
+fn reloads_under_load(workers: usize) {
     let origin = Origin::standard();
-    let dir = scratch_dir("reload-load");
+    let dir = scratch_dir(&format!("reload-load-{workers}"));
     let port = free_port();
-    let (ferry, path) = start_generation(&dir, &[port], origin.addr);
+    let config = |generation| {
+        format!(
+            "worker_processes {workers};\n{}",
+            generation_config(&[port], generation, origin.addr)
+        )
+    };
+    let path = dir.join("ferry.conf");
+    std::fs::write(&path, config(0)).unwrap();
+    assert_nginx_accepts(&path);
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
     let addr = ferry.addr;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -182,8 +202,14 @@ fn five_reloads_under_load_drop_nothing_and_change_the_routes() {
 
     for generation in 1..=5 {
         thread::sleep(Duration::from_millis(400));
-        std::fs::write(&path, generation_config(&[port], generation, origin.addr)).unwrap();
+        std::fs::write(&path, config(generation)).unwrap();
         ferry.signal("HUP");
+        // Every worker has reloaded.
+        let reloads = workers * generation as usize;
+        assert!(
+            ferry.wait_for_stderr_count(Duration::from_secs(5), "configuration reloaded", reloads),
+            "generation {generation} did not reach every worker"
+        );
         wait_for_generation(addr, generation);
         // Its next request runs on the new configuration, on the same
         // connection.
@@ -210,7 +236,6 @@ fn five_reloads_under_load_drop_nothing_and_change_the_routes() {
     // The origin answers in two writes, so delayed ACKs hold each client
     // to some 25 requests a second: 4 clients over 2.4 s.
     assert!(done > 100, "only {done} requests went through");
-    assert!(ferry.wait_for_stderr(Duration::from_secs(1), "configuration reloaded"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
