@@ -38,7 +38,7 @@ use slab::Slab;
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::connection::{Connection, Context, Counters, Driven};
+use crate::connection::{Connection, Context, Driven};
 use crate::control::{Command, Control, Reloader};
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
@@ -79,7 +79,7 @@ impl fmt::Display for StartError {
 /// A `Context` for the connection in `$slot`, borrowing the loop's parts
 /// field by field (a method could not: the connection is borrowed too).
 macro_rules! context {
-    ($loop:ident, $slot:expr, $connection:expr, $now:expr, $wall_clock:expr, $counters:expr) => {
+    ($loop:ident, $slot:expr, $connection:expr, $now:expr, $wall_clock:expr) => {
         Context {
             slot: $slot,
             now: $now,
@@ -91,7 +91,7 @@ macro_rules! context {
             buffer_waiters: &mut $loop.buffer_waiters,
             upstreams: &mut $loop.upstreams,
             access_log: &mut $loop.access_log,
-            counters: $counters,
+            timers: &$loop.timers,
             stats: &$loop.stats,
             workers: &$loop.workers,
             connection_list: None,
@@ -404,7 +404,7 @@ impl EventLoop {
             let Some(connection) = self.connections.get_mut(slot) else {
                 continue;
             };
-            let mut ctx = context!(self, slot, connection, now, wall_clock, Counters::default());
+            let mut ctx = context!(self, slot, connection, now, wall_clock);
             if connection.drain(&mut ctx) {
                 self.connections.remove(slot);
                 self.stats.active.set(self.connections.len() as u64);
@@ -675,32 +675,20 @@ impl EventLoop {
         }
     }
 
-    fn counters(&self) -> Counters {
-        Counters {
-            connections: self.connections.len(),
-            upstream_connections: self.upstreams.open_count(),
-            pooled_upstream_connections: self.upstreams.idle.len(),
-            buffer_sets_lent: self.buffers.lent(),
-            timers: self.timers.len(),
-            accepted: self.next_connection_id,
-        }
-    }
-
     /// Lets the connection in `slot` run, then files it: removed if closed,
     /// queued if it yielded, its deadline scheduled otherwise.
     fn drive(&mut self, slot: usize, now: Instant, wall_clock: SystemTime) {
-        let counters = self.counters();
         let Some(connection) = self.connections.get_mut(slot) else {
             return;
         };
-        let mut ctx = context!(self, slot, connection, now, wall_clock, counters);
+        let mut ctx = context!(self, slot, connection, now, wall_clock);
         let mut driven = connection.drive(&mut ctx);
         if connection.wants_connection_list() {
             let list = self.connection_list(now);
             let Some(connection) = self.connections.get_mut(slot) else {
                 return;
             };
-            let mut ctx = context!(self, slot, connection, now, wall_clock, counters);
+            let mut ctx = context!(self, slot, connection, now, wall_clock);
             ctx.connection_list = Some(&list);
             driven = connection.drive(&mut ctx);
         }
@@ -740,14 +728,7 @@ impl EventLoop {
             connection.scheduled = None;
             match connection.deadline() {
                 Some(at) if at <= now => {
-                    let mut ctx = context!(
-                        self,
-                        entry.slot,
-                        connection,
-                        now,
-                        wall_clock,
-                        Counters::default()
-                    );
+                    let mut ctx = context!(self, entry.slot, connection, now, wall_clock);
                     connection.on_deadline(&mut ctx);
                     self.drive(entry.slot, now, wall_clock);
                 }

@@ -53,17 +53,13 @@ impl Connection {
                 }
                 self.fail(exchange, ProxyError::ClientTimeout(directive), ctx)
             }
-            Direction::UpstreamRead | Direction::UpstreamWrite => {
-                if let Some(upstream) = upstream {
-                    ctx.upstreams.close(&ctx.config, upstream);
-                }
-                self.next_upstream(
-                    exchange,
-                    ProxyError::UpstreamTimeout(directive),
-                    next_upstream::TIMEOUT,
-                    ctx,
-                )
-            }
+            Direction::UpstreamRead | Direction::UpstreamWrite => self.next_upstream(
+                exchange,
+                upstream,
+                ProxyError::UpstreamTimeout(directive),
+                next_upstream::TIMEOUT,
+                ctx,
+            ),
         }
     }
 
@@ -123,25 +119,25 @@ impl Connection {
         })
     }
 
-    /// Answers the status path with the loop's counters, as plain text.
+    /// Answers the status path with this worker's counters, as plain text.
     pub(super) fn answer_status(
         &mut self,
         exchange: Exchange,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let counters = ctx.counters;
+        let stats = ctx.stats;
         let mut text = [0u8; 512];
         let mut cursor = Cursor::new(&mut text[..]);
         let _ = write!(
             cursor,
             "connections {}\nupstream_connections {}\npooled_upstream_connections {}\n\
              buffer_sets_lent {}\ntimers {}\naccepted {}\n",
-            counters.connections,
-            counters.upstream_connections,
-            counters.pooled_upstream_connections,
-            counters.buffer_sets_lent,
-            counters.timers,
-            counters.accepted,
+            stats.active.get(),
+            ctx.upstreams.open_count(),
+            ctx.upstreams.idle.len(),
+            ctx.buffers.lent(),
+            ctx.timers.len(),
+            stats.accepted.get(),
         );
         let len = usize::try_from(cursor.position()).unwrap_or(0);
         self.answer_text(exchange, text.get(..len).unwrap_or_default(), &ctx.config)

@@ -52,6 +52,7 @@ use crate::http::{Version, MAX_HEADERS};
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
 use crate::status::{ConnectionLine, StatusPage};
+use crate::timer::Timers;
 use crate::upstream::{UpstreamConn, Upstreams};
 
 /// Steps one `drive` call may take before yielding to other connections;
@@ -75,24 +76,14 @@ pub struct Context<'a> {
     pub buffer_waiters: &'a mut VecDeque<usize>,
     pub upstreams: &'a mut Upstreams,
     pub access_log: &'a mut AccessLog,
-    pub counters: Counters,
+    /// The loop's deadlines, counted by the status path.
+    pub timers: &'a Timers,
     /// This worker's counters for the status pages.
     pub stats: &'a WorkerStats,
     /// Every worker's (this one's included), for the status pages' totals.
     pub workers: &'a [Arc<WorkerStats>],
     /// The `?connections` page, when this connection asked for it.
     pub connection_list: Option<&'a [u8]>,
-}
-
-/// The loop's counters, as the status path shows them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Counters {
-    pub connections: usize,
-    pub upstream_connections: usize,
-    pub pooled_upstream_connections: usize,
-    pub buffer_sets_lent: usize,
-    pub timers: usize,
-    pub accepted: u64,
 }
 
 /// Moves a connection in or out of stub_status's Reading or Writing.
@@ -293,9 +284,8 @@ impl Connection {
                     .unwrap_or(exchange.started)
                     + exchange.settings(&ctx.config).proxy_connect_timeout;
                 if connect_deadline <= ctx.now {
-                    ctx.upstreams.close(&ctx.config, upstream);
                     let error = ProxyError::UpstreamTimeout("proxy_connect_timeout");
-                    self.next_upstream(exchange, error, next_upstream::TIMEOUT, ctx)
+                    self.next_upstream(exchange, Some(upstream), error, next_upstream::TIMEOUT, ctx)
                 } else {
                     self.timed_out(exchange, Some(upstream), ctx)
                 }
@@ -665,8 +655,7 @@ impl Connection {
             match self.parse_response(&mut exchange, ctx) {
                 Ok(parsed) => progress |= parsed,
                 Err((error, condition)) => {
-                    ctx.upstreams.close(&ctx.config, upstream);
-                    return self.next_upstream(exchange, error, condition, ctx);
+                    return self.next_upstream(exchange, Some(upstream), error, condition, ctx);
                 }
             }
         }

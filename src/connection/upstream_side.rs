@@ -85,6 +85,7 @@ impl Connection {
             }
             Err(e) => self.next_upstream(
                 exchange,
+                None,
                 ProxyError::UpstreamConnect(e),
                 next_upstream::ERROR,
                 ctx,
@@ -93,6 +94,7 @@ impl Connection {
     }
 
     /// The chosen server failed before its response reached the client:
+    /// close its connection (`failed`, if one was open: it is never reused),
     /// count the failure, then try the next server if `proxy_next_upstream`
     /// allows it for `condition`, or answer with `error`.
     ///
@@ -104,10 +106,14 @@ impl Connection {
     pub(super) fn next_upstream(
         &mut self,
         mut exchange: Exchange,
+        failed: Option<UpstreamConn>,
         error: ProxyError,
         condition: u16,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
+        if let Some(upstream) = failed {
+            ctx.upstreams.close(&ctx.config, upstream);
+        }
         let counts_as_failure = condition
             & (next_upstream::ERROR | next_upstream::TIMEOUT | next_upstream::INVALID_HEADER)
             != 0;
@@ -177,15 +183,13 @@ impl Connection {
                 upstream.ready = Readiness::default();
                 (Phase::ConnectingUpstream { exchange, upstream }, progress)
             }
-            Err(e) => {
-                ctx.upstreams.close(&ctx.config, upstream);
-                self.next_upstream(
-                    exchange,
-                    ProxyError::UpstreamConnect(e),
-                    next_upstream::ERROR,
-                    ctx,
-                )
-            }
+            Err(e) => self.next_upstream(
+                exchange,
+                Some(upstream),
+                ProxyError::UpstreamConnect(e),
+                next_upstream::ERROR,
+                ctx,
+            ),
         }
     }
 
@@ -297,7 +301,7 @@ impl Connection {
             exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
             return self.connect_upstream(exchange, peer, ctx);
         }
-        self.next_upstream(exchange, error, next_upstream::ERROR, ctx)
+        self.next_upstream(exchange, None, error, next_upstream::ERROR, ctx)
     }
 }
 

@@ -18,6 +18,8 @@ use super::UpstreamConn;
 #[derive(Default)]
 pub struct IdlePool {
     servers: Vec<(SocketAddr, Vec<Pooled>)>,
+    /// Connections over all servers, kept so that counting is not a walk.
+    total: usize,
 }
 
 struct Pooled {
@@ -34,7 +36,10 @@ impl IdlePool {
             .iter_mut()
             .find(|(server, _)| *server == addr)
             .and_then(|(_, idle)| idle.pop())
-            .map(|pooled| pooled.conn)
+            .map(|pooled| {
+                self.total -= 1;
+                pooled.conn
+            })
     }
 
     /// Pools `conn` (connected to `addr`) until `expires_at` if its server
@@ -58,6 +63,7 @@ impl IdlePool {
             return Some(conn);
         }
         idle.push(Pooled { conn, expires_at });
+        self.total += 1;
         None
     }
 
@@ -70,7 +76,10 @@ impl IdlePool {
                 return match idle[index].conn.stream.read(&mut probe) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                     // EOF, stray bytes or an error: unusable.
-                    _ => Some((*addr, idle.remove(index).conn)),
+                    _ => {
+                        self.total -= 1;
+                        Some((*addr, idle.remove(index).conn))
+                    }
                 };
             }
         }
@@ -81,6 +90,7 @@ impl IdlePool {
     pub fn take_expired(&mut self, now: Instant) -> Option<(SocketAddr, UpstreamConn)> {
         for (addr, idle) in self.servers.iter_mut() {
             if let Some(index) = idle.iter().position(|p| p.expires_at <= now) {
+                self.total -= 1;
                 return Some((*addr, idle.remove(index).conn));
             }
         }
@@ -96,6 +106,7 @@ impl IdlePool {
             .iter_mut()
             .find(|(addr, idle)| !idle.is_empty() && unwanted(*addr))
             .and_then(|(addr, idle)| Some((*addr, idle.pop()?.conn)))
+            .inspect(|_| self.total -= 1)
     }
 
     /// When the next pooled connection expires.
@@ -121,7 +132,7 @@ impl IdlePool {
 
     /// Idle connections over all servers.
     pub fn len(&self) -> usize {
-        self.servers.iter().map(|(_, idle)| idle.len()).sum()
+        self.total
     }
 
     pub fn is_empty(&self) -> bool {
