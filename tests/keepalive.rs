@@ -135,16 +135,21 @@ fn an_origin_closing_idle_connections_causes_no_client_error() {
     assert_eq!(origin.requests().len(), 50);
 }
 
-#[test]
-fn a_reused_connection_that_dies_unanswered_is_retried_once() {
-    // Every connection answers its first request and silently drops the
-    // second one: the retry on a fresh connection must hide it.
-    let origin = Origin::start(|mut conn| {
+/// An origin whose every connection answers its first request and silently
+/// drops the second one: the keep-alive race, every time.
+fn answers_once_then_drops() -> Origin {
+    Origin::start(|mut conn| {
         if conn.next_request().is_some() {
             conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         }
         let _ = conn.next_request();
-    });
+    })
+}
+
+#[test]
+fn a_reused_connection_that_dies_unanswered_is_retried_once() {
+    // The retry on a fresh connection must hide the dropped request.
+    let origin = answers_once_then_drops();
     let ferry = Ferry::start(origin.addr, &[]);
     let stream = ferry.connect();
     let mut writer = stream.try_clone().unwrap();
@@ -160,12 +165,7 @@ fn a_reused_connection_that_dies_unanswered_is_retried_once() {
 
 #[test]
 fn a_post_on_a_dying_reused_connection_is_not_retried() {
-    let origin = Origin::start(|mut conn| {
-        if conn.next_request().is_some() {
-            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        }
-        let _ = conn.next_request();
-    });
+    let origin = answers_once_then_drops();
     let ferry = Ferry::start(origin.addr, &[]);
     let stream = ferry.connect();
     let mut writer = stream.try_clone().unwrap();
