@@ -683,7 +683,8 @@ impl EventLoop {
         };
         let mut ctx = context!(self, slot, connection, now, wall_clock);
         let mut driven = connection.drive(&mut ctx);
-        if connection.wants_connection_list() {
+        let connection = if connection.wants_connection_list() {
+            // Rare: the slab is walked, then the connection driven again.
             let list = self.connection_list(now);
             let Some(connection) = self.connections.get_mut(slot) else {
                 return;
@@ -691,9 +692,9 @@ impl EventLoop {
             let mut ctx = context!(self, slot, connection, now, wall_clock);
             ctx.connection_list = Some(&list);
             driven = connection.drive(&mut ctx);
-        }
-        let Some(connection) = self.connections.get_mut(slot) else {
-            return;
+            connection
+        } else {
+            connection
         };
         match driven {
             Driven::Closed => {

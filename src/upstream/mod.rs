@@ -265,24 +265,21 @@ impl Upstreams {
             return;
         };
         let disabled = state.failed(group, peer.server as usize, now);
-        let server = group.servers.get(peer.server as usize);
-        if let Some(stats) = self.server_stats(config, peer.group as usize, peer.server as usize) {
+        let stats = self.server_stats(config, peer.group as usize, peer.server as usize);
+        if let Some(stats) = stats {
             stats.failures.add(1);
-            if let (true, Some(server)) = (disabled, server) {
-                let fail_timeout = u64::try_from(server.fail_timeout.as_millis()).unwrap_or(0);
-                stats.mark_unavailable_until(epoch_ms(SystemTime::now()) + fail_timeout);
-            }
         }
-        if disabled {
-            let name = group
-                .servers
-                .get(peer.server as usize)
-                .map_or("", |s| s.name.as_str());
-            warn!(
-                "upstream server temporarily disabled: {name} in upstream \"{}\"",
-                group.name
-            );
+        let Some(server) = group.servers.get(peer.server as usize).filter(|_| disabled) else {
+            return;
+        };
+        if let Some(stats) = stats {
+            let fail_timeout = u64::try_from(server.fail_timeout.as_millis()).unwrap_or(u64::MAX);
+            stats.mark_unavailable_until(epoch_ms(SystemTime::now()).saturating_add(fail_timeout));
         }
+        warn!(
+            "upstream server temporarily disabled: {} in upstream \"{}\"",
+            server.name, group.name
+        );
     }
 
     /// The server answered: its failures are forgiven.
