@@ -17,6 +17,8 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 
+use crate::variables::UpstreamAttempt;
+
 /// A fixed-capacity FIFO of bytes over one heap allocation.
 pub struct RingBuffer {
     storage: Box<[u8]>,
@@ -158,6 +160,13 @@ impl RingBuffer {
         }
         &self.storage[self.read_at..self.read_at + self.len]
     }
+
+    /// [`RingBuffer::make_contiguous`], writable: for the one fix-up made
+    /// to a request line in place (see `request::accept_higher_minor_version`).
+    pub fn make_contiguous_mut(&mut self) -> &mut [u8] {
+        self.make_contiguous();
+        &mut self.storage[self.read_at..self.read_at + self.len]
+    }
 }
 
 /// The discrete interface: copying slices in and out, for small writes
@@ -219,6 +228,13 @@ pub struct BufferSet {
     pub extra_headers: Vec<u8>,
     /// The request's normalized path (nginx's `$uri`), for routing.
     pub path: Vec<u8>,
+    /// The client's request line and host, for error log lines written
+    /// after the head's bytes are gone (nginx's `request: "…", host: "…"`).
+    pub request_line: Vec<u8>,
+    pub host: Vec<u8>,
+    /// Upstream servers tried before the current one, for the
+    /// `$upstream_*` lists.
+    pub attempts: Vec<UpstreamAttempt>,
 }
 
 impl BufferSet {
@@ -231,6 +247,9 @@ impl BufferSet {
             log_fields: Vec::with_capacity(256),
             extra_headers: Vec::new(),
             path: Vec::with_capacity(256),
+            request_line: Vec::with_capacity(256),
+            host: Vec::with_capacity(64),
+            attempts: Vec::with_capacity(4),
         }
     }
 
@@ -242,6 +261,9 @@ impl BufferSet {
         self.log_fields.clear();
         self.extra_headers.clear();
         self.path.clear();
+        self.request_line.clear();
+        self.host.clear();
+        self.attempts.clear();
     }
 }
 
@@ -306,8 +328,8 @@ impl BufferPool {
         }
     }
 
-    /// A reload changed `proxy_buffer_size` or the number of sets: new sets
-    /// get the new size, sets of the old size are freed as they come back.
+    /// A reload changed the buffer size or the number of sets: new sets get
+    /// the new size, sets of the old size are freed as they come back.
     pub fn reconfigure(&mut self, buffer_size: usize, max_lent: usize) {
         if buffer_size != self.buffer_size {
             self.free.clear();

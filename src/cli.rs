@@ -19,10 +19,11 @@ OPTIONS:
     -c FILE                       read this nginx.conf (a subset of nginx's syntax)
     -t                            test the configuration and exit
     -T                            test the configuration, print it, and exit
-    -s quit|stop|reopen           signal the ferry whose `pid` file the
-                                  configuration names (SIGQUIT, SIGTERM, SIGUSR1)
-    --listen ADDR                 address to accept clients on [127.0.0.1:8080]
-    --upstream ADDR               upstream server to proxy to [127.0.0.1:3000]
+    -s reload|quit|stop|reopen    signal the ferry whose `pid` file the configuration
+                                  names (SIGHUP, SIGQUIT, SIGTERM, SIGUSR1)
+    --listen HOST:PORT            address to accept clients on [127.0.0.1:8080]
+    --upstream HOST:PORT          upstream server to proxy to [127.0.0.1:3000];
+                                  a name (localhost:3000) is resolved at start
     --client-max-body-size SIZE   largest request body, 0 = no limit [1m]
     --buffer-size SIZE            ring buffer per direction [16k]
     --max-head-size SIZE          largest request or response head [8k]
@@ -172,10 +173,12 @@ fn parse_port(text: &str) -> Result<u16, UsageError> {
         .map_err(|_| UsageError(format!("invalid port \"{text}\"")))
 }
 
+/// `IP:PORT` or `NAME:PORT` (resolved now, IPv4 first, as nginx resolves
+/// names in its configuration at start-up).
 fn parse_addr(flag: &str, text: &str) -> Result<SocketAddr, UsageError> {
-    text.parse().map_err(|_| {
+    crate::config::directives::resolve_address(text).ok_or_else(|| {
         UsageError(format!(
-            "invalid address \"{text}\" in {flag}: expected IP:PORT, like 127.0.0.1:8080 or [::1]:8080"
+            "invalid address \"{text}\" in {flag}: expected HOST:PORT, like 127.0.0.1:8080, localhost:8080 or [::1]:8080"
         ))
     })
 }

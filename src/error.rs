@@ -30,6 +30,8 @@ pub enum ProxyError {
     UpstreamClosedEarly(Option<io::Error>),
     /// The upstream sent something that is not a valid response head.
     UpstreamResponse(ResponseError),
+    /// The upstream's chunked body framing was invalid.
+    UpstreamBody(FramingError),
     /// The upstream answered with a status `proxy_next_upstream` retries.
     UpstreamStatus(u16),
     /// The client was too slow; names the nginx directive that expired.
@@ -56,7 +58,7 @@ impl ProxyError {
                 | RequestError::TransferEncodingOnHttp10
                 | RequestError::MissingHost
                 | RequestError::DuplicateHost
-                | RequestError::HostMismatch
+                | RequestError::HigherMinorVersion
                 | RequestError::InvalidTargetHost
                 | RequestError::InvalidHost
                 | RequestError::InvalidPath => ErrorResponse::BadRequest,
@@ -69,7 +71,38 @@ impl ProxyError {
             | ProxyError::NoLiveUpstreams
             | ProxyError::UpstreamClosedEarly(_)
             | ProxyError::UpstreamResponse(_)
+            | ProxyError::UpstreamBody(_)
             | ProxyError::UpstreamStatus(_) => ErrorResponse::BadGateway,
+        }
+    }
+
+    /// For upstream failures, what ferry was doing, as nginx's error lines
+    /// say it (` while connecting to upstream`); empty for the others.
+    pub fn during(&self) -> &'static str {
+        match self {
+            ProxyError::UpstreamConnect(_) | ProxyError::NoLiveUpstreams => {
+                " while connecting to upstream"
+            }
+            ProxyError::UpstreamTimeout("proxy_connect_timeout") => " while connecting to upstream",
+            ProxyError::UpstreamTimeout("proxy_send_timeout") => {
+                " while sending request to upstream"
+            }
+            ProxyError::UpstreamTimeout(_)
+            | ProxyError::UpstreamClosedEarly(_)
+            | ProxyError::UpstreamResponse(_)
+            | ProxyError::UpstreamStatus(_) => " while reading response header from upstream",
+            ProxyError::UpstreamBody(_) => " while reading upstream",
+            _ => "",
+        }
+    }
+
+    /// The status nginx records in `$upstream_status` for an attempt that
+    /// failed this way: the upstream's own, 504 for a timeout, else 502.
+    pub fn upstream_status(&self) -> u16 {
+        match self {
+            ProxyError::UpstreamStatus(status) => *status,
+            ProxyError::UpstreamTimeout(_) => 504,
+            _ => 502,
         }
     }
 
@@ -107,6 +140,9 @@ impl fmt::Display for ProxyError {
                 f.write_str("upstream prematurely closed connection")
             }
             ProxyError::UpstreamResponse(e) => write!(f, "upstream sent an invalid response: {e}"),
+            ProxyError::UpstreamBody(e) => {
+                write!(f, "upstream sent an invalid chunked response: {e}")
+            }
             ProxyError::ClientTimeout(directive) => write!(f, "client timed out ({directive})"),
             ProxyError::UpstreamTimeout(directive) => write!(f, "upstream timed out ({directive})"),
         }
@@ -133,6 +169,7 @@ mod tests {
             (ProxyError::BodyTooLarge { limit: 1 }, 413),
             (ProxyError::RequestBody(FramingError::ChunkSize), 400),
             (ProxyError::UpstreamClosedEarly(None), 502),
+            (ProxyError::UpstreamBody(FramingError::ChunkExtension), 502),
             (ProxyError::ClientTimeout("client_header_timeout"), 408),
             (ProxyError::UpstreamTimeout("proxy_read_timeout"), 504),
         ];

@@ -40,6 +40,7 @@ use crate::buffer::BufferPool;
 use crate::config::Config;
 use crate::connection::{Connection, Context, Driven};
 use crate::control::{Command, Control, Reloader};
+use crate::http::date::HttpDate;
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
 use crate::status;
@@ -84,6 +85,7 @@ macro_rules! context {
             slot: $slot,
             now: $now,
             wall_clock: $wall_clock,
+            date: &$loop.date,
             registry: $loop.poll.registry(),
             config: Rc::clone($connection.config()),
             latest: &$loop.config,
@@ -168,6 +170,8 @@ pub struct EventLoop {
     accept_paused: bool,
     accept_resume_at: Option<Instant>,
     last_descriptor_warning: Option<Instant>,
+    /// The `Date` field's text, refreshed once per loop turn.
+    date: HttpDate,
 }
 
 impl EventLoop {
@@ -251,6 +255,7 @@ impl EventLoop {
             accept_paused: false,
             accept_resume_at: None,
             last_descriptor_warning: None,
+            date: HttpDate::default(),
         })
     }
 
@@ -279,6 +284,7 @@ impl EventLoop {
             }
             let now = Instant::now();
             let wall_clock = SystemTime::now();
+            self.date.update(wall_clock);
             for event in events.iter() {
                 match Target::from_token(event.token()) {
                     Some(Target::Listener { index }) => self.accept(index, now),

@@ -132,11 +132,7 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
     if let Err(e) = ferry::log::init_error_log(config.error_log.as_ref()) {
         return fail(&format!("cannot open the error log: {e}"));
     }
-    // The first upstream group says where the simple setups proxy to.
-    let upstream = match (config.upstreams.len(), config.first_upstream()) {
-        (1, Some(addr)) => addr.to_string(),
-        _ => format!("{} upstream groups", config.upstreams.len()),
-    };
+    let upstream = config.upstream_summary();
     let pid_file = config.pid.clone();
     let workers = config.worker_processes;
     let running = if workers > 1 {

@@ -153,6 +153,9 @@ impl fmt::Display for TemplateError {
 pub struct RequestView<'a> {
     pub method: &'a str,
     pub target: &'a str,
+    /// The request's host (an absolute-form target's authority, else the
+    /// `Host` field; empty if neither), with its port.
+    pub host: &'a [u8],
     pub version: &'a str,
     pub headers: &'a [httparse::Header<'a>],
     pub client: SocketAddr,
@@ -270,6 +273,18 @@ impl Template {
 }
 
 /// What the log-time variables read, once the response is done.
+/// One attempt to get the response from an upstream server, for the
+/// `$upstream_*` variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamAttempt {
+    pub addr: SocketAddr,
+    /// The server's status, or what ferry made of the failure (502, or 504
+    /// for a timeout), as nginx records it; `None` while none is known.
+    pub status: Option<u16>,
+    /// Connect, header and response times (`None`: not reached).
+    pub times: [Option<std::time::Duration>; 3],
+}
+
 pub struct ExchangeVars<'a> {
     pub status: u16,
     pub body_bytes_sent: u64,
@@ -280,10 +295,11 @@ pub struct ExchangeVars<'a> {
     pub time_local: &'a [u8],
     pub time_iso8601: &'a [u8],
     pub msec: std::time::Duration,
-    pub upstream_addr: Option<SocketAddr>,
-    pub upstream_status: Option<u16>,
-    /// Connect, header and response times.
-    pub upstream_times: [Option<std::time::Duration>; 3],
+    /// Attempts on servers that failed before the last one (nginx lists
+    /// every attempt: `$upstream_status` is `502, 200`).
+    pub earlier_attempts: &'a [UpstreamAttempt],
+    /// The last (or only) attempt, if the request went upstream.
+    pub upstream: Option<UpstreamAttempt>,
     pub connection: u64,
     pub connection_requests: u32,
 }
@@ -351,6 +367,35 @@ fn seconds(out: &mut Vec<u8>, value: Option<std::time::Duration>) {
     }
 }
 
+/// An `$upstream_*` variable: one value per attempt, separated by `, `
+/// as nginx writes them. Nothing (`-` in the log) if none went upstream.
+fn attempts(
+    out: &mut Vec<u8>,
+    exchange: &ExchangeVars<'_>,
+    mut value: impl FnMut(&mut Vec<u8>, &UpstreamAttempt),
+) {
+    let mut all = exchange
+        .earlier_attempts
+        .iter()
+        .chain(exchange.upstream.as_ref());
+    if let Some(first) = all.next() {
+        value(out, first);
+    }
+    for attempt in all {
+        out.extend_from_slice(b", ");
+        value(out, attempt);
+    }
+}
+
+/// Seconds with milliseconds, or `-` for a time not reached, as nginx
+/// writes one value of a list.
+fn seconds_or_dash(out: &mut Vec<u8>, value: Option<std::time::Duration>) {
+    match value {
+        Some(_) => seconds(out, value),
+        None => out.push(b'-'),
+    }
+}
+
 fn render_exchange_variable(variable: &Variable, exchange: &ExchangeVars<'_>, out: &mut Vec<u8>) {
     match variable {
         Variable::Status => {
@@ -376,19 +421,24 @@ fn render_exchange_variable(variable: &Variable, exchange: &ExchangeVars<'_>, ou
                 exchange.msec.subsec_millis()
             );
         }
-        Variable::UpstreamAddr => {
-            if let Some(addr) = exchange.upstream_addr {
-                let _ = write!(out, "{addr}");
-            }
-        }
-        Variable::UpstreamStatus => {
-            if let Some(status) = exchange.upstream_status {
+        Variable::UpstreamAddr => attempts(out, exchange, |out, attempt| {
+            let _ = write!(out, "{}", attempt.addr);
+        }),
+        Variable::UpstreamStatus => attempts(out, exchange, |out, attempt| match attempt.status {
+            Some(status) => {
                 let _ = write!(out, "{status}");
             }
-        }
-        Variable::UpstreamConnectTime => seconds(out, exchange.upstream_times[0]),
-        Variable::UpstreamHeaderTime => seconds(out, exchange.upstream_times[1]),
-        Variable::UpstreamResponseTime => seconds(out, exchange.upstream_times[2]),
+            None => out.push(b'-'),
+        }),
+        Variable::UpstreamConnectTime => attempts(out, exchange, |out, attempt| {
+            seconds_or_dash(out, attempt.times[0])
+        }),
+        Variable::UpstreamHeaderTime => attempts(out, exchange, |out, attempt| {
+            seconds_or_dash(out, attempt.times[1])
+        }),
+        Variable::UpstreamResponseTime => attempts(out, exchange, |out, attempt| {
+            seconds_or_dash(out, attempt.times[2])
+        }),
         Variable::Connection => {
             let _ = write!(out, "{}", exchange.connection);
         }
@@ -428,8 +478,8 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
         Variable::RequestMethod => request.method.as_bytes(),
         Variable::Scheme => b"http",
         Variable::Host => {
-            // nginx: the Host field without port, else the server's name.
-            let host = request.field("host");
+            // nginx: the request's host without port, else the server's name.
+            let host = request.host;
             let host = match host.iter().rposition(|&b| b == b':') {
                 Some(colon) if host.first() != Some(&b'[') => &host[..colon],
                 _ => host,
@@ -503,6 +553,10 @@ mod tests {
         RequestView {
             method: "GET",
             target: "/p/a?id=7&x=y",
+            host: headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("host"))
+                .map_or(&b""[..], |h| h.value),
             version: "HTTP/1.1",
             headers,
             client: "192.0.2.9:5555".parse().unwrap(),
@@ -569,9 +623,8 @@ mod tests {
             time_local: b"",
             time_iso8601: b"",
             msec: std::time::Duration::ZERO,
-            upstream_addr: None,
-            upstream_status: None,
-            upstream_times: [None; 3],
+            earlier_attempts: &[],
+            upstream: None,
             connection: 1,
             connection_requests: 1,
         };
@@ -581,6 +634,55 @@ mod tests {
             String::from_utf8(line).unwrap(),
             "192.0.2.9 \"GET /p/a?id=7&x=y HTTP/1.1\" 404 - \"a \\x22b\\x22\" -\n"
         );
+    }
+
+    /// nginx writes one value per attempt: `502, 200`, with `-` for a
+    /// time an attempt never reached.
+    #[test]
+    fn upstream_variables_list_every_attempt() {
+        let format = Template::compile_log_format(
+            "$upstream_addr|$upstream_status|$upstream_connect_time|$upstream_response_time",
+        )
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        let failed = UpstreamAttempt {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            status: Some(502),
+            times: [None, None, Some(ms(1))],
+        };
+        let served = UpstreamAttempt {
+            addr: "127.0.0.1:2".parse().unwrap(),
+            status: Some(200),
+            times: [Some(ms(2)), Some(ms(3)), Some(ms(4))],
+        };
+        let render = |earlier: &[UpstreamAttempt], upstream: Option<UpstreamAttempt>| {
+            let exchange = ExchangeVars {
+                status: 200,
+                body_bytes_sent: 0,
+                bytes_sent: 0,
+                request_length: 0,
+                request_time: std::time::Duration::ZERO,
+                time_local: b"",
+                time_iso8601: b"",
+                msec: std::time::Duration::ZERO,
+                earlier_attempts: earlier,
+                upstream,
+                connection: 1,
+                connection_requests: 1,
+            };
+            let mut line = Vec::new();
+            format.render_log(&[], &exchange, &mut line);
+            String::from_utf8(line).unwrap()
+        };
+        assert_eq!(
+            render(&[failed], Some(served)),
+            "127.0.0.1:1, 127.0.0.1:2|502, 200|-, 0.002|0.001, 0.004\n"
+        );
+        assert_eq!(
+            render(&[failed, failed], None),
+            "127.0.0.1:1, 127.0.0.1:1|502, 502|-, -|0.001, 0.001\n"
+        );
+        assert_eq!(render(&[], None), "-|-|-|-\n");
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn bad_requests_get_their_status_and_nothing_reaches_the_upstream() {
         ("bare CR", "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n".into(), 400),
         ("NUL in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\u{0}b\r\n\r\n".into(), 400),
         ("host with slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n".into(), 400),
-        ("host mismatch", "GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n".into(), 400),
+        ("host userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n".into(), 400),
         ("lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
         ("above root", "GET /../x HTTP/1.1\r\nHost: a\r\n\r\n".into(), 400),
         ("bad chunk size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".into(), 400),
@@ -232,6 +232,10 @@ fn a_slow_reader_of_256_mib_keeps_ferry_small() {
 
 #[test]
 fn a_thousand_concurrent_clients_ten_requests_each() {
+    // 1,000 clients and the origin's 1,000 connections live in this process.
+    if !need_descriptors(2_500) {
+        return;
+    }
     let origin = Origin::standard();
     // 1,000 clients and up to 1,000 upstream connections at once.
     let ferry = Ferry::start(

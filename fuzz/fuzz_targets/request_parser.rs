@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let view = RequestView {
         method: head.method,
         target: head.target,
+        host: head.host.unwrap_or_default(),
         version: head.version.as_str(),
         headers: head.headers,
         client: "192.0.2.1:1234".parse().unwrap(),
@@ -27,11 +28,14 @@ fuzz_target!(|data: &[u8]| {
     };
     // As the connection does: origin-form upstream, and an absolute-form
     // target's authority as the Host when the client sent none.
-    let absolute = request::absolute_form(head.target);
-    let origin_form = absolute.map_or(head.target, |(_, rest)| rest);
+    let authority = head.host.and_then(|h| std::str::from_utf8(h).ok());
+    let fallback_host = match (head.absolute, authority) {
+        (true, Some(authority)) => authority,
+        _ => "upstream:80",
+    };
     let upstream = UpstreamHead {
-        target: UpstreamTarget::AsSent(origin_form),
-        fallback_host: absolute.map_or("upstream:80", |(authority, _)| authority),
+        target: UpstreamTarget::AsSent(head.origin_form),
+        fallback_host,
         set_headers: &[],
         view: &view,
     };

@@ -123,6 +123,7 @@ const SPECS: &[Spec] = &[
     spec("proxy_buffering", HSL, Arity::Exactly(1), false),
     spec("proxy_next_upstream", HSL, Arity::AtLeast(1), false),
     spec("proxy_next_upstream_tries", HSL, Arity::Exactly(1), false),
+    spec("proxy_next_upstream_timeout", HSL, Arity::Exactly(1), false),
     spec("proxy_request_buffering", HSL, Arity::Exactly(1), false),
     // server
     spec("server", &[Http, Upstream], Arity::AtLeast(0), false),
@@ -238,6 +239,7 @@ struct Inherited {
     access_log: Option<AccessLogTarget>,
     next_upstream: Option<u16>,
     next_upstream_tries: Option<u32>,
+    next_upstream_timeout: Option<Duration>,
     log_format: Option<usize>,
     proxy_set_headers: Option<Vec<(String, Template)>>,
     hide_headers: Option<Vec<String>>,
@@ -264,6 +266,7 @@ impl Inherited {
             access_log: self.access_log.clone().or_else(|| outer.access_log.clone()),
             next_upstream: self.next_upstream.or(outer.next_upstream),
             next_upstream_tries: self.next_upstream_tries.or(outer.next_upstream_tries),
+            next_upstream_timeout: self.next_upstream_timeout.or(outer.next_upstream_timeout),
             log_format: self.log_format.or(outer.log_format),
             proxy_set_headers: self
                 .proxy_set_headers
@@ -299,6 +302,7 @@ impl Inherited {
             access_log,
             next_upstream,
             next_upstream_tries,
+            next_upstream_timeout,
             log_format,
             proxy_set_headers,
             hide_headers,
@@ -1055,6 +1059,9 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
             "proxy_next_upstream_tries" => {
                 settings.next_upstream_tries = Some(number(directive, 0)?)
             }
+            "proxy_next_upstream_timeout" => {
+                settings.next_upstream_timeout = Some(duration(directive, 0)?)
+            }
             "proxy_http_version" if directive.args[0] != "1.1" => {
                 return Err(ConfigError::at(
                     "ferry speaks HTTP/1.1 to upstreams: only \"proxy_http_version 1.1\" is supported",
@@ -1239,6 +1246,21 @@ fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
         Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
         None => Some((text.to_string(), default_port)),
     }
+}
+
+/// `HOST:PORT` (a name, an IPv4 address or `[V6]`) resolved now, as the
+/// command line's `--listen` and `--upstream` take it: the port is required.
+pub fn resolve_address(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    let (host, port) = split_host_port(text, 0)?;
+    // An address that did not parse is not a name to look up.
+    let numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || host.contains(':');
+    if numeric || (port == 0 && !text.ends_with(":0")) {
+        return None;
+    }
+    resolve(&host, port)
 }
 
 /// Resolves at load time, as nginx does; IPv4 first, as nginx lists them.

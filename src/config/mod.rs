@@ -93,6 +93,9 @@ pub struct Settings {
     /// Most servers tried for one request; 0: no limit
     /// (`proxy_next_upstream_tries`).
     pub next_upstream_tries: u32,
+    /// How long, from the first attempt, the request may still be passed
+    /// to another server (`proxy_next_upstream_timeout`; zero: no limit).
+    pub next_upstream_timeout: Duration,
     /// The access log's format: an index into `Config::log_formats`.
     pub log_format: usize,
     /// `proxy_set_header NAME VALUE`: replace (or, with an empty value,
@@ -243,6 +246,7 @@ impl Default for Settings {
             access_log: AccessLogTarget::Stdout,
             next_upstream: next_upstream::ERROR | next_upstream::TIMEOUT,
             next_upstream_tries: 0,
+            next_upstream_timeout: Duration::ZERO,
             log_format: UPSTREAM_FORMAT,
             proxy_set_headers: Vec::new(),
             hide_headers: Vec::new(),
@@ -526,6 +530,35 @@ impl Config {
 
     /// The upstream address of the simplest configurations, for the
     /// startup line.
+    /// What ferry proxies to, for its start-up line: the one server's
+    /// address; a group's name and every server (or, past a handful, how
+    /// many); several groups by name and size.
+    pub fn upstream_summary(&self) -> String {
+        const LISTED: usize = 4;
+        let group_text = |group: &UpstreamGroup| {
+            let servers: Vec<String> = group.servers.iter().map(|s| s.addr.to_string()).collect();
+            match servers.len() {
+                0 => format!("upstream \"{}\" (no servers)", group.name),
+                n if n <= LISTED => format!("upstream \"{}\" ({})", group.name, servers.join(", ")),
+                n => format!("upstream \"{}\" ({n} servers)", group.name),
+            }
+        };
+        match self.upstreams.as_slice() {
+            [] => "no upstream".to_string(),
+            [group]
+                if group.servers.len() == 1 && group.name == group.servers[0].addr.to_string() =>
+            {
+                group.name.clone()
+            }
+            [group] => group_text(group),
+            groups if groups.len() <= LISTED => {
+                let named: Vec<String> = groups.iter().map(group_text).collect();
+                format!("{} upstream groups: {}", groups.len(), named.join("; "))
+            }
+            groups => format!("{} upstream groups", groups.len()),
+        }
+    }
+
     pub fn first_upstream(&self) -> Option<SocketAddr> {
         self.upstreams
             .first()

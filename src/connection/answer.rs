@@ -14,15 +14,15 @@ use log::{debug, error, info, warn};
 use super::phase::{Direction, Exchange, Phase, ResponseState};
 use super::{Abort, Connection, Context};
 use crate::config::next_upstream;
-use crate::config::{AccessLogTarget, Action, Config, LocationConfig};
+use crate::config::{AccessLogTarget, Action, LocationConfig};
 use crate::error::ProxyError;
 use crate::http::error_page;
-use crate::http::error_page::ErrorResponse;
+use crate::http::error_page::{ErrorResponse, Reply};
 use crate::http::request::Method;
 use crate::stats::{epoch_ms, Totals};
 use crate::status::{self, StatusPage};
 use crate::upstream::UpstreamConn;
-use crate::variables::ExchangeVars;
+use crate::variables::{ExchangeVars, UpstreamAttempt};
 
 impl Connection {
     /// One direction of a busy exchange waited longer than its timeout.
@@ -64,19 +64,23 @@ impl Connection {
     }
 
     /// Queues a response of ferry's own and moves to `WritingResponse`.
-    /// `write` gets the head buffer, the keep-alive decision and whether
-    /// the request was HEAD, and returns the status and the body length.
+    /// `write` gets the head buffer and how to reply (keep-alive, HEAD,
+    /// date), and returns the status and the body length.
     fn answer_locally(
         &mut self,
         mut exchange: Exchange,
-        config: &Config,
-        write: impl FnOnce(&mut Vec<u8>, bool, bool) -> (u16, usize),
+        ctx: &Context<'_>,
+        write: impl FnOnce(&mut Vec<u8>, &Reply<'_>) -> (u16, usize),
     ) -> (Phase, bool) {
-        let settings = exchange.settings(config);
+        let settings = exchange.settings(&ctx.config);
         let keep_alive = exchange.keep_alive && self.may_keep_alive(settings);
         exchange.keep_alive = keep_alive;
-        let head_only = exchange.request.method == Method::Head;
-        let (status, body_len) = write(&mut exchange.buffers.client_head, keep_alive, head_only);
+        let reply = Reply {
+            keep_alive,
+            head_only: exchange.request.method == Method::Head,
+            date: ctx.date.as_bytes(),
+        };
+        let (status, body_len) = write(&mut exchange.buffers.client_head, &reply);
         exchange.log.status = status;
         exchange.log.body_bytes_sent = body_len as u64;
         exchange.response = ResponseState::Local;
@@ -90,8 +94,8 @@ impl Connection {
         page: ErrorResponse,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        self.answer_locally(exchange, &ctx.config, |out, keep_alive, head_only| {
-            (page.status(), page.write_to(out, keep_alive, head_only))
+        self.answer_locally(exchange, ctx, |out, reply| {
+            (page.status(), page.write_to(out, reply))
         })
     }
 
@@ -103,19 +107,18 @@ impl Connection {
         status: u16,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let config: &Config = &ctx.config;
-        let text = match config.location(exchange.route_server(), exchange.route_location()) {
+        let text = match ctx
+            .config
+            .location(exchange.route_server(), exchange.route_location())
+        {
             Some(LocationConfig {
                 action: Action::Return { text, .. },
                 ..
             }) => text.as_deref(),
             _ => None,
         };
-        self.answer_locally(exchange, config, |out, keep_alive, head_only| {
-            (
-                status,
-                error_page::write_return(out, status, text, keep_alive, head_only),
-            )
+        self.answer_locally(exchange, ctx, |out, reply| {
+            (status, error_page::write_return(out, status, text, reply))
         })
     }
 
@@ -140,7 +143,7 @@ impl Connection {
             stats.accepted.get(),
         );
         let len = usize::try_from(cursor.position()).unwrap_or(0);
-        self.answer_text(exchange, text.get(..len).unwrap_or_default(), &ctx.config)
+        self.answer_text(exchange, text.get(..len).unwrap_or_default(), ctx)
     }
 
     /// A `stub_status` location: nginx's page (to the byte, so exporters
@@ -177,22 +180,46 @@ impl Connection {
                 body.extend_from_slice(list);
             }
         }
-        self.answer_text(exchange, &body, &ctx.config)
+        self.answer_text(exchange, &body, ctx)
     }
 
     /// A 200 with a plain-text body.
-    fn answer_text(&mut self, exchange: Exchange, body: &[u8], config: &Config) -> (Phase, bool) {
-        self.answer_locally(exchange, config, |out, keep_alive, head_only| {
-            (
-                200,
-                error_page::write_ok(out, "text/plain", body, keep_alive, head_only),
-            )
+    fn answer_text(&mut self, exchange: Exchange, body: &[u8], ctx: &Context<'_>) -> (Phase, bool) {
+        self.answer_locally(exchange, ctx, |out, reply| {
+            (200, error_page::write_ok(out, "text/plain", body, reply))
         })
     }
 
     /// Answers a failure with ferry's own response if the client has not yet
     /// been sent a final response head; otherwise closes the connection.
+    /// Logs it first (upstream failures with nginx's context).
     pub(super) fn fail(
+        &mut self,
+        exchange: Exchange,
+        error: ProxyError,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        if !exchange.response_committed() {
+            match &error {
+                e if e.is_client_fault() => info!("#{} {e}, client: {}", ctx.slot, self.peer),
+                e => {
+                    let context = self.error_context(&exchange, ctx);
+                    let during = e.during();
+                    match e {
+                        ProxyError::UpstreamConnect(_) | ProxyError::UpstreamTimeout(_) => {
+                            error!("#{} {e}{during}{context}", ctx.slot)
+                        }
+                        _ => warn!("#{} {e}{during}{context}", ctx.slot),
+                    }
+                }
+            }
+        }
+        self.answer_error(exchange, error, ctx)
+    }
+
+    /// [`Connection::fail`] without the log line, for failures already
+    /// logged where they happened.
+    pub(super) fn answer_error(
         &mut self,
         mut exchange: Exchange,
         error: ProxyError,
@@ -207,14 +234,6 @@ impl Connection {
             );
         }
         let status = error.response();
-        match &error {
-            e if e.is_client_fault() => info!("#{} {e}, client: {}", ctx.slot, self.peer),
-            ProxyError::UpstreamConnect(_) => error!(
-                "#{} {error} while connecting to upstream, client: {}",
-                ctx.slot, self.peer
-            ),
-            e => warn!("#{} {e}, client: {}", ctx.slot, self.peer),
-        }
         // Keep the connection only if the request was read whole and framed
         // sanely; after a refused head or body the stream is not trustworthy.
         let keep_alive = exchange.keep_alive
@@ -227,12 +246,30 @@ impl Connection {
         let buffers = &mut *exchange.buffers;
         buffers.client_head.drain(..exchange.client_head_sent);
         exchange.client_head_sent = 0;
-        let head_only = exchange.request.method == Method::Head;
-        exchange.log.body_bytes_sent =
-            status.write_to(&mut buffers.client_head, keep_alive, head_only) as u64;
+        let reply = Reply {
+            keep_alive,
+            head_only: exchange.request.method == Method::Head,
+            date: ctx.date.as_bytes(),
+        };
+        exchange.log.body_bytes_sent = status.write_to(&mut buffers.client_head, &reply) as u64;
         exchange.log.status = status.status();
         exchange.response = ResponseState::Local;
         (Phase::WritingResponse { exchange }, true)
+    }
+
+    /// What an error line says about the request, as nginx's do:
+    /// `, client: …, server: …, request: "…", upstream: "…", host: "…"`.
+    pub(super) fn error_context<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        ctx: &'a Context<'_>,
+    ) -> ErrorContext<'a> {
+        let server = ctx.config.server_name(exchange.route_server());
+        ErrorContext {
+            client: self.peer.ip(),
+            server,
+            exchange,
+        }
     }
 
     /// Gives up on the exchange and closes the client connection: the
@@ -296,14 +333,55 @@ impl Connection {
                     time_local: times.local,
                     time_iso8601: times.iso8601,
                     msec: times.since_epoch,
-                    upstream_addr: exchange.peer.map(|p| p.addr),
-                    upstream_status: (log.upstream_status != 0).then_some(log.upstream_status),
-                    upstream_times: log.upstream_times(),
+                    earlier_attempts: &exchange.buffers.attempts,
+                    upstream: exchange.peer.map(|peer| UpstreamAttempt {
+                        addr: peer.addr,
+                        status: (log.upstream_status != 0).then_some(log.upstream_status),
+                        times: log.upstream_times(),
+                    }),
                     connection,
                     connection_requests,
                 };
                 format.render_log(&exchange.buffers.log_fields, &vars, line);
             });
+    }
+}
+
+/// The context of an error line (see `Connection::error_context`).
+pub(super) struct ErrorContext<'a> {
+    client: std::net::IpAddr,
+    server: &'a str,
+    exchange: &'a Exchange,
+}
+
+impl std::fmt::Display for ErrorContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let buffers = &self.exchange.buffers;
+        write!(
+            f,
+            ", client: {}, server: {}, request: \"{}\"",
+            self.client,
+            self.server,
+            String::from_utf8_lossy(&buffers.request_line)
+        )?;
+        if let Some(peer) = self.exchange.peer {
+            // The target ferry sent upstream: the second word of its head.
+            let uri = buffers
+                .upstream_head
+                .split(|&b| b == b' ')
+                .nth(1)
+                .unwrap_or(b"/");
+            write!(
+                f,
+                ", upstream: \"http://{}{}\"",
+                peer.addr,
+                String::from_utf8_lossy(uri)
+            )?;
+        }
+        if !buffers.host.is_empty() {
+            write!(f, ", host: \"{}\"", String::from_utf8_lossy(&buffers.host))?;
+        }
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ use std::io::{self, IoSlice, Read, Write};
 
 use mio::net::TcpStream;
 
+use super::relay::BodyOut;
 use crate::buffer::RingBuffer;
 
 /// What the socket told us it can do, as last reported and not yet used up.
@@ -110,31 +111,36 @@ pub fn discard(stream: &mut TcpStream, ready: &mut Readiness) -> IoOutcome {
     }
 }
 
-/// Writes `head` then up to `body_limit` bytes from the front of `body` in
-/// one vectored write. Returns how many bytes of each were written; the
-/// caller advances its head cursor and consumes the body bytes.
+/// Writes `head` then `body` (framing, data, framing) in one vectored
+/// write. Returns how many bytes of each were written; the caller advances
+/// its head cursor and tells the body's owner what went out.
 pub fn write_out(
     stream: &mut TcpStream,
     ready: &mut Readiness,
     head: &[u8],
-    body: &RingBuffer,
-    body_limit: usize,
+    body: &BodyOut<'_>,
 ) -> (IoOutcome, usize, usize) {
-    let (first, second) = body.readable_from(0, body_limit);
-    let offered = head.len() + first.len() + second.len();
+    let offered = head.len() + body.len();
     if offered == 0 {
         return (IoOutcome::Progress(0), 0, 0);
     }
     let slices = [
         IoSlice::new(head),
-        IoSlice::new(first),
-        IoSlice::new(second),
+        IoSlice::new(body.before),
+        IoSlice::new(body.data.0),
+        IoSlice::new(body.data.1),
+        IoSlice::new(body.after),
     ];
-    // Skip empty leading slices: some kernels count them against IOV_MAX
+    // Leave out empty slices: some kernels count them against IOV_MAX
     // and they make traces harder to read.
-    let start = slices.iter().position(|s| !s.is_empty()).unwrap_or(0);
+    let mut iovecs = [IoSlice::new(&[]); 5];
+    let mut count = 0;
+    for slice in slices.iter().filter(|s| !s.is_empty()) {
+        iovecs[count] = *slice;
+        count += 1;
+    }
     loop {
-        match stream.write_vectored(&slices[start..]) {
+        match stream.write_vectored(&iovecs[..count]) {
             Ok(n) => {
                 let n = n.min(offered);
                 if n < offered {

@@ -40,12 +40,13 @@ use mio::Registry;
 use self::answer::add_header_applies;
 use self::io::{discard, read_into, write_out, IoOutcome, Readiness};
 use self::phase::{Busy, Direction, Exchange, Mark, Phase, ResponseState, TunnelState};
-use self::relay::{BodyRelay, RelayMode};
+use self::relay::{BodyOut, BodyRelay, RelayMode, FRAMING_SCRATCH};
 use self::upstream_side::next_upstream_allowed;
 use crate::buffer::{BufferPool, BufferSet};
 use crate::config::next_upstream;
 use crate::config::{Config, Settings};
 use crate::error::ProxyError;
+use crate::http::date::HttpDate;
 use crate::http::request::RequestSummary;
 use crate::http::response::{self, ClientFraming};
 use crate::http::{Version, MAX_HEADERS};
@@ -65,6 +66,8 @@ pub struct Context<'a> {
     /// Read once per loop turn.
     pub now: Instant,
     pub wall_clock: SystemTime,
+    /// `wall_clock` as an HTTP date, for the `Date` field.
+    pub date: &'a HttpDate,
     pub registry: &'a Registry,
     /// The configuration this connection's exchange runs on: the one in
     /// force when its request began, even if a reload came since.
@@ -323,9 +326,9 @@ impl Connection {
         let at = exchange.offset_ms(now);
         let buffers = &exchange.buffers;
         let (response_received, body_ready) = match &exchange.response {
-            ResponseState::AwaitingHead => (false, 0),
-            ResponseState::Body { relay, .. } => (relay.fully_received(), relay.ready()),
-            ResponseState::Local | ResponseState::Switching => (true, 0),
+            ResponseState::AwaitingHead => (false, false),
+            ResponseState::Body { relay, .. } => (relay.fully_received(), relay.has_output()),
+            ResponseState::Local | ResponseState::Switching => (true, false),
         };
         let upstream_head_left = exchange.upstream_head_sent < buffers.upstream_head.len();
         let request_sent = !upstream_head_left && exchange.request_body.is_complete();
@@ -338,7 +341,7 @@ impl Connection {
             ),
             (
                 Direction::ClientWrite,
-                exchange.client_head_sent < buffers.client_head.len() || body_ready > 0,
+                exchange.client_head_sent < buffers.client_head.len() || body_ready,
             ),
             (
                 Direction::UpstreamRead,
@@ -353,7 +356,7 @@ impl Connection {
                 Direction::UpstreamWrite,
                 forwarding
                     && !exchange.upstream_write_failed
-                    && (upstream_head_left || exchange.request_body.ready() > 0),
+                    && (upstream_head_left || exchange.request_body.has_output()),
             ),
         ];
         for (direction, is_blocked) in blocked {
@@ -593,25 +596,26 @@ impl Connection {
         let head_left = exchange.buffers.upstream_head.len() - exchange.upstream_head_sent;
         if upstream.ready.writable
             && !exchange.upstream_write_failed
-            && (head_left > 0 || exchange.request_body.ready() > 0)
+            && (head_left > 0 || exchange.request_body.has_output())
         {
             let at = exchange.offset_ms(ctx.now);
             let buffers = &mut *exchange.buffers;
+            let mut scratch = [0u8; FRAMING_SCRATCH];
             let (outcome, from_head, from_body) = write_out(
                 &mut upstream.stream,
                 &mut upstream.ready,
                 &buffers.upstream_head[exchange.upstream_head_sent..],
-                &buffers.request,
-                exchange.request_body.ready(),
+                &exchange.request_body.output(&buffers.request, &mut scratch),
             );
             match outcome {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * -> {n}B", ctx.slot);
                     exchange.waits.touch(Direction::UpstreamWrite, at);
                     exchange.upstream_head_sent += from_head;
-                    buffers.request.consume(from_body);
-                    exchange.request_body.written(from_body);
-                    exchange.log.request_length += from_body as u64;
+                    let data = exchange
+                        .request_body
+                        .written(from_body, &mut buffers.request);
+                    exchange.log.request_length += data as u64;
                     exchange.body_sent |= from_body > 0;
                     progress |= n > 0;
                 }
@@ -661,8 +665,7 @@ impl Connection {
         }
         if let ResponseState::Body { relay, .. } = &mut exchange.response {
             if let Err(e) = relay.scan(&mut exchange.buffers.response) {
-                let reason = Abort::UpstreamBroken(format!("invalid response body framing: {e}"));
-                return self.abort(exchange, Some(upstream), reason, ctx);
+                return self.upstream_body_invalid(exchange, Some(upstream), e, ctx);
             }
         }
         // Ring -> client again, now that the head or more body is in.
@@ -765,33 +768,37 @@ impl Connection {
     /// Writes the queued head (interim, final or ferry's own) and the body
     /// bytes cleared for the client, in one vectored write.
     fn write_client(&mut self, exchange: &mut Exchange, ctx: &Context<'_>) -> Result<bool, Abort> {
-        let body_ready = match &exchange.response {
-            ResponseState::Body { relay, .. } => relay.ready(),
-            _ => 0,
+        let at = exchange.offset_ms(ctx.now);
+        let relay = match &mut exchange.response {
+            ResponseState::Body { relay, .. } => Some(relay),
+            _ => None,
         };
+        let body_ready = relay.as_ref().is_some_and(|relay| relay.has_output());
         let head_left = exchange.buffers.client_head.len() - exchange.client_head_sent;
-        if !self.client_ready.writable || (head_left == 0 && body_ready == 0) {
+        if !self.client_ready.writable || (head_left == 0 && !body_ready) {
             return Ok(false);
         }
-        let at = exchange.offset_ms(ctx.now);
         let buffers = &mut *exchange.buffers;
+        let mut scratch = [0u8; FRAMING_SCRATCH];
+        let body = match &relay {
+            Some(relay) => relay.output(&buffers.response, &mut scratch),
+            None => BodyOut::plain(&buffers.response, 0),
+        };
         let (outcome, from_head, from_body) = write_out(
             &mut self.client,
             &mut self.client_ready,
             &buffers.client_head[exchange.client_head_sent..],
-            &buffers.response,
-            body_ready,
+            &body,
         );
         match outcome {
             IoOutcome::Progress(n) => {
                 trace!("#{} <- * {n}B", ctx.slot);
                 exchange.waits.touch(Direction::ClientWrite, at);
                 exchange.client_head_sent += from_head;
-                buffers.response.consume(from_body);
                 exchange.log.body_bytes_sent += from_body as u64;
                 exchange.log.bytes_sent += n as u64;
-                if let ResponseState::Body { relay, .. } = &mut exchange.response {
-                    relay.written(from_body);
+                if let Some(relay) = relay {
+                    relay.written(from_body, &mut buffers.response);
                 }
                 Ok(n > 0)
             }
@@ -814,7 +821,7 @@ impl Connection {
         let mut progress = false;
         let settings = exchange.route.settings(&ctx.config);
         // What a 5xx may do, decided before the head borrows the buffers.
-        let retry_mask = if next_upstream_allowed(exchange, u16::MAX, &ctx.config)
+        let retry_mask = if next_upstream_allowed(exchange, u16::MAX, &ctx.config, ctx.now)
             && ctx.upstreams.has_candidate(
                 &ctx.config,
                 exchange.group as usize,
@@ -897,6 +904,7 @@ impl Connection {
             let extra = response::ExtraFields {
                 hide: &settings.hide_headers,
                 add,
+                date: ctx.date.as_bytes(),
             };
             response::write_client_head(
                 &head,
@@ -907,7 +915,7 @@ impl Connection {
                 client_head,
             );
             let mode = match framing {
-                ClientFraming::AsReceived => RelayMode::AsReceived,
+                ClientFraming::AsReceived => RelayMode::Rechunk,
                 ClientFraming::Dechunked => RelayMode::Dechunk,
             };
             exchange.log.status = head.status;
@@ -933,8 +941,7 @@ impl Connection {
         if let ResponseState::Body { relay, .. } = &mut exchange.response {
             // Dechunking clears data lazily as the front of the ring is written.
             if let Err(e) = relay.scan(&mut exchange.buffers.response) {
-                let reason = Abort::UpstreamBroken(format!("invalid response body framing: {e}"));
-                return self.abort(exchange, None, reason, ctx);
+                return self.upstream_body_invalid(exchange, None, e, ctx);
             }
         }
         let progress = match self.write_client(&mut exchange, ctx) {
@@ -966,6 +973,7 @@ impl Connection {
         buffers.upstream_head.clear();
         buffers.client_head.clear();
         buffers.log_fields.clear();
+        buffers.attempts.clear();
         if keep_alive && !self.client_eof && !self.draining {
             trace!("#{} keeping the connection alive", ctx.slot);
             if buffers.request.is_empty() {
@@ -1045,11 +1053,27 @@ mod tests {
         // The slab stores every connection at this size; idle ones hold no
         // buffer besides it. The budget is 512 B per idle connection (see
         // docs/architecture.md), which also pays for the slab entry's tag
-        // and the connection's timer entry.
+        // and the connection's timer entry. (480: each body relay keeps the
+        // chunk framing it owes the next hop, 8 B more since re-framing.)
         assert!(
-            mem::size_of::<Connection>() <= 472,
+            mem::size_of::<Connection>() <= 480,
             "{}",
             mem::size_of::<Connection>()
         );
+    }
+
+    /// The size the docs quote is the size it is.
+    #[test]
+    fn the_docs_quote_the_size_of_a_connection() {
+        let quoted = format!("{}-byte `Connection`", mem::size_of::<Connection>());
+        for (name, text) in [
+            ("README.md", include_str!("../../README.md")),
+            (
+                "docs/architecture.md",
+                include_str!("../../docs/architecture.md"),
+            ),
+        ] {
+            assert!(text.contains(&quoted), "{name} should say {quoted:?}");
+        }
     }
 }

@@ -98,6 +98,18 @@ impl Phase {
         }
     }
 
+    /// Every phase's name, in the order of the enum.
+    pub const NAMES: [&'static str; 8] = [
+        "Idle",
+        "ReadingRequest",
+        "ConnectingUpstream",
+        "Forwarding",
+        "WritingResponse",
+        "Tunnel",
+        "Lingering",
+        "Closed",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             Phase::Idle { .. } => "Idle",
@@ -272,6 +284,11 @@ impl Waits {
         } else if *since == NOT_WAITING {
             *since = at_ms.min(NOT_WAITING - 1);
         }
+    }
+
+    /// `direction` is not waiting (its clock stops).
+    pub fn clear(&mut self, direction: Direction) {
+        self.0[direction as usize] = NOT_WAITING;
     }
 
     pub fn since(&self, direction: Direction) -> Option<u32> {
@@ -455,5 +472,25 @@ impl Exchange {
                 Some((at, direction))
             })
             .min_by_key(|(at, _)| *at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The glossary and the state diagram name every phase.
+    #[test]
+    fn the_docs_name_every_phase() {
+        let glossary = include_str!("../../docs/glossary.md");
+        let architecture = include_str!("../../docs/architecture.md");
+        let diagram = architecture
+            .split_once("```mermaid")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map_or("", |(diagram, _)| diagram);
+        for name in Phase::NAMES {
+            assert!(glossary.contains(&format!("`{name}`")), "glossary: {name}");
+            assert!(diagram.contains(name), "state diagram: {name}");
+        }
     }
 }

@@ -134,29 +134,54 @@ impl Connection {
             log_fields,
             extra_headers,
             path: normalized,
+            request_line,
+            host,
             ..
         } = buffers;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let bytes = ring.make_contiguous();
         let max_head = ctx.config.server_settings(self.server as usize).max_head;
-        let head = match request::parse(bytes, &mut headers, max_head) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = match request::parse(ring.make_contiguous(), &mut headers, max_head) {
+            Err(request::RequestError::HigherMinorVersion) => {
+                // HTTP/1.2..1.9: fixed up in place, then parsed as HTTP/1.1.
+                trace!(
+                    "#{} HTTP/1.x request with x > 1: served as HTTP/1.1",
+                    ctx.slot
+                );
+                request::accept_higher_minor_version(ring.make_contiguous_mut());
+                headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                request::parse(ring.make_contiguous(), &mut headers, max_head)
+            }
+            parsed => parsed,
+        };
+        let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
             Err(e) => return Err(ProxyError::Request(e)),
         };
 
+        // For error log lines about this request (bounded: they are context).
+        const CONTEXT_MAX: usize = 1024;
+        request_line.clear();
+        for part in [head.method, " ", head.target, " ", head.version.as_str()] {
+            let room = CONTEXT_MAX.saturating_sub(request_line.len());
+            request_line.extend_from_slice(&part.as_bytes()[..part.len().min(room)]);
+        }
+        host.clear();
+        let host_bytes = head.host.unwrap_or_default();
+        host.extend_from_slice(&host_bytes[..host_bytes.len().min(CONTEXT_MAX)]);
+
         // Route: server by listener and Host, then location by path.
         let config = &*ctx.config;
-        let host = head
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("host"))
-            .map(|h| h.value);
-        let server = routing::select_server(config, self.listener as usize, host);
+        let server = routing::select_server(config, self.listener as usize, head.host);
         // Locations match nginx's `$uri`: decoded, dots and `//` resolved, so no
         // spelling of a path slips past a `location` (and its access rules).
-        let origin_form = request::absolute_form(head.target).map_or(head.target, |(_, rest)| rest);
-        if routing::normalize_path(origin_form, normalized).is_err() {
+        let origin_form = head.origin_form;
+        let path = if head.absolute && !origin_form.starts_with('/') {
+            "/"
+        } else {
+            origin_form
+        };
+        if routing::normalize_path(path, normalized).is_err() {
             return Err(ProxyError::Request(request::RequestError::InvalidPath));
         }
         let location = config
@@ -167,6 +192,7 @@ impl Connection {
         let view = RequestView {
             method: head.method,
             target: head.target,
+            host: head.host.unwrap_or_default(),
             version: head.version.as_str(),
             headers: head.headers,
             client: self.peer,
@@ -209,11 +235,10 @@ impl Connection {
                     // authority becomes the Host when the client sent none.
                     let rewritten =
                         routing::upstream_target(origin_form, normalized, matcher, uri.as_deref());
-                    let fallback_host = request::absolute_form(head.target)
-                        .map(|(authority, _)| authority)
-                        .unwrap_or_else(|| {
-                            config.upstreams.get(*group).map_or("", |g| g.name.as_str())
-                        });
+                    let fallback_host = match (head.absolute, head.host) {
+                        (true, Some(authority)) => std::str::from_utf8(authority).unwrap_or(""),
+                        _ => config.upstreams.get(*group).map_or("", |g| g.name.as_str()),
+                    };
                     let upstream_head_args = request::UpstreamHead {
                         target: rewritten,
                         fallback_host,
@@ -269,7 +294,7 @@ impl Connection {
             buffers,
             request,
             started: ctx.now,
-            request_body: BodyRelay::new(request.body, RelayMode::AsReceived),
+            request_body: BodyRelay::new(request.body, RelayMode::Rechunk),
             upstream_head_sent: 0,
             client_head_sent: 0,
             response: ResponseState::AwaitingHead,

@@ -8,6 +8,7 @@ use log::{debug, trace};
 
 use super::io::{read_into, write_out, IoOutcome};
 use super::phase::{Exchange, Mark, Phase, TunnelState};
+use super::relay::BodyOut;
 use super::{Connection, Context};
 use crate::upstream::UpstreamConn;
 
@@ -59,8 +60,7 @@ impl Connection {
                 &mut upstream.stream,
                 &mut upstream.ready,
                 &[],
-                &buffers.request,
-                pending,
+                &BodyOut::plain(&buffers.request, pending),
             ) {
                 (IoOutcome::Progress(n), _, from_body) => {
                     trace!("#{} * -> {n}B (tunnel)", ctx.slot);
@@ -113,8 +113,7 @@ impl Connection {
                 &mut self.client,
                 &mut self.client_ready,
                 head,
-                &buffers.response,
-                pending,
+                &BodyOut::plain(&buffers.response, pending),
             ) {
                 (IoOutcome::Progress(n), from_head, from_body) => {
                     trace!("#{} <- * {n}B (tunnel)", ctx.slot);

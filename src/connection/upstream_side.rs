@@ -9,16 +9,19 @@
 //! goes back to the keep-alive pool.
 
 use std::io::ErrorKind;
+use std::time::Instant;
 
 use log::{debug, error, trace, warn};
 
 use super::io::Readiness;
-use super::phase::{Exchange, Mark, Phase, ResponseState};
+use super::phase::{Direction, Exchange, Mark, Phase, ResponseState};
 use super::{Abort, Connection, Context};
-use crate::config::next_upstream;
+use crate::config::next_upstream::{self, NON_IDEMPOTENT};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::http::framing::FramingError;
 use crate::upstream::{Peer, UpstreamConn};
+use crate::variables::UpstreamAttempt;
 
 impl Connection {
     /// Picks a server of the exchange's group (skipping those already
@@ -40,19 +43,23 @@ impl Connection {
             exchange.tried,
         );
         let Some(peer) = picked else {
-            let error = last_error.unwrap_or(ProxyError::NoLiveUpstreams);
-            if let ProxyError::NoLiveUpstreams = error {
-                let name = ctx
-                    .config
-                    .upstreams
-                    .get(exchange.group as usize)
-                    .map_or("", |g| g.name.as_str());
-                error!(
-                    "#{} no live upstreams while connecting to upstream \"{name}\", client: {}",
-                    ctx.slot, self.peer
-                );
-            }
-            return self.fail(exchange, error, ctx);
+            return match last_error {
+                // The last server's failure was logged when it happened.
+                Some(error) => self.answer_error(exchange, error, ctx),
+                None => {
+                    let name = ctx
+                        .config
+                        .upstreams
+                        .get(exchange.group as usize)
+                        .map_or("", |g| g.name.as_str());
+                    let context = self.error_context(&exchange, ctx);
+                    error!(
+                        "#{} no live upstreams while connecting to upstream \"{name}\"{context}",
+                        ctx.slot
+                    );
+                    self.answer_error(exchange, ProxyError::NoLiveUpstreams, ctx)
+                }
+            };
         };
         exchange.tried.add(peer.server as usize);
         exchange.peer = Some(peer);
@@ -114,34 +121,53 @@ impl Connection {
         if let Some(upstream) = failed {
             ctx.upstreams.close(&ctx.config, upstream);
         }
-        let counts_as_failure = condition
-            & (next_upstream::ERROR | next_upstream::TIMEOUT | next_upstream::INVALID_HEADER)
-            != 0;
+        // nginx: error, timeout and invalid_header always count against
+        // max_fails; an http_5xx status when proxy_next_upstream names it
+        // (it reaches here only then). http_403/404 never would.
+        let counts_as_failure = condition & !next_upstream::NON_IDEMPOTENT != 0;
         if let (Some(peer), true) = (exchange.peer, counts_as_failure) {
             ctx.upstreams.failed(&ctx.config, peer, ctx.now);
         }
-        if !next_upstream_allowed(&exchange, condition, &ctx.config) {
-            return self.fail(exchange, error, ctx);
+        if exchange.response_committed() {
+            // Too late for another server or an answer of ferry's own: the
+            // client connection closes (`abort` says why in the log).
+            return self.answer_error(exchange, error, ctx);
         }
-        match &error {
-            ProxyError::UpstreamConnect(_) => {
-                error!(
-                    "#{} {error} while connecting to upstream, client: {}; trying the next one",
-                    ctx.slot, self.peer
-                )
+        let moving_on = next_upstream_allowed(&exchange, condition, &ctx.config, ctx.now)
+            && ctx.upstreams.has_candidate(
+                &ctx.config,
+                exchange.group as usize,
+                exchange.tried,
+                ctx.now,
+            );
+        // One line per failed attempt, with nginx's context.
+        let then = if moving_on {
+            "; trying the next one"
+        } else {
+            ""
+        };
+        {
+            let context = self.error_context(&exchange, ctx);
+            let during = error.during();
+            match &error {
+                ProxyError::UpstreamConnect(_) | ProxyError::UpstreamTimeout(_) => {
+                    error!("#{} {error}{during}{context}{then}", ctx.slot)
+                }
+                _ => warn!("#{} {error}{during}{context}{then}", ctx.slot),
             }
-            _ => warn!(
-                "#{} {error}, client: {}; trying the next upstream",
-                ctx.slot, self.peer
-            ),
         }
-        exchange.upstream_head_sent = 0;
-        exchange.upstream_write_failed = false;
-        exchange.response_started = false;
-        exchange.reused_upstream = false;
-        exchange.response = ResponseState::AwaitingHead;
-        exchange.log.status = 0;
-        exchange.buffers.response.clear();
+        if !moving_on {
+            // The last attempt: the access log shows what became of it.
+            let log = &mut exchange.log;
+            if log.upstream_status == 0 {
+                log.upstream_status = error.upstream_status();
+            }
+            if log.response_received == Mark::NONE {
+                log.response_received = Mark::at(exchange.started, ctx.now);
+            }
+            return self.answer_error(exchange, error, ctx);
+        }
+        end_attempt(&mut exchange, error.upstream_status(), ctx.now);
         self.choose_upstream(exchange, Some(error), ctx)
     }
 
@@ -203,11 +229,11 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) {
         exchange.log.response_received = Mark::at(exchange.started, ctx.now);
-        let relay_ready = match &exchange.response {
-            ResponseState::Body { relay, .. } => relay.ready(),
+        let body_held = match &exchange.response {
+            ResponseState::Body { relay, .. } => relay.held(),
             _ => 0,
         };
-        let stray_bytes = exchange.buffers.response.len() > relay_ready;
+        let stray_bytes = exchange.buffers.response.len() > body_held;
         let request_sent = exchange.request_body.is_complete()
             && exchange.upstream_head_sent == exchange.buffers.upstream_head.len()
             && !exchange.upstream_write_failed;
@@ -236,6 +262,31 @@ impl Connection {
             );
             ctx.upstreams.close(&ctx.config, upstream);
         }
+    }
+
+    /// The upstream's chunked body framing is invalid (RFC 9112 §7.1): its
+    /// bytes never reach the client as sent. If the response head is still
+    /// only queued, it is taken back and the client gets a 502; once it is
+    /// on its way, closing the client connection is the only honest end.
+    pub(super) fn upstream_body_invalid(
+        &mut self,
+        mut exchange: Exchange,
+        upstream: Option<UpstreamConn>,
+        error: FramingError,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        if let Some(upstream) = upstream {
+            ctx.upstreams.close(&ctx.config, upstream);
+        }
+        if exchange.client_head_sent > 0 {
+            let reason = format!("{}", ProxyError::UpstreamBody(error));
+            return self.abort(exchange, None, Abort::UpstreamBroken(reason), ctx);
+        }
+        exchange.buffers.client_head.clear();
+        exchange.buffers.response.clear();
+        exchange.response = ResponseState::AwaitingHead;
+        exchange.log.status = 0;
+        self.fail(exchange, ProxyError::UpstreamBody(error), ctx)
     }
 
     /// The upstream closed (`error` is `None`) or broke its connection.
@@ -294,10 +345,7 @@ impl Connection {
                 ctx.slot
             );
             exchange.retried = true;
-            exchange.reused_upstream = false;
-            exchange.upstream_head_sent = 0;
-            exchange.upstream_write_failed = false;
-            exchange.buffers.response.clear();
+            restart_attempt(&mut exchange);
             exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
             return self.connect_upstream(exchange, peer, ctx);
         }
@@ -306,16 +354,64 @@ impl Connection {
 }
 
 /// Whether `proxy_next_upstream` lets the exchange move to another server
-/// after a failure of kind `condition` (see `Connection::next_upstream`).
-pub(super) fn next_upstream_allowed(exchange: &Exchange, condition: u16, config: &Config) -> bool {
+/// after a failure of kind `condition` (see `Connection::next_upstream`):
+/// within `proxy_next_upstream_tries` servers and, counted from the first
+/// attempt, `proxy_next_upstream_timeout`.
+pub(super) fn next_upstream_allowed(
+    exchange: &Exchange,
+    condition: u16,
+    config: &Config,
+    now: Instant,
+) -> bool {
     let settings = exchange.settings(config);
     let sent = exchange.upstream_head_sent > 0;
+    let timeout = settings.next_upstream_timeout;
     settings.next_upstream & condition != 0
         && (settings.next_upstream_tries == 0
             || exchange.tried.count() < settings.next_upstream_tries)
+        && (timeout.is_zero() || now.saturating_duration_since(exchange.started) < timeout)
         && !exchange.response_committed()
         && !exchange.body_sent
         && (!sent
             || exchange.request.method.is_idempotent()
-            || settings.next_upstream & next_upstream::NON_IDEMPOTENT != 0)
+            || settings.next_upstream & NON_IDEMPOTENT != 0)
+}
+
+/// The attempt on the current server failed with `status` (as nginx
+/// records it): it joins the `$upstream_*` lists, and the exchange is
+/// ready for an attempt on another server.
+fn end_attempt(exchange: &mut Exchange, status: u16, now: Instant) {
+    if let Some(peer) = exchange.peer.take() {
+        let log = &mut exchange.log;
+        log.response_received = Mark::at(exchange.started, now);
+        let times = log.upstream_times();
+        exchange.buffers.attempts.push(UpstreamAttempt {
+            addr: peer.addr,
+            status: Some(status),
+            times,
+        });
+    }
+    let log = &mut exchange.log;
+    log.connect_started = Mark::NONE;
+    log.connected = Mark::NONE;
+    log.head_received = Mark::NONE;
+    log.response_received = Mark::NONE;
+    log.upstream_status = 0;
+    restart_attempt(exchange);
+}
+
+/// Forgets what the last attempt did upstream, so the next one starts
+/// clean: its request head unsent, no response, and fresh clocks for
+/// `proxy_send_timeout` and `proxy_read_timeout` (the last attempt's
+/// must not cut the next one short).
+fn restart_attempt(exchange: &mut Exchange) {
+    exchange.upstream_head_sent = 0;
+    exchange.upstream_write_failed = false;
+    exchange.response_started = false;
+    exchange.reused_upstream = false;
+    exchange.response = ResponseState::AwaitingHead;
+    exchange.log.status = 0;
+    exchange.buffers.response.clear();
+    exchange.waits.clear(Direction::UpstreamRead);
+    exchange.waits.clear(Direction::UpstreamWrite);
 }

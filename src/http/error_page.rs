@@ -90,7 +90,7 @@ impl ErrorResponse {
 
     /// Appends the whole response to `out`; `head_only` for HEAD requests.
     /// Returns the body length written, for the access log.
-    pub fn write_to(self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) -> usize {
+    pub fn write_to(self, out: &mut Vec<u8>, reply: &Reply<'_>) -> usize {
         let (status, reason, body) = self.parts();
         let message = LocalMessage {
             status,
@@ -99,8 +99,18 @@ impl ErrorResponse {
             content_type: "text/html",
             body: body.as_bytes(),
         };
-        message.write_to(out, keep_alive, head_only)
+        message.write_to(out, reply)
     }
+}
+
+/// How a response of ferry's own is written: whether the connection stays
+/// open, whether the request was HEAD (no body), and the current `Date`
+/// (see `http::date`).
+#[derive(Clone, Copy, Debug)]
+pub struct Reply<'a> {
+    pub keep_alive: bool,
+    pub head_only: bool,
+    pub date: &'a [u8],
 }
 
 /// A response ferry writes itself, whole: every local answer goes through
@@ -116,15 +126,21 @@ struct LocalMessage<'a> {
 impl LocalMessage<'_> {
     /// Appends the head (and the body unless `head_only`) to `out`; returns
     /// the body bytes written.
-    fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool, head_only: bool) -> usize {
+    fn write_to(&self, out: &mut Vec<u8>, reply: &Reply<'_>) -> usize {
         use std::io::Write;
-        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let connection = if reply.keep_alive {
+            "keep-alive"
+        } else {
+            "close"
+        };
         // Infallible: writing to a Vec.
         let _ = write!(
             out,
-            "HTTP/1.1 {} {}\r\nServer: ferry\r\n",
+            "HTTP/1.1 {} {}\r\nServer: ferry\r\nDate: ",
             self.status, self.reason
         );
+        out.extend_from_slice(reply.date);
+        out.extend_from_slice(b"\r\n");
         if let Some(url) = self.location {
             let _ = write!(out, "Location: {url}\r\n");
         }
@@ -134,7 +150,7 @@ impl LocalMessage<'_> {
             self.content_type,
             self.body.len()
         );
-        if head_only {
+        if reply.head_only {
             return 0;
         }
         out.extend_from_slice(self.body);
@@ -143,13 +159,7 @@ impl LocalMessage<'_> {
 }
 
 /// Appends a `200 OK` answered by ferry itself (the status pages) to `out`.
-pub fn write_ok(
-    out: &mut Vec<u8>,
-    content_type: &str,
-    body: &[u8],
-    keep_alive: bool,
-    head_only: bool,
-) -> usize {
+pub fn write_ok(out: &mut Vec<u8>, content_type: &str, body: &[u8], reply: &Reply<'_>) -> usize {
     let message = LocalMessage {
         status: 200,
         reason: "OK",
@@ -157,7 +167,7 @@ pub fn write_ok(
         content_type,
         body,
     };
-    message.write_to(out, keep_alive, head_only)
+    message.write_to(out, reply)
 }
 
 /// The reason phrase ferry writes for `status`.
@@ -195,8 +205,7 @@ pub fn write_return(
     out: &mut Vec<u8>,
     status: u16,
     text: Option<&str>,
-    keep_alive: bool,
-    head_only: bool,
+    reply: &Reply<'_>,
 ) -> usize {
     let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
     let page = |status: u16| {
@@ -228,7 +237,7 @@ pub fn write_return(
         content_type,
         body,
     };
-    message.write_to(out, keep_alive, head_only)
+    message.write_to(out, reply)
 }
 
 /// `HTTP/1.1 100 Continue`, sent when ferry accepts an `Expect: 100-continue`
@@ -242,9 +251,16 @@ mod tests {
     #[test]
     fn bad_gateway_looks_like_nginx() {
         let mut out = Vec::new();
-        let len = ErrorResponse::BadGateway.write_to(&mut out, false, false);
+        let reply = Reply {
+            keep_alive: false,
+            head_only: false,
+            date: b"Sun, 06 Nov 1994 08:49:37 GMT",
+        };
+        let len = ErrorResponse::BadGateway.write_to(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
+        assert!(text.starts_with(
+            "HTTP/1.1 502 Bad Gateway\r\nServer: ferry\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        ));
         assert!(text.contains(&format!("Content-Length: {len}\r\n")));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>ferry</center>\r\n</body>\r\n</html>\r\n"));
@@ -253,7 +269,12 @@ mod tests {
     #[test]
     fn head_requests_get_no_body() {
         let mut out = Vec::new();
-        assert_eq!(ErrorResponse::NotFound.write_to(&mut out, true, true), 0);
+        let reply = Reply {
+            keep_alive: true,
+            head_only: true,
+            date: b"Sun, 06 Nov 1994 08:49:37 GMT",
+        };
+        assert_eq!(ErrorResponse::NotFound.write_to(&mut out, &reply), 0);
         assert!(out.ends_with(b"Connection: keep-alive\r\n\r\n"));
     }
 }

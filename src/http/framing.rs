@@ -72,6 +72,24 @@ pub struct Segment {
     pub len: usize,
     /// True when the body ends with this segment.
     pub complete: bool,
+    /// Framing only: the CRLF that ends a chunk's data is in this segment.
+    pub chunk_end: bool,
+    /// Framing only: the segment ends with a chunk-size line, and the
+    /// chunk's data of this many bytes follows (0: no chunk starts here;
+    /// a chunk of size 0 is the last chunk, reported as `complete`).
+    pub chunk_start: u64,
+}
+
+impl Segment {
+    fn data(len: usize, complete: bool) -> Segment {
+        Segment {
+            is_data: true,
+            len,
+            complete,
+            chunk_end: false,
+            chunk_start: 0,
+        }
+    }
 }
 
 /// Incremental decoder for one message body. See the module docs.
@@ -95,10 +113,38 @@ enum State {
         size: u64,
         digits: u32,
     },
-    /// After the size: optional whitespace/extension, up to CR.
-    ChunkExtension {
+    /// After the size or a complete extension: optional whitespace, then
+    /// `;` (another extension) or CR. `len` bounds the whole extension part.
+    ChunkExtensionGap {
         size: u64,
         len: u32,
+        /// Whitespace was seen: only `;` may follow (no trailing BWS).
+        spaced: bool,
+    },
+    /// After `;`: optional whitespace, then the extension's name.
+    ChunkExtensionName {
+        size: u64,
+        len: u32,
+        /// At least one name character was seen.
+        started: bool,
+    },
+    /// After the name and whitespace: `=`, `;` or CR may follow.
+    ChunkExtensionNameEnd {
+        size: u64,
+        len: u32,
+    },
+    /// After `=`: optional whitespace, then a token or a quoted string.
+    ChunkExtensionValue {
+        size: u64,
+        len: u32,
+        /// At least one token character was seen.
+        started: bool,
+    },
+    /// Inside a quoted extension value; `escaped` after a backslash.
+    ChunkExtensionQuoted {
+        size: u64,
+        len: u32,
+        escaped: bool,
     },
     /// Saw CR after a size line; LF must follow.
     ChunkSizeLf {
@@ -111,12 +157,11 @@ enum State {
     /// After chunk data: CR then LF must follow.
     ChunkDataCr,
     ChunkDataLf,
-    /// After the last chunk: trailer lines, then an empty line.
-    /// `line_len` counts bytes on the current line, `total` the section.
+    /// After the last chunk: trailer field lines (`name: value`), then an
+    /// empty line. `total` counts the section's bytes.
     Trailer {
-        line_len: u32,
+        line: TrailerLine,
         total: u32,
-        saw_cr: bool,
     },
     Done,
 }
@@ -144,6 +189,22 @@ impl BodyDecoder {
         self.data_seen
     }
 
+    /// Whether the next bytes are body data (as opposed to chunk framing).
+    pub fn at_data(&self) -> bool {
+        matches!(
+            self.state,
+            State::Length { .. } | State::ChunkData { .. } | State::UntilClose
+        )
+    }
+
+    /// Data bytes left in the current chunk (0 outside chunk data).
+    pub fn chunk_remaining(&self) -> u64 {
+        match self.state {
+            State::ChunkData { remaining } => remaining,
+            _ => 0,
+        }
+    }
+
     /// Whether the body is delimited by connection close.
     pub fn is_until_close(&self) -> bool {
         self.state == State::UntilClose
@@ -165,18 +226,10 @@ impl BodyDecoder {
     /// when the body is already complete or `input` is empty.
     pub fn decode(&mut self, input: &[u8]) -> Result<Segment, FramingError> {
         match self.state {
-            State::Done => Ok(Segment {
-                is_data: true,
-                len: 0,
-                complete: true,
-            }),
+            State::Done => Ok(Segment::data(0, true)),
             State::UntilClose => {
                 self.data_seen += input.len() as u64;
-                Ok(Segment {
-                    is_data: true,
-                    len: input.len(),
-                    complete: false,
-                })
+                Ok(Segment::data(input.len(), false))
             }
             State::Length { remaining } | State::ChunkData { remaining } => {
                 let n = remaining.min(input.len() as u64);
@@ -189,11 +242,7 @@ impl BodyDecoder {
                     (true, 0) => State::ChunkDataCr,
                     (true, _) => State::ChunkData { remaining: left },
                 };
-                Ok(Segment {
-                    is_data: true,
-                    len: n as usize,
-                    complete: self.state == State::Done,
-                })
+                Ok(Segment::data(n as usize, self.state == State::Done))
             }
             _ => self.decode_framing(input),
         }
@@ -203,11 +252,19 @@ impl BodyDecoder {
     /// the input runs out.
     fn decode_framing(&mut self, input: &[u8]) -> Result<Segment, FramingError> {
         let mut used = 0;
+        let mut chunk_end = false;
+        let mut chunk_start = 0;
         for &byte in input {
             used += 1;
-            self.state = framing_step(self.state, byte)?;
+            let before = self.state;
+            self.state = framing_step(before, byte)?;
             match self.state {
-                State::ChunkData { .. } | State::Done => break,
+                State::ChunkSize { digits: 0, .. } => chunk_end |= before == State::ChunkDataLf,
+                State::ChunkData { remaining } => {
+                    chunk_start = remaining;
+                    break;
+                }
+                State::Done => break,
                 _ => {}
             }
         }
@@ -215,92 +272,245 @@ impl BodyDecoder {
             is_data: false,
             len: used,
             complete: self.state == State::Done,
+            chunk_end,
+            chunk_start,
         })
     }
 }
 
+/// Where a trailer field line is (RFC 9112 §7.1.2: trailer fields are
+/// field lines, `token ":" OWS field-value OWS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TrailerLine {
+    /// At the start of a line: a field name, or CR for the empty line that
+    /// ends the section. Whitespace here would be obs-fold: refused.
+    Start,
+    Name,
+    Value,
+    /// CR ended a field line; LF must follow.
+    FieldLf,
+    /// CR on an empty line; LF ends the body.
+    EndLf,
+}
+
 /// One byte of chunk framing (RFC 9112 §7.1):
-/// `chunk-size [ chunk-ext ] CRLF chunk-data CRLF … last-chunk trailer-section CRLF`.
+///
+/// ```text
+/// chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+/// chunk-ext  = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+/// ext-val    = token / quoted-string
+/// last-chunk = 1*("0") [ chunk-ext ] CRLF
+/// trailer-section = *( field-line CRLF ) CRLF
+/// ```
+///
+/// Anything else is an error, never passed on: chunk lines that two
+/// implementations read differently (`2 junk`, `2;`, an unclosed quote in
+/// an extension) are how requests are smuggled between a proxy and a
+/// server. Whitespace is allowed only where the grammar's BWS is: before
+/// `;` and around `=`, never at the end of the line.
 fn framing_step(state: State, byte: u8) -> Result<State, FramingError> {
+    use FramingError::{ChunkExtension, ChunkSize, LineEnding, Trailer};
+    let ext = |len: u32| -> Result<u32, FramingError> {
+        if len >= MAX_CHUNK_EXTENSION {
+            Err(ChunkExtension)
+        } else {
+            Ok(len + 1)
+        }
+    };
     Ok(match state {
         State::ChunkSize { size, digits } => match (hex_value(byte), byte) {
             (Some(value), _) => {
                 if digits >= MAX_CHUNK_SIZE_DIGITS {
-                    return Err(FramingError::ChunkSize);
+                    return Err(ChunkSize);
                 }
                 let size = size
                     .checked_mul(16)
                     .and_then(|s| s.checked_add(u64::from(value)))
-                    .ok_or(FramingError::ChunkSize)?;
+                    .ok_or(ChunkSize)?;
                 State::ChunkSize {
                     size,
                     digits: digits + 1,
                 }
             }
-            _ if digits == 0 => return Err(FramingError::ChunkSize),
+            _ if digits == 0 => return Err(ChunkSize),
             (None, b'\r') => State::ChunkSizeLf { size },
-            (None, b';' | b' ' | b'\t') => State::ChunkExtension { size, len: 1 },
-            (None, b'\n') => return Err(FramingError::LineEnding),
-            (None, _) => return Err(FramingError::ChunkSize),
+            (None, b';') => State::ChunkExtensionName {
+                size,
+                len: 1,
+                started: false,
+            },
+            (None, b' ' | b'\t') => State::ChunkExtensionGap {
+                size,
+                len: 1,
+                spaced: true,
+            },
+            (None, b'\n') => return Err(LineEnding),
+            (None, _) => return Err(ChunkSize),
         },
-        State::ChunkExtension { size, len } => match byte {
+        State::ChunkExtensionGap { size, len, spaced } => match byte {
+            b'\r' if !spaced => State::ChunkSizeLf { size },
+            b' ' | b'\t' => State::ChunkExtensionGap {
+                size,
+                len: ext(len)?,
+                spaced: true,
+            },
+            b';' => State::ChunkExtensionName {
+                size,
+                len: ext(len)?,
+                started: false,
+            },
+            b'\n' => return Err(LineEnding),
+            _ => return Err(ChunkExtension),
+        },
+        State::ChunkExtensionName { size, len, started } => match byte {
+            _ if is_tchar(byte) => State::ChunkExtensionName {
+                size,
+                len: ext(len)?,
+                started: true,
+            },
+            b' ' | b'\t' if !started => State::ChunkExtensionName {
+                size,
+                len: ext(len)?,
+                started,
+            },
+            _ if !started => return Err(ChunkExtension),
             b'\r' => State::ChunkSizeLf { size },
-            b'\n' => return Err(FramingError::LineEnding),
-            _ if len >= MAX_CHUNK_EXTENSION => return Err(FramingError::ChunkExtension),
-            // Extensions are tokens, quoted strings and whitespace: no controls.
-            b'\t' | 0x20..=0x7e | 0x80..=0xff => State::ChunkExtension { size, len: len + 1 },
-            _ => return Err(FramingError::ChunkExtension),
+            b'=' => State::ChunkExtensionValue {
+                size,
+                len: ext(len)?,
+                started: false,
+            },
+            b';' => State::ChunkExtensionName {
+                size,
+                len: ext(len)?,
+                started: false,
+            },
+            b' ' | b'\t' => State::ChunkExtensionNameEnd {
+                size,
+                len: ext(len)?,
+            },
+            _ => return Err(ChunkExtension),
+        },
+        State::ChunkExtensionNameEnd { size, len } => match byte {
+            b' ' | b'\t' => State::ChunkExtensionNameEnd {
+                size,
+                len: ext(len)?,
+            },
+            b'=' => State::ChunkExtensionValue {
+                size,
+                len: ext(len)?,
+                started: false,
+            },
+            b';' => State::ChunkExtensionName {
+                size,
+                len: ext(len)?,
+                started: false,
+            },
+            _ => return Err(ChunkExtension),
+        },
+        State::ChunkExtensionValue { size, len, started } => match byte {
+            _ if is_tchar(byte) => State::ChunkExtensionValue {
+                size,
+                len: ext(len)?,
+                started: true,
+            },
+            b' ' | b'\t' if !started => State::ChunkExtensionValue {
+                size,
+                len: ext(len)?,
+                started,
+            },
+            b'"' if !started => State::ChunkExtensionQuoted {
+                size,
+                len: ext(len)?,
+                escaped: false,
+            },
+            _ if !started => return Err(ChunkExtension),
+            b'\r' => State::ChunkSizeLf { size },
+            b';' => State::ChunkExtensionName {
+                size,
+                len: ext(len)?,
+                started: false,
+            },
+            b' ' | b'\t' => State::ChunkExtensionGap {
+                size,
+                len: ext(len)?,
+                spaced: true,
+            },
+            _ => return Err(ChunkExtension),
+        },
+        State::ChunkExtensionQuoted { size, len, escaped } => match byte {
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            b'\t' | 0x20..=0x7e | 0x80..=0xff if escaped => State::ChunkExtensionQuoted {
+                size,
+                len: ext(len)?,
+                escaped: false,
+            },
+            b'\\' => State::ChunkExtensionQuoted {
+                size,
+                len: ext(len)?,
+                escaped: true,
+            },
+            b'"' => State::ChunkExtensionGap {
+                size,
+                len: ext(len)?,
+                spaced: false,
+            },
+            // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+            b'\t' | 0x20..=0x7e | 0x80..=0xff => State::ChunkExtensionQuoted {
+                size,
+                len: ext(len)?,
+                escaped: false,
+            },
+            b'\r' | b'\n' => return Err(ChunkExtension),
+            _ => return Err(ChunkExtension),
         },
         State::ChunkSizeLf { size } => match byte {
             b'\n' if size == 0 => State::Trailer {
-                line_len: 0,
+                line: TrailerLine::Start,
                 total: 0,
-                saw_cr: false,
             },
             b'\n' => State::ChunkData { remaining: size },
-            _ => return Err(FramingError::LineEnding),
+            _ => return Err(LineEnding),
         },
         State::ChunkDataCr => match byte {
             b'\r' => State::ChunkDataLf,
-            _ => return Err(FramingError::LineEnding),
+            _ => return Err(LineEnding),
         },
         State::ChunkDataLf => match byte {
             b'\n' => State::ChunkSize { size: 0, digits: 0 },
-            _ => return Err(FramingError::LineEnding),
+            _ => return Err(LineEnding),
         },
-        State::Trailer {
-            line_len,
-            total,
-            saw_cr,
-        } => {
+        State::Trailer { line, total } => {
             if total >= MAX_TRAILER_BYTES {
-                return Err(FramingError::Trailer);
+                return Err(Trailer);
             }
-            match (saw_cr, byte) {
-                (false, b'\r') => State::Trailer {
-                    line_len,
-                    total: total + 1,
-                    saw_cr: true,
-                },
-                (true, b'\n') if line_len == 0 => State::Done,
-                (true, b'\n') => State::Trailer {
-                    line_len: 0,
-                    total: total + 1,
-                    saw_cr: false,
-                },
-                (true, _) | (false, b'\n') => return Err(FramingError::LineEnding),
-                // A field line: visible bytes, spaces, tabs and obs-text only.
-                (false, b'\t' | 0x20..=0x7e | 0x80..=0xff) => State::Trailer {
-                    line_len: line_len + 1,
-                    total: total + 1,
-                    saw_cr: false,
-                },
-                (false, _) => return Err(FramingError::Trailer),
-            }
+            let total = total + 1;
+            let line = match (line, byte) {
+                (TrailerLine::Start, b'\r') => TrailerLine::EndLf,
+                (TrailerLine::Start | TrailerLine::Name, _) if is_tchar(byte) => TrailerLine::Name,
+                (TrailerLine::Name, b':') => TrailerLine::Value,
+                (TrailerLine::Value, b'\r') => TrailerLine::FieldLf,
+                // field-value: visible bytes, spaces, tabs and obs-text.
+                (TrailerLine::Value, b'\t' | 0x20..=0x7e | 0x80..=0xff) => TrailerLine::Value,
+                (TrailerLine::FieldLf, b'\n') => TrailerLine::Start,
+                (TrailerLine::EndLf, b'\n') => return Ok(State::Done),
+                (_, b'\n') | (TrailerLine::FieldLf | TrailerLine::EndLf, _) => {
+                    return Err(LineEnding)
+                }
+                _ => return Err(Trailer),
+            };
+            State::Trailer { line, total }
         }
         // Data and terminal states are handled by the caller.
         other => other,
     })
+}
+
+/// `tchar` of RFC 9110 §5.6.2: the bytes of a token.
+pub fn is_tchar(byte: u8) -> bool {
+    matches!(byte,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
+        | b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -505,6 +715,74 @@ mod tests {
             assert_eq!(result, Err(FramingError::Trailer));
         }
     );
+
+    /// Chunk lines and trailers that RFC 9112 §7.1 refuses: each is an
+    /// error for every split of the input (issue 12: they used to pass).
+    #[test]
+    fn malformed_chunk_lines_and_trailers_are_refused() {
+        for (input, error) in [
+            (
+                &b"2 junk\r\nab\r\n0\r\n\r\n"[..],
+                FramingError::ChunkExtension,
+            ),
+            (b"2;\r\nab\r\n0\r\n\r\n", FramingError::ChunkExtension),
+            (
+                b"a \r\n0123456789\r\n0\r\n\r\n",
+                FramingError::ChunkExtension,
+            ),
+            (b"25  \r\n", FramingError::ChunkExtension),
+            (
+                b"5;name=\"unclosed; quote\r\nhello\r\n0\r\n\r\n",
+                FramingError::ChunkExtension,
+            ),
+            (
+                b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n",
+                FramingError::ChunkExtension,
+            ),
+            (
+                b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+                FramingError::ChunkExtension,
+            ),
+            (b"5;a=\r\nhello\r\n0\r\n\r\n", FramingError::ChunkExtension),
+            (b"5;=b\r\nhello\r\n0\r\n\r\n", FramingError::ChunkExtension),
+            (b"5;a@b\r\nhello\r\n0\r\n\r\n", FramingError::ChunkExtension),
+            (
+                b"5;a\x01\r\nhello\r\n0\r\n\r\n",
+                FramingError::ChunkExtension,
+            ),
+            (b"0\r\nX y\r\n\r\n", FramingError::Trailer),
+            (b"0\r\n y\r\n\r\n", FramingError::Trailer),
+            (b"0\r\n: y\r\n\r\n", FramingError::Trailer),
+            (b"0\r\nX : y\r\n\r\n", FramingError::Trailer),
+            (b"0\r\nX: y\r\n z\r\n\r\n", FramingError::Trailer),
+        ] {
+            assert_eq!(
+                check_all_splits(BodyKind::Chunked, input).2,
+                Err(error),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    /// Extensions as the grammar allows them, BWS around `;` and `=`
+    /// included, and trailers with any field value.
+    #[test]
+    fn well_formed_extensions_and_trailers_are_accepted() {
+        for input in [
+            &b"5;a\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;a=b;c\r\nhello\r\n0\r\n\r\n",
+            b"5 ; a = b ; c\r\nhello\r\n0\r\n\r\n",
+            b"5\t;a=\"q \\\" ;x\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\"\r\nhello\r\n0;last=1\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-Sum: a b\t\r\nY:\r\n\r\n",
+        ] {
+            let (data, used, result) = check_all_splits(BodyKind::Chunked, input);
+            assert_eq!(result, Ok(true), "{}", String::from_utf8_lossy(input));
+            assert_eq!(data, b"hello");
+            assert_eq!(used, input.len());
+        }
+    }
 
     #[test]
     fn chunked_size_overflow_is_an_error() {

@@ -18,6 +18,15 @@ use crate::variables::{RequestView, Template};
 pub struct RequestHead<'h, 'b> {
     pub method: &'b str,
     pub target: &'b str,
+    /// The target without an absolute-form's scheme and authority: the
+    /// path and query (`/p?q`), or for `http://h?q` just `?q` and for
+    /// `http://h` nothing, where the upstream gets a `/` in front.
+    pub origin_form: &'b str,
+    /// The request's host: an absolute-form target's authority, which
+    /// overrides `Host` (RFC 9112 §3.2.2), else the `Host` field.
+    pub host: Option<&'b [u8]>,
+    /// The target was in absolute form.
+    pub absolute: bool,
     pub version: Version,
     pub headers: &'h [httparse::Header<'b>],
     /// Bytes of the head, including the final empty line.
@@ -82,8 +91,11 @@ impl Method {
 pub enum RequestError {
     /// httparse refused the bytes (bad token, bad request-target, CTLs…).
     Malformed(httparse::Error),
-    /// A version other than HTTP/1.0 or HTTP/1.1.
+    /// A major version other than HTTP/1.
     UnsupportedVersion,
+    /// HTTP/1.2..HTTP/1.9: served as HTTP/1.1 once the request line is
+    /// fixed up (see [`accept_higher_minor_version`]); never answered.
+    HigherMinorVersion,
     /// The request line alone exceeds the head limit.
     UriTooLong,
     /// The head exceeds the limit, or has too many fields.
@@ -97,8 +109,6 @@ pub enum RequestError {
     UnsupportedExpectation,
     /// CONNECT: ferry is not a forward proxy.
     Connect,
-    /// An absolute-form target whose host differs from `Host`.
-    HostMismatch,
     /// An absolute-form target with an empty or malformed host
     /// (`http://?`, `http://user@host/`): RFC 9110 §4.2.1 says reject.
     InvalidTargetHost,
@@ -114,6 +124,7 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::Malformed(e) => write!(f, "malformed request head: {e}"),
             RequestError::UnsupportedVersion => f.write_str("unsupported HTTP version"),
+            RequestError::HigherMinorVersion => f.write_str("HTTP/1 minor version above 1"),
             RequestError::UriTooLong => f.write_str("request line too long"),
             RequestError::HeadTooLarge => f.write_str("request head too large"),
             RequestError::Framing(e) => write!(f, "invalid body framing: {e:?}"),
@@ -124,9 +135,6 @@ impl fmt::Display for RequestError {
             RequestError::DuplicateHost => f.write_str("more than one Host header"),
             RequestError::UnsupportedExpectation => f.write_str("unsupported Expect value"),
             RequestError::Connect => f.write_str("CONNECT is not supported"),
-            RequestError::HostMismatch => {
-                f.write_str("Host does not match the absolute-form target")
-            }
             RequestError::InvalidPath => f.write_str("invalid path in the request-target"),
             RequestError::InvalidHost => f.write_str("invalid Host header"),
             RequestError::InvalidTargetHost => f.write_str("invalid host in the request target"),
@@ -156,7 +164,7 @@ pub fn parse<'h, 'b>(
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(over_limit()),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadTooLarge),
-        Err(httparse::Error::Version) => return Err(RequestError::UnsupportedVersion),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(e) => return Err(RequestError::Malformed(e)),
     };
     if head_len > max_head {
@@ -181,33 +189,30 @@ pub fn parse<'h, 'b>(
         return Err(RequestError::Malformed(httparse::Error::Token));
     }
 
-    let hosts = headers
+    let mut hosts = headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("host"))
-        .count();
-    if let Some((authority, _)) = absolute_form(target) {
-        if !valid_authority(authority) {
-            return Err(RequestError::InvalidTargetHost);
-        }
-        let host = headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("host"))
-            .map(|h| headers::trim_ows(h.value));
-        if host.is_some_and(|host| !host.eq_ignore_ascii_case(authority.as_bytes())) {
-            return Err(RequestError::HostMismatch);
-        }
-    }
-    match (hosts, version) {
-        (0, Version::Http11) => return Err(RequestError::MissingHost),
-        (2.., _) => return Err(RequestError::DuplicateHost),
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    let host_field = hosts.next().map(|h| h.value);
+    match (host_field, hosts.next(), version) {
+        (None, _, Version::Http11) => return Err(RequestError::MissingHost),
+        (_, Some(_), _) => return Err(RequestError::DuplicateHost),
         _ => {}
     }
-
-    if let Some(host) = headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")) {
-        if !valid_host(host.value) {
-            return Err(RequestError::InvalidHost);
-        }
+    // A Host field must be valid even where an absolute-form target
+    // overrides it: it is still part of what the client sent.
+    if host_field.is_some_and(|host| !valid_host(host)) {
+        return Err(RequestError::InvalidHost);
     }
+    let (host, origin_form, absolute) = match absolute_form(target) {
+        Some((authority, rest)) => {
+            if !valid_authority(authority) {
+                return Err(RequestError::InvalidTargetHost);
+            }
+            (Some(authority.as_bytes()), rest, true)
+        }
+        None => (host_field, target, false),
+    };
+
     // httparse trims a field value's trailing whitespace; nginx keeps tabs,
     // so `chunked\t` is not `chunked` to it. Look at the raw line.
     for header in headers
@@ -256,6 +261,9 @@ pub fn parse<'h, 'b>(
     Ok(Some(RequestHead {
         method,
         target,
+        origin_form,
+        host,
+        absolute,
         version,
         headers,
         head_len,
@@ -270,14 +278,119 @@ pub fn parse<'h, 'b>(
     }))
 }
 
-/// nginx's `Host` check (`ngx_http_validate_host`): not empty, no
-/// whitespace, controls, `/`, `\\` or `..`.
+/// The `Host` field (RFC 9112 §3.2, RFC 3986 §3.2.2): `host [":" port]`,
+/// where host is a reg-name (unreserved, sub-delims, percent-escapes), an
+/// IPv4 address or a bracketed IPv6 literal, and port is digits. nginx's
+/// own check (`ngx_http_validate_host`) adds: no `..`.
 fn valid_host(host: &[u8]) -> bool {
-    !host.is_empty()
-        && !host.windows(2).any(|pair| pair == b"..")
-        && host
+    let (name, port) = match host.first() {
+        Some(b'[') => match host.iter().position(|&b| b == b']') {
+            Some(end) => (&host[..=end], &host[end + 1..]),
+            None => return false,
+        },
+        _ => match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, &b""[..]),
+        },
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    port_ok && !name.is_empty() && !name.windows(2).any(|pair| pair == b"..") && {
+        match name {
+            [b'[', literal @ .., b']'] => valid_ipv6_literal(literal),
+            _ => valid_reg_name(name),
+        }
+    }
+}
+
+/// reg-name = *( unreserved / pct-encoded / sub-delims ), which covers
+/// IPv4 addresses too.
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut index = 0;
+    while let Some(&byte) = name.get(index) {
+        let ok = match byte {
+            b'%' => {
+                let escape = name.get(index + 1..index + 3);
+                index += 2;
+                escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            }
+            b'-' | b'.' | b'_' | b'~' => true,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => true,
+            _ => byte.is_ascii_alphanumeric(),
+        };
+        if !ok {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
+fn valid_ipv6_literal(literal: &[u8]) -> bool {
+    !literal.is_empty()
+        && literal.contains(&b':')
+        && literal
             .iter()
-            .all(|&b| b > 0x20 && b != 0x7f && b != b'/' && b != b'\\')
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+}
+
+/// What a request line httparse refused for its version is: `HTTP/2.0`
+/// and other major versions are 505 (RFC 9110 §15.6.6); anything that is
+/// not `HTTP/DIGIT.DIGIT` at all (`HTXP/1.1`, `http/1.1`, `HTTP/0.9`'s
+/// missing version) is a malformed request line, 400.
+fn version_error(buf: &[u8]) -> RequestError {
+    let line = request_line(buf);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => RequestError::HigherMinorVersion,
+        [b'H', b'T', b'T', b'P', b'/', b'2'..=b'9', b'.', b'0'..=b'9'] => {
+            RequestError::UnsupportedVersion
+        }
+        _ => RequestError::Malformed(httparse::Error::Version),
+    }
+}
+
+/// The first line of `buf` (after empty lines, which RFC 9112 §2.2 lets a
+/// server skip), without its line ending; empty if it is not complete.
+fn request_line(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    match rest.iter().position(|&b| b == b'\n') {
+        Some(end) => rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]),
+        None => &[],
+    }
+}
+
+/// RFC 9110 §2.5: a request of a higher minor version of HTTP/1 is served
+/// as the highest minor version ferry implements. httparse knows only 1.0
+/// and 1.1, so after [`parse`] says [`RequestError::HigherMinorVersion`],
+/// `HTTP/1.2`..`HTTP/1.9` at the end of the request line in `buf` is
+/// rewritten to `HTTP/1.1` and parsed again (the head is re-serialized
+/// anyway). Returns whether it rewrote.
+pub fn accept_higher_minor_version(buf: &mut [u8]) -> bool {
+    let line = request_line(buf);
+    let Some(end) = (line.as_ptr() as usize)
+        .checked_sub(buf.as_ptr() as usize)
+        .map(|start| start + line.len())
+    else {
+        return false;
+    };
+    let Some(start) = end.checked_sub(9) else {
+        return false;
+    };
+    match buf.get_mut(start..end) {
+        Some([b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor @ b'2'..=b'9']) => {
+            *minor = b'1';
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The authority of an absolute-form target: a host name, IPv4 address or
@@ -330,15 +443,15 @@ fn trailing_bytes<'b>(buf: &'b [u8], value: &[u8]) -> &'b [u8] {
 }
 
 /// An absolute-form target (`http://host:port/path?q`) split into its
-/// authority and the origin-form rest (`/path?q`, or `/`).
+/// authority and the rest: `/path?q`, `?q` (no path: RFC 9112 §3.2.1 makes
+/// it `/?q`), or nothing (`/`).
 pub fn absolute_form(target: &str) -> Option<(&str, &str)> {
     let rest = target
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))?;
     Some(match rest.find(['/', '?']) {
-        Some(at) if rest[at..].starts_with('/') => (&rest[..at], &rest[at..]),
-        Some(at) => (&rest[..at], "/"),
-        None => (rest, "/"),
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, ""),
     })
 }
 
@@ -371,7 +484,9 @@ pub struct UpstreamHead<'a> {
     /// The request-target, as `routing::upstream_target` decided it.
     pub target: UpstreamTarget<'a>,
     /// Sent as `Host` when the client sent none (HTTP/1.0), since HTTP/1.1
-    /// requires one: the `proxy_pass` host, as nginx's `$proxy_host`.
+    /// requires one: an absolute-form target's authority (which replaces
+    /// the client's Host), else the `proxy_pass` host, as nginx's
+    /// `$proxy_host`.
     pub fallback_host: &'a str,
     /// The location's `proxy_set_header` list.
     pub set_headers: &'a [(String, Template)],
@@ -400,7 +515,13 @@ pub fn write_upstream_head(
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     match upstream.target {
-        UpstreamTarget::AsSent(target) => out.extend_from_slice(target.as_bytes()),
+        UpstreamTarget::AsSent(target) => {
+            // `http://h?q` arrives as `?q`, and `http://h` as nothing.
+            if target.is_empty() || target.starts_with('?') {
+                out.push(b'/');
+            }
+            out.extend_from_slice(target.as_bytes());
+        }
         UpstreamTarget::Replaced { uri, rest, query } => {
             out.extend_from_slice(uri.as_bytes());
             crate::routing::escape_path(rest, out);
@@ -413,6 +534,9 @@ pub fn write_upstream_head(
         if headers::is_hop_by_hop_here(header.name, head.headers)
             || replaced_by_ferry(header.name)
             || set(header.name)
+            // An absolute-form target's authority replaces the client's
+            // Host (RFC 9112 §3.2.2): `fallback_host` carries it.
+            || (head.absolute && header.name.eq_ignore_ascii_case("host"))
         {
             continue;
         }
@@ -482,15 +606,20 @@ mod tests {
         let view = RequestView {
             method: head.method,
             target: head.target,
+            host: head.host.unwrap_or_default(),
             version: head.version.as_str(),
             headers: head.headers,
             client: "10.1.2.3:4000".parse().unwrap(),
             server_name: "",
             server_port: 80,
         };
+        let fallback_host = match (head.absolute, head.host) {
+            (true, Some(authority)) => std::str::from_utf8(authority).unwrap(),
+            _ => "upstream:3000",
+        };
         let upstream = UpstreamHead {
-            target: UpstreamTarget::AsSent(head.target),
-            fallback_host: "upstream:3000",
+            target: UpstreamTarget::AsSent(head.origin_form),
+            fallback_host,
             set_headers: &[],
             view: &view,
         };
@@ -726,6 +855,114 @@ mod tests {
             parse(b"C http://? HTTP/1.0\r\n\r\n", &mut headers, 8192),
             Err(RequestError::InvalidTargetHost)
         ));
+    }
+
+    /// Issue 12, item 4: Host is `host [":" port]` (RFC 9112 §3.2).
+    #[test]
+    fn host_values_must_be_a_host_and_an_optional_port() {
+        for host in [
+            &b"a"[..],
+            b"a.example:8080",
+            b"10.0.0.1",
+            b"[::1]:80",
+            b"xn--bcher-kva.example",
+            b"a_b~c!$&'()*+,;=d",
+            b"a%41",
+        ] {
+            assert!(valid_host(host), "{}", String::from_utf8_lossy(host));
+        }
+        for host in [
+            &b"a\x82"[..],
+            b"user@a",
+            b"a:xyz",
+            b"a\"<b",
+            b"a:",
+            b"",
+            b":80",
+            b"a..b",
+            b"a/b",
+            b"a\\b",
+            b"[::1",
+            b"[::1]x",
+            b"[]",
+            b"a%4",
+            b"a%zz",
+            b"a b",
+        ] {
+            assert!(!valid_host(host), "{}", String::from_utf8_lossy(host));
+        }
+    }
+
+    /// Issue 12, item 5: versions by RFC 9110 §2.5 and §15.6.6.
+    #[test]
+    fn versions_higher_minor_is_served_other_major_is_505_junk_is_400() {
+        for minor in b'2'..=b'9' {
+            let mut bytes =
+                format!("GET / HTTP/1.{}\r\nHost: a\r\n\r\n", minor as char).into_bytes();
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            assert!(matches!(
+                parse(&bytes, &mut headers, 8192),
+                Err(RequestError::HigherMinorVersion)
+            ));
+            assert!(accept_higher_minor_version(&mut bytes));
+            let (summary, _, out) = parse_ok(&bytes);
+            assert_eq!(summary.version, Version::Http11);
+            assert!(String::from_utf8(out)
+                .unwrap()
+                .starts_with("GET / HTTP/1.1\r\n"));
+        }
+        for request in [
+            &b"GET / HTTP/2.0\r\n\r\n"[..],
+            b"GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(parse_err(request), RequestError::UnsupportedVersion);
+        }
+        for request in [
+            &b"GET / HTXP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / http/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/0.9\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: a\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\x01GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+        ] {
+            let error = parse_err(request);
+            assert!(
+                matches!(error, RequestError::Malformed(_)),
+                "{}: {error:?}",
+                String::from_utf8_lossy(request)
+            );
+            let mut copy = request.to_vec();
+            assert!(!accept_higher_minor_version(&mut copy));
+        }
+    }
+
+    req!(
+        absolute_form_keeps_its_query_without_a_path,
+        b"GET http://h?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+        |s, len, out| {
+            assert!(out.starts_with("GET /?x=1 HTTP/1.1\r\n"), "{out}");
+        }
+    );
+
+    req!(
+        absolute_form_authority_overrides_host,
+        b"GET http://a.test/p HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        |s, len, out| {
+            assert!(out.starts_with("GET /p HTTP/1.1\r\n"), "{out}");
+            assert!(out.contains("Host: a.test\r\n"), "{out}");
+            assert!(!out.contains("b.test"), "{out}");
+        }
+    );
+
+    #[test]
+    fn absolute_form_host_is_the_authority() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let bytes = b"GET http://a.test:81 HTTP/1.1\r\nHost: b.test\r\n\r\n";
+        let head = parse(bytes, &mut headers, 8192).unwrap().unwrap();
+        assert_eq!(head.host, Some(&b"a.test:81"[..]));
+        assert_eq!(head.origin_form, "");
+        assert!(head.absolute);
     }
 
     #[test]

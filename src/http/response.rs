@@ -156,6 +156,9 @@ pub fn client_framing(
 pub struct ExtraFields<'a> {
     pub hide: &'a [String],
     pub add: &'a [u8],
+    /// The current HTTP date, sent when the upstream's head has no `Date`
+    /// (RFC 9110 §6.6.1: a recipient with a clock adds one).
+    pub date: &'a [u8],
 }
 
 /// Writes a 1xx head (interim, or the `101` that starts a tunnel) for the
@@ -186,18 +189,28 @@ pub fn write_client_head(
     out: &mut Vec<u8>,
 ) {
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", response.status, response.reason);
+    // RFC 9110 §8.6: no Content-Length on 1xx and 204; a 304's (and a
+    // HEAD response's) is the representation's and passes as sent.
+    let length_allowed = response.status >= 200 && response.status != 204;
+    let mut has_date = false;
     for header in response.headers {
+        let is_length = header.name.eq_ignore_ascii_case("content-length");
         if headers::is_hop_by_hop_here(header.name, response.headers)
             || extra
                 .hide
                 .iter()
                 .any(|hidden| hidden.eq_ignore_ascii_case(header.name))
-            || (header.name.eq_ignore_ascii_case("content-length")
-                && response.body != BodyKind::Empty)
+            || (is_length && (response.body != BodyKind::Empty || !length_allowed))
         {
             continue;
         }
+        has_date |= header.name.eq_ignore_ascii_case("date");
         headers::write_field(out, header.name, header.value);
+    }
+    if !has_date && response.status >= 200 && !extra.date.is_empty() {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(extra.date);
+        out.extend_from_slice(b"\r\n");
     }
     match (response.body, framing) {
         (BodyKind::Length(n), _) => {
@@ -308,6 +321,85 @@ mod tests {
             let got = head(bytes, request(*method, Version::Http11)).unwrap().0;
             assert_eq!(got, *expected, "{}", String::from_utf8_lossy(bytes));
         }
+    }
+
+    /// Issue 12, item 7: RFC 9110 §8.6 and §15.4.5.
+    #[test]
+    fn no_content_length_on_204_and_1xx_but_a_304_keeps_its_own() {
+        let out = head(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+            GET11(),
+        )
+        .unwrap()
+        .2;
+        assert!(
+            !out.to_ascii_lowercase().contains("content-length"),
+            "{out}"
+        );
+        let out = head(
+            b"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\nLink: <a>\r\n\r\n",
+            GET11(),
+        )
+        .unwrap()
+        .2;
+        assert!(
+            !out.to_ascii_lowercase().contains("content-length"),
+            "{out}"
+        );
+        let out = head(
+            b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+            GET11(),
+        )
+        .unwrap()
+        .2;
+        assert!(
+            !out.to_ascii_lowercase().contains("transfer-encoding"),
+            "{out}"
+        );
+        let out = head(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            GET11(),
+        )
+        .unwrap()
+        .2;
+        assert!(out.contains("Content-Length: 9\r\n"), "{out}");
+    }
+
+    /// Issue 12, item 8: a relayed final response without `Date` gets one;
+    /// the upstream's own is kept; interim heads get none.
+    #[test]
+    fn date_is_added_only_where_missing() {
+        let req = GET11();
+        let write = |bytes: &[u8]| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let response = parse(bytes, &mut headers, &req, 8192).unwrap().unwrap();
+            let extra = ExtraFields {
+                date: b"Sun, 06 Nov 1994 08:49:37 GMT",
+                ..ExtraFields::default()
+            };
+            let mut out = Vec::new();
+            write_client_head(
+                &response,
+                &req,
+                ClientFraming::AsReceived,
+                true,
+                &extra,
+                &mut out,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        let out = write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(
+            out.contains("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"),
+            "{out}"
+        );
+        let out = write(
+            b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Nov 1994 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(out.matches("ate: ").count(), 1, "{out}");
+        assert!(out.contains("Mon, 07 Nov"), "{out}");
+        let out = write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert!(!out.contains("Date"), "{out}");
     }
 
     #[test]

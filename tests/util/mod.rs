@@ -45,6 +45,13 @@ impl Ferry {
         Ferry::spawn(command)
     }
 
+    /// Starts ferry with exactly these arguments and `RUST_LOG=filter`.
+    pub fn start_logging(args: &[&str], filter: &str) -> Ferry {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command.args(args).env("RUST_LOG", filter);
+        Ferry::spawn(command)
+    }
+
     /// Starts ferry with its descriptor limit (RLIMIT_NOFILE) lowered.
     pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Ferry {
         let mut command = Command::new("sh");
@@ -57,11 +64,15 @@ impl Ferry {
     }
 
     fn spawn(mut command: Command) -> Ferry {
-        let mut child = command
-            .env(
+        // ferry inherits the test's descriptor limit: as high as allowed.
+        raise_descriptor_limit();
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env(
                 "RUST_LOG",
                 std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "ferry=info".into()),
-            )
+            );
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -147,6 +158,11 @@ impl Ferry {
     }
 
     /// Access log lines so far.
+    /// Everything ferry printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
     pub fn access_log(&self) -> Vec<String> {
         self.stdout
             .lock()
@@ -773,6 +789,42 @@ fn send_pattern(conn: &mut OriginConn, size: u64, mode: &str, head_only: bool) -
         }
         _ => true,
     }
+}
+
+// ===== descriptors =====
+
+/// Raises this process's open-file soft limit to its hard limit, once.
+/// Desktops often start shells at 1024, which the load tests exceed;
+/// children (ferry, nginx) inherit the raised limit.
+pub fn raise_descriptor_limit() -> u64 {
+    static RAISED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RAISED.get_or_init(|| {
+        let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+            return 0;
+        };
+        if soft < hard && rlimit::Resource::NOFILE.set(hard, hard).is_ok() {
+            return hard;
+        }
+        soft
+    })
+}
+
+/// Whether the test may open `needed` descriptors (raising the soft limit
+/// first). If the hard limit is too low the test is skipped with a printed
+/// reason, or fails under FERRY_REQUIRE_TOOLS=1 (CI), which must not skip.
+pub fn need_descriptors(needed: u64) -> bool {
+    let limit = raise_descriptor_limit();
+    if limit >= needed {
+        return true;
+    }
+    let reason = format!(
+        "this test needs {needed} open files and the hard limit is {limit} (raise it: ulimit -Hn)"
+    );
+    if std::env::var("FERRY_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    false
 }
 
 // ===== outside tools =====
