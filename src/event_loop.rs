@@ -101,6 +101,14 @@ macro_rules! context {
     };
 }
 
+/// Whether the loop goes on after a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    Continue,
+    /// Shut down: a signal's work is done.
+    Done,
+}
+
 /// What a worker needs to know of the others.
 pub struct WorkerSetup {
     /// Its position among the workers (0 with one worker).
@@ -162,8 +170,10 @@ pub struct EventLoop {
     started: Instant,
     /// Its position among the workers.
     index: usize,
-    /// Connections that yielded with work left.
+    /// Connections that yielded with work left, and the list being driven
+    /// (swapped each turn, see `turn`).
     again: Vec<usize>,
+    again_spare: Vec<usize>,
     /// Idle connections waiting for a buffer set, in arrival order.
     buffer_waiters: VecDeque<usize>,
     /// Accepting is paused: at the connection limit, or backing off.
@@ -250,7 +260,8 @@ impl EventLoop {
             resolved: setup.resolved,
             started: Instant::now(),
             index: setup.index,
-            again: Vec::new(),
+            again: Vec::with_capacity(64),
+            again_spare: Vec::with_capacity(64),
             buffer_waiters: VecDeque::new(),
             accept_paused: false,
             accept_resume_at: None,
@@ -275,79 +286,95 @@ impl EventLoop {
     /// Runs until a shutdown signal's work is done, or the poll fails.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        loop {
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            let now = Instant::now();
-            let wall_clock = SystemTime::now();
-            self.date.update(wall_clock);
-            for event in events.iter() {
-                match Target::from_token(event.token()) {
-                    Some(Target::Listener { index }) => self.accept(index, now),
-                    Some(Target::Signals | Target::Commands) => {
-                        if self.on_commands(now, wall_clock) == Stop::Now {
-                            self.access_log.flush();
-                            return Ok(());
-                        }
+        while self.turn(&mut events)? == Turn::Continue {}
+        Ok(())
+    }
+
+    /// One turn of the loop: wait for events (or the nearest deadline),
+    /// handle them, then the deadlines and the loop's own bookkeeping.
+    /// `run` is these turns until one says `Turn::Done`; tests that need
+    /// to look between turns (the allocation count) call it directly.
+    pub fn turn(&mut self, events: &mut Events) -> io::Result<Turn> {
+        let timeout = self.poll_timeout();
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Turn::Continue),
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        let wall_clock = SystemTime::now();
+        self.date.update(wall_clock);
+        for event in events.iter() {
+            match Target::from_token(event.token()) {
+                Some(Target::Listener { index }) => self.accept(index, now),
+                Some(Target::Signals | Target::Commands) => {
+                    if self.on_commands(now, wall_clock) == Stop::Now {
+                        self.access_log.flush();
+                        return Ok(Turn::Done);
                     }
-                    Some(Target::Client { slot }) => {
+                }
+                Some(Target::Client { slot }) => {
+                    if let Some(connection) = self.connections.get_mut(slot) {
+                        trace!(
+                            "{} ready{}",
+                            SocketName(slot, Side::Client),
+                            EventFlags(event)
+                        );
+                        connection.on_client_event(event);
+                        self.drive(slot, now, wall_clock);
+                    }
+                }
+                Some(Target::Upstream { link }) => match self.upstreams.owner(link) {
+                    Some(Owner::Client(slot)) => {
                         if let Some(connection) = self.connections.get_mut(slot) {
                             trace!(
                                 "{} ready{}",
-                                SocketName(slot, Side::Client),
+                                SocketName(slot, Side::Upstream),
                                 EventFlags(event)
                             );
-                            connection.on_client_event(event);
+                            connection.on_upstream_event(event);
                             self.drive(slot, now, wall_clock);
                         }
                     }
-                    Some(Target::Upstream { link }) => match self.upstreams.owner(link) {
-                        Some(Owner::Client(slot)) => {
-                            if let Some(connection) = self.connections.get_mut(slot) {
-                                trace!(
-                                    "{} ready{}",
-                                    SocketName(slot, Side::Upstream),
-                                    EventFlags(event)
-                                );
-                                connection.on_upstream_event(event);
-                                self.drive(slot, now, wall_clock);
-                            }
-                        }
-                        Some(Owner::Pooled) => self.upstreams.on_idle_event(link),
-                        None => {}
-                    },
-                    None => error!("event for an unknown token {:?}", event.token()),
-                }
-            }
-            for slot in std::mem::take(&mut self.again) {
-                self.drive(slot, now, wall_clock);
-            }
-            self.expire_deadlines(now, wall_clock);
-            self.upstreams.expire_idle(now);
-            self.hand_out_buffers(now, wall_clock);
-            self.resume_accepting(now);
-            if self.upstreams.retire_old_generations() {
-                debug!("no exchange runs on an older configuration any more");
-                self.access_log.retain(&self.config.access_logs());
-            }
-            self.publish_gauges();
-            self.access_log.flush();
-            if self.draining_since.is_some() && self.connections.is_empty() {
-                info!("graceful shutdown complete");
-                return Ok(());
-            }
-            if self.shutdown_deadline().is_some_and(|at| at <= now) {
-                info!(
-                    "worker_shutdown_timeout: closing {} connections still open",
-                    self.connections.len()
-                );
-                return Ok(());
+                    Some(Owner::Pooled) => self.upstreams.on_idle_event(link),
+                    None => {}
+                },
+                None => error!("event for an unknown token {:?}", event.token()),
             }
         }
+        // Connections that yielded with work left. The list is swapped with
+        // a spare (not taken) so that neither loses its capacity: no
+        // allocation per turn.
+        std::mem::swap(&mut self.again, &mut self.again_spare);
+        let mut index = 0;
+        while let Some(&slot) = self.again_spare.get(index) {
+            self.drive(slot, now, wall_clock);
+            index += 1;
+        }
+        self.again_spare.clear();
+        self.expire_deadlines(now, wall_clock);
+        self.compact_timers();
+        self.upstreams.expire_idle(now);
+        self.hand_out_buffers(now, wall_clock);
+        self.resume_accepting(now);
+        if self.upstreams.retire_old_generations() {
+            debug!("no exchange runs on an older configuration any more");
+            self.access_log.retain(&self.config.access_logs());
+        }
+        self.publish_gauges();
+        self.access_log.flush();
+        if self.draining_since.is_some() && self.connections.is_empty() {
+            info!("graceful shutdown complete");
+            return Ok(Turn::Done);
+        }
+        if self.shutdown_deadline().is_some_and(|at| at <= now) {
+            info!(
+                "worker_shutdown_timeout: closing {} connections still open",
+                self.connections.len()
+            );
+            return Ok(Turn::Done);
+        }
+        Ok(Turn::Continue)
     }
 
     /// Carries out the commands that arrived (see `control`).
@@ -722,6 +749,21 @@ impl EventLoop {
                 });
             }
         }
+    }
+
+    /// Drops the heap's stale entries (closed connections, superseded
+    /// deadlines) once they outnumber the live ones; see `timer.rs`.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.connections.len() + 64 {
+            return;
+        }
+        let connections = &self.connections;
+        self.timers.retain(|entry| {
+            connections
+                .get(entry.slot)
+                .is_some_and(|c| c.id == entry.id && c.scheduled == Some(entry.at))
+        });
+        trace!("timer heap compacted to {} entries", self.timers.len());
     }
 
     fn expire_deadlines(&mut self, now: Instant, wall_clock: SystemTime) {

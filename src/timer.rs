@@ -11,6 +11,13 @@
 //! pushes that instead. Entries of closed connections are recognised by the
 //! connection id and dropped. So stale entries cost one pop each, and a
 //! connection that refreshes its deadline on every read costs no heap work.
+//!
+//! Stale entries wait until their time comes, which for a closed connection
+//! can be a minute (`client_header_timeout`): at thousands of new
+//! connections a second that would grow the heap with the connection rate.
+//! So when stale entries outnumber live ones, the loop compacts the heap in
+//! place ([`Timers::retain`]); its size stays within about twice the open
+//! connections, and it never reallocates once warm.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -50,6 +57,11 @@ impl Timers {
         self.heap.len()
     }
 
+    /// Keeps only the entries `live` says are still wanted, in place.
+    pub fn retain(&mut self, mut live: impl FnMut(&TimerEntry) -> bool) {
+        self.heap.retain(|Reverse(entry)| live(entry));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -78,5 +90,27 @@ mod tests {
         assert_eq!(timers.pop_due(at(25)).map(|e| e.slot), Some(2));
         assert_eq!(timers.pop_due(at(25)), None);
         assert_eq!(timers.len(), 1);
+    }
+
+    #[test]
+    fn retain_drops_stale_entries_and_keeps_the_order() {
+        let start = Instant::now();
+        let mut timers = Timers::default();
+        for slot in 0..100 {
+            timers.schedule(TimerEntry {
+                at: start + Duration::from_millis(1000 - slot as u64),
+                slot,
+                id: 0,
+            });
+        }
+        timers.retain(|entry| entry.slot % 10 == 0);
+        assert_eq!(timers.len(), 10);
+        let order: Vec<usize> = std::iter::from_fn(|| {
+            timers
+                .pop_due(start + Duration::from_secs(2))
+                .map(|e| e.slot)
+        })
+        .collect();
+        assert_eq!(order, [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]);
     }
 }

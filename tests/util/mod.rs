@@ -675,6 +675,9 @@ impl Origin {
                 a.fetch_add(1, Ordering::SeqCst);
                 stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
                 stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                // As real servers do: a head and a body written separately
+                // must not wait for the proxy's delayed ACK (Nagle).
+                let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let log = r.clone();
                 let _ = thread::Builder::new()
