@@ -27,7 +27,8 @@ OPTIONS:
     --client-max-body-size SIZE   largest request body, 0 = no limit [1m]
     --buffer-size SIZE            ring buffer per direction [16k]
     --max-head-size SIZE          largest request or response head [8k]
-    --upstream-keepalive N        idle connections kept per upstream [32]
+    --upstream-keepalive N        idle connections kept per upstream [as many
+                                  as its recent peak of busy connections]
     --access-log stdout|off       where access log lines go [stdout]
     --worker-connections N        client + upstream connections at once [512]
     --buffer-sets N               busy connections holding buffers at once [512]
@@ -233,7 +234,7 @@ impl Args {
                 UsageError(format!("invalid number \"{n}\" in --upstream-keepalive"))
             })?;
             for group in &mut config.upstreams {
-                group.keepalive = n;
+                group.keepalive = Some(n);
             }
         }
         let count = |flag: &str, text: &Option<String>| -> Result<Option<usize>, UsageError> {

@@ -185,3 +185,56 @@ fn a_post_on_a_dying_reused_connection_is_not_retried() {
         .count();
     assert_eq!(posts, 1, "a non-idempotent request was sent twice");
 }
+
+/// Sends `rounds` requests on each of `clients` connections at once, in
+/// lockstep (every client waits for all the others between rounds), so
+/// that every round needs `clients` upstream connections at the same time.
+fn lockstep(addr: std::net::SocketAddr, clients: usize, rounds: usize) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let stream = connect(addr);
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                for _ in 0..rounds {
+                    barrier.wait();
+                    writer
+                        .write_all(b"GET /bytes/100/length HTTP/1.1\r\nHost: a\r\n\r\n")
+                        .unwrap();
+                    let response = read_response(&mut reader, "GET").unwrap();
+                    assert_eq!(response.status, 200);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+}
+
+/// Issue 13: without a `keepalive` line ferry keeps as many idle upstream
+/// connections as the recent peak needed, so a steady load of 48 clients
+/// (more than nginx's usual `keepalive 32`) does not reconnect per burst;
+/// an explicit `keepalive N` keeps nginx's meaning and closes the extras.
+#[test]
+fn a_steady_load_does_not_churn_upstream_connections() {
+    let origin = Origin::standard();
+    let ferry = Ferry::start(origin.addr, &["--access-log", "off"]);
+    within(Duration::from_secs(60), move || {
+        lockstep(ferry.addr, 48, 20);
+        // Each client needed its own upstream connection, once.
+        assert!(origin.accepts() <= 48 + 2, "{} connects", origin.accepts());
+    });
+    let origin = Origin::standard();
+    let ferry = Ferry::start(
+        origin.addr,
+        &["--access-log", "off", "--upstream-keepalive", "8"],
+    );
+    within(Duration::from_secs(60), move || {
+        lockstep(ferry.addr, 48, 20);
+        // nginx's meaning: at most 8 idle, so most bursts reconnect.
+        assert!(origin.accepts() > 48 * 5, "{} connects", origin.accepts());
+    });
+}

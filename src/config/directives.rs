@@ -759,7 +759,7 @@ fn upstream_block(directive: &Directive) -> Result<UpstreamGroup, ConfigError> {
         name: name.clone(),
         servers: Vec::new(),
         balance: Balance::RoundRobin,
-        keepalive: 32,
+        keepalive: None,
         keepalive_timeout: Duration::from_secs(60),
         keepalive_requests: 1000,
     };
@@ -800,7 +800,7 @@ fn upstream_block(directive: &Directive) -> Result<UpstreamGroup, ConfigError> {
     for inner in directive.block.iter().flatten() {
         match inner.name.as_str() {
             "server" => group.servers.push(upstream_server(inner, &group.balance)?),
-            "keepalive" => group.keepalive = number(inner, 0)?,
+            "keepalive" => group.keepalive = Some(number(inner, 0)?),
             "keepalive_timeout" => group.keepalive_timeout = duration(inner, 0)?,
             "keepalive_requests" => group.keepalive_requests = number(inner, 0)?,
             _ => {}

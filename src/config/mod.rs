@@ -354,8 +354,10 @@ pub struct UpstreamGroup {
     pub name: String,
     pub servers: Vec<UpstreamServer>,
     pub balance: Balance,
-    /// Idle connections kept per server (`keepalive`).
-    pub keepalive: usize,
+    /// Idle connections kept per server: `keepalive N` (nginx's meaning),
+    /// or, without the directive, as many as the server's recent peak of
+    /// connections in use (see `Upstreams::check_in`).
+    pub keepalive: Option<usize>,
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u32,
 }
@@ -582,7 +584,7 @@ impl UpstreamGroup {
                 down: false,
             }],
             balance: Balance::RoundRobin,
-            keepalive: 32,
+            keepalive: None,
             keepalive_timeout: Duration::from_secs(60),
             keepalive_requests: 1000,
         }

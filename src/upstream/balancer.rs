@@ -20,7 +20,7 @@
 //! Pure state and arithmetic: time comes in as `now`.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Balance, UpstreamGroup, UpstreamServer};
 
@@ -31,9 +31,32 @@ pub struct PeerState {
     effective_weight: i64,
     /// Connections to it in use now (for `least_conn`).
     pub active: u32,
+    /// The most in use at once in this `keepalive_timeout` window and in
+    /// the one before, and when this one started: the idle pool keeps as
+    /// many as the recent peak needed when `keepalive` is not set.
+    pub peak: u32,
+    peak_before: u32,
+    window_started: Option<Instant>,
     fails: u32,
     /// When the current failure window started.
     checked: Option<Instant>,
+}
+
+impl PeerState {
+    /// The most connections to this server in use at once lately: in this
+    /// `window` (the group's `keepalive_timeout`) and the one before, so a
+    /// peak is remembered for one to two windows and then forgotten.
+    pub fn recent_peak(&mut self, now: Instant, window: Duration) -> u32 {
+        let fresh = self
+            .window_started
+            .is_some_and(|start| now.saturating_duration_since(start) < window);
+        if !fresh {
+            self.peak_before = self.peak;
+            self.peak = self.active;
+            self.window_started = Some(now);
+        }
+        self.peak.max(self.peak_before)
+    }
 }
 
 /// One group's state, parallel to `UpstreamGroup::servers`.
@@ -369,7 +392,7 @@ mod tests {
             name: "g".into(),
             servers,
             balance,
-            keepalive: 0,
+            keepalive: Some(0),
             keepalive_timeout: Duration::from_secs(60),
             keepalive_requests: 100,
         }
@@ -464,6 +487,23 @@ mod tests {
             let ip = format!("192.0.2.{last}").parse().unwrap();
             assert_eq!(state.pick(&g, ip, 0, now, Tried::default()), first);
         }
+    }
+
+    #[test]
+    fn the_recent_peak_lasts_one_to_two_windows() {
+        let start = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut peer = PeerState {
+            active: 40,
+            peak: 40,
+            ..PeerState::default()
+        };
+        assert_eq!(peer.recent_peak(start, window), 40);
+        peer.active = 3;
+        // Next window: the last one's peak still counts.
+        assert_eq!(peer.recent_peak(start + window, window), 40);
+        // The window after: only what it saw (3 in use when it began).
+        assert_eq!(peer.recent_peak(start + window * 2, window), 3);
     }
 
     #[test]

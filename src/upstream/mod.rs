@@ -306,6 +306,7 @@ impl Upstreams {
             } else {
                 peer.active.saturating_sub(1)
             };
+            peer.peak = peer.peak.max(peer.active);
         }
     }
 
@@ -384,7 +385,21 @@ impl Upstreams {
             *owner = Owner::Pooled;
         }
         let expires_at = now + group.keepalive_timeout;
-        if let Some(rejected) = self.idle.put(addr, conn, group.keepalive, expires_at) {
+        let limit = match group.keepalive {
+            Some(limit) => limit,
+            // ferry's default: keep what the recent peak needed, so a steady
+            // load never reconnects; idle ones still expire, and the pool
+            // never holds more than half the sockets a worker may open.
+            None => self
+                .groups_mut(config)
+                .and_then(|g| g.get_mut(conn.group as usize))
+                .and_then(|g| g.peers.get_mut(conn.server as usize))
+                .map_or(0, |peer| {
+                    peer.recent_peak(now, group.keepalive_timeout) as usize
+                })
+                .min(config.worker_connections / 2),
+        };
+        if let Some(rejected) = self.idle.put(addr, conn, limit, expires_at) {
             debug!("upstream {addr} pool full, closing");
             self.forget(rejected);
         }
