@@ -38,6 +38,7 @@ use slab::Slab;
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
+use crate::connection::phase::ExchangeState;
 use crate::connection::{Connection, Context, Driven};
 use crate::control::{Command, Control, Reloader};
 use crate::http::date::HttpDate;
@@ -97,6 +98,7 @@ macro_rules! context {
             stats: &$loop.stats,
             workers: &$loop.workers,
             connection_list: None,
+            spare_states: &mut $loop.spare_states,
         }
     };
 }
@@ -182,6 +184,11 @@ pub struct EventLoop {
     last_descriptor_warning: Option<Instant>,
     /// The `Date` field's text, refreshed once per loop turn.
     date: HttpDate,
+    /// State boxes of finished exchanges (see `Context::retire`), at most
+    /// one per buffer set. Boxes, not values: they are handed out and
+    /// taken back as the boxes exchanges own, so none is ever allocated.
+    #[allow(clippy::vec_box)]
+    spare_states: Vec<Box<ExchangeState>>,
 }
 
 impl EventLoop {
@@ -236,6 +243,7 @@ impl EventLoop {
             });
         }
         let stats = setup.stats.get(setup.index).cloned().unwrap_or_default();
+        let max_buffer_sets = config.max_buffer_sets;
         let config = Rc::new(config);
         Ok(EventLoop {
             poll,
@@ -267,6 +275,7 @@ impl EventLoop {
             accept_resume_at: None,
             last_descriptor_warning: None,
             date: HttpDate::default(),
+            spare_states: Vec::with_capacity(max_buffer_sets),
         })
     }
 

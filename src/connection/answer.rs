@@ -244,16 +244,17 @@ impl Connection {
         // Part of an interim head may still be unsent; it cannot be taken
         // back, so ferry's response follows it.
         let buffers = &mut *exchange.buffers;
-        buffers.client_head.drain(..exchange.client_head_sent);
-        exchange.client_head_sent = 0;
+        let state = &mut *exchange.state;
+        buffers.client_head.drain(..state.client_head_sent);
+        state.client_head_sent = 0;
         let reply = Reply {
             keep_alive,
-            head_only: exchange.request.method == Method::Head,
+            head_only: state.request.method == Method::Head,
             date: ctx.date.as_bytes(),
         };
-        exchange.log.body_bytes_sent = status.write_to(&mut buffers.client_head, &reply) as u64;
-        exchange.log.status = status.status();
-        exchange.response = ResponseState::Local;
+        state.log.body_bytes_sent = status.write_to(&mut buffers.client_head, &reply) as u64;
+        state.log.status = status.status();
+        state.response = ResponseState::Local;
         (Phase::WritingResponse { exchange }, true)
     }
 
@@ -300,7 +301,7 @@ impl Connection {
             }
         }
         self.log_access(&exchange, ctx);
-        ctx.buffers.give_back(exchange.buffers);
+        ctx.retire(exchange);
         (Phase::Closed, true)
     }
 

@@ -39,7 +39,9 @@ use mio::Registry;
 
 use self::answer::add_header_applies;
 use self::io::{discard, read_into, write_out, IoOutcome, Readiness};
-use self::phase::{Busy, Direction, Exchange, Mark, Phase, ResponseState, TunnelState};
+use self::phase::{
+    Busy, Direction, Exchange, ExchangeState, Mark, Phase, ResponseState, TunnelState,
+};
 use self::relay::{BodyOut, BodyRelay, RelayMode, FRAMING_SCRATCH};
 use self::upstream_side::next_upstream_allowed;
 use crate::buffer::{BufferPool, BufferSet};
@@ -87,6 +89,26 @@ pub struct Context<'a> {
     pub workers: &'a [Arc<WorkerStats>],
     /// The `?connections` page, when this connection asked for it.
     pub connection_list: Option<&'a [u8]>,
+    /// State boxes of finished exchanges, for the next ones (never grown
+    /// past its capacity: see `retire`).
+    #[allow(clippy::vec_box)]
+    pub spare_states: &'a mut Vec<Box<ExchangeState>>,
+}
+
+impl Context<'_> {
+    /// An exchange is over: its buffers go back to the pool and its state
+    /// box to the spares, so the next exchange allocates neither.
+    pub fn retire(&mut self, exchange: Exchange) {
+        let Exchange { buffers, state } = exchange;
+        self.buffers.give_back(buffers);
+        self.spare_state(state);
+    }
+
+    fn spare_state(&mut self, state: Box<ExchangeState>) {
+        if self.spare_states.len() < self.spare_states.capacity() {
+            self.spare_states.push(state);
+        }
+    }
 }
 
 /// Moves a connection in or out of stub_status's Reading or Writing.
@@ -505,14 +527,14 @@ impl Connection {
             Phase::ConnectingUpstream { exchange, upstream }
             | Phase::Forwarding { exchange, upstream } => {
                 ctx.upstreams.close(&ctx.config, upstream);
-                ctx.buffers.give_back(exchange.buffers);
+                ctx.retire(exchange);
             }
-            Phase::WritingResponse { exchange } => ctx.buffers.give_back(exchange.buffers),
+            Phase::WritingResponse { exchange } => ctx.retire(exchange),
             Phase::Tunnel {
                 exchange, upstream, ..
             } => {
                 ctx.upstreams.close(&ctx.config, upstream);
-                ctx.buffers.give_back(exchange.buffers);
+                ctx.retire(exchange);
             }
             Phase::Idle { .. } | Phase::Lingering { .. } | Phase::Closed => {}
         }
@@ -600,30 +622,29 @@ impl Connection {
         {
             let at = exchange.offset_ms(ctx.now);
             let buffers = &mut *exchange.buffers;
+            let state = &mut *exchange.state;
             let mut scratch = [0u8; FRAMING_SCRATCH];
             let (outcome, from_head, from_body) = write_out(
                 &mut upstream.stream,
                 &mut upstream.ready,
-                &buffers.upstream_head[exchange.upstream_head_sent..],
-                &exchange.request_body.output(&buffers.request, &mut scratch),
+                &buffers.upstream_head[state.upstream_head_sent..],
+                &state.request_body.output(&buffers.request, &mut scratch),
             );
             match outcome {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * -> {n}B", ctx.slot);
-                    exchange.waits.touch(Direction::UpstreamWrite, at);
-                    exchange.upstream_head_sent += from_head;
-                    let data = exchange
-                        .request_body
-                        .written(from_body, &mut buffers.request);
-                    exchange.log.request_length += data as u64;
-                    exchange.body_sent |= from_body > 0;
+                    state.waits.touch(Direction::UpstreamWrite, at);
+                    state.upstream_head_sent += from_head;
+                    let data = state.request_body.written(from_body, &mut buffers.request);
+                    state.log.request_length += data as u64;
+                    state.body_sent |= from_body > 0;
                     progress |= n > 0;
                 }
                 IoOutcome::Failed(e) => {
                     // The upstream may have answered and closed early; its
                     // response (or its absence) decides what happens next.
                     debug!("#{}/upstream write failed: {e}", ctx.slot);
-                    exchange.upstream_write_failed = true;
+                    state.upstream_write_failed = true;
                     upstream.ready.readable = true;
                     progress = true;
                 }
@@ -640,9 +661,8 @@ impl Connection {
             ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * <- {n}B", ctx.slot);
-                    exchange
-                        .waits
-                        .touch(Direction::UpstreamRead, exchange.offset_ms(ctx.now));
+                    let at = exchange.offset_ms(ctx.now);
+                    exchange.waits.touch(Direction::UpstreamRead, at);
                     exchange.response_started = true;
                     progress = true;
                 }
@@ -663,7 +683,7 @@ impl Connection {
                 }
             }
         }
-        if let ResponseState::Body { relay, .. } = &mut exchange.response {
+        if let ResponseState::Body { relay, .. } = &mut exchange.state.response {
             if let Err(e) = relay.scan(&mut exchange.buffers.response) {
                 return self.upstream_body_invalid(exchange, Some(upstream), e, ctx);
             }
@@ -721,9 +741,8 @@ impl Connection {
             ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} -> * {n}B", ctx.slot);
-                    exchange
-                        .waits
-                        .touch(Direction::ClientRead, exchange.offset_ms(ctx.now));
+                    let at = exchange.offset_ms(ctx.now);
+                    exchange.waits.touch(Direction::ClientRead, at);
                     progress = true;
                 }
                 IoOutcome::WouldBlock => {}
@@ -755,6 +774,7 @@ impl Connection {
         ctx: &Context<'_>,
     ) -> Result<(), ProxyError> {
         exchange
+            .state
             .request_body
             .scan(&mut exchange.buffers.request)
             .map_err(ProxyError::RequestBody)?;
@@ -769,16 +789,16 @@ impl Connection {
     /// bytes cleared for the client, in one vectored write.
     fn write_client(&mut self, exchange: &mut Exchange, ctx: &Context<'_>) -> Result<bool, Abort> {
         let at = exchange.offset_ms(ctx.now);
-        let relay = match &mut exchange.response {
+        let Exchange { buffers, state } = exchange;
+        let relay = match &mut state.response {
             ResponseState::Body { relay, .. } => Some(relay),
             _ => None,
         };
         let body_ready = relay.as_ref().is_some_and(|relay| relay.has_output());
-        let head_left = exchange.buffers.client_head.len() - exchange.client_head_sent;
+        let head_left = buffers.client_head.len() - state.client_head_sent;
         if !self.client_ready.writable || (head_left == 0 && !body_ready) {
             return Ok(false);
         }
-        let buffers = &mut *exchange.buffers;
         let mut scratch = [0u8; FRAMING_SCRATCH];
         let body = match &relay {
             Some(relay) => relay.output(&buffers.response, &mut scratch),
@@ -787,16 +807,16 @@ impl Connection {
         let (outcome, from_head, from_body) = write_out(
             &mut self.client,
             &mut self.client_ready,
-            &buffers.client_head[exchange.client_head_sent..],
+            &buffers.client_head[state.client_head_sent..],
             &body,
         );
         match outcome {
             IoOutcome::Progress(n) => {
                 trace!("#{} <- * {n}B", ctx.slot);
-                exchange.waits.touch(Direction::ClientWrite, at);
-                exchange.client_head_sent += from_head;
-                exchange.log.body_bytes_sent += from_body as u64;
-                exchange.log.bytes_sent += n as u64;
+                state.waits.touch(Direction::ClientWrite, at);
+                state.client_head_sent += from_head;
+                state.log.body_bytes_sent += from_body as u64;
+                state.log.bytes_sent += n as u64;
                 if let Some(relay) = relay {
                     relay.written(from_body, &mut buffers.response);
                 }
@@ -842,31 +862,32 @@ impl Connection {
                 extra_headers,
                 ..
             } = &mut *exchange.buffers;
+            let state = &mut *exchange.state;
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let bytes = ring.make_contiguous();
-            let head =
-                match response::parse(bytes, &mut headers, &exchange.request, settings.max_head) {
-                    Ok(Some(head)) => head,
-                    Ok(None) => return Ok(progress),
-                    Err(e) => {
-                        return Err((
-                            ProxyError::UpstreamResponse(e),
-                            next_upstream::INVALID_HEADER,
-                        ))
-                    }
-                };
+            let head = match response::parse(bytes, &mut headers, &state.request, settings.max_head)
+            {
+                Ok(Some(head)) => head,
+                Ok(None) => return Ok(progress),
+                Err(e) => {
+                    return Err((
+                        ProxyError::UpstreamResponse(e),
+                        next_upstream::INVALID_HEADER,
+                    ))
+                }
+            };
             client_head.clear();
-            exchange.client_head_sent = 0;
+            state.client_head_sent = 0;
             progress = true;
             if head.is_switch() {
                 // The upstream agreed to the upgrade: relay its 101 and
                 // become a tunnel. Nothing the client sent was forwarded
                 // before this point.
-                response::write_informational_head(&head, &exchange.request, client_head);
-                exchange.log.status = 101;
-                exchange.log.upstream_status = 101;
-                exchange.log.head_received = Mark::at(exchange.started, ctx.now);
-                exchange.response = ResponseState::Switching;
+                response::write_informational_head(&head, &state.request, client_head);
+                state.log.status = 101;
+                state.log.upstream_status = 101;
+                state.log.head_received = Mark::at(state.started, ctx.now);
+                state.response = ResponseState::Switching;
                 let head_len = head.head_len;
                 ring.consume(head_len);
                 break;
@@ -874,9 +895,9 @@ impl Connection {
             if head.is_interim() {
                 // HTTP/1.0 clients cannot take 1xx; a 100 after ferry's own
                 // 100 would be a duplicate.
-                let duplicate = head.status == 100 && exchange.sent_continue;
-                if exchange.request.version == Version::Http11 && !duplicate {
-                    response::write_informational_head(&head, &exchange.request, client_head);
+                let duplicate = head.status == 100 && state.sent_continue;
+                if state.request.version == Version::Http11 && !duplicate {
+                    response::write_informational_head(&head, &state.request, client_head);
                 }
                 trace!("#{} interim response {}", ctx.slot, head.status);
                 let head_len = head.head_len;
@@ -889,13 +910,13 @@ impl Connection {
             if status_condition & retry_mask != 0 {
                 return Err((ProxyError::UpstreamStatus(head.status), status_condition));
             }
-            if let Some(peer) = exchange.peer {
+            if let Some(peer) = state.peer {
                 ctx.upstreams.succeeded(&ctx.config, peer);
             }
-            let (framing, keep_alive) = response::client_framing(&head, &exchange.request);
-            let keep_alive = keep_alive && exchange.keep_alive && self.may_keep_alive(settings);
-            exchange.keep_alive = keep_alive;
-            let always_end = (exchange.always_headers_end as usize).min(extra_headers.len());
+            let (framing, keep_alive) = response::client_framing(&head, &state.request);
+            let keep_alive = keep_alive && state.keep_alive && self.may_keep_alive(settings);
+            state.keep_alive = keep_alive;
+            let always_end = (state.always_headers_end as usize).min(extra_headers.len());
             let add = if add_header_applies(head.status) {
                 &extra_headers[..]
             } else {
@@ -908,7 +929,7 @@ impl Connection {
             };
             response::write_client_head(
                 &head,
-                &exchange.request,
+                &state.request,
                 framing,
                 keep_alive,
                 &extra,
@@ -918,10 +939,10 @@ impl Connection {
                 ClientFraming::AsReceived => RelayMode::Rechunk,
                 ClientFraming::Dechunked => RelayMode::Dechunk,
             };
-            exchange.log.status = head.status;
-            exchange.log.upstream_status = head.status;
-            exchange.log.head_received = Mark::at(exchange.started, ctx.now);
-            exchange.response = ResponseState::Body {
+            state.log.status = head.status;
+            state.log.upstream_status = head.status;
+            state.log.head_received = Mark::at(state.started, ctx.now);
+            state.response = ResponseState::Body {
                 relay: BodyRelay::new(head.body, mode),
                 upstream_reusable: head.upstream_reusable,
             };
@@ -938,7 +959,7 @@ impl Connection {
         if self.wants_connection_list {
             return self.answer_stub_status(exchange, StatusPage::Connections, ctx);
         }
-        if let ResponseState::Body { relay, .. } = &mut exchange.response {
+        if let ResponseState::Body { relay, .. } = &mut exchange.state.response {
             // Dechunking clears data lazily as the front of the ring is written.
             if let Err(e) = relay.scan(&mut exchange.buffers.response) {
                 return self.upstream_body_invalid(exchange, None, e, ctx);
@@ -963,12 +984,10 @@ impl Connection {
     /// the next request or close it.
     fn finish_exchange(&mut self, exchange: Exchange, ctx: &mut Context<'_>) -> (Phase, bool) {
         self.log_access(&exchange, ctx);
-        let Exchange {
-            mut buffers,
-            keep_alive,
-            request_body,
-            ..
-        } = exchange;
+        let Exchange { mut buffers, state } = exchange;
+        let keep_alive = state.keep_alive;
+        let body_unread = !state.request_body.fully_received();
+        ctx.spare_state(state);
         buffers.response.clear();
         buffers.upstream_head.clear();
         buffers.client_head.clear();
@@ -991,7 +1010,7 @@ impl Connection {
                 true,
             );
         }
-        let unread_input = !buffers.request.is_empty() || !request_body.fully_received();
+        let unread_input = !buffers.request.is_empty() || body_unread;
         ctx.buffers.give_back(buffers);
         self.start_closing(unread_input, ctx)
     }
@@ -1051,12 +1070,12 @@ mod tests {
     #[test]
     fn an_idle_connection_is_small() {
         // The slab stores every connection at this size; idle ones hold no
-        // buffer besides it. The budget is 512 B per idle connection (see
+        // buffer besides it. The budget is 256 B per idle connection (see
         // docs/architecture.md), which also pays for the slab entry's tag
-        // and the connection's timer entry. (480: each body relay keeps the
-        // chunk framing it owes the next hop, 8 B more since re-framing.)
+        // and the connection's timer entry; an exchange is two boxes
+        // (`phase::Exchange`), so a busy phase costs idle ones nothing.
         assert!(
-            mem::size_of::<Connection>() <= 480,
+            mem::size_of::<Connection>() <= 192,
             "{}",
             mem::size_of::<Connection>()
         );

@@ -14,7 +14,7 @@ use std::time::Instant;
 use log::{debug, info, trace};
 
 use super::io::{read_into, IoOutcome};
-use super::phase::{self, Exchange, ExchangeLog, Phase, ResponseState, RouteRef};
+use super::phase::{self, Exchange, ExchangeLog, ExchangeState, Phase, ResponseState, RouteRef};
 use super::relay::{BodyRelay, RelayMode};
 use super::{Connection, Context};
 use crate::buffer::BufferSet;
@@ -288,10 +288,9 @@ impl Connection {
         &self,
         buffers: Box<BufferSet>,
         request: RequestSummary,
-        ctx: &Context<'_>,
+        ctx: &mut Context<'_>,
     ) -> Exchange {
-        Exchange {
-            buffers,
+        let fresh = ExchangeState {
             request,
             started: ctx.now,
             request_body: BodyRelay::new(request.body, RelayMode::Rechunk),
@@ -313,7 +312,16 @@ impl Connection {
             body_sent: false,
             always_headers_end: 0,
             log: ExchangeLog::default(),
-        }
+        };
+        // A state box from an earlier exchange, written over: no allocation.
+        let state = match ctx.spare_states.pop() {
+            Some(mut state) => {
+                *state = fresh;
+                state
+            }
+            None => Box::new(fresh),
+        };
+        Exchange { buffers, state }
     }
 
     /// A valid head arrived: check its body against the limit, answer

@@ -28,6 +28,7 @@ impl Connection {
         let mut progress = false;
         let now = Mark::at(exchange.started, ctx.now);
         let buffers = &mut *exchange.buffers;
+        let state = &mut *exchange.state;
 
         // Client -> ring.
         if self.client_ready.readable && !tunnel.client_eof && !buffers.request.is_full() {
@@ -38,7 +39,7 @@ impl Connection {
             ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} -> * {n}B (tunnel)", ctx.slot);
-                    exchange.log.request_length += n as u64;
+                    state.log.request_length += n as u64;
                     tunnel.last_activity = now;
                     progress = true;
                 }
@@ -105,10 +106,10 @@ impl Connection {
             }
         }
         // Ring -> client (the 101 head first); then the upstream's end.
-        let head_left = buffers.client_head.len() - exchange.client_head_sent;
+        let head_left = buffers.client_head.len() - state.client_head_sent;
         if self.client_ready.writable && (head_left > 0 || !buffers.response.is_empty()) {
             let pending = buffers.response.len();
-            let head = &buffers.client_head[exchange.client_head_sent..];
+            let head = &buffers.client_head[state.client_head_sent..];
             match write_out(
                 &mut self.client,
                 &mut self.client_ready,
@@ -117,10 +118,10 @@ impl Connection {
             ) {
                 (IoOutcome::Progress(n), from_head, from_body) => {
                     trace!("#{} <- * {n}B (tunnel)", ctx.slot);
-                    exchange.client_head_sent += from_head;
+                    state.client_head_sent += from_head;
                     buffers.response.consume(from_body);
-                    exchange.log.body_bytes_sent += from_body as u64;
-                    exchange.log.bytes_sent += n as u64;
+                    state.log.body_bytes_sent += from_body as u64;
+                    state.log.bytes_sent += n as u64;
                     tunnel.last_activity = now;
                     progress |= n > 0;
                 }
@@ -131,7 +132,7 @@ impl Connection {
                 _ => {}
             }
         }
-        let head_sent = exchange.client_head_sent == buffers.client_head.len();
+        let head_sent = state.client_head_sent == buffers.client_head.len();
         if tunnel.upstream_eof && buffers.response.is_empty() && head_sent && !tunnel.client_shut {
             let _ = self.client.shutdown(Shutdown::Write);
             tunnel.client_shut = true;
@@ -165,7 +166,7 @@ impl Connection {
         );
         ctx.upstreams.close(&ctx.config, upstream);
         self.log_access(&exchange, ctx);
-        ctx.buffers.give_back(exchange.buffers);
+        ctx.retire(exchange);
         (Phase::Closed, true)
     }
 }

@@ -158,12 +158,13 @@ impl Connection {
         }
         if !moving_on {
             // The last attempt: the access log shows what became of it.
+            let ended = Mark::at(exchange.started, ctx.now);
             let log = &mut exchange.log;
             if log.upstream_status == 0 {
                 log.upstream_status = error.upstream_status();
             }
             if log.response_received == Mark::NONE {
-                log.response_received = Mark::at(exchange.started, ctx.now);
+                log.response_received = ended;
             }
             return self.answer_error(exchange, error, ctx);
         }
@@ -382,8 +383,9 @@ pub(super) fn next_upstream_allowed(
 /// ready for an attempt on another server.
 fn end_attempt(exchange: &mut Exchange, status: u16, now: Instant) {
     if let Some(peer) = exchange.peer.take() {
+        let ended = Mark::at(exchange.started, now);
         let log = &mut exchange.log;
-        log.response_received = Mark::at(exchange.started, now);
+        log.response_received = ended;
         let times = log.upstream_times();
         exchange.buffers.attempts.push(UpstreamAttempt {
             addr: peer.addr,
