@@ -788,7 +788,6 @@ impl Connection {
     /// Writes the queued head (interim, final or ferry's own) and the body
     /// bytes cleared for the client, in one vectored write.
     fn write_client(&mut self, exchange: &mut Exchange, ctx: &Context<'_>) -> Result<bool, Abort> {
-        let at = exchange.offset_ms(ctx.now);
         let Exchange { buffers, state } = exchange;
         let relay = match &mut state.response {
             ResponseState::Body { relay, .. } => Some(relay),
@@ -813,6 +812,7 @@ impl Connection {
         match outcome {
             IoOutcome::Progress(n) => {
                 trace!("#{} <- * {n}B", ctx.slot);
+                let at = phase::offset_ms(state.started, ctx.now);
                 state.waits.touch(Direction::ClientWrite, at);
                 state.client_head_sent += from_head;
                 state.log.body_bytes_sent += from_body as u64;

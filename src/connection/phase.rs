@@ -422,6 +422,11 @@ impl Mark {
     }
 }
 
+/// `now` as milliseconds after `started` (saturating).
+pub fn offset_ms(started: Instant, now: Instant) -> u32 {
+    u32::try_from(now.saturating_duration_since(started).as_millis()).unwrap_or(u32::MAX)
+}
+
 /// A server and location index, compact.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteRef {
@@ -482,7 +487,7 @@ impl ExchangeState {
 
     /// `now` as milliseconds after the exchange started.
     pub fn offset_ms(&self, now: Instant) -> u32 {
-        u32::try_from(now.saturating_duration_since(self.started).as_millis()).unwrap_or(u32::MAX)
+        offset_ms(self.started, now)
     }
 
     /// The earliest timeout among the waiting directions.

@@ -100,6 +100,71 @@ pub fn is_hop_by_hop_here(name: &str, headers: &[httparse::Header<'_>]) -> bool 
     is_hop_by_hop(name) || named_in_connection(name, headers)
 }
 
+/// [`is_hop_by_hop_here`] for every field of one head, with one look at its
+/// `Connection` fields instead of one per field: most heads name nothing
+/// there but `close`, `keep-alive` or `upgrade`, and then a field's own
+/// name decides.
+pub struct HopByHop<'h, 'b> {
+    headers: &'h [httparse::Header<'b>],
+    /// `Connection` names a field that is not hop-by-hop by definition.
+    names_others: bool,
+}
+
+impl<'h, 'b> HopByHop<'h, 'b> {
+    pub fn new(headers: &'h [httparse::Header<'b>]) -> HopByHop<'h, 'b> {
+        let names_others = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| list_members(h.value))
+            .any(|member| {
+                !member.eq_ignore_ascii_case(b"close")
+                    && !std::str::from_utf8(member).is_ok_and(is_hop_by_hop)
+            });
+        HopByHop {
+            headers,
+            names_others,
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        is_hop_by_hop(name) || (self.names_others && named_in_connection(name, self.headers))
+    }
+}
+
+/// Appends `value` in decimal, without the formatting machinery.
+pub fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Appends an address as `Display` writes it, IPv4 without formatting.
+pub fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            // Infallible: writing to a Vec.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// Why `Content-Length` / `Transfer-Encoding` cannot be trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramingHeaderError {
@@ -223,6 +288,27 @@ pub fn write_rendered_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_and_addresses_as_display_writes_them() {
+        for value in [0u64, 7, 10, 404, 65535, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, value);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+        for ip in [
+            "0.0.0.0",
+            "10.1.2.3",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().as_bytes());
+        }
+    }
     use httparse::Header;
 
     fn h<'a>(name: &'a str, value: &'a str) -> Header<'a> {
@@ -252,6 +338,21 @@ mod tests {
         assert!(is_hop_by_hop_here("TE", &headers));
         assert!(is_hop_by_hop_here("Proxy-Connection", &headers));
         assert!(!is_hop_by_hop_here("Host", &headers));
+        let hop_by_hop = HopByHop::new(&headers);
+        for name in [
+            "X-Secret",
+            "TE",
+            "Proxy-Connection",
+            "Host",
+            "Keep-Alive",
+            "X-Other",
+        ] {
+            assert_eq!(
+                hop_by_hop.contains(name),
+                is_hop_by_hop_here(name, &headers),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! the upstream's bytes by [`write_upstream_head`].
 
 use std::fmt;
-use std::io::Write;
 
 use super::framing::BodyKind;
 use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
@@ -530,8 +529,9 @@ pub fn write_upstream_head(
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
+    let hop_by_hop = headers::HopByHop::new(head.headers);
     for header in head.headers {
-        if headers::is_hop_by_hop_here(header.name, head.headers)
+        if hop_by_hop.contains(header.name)
             || replaced_by_ferry(header.name)
             || set(header.name)
             // An absolute-form target's authority replaces the client's
@@ -566,7 +566,9 @@ pub fn write_upstream_head(
     match head.summary.body {
         BodyKind::Length(n) => {
             // Infallible: writing to a Vec.
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            headers::push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyKind::Empty | BodyKind::UntilClose => {}
@@ -584,7 +586,8 @@ pub fn write_upstream_head(
                 out.extend_from_slice(b", ");
             }
         }
-        let _ = write!(out, "{}\r\n", upstream.view.client.ip());
+        headers::push_ip(out, upstream.view.client.ip());
+        out.extend_from_slice(b"\r\n");
     }
     if !set("x-forwarded-proto") {
         out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");

@@ -3,7 +3,6 @@
 //! and re-serialize for the client.
 
 use std::fmt;
-use std::io::Write;
 
 use super::framing::BodyKind;
 use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
@@ -188,14 +187,19 @@ pub fn write_client_head(
     extra: &ExtraFields<'_>,
     out: &mut Vec<u8>,
 ) {
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", response.status, response.reason);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    headers::push_decimal(out, u64::from(response.status));
+    out.push(b' ');
+    out.extend_from_slice(response.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     // RFC 9110 §8.6: no Content-Length on 1xx and 204; a 304's (and a
     // HEAD response's) is the representation's and passes as sent.
     let length_allowed = response.status >= 200 && response.status != 204;
     let mut has_date = false;
+    let hop_by_hop = headers::HopByHop::new(response.headers);
     for header in response.headers {
         let is_length = header.name.eq_ignore_ascii_case("content-length");
-        if headers::is_hop_by_hop_here(header.name, response.headers)
+        if hop_by_hop.contains(header.name)
             || extra
                 .hide
                 .iter()
@@ -214,7 +218,9 @@ pub fn write_client_head(
     }
     match (response.body, framing) {
         (BodyKind::Length(n), _) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            headers::push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         (BodyKind::Chunked, ClientFraming::AsReceived) => {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
