@@ -33,6 +33,8 @@ OPTIONS:
     --worker-connections N        client + upstream connections at once [512]
     --buffer-sets N               busy connections holding buffers at once [512]
     --status-path PATH            answer PATH with ferry's counters [off]
+    --poll-spin-us N              keep polling this long after the last event
+                                  before sleeping, 0 = sleep at once [50]
     --set DIRECTIVE=VALUE         an nginx directive, e.g. proxy_read_timeout=5s;
                                   repeatable. Known: client_header_timeout,
                                   client_body_timeout, keepalive_timeout,
@@ -86,6 +88,7 @@ pub struct Args {
     pub worker_connections: Option<String>,
     pub buffer_sets: Option<String>,
     pub status_path: Option<String>,
+    pub poll_spin_us: Option<String>,
     /// `--set name=value` pairs, in order.
     pub directives: Vec<String>,
 }
@@ -113,6 +116,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
         worker_connections: None,
         buffer_sets: None,
         status_path: None,
+        poll_spin_us: None,
         directives: Vec::new(),
     };
     let mut demo_ports = (8080u16, 3000u16);
@@ -150,6 +154,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
             "--worker-connections" => args.worker_connections = Some(value(&flag)?),
             "--buffer-sets" => args.buffer_sets = Some(value(&flag)?),
             "--status-path" => args.status_path = Some(value(&flag)?),
+            "--poll-spin-us" => args.poll_spin_us = Some(value(&flag)?),
             "--set" => args.directives.push(value(&flag)?),
             "--port" if demo => demo_ports.0 = parse_port(&value(&flag)?)?,
             "--origin-port" if demo => demo_ports.1 = parse_port(&value(&flag)?)?,
@@ -252,6 +257,10 @@ impl Args {
             config.max_buffer_sets = n;
         }
         config.status_path = self.status_path.clone();
+        if let Some(n) = count("--poll-spin-us", &self.poll_spin_us)? {
+            // Beyond a millisecond spinning is no longer a short wait.
+            config.poll_spin = std::time::Duration::from_micros(n.min(1000) as u64);
+        }
         for directive in &self.directives {
             let (name, value) = directive.split_once('=').ok_or_else(|| {
                 UsageError(format!("--set needs DIRECTIVE=VALUE, got \"{directive}\""))

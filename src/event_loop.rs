@@ -189,6 +189,16 @@ pub struct EventLoop {
     /// taken back as the boxes exchanges own, so none is ever allocated.
     #[allow(clippy::vec_box)]
     spare_states: Vec<Box<ExchangeState>>,
+    /// Connections whose last write carried `MSG_MORE`, in this turn and in
+    /// the one before: a connection gets one more turn for the rest of its
+    /// response to arrive, then it is flushed (and always before the loop
+    /// sleeps), so a busy loop that never sleeps holds nothing for long
+    /// (see `Connection::flush`).
+    corked: Vec<usize>,
+    corked_before: Vec<usize>,
+    /// Poll without sleeping until this moment: events came recently (see
+    /// `turn`).
+    spin_until: Option<Instant>,
 }
 
 impl EventLoop {
@@ -276,6 +286,9 @@ impl EventLoop {
             last_descriptor_warning: None,
             date: HttpDate::default(),
             spare_states: Vec::with_capacity(max_buffer_sets),
+            corked: Vec::with_capacity(1024),
+            corked_before: Vec::with_capacity(1024),
+            spin_until: None,
         })
     }
 
@@ -303,14 +316,38 @@ impl EventLoop {
     /// handle them, then the deadlines and the loop's own bookkeeping.
     /// `run` is these turns until one says `Turn::Done`; tests that need
     /// to look between turns (the allocation count) call it directly.
+    ///
+    /// Sleeping is not free: each time the loop blocks in `epoll_wait` and
+    /// is woken again, the kernel sends the waking CPU an interrupt and
+    /// switches tasks, and on a loaded machine that costs the other
+    /// processes (the clients, the upstreams) more than it saves ferry. So
+    /// while events keep coming, the loop polls without sleeping
+    /// (`poll_spin` after the last event, 50 µs by default); once that much
+    /// time passes with nothing to do, it sleeps until the next event or
+    /// deadline, so an idle ferry burns no CPU. Before it sleeps, bytes held
+    /// back by `MSG_MORE` are flushed: a partial response waits for the rest
+    /// of its body only while the loop is awake.
     pub fn turn(&mut self, events: &mut Events) -> io::Result<Turn> {
-        let timeout = self.poll_timeout();
+        let mut timeout = self.poll_timeout();
+        if self.spin_until.is_some() && timeout != Some(Duration::ZERO) {
+            timeout = Some(Duration::ZERO);
+        }
+        if timeout != Some(Duration::ZERO) {
+            self.flush_corked();
+            self.flush_corked();
+        }
         match self.poll.poll(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Turn::Continue),
             Err(e) => return Err(e),
         }
         let now = Instant::now();
+        if !events.is_empty() {
+            self.spin_until =
+                Some(now + self.config.poll_spin).filter(|_| !self.config.poll_spin.is_zero());
+        } else if self.spin_until.is_some_and(|until| until <= now) {
+            self.spin_until = None;
+        }
         let wall_clock = SystemTime::now();
         self.date.update(wall_clock);
         for event in events.iter() {
@@ -370,6 +407,7 @@ impl EventLoop {
             debug!("no exchange runs on an older configuration any more");
             self.access_log.retain(&self.config.access_logs());
         }
+        self.flush_corked();
         self.publish_gauges();
         self.access_log.flush();
         if self.draining_since.is_some() && self.connections.is_empty() {
@@ -748,6 +786,9 @@ impl EventLoop {
             Driven::MoreWork => self.again.push(slot),
             Driven::Waiting => {}
         }
+        if connection.corked {
+            self.corked.push(slot);
+        }
         if let Some(at) = connection.deadline() {
             if connection.scheduled.is_none_or(|scheduled| at < scheduled) {
                 connection.scheduled = Some(at);
@@ -758,6 +799,18 @@ impl EventLoop {
                 });
             }
         }
+    }
+
+    /// Sends what `MSG_MORE` writes of the turn before left held (see
+    /// `Connection::flush`); this turn's wait one more turn.
+    fn flush_corked(&mut self) {
+        for &slot in &self.corked_before {
+            if let Some(connection) = self.connections.get_mut(slot) {
+                connection.flush();
+            }
+        }
+        self.corked_before.clear();
+        std::mem::swap(&mut self.corked, &mut self.corked_before);
     }
 
     /// Drops the heap's stale entries (closed connections, superseded

@@ -394,6 +394,10 @@ pub struct Config {
     /// A path answered by ferry itself with its counters, for tests and
     /// debugging; off unless set.
     pub status_path: Option<String>,
+    /// How long the loop keeps polling without sleeping after its last
+    /// event (`--poll-spin-us`; zero: it sleeps at once). See
+    /// `EventLoop::turn`.
+    pub poll_spin: Duration,
     /// `log_format` definitions, the built-in ones first.
     pub log_formats: Vec<(String, Template)>,
 }
@@ -441,6 +445,7 @@ impl Config {
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,
+            poll_spin: Duration::from_micros(50),
             log_formats: builtin_log_formats(),
         }
     }

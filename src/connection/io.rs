@@ -20,6 +20,12 @@ use std::io::{self, IoSlice, Read, Write};
 use mio::net::TcpStream;
 
 use super::relay::BodyOut;
+
+/// "More data follows" (Linux's `MSG_MORE`; elsewhere no such hint, so 0).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MSG_MORE: libc::c_int = libc::MSG_MORE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const MSG_MORE: libc::c_int = 0;
 use crate::buffer::RingBuffer;
 
 /// What the socket told us it can do, as last reported and not yet used up.
@@ -114,11 +120,19 @@ pub fn discard(stream: &mut TcpStream, ready: &mut Readiness) -> IoOutcome {
 /// Writes `head` then `body` (framing, data, framing) in one vectored
 /// write. Returns how many bytes of each were written; the caller advances
 /// its head cursor and tells the body's owner what went out.
+///
+/// `more` says more of this message is known to be on its way (a response
+/// whose body has not all arrived): the write carries `MSG_MORE`, so the
+/// kernel holds a partial segment for the next write instead of sending a
+/// small packet now (a head alone, then its body in a second packet). The
+/// connection must then [`flush`] before the loop sleeps, so a stalled
+/// upstream never leaves bytes held for the kernel's 200 ms.
 pub fn write_out(
     stream: &mut TcpStream,
     ready: &mut Readiness,
     head: &[u8],
     body: &BodyOut<'_>,
+    more: bool,
 ) -> (IoOutcome, usize, usize) {
     let offered = head.len() + body.len();
     if offered == 0 {
@@ -140,7 +154,12 @@ pub fn write_out(
         count += 1;
     }
     loop {
-        match stream.write_vectored(&iovecs[..count]) {
+        let written = if more {
+            socket2::SockRef::from(&*stream).send_vectored_with_flags(&iovecs[..count], MSG_MORE)
+        } else {
+            stream.write_vectored(&iovecs[..count])
+        };
+        match written {
             Ok(n) => {
                 let n = n.min(offered);
                 if n < offered {
@@ -160,4 +179,10 @@ pub fn write_out(
             }
         }
     }
+}
+
+/// Sends what `MSG_MORE` writes left held in the kernel: setting
+/// `TCP_NODELAY` (already on) pushes pending segments out at once.
+pub fn flush(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)
 }

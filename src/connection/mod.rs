@@ -150,6 +150,9 @@ pub struct Connection {
     draining: bool,
     /// Answering `?connections`: waiting for the event loop's list.
     wants_connection_list: bool,
+    /// Its last write to the client carried `MSG_MORE`: the kernel may hold
+    /// a partial segment, to be flushed before the loop sleeps.
+    pub corked: bool,
     /// The configuration of its current (or last) request; a reload takes
     /// effect at the connection's next request (see `adopt_latest_config`).
     config: Rc<Config>,
@@ -201,6 +204,7 @@ impl Connection {
             counted_as: Busy::Waiting,
             draining: false,
             wants_connection_list: false,
+            corked: false,
             config: Rc::clone(config),
             // Indexes into the configuration, which cannot hold 2^32 of them.
             listener: u32::try_from(listener).unwrap_or(u32::MAX),
@@ -209,6 +213,15 @@ impl Connection {
             bytes_in: 0,
             bytes_out: 0,
             scheduled: None,
+        }
+    }
+
+    /// Sends what `MSG_MORE` left held for this client (see `io::flush`).
+    pub fn flush(&mut self) {
+        if std::mem::take(&mut self.corked) {
+            if let Err(e) = io::flush(&self.client) {
+                debug!("client flush: {e}");
+            }
         }
     }
 
@@ -629,6 +642,7 @@ impl Connection {
                 &mut upstream.ready,
                 &buffers.upstream_head[state.upstream_head_sent..],
                 &state.request_body.output(&buffers.request, &mut scratch),
+                false,
             );
             match outcome {
                 IoOutcome::Progress(n) => {
@@ -803,15 +817,21 @@ impl Connection {
             Some(relay) => relay.output(&buffers.response, &mut scratch),
             None => BodyOut::plain(&buffers.response, 0),
         };
+        // More of the response is on its way: let the kernel hold a
+        // partial segment for it (see `io::write_out`).
+        let more = relay.as_ref().is_some_and(|relay| !relay.fully_received());
         let (outcome, from_head, from_body) = write_out(
             &mut self.client,
             &mut self.client_ready,
             &buffers.client_head[state.client_head_sent..],
             &body,
+            more,
         );
         match outcome {
             IoOutcome::Progress(n) => {
                 trace!("#{} <- * {n}B", ctx.slot);
+                // A write without MSG_MORE sends whatever was held too.
+                self.corked = more && n > 0;
                 let at = phase::offset_ms(state.started, ctx.now);
                 state.waits.touch(Direction::ClientWrite, at);
                 state.client_head_sent += from_head;

@@ -62,6 +62,7 @@ impl Connection {
                 &mut upstream.ready,
                 &[],
                 &BodyOut::plain(&buffers.request, pending),
+                false,
             ) {
                 (IoOutcome::Progress(n), _, from_body) => {
                     trace!("#{} * -> {n}B (tunnel)", ctx.slot);
@@ -115,6 +116,7 @@ impl Connection {
                 &mut self.client_ready,
                 head,
                 &BodyOut::plain(&buffers.response, pending),
+                false,
             ) {
                 (IoOutcome::Progress(n), from_head, from_body) => {
                     trace!("#{} <- * {n}B (tunnel)", ctx.slot);
