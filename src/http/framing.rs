@@ -113,38 +113,12 @@ enum State {
         size: u64,
         digits: u32,
     },
-    /// After the size or a complete extension: optional whitespace, then
-    /// `;` (another extension) or CR. `len` bounds the whole extension part.
-    ChunkExtensionGap {
+    /// After the size: chunk extensions up to CR. `len` bounds the whole
+    /// extension part; `at` says where in the grammar the line is.
+    ChunkExtension {
         size: u64,
         len: u32,
-        /// Whitespace was seen: only `;` may follow (no trailing BWS).
-        spaced: bool,
-    },
-    /// After `;`: optional whitespace, then the extension's name.
-    ChunkExtensionName {
-        size: u64,
-        len: u32,
-        /// At least one name character was seen.
-        started: bool,
-    },
-    /// After the name and whitespace: `=`, `;` or CR may follow.
-    ChunkExtensionNameEnd {
-        size: u64,
-        len: u32,
-    },
-    /// After `=`: optional whitespace, then a token or a quoted string.
-    ChunkExtensionValue {
-        size: u64,
-        len: u32,
-        /// At least one token character was seen.
-        started: bool,
-    },
-    /// Inside a quoted extension value; `escaped` after a backslash.
-    ChunkExtensionQuoted {
-        size: u64,
-        len: u32,
-        escaped: bool,
+        at: Extension,
     },
     /// Saw CR after a size line; LF must follow.
     ChunkSizeLf {
@@ -278,6 +252,67 @@ impl BodyDecoder {
     }
 }
 
+/// Where a chunk line is within its extensions (RFC 9112 §7.1.1:
+/// `*( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Extension {
+    /// After the size or a complete extension: whitespace, then `;` (another
+    /// extension) or CR. `spaced`: whitespace was seen, so only `;` may
+    /// follow (no trailing BWS).
+    Gap { spaced: bool },
+    /// After `;`: whitespace, then the name; `started` once it has begun.
+    Name { started: bool },
+    /// After the name and whitespace: `=` or `;`.
+    NameEnd,
+    /// After `=`: whitespace, then a token (`started`) or a quoted string.
+    Value { started: bool },
+    /// Inside a quoted value; `escaped` after a backslash.
+    Quoted { escaped: bool },
+}
+
+/// What one byte of a chunk extension leads to.
+enum ExtensionStep {
+    Next(Extension),
+    /// CR: the chunk line ends here.
+    LineEnd,
+}
+
+/// One byte of a chunk extension, by the grammar.
+fn extension_step(at: Extension, byte: u8) -> Result<ExtensionStep, FramingError> {
+    use Extension::{Gap, Name, NameEnd, Quoted, Value};
+    use ExtensionStep::{LineEnd, Next};
+    let space = matches!(byte, b' ' | b'\t');
+    Ok(match (at, byte) {
+        (Gap { spaced: false }, b'\r') => LineEnd,
+        (Gap { .. }, _) if space => Next(Gap { spaced: true }),
+        (Gap { .. } | NameEnd, b';') => Next(Name { started: false }),
+        (Name { .. }, _) if is_tchar(byte) => Next(Name { started: true }),
+        (Name { started: false }, _) if space => Next(Name { started: false }),
+        (Name { started: true }, b'\r') => LineEnd,
+        (Name { started: true } | NameEnd, b'=') => Next(Value { started: false }),
+        (Name { started: true }, b';') => Next(Name { started: false }),
+        (Name { started: true } | NameEnd, _) if space => Next(NameEnd),
+        (Value { .. }, _) if is_tchar(byte) => Next(Value { started: true }),
+        (Value { started: false }, _) if space => Next(Value { started: false }),
+        (Value { started: false }, b'"') => Next(Quoted { escaped: false }),
+        (Value { started: true }, b'\r') => LineEnd,
+        (Value { started: true }, b';') => Next(Name { started: false }),
+        (Value { started: true }, _) if space => Next(Gap { spaced: true }),
+        // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+        (Quoted { escaped: true }, b'\t' | 0x20..=0x7e | 0x80..=0xff) => {
+            Next(Quoted { escaped: false })
+        }
+        (Quoted { escaped: false }, b'\\') => Next(Quoted { escaped: true }),
+        (Quoted { escaped: false }, b'"') => Next(Gap { spaced: false }),
+        // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+        (Quoted { escaped: false }, b'\t' | 0x20..=0x7e | 0x80..=0xff) => {
+            Next(Quoted { escaped: false })
+        }
+        (_, b'\n') => return Err(FramingError::LineEnding),
+        _ => return Err(FramingError::ChunkExtension),
+    })
+}
+
 /// Where a trailer field line is (RFC 9112 §7.1.2: trailer fields are
 /// field lines, `token ":" OWS field-value OWS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,135 +369,26 @@ fn framing_step(state: State, byte: u8) -> Result<State, FramingError> {
             }
             _ if digits == 0 => return Err(ChunkSize),
             (None, b'\r') => State::ChunkSizeLf { size },
-            (None, b';') => State::ChunkExtensionName {
+            (None, b';') => State::ChunkExtension {
                 size,
                 len: 1,
-                started: false,
+                at: Extension::Name { started: false },
             },
-            (None, b' ' | b'\t') => State::ChunkExtensionGap {
+            (None, b' ' | b'\t') => State::ChunkExtension {
                 size,
                 len: 1,
-                spaced: true,
+                at: Extension::Gap { spaced: true },
             },
             (None, b'\n') => return Err(LineEnding),
             (None, _) => return Err(ChunkSize),
         },
-        State::ChunkExtensionGap { size, len, spaced } => match byte {
-            b'\r' if !spaced => State::ChunkSizeLf { size },
-            b' ' | b'\t' => State::ChunkExtensionGap {
+        State::ChunkExtension { size, len, at } => match extension_step(at, byte)? {
+            ExtensionStep::LineEnd => State::ChunkSizeLf { size },
+            ExtensionStep::Next(at) => State::ChunkExtension {
                 size,
                 len: ext(len)?,
-                spaced: true,
+                at,
             },
-            b';' => State::ChunkExtensionName {
-                size,
-                len: ext(len)?,
-                started: false,
-            },
-            b'\n' => return Err(LineEnding),
-            _ => return Err(ChunkExtension),
-        },
-        State::ChunkExtensionName { size, len, started } => match byte {
-            _ if is_tchar(byte) => State::ChunkExtensionName {
-                size,
-                len: ext(len)?,
-                started: true,
-            },
-            b' ' | b'\t' if !started => State::ChunkExtensionName {
-                size,
-                len: ext(len)?,
-                started,
-            },
-            _ if !started => return Err(ChunkExtension),
-            b'\r' => State::ChunkSizeLf { size },
-            b'=' => State::ChunkExtensionValue {
-                size,
-                len: ext(len)?,
-                started: false,
-            },
-            b';' => State::ChunkExtensionName {
-                size,
-                len: ext(len)?,
-                started: false,
-            },
-            b' ' | b'\t' => State::ChunkExtensionNameEnd {
-                size,
-                len: ext(len)?,
-            },
-            _ => return Err(ChunkExtension),
-        },
-        State::ChunkExtensionNameEnd { size, len } => match byte {
-            b' ' | b'\t' => State::ChunkExtensionNameEnd {
-                size,
-                len: ext(len)?,
-            },
-            b'=' => State::ChunkExtensionValue {
-                size,
-                len: ext(len)?,
-                started: false,
-            },
-            b';' => State::ChunkExtensionName {
-                size,
-                len: ext(len)?,
-                started: false,
-            },
-            _ => return Err(ChunkExtension),
-        },
-        State::ChunkExtensionValue { size, len, started } => match byte {
-            _ if is_tchar(byte) => State::ChunkExtensionValue {
-                size,
-                len: ext(len)?,
-                started: true,
-            },
-            b' ' | b'\t' if !started => State::ChunkExtensionValue {
-                size,
-                len: ext(len)?,
-                started,
-            },
-            b'"' if !started => State::ChunkExtensionQuoted {
-                size,
-                len: ext(len)?,
-                escaped: false,
-            },
-            _ if !started => return Err(ChunkExtension),
-            b'\r' => State::ChunkSizeLf { size },
-            b';' => State::ChunkExtensionName {
-                size,
-                len: ext(len)?,
-                started: false,
-            },
-            b' ' | b'\t' => State::ChunkExtensionGap {
-                size,
-                len: ext(len)?,
-                spaced: true,
-            },
-            _ => return Err(ChunkExtension),
-        },
-        State::ChunkExtensionQuoted { size, len, escaped } => match byte {
-            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
-            b'\t' | 0x20..=0x7e | 0x80..=0xff if escaped => State::ChunkExtensionQuoted {
-                size,
-                len: ext(len)?,
-                escaped: false,
-            },
-            b'\\' => State::ChunkExtensionQuoted {
-                size,
-                len: ext(len)?,
-                escaped: true,
-            },
-            b'"' => State::ChunkExtensionGap {
-                size,
-                len: ext(len)?,
-                spaced: false,
-            },
-            // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
-            b'\t' | 0x20..=0x7e | 0x80..=0xff => State::ChunkExtensionQuoted {
-                size,
-                len: ext(len)?,
-                escaped: false,
-            },
-            b'\r' | b'\n' => return Err(ChunkExtension),
-            _ => return Err(ChunkExtension),
         },
         State::ChunkSizeLf { size } => match byte {
             b'\n' if size == 0 => State::Trailer {
