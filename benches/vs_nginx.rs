@@ -1221,15 +1221,17 @@ fn write_docs(
            request (its stub_status `accepts`): 0 when every upstream connection is reused.\n\n\
          ## Why the peers differ\n\n\
          - ferry runs fewer user-space instructions per request than nginx and HAProxy, and\n\
-           fewer syscalls (4.2 per keep-alive request: one read and one write per side, and\n\
-           an `epoll_wait` every few requests), yet on small responses HAProxy, and on this\n\
-           machine nginx, serve more requests per second. The load generator and the origin\n\
-           share the other core, which is the bottleneck: what matters there is how often a\n\
-           proxy makes the other core wake up (ferry sleeps in `epoll_wait` as soon as it has\n\
-           nothing to do) and how many packets a response takes (ferry writes a response head\n\
-           at once when the body has not arrived yet). Both are being worked on (issue 13: an\n\
-           adaptive poll that stays awake while events keep coming, and coalescing a head with\n\
-           the body that follows); the figures above are before them.\n\
+           fewer syscalls (about 4.2 per keep-alive request: one read and one write per side,\n\
+           and an `epoll_wait` every few requests). On small responses the load generator and\n\
+           the origin share the other core, which is the bottleneck: what matters there is\n\
+           how often a proxy makes that core wake up and how many packets a response takes.\n\
+           ferry writes a head whose body has not arrived with `MSG_MORE`, so both leave in one\n\
+           packet; polling on for a while after events instead of sleeping at once\n\
+           (`--poll-spin-us`) did not pay here and is off (see docs/architecture.md, \"Sleeping,\n\
+           waking, and packets\"). Where HAProxy still\n\
+           serves more small requests per second, the rest of the difference is not\n\
+           explained yet; per-process CPU, `nstat` segment counts and `perf record` of the\n\
+           whole machine are the next measurements.\n\
          - On 64 KiB and larger bodies ferry streams through its ring buffers with one `readv`\n\
            and one `writev` per buffer's worth, while nginx buffers; that is where ferry leads.\n\
          - Nobody reconnects upstream: `keepalive 50` matches the 50 clients, and ferry without\n\

@@ -34,7 +34,7 @@ OPTIONS:
     --buffer-sets N               busy connections holding buffers at once [512]
     --status-path PATH            answer PATH with ferry's counters [off]
     --poll-spin-us N              keep polling this long after the last event
-                                  before sleeping, 0 = sleep at once [50]
+                                  before sleeping, 0 = sleep at once [0]
     --set DIRECTIVE=VALUE         an nginx directive, e.g. proxy_read_timeout=5s;
                                   repeatable. Known: client_header_timeout,
                                   client_body_timeout, keepalive_timeout,

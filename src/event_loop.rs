@@ -321,9 +321,10 @@ impl EventLoop {
     /// is woken again, the kernel sends the waking CPU an interrupt and
     /// switches tasks, and on a loaded machine that costs the other
     /// processes (the clients, the upstreams) more than it saves ferry. So
-    /// while events keep coming, the loop polls without sleeping
-    /// (`poll_spin` after the last event, 50 µs by default); once that much
-    /// time passes with nothing to do, it sleeps until the next event or
+    /// while events keep coming, the loop can poll without sleeping
+    /// (`--poll-spin-us` after the last event; off by default, see
+    /// docs/architecture.md for what it measured); once that much time
+    /// passes with nothing to do, it sleeps until the next event or
     /// deadline, so an idle ferry burns no CPU. Before it sleeps, bytes held
     /// back by `MSG_MORE` are flushed: a partial response waits for the rest
     /// of its body only while the loop is awake.

@@ -445,7 +445,7 @@ impl Config {
             worker_connections: 512,
             max_buffer_sets: 512,
             status_path: None,
-            poll_spin: Duration::from_micros(50),
+            poll_spin: Duration::ZERO,
             log_formats: builtin_log_formats(),
         }
     }
