@@ -10,10 +10,10 @@
 //! what a request head means:
 //!
 //! ```
-//! use ferry::http::{framing::BodyKind, request, MAX_HEADERS};
+//! use ferry::http::{framing::BodyKind, request};
 //!
 //! let bytes = b"POST /upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\n\r\nhello";
-//! let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+//! let mut headers = ferry::http::header_slots();
 //! let head = request::parse(bytes, &mut headers, 8192).unwrap().unwrap();
 //! assert_eq!(head.summary.body, BodyKind::Length(5));
 //! assert!(head.summary.keep_alive);

@@ -10,7 +10,7 @@ use ferry::variables::RequestView;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = ferry::http::header_slots();
     let Ok(Some(head)) = request::parse(data, &mut headers, 8192) else {
         return;
     };
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     request::write_upstream_head(&head, &upstream, &mut out);
     // What ferry sends must itself be a valid head, framed the same way.
-    let mut again = [httparse::EMPTY_HEADER; MAX_HEADERS + 8];
+    let mut again = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS + 8];
     let reparsed = request::parse(&out, &mut again, 64 * 1024);
     let Ok(Some(reparsed)) = reparsed else {
         panic!("ferry wrote a head it cannot parse: {:?}", String::from_utf8_lossy(&out));

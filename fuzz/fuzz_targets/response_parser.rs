@@ -5,7 +5,7 @@
 use ferry::http::framing::BodyKind;
 use ferry::http::request::{Method, RequestSummary};
 use ferry::http::response::{self, ExtraFields};
-use ferry::http::{Version, MAX_HEADERS};
+use ferry::http::Version;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         expect_continue: false,
         upgrade: flags & 8 != 0,
     };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = ferry::http::header_slots();
     let Ok(Some(head)) = response::parse(bytes, &mut headers, &request, 8192) else {
         return;
     };

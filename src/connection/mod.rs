@@ -51,7 +51,7 @@ use crate::error::ProxyError;
 use crate::http::date::HttpDate;
 use crate::http::request::RequestSummary;
 use crate::http::response::{self, ClientFraming};
-use crate::http::{Version, MAX_HEADERS};
+use crate::http::Version;
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
 use crate::status::{ConnectionLine, StatusPage};
@@ -886,7 +886,7 @@ impl Connection {
                 ..
             } = &mut *exchange.buffers;
             let state = &mut *exchange.state;
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = crate::http::header_slots();
             let bytes = ring.make_contiguous();
             let head = match response::parse(bytes, &mut headers, &state.request, settings.max_head)
             {

@@ -25,7 +25,7 @@ use crate::http::error_page::CONTINUE;
 use crate::http::framing::BodyKind;
 use crate::http::headers;
 use crate::http::request::{self, Method, RequestSummary};
-use crate::http::{self as http, Version, MAX_HEADERS};
+use crate::http::{self as http, Version};
 use crate::routing;
 use crate::status::StatusPage;
 use crate::upstream::Tried;
@@ -139,7 +139,7 @@ impl Connection {
             ..
         } = buffers;
         let max_head = ctx.config.server_settings(self.server as usize).max_head;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         let head = match request::parse(ring.make_contiguous(), &mut headers, max_head) {
             Err(request::RequestError::HigherMinorVersion) => {
                 // HTTP/1.2..1.9: fixed up in place, then parsed as HTTP/1.1.
@@ -148,7 +148,7 @@ impl Connection {
                     ctx.slot
                 );
                 request::accept_higher_minor_version(ring.make_contiguous_mut());
-                headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                headers = crate::http::header_slots();
                 request::parse(ring.make_contiguous(), &mut headers, max_head)
             }
             parsed => parsed,

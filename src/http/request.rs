@@ -147,7 +147,7 @@ impl fmt::Display for RequestError {
 /// more. Bytes after the head (body, pipelined requests) are not looked at.
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>],
+    headers: &'h mut [std::mem::MaybeUninit<httparse::Header<'b>>],
     max_head: usize,
 ) -> Result<Option<RequestHead<'h, 'b>>, RequestError> {
     let over_limit = || {
@@ -157,8 +157,8 @@ pub fn parse<'h, 'b>(
             RequestError::UriTooLong
         }
     };
-    let mut request = httparse::Request::new(headers);
-    let head_len = match request.parse(buf) {
+    let mut request = httparse::Request::new(&mut []);
+    let head_len = match request.parse_with_uninit_headers(buf, headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(over_limit()),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -598,10 +598,9 @@ pub fn write_upstream_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::MAX_HEADERS;
 
     fn parse_ok(bytes: &[u8]) -> (RequestSummary, usize, Vec<u8>) {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         let head = parse(bytes, &mut headers, 8192)
             .expect("valid")
             .expect("complete");
@@ -631,7 +630,7 @@ mod tests {
     }
 
     fn parse_err(bytes: &[u8]) -> RequestError {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         match parse(bytes, &mut headers, 8192) {
             Err(e) => e,
             Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(bytes)),
@@ -823,19 +822,19 @@ mod tests {
 
     #[test]
     fn limits_distinguish_long_uri_from_large_head() {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(200));
         assert!(matches!(
             parse(long_line.as_bytes(), &mut headers, 100),
             Err(RequestError::UriTooLong)
         ));
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         let big_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "b".repeat(200));
         assert!(matches!(
             parse(big_head.as_bytes(), &mut headers, 100),
             Err(RequestError::HeadTooLarge)
         ));
-        let mut headers = [httparse::EMPTY_HEADER; 2];
+        let mut headers = [const { std::mem::MaybeUninit::uninit() }; 2];
         let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
         assert!(matches!(
             parse(many, &mut headers, 100),
@@ -853,7 +852,7 @@ mod tests {
         ] {
             assert!(!valid_authority(authority), "{authority}");
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         assert!(matches!(
             parse(b"C http://? HTTP/1.0\r\n\r\n", &mut headers, 8192),
             Err(RequestError::InvalidTargetHost)
@@ -902,7 +901,7 @@ mod tests {
         for minor in b'2'..=b'9' {
             let mut bytes =
                 format!("GET / HTTP/1.{}\r\nHost: a\r\n\r\n", minor as char).into_bytes();
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = crate::http::header_slots();
             assert!(matches!(
                 parse(&bytes, &mut headers, 8192),
                 Err(RequestError::HigherMinorVersion)
@@ -960,7 +959,7 @@ mod tests {
 
     #[test]
     fn absolute_form_host_is_the_authority() {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         let bytes = b"GET http://a.test:81 HTTP/1.1\r\nHost: b.test\r\n\r\n";
         let head = parse(bytes, &mut headers, 8192).unwrap().unwrap();
         assert_eq!(head.host, Some(&b"a.test:81"[..]));
@@ -970,7 +969,7 @@ mod tests {
 
     #[test]
     fn incomplete_head_asks_for_more() {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         assert!(matches!(
             parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut headers, 8192),
             Ok(None)

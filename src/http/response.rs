@@ -61,12 +61,17 @@ impl fmt::Display for ResponseError {
 /// described by `request`. `Ok(None)`: incomplete, read more.
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>],
+    headers: &'h mut [std::mem::MaybeUninit<httparse::Header<'b>>],
     request: &RequestSummary,
     max_head: usize,
 ) -> Result<Option<ResponseHead<'h, 'b>>, ResponseError> {
-    let mut response = httparse::Response::new(headers);
-    let head_len = match response.parse(buf) {
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        headers,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) if n <= max_head => n,
         Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
             return Err(ResponseError::HeadTooLarge)
@@ -249,7 +254,6 @@ pub fn write_client_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::MAX_HEADERS;
 
     fn request(method: Method, version: Version) -> RequestSummary {
         RequestSummary {
@@ -263,7 +267,7 @@ mod tests {
     }
 
     fn head(bytes: &[u8], req: RequestSummary) -> Result<(BodyKind, bool, String), ResponseError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = crate::http::header_slots();
         let response = parse(bytes, &mut headers, &req, 8192)?.expect("complete");
         let (framing, keep) = client_framing(&response, &req);
         let mut out = Vec::new();
@@ -377,7 +381,7 @@ mod tests {
     fn date_is_added_only_where_missing() {
         let req = GET11();
         let write = |bytes: &[u8]| {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = crate::http::header_slots();
             let response = parse(bytes, &mut headers, &req, 8192).unwrap().unwrap();
             let extra = ExtraFields {
                 date: b"Sun, 06 Nov 1994 08:49:37 GMT",
