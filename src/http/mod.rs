@@ -9,6 +9,7 @@ pub mod date;
 pub mod error_page;
 pub mod framing;
 pub mod headers;
+pub mod host;
 pub mod request;
 pub mod response;
 

@@ -1,0 +1,392 @@
+//! The `Forwarding` phase: request bytes flow from the client's ring to the
+//! upstream and response bytes back, the response head is parsed and
+//! re-serialized, and the body relays frame what passes (`relay.rs`).
+//! Connecting is in `upstream_side.rs`; what happens once the upstream's
+//! part is over (`WritingResponse`) is in `mod.rs`.
+
+use log::{debug, trace};
+
+use super::io::{read_into, write_out, IoOutcome};
+use super::phase::{self, Direction, Exchange, Mark, Phase, ResponseState, TunnelState};
+use super::relay::{BodyOut, BodyRelay, RelayMode, FRAMING_SCRATCH};
+use super::upstream_side::next_upstream_allowed;
+use super::{Abort, Connection, Context};
+use crate::buffer::BufferSet;
+use crate::config::next_upstream;
+use crate::error::ProxyError;
+use crate::http::response::{self, ClientFraming};
+use crate::http::Version;
+use crate::upstream::UpstreamConn;
+
+use super::answer::add_header_applies;
+
+impl Connection {
+    pub(super) fn step_forwarding(
+        &mut self,
+        mut exchange: Exchange,
+        mut upstream: UpstreamConn,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        // Client -> ring, and ring -> client.
+        let mut progress = match self.pump_client(&mut exchange, ctx) {
+            Ok(progress) => progress,
+            Err(abort) => return self.abort(exchange, Some(upstream), abort, ctx),
+        };
+        if let Err(error) = self.scan_request_body(&mut exchange, ctx) {
+            ctx.upstreams.close(&ctx.config, upstream);
+            return self.fail(exchange, error, ctx);
+        }
+
+        // Ring -> upstream: the request head, then the body as it is cleared.
+        let head_left = exchange.buffers.upstream_head.len() - exchange.upstream_head_sent;
+        if upstream.ready.writable
+            && !exchange.upstream_write_failed
+            && (head_left > 0 || exchange.request_body.has_output())
+        {
+            let at = exchange.offset_ms(ctx.now);
+            let buffers = &mut *exchange.buffers;
+            let state = &mut *exchange.state;
+            let mut scratch = [0u8; FRAMING_SCRATCH];
+            let (outcome, from_head, from_body) = write_out(
+                &mut upstream.stream,
+                &mut upstream.ready,
+                &buffers.upstream_head[state.upstream_head_sent..],
+                &state.request_body.output(&buffers.request, &mut scratch),
+                false,
+            );
+            match outcome {
+                IoOutcome::Progress(n) => {
+                    trace!("#{} * -> {n}B", ctx.slot);
+                    state.waits.touch(Direction::UpstreamWrite, at);
+                    state.upstream_head_sent += from_head;
+                    let data = state.request_body.written(from_body, &mut buffers.request);
+                    state.log.request_length += data as u64;
+                    state.body_sent |= from_body > 0;
+                    progress |= n > 0;
+                }
+                IoOutcome::Failed(e) => {
+                    // The upstream may have answered and closed early; its
+                    // response (or its absence) decides what happens next.
+                    debug!("#{}/upstream write failed: {e}", ctx.slot);
+                    state.upstream_write_failed = true;
+                    upstream.ready.readable = true;
+                    progress = true;
+                }
+                IoOutcome::WouldBlock | IoOutcome::Eof => {}
+            }
+        }
+
+        // Upstream -> ring.
+        if upstream.ready.readable && !exchange.buffers.response.is_full() {
+            match read_into(
+                &mut upstream.stream,
+                &mut upstream.ready,
+                &mut exchange.buffers.response,
+            ) {
+                IoOutcome::Progress(n) => {
+                    trace!("#{} * <- {n}B", ctx.slot);
+                    let at = exchange.offset_ms(ctx.now);
+                    exchange.waits.touch(Direction::UpstreamRead, at);
+                    exchange.response_started = true;
+                    progress = true;
+                }
+                IoOutcome::WouldBlock => {}
+                IoOutcome::Eof => return self.upstream_ended(exchange, upstream, None, ctx),
+                IoOutcome::Failed(e) => {
+                    return self.upstream_ended(exchange, upstream, Some(e), ctx)
+                }
+            }
+        }
+
+        // Response head, then body framing.
+        if let ResponseState::AwaitingHead = exchange.response {
+            match self.parse_response(&mut exchange, ctx) {
+                Ok(parsed) => progress |= parsed,
+                Err((error, condition)) => {
+                    return self.next_upstream(exchange, Some(upstream), error, condition, ctx);
+                }
+            }
+        }
+        if let ResponseState::Body { relay, .. } = &mut exchange.state.response {
+            if let Err(e) = relay.scan(&mut exchange.buffers.response) {
+                return self.upstream_body_invalid(exchange, Some(upstream), e, ctx);
+            }
+        }
+        // Ring -> client again, now that the head or more body is in.
+        match self.write_client(&mut exchange, ctx) {
+            Ok(wrote) => progress |= wrote,
+            Err(abort) => return self.abort(exchange, Some(upstream), abort, ctx),
+        }
+
+        match &exchange.response {
+            ResponseState::Body {
+                relay,
+                upstream_reusable,
+            } if relay.fully_received() => {
+                let upstream_reusable = *upstream_reusable;
+                self.upstream_done(&mut exchange, upstream, upstream_reusable, ctx);
+                (Phase::WritingResponse { exchange }, true)
+            }
+            ResponseState::Switching => {
+                debug!("#{} upstream switched protocols; tunnelling", ctx.slot);
+                if let Some(peer) = exchange.peer {
+                    ctx.upstreams.succeeded(&ctx.config, peer);
+                }
+                let tunnel = TunnelState {
+                    last_activity: Mark::at(exchange.started, ctx.now),
+                    ..TunnelState::default()
+                };
+                (
+                    Phase::Tunnel {
+                        exchange,
+                        upstream,
+                        tunnel,
+                    },
+                    true,
+                )
+            }
+            _ => (Phase::Forwarding { exchange, upstream }, progress),
+        }
+    }
+
+    /// Reads the client (body, or pipelined requests behind it) and writes
+    /// what is queued for it. Shared by every phase that has an exchange.
+    pub(super) fn pump_client(
+        &mut self,
+        exchange: &mut Exchange,
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, Abort> {
+        let mut progress = self.write_client(exchange, ctx)?;
+        if self.client_ready.readable && !self.client_eof && !exchange.buffers.request.is_full() {
+            match read_into(
+                &mut self.client,
+                &mut self.client_ready,
+                &mut exchange.buffers.request,
+            ) {
+                IoOutcome::Progress(n) => {
+                    trace!("#{} -> * {n}B", ctx.slot);
+                    let at = exchange.offset_ms(ctx.now);
+                    exchange.waits.touch(Direction::ClientRead, at);
+                    progress = true;
+                }
+                IoOutcome::WouldBlock => {}
+                IoOutcome::Eof => {
+                    self.client_eof = true;
+                    progress = true;
+                    if !exchange.request_body.fully_received() {
+                        return Err(Abort::ClientGone(
+                            "closed the connection in the middle of the request body",
+                        ));
+                    }
+                    debug!(
+                        "#{} client shut down its sending side; finishing the response",
+                        ctx.slot
+                    );
+                }
+                IoOutcome::Failed(e) => {
+                    debug!("#{} client read failed: {e}", ctx.slot);
+                    return Err(Abort::ClientGone("reset the connection"));
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    pub(super) fn scan_request_body(
+        &self,
+        exchange: &mut Exchange,
+        ctx: &Context<'_>,
+    ) -> Result<(), ProxyError> {
+        exchange
+            .state
+            .request_body
+            .scan(&mut exchange.buffers.request)
+            .map_err(ProxyError::RequestBody)?;
+        let limit = exchange.settings(&ctx.config).client_max_body_size;
+        if limit != 0 && exchange.request_body.data_seen() > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        Ok(())
+    }
+
+    /// Writes the queued head (interim, final or ferry's own) and the body
+    /// bytes cleared for the client, in one vectored write.
+    pub(super) fn write_client(
+        &mut self,
+        exchange: &mut Exchange,
+        ctx: &Context<'_>,
+    ) -> Result<bool, Abort> {
+        let Exchange { buffers, state } = exchange;
+        let relay = match &mut state.response {
+            ResponseState::Body { relay, .. } => Some(relay),
+            _ => None,
+        };
+        let body_ready = relay.as_ref().is_some_and(|relay| relay.has_output());
+        let head_left = buffers.client_head.len() - state.client_head_sent;
+        if !self.client_ready.writable || (head_left == 0 && !body_ready) {
+            return Ok(false);
+        }
+        let mut scratch = [0u8; FRAMING_SCRATCH];
+        let body = match &relay {
+            Some(relay) => relay.output(&buffers.response, &mut scratch),
+            None => BodyOut::plain(&buffers.response, 0),
+        };
+        // A head whose body is still on its way: let the kernel hold it for
+        // the body (see `io::write_out`). Only with the head: once the body
+        // flows, full segments leave anyway, and holding each write's tail
+        // would cost a flush per write (measured: 1 MiB responses took twice
+        // the CPU).
+        let more = head_left > 0 && relay.as_ref().is_some_and(|relay| !relay.fully_received());
+        let (outcome, from_head, from_body) = write_out(
+            &mut self.client,
+            &mut self.client_ready,
+            &buffers.client_head[state.client_head_sent..],
+            &body,
+            more,
+        );
+        match outcome {
+            IoOutcome::Progress(n) => {
+                trace!("#{} <- * {n}B", ctx.slot);
+                // A write without MSG_MORE sends whatever was held too.
+                self.corked = more && n > 0;
+                let at = phase::offset_ms(state.started, ctx.now);
+                state.waits.touch(Direction::ClientWrite, at);
+                state.client_head_sent += from_head;
+                state.log.body_bytes_sent += from_body as u64;
+                state.log.bytes_sent += n as u64;
+                if let Some(relay) = relay {
+                    relay.written(from_body, &mut buffers.response);
+                }
+                Ok(n > 0)
+            }
+            IoOutcome::WouldBlock | IoOutcome::Eof => Ok(false),
+            IoOutcome::Failed(e) => {
+                debug!("#{} client write failed: {e}", ctx.slot);
+                Err(Abort::ClientGone("stopped receiving the response"))
+            }
+        }
+    }
+
+    /// Parses response heads at the front of the response ring: relays
+    /// interim (1xx) heads, and on the final head sets up the body relay and
+    /// queues the client's head.
+    pub(super) fn parse_response(
+        &self,
+        exchange: &mut Exchange,
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, (ProxyError, u16)> {
+        let mut progress = false;
+        let settings = exchange.route.settings(&ctx.config);
+        // What a 5xx may do, decided before the head borrows the buffers.
+        let retry_mask = if next_upstream_allowed(exchange, u16::MAX, &ctx.config, ctx.now)
+            && ctx.upstreams.has_candidate(
+                &ctx.config,
+                exchange.group as usize,
+                exchange.tried,
+                ctx.now,
+            ) {
+            settings.next_upstream
+        } else {
+            0
+        };
+        // An interim head waits until the previous one is written out.
+        while exchange.client_head_sent == exchange.buffers.client_head.len()
+            && !exchange.buffers.response.is_empty()
+        {
+            let BufferSet {
+                response: ring,
+                client_head,
+                extra_headers,
+                ..
+            } = &mut *exchange.buffers;
+            let state = &mut *exchange.state;
+            let mut headers = crate::http::header_slots();
+            let bytes = ring.make_contiguous();
+            let head = match response::parse(bytes, &mut headers, &state.request, settings.max_head)
+            {
+                Ok(Some(head)) => head,
+                Ok(None) => return Ok(progress),
+                Err(e) => {
+                    return Err((
+                        ProxyError::UpstreamResponse(e),
+                        next_upstream::INVALID_HEADER,
+                    ))
+                }
+            };
+            client_head.clear();
+            state.client_head_sent = 0;
+            progress = true;
+            if head.is_switch() {
+                // The upstream agreed to the upgrade: relay its 101 and
+                // become a tunnel. Nothing the client sent was forwarded
+                // before this point.
+                response::write_informational_head(&head, &state.request, client_head);
+                state.log.status = 101;
+                state.log.upstream_status = 101;
+                state.log.head_received = Mark::at(state.started, ctx.now);
+                state.response = ResponseState::Switching;
+                let head_len = head.head_len;
+                ring.consume(head_len);
+                break;
+            }
+            if head.is_interim() {
+                // HTTP/1.0 clients cannot take 1xx; a 100 after ferry's own
+                // 100 would be a duplicate.
+                let duplicate = head.status == 100 && state.sent_continue;
+                if state.request.version == Version::Http11 && !duplicate {
+                    response::write_informational_head(&head, &state.request, client_head);
+                }
+                trace!("#{} interim response {}", ctx.slot, head.status);
+                let head_len = head.head_len;
+                ring.consume(head_len);
+                continue;
+            }
+            // `proxy_next_upstream http_503` and the like: another server may
+            // answer better, if one is left and nothing went to the client.
+            let status_condition = next_upstream::for_status(head.status);
+            if status_condition & retry_mask != 0 {
+                return Err((ProxyError::UpstreamStatus(head.status), status_condition));
+            }
+            if let Some(peer) = state.peer {
+                ctx.upstreams.succeeded(&ctx.config, peer);
+            }
+            let (framing, keep_alive) = response::client_framing(&head, &state.request);
+            let keep_alive = keep_alive && state.keep_alive && self.may_keep_alive(settings);
+            state.keep_alive = keep_alive;
+            let always_end = (state.always_headers_end as usize).min(extra_headers.len());
+            let add = if add_header_applies(head.status) {
+                &extra_headers[..]
+            } else {
+                &extra_headers[..always_end]
+            };
+            let extra = response::ExtraFields {
+                hide: &settings.hide_headers,
+                add,
+                date: ctx.date.as_bytes(),
+            };
+            response::write_client_head(
+                &head,
+                &state.request,
+                framing,
+                keep_alive,
+                &extra,
+                client_head,
+            );
+            let mode = match framing {
+                ClientFraming::AsReceived => RelayMode::Rechunk,
+                ClientFraming::Dechunked => RelayMode::Dechunk,
+            };
+            state.log.status = head.status;
+            state.log.upstream_status = head.status;
+            state.log.head_received = Mark::at(state.started, ctx.now);
+            state.response = ResponseState::Body {
+                relay: BodyRelay::new(head.body, mode),
+                upstream_reusable: head.upstream_reusable,
+            };
+            let head_len = head.head_len;
+            ring.consume(head_len);
+            break;
+        }
+        Ok(progress)
+    }
+}
