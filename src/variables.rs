@@ -602,6 +602,27 @@ mod tests {
         assert_eq!(template.hash(&view(&headers)), crc.finish());
     }
 
+    /// An exchange's values for a log line: 200, nothing sent, no times.
+    fn exchange_vars(
+        earlier_attempts: &[UpstreamAttempt],
+        upstream: Option<UpstreamAttempt>,
+    ) -> ExchangeVars<'_> {
+        ExchangeVars {
+            status: 200,
+            body_bytes_sent: 0,
+            bytes_sent: 0,
+            request_length: 0,
+            request_time: std::time::Duration::ZERO,
+            time_local: b"",
+            time_iso8601: b"",
+            msec: std::time::Duration::ZERO,
+            earlier_attempts,
+            upstream,
+            connection: 1,
+            connection_requests: 1,
+        }
+    }
+
     #[test]
     fn log_lines_capture_request_values_and_escape() {
         let headers = [httparse::Header {
@@ -616,17 +637,7 @@ mod tests {
         format.capture(&view(&headers), &mut captured);
         let exchange = ExchangeVars {
             status: 404,
-            body_bytes_sent: 0,
-            bytes_sent: 0,
-            request_length: 0,
-            request_time: std::time::Duration::ZERO,
-            time_local: b"",
-            time_iso8601: b"",
-            msec: std::time::Duration::ZERO,
-            earlier_attempts: &[],
-            upstream: None,
-            connection: 1,
-            connection_requests: 1,
+            ..exchange_vars(&[], None)
         };
         let mut line = Vec::new();
         format.render_log(&captured, &exchange, &mut line);
@@ -656,20 +667,7 @@ mod tests {
             times: [Some(ms(2)), Some(ms(3)), Some(ms(4))],
         };
         let render = |earlier: &[UpstreamAttempt], upstream: Option<UpstreamAttempt>| {
-            let exchange = ExchangeVars {
-                status: 200,
-                body_bytes_sent: 0,
-                bytes_sent: 0,
-                request_length: 0,
-                request_time: std::time::Duration::ZERO,
-                time_local: b"",
-                time_iso8601: b"",
-                msec: std::time::Duration::ZERO,
-                earlier_attempts: earlier,
-                upstream,
-                connection: 1,
-                connection_requests: 1,
-            };
+            let exchange = exchange_vars(earlier, upstream);
             let mut line = Vec::new();
             format.render_log(&[], &exchange, &mut line);
             String::from_utf8(line).unwrap()
