@@ -108,6 +108,9 @@ struct Sample {
     /// New connections the origin accepted per request: how often the
     /// proxy reconnected upstream.
     connects_per_request: f64,
+    /// CPU time of the whole machine (proxy, origin, load generator and
+    /// kernel) per request: what a request costs everyone.
+    machine_cpu_us_per_request: f64,
     errors: u64,
 }
 
@@ -471,6 +474,23 @@ fn cpu_ticks(pid: u32) -> u64 {
             .unwrap_or(0)
 }
 
+/// Busy time of the whole machine (every CPU, user + system + interrupts),
+/// in clock ticks, from the first line of /proc/stat.
+fn machine_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return 0;
+    };
+    // cpu user nice system idle iowait irq softirq steal ...
+    line.split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -523,10 +543,12 @@ fn run_wrk(
     command.arg(format!("http://127.0.0.1:{port}{}", workload.path));
     let accepts_before = origin_accepts(origin_port);
     let before = measured.map(cpu_ticks);
+    let machine_before = machine_ticks();
     let output = command
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    let machine_after = machine_ticks();
     let after = measured.map(cpu_ticks);
     let accepts_after = origin_accepts(origin_port);
     let mut sample = Sample::default();
@@ -565,6 +587,10 @@ fn run_wrk(
         if requests > 0 {
             sample.cpu_us_per_request = (after - before) as f64 * 10_000.0 / requests as f64;
         }
+    }
+    if requests > 0 {
+        sample.machine_cpu_us_per_request =
+            machine_after.saturating_sub(machine_before) as f64 * 10_000.0 / requests as f64;
     }
     if let (Some(before), Some(after), true) = (accepts_before, accepts_after, requests > 0) {
         // The second status request was itself one accept.
@@ -614,8 +640,16 @@ fn idle_rss(port: u16, pid: u32, count: usize) -> f64 {
     (after.saturating_sub(before) * 1024) as f64 / opened as f64
 }
 
-/// `strace -c -f` over a short wrk run: syscalls per request, by name.
-fn syscalls(tools: &Tools, pid: u32, port: u16, seconds: u64) -> Option<(f64, Vec<(String, f64)>)> {
+/// `strace -c -f` over a short wrk run of `connections` clients fetching
+/// `path`: syscalls per request, in total and by name.
+fn syscalls(
+    tools: &Tools,
+    pid: u32,
+    port: u16,
+    seconds: u64,
+    path: &str,
+    connections: u32,
+) -> Option<(f64, Vec<(String, f64)>)> {
     let strace = tools.strace.as_ref()?;
     let out = std::env::temp_dir().join(format!("vs-nginx-strace-{pid}"));
     let mut tracer = Command::new(strace)
@@ -628,17 +662,12 @@ fn syscalls(tools: &Tools, pid: u32, port: u16, seconds: u64) -> Option<(f64, Ve
         .spawn()
         .ok()?;
     std::thread::sleep(Duration::from_millis(500));
-    let workload = Workload {
-        name: "syscalls",
-        path: "/100b",
-        connections: 10,
-        close: false,
-    };
     let mut command = pinned(tools, 1, &tools.wrk);
     let output = command
-        .args(["-t1", "-c10"])
+        .arg("-t1")
+        .arg(format!("-c{connections}"))
         .arg(format!("-d{seconds}s"))
-        .arg(format!("http://127.0.0.1:{port}{}", workload.path))
+        .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -678,9 +707,15 @@ fn syscalls(tools: &Tools, pid: u32, port: u16, seconds: u64) -> Option<(f64, Ve
 /// on one connection before it is stopped; the difference of the two totals
 /// over the difference of the counts leaves start-up and shutdown out.
 /// Not a timing: the figure is the same on a busy machine.
-fn instructions(tools: &Tools, peer: Peer, setup: &Setup, counts: (u64, u64)) -> Option<f64> {
+fn instructions(
+    tools: &Tools,
+    peer: Peer,
+    setup: &Setup,
+    counts: (u64, u64),
+) -> Option<(f64, f64)> {
     let valgrind = tools.valgrind.as_ref()?;
     let mut totals = Vec::new();
+    let mut allocations = Vec::new();
     for count in [counts.0, counts.1] {
         let out = setup.dir.join(format!("callgrind-{}.out", peer.name()));
         let _ = std::fs::remove_file(&out);
@@ -767,9 +802,54 @@ fn instructions(tools: &Tools, peer: Peer, setup: &Setup, counts: (u64, u64)) ->
             .parse()
             .ok()?;
         totals.push(total);
+        allocations.push(allocation_calls(&text));
     }
-    let per_request = (totals[1] - totals[0]) / (counts.1 - counts.0) as f64;
-    (per_request > 0.0).then_some(per_request)
+    let requests = (counts.1 - counts.0) as f64;
+    let per_request = (totals[1] - totals[0]) / requests;
+    let allocations_per_request = (allocations[1] - allocations[0]) / requests;
+    (per_request > 0.0).then_some((per_request, allocations_per_request))
+}
+
+/// Calls to the C allocator recorded in a callgrind profile. Callgrind
+/// names a function once (`cfn=(12) malloc`) and by number after that
+/// (`cfn=(12)`); the line after a `cfn=` line says how many calls.
+fn allocation_calls(profile: &str) -> f64 {
+    const ALLOCATORS: [&str; 4] = ["malloc", "calloc", "realloc", "posix_memalign"];
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut calling_allocator = false;
+    let mut calls = 0.0;
+    for line in profile.lines() {
+        if let Some(calls_line) = line.strip_prefix("calls=") {
+            if calling_allocator {
+                calls += calls_line
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+            calling_allocator = false;
+            continue;
+        }
+        let (is_call, rest) = if let Some(rest) = line.strip_prefix("cfn=") {
+            (true, rest)
+        } else if let Some(rest) = line.strip_prefix("fn=") {
+            (false, rest)
+        } else {
+            continue;
+        };
+        // "(id) name" or "(id)".
+        let name = match rest.split_once(' ') {
+            Some((id, name)) => {
+                names.insert(id.to_string(), name.to_string());
+                name.to_string()
+            }
+            None => names.get(rest).cloned().unwrap_or_default(),
+        };
+        if is_call {
+            calling_allocator = ALLOCATORS.contains(&name.as_str());
+        }
+    }
+    calls
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -787,9 +867,16 @@ struct Report {
     failed: BTreeMap<Peer, String>,
     idle_bytes: BTreeMap<Peer, f64>,
     idle_rss_kib: BTreeMap<Peer, u64>,
+    /// Small keep-alive requests from 10 clients: total and by name.
     syscalls: BTreeMap<Peer, (f64, Vec<(String, f64)>)>,
+    /// The same with 50 clients, and 1 MiB responses with 10.
+    syscalls_small_50: BTreeMap<Peer, f64>,
+    syscalls_1m: BTreeMap<Peer, f64>,
     /// User-space instructions per small keep-alive request (callgrind).
     instructions: BTreeMap<Peer, f64>,
+    /// Heap allocations per small keep-alive request (calls to malloc,
+    /// calloc, realloc and posix_memalign counted by the same callgrind run).
+    allocations: BTreeMap<Peer, f64>,
 }
 
 fn run(options: &Options) -> Result<(), String> {
@@ -864,9 +951,16 @@ fn run(options: &Options) -> Result<(), String> {
                     let running = start_peer(peer, &tools, &setup)?;
                     if let Some(pid) = running.as_ref().map(|r| r.measured_pid) {
                         let seconds = if options.quick { 1 } else { 3 };
-                        if let Some(counts) = syscalls(&tools, pid, port_of(peer, &setup), seconds)
-                        {
+                        let port = port_of(peer, &setup);
+                        if let Some(counts) = syscalls(&tools, pid, port, seconds, "/100b", 10) {
                             report.syscalls.insert(peer, counts);
+                        }
+                        if let Some((total, _)) = syscalls(&tools, pid, port, seconds, "/100b", 50)
+                        {
+                            report.syscalls_small_50.insert(peer, total);
+                        }
+                        if let Some((total, _)) = syscalls(&tools, pid, port, seconds, "/1m", 10) {
+                            report.syscalls_1m.insert(peer, total);
                         }
                     }
                 }
@@ -897,12 +991,13 @@ fn run(options: &Options) -> Result<(), String> {
         if options.quick && peer != Peer::Ferry {
             continue;
         }
-        if let Some(count) = instructions(&tools, peer, &setup, counts) {
+        if let Some((count, allocations)) = instructions(&tools, peer, &setup, counts) {
             println!(
-                "  {:8} {count:>10.0} instructions per small request",
+                "  {:8} {count:>10.0} instructions and {allocations:.2} allocations per small request",
                 peer.name()
             );
             report.instructions.insert(peer, count);
+            report.allocations.insert(peer, allocations);
         }
     }
     let table = table(&report, &peers);
@@ -939,8 +1034,8 @@ fn ratio(report: &Report, workload: &str, field: fn(&Sample) -> f64) -> Option<f
 
 fn table(report: &Report, peers: &[Peer]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| workload | peer | req/s | p50 ms | p99 ms | CPU µs/req | upstream connects/req | ferry/nginx req/s | ferry/nginx CPU |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| workload | peer | req/s | p50 ms | p99 ms | CPU µs/req | machine CPU µs/req | upstream connects/req | ferry/nginx req/s | ferry/nginx CPU |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for workload in &WORKLOADS {
         for &peer in peers {
             let Some(rps) = med(report, workload.name, peer, |s| s.requests_per_second) else {
@@ -951,6 +1046,10 @@ fn table(report: &Report, peers: &[Peer]) -> String {
             let cpu = med(report, workload.name, peer, |s| s.cpu_us_per_request).unwrap_or(0.0);
             let connects =
                 med(report, workload.name, peer, |s| s.connects_per_request).unwrap_or(0.0);
+            let machine = med(report, workload.name, peer, |s| {
+                s.machine_cpu_us_per_request
+            })
+            .unwrap_or(0.0);
             let (rps_ratio, cpu_ratio) = if peer == Peer::Ferry {
                 (
                     ratio(report, workload.name, |s| s.requests_per_second)
@@ -968,15 +1067,15 @@ fn table(report: &Report, peers: &[Peer]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {rps:.0} | {p50:.2} | {p99:.2} | {cpu} | {connects:.3} | {rps_ratio} | {cpu_ratio} |",
+                "| {} | {} | {rps:.0} | {p50:.2} | {p99:.2} | {cpu} | {machine:.1} | {connects:.3} | {rps_ratio} | {cpu_ratio} |",
                 workload.name,
                 peer.name()
             );
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| peer | instructions/req (small) | syscalls/req (small) | top syscalls | RSS idle | RSS per idle keep-alive client |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| peer | instructions/req (small) | allocations/req (small) | syscalls/req (small, 10 clients) | top syscalls | syscalls/req (small, 50 clients) | syscalls per 1 MiB response | RSS idle | RSS per idle keep-alive client |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for &peer in peers.iter().filter(|p| **p != Peer::Direct) {
         let (total, top) = report.syscalls.get(&peer).map_or(
             ("-".to_string(), String::new()),
@@ -1002,9 +1101,21 @@ fn table(report: &Report, peers: &[Peer]) -> String {
             .instructions
             .get(&peer)
             .map_or("-".into(), |n| format!("{n:.0}"));
+        let allocations = report
+            .allocations
+            .get(&peer)
+            .map_or("-".into(), |n| format!("{n:.2}"));
+        let small_50 = report
+            .syscalls_small_50
+            .get(&peer)
+            .map_or("-".into(), |n| format!("{n:.2}"));
+        let one_mib = report
+            .syscalls_1m
+            .get(&peer)
+            .map_or("-".into(), |n| format!("{n:.1}"));
         let _ = writeln!(
             out,
-            "| {} | {instructions} | {total} | {top} | {idle} | {per} |",
+            "| {} | {instructions} | {allocations} | {total} | {top} | {small_50} | {one_mib} | {idle} | {per} |",
             peer.name()
         );
     }
@@ -1031,12 +1142,13 @@ fn json(report: &Report, peers: &[Peer], options: &Options) -> String {
             first = false;
             let _ = write!(
                 out,
-                "    {{\"workload\": \"{workload}\", \"peer\": \"{}\", \"rep\": {rep}, \"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"cpu_us_per_req\": {:.2}, \"connects_per_req\": {:.4}, \"errors\": {}}}",
+                "    {{\"workload\": \"{workload}\", \"peer\": \"{}\", \"rep\": {rep}, \"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"cpu_us_per_req\": {:.2}, \"machine_cpu_us_per_req\": {:.2}, \"connects_per_req\": {:.4}, \"errors\": {}}}",
                 peer.name(),
                 s.requests_per_second,
                 s.p50_ms,
                 s.p99_ms,
                 s.cpu_us_per_request,
+                s.machine_cpu_us_per_request,
                 s.connects_per_request,
                 s.errors
             );
@@ -1048,10 +1160,13 @@ fn json(report: &Report, peers: &[Peer], options: &Options) -> String {
         .filter(|p| **p != Peer::Direct)
         .map(|peer| {
             format!(
-                "    \"{}\": {{\"instructions_per_req\": {:.0}, \"syscalls_per_req\": {:.3}, \"idle_rss_kib\": {}, \"bytes_per_idle_client\": {:.0}, \"failed\": {}}}",
+                "    \"{}\": {{\"instructions_per_req\": {:.0}, \"allocations_per_req\": {:.2}, \"syscalls_per_req\": {:.3}, \"syscalls_per_req_50_clients\": {:.3}, \"syscalls_per_1m_response\": {:.1}, \"idle_rss_kib\": {}, \"bytes_per_idle_client\": {:.0}, \"failed\": {}}}",
                 peer.name(),
                 report.instructions.get(peer).copied().unwrap_or(0.0),
+                report.allocations.get(peer).copied().unwrap_or(0.0),
                 report.syscalls.get(peer).map_or(0.0, |s| s.0),
+                report.syscalls_small_50.get(peer).copied().unwrap_or(0.0),
+                report.syscalls_1m.get(peer).copied().unwrap_or(0.0),
                 report.idle_rss_kib.get(peer).copied().unwrap_or(0),
                 report.idle_bytes.get(peer).copied().unwrap_or(0.0),
                 report.failed.get(peer).map_or("null".to_string(), |why| format!("\"{}\"", why.replace('"', "'")))

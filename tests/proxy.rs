@@ -105,6 +105,35 @@ fn quarter_gibibyte_both_ways() {
 }
 
 #[test]
+fn bulk_transfers_borrow_a_large_buffer_and_give_it_back() {
+    let origin = Origin::standard();
+    let upstream = origin.addr.to_string();
+    let ferry = Ferry::start_logging(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--status-path",
+            "/_status",
+            "--client-max-body-size",
+            "0",
+        ],
+        "ferry=trace",
+    );
+    // A small response never fills the ring; 1 MiB both ways does.
+    download(&ferry, 4096, "length");
+    assert_eq!(ferry.stderr_count("keeps filling its buffer"), 0);
+    download(&ferry, 1 << 20, "chunked");
+    upload(&ferry, 1 << 20, true);
+    assert!(ferry.stderr_count("response keeps filling its buffer: now 262144 bytes") >= 1);
+    assert!(ferry.stderr_count("request keeps filling its buffer: now 262144 bytes") >= 1);
+    ferry.wait_for_counters(Duration::from_secs(5), |c| {
+        c["buffer_sets_lent"] <= 1 && c["large_buffers_lent"] == 0
+    });
+}
+
+#[test]
 fn a_head_written_one_byte_at_a_time() {
     let origin = Origin::standard();
     let ferry = Ferry::start(origin.addr, &[]);

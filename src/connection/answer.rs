@@ -134,11 +134,12 @@ impl Connection {
         let _ = write!(
             cursor,
             "connections {}\nupstream_connections {}\npooled_upstream_connections {}\n\
-             buffer_sets_lent {}\ntimers {}\naccepted {}\n",
+             buffer_sets_lent {}\nlarge_buffers_lent {}\ntimers {}\naccepted {}\n",
             stats.active.get(),
             ctx.upstreams.open_count(),
             ctx.upstreams.idle.len(),
             ctx.buffers.lent(),
+            ctx.buffers.large_lent(),
             ctx.timers.len(),
             stats.accepted.get(),
         );

@@ -85,6 +85,7 @@ impl Connection {
             ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * <- {n}B", ctx.slot);
+                    ctx.grow_if_bulk(&mut exchange.buffers.response, "response");
                     let at = exchange.offset_ms(ctx.now);
                     exchange.waits.touch(Direction::UpstreamRead, at);
                     exchange.response_started = true;
@@ -165,6 +166,7 @@ impl Connection {
             ) {
                 IoOutcome::Progress(n) => {
                     trace!("#{} -> * {n}B", ctx.slot);
+                    ctx.grow_if_bulk(&mut exchange.buffers.request, "request");
                     let at = exchange.offset_ms(ctx.now);
                     exchange.waits.touch(Direction::ClientRead, at);
                     progress = true;

@@ -40,7 +40,7 @@ use mio::Registry;
 
 use self::io::{discard, IoOutcome, Readiness};
 use self::phase::{Busy, Direction, Exchange, ExchangeState, Phase, ResponseState};
-use crate::buffer::BufferPool;
+use crate::buffer::{BufferPool, RingBuffer};
 use crate::config::next_upstream;
 use crate::config::{Config, Settings};
 use crate::error::ProxyError;
@@ -90,6 +90,18 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// A ring that keeps filling is moving a bulk transfer: give it a large
+    /// storage (see `BufferPool::grow`), so the rest moves in fewer syscalls.
+    pub fn grow_if_bulk(&mut self, ring: &mut RingBuffer, side: &str) {
+        if ring.keeps_filling() && self.buffers.grow(ring) {
+            trace!(
+                "#{} {side} keeps filling its buffer: now {} bytes",
+                self.slot,
+                ring.capacity()
+            );
+        }
+    }
+
     /// An exchange is over: its buffers go back to the pool and its state
     /// box to the spares, so the next exchange allocates neither.
     pub fn retire(&mut self, exchange: Exchange) {
