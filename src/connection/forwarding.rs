@@ -7,7 +7,7 @@
 use log::{debug, trace};
 
 use super::io::{read_into, write_out, IoOutcome};
-use super::phase::{self, Direction, Exchange, Mark, Phase, ResponseState, TunnelState};
+use super::phase::{Direction, Exchange, Phase, ResponseState, TunnelState};
 use super::relay::{BodyOut, BodyRelay, RelayMode, FRAMING_SCRATCH};
 use super::upstream_side::next_upstream_allowed;
 use super::{Abort, Connection, Context};
@@ -43,7 +43,7 @@ impl Connection {
             && !exchange.upstream_write_failed
             && (head_left > 0 || exchange.request_body.has_output())
         {
-            let at = exchange.offset_ms(ctx.now);
+            let at = exchange.offset_ms(ctx.now_ms);
             let buffers = &mut *exchange.buffers;
             let state = &mut *exchange.state;
             let mut scratch = [0u8; FRAMING_SCRATCH];
@@ -86,7 +86,7 @@ impl Connection {
                 IoOutcome::Progress(n) => {
                     trace!("#{} * <- {n}B", ctx.slot);
                     ctx.grow_if_bulk(&mut exchange.buffers.response, "response");
-                    let at = exchange.offset_ms(ctx.now);
+                    let at = exchange.offset_ms(ctx.now_ms);
                     exchange.waits.touch(Direction::UpstreamRead, at);
                     exchange.response_started = true;
                     progress = true;
@@ -134,7 +134,7 @@ impl Connection {
                     ctx.upstreams.succeeded(&ctx.config, peer);
                 }
                 let tunnel = TunnelState {
-                    last_activity: Mark::at(exchange.started, ctx.now),
+                    last_activity: exchange.mark(ctx.now_ms),
                     ..TunnelState::default()
                 };
                 (
@@ -167,7 +167,7 @@ impl Connection {
                 IoOutcome::Progress(n) => {
                     trace!("#{} -> * {n}B", ctx.slot);
                     ctx.grow_if_bulk(&mut exchange.buffers.request, "request");
-                    let at = exchange.offset_ms(ctx.now);
+                    let at = exchange.offset_ms(ctx.now_ms);
                     exchange.waits.touch(Direction::ClientRead, at);
                     progress = true;
                 }
@@ -219,6 +219,7 @@ impl Connection {
         ctx: &Context<'_>,
     ) -> Result<bool, Abort> {
         let Exchange { buffers, state } = exchange;
+        let at = state.offset_ms(ctx.now_ms);
         let relay = match &mut state.response {
             ResponseState::Body { relay, .. } => Some(relay),
             _ => None,
@@ -251,7 +252,6 @@ impl Connection {
                 trace!("#{} <- * {n}B", ctx.slot);
                 // A write without MSG_MORE sends whatever was held too.
                 self.corked = more && n > 0;
-                let at = phase::offset_ms(state.started, ctx.now);
                 state.waits.touch(Direction::ClientWrite, at);
                 state.client_head_sent += from_head;
                 state.log.body_bytes_sent += from_body as u64;
@@ -325,7 +325,7 @@ impl Connection {
                 response::write_informational_head(&head, &state.request, client_head);
                 state.log.status = 101;
                 state.log.upstream_status = 101;
-                state.log.head_received = Mark::at(state.started, ctx.now);
+                state.log.head_received = state.mark(ctx.now_ms);
                 state.response = ResponseState::Switching;
                 let head_len = head.head_len;
                 ring.consume(head_len);
@@ -380,7 +380,7 @@ impl Connection {
             };
             state.log.status = head.status;
             state.log.upstream_status = head.status;
-            state.log.head_received = Mark::at(state.started, ctx.now);
+            state.log.head_received = state.mark(ctx.now_ms);
             state.response = ResponseState::Body {
                 relay: BodyRelay::new(head.body, mode),
                 upstream_reusable: head.upstream_reusable,

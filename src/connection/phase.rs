@@ -180,6 +180,8 @@ impl std::ops::DerefMut for Exchange {
 pub struct ExchangeState {
     pub request: RequestSummary,
     pub started: Instant,
+    /// `started` on the loop's millisecond clock (`Context::now_ms`).
+    pub started_ms: u64,
     /// Finds the end of the request body in `buffers.request`.
     pub request_body: BodyRelay,
     /// Bytes of `buffers.upstream_head` written so far.
@@ -406,11 +408,6 @@ impl Default for Mark {
 impl Mark {
     pub const NONE: Mark = Mark(u32::MAX);
 
-    pub fn at(started: Instant, now: Instant) -> Mark {
-        let ms = now.saturating_duration_since(started).as_millis();
-        Mark(u32::try_from(ms).unwrap_or(u32::MAX - 1).min(u32::MAX - 1))
-    }
-
     pub fn get(self) -> Option<u32> {
         (self != Mark::NONE).then_some(self.0)
     }
@@ -420,11 +417,6 @@ impl Mark {
         self.get()
             .map(|ms| started + Duration::from_millis(u64::from(ms)))
     }
-}
-
-/// `now` as milliseconds after `started` (saturating).
-pub fn offset_ms(started: Instant, now: Instant) -> u32 {
-    u32::try_from(now.saturating_duration_since(started).as_millis()).unwrap_or(u32::MAX)
 }
 
 /// A server and location index, compact.
@@ -485,9 +477,14 @@ impl ExchangeState {
         self.log.status != 0
     }
 
-    /// `now` as milliseconds after the exchange started.
-    pub fn offset_ms(&self, now: Instant) -> u32 {
-        offset_ms(self.started, now)
+    /// The loop's `now_ms` as milliseconds after the exchange started.
+    pub fn offset_ms(&self, now_ms: u64) -> u32 {
+        u32::try_from(now_ms.saturating_sub(self.started_ms)).unwrap_or(u32::MAX)
+    }
+
+    /// The loop's `now_ms` as a [`Mark`] of this exchange.
+    pub fn mark(&self, now_ms: u64) -> Mark {
+        Mark(self.offset_ms(now_ms).min(u32::MAX - 1))
     }
 
     /// The earliest timeout among the waiting directions.

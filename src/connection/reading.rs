@@ -45,7 +45,11 @@ impl Connection {
         if held > searched {
             let max_head = ctx.config.server_settings(self.server as usize).max_head;
             let bytes = buffers.request.make_contiguous();
-            if http::head_may_be_complete(bytes, searched) || held >= max_head {
+            // The first look parses at once: a head usually arrives whole,
+            // and httparse finds its end in the same pass. Only a head that
+            // comes in pieces is scanned before each new parse, so a client
+            // sending one byte at a time costs one pass, not one per byte.
+            if searched == 0 || http::head_may_be_complete(bytes, searched) || held >= max_head {
                 match self.parse_request(&mut buffers, ctx) {
                     Ok(Some(parsed)) => return self.start_exchange(buffers, parsed, ctx),
                     Ok(None) => {}
@@ -293,6 +297,7 @@ impl Connection {
         let fresh = ExchangeState {
             request,
             started: ctx.now,
+            started_ms: ctx.now_ms,
             request_body: BodyRelay::new(request.body, RelayMode::Rechunk),
             upstream_head_sent: 0,
             client_head_sent: 0,

@@ -7,7 +7,7 @@ use std::net::Shutdown;
 use log::{debug, trace};
 
 use super::io::{read_into, write_out, IoOutcome};
-use super::phase::{Exchange, Mark, Phase, TunnelState};
+use super::phase::{Exchange, Phase, TunnelState};
 use super::relay::BodyOut;
 use super::{Connection, Context};
 use crate::upstream::UpstreamConn;
@@ -26,7 +26,7 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         let mut progress = false;
-        let now = Mark::at(exchange.started, ctx.now);
+        let now = exchange.mark(ctx.now_ms);
         let buffers = &mut *exchange.buffers;
         let state = &mut *exchange.state;
 

@@ -63,7 +63,7 @@ impl Connection {
         };
         exchange.tried.add(peer.server as usize);
         exchange.peer = Some(peer);
-        exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
+        exchange.log.connect_started = exchange.mark(ctx.now_ms);
         if let Some(upstream) = ctx.upstreams.checkout(&ctx.config, peer, ctx.slot) {
             debug!(
                 "#{}/upstream reusing a pooled connection to {}",
@@ -158,7 +158,7 @@ impl Connection {
         }
         if !moving_on {
             // The last attempt: the access log shows what became of it.
-            let ended = Mark::at(exchange.started, ctx.now);
+            let ended = exchange.mark(ctx.now_ms);
             let log = &mut exchange.log;
             if log.upstream_status == 0 {
                 log.upstream_status = error.upstream_status();
@@ -168,7 +168,7 @@ impl Connection {
             }
             return self.answer_error(exchange, error, ctx);
         }
-        end_attempt(&mut exchange, error.upstream_status(), ctx.now);
+        end_attempt(&mut exchange, error.upstream_status(), ctx.now_ms);
         self.choose_upstream(exchange, Some(error), ctx)
     }
 
@@ -198,7 +198,7 @@ impl Connection {
                 if let Err(e) = upstream.stream.set_nodelay(true) {
                     debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
                 }
-                exchange.log.connected = Mark::at(exchange.started, ctx.now);
+                exchange.log.connected = exchange.mark(ctx.now_ms);
                 debug!(
                     "#{}/upstream connected to {}",
                     ctx.slot,
@@ -229,7 +229,7 @@ impl Connection {
         reusable: bool,
         ctx: &mut Context<'_>,
     ) {
-        exchange.log.response_received = Mark::at(exchange.started, ctx.now);
+        exchange.log.response_received = exchange.mark(ctx.now_ms);
         let body_held = match &exchange.response {
             ResponseState::Body { relay, .. } => relay.held(),
             _ => 0,
@@ -347,7 +347,7 @@ impl Connection {
             );
             exchange.retried = true;
             restart_attempt(&mut exchange);
-            exchange.log.connect_started = Mark::at(exchange.started, ctx.now);
+            exchange.log.connect_started = exchange.mark(ctx.now_ms);
             return self.connect_upstream(exchange, peer, ctx);
         }
         self.next_upstream(exchange, None, error, next_upstream::ERROR, ctx)
@@ -381,9 +381,9 @@ pub(super) fn next_upstream_allowed(
 /// The attempt on the current server failed with `status` (as nginx
 /// records it): it joins the `$upstream_*` lists, and the exchange is
 /// ready for an attempt on another server.
-fn end_attempt(exchange: &mut Exchange, status: u16, now: Instant) {
+fn end_attempt(exchange: &mut Exchange, status: u16, now_ms: u64) {
     if let Some(peer) = exchange.peer.take() {
-        let ended = Mark::at(exchange.started, now);
+        let ended = exchange.mark(now_ms);
         let log = &mut exchange.log;
         log.response_received = ended;
         let times = log.upstream_times();

@@ -85,6 +85,7 @@ macro_rules! context {
         Context {
             slot: $slot,
             now: $now,
+            now_ms: $loop.now_ms,
             wall_clock: $wall_clock,
             date: &$loop.date,
             registry: $loop.poll.registry(),
@@ -173,6 +174,9 @@ pub struct EventLoop {
     resolved: Vec<(SocketAddr, SocketAddr)>,
     /// When this worker started: connection ages count from here.
     started: Instant,
+    /// The current turn's `now` in milliseconds since `started`
+    /// (`Context::now_ms`).
+    now_ms: u64,
     /// Its position among the workers.
     index: usize,
     /// Connections that yielded with work left, and the list being driven
@@ -280,6 +284,7 @@ impl EventLoop {
             reuse_port: setup.reuse_port,
             resolved: setup.resolved,
             started: Instant::now(),
+            now_ms: 0,
             index: setup.index,
             again: Vec::with_capacity(64),
             again_spare: Vec::with_capacity(64),
@@ -346,6 +351,8 @@ impl EventLoop {
             Err(e) => return Err(e),
         }
         let now = Instant::now();
+        self.now_ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX);
         if !events.is_empty() {
             self.spin_until =
                 Some(now + self.config.poll_spin).filter(|_| !self.config.poll_spin.is_zero());
@@ -386,7 +393,7 @@ impl EventLoop {
                             self.drive(slot, now, wall_clock);
                         }
                     }
-                    Some(Owner::Pooled) => self.upstreams.on_idle_event(link),
+                    Some(Owner::Pooled) => self.upstreams.on_idle_event(link, event),
                     None => {}
                 },
                 None => error!("event for an unknown token {:?}", event.token()),

@@ -50,7 +50,170 @@ fn trim_spaces(mut value: &[u8]) -> &[u8] {
 }
 
 pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|hop| hop.eq_ignore_ascii_case(name))
+    field(name).is_hop_by_hop()
+}
+
+/// The fields ferry acts on, told apart by name alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Date,
+    Host,
+    Expect,
+    /// Hop-by-hop and not one of the above: `Keep-Alive`,
+    /// `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`.
+    OtherHopByHop,
+    Other,
+}
+
+impl Field {
+    pub fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Field::Connection | Field::TransferEncoding | Field::OtherHopByHop
+        )
+    }
+}
+
+/// Classifies a field name (case-insensitively) with one length switch
+/// and at most two comparisons: every relayed field passes here once per
+/// hop, and most are none of these.
+pub fn field(name: &str) -> Field {
+    let is = |known: &str| token_eq_lowercase(name.as_bytes(), known.as_bytes());
+    match name.len() {
+        2 if is("te") => Field::OtherHopByHop,
+        4 if is("date") => Field::Date,
+        4 if is("host") => Field::Host,
+        6 if is("expect") => Field::Expect,
+        7 if is("trailer") || is("upgrade") => Field::OtherHopByHop,
+        10 if is("connection") => Field::Connection,
+        10 if is("keep-alive") => Field::OtherHopByHop,
+        14 if is("content-length") => Field::ContentLength,
+        16 if is("proxy-connection") => Field::OtherHopByHop,
+        17 if is("transfer-encoding") => Field::TransferEncoding,
+        _ => Field::Other,
+    }
+}
+
+/// Whether `name` is `lower` (lowercase letters and `-`) in any case.
+/// Setting bit 5 lowercases a letter and leaves `-` as it is; the only
+/// other byte it maps onto one of these is CR (onto `-`), which no field
+/// name or value can hold (httparse refuses it), so this is exact here.
+/// No early exit: with `lower` a constant the loop unrolls to a few
+/// instructions.
+fn token_eq_lowercase(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name.iter().zip(lower).fold(0u8, |differs, (byte, want)| {
+            differs | ((byte | 0x20) ^ want)
+        }) == 0
+}
+
+/// What one pass over a head's fields finds: its framing, its `Connection`
+/// options, whether `Connection` names other fields (which then become
+/// hop-by-hop for this message), its `Date`, and the request fields ferry
+/// checks (`Host`, `Expect`). Every head is scanned once, by
+/// [`FieldFacts::scan`], and the parsers decide from this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldFacts<'b> {
+    /// Strict framing: exactly one `Content-Length` of digits, or
+    /// `Transfer-Encoding` exactly `chunked`, once, and never both. An
+    /// error is kept, not returned at once, so that the parsers can rank it
+    /// among their own checks.
+    pub framing: Result<DeclaredFraming, FramingHeaderError>,
+    /// The `Transfer-Encoding` value, for checks on its raw bytes.
+    pub transfer_encoding: Option<&'b [u8]>,
+    pub connection: ConnectionOptions,
+    pub connection_names_others: bool,
+    pub has_date: bool,
+    /// The first `Host` value, and whether there was another.
+    pub host: Option<&'b [u8]>,
+    pub duplicate_host: bool,
+    /// `Expect` fields: one says `100-continue`, one says anything else.
+    pub expect_continue: bool,
+    pub expect_other: bool,
+}
+
+impl<'b> FieldFacts<'b> {
+    pub fn scan(headers: &[httparse::Header<'b>]) -> FieldFacts<'b> {
+        let mut facts = FieldFacts {
+            framing: Ok(DeclaredFraming::None),
+            transfer_encoding: None,
+            connection: ConnectionOptions::default(),
+            connection_names_others: false,
+            has_date: false,
+            host: None,
+            duplicate_host: false,
+            expect_continue: false,
+            expect_other: false,
+        };
+        let mut length: Option<u64> = None;
+        let mut framing_error = None;
+        for header in headers {
+            match field(header.name) {
+                Field::ContentLength if framing_error.is_none() => {
+                    // One field, one number. RFC 9110 §8.6 would let
+                    // identical repeats pass; nginx refuses them, and so
+                    // does ferry: two parsers must never have a choice to
+                    // make here.
+                    match parse_decimal(trim_ows(header.value)) {
+                        Some(value) if length.is_none() => length = Some(value),
+                        _ => framing_error = Some(FramingHeaderError::InvalidContentLength),
+                    }
+                }
+                Field::TransferEncoding if framing_error.is_none() => {
+                    // Exactly `chunked` (spaces around it aside), once:
+                    // nginx's rule, and stricter than RFC 9112's lists.
+                    // `chunked\t`, `xchunked` and `gzip, chunked` are all
+                    // refused.
+                    let value = trim_spaces(header.value);
+                    framing_error = if facts.transfer_encoding.is_some() || value.is_empty() {
+                        Some(FramingHeaderError::InvalidTransferEncoding)
+                    } else if !value.eq_ignore_ascii_case(b"chunked") {
+                        Some(FramingHeaderError::UnsupportedTransferEncoding)
+                    } else {
+                        None
+                    };
+                    facts.transfer_encoding = Some(header.value);
+                }
+                Field::Connection => {
+                    for member in list_members(header.value) {
+                        if member.eq_ignore_ascii_case(b"close") {
+                            facts.connection.close = true;
+                        } else if member.eq_ignore_ascii_case(b"keep-alive") {
+                            facts.connection.keep_alive = true;
+                        } else if member.eq_ignore_ascii_case(b"upgrade") {
+                            facts.connection.upgrade = true;
+                        } else if !std::str::from_utf8(member).is_ok_and(is_hop_by_hop) {
+                            facts.connection_names_others = true;
+                        }
+                    }
+                }
+                Field::Date => facts.has_date = true,
+                Field::Host => {
+                    facts.duplicate_host |= facts.host.is_some();
+                    facts.host.get_or_insert(header.value);
+                }
+                Field::Expect => {
+                    if header.value.eq_ignore_ascii_case(b"100-continue") {
+                        facts.expect_continue = true;
+                    } else {
+                        facts.expect_other = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        facts.framing = match (framing_error, facts.transfer_encoding, length) {
+            (Some(error), _, _) => Err(error),
+            (None, Some(_), Some(_)) => Err(FramingHeaderError::ContentLengthWithTransferEncoding),
+            (None, Some(_), None) => Ok(DeclaredFraming::Chunked),
+            (None, None, Some(n)) => Ok(DeclaredFraming::ContentLength(n)),
+            (None, None, None) => Ok(DeclaredFraming::None),
+        };
+        facts
+    }
 }
 
 /// What a message's `Connection` fields ask for
@@ -68,7 +231,7 @@ impl ConnectionOptions {
         let mut options = ConnectionOptions::default();
         for header in headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .filter(|h| field(h.name) == Field::Connection)
         {
             for member in list_members(header.value) {
                 if member.eq_ignore_ascii_case(b"close") {
@@ -89,7 +252,7 @@ impl ConnectionOptions {
 pub fn named_in_connection(name: &str, headers: &[httparse::Header<'_>]) -> bool {
     headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .filter(|h| field(h.name) == Field::Connection)
         .flat_map(|h| list_members(h.value))
         .any(|member| member.eq_ignore_ascii_case(name.as_bytes()))
 }
@@ -111,23 +274,18 @@ pub struct HopByHop<'h, 'b> {
 }
 
 impl<'h, 'b> HopByHop<'h, 'b> {
-    pub fn new(headers: &'h [httparse::Header<'b>]) -> HopByHop<'h, 'b> {
-        let names_others = headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| list_members(h.value))
-            .any(|member| {
-                !member.eq_ignore_ascii_case(b"close")
-                    && !std::str::from_utf8(member).is_ok_and(is_hop_by_hop)
-            });
+    /// For a head whose [`FieldFacts`] said whether `Connection` names
+    /// other fields.
+    pub fn new(headers: &'h [httparse::Header<'b>], names_others: bool) -> HopByHop<'h, 'b> {
         HopByHop {
             headers,
             names_others,
         }
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        is_hop_by_hop(name) || (self.names_others && named_in_connection(name, self.headers))
+    /// Whether the field (already classified as `kind`) stays on this hop.
+    pub fn contains(&self, name: &str, kind: Field) -> bool {
+        kind.is_hop_by_hop() || (self.names_others && named_in_connection(name, self.headers))
     }
 }
 
@@ -150,12 +308,27 @@ pub fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
 pub fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
+            // Rendered on the stack and appended once: this runs for every
+            // request (X-Forwarded-For).
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (index, octet) in v4.octets().into_iter().enumerate() {
                 if index > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                push_decimal(out, u64::from(octet));
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                len += 1;
             }
+            out.extend_from_slice(&text[..len]);
         }
         std::net::IpAddr::V6(v6) => {
             use std::io::Write;
@@ -189,49 +362,11 @@ pub enum DeclaredFraming {
 
 /// Reads `Content-Length` and `Transfer-Encoding` strictly: exactly one
 /// `Content-Length` of digits; `Transfer-Encoding` exactly one final
-/// `chunked`.
+/// `chunked` (see [`FieldFacts::scan`]).
 pub fn declared_framing(
     headers: &[httparse::Header<'_>],
 ) -> Result<DeclaredFraming, FramingHeaderError> {
-    let mut length: Option<u64> = None;
-    let mut transfer_encoding = false;
-    let mut chunked = false;
-    for header in headers {
-        if header.name.eq_ignore_ascii_case("content-length") {
-            // One field, one number. RFC 9110 §8.6 would let identical
-            // repeats pass; nginx refuses them, and so does ferry: two
-            // parsers must never have a choice to make here.
-            if length.is_some() {
-                return Err(FramingHeaderError::InvalidContentLength);
-            }
-            let value = parse_decimal(trim_ows(header.value))
-                .ok_or(FramingHeaderError::InvalidContentLength)?;
-            length = Some(value);
-        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            // Exactly `chunked` (spaces around it aside), once: nginx's rule,
-            // and stricter than RFC 9112's lists. `chunked\t`, `xchunked`
-            // and `gzip, chunked` are all refused.
-            if transfer_encoding {
-                return Err(FramingHeaderError::InvalidTransferEncoding);
-            }
-            transfer_encoding = true;
-            let value = trim_spaces(header.value);
-            if value.is_empty() {
-                return Err(FramingHeaderError::InvalidTransferEncoding);
-            }
-            if !value.eq_ignore_ascii_case(b"chunked") {
-                return Err(FramingHeaderError::UnsupportedTransferEncoding);
-            }
-            chunked = true;
-        }
-    }
-    match (transfer_encoding, length) {
-        (true, Some(_)) => Err(FramingHeaderError::ContentLengthWithTransferEncoding),
-        (true, None) if chunked => Ok(DeclaredFraming::Chunked),
-        (true, None) => Err(FramingHeaderError::UnsupportedTransferEncoding),
-        (false, Some(n)) => Ok(DeclaredFraming::ContentLength(n)),
-        (false, None) => Ok(DeclaredFraming::None),
-    }
+    FieldFacts::scan(headers).framing
 }
 
 /// `1*DIGIT` as a `u64`; `None` for anything else, including overflow.
@@ -299,6 +434,8 @@ mod tests {
         for ip in [
             "0.0.0.0",
             "10.1.2.3",
+            "9.99.100.109",
+            "127.0.0.1",
             "255.255.255.255",
             "::1",
             "2001:db8::7",
@@ -338,7 +475,8 @@ mod tests {
         assert!(is_hop_by_hop_here("TE", &headers));
         assert!(is_hop_by_hop_here("Proxy-Connection", &headers));
         assert!(!is_hop_by_hop_here("Host", &headers));
-        let hop_by_hop = HopByHop::new(&headers);
+        let facts = FieldFacts::scan(&headers);
+        let hop_by_hop = HopByHop::new(&headers, facts.connection_names_others);
         for name in [
             "X-Secret",
             "TE",
@@ -348,11 +486,74 @@ mod tests {
             "X-Other",
         ] {
             assert_eq!(
-                hop_by_hop.contains(name),
+                hop_by_hop.contains(name, field(name)),
                 is_hop_by_hop_here(name, &headers),
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn field_names_are_classified_whatever_their_case() {
+        for name in HOP_BY_HOP {
+            assert!(field(name).is_hop_by_hop(), "{name}");
+            assert!(field(&name.to_ascii_uppercase()).is_hop_by_hop(), "{name}");
+        }
+        assert_eq!(field("Content-Length"), Field::ContentLength);
+        assert_eq!(field("DATE"), Field::Date);
+        assert_eq!(field("host"), Field::Host);
+        assert_eq!(field("Expect"), Field::Expect);
+        // Same lengths as known names, different names.
+        for other in [
+            "tx",
+            "data",
+            "hosts",
+            "expecT1",
+            "connexion",
+            "content-lengtx",
+            "x",
+        ] {
+            assert_eq!(field(other), Field::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_bit_five_comparison_confuses_only_cr_with_a_hyphen() {
+        let known = b"content-length";
+        for at in 0..known.len() {
+            for byte in 0..=255u8 {
+                let mut name = known.to_vec();
+                name[at] = byte;
+                let same = byte.to_ascii_lowercase() == known[at];
+                let confused = known[at] == b'-' && byte == b'\r';
+                assert_eq!(
+                    token_eq_lowercase(&name, known),
+                    same || confused,
+                    "{byte:#x} at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_scan_finds_every_fact() {
+        let headers = [
+            h("Host", "a"),
+            h("Date", "x"),
+            h("Connection", "keep-alive, X-Secret"),
+            h("Expect", "100-continue"),
+            h("Content-Length", "7"),
+            h("host", "b"),
+        ];
+        let facts = FieldFacts::scan(&headers);
+        assert_eq!(facts.framing, Ok(DeclaredFraming::ContentLength(7)));
+        assert!(facts.connection.keep_alive && !facts.connection.close);
+        assert!(facts.connection_names_others && facts.has_date);
+        assert_eq!(facts.host, Some(&b"a"[..]));
+        assert!(facts.duplicate_host && facts.expect_continue && !facts.expect_other);
+        // `close` and the hop-by-hop names are not "others".
+        let facts = FieldFacts::scan(&[h("Connection", "close, TE, upgrade")]);
+        assert!(!facts.connection_names_others && facts.connection.upgrade);
     }
 
     #[test]

@@ -62,11 +62,22 @@ impl fmt::Display for Version {
 
 /// Where a head's end is, found without parsing: `\n\r\n` or `\n\n` (a bare
 /// LF ending is accepted, see docs/nginx-differences.md). Lets the
-/// connection skip re-parsing a growing head until it can be complete.
+/// connection skip re-parsing a head that arrives in pieces until it can be
+/// complete; one pass over the bytes not searched yet (and the three before
+/// them, where a terminator may have begun).
 pub fn head_may_be_complete(buf: &[u8], searched: usize) -> bool {
     let from = searched.saturating_sub(3).min(buf.len());
-    let window = &buf[from..];
-    window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n")
+    let window = buf.get(from..).unwrap_or_default();
+    window
+        .iter()
+        .enumerate()
+        .filter(|(_, &byte)| byte == b'\n')
+        .any(|(at, _)| {
+            matches!(
+                window.get(at + 1..),
+                Some([b'\n', ..]) | Some([b'\r', b'\n', ..])
+            )
+        })
 }
 
 /// Whether the bytes before the first LF, within `limit`, exist: if not, the

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use super::framing::BodyKind;
-use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
+use super::headers::{self, DeclaredFraming, Field, FieldFacts, FramingHeaderError};
 use super::host::{valid_authority, valid_host};
 use super::{start_line_fits, Version};
 use crate::routing::UpstreamTarget;
@@ -32,6 +32,9 @@ pub struct RequestHead<'h, 'b> {
     /// Bytes of the head, including the final empty line.
     pub head_len: usize,
     pub summary: RequestSummary,
+    /// `Connection` names fields beyond the hop-by-hop ones, which are then
+    /// not forwarded either.
+    pub connection_names_others: bool,
 }
 
 /// What the connection remembers about a request in flight.
@@ -189,13 +192,11 @@ pub fn parse<'h, 'b>(
         return Err(RequestError::Malformed(httparse::Error::Token));
     }
 
-    let mut hosts = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("host"));
-    let host_field = hosts.next().map(|h| h.value);
-    match (host_field, hosts.next(), version) {
+    let facts = FieldFacts::scan(headers);
+    let host_field = facts.host;
+    match (host_field, facts.duplicate_host, version) {
         (None, _, Version::Http11) => return Err(RequestError::MissingHost),
-        (_, Some(_), _) => return Err(RequestError::DuplicateHost),
+        (_, true, _) => return Err(RequestError::DuplicateHost),
         _ => {}
     }
     // A Host field must be valid even where an absolute-form target
@@ -215,17 +216,15 @@ pub fn parse<'h, 'b>(
 
     // httparse trims a field value's trailing whitespace; nginx keeps tabs,
     // so `chunked\t` is not `chunked` to it. Look at the raw line.
-    for header in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    if facts
+        .transfer_encoding
+        .is_some_and(|value| trailing_bytes(buf, value).contains(&b'\t'))
     {
-        if trailing_bytes(buf, header.value).contains(&b'\t') {
-            return Err(RequestError::Framing(
-                FramingHeaderError::UnsupportedTransferEncoding,
-            ));
-        }
+        return Err(RequestError::Framing(
+            FramingHeaderError::UnsupportedTransferEncoding,
+        ));
     }
-    let body = match headers::declared_framing(headers).map_err(RequestError::Framing)? {
+    let body = match facts.framing.map_err(RequestError::Framing)? {
         DeclaredFraming::Chunked if version == Version::Http10 => {
             return Err(RequestError::TransferEncodingOnHttp10)
         }
@@ -234,19 +233,13 @@ pub fn parse<'h, 'b>(
         DeclaredFraming::ContentLength(n) => BodyKind::Length(n),
     };
 
-    let mut expect_continue = false;
-    for header in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("expect"))
-    {
-        if !header.value.eq_ignore_ascii_case(b"100-continue") {
-            return Err(RequestError::UnsupportedExpectation);
-        }
-        // An HTTP/1.0 client cannot understand 100 (RFC 9110 §10.1.1).
-        expect_continue = version == Version::Http11;
+    if facts.expect_other {
+        return Err(RequestError::UnsupportedExpectation);
     }
+    // An HTTP/1.0 client cannot understand 100 (RFC 9110 §10.1.1).
+    let expect_continue = facts.expect_continue && version == Version::Http11;
 
-    let options = ConnectionOptions::from_headers(headers);
+    let options = facts.connection;
     let keep_alive = match version {
         Version::Http11 => !options.close,
         Version::Http10 => options.keep_alive && !options.close,
@@ -267,6 +260,7 @@ pub fn parse<'h, 'b>(
         version,
         headers,
         head_len,
+        connection_names_others: facts.connection_names_others,
         summary: RequestSummary {
             method: method_kind,
             version,
@@ -374,15 +368,16 @@ pub fn upgrade_protocol<'b>(headers: &[httparse::Header<'b>]) -> Option<&'b [u8]
 }
 
 /// Fields ferry writes itself, so the client's copies are not forwarded.
-fn replaced_by_ferry(name: &str) -> bool {
-    [
-        "content-length",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "expect",
-    ]
-    .iter()
-    .any(|own| own.eq_ignore_ascii_case(name))
+fn replaced_by_ferry(name: &str, kind: Field) -> bool {
+    match kind {
+        Field::ContentLength | Field::Expect => true,
+        Field::Other => match name.len() {
+            15 => name.eq_ignore_ascii_case("x-forwarded-for"),
+            17 => name.eq_ignore_ascii_case("x-forwarded-proto"),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// What, besides the client's head, decides the head sent upstream.
@@ -436,18 +431,19 @@ pub fn write_upstream_head(
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
-    let hop_by_hop = headers::HopByHop::new(head.headers);
+    let hop_by_hop = headers::HopByHop::new(head.headers, head.connection_names_others);
     for header in head.headers {
-        if hop_by_hop.contains(header.name)
-            || replaced_by_ferry(header.name)
+        let kind = headers::field(header.name);
+        if hop_by_hop.contains(header.name, kind)
+            || replaced_by_ferry(header.name, kind)
             || set(header.name)
             // An absolute-form target's authority replaces the client's
             // Host (RFC 9112 §3.2.2): `fallback_host` carries it.
-            || (head.absolute && header.name.eq_ignore_ascii_case("host"))
+            || (head.absolute && kind == Field::Host)
         {
             continue;
         }
-        has_host |= header.name.eq_ignore_ascii_case("host");
+        has_host |= kind == Field::Host;
         headers::write_field(out, header.name, header.value);
     }
     for (name, value) in upstream.set_headers {

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::framing::BodyKind;
-use super::headers::{self, ConnectionOptions, DeclaredFraming, FramingHeaderError};
+use super::headers::{self, DeclaredFraming, Field, FramingHeaderError};
 use super::request::{Method, RequestSummary};
 use super::Version;
 
@@ -22,6 +22,10 @@ pub struct ResponseHead<'h, 'b> {
     /// The upstream said `Connection: close`; ferry closes the client
     /// connection after this response too.
     pub close_requested: bool,
+    /// `Connection` names fields beyond the hop-by-hop ones, which are then
+    /// not relayed either.
+    pub connection_names_others: bool,
+    pub has_date: bool,
 }
 
 impl ResponseHead<'_, '_> {
@@ -93,20 +97,21 @@ pub fn parse<'h, 'b>(
     }
     // Validate framing fields even where they do not frame (HEAD, 304):
     // a malformed Content-Length is never relayed.
-    let declared = headers::declared_framing(headers).map_err(ResponseError::Framing)?;
+    let facts = headers::FieldFacts::scan(headers);
+    let framing = facts.framing.map_err(ResponseError::Framing)?;
     let no_body = status == 101
         || request.method == Method::Head
         || (100..200).contains(&status)
         || status == 204
         || status == 304;
-    let body = match declared {
+    let body = match framing {
         _ if no_body => BodyKind::Empty,
         DeclaredFraming::Chunked => BodyKind::Chunked,
         DeclaredFraming::ContentLength(0) => BodyKind::Empty,
         DeclaredFraming::ContentLength(n) => BodyKind::Length(n),
         DeclaredFraming::None => BodyKind::UntilClose,
     };
-    let options = ConnectionOptions::from_headers(headers);
+    let options = facts.connection;
     let upstream_reusable = match version {
         Version::Http11 => !options.close,
         Version::Http10 => options.keep_alive && !options.close,
@@ -121,6 +126,8 @@ pub fn parse<'h, 'b>(
         body,
         upstream_reusable,
         close_requested: options.close,
+        connection_names_others: facts.connection_names_others,
+        has_date: facts.has_date,
     }))
 }
 
@@ -200,23 +207,28 @@ pub fn write_client_head(
     // RFC 9110 §8.6: no Content-Length on 1xx and 204; a 304's (and a
     // HEAD response's) is the representation's and passes as sent.
     let length_allowed = response.status >= 200 && response.status != 204;
-    let mut has_date = false;
-    let hop_by_hop = headers::HopByHop::new(response.headers);
+    // Ferry writes its own Content-Length for a body it frames.
+    let drop_length = response.body != BodyKind::Empty || !length_allowed;
+    let hop_by_hop = headers::HopByHop::new(response.headers, response.connection_names_others);
     for header in response.headers {
-        let is_length = header.name.eq_ignore_ascii_case("content-length");
-        if hop_by_hop.contains(header.name)
+        let kind = headers::field(header.name);
+        if hop_by_hop.contains(header.name, kind)
+            || (kind == Field::ContentLength && drop_length)
             || extra
                 .hide
                 .iter()
                 .any(|hidden| hidden.eq_ignore_ascii_case(header.name))
-            || (is_length && (response.body != BodyKind::Empty || !length_allowed))
         {
             continue;
         }
-        has_date |= header.name.eq_ignore_ascii_case("date");
         headers::write_field(out, header.name, header.value);
     }
-    if !has_date && response.status >= 200 && !extra.date.is_empty() {
+    let date_relayed = response.has_date
+        && !extra
+            .hide
+            .iter()
+            .any(|hidden| hidden.eq_ignore_ascii_case("date"));
+    if !date_relayed && response.status >= 200 && !extra.date.is_empty() {
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(extra.date);
         out.extend_from_slice(b"\r\n");

@@ -151,6 +151,11 @@ impl GroupState {
         now: Instant,
         tried: Tried,
     ) -> Option<usize> {
+        // One server (the common `proxy_pass http://host:port`): every
+        // method would choose it, when it may be chosen at all.
+        if let [only] = group.servers.as_slice() {
+            return self.available(only, 0, now, tried).then_some(0);
+        }
         let hashed = match &group.balance {
             Balance::IpHash => self.pick_hashed(group, ip_hash(client), now, tried),
             Balance::Hash {

@@ -432,7 +432,17 @@ impl Upstreams {
 
     /// An event on an idle pooled socket: the upstream closed it, reset it,
     /// or sent bytes nobody asked for. Either way it can't be reused.
-    pub fn on_idle_event(&mut self, link: usize) {
+    /// A writable-only event says none of that (the send buffer drained
+    /// after the last request: the edge comes once per use) and costs no
+    /// probe.
+    pub fn on_idle_event(&mut self, link: usize, event: &mio::event::Event) {
+        let may_be_gone = event.is_readable()
+            || event.is_read_closed()
+            || event.is_write_closed()
+            || event.is_error();
+        if !may_be_gone {
+            return;
+        }
         if let Some((addr, conn)) = self.idle.check_after_event(link) {
             debug!("pooled upstream connection to {addr} closed by the upstream");
             self.forget_pooled(addr, conn);

@@ -15,6 +15,12 @@ use super::UpstreamConn;
 /// Idle connections, grouped by the address they are connected to. The
 /// address and the expiry live here rather than in `UpstreamConn`, which
 /// every client connection carries inline whether it uses one or not.
+///
+/// Each server's list is ordered by expiry, so the loop's per-turn
+/// questions (when is the next expiry, has one expired) look at one entry
+/// per server, however many are pooled. Connections are pooled as they
+/// finish, so with one `keepalive_timeout` per address this is the order
+/// they arrive in, and the newest (the one reused first) is last.
 #[derive(Default)]
 pub struct IdlePool {
     servers: Vec<(SocketAddr, Vec<Pooled>)>,
@@ -62,7 +68,10 @@ impl IdlePool {
         if idle.len() >= limit {
             return Some(conn);
         }
-        idle.push(Pooled { conn, expires_at });
+        // At the end, unless two groups with different timeouts share the
+        // address.
+        let at = idle.partition_point(|pooled| pooled.expires_at <= expires_at);
+        idle.insert(at, Pooled { conn, expires_at });
         self.total += 1;
         None
     }
@@ -89,9 +98,9 @@ impl IdlePool {
     /// A pooled connection whose keep-alive time is over.
     pub fn take_expired(&mut self, now: Instant) -> Option<(SocketAddr, UpstreamConn)> {
         for (addr, idle) in self.servers.iter_mut() {
-            if let Some(index) = idle.iter().position(|p| p.expires_at <= now) {
+            if idle.first().is_some_and(|oldest| oldest.expires_at <= now) {
                 self.total -= 1;
-                return Some((*addr, idle.remove(index).conn));
+                return Some((*addr, idle.remove(0).conn));
             }
         }
         None
@@ -113,7 +122,7 @@ impl IdlePool {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.servers
             .iter()
-            .flat_map(|(_, idle)| idle.iter().map(|p| p.expires_at))
+            .filter_map(|(_, idle)| Some(idle.first()?.expires_at))
             .min()
     }
 
