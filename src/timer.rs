@@ -18,10 +18,86 @@
 //! So when stale entries outnumber live ones, the loop compacts the heap in
 //! place ([`Timers::retain`]); its size stays within about twice the open
 //! connections, and it never reallocates once warm.
+//!
+//! [`LoopClock`] is the loop's sense of time: read once per turn, as nginx
+//! caches its time once per cycle.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The time a loop turn runs at: the monotonic instant (deadlines), the
+/// same in milliseconds since the loop started (an exchange's clocks), and
+/// the wall clock (the `Date` field, logs). Reading a clock is a call into
+/// the kernel's vDSO; a turn reads one. The wall clock is derived from the
+/// monotonic one and read again whenever the loop enters a new second, so
+/// a change of the system time shows within a second and the derived time
+/// never drifts more than a second's clock slew (under a millisecond).
+pub struct LoopClock {
+    started: Instant,
+    now: Instant,
+    now_ms: u64,
+    /// The wall clock in milliseconds since the Unix epoch at
+    /// `synced_ms` on the loop's clock, and the second that reading was in.
+    wall_ms_at_sync: u64,
+    synced_ms: u64,
+}
+
+impl LoopClock {
+    pub fn new() -> LoopClock {
+        let started = Instant::now();
+        LoopClock {
+            started,
+            now: started,
+            now_ms: 0,
+            wall_ms_at_sync: wall_ms(SystemTime::now()),
+            synced_ms: 0,
+        }
+    }
+
+    /// Reads the clock for a new turn.
+    pub fn tick(&mut self) {
+        self.now = Instant::now();
+        let since_start = self.now.saturating_duration_since(self.started);
+        self.now_ms = u64::try_from(since_start.as_millis()).unwrap_or(u64::MAX);
+        if self.now_ms / 1000 != self.synced_ms / 1000 {
+            self.wall_ms_at_sync = wall_ms(SystemTime::now());
+            self.synced_ms = self.now_ms;
+        }
+    }
+
+    /// This turn's instant.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// This turn's instant in milliseconds since the loop started.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// This turn's wall clock, to the millisecond.
+    pub fn wall_clock(&self) -> SystemTime {
+        let wall = self.wall_ms_at_sync + self.now_ms.saturating_sub(self.synced_ms);
+        UNIX_EPOCH + Duration::from_millis(wall)
+    }
+
+    /// When the loop started, for connection ages.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+impl Default for LoopClock {
+    fn default() -> LoopClock {
+        LoopClock::new()
+    }
+}
+
+fn wall_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TimerEntry {

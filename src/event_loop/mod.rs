@@ -45,7 +45,7 @@ use crate::http::date::HttpDate;
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
 use crate::status;
-use crate::timer::{TimerEntry, Timers};
+use crate::timer::{LoopClock, TimerEntry, Timers};
 use crate::token::{Side, SocketName, Target};
 use crate::upstream::{Owner, Upstreams};
 
@@ -85,7 +85,7 @@ macro_rules! context {
         Context {
             slot: $slot,
             now: $now,
-            now_ms: $loop.now_ms,
+            now_ms: $loop.clock.now_ms(),
             wall_clock: $wall_clock,
             date: &$loop.date,
             registry: $loop.poll.registry(),
@@ -172,11 +172,8 @@ pub struct EventLoop {
     workers: Vec<Arc<WorkerStats>>,
     reuse_port: bool,
     resolved: Vec<(SocketAddr, SocketAddr)>,
-    /// When this worker started: connection ages count from here.
-    started: Instant,
-    /// The current turn's `now` in milliseconds since `started`
-    /// (`Context::now_ms`).
-    now_ms: u64,
+    /// This turn's time; connection ages count from its start.
+    clock: LoopClock,
     /// Its position among the workers.
     index: usize,
     /// Connections that yielded with work left, and the list being driven
@@ -283,8 +280,7 @@ impl EventLoop {
             workers: setup.stats,
             reuse_port: setup.reuse_port,
             resolved: setup.resolved,
-            started: Instant::now(),
-            now_ms: 0,
+            clock: LoopClock::new(),
             index: setup.index,
             again: Vec::with_capacity(64),
             again_spare: Vec::with_capacity(64),
@@ -350,16 +346,15 @@ impl EventLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Turn::Continue),
             Err(e) => return Err(e),
         }
-        let now = Instant::now();
-        self.now_ms = u64::try_from(now.saturating_duration_since(self.started).as_millis())
-            .unwrap_or(u64::MAX);
+        self.clock.tick();
+        let now = self.clock.now();
         if !events.is_empty() {
             self.spin_until =
                 Some(now + self.config.poll_spin).filter(|_| !self.config.poll_spin.is_zero());
         } else if self.spin_until.is_some_and(|until| until <= now) {
             self.spin_until = None;
         }
-        let wall_clock = SystemTime::now();
+        let wall_clock = self.clock.wall_clock();
         self.date.update(wall_clock);
         for event in events.iter() {
             match Target::from_token(event.token()) {
@@ -444,7 +439,7 @@ impl EventLoop {
             self.workers.len(),
             self.connections.len(),
         );
-        let now_s = seconds(now.saturating_duration_since(self.started));
+        let now_s = seconds(now.saturating_duration_since(self.clock.started()));
         for (_, connection) in &self.connections {
             status::write_connection_line(&mut out, &connection.status_line(now_s));
         }
@@ -472,7 +467,10 @@ impl EventLoop {
             return Some(Duration::ZERO);
         }
         // Rounded up to the next millisecond: epoll cannot wait less, and
-        // waking a hair early would spin until the deadline.
+        // waking a hair early would spin until the deadline. Measured from
+        // the last turn's time, not the clock: a deadline is then late by
+        // at most that turn's work (nginx's timers behave alike), and a
+        // turn reads the clock once.
         let pool_expiry = self.upstreams.idle.next_expiry();
         [
             self.timers.next_deadline(),
@@ -483,7 +481,7 @@ impl EventLoop {
         .into_iter()
         .flatten()
         .min()
-        .map(|at| at.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+        .map(|at| at.saturating_duration_since(self.clock.now()) + Duration::from_millis(1))
     }
 
     /// Sockets open now, counted as nginx counts `worker_connections`.
@@ -537,7 +535,7 @@ impl EventLoop {
                 stream,
                 peer,
                 now,
-                seconds(now.saturating_duration_since(self.started)),
+                seconds(now.saturating_duration_since(self.clock.started())),
                 index,
                 &self.config,
             ));

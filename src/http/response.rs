@@ -199,9 +199,24 @@ pub fn write_client_head(
     extra: &ExtraFields<'_>,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    headers::push_decimal(out, u64::from(response.status));
-    out.push(b' ');
+    // httparse takes three-digit status codes only.
+    let status = response.status.min(999);
+    let digit = |value: u16| b'0' + (value % 10) as u8;
+    out.extend_from_slice(&[
+        b'H',
+        b'T',
+        b'T',
+        b'P',
+        b'/',
+        b'1',
+        b'.',
+        b'1',
+        b' ',
+        digit(status / 100),
+        digit(status / 10),
+        digit(status),
+        b' ',
+    ]);
     out.extend_from_slice(response.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     // RFC 9110 §8.6: no Content-Length on 1xx and 204; a 304's (and a
