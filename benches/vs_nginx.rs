@@ -111,6 +111,15 @@ struct Sample {
     /// CPU time of the whole machine (proxy, origin, load generator and
     /// kernel) per request: what a request costs everyone.
     machine_cpu_us_per_request: f64,
+    /// The origin's CPU per request: what the proxy makes it do.
+    origin_cpu_us_per_request: f64,
+    /// TCP segments sent on the machine per request (every hop, ACKs
+    /// included: on loopback each is also one received).
+    segments_per_request: f64,
+    /// Times the proxy and the origin went to sleep per request (their
+    /// voluntary context switches): each costs a wake-up later.
+    proxy_sleeps_per_request: f64,
+    origin_sleeps_per_request: f64,
     errors: u64,
 }
 
@@ -328,7 +337,9 @@ fn write_setup() -> Result<Setup, String> {
              upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive {keepalive};\n    }}\n\
              server {{\n        listen 127.0.0.1:{proxy_port};\n\
                  location / {{\n            proxy_pass http://origin;\n            proxy_http_version 1.1;\n\
-                     proxy_set_header Connection \"\";\n        }}\n    }}\n}}\n",
+                     proxy_set_header Connection \"\";\n\
+                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                     proxy_set_header X-Forwarded-Proto $scheme;\n        }}\n    }}\n}}\n",
         dir = dir.display(),
         keepalive = KEEPALIVE,
     );
@@ -338,7 +349,8 @@ fn write_setup() -> Result<Setup, String> {
         "global\n    nbthread 1\n    maxconn 9900\n\
          defaults\n    mode http\n    timeout connect 60s\n    timeout client 60s\n    timeout server 60s\n    http-reuse always\n\
          frontend front\n    bind 127.0.0.1:{proxy_port}\n    default_backend origin\n\
-         backend origin\n    server origin 127.0.0.1:{origin_port}\n"
+         backend origin\n    option forwardfor\n    http-request set-header X-Forwarded-Proto http\n\
+             server origin 127.0.0.1:{origin_port}\n"
     );
     let haproxy_config = dir.join("haproxy.cfg");
     std::fs::write(&haproxy_config, haproxy).map_err(|e| e.to_string())?;
@@ -491,6 +503,38 @@ fn machine_ticks() -> u64 {
         .sum()
 }
 
+/// Voluntary context switches of every thread of `pid`: how often it slept.
+fn sleeps(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// TCP segments sent by the machine so far (`OutSegs` in /proc/net/snmp).
+fn tcp_segments() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutSegs")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -526,11 +570,12 @@ fn origin_accepts(origin_port: u16) -> Option<u64> {
 fn run_wrk(
     tools: &Tools,
     port: u16,
-    origin_port: u16,
+    origin: (u16, u32),
     workload: &Workload,
     seconds: u64,
     measured: Option<u32>,
 ) -> Sample {
+    let (origin_port, origin_pid) = origin;
     let mut command = pinned(tools, 1, &tools.wrk);
     command
         .arg("-t1")
@@ -543,12 +588,18 @@ fn run_wrk(
     command.arg(format!("http://127.0.0.1:{port}{}", workload.path));
     let accepts_before = origin_accepts(origin_port);
     let before = measured.map(cpu_ticks);
+    let sleeps_before = measured.map(sleeps);
+    let origin_before = (cpu_ticks(origin_pid), sleeps(origin_pid));
+    let segments_before = tcp_segments();
     let machine_before = machine_ticks();
     let output = command
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     let machine_after = machine_ticks();
+    let segments_after = tcp_segments();
+    let origin_after = (cpu_ticks(origin_pid), sleeps(origin_pid));
+    let sleeps_after = measured.map(sleeps);
     let after = measured.map(cpu_ticks);
     let accepts_after = origin_accepts(origin_port);
     let mut sample = Sample::default();
@@ -589,8 +640,15 @@ fn run_wrk(
         }
     }
     if requests > 0 {
-        sample.machine_cpu_us_per_request =
-            machine_after.saturating_sub(machine_before) as f64 * 10_000.0 / requests as f64;
+        let per_request =
+            |before: u64, after: u64| after.saturating_sub(before) as f64 / requests as f64;
+        sample.machine_cpu_us_per_request = per_request(machine_before, machine_after) * 10_000.0;
+        sample.origin_cpu_us_per_request = per_request(origin_before.0, origin_after.0) * 10_000.0;
+        sample.segments_per_request = per_request(segments_before, segments_after);
+        sample.origin_sleeps_per_request = per_request(origin_before.1, origin_after.1);
+        if let (Some(before), Some(after)) = (sleeps_before, sleeps_after) {
+            sample.proxy_sleeps_per_request = per_request(before, after);
+        }
     }
     if let (Some(before), Some(after), true) = (accepts_before, accepts_after, requests > 0) {
         // The second status request was itself one accept.
@@ -889,7 +947,7 @@ fn run(options: &Options) -> Result<(), String> {
         if options.quick { " (--quick)" } else { "" }
     );
     let origin_config = setup.dir.join("origin.conf");
-    let _origin = start_nginx(&tools, 1, &origin_config, setup.origin_port)?;
+    let origin = start_nginx(&tools, 1, &origin_config, setup.origin_port)?;
     let mut peers = vec![Peer::Ferry, Peer::Nginx];
     if tools.haproxy.is_some() {
         peers.push(Peer::Haproxy);
@@ -916,7 +974,7 @@ fn run(options: &Options) -> Result<(), String> {
                     run_wrk(
                         &tools,
                         port_of(peer, &setup),
-                        setup.origin_port,
+                        (setup.origin_port, origin.measured_pid),
                         workload,
                         1,
                         None,
@@ -925,7 +983,7 @@ fn run(options: &Options) -> Result<(), String> {
                 let sample = run_wrk(
                     &tools,
                     port_of(peer, &setup),
-                    setup.origin_port,
+                    (setup.origin_port, origin.measured_pid),
                     workload,
                     options.seconds,
                     measured,
@@ -1119,6 +1177,34 @@ fn table(report: &Report, peers: &[Peer]) -> String {
             peer.name()
         );
     }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| workload | peer | proxy CPU µs/req | origin CPU µs/req | rest of the machine µs/req | TCP segments/req | proxy sleeps/req | origin sleeps/req |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for workload in WORKLOADS.iter().filter(|w| w.path == "/100b") {
+        for &peer in peers {
+            let field = |f: fn(&Sample) -> f64| med(report, workload.name, peer, f);
+            let Some(machine) = field(|s| s.machine_cpu_us_per_request) else {
+                continue;
+            };
+            let proxy = field(|s| s.cpu_us_per_request).unwrap_or(0.0);
+            let origin = field(|s| s.origin_cpu_us_per_request).unwrap_or(0.0);
+            let segments = field(|s| s.segments_per_request).unwrap_or(0.0);
+            let proxy_sleeps = field(|s| s.proxy_sleeps_per_request).unwrap_or(0.0);
+            let origin_sleeps = field(|s| s.origin_sleeps_per_request).unwrap_or(0.0);
+            let (proxy, proxy_sleeps) = if peer == Peer::Direct {
+                ("-".to_string(), "-".to_string())
+            } else {
+                (format!("{proxy:.1}"), format!("{proxy_sleeps:.3}"))
+            };
+            let rest = machine - origin - field(|s| s.cpu_us_per_request).unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {proxy} | {origin:.1} | {rest:.1} | {segments:.2} | {proxy_sleeps} | {origin_sleeps:.3} |",
+                workload.name,
+                peer.name()
+            );
+        }
+    }
     for (peer, why) in &report.failed {
         let _ = writeln!(out, "\n**{} FAILED**: {why}", peer.name());
     }
@@ -1142,13 +1228,17 @@ fn json(report: &Report, peers: &[Peer], options: &Options) -> String {
             first = false;
             let _ = write!(
                 out,
-                "    {{\"workload\": \"{workload}\", \"peer\": \"{}\", \"rep\": {rep}, \"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"cpu_us_per_req\": {:.2}, \"machine_cpu_us_per_req\": {:.2}, \"connects_per_req\": {:.4}, \"errors\": {}}}",
+                "    {{\"workload\": \"{workload}\", \"peer\": \"{}\", \"rep\": {rep}, \"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"cpu_us_per_req\": {:.2}, \"machine_cpu_us_per_req\": {:.2}, \"origin_cpu_us_per_req\": {:.2}, \"segments_per_req\": {:.3}, \"proxy_sleeps_per_req\": {:.4}, \"origin_sleeps_per_req\": {:.4}, \"connects_per_req\": {:.4}, \"errors\": {}}}",
                 peer.name(),
                 s.requests_per_second,
                 s.p50_ms,
                 s.p99_ms,
                 s.cpu_us_per_request,
                 s.machine_cpu_us_per_request,
+                s.origin_cpu_us_per_request,
+                s.segments_per_request,
+                s.proxy_sleeps_per_request,
+                s.origin_sleeps_per_request,
                 s.connects_per_request,
                 s.errors
             );
@@ -1333,24 +1423,56 @@ fn write_docs(
            one connection under valgrind, and the difference of the two totals is divided by\n\
            1,000, so start-up and shutdown cancel out. A quick run counts ferry's alone.\n\
          - **upstream connects/req** is how many new connections the origin accepted per\n\
-           request (its stub_status `accepts`): 0 when every upstream connection is reused.\n\n\
-         ## Why the peers differ\n\n\
-         - ferry runs fewer user-space instructions per request than nginx and HAProxy, and\n\
-           fewer syscalls (about 4.2 per keep-alive request: one read and one write per side,\n\
-           and an `epoll_wait` every few requests). On small responses the load generator and\n\
-           the origin share the other core, which is the bottleneck: what matters there is\n\
-           how often a proxy makes that core wake up and how many packets a response takes.\n\
-           ferry writes a head whose body has not arrived with `MSG_MORE`, so both leave in one\n\
-           packet; polling on for a while after events instead of sleeping at once\n\
-           (`--poll-spin-us`) did not pay here and is off (see docs/architecture.md, \"Sleeping,\n\
-           waking, and packets\"). Where HAProxy still\n\
-           serves more small requests per second, the rest of the difference is not\n\
-           explained yet; per-process CPU, `nstat` segment counts and `perf record` of the\n\
-           whole machine are the next measurements.\n\
-         - On 64 KiB and larger bodies ferry streams through its ring buffers with one `readv`\n\
-           and one `writev` per buffer's worth, while nginx buffers; that is where ferry leads.\n\
-         - Nobody reconnects upstream: `keepalive 50` matches the 50 clients, and ferry without\n\
-           a `keepalive` line keeps as many idle connections as its recent peak needed.\n\n\
+           request (its stub_status `accepts`): 0 when every upstream connection is reused.\n\
+         - **machine CPU µs/req** is the busy time of both CPUs (/proc/stat) per request:\n\
+         proxy, origin, load generator and kernel together. The third table splits it:\n\
+         the origin's own CPU, the rest (wrk and interrupts), TCP segments sent on the\n\
+         machine (`OutSegs`, ACKs included), and how often the proxy and the origin slept\n\
+         (voluntary context switches) per request.\n\
+         - **allocations/req** counts calls to malloc, calloc, realloc and posix_memalign in\n\
+         the same callgrind runs as the instructions (nginx allocates from its per-request\n\
+         pool, which takes a few blocks from malloc per request).\n\
+         - **syscalls per 1 MiB response** is `strace -c` over 10 clients fetching 1 MiB.\n\
+         \n\
+         ## Why the peers differ\n\
+         \n\
+         - **Instructions and syscalls.** ferry runs fewer user-space instructions per\n\
+         small request than nginx and HAProxy (callgrind; here all three render the same\n\
+         `X-Forwarded-For` and `X-Forwarded-Proto`), allocates nothing per request, and\n\
+         makes about 4.1-4.2 syscalls per keep-alive request: one read and one write per\n\
+         side, and an `epoll_wait` every few requests.\n\
+         - **Small responses are bound by the other core.** The load generator and the\n\
+         origin share CPU 1, and `perf record -a` shows it 100 % busy for every peer,\n\
+         while CPU 0 idles 13 % of the time with ferry (6 % with nginx, 3 % with HAProxy).\n\
+         So a small request's rate is set by what each proxy makes CPU 1 spend on it,\n\
+         which the third table splits into the origin's CPU, the rest of the machine\n\
+         (wrk, interrupts) and TCP segments. Measured on 2026-11-29 with `perf record -a\n\
+         -g -e cpu-clock` over 4 s per peer: CPU 1 spent 16.0 µs per request behind ferry,\n\
+         15.1 behind HAProxy and 14.7 behind nginx, the difference spread thinly over the\n\
+         kernel's network path (waking a sleeping receiver and the interrupt that sends\n\
+         the wake-up: +0.3 µs against HAProxy; freeing socket buffers another CPU\n\
+         allocated: +0.2 µs).\n\
+         - **Sleeping.** ferry does its part of a request sooner, so it runs out of work\n\
+         and sleeps in `epoll_wait` more often (see \"proxy sleeps/req\"), and each\n\
+         sleep turns the next packet from CPU 1 into a cross-CPU wake-up. Polling on for\n\
+         a while after events instead (`--poll-spin-us 50`) brings ferry's sleeps down\n\
+         to HAProxy's (0.016 per request), but over four alternating 4-second runs the\n\
+         request rate moved by +0.8 %, inside the run-to-run spread of ±8 %: the knob\n\
+         stays, off by default (docs/architecture.md, \"Sleeping, waking, and packets\").\n\
+         - **Packets.** `nstat` counts 6.1-6.2 TCP segments per small request through\n\
+         ferry against 6.0 through nginx and HAProxy: about 0.06 more data segments (a\n\
+         response head flushed before its body arrived, when the loop was about to\n\
+         sleep) and 0.07 more pure ACKs.\n\
+         - **What is left.** The origin itself spends about 1 µs more per request behind\n\
+         ferry than behind HAProxy, with the same request bytes, the same number of\n\
+         upstream connections and the same number of sleeps; why is not explained yet.\n\
+         - **Large bodies.** A transfer that keeps filling its 16 KiB ring gets a 256 KiB\n\
+         one, so a 1 MiB response costs ferry about 15 syscalls (nginx ~190, HAProxy\n\
+         ~140), and ferry's CPU per MiB is the lowest of the three.\n\
+         - Nobody reconnects upstream: `keepalive 50` matches the 50 clients, and ferry\n\
+         without a `keepalive` line keeps as many idle connections as its recent peak\n\
+         needed.\n\
+         \n\
          ## What is fair and what is not\n\n\
          - nginx 1.22 proxies with HTTP/1.0 and no upstream keep-alive by default; here it is\n\
            tuned (`keepalive 50`, one per client, `proxy_http_version 1.1`, `proxy_set_header Connection \"\"`),\n\
@@ -1359,7 +1481,10 @@ fn write_docs(
            buffers; for large bodies this favours whichever copies less, not the design.\n\
          - Access logs are off everywhere; the origin serves from the page cache.\n\
          - Loopback TCP puts most of the cost in the kernel, on the proxy's own CPU: what a\n\
-           proxy saves is syscalls and wake-ups, not parsing.\n\n\
+           proxy saves is syscalls and wake-ups, not parsing.\n\
+         - Every peer sends the origin the same fields: ferry and nginx by the file's\n\
+           `proxy_set_header X-Forwarded-For` / `X-Forwarded-Proto` lines, HAProxy by\n\
+           `option forwardfor` and `http-request set-header X-Forwarded-Proto http`.\n\n\
          ## Configurations\n\n\
          The proxy configuration, run by ferry and nginx alike:\n\n```nginx\n{proxy}```\n\n\
          HAProxy:\n\n```\n{haproxy}```\n\n\

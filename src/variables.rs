@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
 
+use crate::http::headers::{push_decimal, push_ip};
 use crate::upstream::balancer::Crc32;
 
 /// The request-time variables ferry knows.
@@ -526,17 +527,11 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
                     out.extend_from_slice(b", ");
                 }
             }
-            let _ = write!(out, "{}", request.client.ip());
+            push_ip(out, request.client.ip());
         }
-        Variable::ServerPort => {
-            let _ = write!(out, "{}", request.server_port);
-        }
-        Variable::RemoteAddr => {
-            let _ = write!(out, "{}", request.client.ip());
-        }
-        Variable::RemotePort => {
-            let _ = write!(out, "{}", request.client.port());
-        }
+        Variable::ServerPort => push_decimal(out, u64::from(request.server_port)),
+        Variable::RemoteAddr => push_ip(out, request.client.ip()),
+        Variable::RemotePort => push_decimal(out, u64::from(request.client.port())),
         Variable::Host => {
             let host = borrowed_value(variable, request);
             out.extend(host.iter().map(u8::to_ascii_lowercase));
