@@ -268,6 +268,8 @@ pub struct BufferSet {
     pub log_fields: Vec<u8>,
     /// `add_header` lines rendered for this request.
     pub extra_headers: Vec<u8>,
+    /// A `return` text with variables, rendered for this request.
+    pub return_text: Vec<u8>,
     /// The request's normalized path (nginx's `$uri`), for routing.
     pub path: Vec<u8>,
     /// The client's request line and host, for error log lines written
@@ -288,6 +290,7 @@ impl BufferSet {
             client_head: Vec::with_capacity(1024),
             log_fields: Vec::with_capacity(256),
             extra_headers: Vec::new(),
+            return_text: Vec::new(),
             path: Vec::with_capacity(256),
             request_line: Vec::with_capacity(256),
             host: Vec::with_capacity(64),
@@ -302,6 +305,7 @@ impl BufferSet {
         self.client_head.clear();
         self.log_fields.clear();
         self.extra_headers.clear();
+        self.return_text.clear();
         self.path.clear();
         self.request_line.clear();
         self.host.clear();

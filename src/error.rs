@@ -38,6 +38,8 @@ pub enum ProxyError {
     ClientTimeout(&'static str),
     /// The upstream was too slow; names the nginx directive that expired.
     UpstreamTimeout(&'static str),
+    /// A plain HTTP request arrived on a `listen … ssl` address.
+    PlainHttpToHttps,
 }
 
 impl ProxyError {
@@ -64,6 +66,7 @@ impl ProxyError {
                 | RequestError::InvalidPath => ErrorResponse::BadRequest,
             },
             ProxyError::RequestBody(_) => ErrorResponse::BadRequest,
+            ProxyError::PlainHttpToHttps => ErrorResponse::PlainHttpToHttps,
             ProxyError::ClientTimeout(_) => ErrorResponse::RequestTimeout,
             ProxyError::UpstreamTimeout(_) => ErrorResponse::GatewayTimeout,
             ProxyError::BodyTooLarge { .. } => ErrorResponse::PayloadTooLarge,
@@ -115,6 +118,7 @@ impl ProxyError {
                 | ProxyError::RequestBody(_)
                 | ProxyError::BodyTooLarge { .. }
                 | ProxyError::ClientTimeout(_)
+                | ProxyError::PlainHttpToHttps
         )
     }
 }
@@ -145,6 +149,9 @@ impl fmt::Display for ProxyError {
             }
             ProxyError::ClientTimeout(directive) => write!(f, "client timed out ({directive})"),
             ProxyError::UpstreamTimeout(directive) => write!(f, "upstream timed out ({directive})"),
+            ProxyError::PlainHttpToHttps => {
+                f.write_str("client sent plain HTTP request to HTTPS port")
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ pub mod routing;
 pub mod stats;
 pub mod status;
 pub mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod token;
 pub mod upstream;
 pub mod variables;

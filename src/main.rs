@@ -135,6 +135,7 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
     let upstream = config.upstream_summary();
     let pid_file = config.pid.clone();
     let workers = config.worker_processes;
+    let listen_ssl = config.listen_ssl.clone();
     let running = if workers > 1 {
         match Workers::start(&config, workers) {
             Ok(workers) => Running::Many(workers, reload),
@@ -159,8 +160,13 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
             ));
         }
     }
-    for addr in running.local_addrs() {
-        println!("ferry: listening on http://{addr}, proxying to {upstream}");
+    for (index, addr) in running.local_addrs().into_iter().enumerate() {
+        let scheme = if listen_ssl.get(index).copied().unwrap_or(false) {
+            "https"
+        } else {
+            "http"
+        };
+        println!("ferry: listening on {scheme}://{addr}, proxying to {upstream}");
     }
     if workers > 1 {
         println!("ferry: {workers} workers");

@@ -27,6 +27,8 @@ pub enum Variable {
     Host,
     RequestMethod,
     Scheme,
+    /// `on` over TLS, else empty (`$https`).
+    Https,
     /// A request field by name (`$http_user_agent`: `User-Agent`).
     Http(String),
     /// A query argument by name (`$arg_id`).
@@ -94,6 +96,7 @@ impl Variable {
             "host" => Variable::Host,
             "request_method" => Variable::RequestMethod,
             "scheme" => Variable::Scheme,
+            "https" => Variable::Https,
             "request" => Variable::Request,
             "server_protocol" => Variable::ServerProtocol,
             "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
@@ -162,6 +165,8 @@ pub struct RequestView<'a> {
     pub client: SocketAddr,
     pub server_name: &'a str,
     pub server_port: u16,
+    /// The request came over TLS (`$scheme` is `https`).
+    pub tls: bool,
 }
 
 impl RequestView<'_> {
@@ -477,7 +482,10 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
         Variable::Uri => path.as_bytes(),
         Variable::Args => query.as_bytes(),
         Variable::RequestMethod => request.method.as_bytes(),
+        Variable::Scheme if request.tls => b"https",
         Variable::Scheme => b"http",
+        Variable::Https if request.tls => b"on",
+        Variable::Https => b"",
         Variable::Host => {
             // nginx: the request's host without port, else the server's name.
             let host = request.host;
@@ -557,6 +565,7 @@ mod tests {
             client: "192.0.2.9:5555".parse().unwrap(),
             server_name: "s",
             server_port: 8080,
+            tls: false,
         }
     }
 

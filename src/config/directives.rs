@@ -133,6 +133,43 @@ const SPECS: &[Spec] = &[
     spec("return", &[Server, Location], Arity::Between(1, 2), false),
     // nginx also takes it at server level and ignores its argument.
     spec("stub_status", &[Location], Arity::Between(0, 1), false),
+    // ssl (read by tls::config)
+    spec("ssl_certificate", &[Http, Server], Arity::Exactly(1), false),
+    spec(
+        "ssl_certificate_key",
+        &[Http, Server],
+        Arity::Exactly(1),
+        false,
+    ),
+    spec("ssl_protocols", &[Http, Server], Arity::AtLeast(1), false),
+    spec("ssl_ciphers", &[Http, Server], Arity::Exactly(1), false),
+    spec(
+        "ssl_prefer_server_ciphers",
+        &[Http, Server],
+        Arity::Exactly(1),
+        false,
+    ),
+    spec(
+        "ssl_session_cache",
+        &[Http, Server],
+        Arity::Between(1, 2),
+        false,
+    ),
+    spec(
+        "ssl_session_timeout",
+        &[Http, Server],
+        Arity::Exactly(1),
+        false,
+    ),
+    spec(
+        "ssl_session_tickets",
+        &[Http, Server],
+        Arity::Exactly(1),
+        false,
+    ),
+    spec("ssl_dhparam", &[Http, Server], Arity::Exactly(1), false),
+    spec("ssl_ecdh_curve", &[Http, Server], Arity::Exactly(1), false),
+    spec("ssl_stapling", &[Http, Server], Arity::Exactly(1), false),
     spec("allow", HSL, Arity::Exactly(1), false),
     spec("deny", HSL, Arity::Exactly(1), false),
     // upstream
@@ -400,6 +437,7 @@ fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> 
     config.upstreams.clear();
     config.servers.clear();
     config.listen.clear();
+    config.listen_ssl.clear();
     config.listeners.clear();
     for directive in block.iter().filter(|d| d.name == "upstream") {
         let name = &directive.args[0];
@@ -421,6 +459,8 @@ fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> 
             settings: server_settings.resolve(),
             locations: Vec::new(),
             top_level: Vec::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         let mut listens = Vec::new();
         for inner in server_block {
@@ -438,7 +478,30 @@ fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> 
         }
         if listens.is_empty() {
             // nginx's default when run as root.
-            listens.push((SocketAddr::from(([0, 0, 0, 0], 80)), false));
+            listens.push(Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 80)),
+                default_server: false,
+                ssl: false,
+            });
+        }
+        let listen_ssl = server_block
+            .iter()
+            .filter(|d| d.name == "listen")
+            .zip(&listens)
+            .find(|(_, listen)| listen.ssl)
+            .map(|(directive, _)| directive);
+        #[cfg(feature = "tls")]
+        {
+            let base = directive.file.parent().unwrap_or(std::path::Path::new("."));
+            server.tls = crate::tls::config::server_tls(block, server_block, listen_ssl, base)?;
+        }
+        #[cfg(not(feature = "tls"))]
+        if let Some(listen) = listen_ssl {
+            return Err(ConfigError::at(
+                "\"ssl\" on \"listen\": this ferry was built without TLS \
+                 (cargo build with the default \"tls\" feature)",
+                listen.location(),
+            ));
         }
         // A server-level `return` answers everything, before any location.
         let server_return = server_block.iter().find(|d| d.name == "return");
@@ -464,11 +527,24 @@ fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> 
         }
         server.top_level = top_level;
         config.servers.push(server);
-        for (addr, default_server) in listens {
+        for Listen {
+            addr,
+            default_server,
+            ssl,
+        } in listens
+        {
             let position = match config.listen.iter().position(|a| *a == addr) {
-                Some(position) => position,
+                Some(position) => {
+                    // nginx: listen options belong to the socket; `ssl` on
+                    // any line for the address makes it a TLS socket.
+                    if let Some(tls) = config.listen_ssl.get_mut(position) {
+                        *tls |= ssl;
+                    }
+                    position
+                }
                 None => {
                     config.listen.push(addr);
+                    config.listen_ssl.push(ssl);
                     config.listeners.push(ListenerRoutes {
                         servers: Vec::new(),
                         default_server: index,
@@ -639,17 +715,20 @@ fn location_match(directive: &Directive) -> Result<LocationMatch, ConfigError> {
 /// `return CODE [TEXT]`, `return CODE URL` or `return URL` (302).
 fn return_action(directive: &Directive) -> Result<Action, ConfigError> {
     let args = &directive.args;
-    if args.iter().any(|a| a.contains('$')) {
-        return Err(ConfigError::at(
-            "variables in \"return\" are not supported yet",
-            directive.location(),
-        ));
-    }
+    let template = |text: &String| -> Result<Option<Template>, ConfigError> {
+        if !text.contains('$') {
+            return Ok(None);
+        }
+        Template::compile(text)
+            .map(Some)
+            .map_err(|e| ConfigError::at(e.to_string(), directive.location()))
+    };
     let is_url = |text: &str| text.starts_with("http://") || text.starts_with("https://");
     match args.as_slice() {
         [url] if is_url(url) => Ok(Action::Return {
             status: 302,
             text: Some(url.clone()),
+            template: template(url)?,
         }),
         [code, rest @ ..] => {
             let status: u16 = code.parse().ok().filter(|s| *s <= 999).ok_or_else(|| {
@@ -661,6 +740,7 @@ fn return_action(directive: &Directive) -> Result<Action, ConfigError> {
             Ok(Action::Return {
                 status,
                 text: rest.first().cloned(),
+                template: rest.first().map(template).transpose()?.flatten(),
             })
         }
         [] => Err(ConfigError::at(
@@ -710,11 +790,27 @@ fn server_name(name: &str, directive: &Directive) -> Result<Option<ServerName>, 
 }
 
 /// `listen ADDR[:PORT] [default_server]`, `listen PORT`, `listen [::1]:PORT`.
-fn listen_directive(directive: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
+/// One `listen` line.
+struct Listen {
+    addr: SocketAddr,
+    default_server: bool,
+    ssl: bool,
+}
+
+fn listen_directive(directive: &Directive) -> Result<Listen, ConfigError> {
     let mut default_server = false;
+    let mut ssl = false;
     for parameter in &directive.args[1..] {
         match parameter.as_str() {
             "default_server" | "default" => default_server = true,
+            "ssl" => ssl = true,
+            "http2" => {
+                log::warn!(
+                    "\"http2\" is not served yet, clients use HTTP/1.1 (offered by ALPN) in {}:{}",
+                    directive.file.display(),
+                    directive.line
+                );
+            }
             _ => {
                 return Err(ConfigError::at(
                     format!("\"listen\" parameter \"{parameter}\" is not supported yet"),
@@ -750,7 +846,11 @@ fn listen_directive(directive: &Directive) -> Result<(SocketAddr, bool), ConfigE
             directive.location(),
         ));
     }
-    Ok((addr, default_server))
+    Ok(Listen {
+        addr,
+        default_server,
+        ssl,
+    })
 }
 
 fn upstream_block(directive: &Directive) -> Result<UpstreamGroup, ConfigError> {

@@ -287,6 +287,9 @@ pub struct ServerConfig {
     pub locations: Vec<LocationConfig>,
     /// Indexes into `locations` of the server's own (not nested) locations.
     pub top_level: Vec<usize>,
+    /// Its certificates and TLS settings, when a `listen … ssl` serves it.
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// How a `location` matches a path.
@@ -315,8 +318,13 @@ pub enum Action {
     /// `proxy_pass`: to upstream group `group`; with `uri`, the part of the
     /// path the location matched is replaced by it (nginx's rule).
     Proxy { group: usize, uri: Option<String> },
-    /// `return CODE [TEXT|URL]`.
-    Return { status: u16, text: Option<String> },
+    /// `return CODE [TEXT|URL]`; `template` when the text has variables
+    /// (`return 301 https://$host$request_uri`), rendered per request.
+    Return {
+        status: u16,
+        text: Option<String>,
+        template: Option<crate::variables::Template>,
+    },
     /// `stub_status`: nginx's connection and request counters.
     StubStatus,
     /// Neither: nginx would look for a file; ferry answers 404.
@@ -366,6 +374,9 @@ pub struct UpstreamGroup {
 pub struct Config {
     /// Addresses to accept clients on, each once (`listen`).
     pub listen: Vec<SocketAddr>,
+    /// For each address in `listen`, whether clients speak TLS on it
+    /// (`listen … ssl`).
+    pub listen_ssl: Vec<bool>,
     /// For each address in `listen`, the servers it serves.
     pub listeners: Vec<ListenerRoutes>,
     pub servers: Vec<ServerConfig>,
@@ -415,6 +426,7 @@ impl Config {
             })
             .collect();
         Config {
+            listen_ssl: vec![false; listen.len()],
             listen,
             listeners,
             servers: vec![ServerConfig {
@@ -433,6 +445,8 @@ impl Config {
                     nested: Vec::new(),
                 }],
                 top_level: vec![0],
+                #[cfg(feature = "tls")]
+                tls: None,
             }],
             upstreams: vec![UpstreamGroup::single(upstream)],
             http,
@@ -476,6 +490,7 @@ impl Config {
         }
         simple.set_settings(|s| *s = self.http.clone());
         self.listen = simple.listen;
+        self.listen_ssl = simple.listen_ssl;
         self.listeners = simple.listeners;
         self.servers = simple.servers;
         self.upstreams = simple.upstreams;

@@ -107,14 +107,22 @@ impl Connection {
         status: u16,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let text = match ctx
-            .config
-            .location(exchange.route_server(), exchange.route_location())
-        {
+        let config = std::rc::Rc::clone(&ctx.config);
+        let mut exchange = exchange;
+        // Rendered when the request was routed (see `parse_request`); taken
+        // out because answering consumes the exchange.
+        let rendered = std::mem::take(&mut exchange.buffers.return_text);
+        let text = match config.location(exchange.route_server(), exchange.route_location()) {
+            Some(LocationConfig {
+                action: Action::Return {
+                    template: Some(_), ..
+                },
+                ..
+            }) => Some(&rendered[..]),
             Some(LocationConfig {
                 action: Action::Return { text, .. },
                 ..
-            }) => text.as_deref(),
+            }) => text.as_deref().map(str::as_bytes),
             _ => None,
         };
         self.answer_locally(exchange, ctx, |out, reply| {

@@ -15,17 +15,12 @@
 //!   full, so `writable` is cleared the same way;
 //! * `Interrupted` is retried in a loop, never surfaced.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut};
 
 use mio::net::TcpStream;
 
 use super::relay::BodyOut;
-
-/// "More data follows" (Linux's `MSG_MORE`; elsewhere no such hint, so 0).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const MSG_MORE: libc::c_int = libc::MSG_MORE;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const MSG_MORE: libc::c_int = 0;
+use super::transport::Transport;
 use crate::buffer::RingBuffer;
 
 /// What the socket told us it can do, as last reported and not yet used up.
@@ -63,7 +58,7 @@ pub enum IoOutcome {
 
 /// Reads from `stream` into the free space of `ring` with one vectored read.
 pub fn read_into(
-    stream: &mut TcpStream,
+    stream: &mut impl Transport,
     ready: &mut Readiness,
     ring: &mut RingBuffer,
 ) -> IoOutcome {
@@ -72,7 +67,7 @@ pub fn read_into(
         return IoOutcome::WouldBlock;
     }
     loop {
-        match ring.fill_with(|regions| stream.read_vectored(regions)) {
+        match ring.fill_with(|regions| stream.read_regions(regions)) {
             Ok(0) => {
                 ready.readable = false;
                 return IoOutcome::Eof;
@@ -97,10 +92,10 @@ pub fn read_into(
 }
 
 /// Reads and discards what `stream` holds, for connections being closed.
-pub fn discard(stream: &mut TcpStream, ready: &mut Readiness) -> IoOutcome {
+pub fn discard(stream: &mut impl Transport, ready: &mut Readiness) -> IoOutcome {
     let mut sink = [0u8; 4096];
     loop {
-        match stream.read(&mut sink) {
+        match stream.read_regions(&mut [IoSliceMut::new(&mut sink)]) {
             Ok(0) => return IoOutcome::Eof,
             Ok(n) if n < sink.len() && !ready.read_closed => {
                 ready.readable = false;
@@ -128,7 +123,7 @@ pub fn discard(stream: &mut TcpStream, ready: &mut Readiness) -> IoOutcome {
 /// connection must then [`flush`] before the loop sleeps, so a stalled
 /// upstream never leaves bytes held for the kernel's 200 ms.
 pub fn write_out(
-    stream: &mut TcpStream,
+    stream: &mut impl Transport,
     ready: &mut Readiness,
     head: &[u8],
     body: &BodyOut<'_>,
@@ -154,15 +149,12 @@ pub fn write_out(
         count += 1;
     }
     loop {
-        let written = if more {
-            socket2::SockRef::from(&*stream).send_vectored_with_flags(&iovecs[..count], MSG_MORE)
-        } else {
-            stream.write_vectored(&iovecs[..count])
-        };
-        match written {
+        match stream.write_slices(&iovecs[..count], more) {
             Ok(n) => {
                 let n = n.min(offered);
-                if n < offered {
+                // A TLS stream may take the bytes and hold records the
+                // socket did not take: not writable either.
+                if n < offered || stream.has_pending_output() {
                     ready.writable = false;
                 }
                 let from_head = n.min(head.len());

@@ -51,6 +51,11 @@ impl Connection {
             // sending one byte at a time costs one pass, not one per byte.
             if searched == 0 || http::head_may_be_complete(bytes, searched) || held >= max_head {
                 match self.parse_request(&mut buffers, ctx) {
+                    Ok(Some(_)) if self.client.is_plain_http_on_tls() => {
+                        // nginx's 497, answered 400 in plain HTTP, then closed.
+                        let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), ctx);
+                        return self.fail(exchange, ProxyError::PlainHttpToHttps, ctx);
+                    }
                     Ok(Some(parsed)) => return self.start_exchange(buffers, parsed, ctx),
                     Ok(None) => {}
                     Err(error) => {
@@ -137,6 +142,7 @@ impl Connection {
             upstream_head,
             log_fields,
             extra_headers,
+            return_text,
             path: normalized,
             request_line,
             host,
@@ -205,6 +211,7 @@ impl Connection {
                 .listen
                 .get(self.listener as usize)
                 .map_or(0, |a| a.port()),
+            tls: self.client.is_tls(),
         };
 
         log_fields.clear();
@@ -253,9 +260,18 @@ impl Connection {
                     Target::Upstream(*group)
                 }
                 Some(LocationConfig {
-                    action: Action::Return { status, .. },
+                    action:
+                        Action::Return {
+                            status, template, ..
+                        },
                     ..
-                }) => Target::Return(*status),
+                }) => {
+                    if let Some(template) = template {
+                        return_text.clear();
+                        template.render(&view, return_text);
+                    }
+                    Target::Return(*status)
+                }
                 Some(LocationConfig {
                     action: Action::StubStatus,
                     ..

@@ -136,7 +136,7 @@ impl Connection {
         }
         let head_sent = state.client_head_sent == buffers.client_head.len();
         if tunnel.upstream_eof && buffers.response.is_empty() && head_sent && !tunnel.client_shut {
-            let _ = self.client.shutdown(Shutdown::Write);
+            let _ = self.client.shutdown_write();
             tunnel.client_shut = true;
             progress = true;
         }

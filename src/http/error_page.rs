@@ -19,6 +19,8 @@ pub enum ErrorResponse {
     BadGateway,
     GatewayTimeout,
     VersionNotSupported,
+    /// nginx's 497: a plain HTTP request on a TLS port, answered 400.
+    PlainHttpToHttps,
 }
 
 macro_rules! page {
@@ -81,6 +83,14 @@ impl ErrorResponse {
                 "HTTP Version Not Supported",
                 page!(505 "HTTP Version Not Supported"),
             ),
+            ErrorResponse::PlainHttpToHttps => (
+                400,
+                "Bad Request",
+                "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port\
+                 </title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n\
+                 <center>The plain HTTP request was sent to HTTPS port</center>\r\n\
+                 <hr><center>ferry</center>\r\n</body>\r\n</html>\r\n",
+            ),
         }
     }
 
@@ -118,7 +128,7 @@ pub struct Reply<'a> {
 struct LocalMessage<'a> {
     status: u16,
     reason: &'a str,
-    location: Option<&'a str>,
+    location: Option<&'a [u8]>,
     content_type: &'a str,
     body: &'a [u8],
 }
@@ -142,7 +152,9 @@ impl LocalMessage<'_> {
         out.extend_from_slice(reply.date);
         out.extend_from_slice(b"\r\n");
         if let Some(url) = self.location {
-            let _ = write!(out, "Location: {url}\r\n");
+            out.extend_from_slice(b"Location: ");
+            out.extend_from_slice(url);
+            out.extend_from_slice(b"\r\n");
         }
         let _ = write!(
             out,
@@ -204,7 +216,7 @@ pub fn reason(status: u16) -> &'static str {
 pub fn write_return(
     out: &mut Vec<u8>,
     status: u16,
-    text: Option<&str>,
+    text: Option<&[u8]>,
     reply: &Reply<'_>,
 ) -> usize {
     let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
@@ -222,9 +234,9 @@ pub fn write_return(
         .find(|e| e.status() == status)
         .map(|e| e.parts().2)
     };
-    let (location, content_type, body): (Option<&str>, &str, &[u8]) = match text {
+    let (location, content_type, body): (Option<&[u8]>, &str, &[u8]) = match text {
         Some(url) if redirect => (Some(url), "text/html", b""),
-        Some(text) => (None, "text/plain", text.as_bytes()),
+        Some(text) => (None, "text/plain", text),
         None => match page(status) {
             Some(page) => (None, "text/html", page.as_bytes()),
             None => (None, "text/plain", b""),

@@ -86,7 +86,10 @@ impl Ferry {
         thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("ferry: listening on http://") {
+                if let Some(rest) = line
+                    .strip_prefix("ferry: listening on http://")
+                    .or_else(|| line.strip_prefix("ferry: listening on https://"))
+                {
                     let addr = rest.split(',').next().unwrap_or("").to_string();
                     let _ = tx.send(addr);
                 }

@@ -1,0 +1,160 @@
+//! The client's socket under the phases: plain TCP, or TLS (`crate::tls`).
+//!
+//! The phases move plaintext through [`Transport`]; a plain socket does one
+//! syscall per call, a TLS stream turns the call into record-layer work. Both
+//! keep the same contract, which `io.rs`'s edge-triggered bookkeeping relies
+//! on: a read that returns fewer bytes than offered means the socket had no
+//! more, and bytes a write accepted but could not put on the wire yet are
+//! *pending output*, which the connection must let drain (while the socket
+//! is not writable) before it counts a response as sent.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+#[cfg(feature = "tls")]
+use crate::tls::TlsStream;
+
+/// "More data follows" (Linux's `MSG_MORE`; elsewhere no such hint, so 0).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MSG_MORE: libc::c_int = libc::MSG_MORE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const MSG_MORE: libc::c_int = 0;
+
+/// A byte stream the phases read and write.
+pub trait Transport {
+    /// Fills `regions` from the peer; `Ok(0)` is the end of the stream.
+    fn read_regions(&mut self, regions: &mut [IoSliceMut<'_>]) -> io::Result<usize>;
+    /// Writes from `slices`; `more` says more of the message follows soon.
+    fn write_slices(&mut self, slices: &[IoSlice<'_>], more: bool) -> io::Result<usize>;
+    /// Bytes accepted by a write that are not on the wire yet.
+    fn has_pending_output(&self) -> bool {
+        false
+    }
+}
+
+impl Transport for TcpStream {
+    fn read_regions(&mut self, regions: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.read_vectored(regions)
+    }
+
+    fn write_slices(&mut self, slices: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
+        if more {
+            socket2::SockRef::from(&*self).send_vectored_with_flags(slices, MSG_MORE)
+        } else {
+            self.write_vectored(slices)
+        }
+    }
+}
+
+/// A client connection's stream.
+pub enum ClientStream {
+    Plain(TcpStream),
+    /// Boxed: a plain client pays one pointer for TLS existing, not the
+    /// size of a TLS session.
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream>),
+}
+
+impl ClientStream {
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(socket) => socket,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.socket(),
+        }
+    }
+
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
+        match self {
+            ClientStream::Plain(socket) => socket,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.socket_mut(),
+        }
+    }
+
+    /// The client speaks TLS (not plain HTTP on a TLS address).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            ClientStream::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => !tls.is_plain_http(),
+        }
+    }
+
+    /// A plain HTTP request came to a TLS address.
+    pub fn is_plain_http_on_tls(&self) -> bool {
+        match self {
+            ClientStream::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.is_plain_http(),
+        }
+    }
+
+    /// TLS: the handshake is not done or no request byte is decrypted yet,
+    /// so reading needs no buffer set (see `Connection::step_idle`).
+    pub fn needs_handshake(&mut self) -> bool {
+        match self {
+            ClientStream::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => !tls.is_plain_http() && !tls.has_plaintext(),
+        }
+    }
+
+    /// TLS: reads and processes ciphertext until plaintext is decrypted
+    /// (`Ok(true)`), the socket has no more (`Ok(false)`) or the stream
+    /// ends or fails (`Err`; end of stream is `UnexpectedEof`).
+    pub fn advance_handshake(&mut self) -> io::Result<bool> {
+        match self {
+            ClientStream::Plain(_) => Ok(true),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.advance(),
+        }
+    }
+
+    /// Writes what earlier writes left pending; `WouldBlock` if the socket
+    /// is still full.
+    pub fn flush_pending(&mut self) -> io::Result<()> {
+        match self {
+            ClientStream::Plain(_) => Ok(()),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.flush_tls(),
+        }
+    }
+
+    /// Closes the writing side (after TLS's close_notify).
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let ClientStream::Tls(tls) = self {
+            tls.close_notify();
+        }
+        self.socket().shutdown(Shutdown::Write)
+    }
+}
+
+impl Transport for ClientStream {
+    fn read_regions(&mut self, regions: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(socket) => socket.read_vectored(regions),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.read_regions(regions),
+        }
+    }
+
+    fn write_slices(&mut self, slices: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(socket) => socket.write_slices(slices, more),
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.write_slices(slices),
+        }
+    }
+
+    fn has_pending_output(&self) -> bool {
+        match self {
+            ClientStream::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.has_pending_output(),
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! TLS termination with rustls, under the HTTP phases.
+//!
+//! A client that connects to a `listen … ssl` address gets a [`TlsStream`]
+//! instead of a bare socket. The connection's phases do not change: they read
+//! plaintext into their ring buffers and write plaintext out of them through
+//! the same calls as for a plain socket (`connection::io`), and the stream
+//! turns each into record-layer work, driven by the same readiness:
+//!
+//! * **Hello.** rustls's `Acceptor` collects the ClientHello; its server name
+//!   (SNI) picks the `server` block and so the certificate, as nginx picks
+//!   them: by `server_name` among the servers of that address, else the
+//!   address's default server ([`config::choose_server`]).
+//! * **Handshake and records.** A read pulls ciphertext from the socket into
+//!   rustls, decrypts, and hands out plaintext; the handshake's own replies
+//!   are written as they appear. A write encrypts plaintext into rustls's
+//!   send buffer and writes records to the socket. Ciphertext the socket did
+//!   not take yet is *pending output*: the connection treats it as bytes it
+//!   still has to write (the socket is not writable until it drains).
+//! * **Plain HTTP on the TLS port.** A first byte that is not a TLS record
+//!   (0x16) means a plain HTTP request: the stream passes bytes through
+//!   unencrypted, and the connection answers nginx's
+//!   `400 The plain HTTP request was sent to HTTPS port`.
+//!
+//! The handshake runs while the connection is `Idle` and holds no buffer
+//! set: a client that stalls mid-handshake costs its rustls state, not 32 KiB
+//! of ring buffers, and is closed by `client_header_timeout` like any client
+//! that never sends a request.
+
+pub mod config;
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use log::debug;
+use mio::net::TcpStream;
+use rustls::server::Acceptor;
+use rustls::ServerConnection;
+
+use crate::config::Config;
+
+/// The first byte of a TLS handshake record.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Where a client's TLS session is.
+enum Session {
+    /// Collecting the ClientHello. Holds the configuration and listener the
+    /// server is chosen from once the hello names one.
+    Hello {
+        acceptor: Box<Acceptor>,
+        config: Rc<Config>,
+        listener: usize,
+        /// Bytes were read: the first one was a handshake record's.
+        started: bool,
+    },
+    Established(Box<ServerConnection>),
+    /// The client spoke plain HTTP: bytes pass through unencrypted so that
+    /// the 400 can be read.
+    PlainHttp,
+}
+
+/// A client socket with TLS on it.
+pub struct TlsStream {
+    socket: TcpStream,
+    session: Session,
+    /// The socket said end of stream.
+    socket_eof: bool,
+}
+
+/// What a read found when it could not hand out plaintext.
+#[derive(Debug)]
+pub struct HandshakeFailed(pub String);
+
+impl std::fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HandshakeFailed {}
+
+impl TlsStream {
+    pub fn new(socket: TcpStream, config: Rc<Config>, listener: usize) -> TlsStream {
+        TlsStream {
+            socket,
+            session: Session::Hello {
+                acceptor: Box::default(),
+                config,
+                listener,
+                started: false,
+            },
+            socket_eof: false,
+        }
+    }
+
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    /// The client sent plain HTTP to this TLS port.
+    pub fn is_plain_http(&self) -> bool {
+        matches!(self.session, Session::PlainHttp)
+    }
+
+    /// The negotiated session, once the handshake is done.
+    pub fn connection(&self) -> Option<&ServerConnection> {
+        match &self.session {
+            Session::Established(conn) if !conn.is_handshaking() => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// Ciphertext (or handshake replies) the socket has not taken yet.
+    pub fn has_pending_output(&self) -> bool {
+        match &self.session {
+            Session::Established(conn) => conn.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// Whether a read would return something now: decrypted bytes, or the
+    /// client's close_notify (an end of stream to read).
+    pub fn has_plaintext(&mut self) -> bool {
+        match &mut self.session {
+            Session::Established(conn) => conn
+                .process_new_packets()
+                .is_ok_and(|state| state.plaintext_bytes_to_read() > 0 || state.peer_has_closed()),
+            _ => false,
+        }
+    }
+
+    /// Drives the hello and the handshake with no buffer for plaintext:
+    /// `Ok(true)` once a read would return something (or the client spoke
+    /// plain HTTP), `Ok(false)` when the socket has nothing more for now.
+    /// The end of the stream is an `UnexpectedEof` error.
+    pub fn advance(&mut self) -> io::Result<bool> {
+        loop {
+            if self.is_plain_http() || self.has_plaintext() {
+                return Ok(true);
+            }
+            if self.socket_eof {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            match self.receive() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads plaintext into `regions`, filling them as far as the socket
+    /// allows: a short read means the socket had nothing more (as for a
+    /// plain socket), so the edge-triggered bookkeeping stays right.
+    /// `Ok(0)` is the end of the stream (close_notify, or the socket's end).
+    pub fn read_regions(&mut self, regions: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let mut total = 0;
+        for region in regions.iter_mut() {
+            let mut at = 0;
+            while at < region.len() {
+                let Some(rest) = region.get_mut(at..) else {
+                    break;
+                };
+                match self.read_plaintext(rest) {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => {
+                        at += n;
+                        total += n;
+                    }
+                    Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(total)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Plaintext already decrypted, else ciphertext read from the socket
+    /// until some plaintext comes of it.
+    fn read_plaintext(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match &mut self.session {
+                Session::PlainHttp => return self.socket.read(buf),
+                Session::Established(conn) => match conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The socket ended without close_notify: for HTTP, an
+                    // end of stream like any other (a cut body is caught by
+                    // its framing).
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                },
+                Session::Hello { .. } => {}
+            }
+            if self.socket_eof {
+                return Ok(0);
+            }
+            self.receive()?;
+        }
+    }
+
+    /// Reads ciphertext from the socket and processes it: one step of the
+    /// hello, the handshake or the record layer. `WouldBlock` when the
+    /// socket has nothing.
+    fn receive(&mut self) -> io::Result<()> {
+        match &mut self.session {
+            Session::PlainHttp => Ok(()),
+            Session::Hello {
+                acceptor,
+                config,
+                listener,
+                started,
+            } => {
+                if !*started {
+                    let mut first = [0u8; 1];
+                    let peeked = self.socket.peek(&mut first)?;
+                    if peeked == 0 {
+                        self.socket_eof = true;
+                        return Ok(());
+                    }
+                    if first[0] != HANDSHAKE_RECORD {
+                        debug!("plain HTTP on a TLS port");
+                        self.session = Session::PlainHttp;
+                        return Ok(());
+                    }
+                    *started = true;
+                }
+                if acceptor.read_tls(&mut self.socket)? == 0 {
+                    self.socket_eof = true;
+                    return Ok(());
+                }
+                let accepted = match acceptor.accept() {
+                    Ok(None) => return Ok(()),
+                    Ok(Some(accepted)) => accepted,
+                    Err((error, mut alert)) => {
+                        let _ = alert.write_all(&mut self.socket);
+                        return Err(failed(format!("bad ClientHello: {error}")));
+                    }
+                };
+                let server_name = accepted.client_hello().server_name().map(str::to_owned);
+                let Some(server_config) =
+                    config::choose_server(config, *listener, server_name.as_deref())
+                else {
+                    return Err(failed("no certificate for this address".to_string()));
+                };
+                match accepted.into_connection(server_config) {
+                    Ok(conn) => {
+                        self.session = Session::Established(Box::new(conn));
+                        self.flush_tls().or_else(would_block_is_ok)
+                    }
+                    Err((error, mut alert)) => {
+                        let _ = alert.write_all(&mut self.socket);
+                        Err(failed(format!("handshake refused: {error}")))
+                    }
+                }
+            }
+            Session::Established(conn) => {
+                if conn.read_tls(&mut self.socket)? == 0 {
+                    self.socket_eof = true;
+                }
+                let processed = conn.process_new_packets();
+                // Handshake replies, or the alert that says why not.
+                self.flush_tls().or_else(would_block_is_ok)?;
+                processed
+                    .map(|_| ())
+                    .map_err(|error| failed(format!("TLS error: {error}")))
+            }
+        }
+    }
+
+    /// Encrypts `slices` and writes the records, until all is taken or the
+    /// socket is full; the count is of plaintext taken. rustls holds a
+    /// bounded amount of records, so this alternates encrypting and
+    /// writing: a short count always means the socket said `WouldBlock`
+    /// (and will say when it has room), never that rustls's buffer was
+    /// full. Records the socket does not take stay pending (see
+    /// [`TlsStream::has_pending_output`]).
+    pub fn write_slices(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        if let Session::PlainHttp = self.session {
+            return self.socket.write_vectored(slices);
+        }
+        let mut taken = 0;
+        for slice in slices {
+            let mut at = 0;
+            while at < slice.len() {
+                // Older records first: nothing new is taken while they wait.
+                match self.flush_tls() {
+                    Ok(()) => {}
+                    Err(e) if taken > 0 && e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(taken)
+                    }
+                    Err(e) => return Err(e),
+                }
+                let Session::Established(conn) = &mut self.session else {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                };
+                let n = conn.writer().write(slice.get(at..).unwrap_or_default())?;
+                if n == 0 {
+                    // rustls takes bytes whenever its records are flushed.
+                    return Err(io::Error::other("TLS stream took no bytes"));
+                }
+                at += n;
+                taken += n;
+            }
+        }
+        self.flush_tls().or_else(would_block_is_ok)?;
+        Ok(taken)
+    }
+
+    /// Writes pending records until none are left (`Ok`) or the socket is
+    /// full (`WouldBlock`).
+    pub fn flush_tls(&mut self) -> io::Result<()> {
+        let Session::Established(conn) = &mut self.session else {
+            return Ok(());
+        };
+        while conn.wants_write() {
+            match conn.write_tls(&mut self.socket) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Says goodbye (close_notify) before the connection closes its
+    /// writing side; best effort.
+    pub fn close_notify(&mut self) {
+        if let Session::Established(conn) = &mut self.session {
+            conn.send_close_notify();
+            let _ = self.flush_tls();
+        }
+    }
+}
+
+fn failed(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, HandshakeFailed(why))
+}
+
+fn would_block_is_ok(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// rustls's server configuration, shared by every connection of a server.
+pub type ServerTls = Arc<rustls::ServerConfig>;

@@ -1,0 +1,628 @@
+//! TLS termination through the real binary: certificates made at test time
+//! (rcgen), clients that are curl, `openssl s_client` and a rustls client
+//! driven byte by byte; plain HTTP on the TLS port; SNI; protocol versions;
+//! configurations ferry must refuse.
+#![cfg(feature = "tls")]
+
+mod util;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use util::*;
+
+/// A test CA and leaf certificates it signed, written as PEM files.
+struct Pki {
+    dir: PathBuf,
+    ca: PathBuf,
+    ca_der: Vec<u8>,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "ferry test CA");
+        let ca = params.self_signed(&key).unwrap();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca: ca_path,
+            ca_der: ca.der().to_vec(),
+            ca_cert: ca,
+            ca_key: key,
+        }
+    }
+
+    /// `NAME.pem` and `NAME.key`: a certificate for `names`, signed by
+    /// the CA, with `names[0]` as its common name.
+    fn leaf(&self, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        let cert_path = self.dir.join(format!("{name}.pem"));
+        let key_path = self.dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+/// The directory `Ferry::start_config(name, …)` writes its file into.
+fn config_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ferry-{name}-{}", std::process::id()))
+}
+
+/// One TLS server for `localhost` proxying to `origin`, with `extra` lines.
+fn tls_server(name: &str, origin: &Origin, extra: &str) -> (Ferry, Pki) {
+    let pki = Pki::new(&config_dir(name));
+    let (cert, key) = pki.leaf("localhost", &["localhost", "127.0.0.1"]);
+    let (ferry, _) = Ferry::start_config(
+        name,
+        &format!(
+            "upstream app {{ server {}; }}\n\
+             server {{\n  listen 127.0.0.1:PORT ssl;\n  server_name localhost;\n\
+               ssl_certificate {};\n  ssl_certificate_key {};\n{extra}\n\
+               location / {{ proxy_pass http://app; }}\n}}",
+            origin.addr,
+            cert.display(),
+            key.display()
+        ),
+    );
+    (ferry, pki)
+}
+
+fn curl(args: &[&str]) -> Option<(bool, String, String)> {
+    let curl = require_tool("curl")?;
+    let output = Command::new(curl)
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .unwrap();
+    Some((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// A rustls client trusting the test CA, on a blocking socket.
+fn tls_client(
+    ferry: &Ferry,
+    pki: &Pki,
+    server_name: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone().into()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    rustls::StreamOwned::new(conn, ferry.connect())
+}
+
+#[test]
+fn curl_downloads_and_uploads_over_tls_on_one_connection() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-curl", &origin, "");
+    let base = format!("https://localhost:{}", ferry.addr.port());
+    let ca = pki.ca.to_str().unwrap().to_string();
+    let resolve = format!("localhost:{}:127.0.0.1", ferry.addr.port());
+    // Sizes around the 16 KiB record boundary, and 1 MiB, on one connection.
+    let sizes = [0u64, 1, 16383, 16384, 16385, 1 << 20];
+    let mut args = vec!["--cacert", &ca, "--resolve", &resolve];
+    let urls: Vec<String> = sizes
+        .iter()
+        .map(|size| format!("{base}/bytes/{size}/length"))
+        .collect();
+    let mut outputs = Vec::new();
+    for url in &urls {
+        outputs.push(url.as_str());
+        outputs.push("-o");
+        outputs.push("/dev/null");
+    }
+    args.extend(outputs);
+    args.extend([
+        "-w",
+        "%{http_code} %{size_download} %{num_connects} %{ssl_verify_result}\n",
+    ]);
+    let Some((ok, out, err)) = curl(&args) else {
+        return;
+    };
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), sizes.len(), "{out}");
+    for (index, (line, size)) in lines.iter().zip(sizes).enumerate() {
+        let connects = if index == 0 { 1 } else { 0 };
+        assert_eq!(*line, format!("200 {size} {connects} 0"), "size {size}");
+    }
+    // HTTP/1.0 over TLS (offered as such by ALPN), and an upload.
+    let url = format!("{base}/bytes/16385/length");
+    let (ok, out, err) = curl(&[
+        "--http1.0",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        &url,
+    ])
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "200 16385");
+    let upload = scratch_dir("tls-curl-upload").join("body");
+    let mut body = vec![0u8; 300_000];
+    pattern(0, &mut body);
+    std::fs::write(&upload, &body).unwrap();
+    let data = format!("@{}", upload.display());
+    let url = format!("{base}/upload");
+    let (ok, out, err) = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "--data-binary",
+        &data,
+        &url,
+    ])
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("300000 {:016x}", Hash::of_pattern(300_000).0));
+}
+
+#[test]
+fn bodies_cross_record_boundaries_intact_both_ways() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-bodies", &origin, "  client_max_body_size 0;");
+    let mut stream = tls_client(&ferry, &pki, "localhost");
+    for size in [
+        0u64,
+        16 * 1024 - 1,
+        16 * 1024,
+        16 * 1024 + 1,
+        1 << 20,
+        16 << 20,
+    ] {
+        write!(
+            stream,
+            "GET /bytes/{size}/length HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        .unwrap();
+        stream.flush().unwrap();
+        let mut reader = BufReader::new(&mut stream);
+        let (response, len, hash) = read_response_hashed(&mut reader, "GET", 0).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!((len, hash), (size, Hash::of_pattern(size)), "{size}");
+    }
+    let size = 8u64 << 20;
+    write!(
+        stream,
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
+    let mut block = vec![0u8; 64 * 1024];
+    let mut done = 0;
+    while done < size {
+        let n = (size - done).min(block.len() as u64) as usize;
+        pattern(done, &mut block[..n]);
+        stream.write_all(&block[..n]).unwrap();
+        done += n as u64;
+    }
+    stream.flush().unwrap();
+    let response = read_response(&mut BufReader::new(&mut stream), "POST").unwrap();
+    assert_eq!(
+        response.text(),
+        format!("{size} {:016x}", Hash::of_pattern(size).0)
+    );
+}
+
+#[test]
+fn a_handshake_written_one_byte_at_a_time_completes() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-bytewise", &origin, "");
+    within(Duration::from_secs(30), move || {
+        let mut stream = tls_client(&ferry, &pki, "localhost");
+        let request = b"GET /bytes/100/length HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        stream.conn.writer().write_all(request).unwrap();
+        // Every record the client sends (ClientHello, Finished, the request)
+        // goes out one byte at a time.
+        loop {
+            while stream.conn.wants_write() {
+                let mut pending = Vec::new();
+                stream.conn.write_tls(&mut pending).unwrap();
+                for byte in pending {
+                    stream.sock.write_all(&[byte]).unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            if !stream.conn.is_handshaking() && !stream.conn.wants_write() {
+                break;
+            }
+            stream.conn.read_tls(&mut stream.sock).unwrap();
+            stream.conn.process_new_packets().unwrap();
+        }
+        let mut reader = BufReader::new(&mut stream);
+        let (response, len, _) = read_response_hashed(&mut reader, "GET", 0).unwrap();
+        assert_eq!((response.status, len), (200, 100));
+    });
+}
+
+#[test]
+fn stalled_handshakes_do_not_delay_a_normal_client() {
+    if !need_descriptors(1200) {
+        return;
+    }
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-stalled", &origin, "");
+    // 500 clients send the first bytes of a handshake record, then nothing.
+    let stalled: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            let mut stream = ferry.connect();
+            stream
+                .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut stream = tls_client(&ferry, &pki, "localhost");
+    stream
+        .write_all(b"GET /bytes/10/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(&mut stream);
+    let (response, len, _) = read_response_hashed(&mut reader, "GET", 0).unwrap();
+    assert_eq!((response.status, len), (200, 10));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}
+
+#[test]
+fn plain_http_to_the_tls_port_gets_nginx_400() {
+    let origin = Origin::standard();
+    let (ferry, _pki) = tls_server("tls-plain", &origin, "");
+    let response = request(ferry.addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 400);
+    assert!(
+        response
+            .text()
+            .contains("The plain HTTP request was sent to HTTPS port"),
+        "{}",
+        response.text()
+    );
+    assert_eq!(origin.accepts(), 0, "nothing reaches the upstream");
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(5),
+        "client sent plain HTTP request to HTTPS port"
+    ));
+}
+
+/// The subject line `openssl s_client` prints for the certificate it got.
+fn served_subject(port: u16, server_name: Option<&str>, extra: &[&str]) -> Option<String> {
+    let openssl = require_tool("openssl")?;
+    let mut command = Command::new(openssl);
+    command
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(extra);
+    match server_name {
+        Some(name) => command.args(["-servername", name]),
+        None => command.arg("-noservername"),
+    };
+    let output = command.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    Some(
+        text.lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("no certificate")
+            .to_string(),
+    )
+}
+
+#[test]
+fn sni_picks_each_servers_certificate_and_unknown_names_get_the_default() {
+    let name = "tls-sni";
+    let origin = Origin::standard();
+    let pki = Pki::new(&config_dir(name));
+    let (a_cert, a_key) = pki.leaf("a", &["a.test"]);
+    let (b_cert, b_key) = pki.leaf("b", &["b.test"]);
+    let server = |host: &str, cert: &Path, key: &Path, default: &str| {
+        format!(
+            "server {{\n  listen 127.0.0.1:PORT ssl{default};\n  server_name {host};\n\
+               ssl_certificate {};\n  ssl_certificate_key {};\n\
+               location / {{ return 200 \"{host}\\n\"; }}\n}}\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let (ferry, _) = Ferry::start_config(
+        name,
+        &format!(
+            "{}{}",
+            server("a.test", &a_cert, &a_key, ""),
+            server("b.test", &b_cert, &b_key, " default_server")
+        ),
+    );
+    let _ = origin;
+    let port = ferry.addr.port();
+    let Some(a) = served_subject(port, Some("a.test"), &[]) else {
+        return;
+    };
+    assert!(a.contains("a.test"), "{a}");
+    let b = served_subject(port, Some("b.test"), &[]).unwrap();
+    assert!(b.contains("b.test"), "{b}");
+    let other = served_subject(port, Some("c.test"), &[]).unwrap();
+    assert!(other.contains("b.test"), "the default server's: {other}");
+    let none = served_subject(port, None, &[]).unwrap();
+    assert!(none.contains("b.test"), "the default server's: {none}");
+    // And the request is routed by Host, as nginx does.
+    let ca = pki.ca.to_str().unwrap().to_string();
+    let resolve = format!("a.test:{port}:127.0.0.1");
+    let url = format!("https://a.test:{port}/");
+    let (ok, out, err) = curl(&["--cacert", &ca, "--resolve", &resolve, &url]).unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "a.test\n");
+}
+
+#[test]
+fn ssl_protocols_limit_the_versions_and_sessions_resume() {
+    let origin = Origin::standard();
+    let (ferry12, _pki) = tls_server(
+        "tls-v12",
+        &origin,
+        "  ssl_protocols TLSv1.2;\n  ssl_session_cache shared:SSL:1m;\n  ssl_session_tickets off;",
+    );
+    let port = ferry12.addr.port();
+    let Some(subject) = served_subject(port, Some("localhost"), &["-tls1_2"]) else {
+        return;
+    };
+    assert!(subject.contains("localhost"), "{subject}");
+    let refused = served_subject(port, Some("localhost"), &["-tls1_3"]).unwrap();
+    assert_eq!(refused, "no certificate", "TLS 1.3 must be refused");
+
+    // Resumption from the session cache: the second handshake is "Reused".
+    let openssl = require_tool("openssl").unwrap();
+    let session = scratch_dir("tls-session").join("session.pem");
+    let run = |flag: &str| {
+        let output = Command::new(&openssl)
+            .args(["s_client", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-servername", "localhost", "-tls1_2", flag])
+            .arg(&session)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = run("-sess_out");
+    assert!(first.contains("New, TLSv1.2"), "{first}");
+    let second = run("-sess_in");
+    assert!(second.contains("Reused, TLSv1.2"), "{second}");
+
+    let (ferry13, _pki) = tls_server("tls-v13", &origin, "  ssl_protocols TLSv1.3;");
+    let port = ferry13.addr.port();
+    let subject = served_subject(port, Some("localhost"), &["-tls1_3"]).unwrap();
+    assert!(subject.contains("localhost"), "{subject}");
+    let refused = served_subject(port, Some("localhost"), &["-tls1_2"]).unwrap();
+    assert_eq!(refused, "no certificate", "TLS 1.2 must be refused");
+}
+
+/// `ferry -t` on a configuration: (accepted, what it printed).
+fn check_config(dir: &Path, text: &str) -> (bool, String) {
+    let path = dir.join("ferry.conf");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["-t", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout),
+    )
+}
+
+#[test]
+fn bad_tls_configurations_are_refused_with_the_line() {
+    let dir = scratch_dir("tls-refused");
+    let pki = Pki::new(&dir);
+    let (cert, key) = pki.leaf("localhost", &["localhost"]);
+    let (_other_cert, other_key) = pki.leaf("other", &["other.test"]);
+    let config = |lines: &str| {
+        format!(
+            "events {{}}\nhttp {{\nserver {{\nlisten 127.0.0.1:{} ssl;\n{lines}\n}}\n}}\n",
+            free_port()
+        )
+    };
+    let pair = format!(
+        "ssl_certificate {};\nssl_certificate_key {};",
+        cert.display(),
+        key.display()
+    );
+    let (ok, out) = check_config(&dir, &config(&pair));
+    assert!(ok, "{out}");
+    for (lines, expected) in [
+        (String::new(), "no \"ssl_certificate\" is defined"),
+        (
+            format!("{pair}\nssl_protocols TLSv1 TLSv1.2;"),
+            "TLSv1 is not supported",
+        ),
+        (
+            format!("{pair}\nssl_ciphers RC4:DHE-RSA-AES128-SHA;"),
+            "selects none",
+        ),
+        (
+            format!("{pair}\nssl_stapling on;"),
+            "\"ssl_stapling\" is not supported",
+        ),
+        (
+            format!(
+                "ssl_certificate {};\nssl_certificate_key {};",
+                cert.display(),
+                other_key.display()
+            ),
+            "do not go together",
+        ),
+        (
+            format!(
+                "ssl_certificate {}/missing.pem;\nssl_certificate_key {};",
+                dir.display(),
+                key.display()
+            ),
+            "cannot load certificate",
+        ),
+    ] {
+        let (ok, out) = check_config(&dir, &config(&lines));
+        assert!(!ok, "accepted: {lines}");
+        assert!(out.contains(expected), "{lines}: {out}");
+        assert!(
+            out.contains("ferry.conf:"),
+            "names the file and line: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_certbot_style_config_redirects_to_https_and_proxies_with_the_scheme() {
+    let name = "tls-certbot";
+    let origin = Origin::standard();
+    let pki = Pki::new(&config_dir(name));
+    let (cert, key) = pki.leaf("site", &["example.test"]);
+    let redirect_port = free_port();
+    let (ferry, _) = Ferry::start_config(
+        name,
+        &format!(
+            // The TLS server first: the test's ferry.addr is the first listener.
+            "upstream app {{ server {}; }}\n\
+             server {{\n  listen 127.0.0.1:PORT ssl;\n  server_name example.test;\n\
+               ssl_certificate {};\n  ssl_certificate_key {};\n\
+               ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_ciphers HIGH:!aNULL:!MD5;\n\
+               ssl_prefer_server_ciphers on;\n\
+               ssl_session_cache shared:SSL:10m;\n  ssl_session_timeout 1d;\n\
+               add_header Strict-Transport-Security \"max-age=31536000\" always;\n\
+               location / {{ proxy_pass http://app; }}\n\
+               location = /scheme {{ return 200 \"$scheme $https\"; }}\n}}\n\
+             server {{\n  listen 127.0.0.1:{redirect_port};\n  server_name example.test;\n\
+               return 301 https://$host$request_uri;\n}}",
+            origin.addr,
+            cert.display(),
+            key.display()
+        ),
+    );
+    // The plain server redirects, keeping the path and query.
+    let redirect: std::net::SocketAddr = format!("127.0.0.1:{redirect_port}").parse().unwrap();
+    let response = request(
+        redirect,
+        "GET /a/b?c=d HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 301);
+    assert_eq!(
+        response.header("Location").as_deref(),
+        Some("https://example.test/a/b?c=d")
+    );
+    // The TLS server proxies, telling the upstream the scheme.
+    let mut stream = tls_client(&ferry, &pki, "example.test");
+    stream
+        .write_all(b"GET /echo HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut BufReader::new(&mut stream), "GET").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        response.text().contains("X-Forwarded-Proto: https\r\n"),
+        "{}",
+        response.text()
+    );
+    assert_eq!(
+        response.header("Strict-Transport-Security").as_deref(),
+        Some("max-age=31536000")
+    );
+    stream
+        .write_all(b"GET /scheme HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut BufReader::new(&mut stream), "GET").unwrap();
+    assert_eq!(response.text(), "https on");
+}
+
+/// The certificate the server presented on a new connection.
+fn presented_certificate(ferry: &Ferry, pki: &Pki) -> Vec<u8> {
+    let mut stream = tls_client(ferry, pki, "localhost");
+    stream
+        .write_all(b"GET /bytes/1/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (response, _, _) =
+        read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+    assert_eq!(response.status, 200);
+    stream.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn pem_der(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path)
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn a_reload_serves_renewed_certificates_and_refuses_broken_ones() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-reload", &origin, "");
+    let cert = pki.dir.join("localhost.pem");
+    let first = pem_der(&cert);
+    assert_eq!(presented_certificate(&ferry, &pki), first);
+    // A connection open across the reload keeps working.
+    let mut kept = tls_client(&ferry, &pki, "localhost");
+    kept.write_all(b"GET /bytes/1/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_response_hashed(&mut BufReader::new(&mut kept), "GET", 0).unwrap();
+
+    // certbot renews: new files under the same names, then a reload.
+    pki.leaf("localhost", &["localhost", "127.0.0.1"]);
+    let renewed = pem_der(&cert);
+    assert_ne!(renewed, first);
+    ferry.signal("HUP");
+    assert!(ferry.wait_for_stderr_count(Duration::from_secs(5), "configuration reloaded", 1));
+    assert_eq!(presented_certificate(&ferry, &pki), renewed);
+    kept.write_all(b"GET /bytes/2/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let (response, len, _) =
+        read_response_hashed(&mut BufReader::new(&mut kept), "GET", 0).unwrap();
+    assert_eq!((response.status, len), (200, 2));
+
+    // A broken certificate refuses the reload and changes nothing.
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    ferry.signal("HUP");
+    assert!(ferry.wait_for_stderr_count(Duration::from_secs(5), "reload refused", 1));
+    assert_eq!(presented_certificate(&ferry, &pki), renewed);
+}
