@@ -57,6 +57,8 @@ struct Workload {
     path: &'static str,
     connections: u32,
     close: bool,
+    /// Over TLS (ferry and nginx only: same file, same certificate).
+    tls: bool,
 }
 
 /// Idle upstream connections each proxy keeps: as many as the keep-alive
@@ -65,36 +67,62 @@ struct Workload {
 /// would reconnect on a few percent of requests).
 const KEEPALIVE: u32 = 50;
 
-const WORKLOADS: [Workload; 5] = [
+const WORKLOADS: [Workload; 8] = [
     Workload {
         name: "small",
         path: "/100b",
         connections: 50,
         close: false,
+        tls: false,
     },
     Workload {
         name: "4k",
         path: "/4k",
         connections: 50,
         close: false,
+        tls: false,
     },
     Workload {
         name: "64k",
         path: "/64k",
         connections: 50,
         close: false,
+        tls: false,
     },
     Workload {
         name: "1m",
         path: "/1m",
         connections: 10,
         close: false,
+        tls: false,
     },
     Workload {
         name: "close",
         path: "/100b",
         connections: 50,
         close: true,
+        tls: false,
+    },
+    Workload {
+        name: "tls-small",
+        path: "/100b",
+        connections: 50,
+        close: false,
+        tls: true,
+    },
+    Workload {
+        name: "tls-new",
+        path: "/100b",
+        connections: 50,
+        close: true,
+        tls: true,
+    },
+    Workload {
+        name: "tls-1m",
+        path: "/1m",
+        connections: 10,
+        close: false,
+        tls: true,
     },
 ];
 
@@ -307,6 +335,8 @@ struct Setup {
     dir: PathBuf,
     origin_port: u16,
     proxy_port: u16,
+    /// The proxies' TLS address, when openssl could make a certificate.
+    tls_port: Option<u16>,
     proxy_config: PathBuf,
     haproxy_config: PathBuf,
 }
@@ -319,6 +349,44 @@ fn write_setup() -> Result<Setup, String> {
         std::fs::write(www.join(name), file_bytes(len)).map_err(|e| e.to_string())?;
     }
     let (origin_port, proxy_port) = (free_port(), free_port());
+    // An ECDSA P-256 certificate for the TLS workloads, made by openssl.
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        println!("openssl not found (apt-get install openssl): no TLS workloads");
+    }
+    let tls_port = made.then(free_port);
+    let tls_lines = match tls_port {
+        Some(port) => format!(
+            "        listen 127.0.0.1:{port} ssl;\n\
+                     ssl_certificate {cert};\n        ssl_certificate_key {key};\n\
+                     ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:SSL:10m;\n",
+            cert = cert.display(),
+            key = key.display()
+        ),
+        None => String::new(),
+    };
     let origin = format!(
         "worker_processes 1;\npid {dir}/origin.pid;\nerror_log {dir}/origin-error.log;\n\
          events {{ worker_connections 4096; }}\n\
@@ -335,7 +403,7 @@ fn write_setup() -> Result<Setup, String> {
          events {{\n    worker_connections 20000;\n}}\n\
          http {{\n    access_log off;\n    keepalive_requests 1000000;\n\
              upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive {keepalive};\n    }}\n\
-             server {{\n        listen 127.0.0.1:{proxy_port};\n\
+             server {{\n        listen 127.0.0.1:{proxy_port};\n{tls_lines}\
                  location / {{\n            proxy_pass http://origin;\n            proxy_http_version 1.1;\n\
                      proxy_set_header Connection \"\";\n\
                      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
@@ -358,6 +426,7 @@ fn write_setup() -> Result<Setup, String> {
         dir,
         origin_port,
         proxy_port,
+        tls_port,
         proxy_config,
         haproxy_config,
     })
@@ -414,6 +483,18 @@ fn start_peer(peer: Peer, tools: &Tools, setup: &Setup) -> Result<Option<Running
                 child,
             }))
         }
+    }
+}
+
+/// Where `peer` serves `workload`: `None` if it does not (TLS is measured
+/// for ferry and nginx, which run the same file).
+fn target_of(peer: Peer, workload: &Workload, setup: &Setup) -> Option<(&'static str, u16)> {
+    if !workload.tls {
+        return Some(("http", port_of(peer, setup)));
+    }
+    match peer {
+        Peer::Ferry | Peer::Nginx => setup.tls_port.map(|port| ("https", port)),
+        Peer::Haproxy | Peer::Direct => None,
     }
 }
 
@@ -569,7 +650,7 @@ fn origin_accepts(origin_port: u16) -> Option<u64> {
 
 fn run_wrk(
     tools: &Tools,
-    port: u16,
+    (scheme, port): (&str, u16),
     origin: (u16, u32),
     workload: &Workload,
     seconds: u64,
@@ -585,7 +666,7 @@ fn run_wrk(
     if workload.close {
         command.arg("-H").arg("Connection: close");
     }
-    command.arg(format!("http://127.0.0.1:{port}{}", workload.path));
+    command.arg(format!("{scheme}://127.0.0.1:{port}{}", workload.path));
     let accepts_before = origin_accepts(origin_port);
     let before = measured.map(cpu_ticks);
     let sleeps_before = measured.map(sleeps);
@@ -960,6 +1041,9 @@ fn run(options: &Options) -> Result<(), String> {
                 if report.failed.contains_key(&peer) {
                     continue;
                 }
+                let Some(target) = target_of(peer, workload, &setup) else {
+                    continue;
+                };
                 let running = start_peer(peer, &tools, &setup)?;
                 if let Err(e) = verify(peer, &setup) {
                     report
@@ -973,7 +1057,7 @@ fn run(options: &Options) -> Result<(), String> {
                 if !options.quick {
                     run_wrk(
                         &tools,
-                        port_of(peer, &setup),
+                        target,
                         (setup.origin_port, origin.measured_pid),
                         workload,
                         1,
@@ -982,7 +1066,7 @@ fn run(options: &Options) -> Result<(), String> {
                 }
                 let sample = run_wrk(
                     &tools,
-                    port_of(peer, &setup),
+                    target,
                     (setup.origin_port, origin.measured_pid),
                     workload,
                     options.seconds,

@@ -63,6 +63,10 @@ pub struct WorkerStats {
     /// Upstream connections open, and those of them idle in the pool.
     pub upstream_connections: Counter,
     pub pooled_connections: Counter,
+    /// TLS handshakes completed (of them, resumed sessions) and failed.
+    pub tls_handshakes: Counter,
+    pub tls_resumed: Counter,
+    pub tls_failures: Counter,
     /// The servers of the configuration in force, replaced on reload.
     pub servers: Mutex<Vec<Arc<ServerStats>>>,
 }
@@ -151,6 +155,9 @@ pub struct Totals {
     pub responses: [u64; 5],
     pub upstream_connections: u64,
     pub pooled_connections: u64,
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    pub tls_failures: u64,
 }
 
 impl Totals {
@@ -167,6 +174,9 @@ impl Totals {
             }
             totals.upstream_connections += worker.upstream_connections.get();
             totals.pooled_connections += worker.pooled_connections.get();
+            totals.tls_handshakes += worker.tls_handshakes.get();
+            totals.tls_resumed += worker.tls_resumed.get();
+            totals.tls_failures += worker.tls_failures.get();
         }
         totals
     }

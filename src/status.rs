@@ -176,6 +176,19 @@ pub fn write_prometheus(
         &plain(t.accepted),
     );
     metric(
+        "ferry_tls_handshakes_total",
+        "counter",
+        "TLS handshakes with clients: completed (of them, resumed sessions) and failed.",
+        &by(
+            "result",
+            &[
+                ("completed", t.tls_handshakes),
+                ("resumed", t.tls_resumed),
+                ("failed", t.tls_failures),
+            ],
+        ),
+    );
+    metric(
         "ferry_requests_total",
         "counter",
         "Client requests, counted from their first byte.",

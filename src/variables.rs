@@ -29,6 +29,12 @@ pub enum Variable {
     Scheme,
     /// `on` over TLS, else empty (`$https`).
     Https,
+    /// The TLS session's facts (`$ssl_protocol`, `$ssl_cipher`,
+    /// `$ssl_server_name`, `$ssl_session_reused`); empty without TLS.
+    SslProtocol,
+    SslCipher,
+    SslServerName,
+    SslSessionReused,
     /// A request field by name (`$http_user_agent`: `User-Agent`).
     Http(String),
     /// A query argument by name (`$arg_id`).
@@ -97,6 +103,10 @@ impl Variable {
             "request_method" => Variable::RequestMethod,
             "scheme" => Variable::Scheme,
             "https" => Variable::Https,
+            "ssl_protocol" => Variable::SslProtocol,
+            "ssl_cipher" => Variable::SslCipher,
+            "ssl_server_name" => Variable::SslServerName,
+            "ssl_session_reused" => Variable::SslSessionReused,
             "request" => Variable::Request,
             "server_protocol" => Variable::ServerProtocol,
             "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
@@ -165,8 +175,22 @@ pub struct RequestView<'a> {
     pub client: SocketAddr,
     pub server_name: &'a str,
     pub server_port: u16,
-    /// The request came over TLS (`$scheme` is `https`).
-    pub tls: bool,
+    /// The TLS session the request came over (`$scheme` is `https`).
+    pub tls: Option<TlsFacts<'a>>,
+}
+
+/// What the `$ssl_*` variables say about a client's TLS session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsFacts<'a> {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub protocol: &'static str,
+    /// OpenSSL's name for the suite (`TLS_AES_128_GCM_SHA256`,
+    /// `ECDHE-RSA-AES128-GCM-SHA256`), as nginx logs it.
+    pub cipher: &'static str,
+    /// The name the client asked for (SNI); empty if none.
+    pub server_name: &'a str,
+    /// The session was resumed.
+    pub reused: bool,
 }
 
 impl RequestView<'_> {
@@ -482,10 +506,22 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
         Variable::Uri => path.as_bytes(),
         Variable::Args => query.as_bytes(),
         Variable::RequestMethod => request.method.as_bytes(),
-        Variable::Scheme if request.tls => b"https",
+        Variable::Scheme if request.tls.is_some() => b"https",
         Variable::Scheme => b"http",
-        Variable::Https if request.tls => b"on",
+        Variable::Https if request.tls.is_some() => b"on",
         Variable::Https => b"",
+        Variable::SslProtocol => request.tls.map_or(&b""[..], |t| t.protocol.as_bytes()),
+        Variable::SslCipher => request.tls.map_or(&b""[..], |t| t.cipher.as_bytes()),
+        Variable::SslServerName => request
+            .tls
+            .as_ref()
+            .map_or(&b""[..], |t| t.server_name.as_bytes()),
+        // nginx: "r" if the session was reused, "." otherwise.
+        Variable::SslSessionReused => match request.tls {
+            Some(TlsFacts { reused: true, .. }) => b"r",
+            Some(_) => b".",
+            None => b"",
+        },
         Variable::Host => {
             // nginx: the request's host without port, else the server's name.
             let host = request.host;
@@ -565,7 +601,7 @@ mod tests {
             client: "192.0.2.9:5555".parse().unwrap(),
             server_name: "s",
             server_port: 8080,
-            tls: false,
+            tls: None,
         }
     }
 

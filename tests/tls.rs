@@ -75,7 +75,9 @@ fn tls_server(name: &str, origin: &Origin, extra: &str) -> (Ferry, Pki) {
     let (ferry, _) = Ferry::start_config(
         name,
         &format!(
-            "upstream app {{ server {}; }}\n\
+            "log_format tls '$scheme $https $ssl_protocol $ssl_cipher $ssl_server_name \
+             $ssl_session_reused $status';\n\
+             upstream app {{ server {}; }}\n\
              server {{\n  listen 127.0.0.1:PORT ssl;\n  server_name localhost;\n\
                ssl_certificate {};\n  ssl_certificate_key {};\n{extra}\n\
                location / {{ proxy_pass http://app; }}\n}}",
@@ -397,7 +399,8 @@ fn ssl_protocols_limit_the_versions_and_sessions_resume() {
     let (ferry12, _pki) = tls_server(
         "tls-v12",
         &origin,
-        "  ssl_protocols TLSv1.2;\n  ssl_session_cache shared:SSL:1m;\n  ssl_session_tickets off;",
+        "  ssl_protocols TLSv1.2;\n  ssl_session_cache shared:SSL:1m;\n  ssl_session_tickets off;\n\
+         location = /metrics { stub_status; }",
     );
     let port = ferry12.addr.port();
     let Some(subject) = served_subject(port, Some("localhost"), &["-tls1_2"]) else {
@@ -425,6 +428,31 @@ fn ssl_protocols_limit_the_versions_and_sessions_resume() {
     assert!(first.contains("New, TLSv1.2"), "{first}");
     let second = run("-sess_in");
     assert!(second.contains("Reused, TLSv1.2"), "{second}");
+    // A handshake that is not one fails, and is counted.
+    let mut garbage = ferry12.connect();
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .unwrap();
+    assert!(closed_within(&mut garbage, Duration::from_secs(5)));
+    let mut stream = tls_client(&ferry12, &_pki, "localhost");
+    stream
+        .write_all(b"GET /metrics?format=prometheus HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let metrics = read_response(&mut BufReader::new(&mut stream), "GET")
+        .unwrap()
+        .text();
+    let count = |result: &str| -> u64 {
+        let prefix = format!("ferry_tls_handshakes_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {result} count in {metrics}"))
+    };
+    // Three openssl clients (one refused at TLS 1.3 is a failure), this one.
+    assert!(count("completed") >= 3, "{metrics}");
+    assert_eq!(count("resumed"), 1, "{metrics}");
+    assert!(count("failed") >= 2, "{metrics}");
 
     let (ferry13, _pki) = tls_server("tls-v13", &origin, "  ssl_protocols TLSv1.3;");
     let port = ferry13.addr.port();
@@ -625,4 +653,21 @@ fn a_reload_serves_renewed_certificates_and_refuses_broken_ones() {
     ferry.signal("HUP");
     assert!(ferry.wait_for_stderr_count(Duration::from_secs(5), "reload refused", 1));
     assert_eq!(presented_certificate(&ferry, &pki), renewed);
+}
+
+#[test]
+fn the_access_log_prints_the_tls_variables() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-log", &origin, "  access_log /dev/stdout tls;");
+    let mut stream = tls_client(&ferry, &pki, "localhost");
+    stream
+        .write_all(b"GET /bytes/3/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+    assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| !lines.is_empty()));
+    let line = ferry.access_log().pop().unwrap();
+    assert_eq!(
+        line,
+        "https on TLSv1.3 TLS_AES_256_GCM_SHA384 localhost . 200"
+    );
 }

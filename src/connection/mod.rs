@@ -623,7 +623,23 @@ impl Connection {
         // A TLS handshake runs here, without a buffer set: only a client
         // with a request byte to read takes one.
         if self.client.needs_handshake() {
-            match self.client.advance_handshake() {
+            let handshaking = self.client.tls_facts().is_none();
+            let advanced = self.client.advance_handshake();
+            if let Some(facts) = self.client.tls_facts().filter(|_| handshaking) {
+                ctx.stats.tls_handshakes.add(1);
+                if facts.reused {
+                    ctx.stats.tls_resumed.add(1);
+                }
+                debug!(
+                    "#{} TLS {} {} for \"{}\"{}",
+                    ctx.slot,
+                    facts.protocol,
+                    facts.cipher,
+                    facts.server_name,
+                    if facts.reused { ", resumed" } else { "" }
+                );
+            }
+            match advanced {
                 Ok(true) => {}
                 Ok(false) => {
                     self.client_ready.readable = false;
@@ -635,6 +651,7 @@ impl Connection {
                 }
                 Err(e) => {
                     // A scanner's bad handshake is not an operator's problem.
+                    ctx.stats.tls_failures.add(1);
                     log::info!("#{} TLS handshake with {} failed: {e}", ctx.slot, self.peer);
                     return (Phase::Closed, true);
                 }

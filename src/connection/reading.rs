@@ -211,7 +211,7 @@ impl Connection {
                 .listen
                 .get(self.listener as usize)
                 .map_or(0, |a| a.port()),
-            tls: self.client.is_tls(),
+            tls: self.client.tls_facts(),
         };
 
         log_fields.clear();

@@ -83,6 +83,15 @@ impl ClientStream {
         }
     }
 
+    /// The session's facts for the `$ssl_*` variables; `None` without TLS.
+    pub fn tls_facts(&self) -> Option<crate::variables::TlsFacts<'_>> {
+        match self {
+            ClientStream::Plain(_) => None,
+            #[cfg(feature = "tls")]
+            ClientStream::Tls(tls) => tls.facts(),
+        }
+    }
+
     /// A plain HTTP request came to a TLS address.
     pub fn is_plain_http_on_tls(&self) -> bool {
         match self {

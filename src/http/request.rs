@@ -493,7 +493,7 @@ pub fn write_upstream_head(
         out.extend_from_slice(b"\r\n");
     }
     if !set("x-forwarded-proto") {
-        out.extend_from_slice(if upstream.view.tls {
+        out.extend_from_slice(if upstream.view.tls.is_some() {
             b"X-Forwarded-Proto: https\r\n"
         } else {
             b"X-Forwarded-Proto: http\r\n"
@@ -521,7 +521,7 @@ mod tests {
             client: "10.1.2.3:4000".parse().unwrap(),
             server_name: "",
             server_port: 80,
-            tls: false,
+            tls: None,
         };
         let fallback_host = match (head.absolute, head.host) {
             (true, Some(authority)) => std::str::from_utf8(authority).unwrap(),

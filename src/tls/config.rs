@@ -324,6 +324,25 @@ fn cipher_suites(
     Ok(suites)
 }
 
+/// OpenSSL's name for each suite rustls's ring provider offers, as
+/// `$ssl_cipher` prints it.
+pub fn openssl_suite_name(suite: CipherSuite) -> &'static str {
+    match suite {
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            "ECDHE-ECDSA-CHACHA20-POLY1305"
+        }
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        _ => "",
+    }
+}
+
 /// OpenSSL's name for a suite (what people paste into `ssl_ciphers`).
 fn openssl_name(suite: CipherSuite) -> String {
     let name = format!("{suite:?}");
@@ -509,6 +528,17 @@ mod tests {
             .iter()
             .map(|s| openssl_name(s.suite()))
             .collect()
+    }
+
+    #[test]
+    fn cipher_names_for_logs_match_the_names_for_ssl_ciphers() {
+        for suite in provider::default_provider().cipher_suites {
+            let name = openssl_suite_name(suite.suite());
+            assert!(!name.is_empty(), "{:?}", suite.suite());
+            if suite.tls13().is_none() {
+                assert_eq!(name, openssl_name(suite.suite()));
+            }
+        }
     }
 
     #[test]

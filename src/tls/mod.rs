@@ -114,6 +114,23 @@ impl TlsStream {
         }
     }
 
+    /// What the `$ssl_*` variables say, once the handshake is done.
+    pub fn facts(&self) -> Option<crate::variables::TlsFacts<'_>> {
+        let conn = self.connection()?;
+        let protocol = match conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            _ => "TLSv1.2",
+        };
+        Some(crate::variables::TlsFacts {
+            protocol,
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map_or("", |suite| config::openssl_suite_name(suite.suite())),
+            server_name: conn.server_name().unwrap_or(""),
+            reused: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        })
+    }
+
     /// Ciphertext (or handshake replies) the socket has not taken yet.
     pub fn has_pending_output(&self) -> bool {
         match &self.session {
@@ -285,29 +302,42 @@ impl TlsStream {
         if let Session::PlainHttp = self.session {
             return self.socket.write_vectored(slices);
         }
+        let total: usize = slices.iter().map(|s| s.len()).sum();
         let mut taken = 0;
-        for slice in slices {
-            let mut at = 0;
-            while at < slice.len() {
-                // Older records first: nothing new is taken while they wait.
-                match self.flush_tls() {
-                    Ok(()) => {}
-                    Err(e) if taken > 0 && e.kind() == io::ErrorKind::WouldBlock => {
-                        return Ok(taken)
-                    }
-                    Err(e) => return Err(e),
-                }
-                let Session::Established(conn) = &mut self.session else {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                };
-                let n = conn.writer().write(slice.get(at..).unwrap_or_default())?;
-                if n == 0 {
-                    // rustls takes bytes whenever its records are flushed.
-                    return Err(io::Error::other("TLS stream took no bytes"));
-                }
-                at += n;
-                taken += n;
+        while taken < total {
+            // Older records first: nothing new is taken while they wait.
+            match self.flush_tls() {
+                Ok(()) => {}
+                Err(e) if taken > 0 && e.kind() == io::ErrorKind::WouldBlock => return Ok(taken),
+                Err(e) => return Err(e),
             }
+            let Session::Established(conn) = &mut self.session else {
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
+            // All the slices at once: rustls seals them into shared records
+            // (a head and a small body leave as one record, one segment).
+            let mut rest = [IoSlice::new(&[]); 8];
+            let mut count = 0;
+            let mut skip = taken;
+            for slice in slices {
+                if skip >= slice.len() {
+                    skip -= slice.len();
+                    continue;
+                }
+                if let Some(entry) = rest.get_mut(count) {
+                    *entry = IoSlice::new(slice.get(skip..).unwrap_or_default());
+                    count += 1;
+                }
+                skip = 0;
+            }
+            let n = conn
+                .writer()
+                .write_vectored(rest.get(..count).unwrap_or_default())?;
+            if n == 0 {
+                // rustls takes bytes whenever its records are flushed.
+                return Err(io::Error::other("TLS stream took no bytes"));
+            }
+            taken += n;
         }
         self.flush_tls().or_else(would_block_is_ok)?;
         Ok(taken)
