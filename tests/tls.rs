@@ -671,3 +671,17 @@ fn the_access_log_prints_the_tls_variables() {
         "https on TLSv1.3 TLS_AES_256_GCM_SHA384 localhost . 200"
     );
 }
+
+#[test]
+fn a_closing_response_ends_with_close_notify() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-close-notify", &origin, "");
+    let mut stream = tls_client(&ferry, &pki, "localhost");
+    stream
+        .write_all(b"GET /bytes/5/length HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    // rustls reports a close without close_notify as UnexpectedEof.
+    std::io::Read::read_to_end(&mut stream, &mut all).expect("a clean TLS close");
+    assert!(all.starts_with(b"HTTP/1.1 200 OK\r\n"), "{all:?}");
+}

@@ -765,6 +765,9 @@ impl Connection {
     /// otherwise through a lingering close.
     fn start_closing(&mut self, unread_input: bool, ctx: &mut Context<'_>) -> (Phase, bool) {
         if self.client_eof || !(unread_input || self.client_ready.readable) {
+            // TLS says goodbye (close_notify) before the socket closes, so
+            // the client can tell the end from a cut.
+            self.client.close_notify();
             return (Phase::Closed, true);
         }
         if let Err(e) = self.client.shutdown_write() {

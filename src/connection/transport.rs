@@ -132,6 +132,14 @@ impl ClientStream {
         }
     }
 
+    /// TLS: sends close_notify (best effort); nothing for plain TCP.
+    pub fn close_notify(&mut self) {
+        #[cfg(feature = "tls")]
+        if let ClientStream::Tls(tls) = self {
+            tls.close_notify();
+        }
+    }
+
     /// Closes the writing side (after TLS's close_notify).
     pub fn shutdown_write(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
