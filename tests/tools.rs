@@ -120,15 +120,17 @@ fn http_get(port: u16, path: &str) -> String {
     attempt().unwrap_or_default()
 }
 
-#[test]
-fn chromium_renders_the_demo_with_its_cat() {
-    let Some(chromium) = require_tool("chromium") else {
-        return;
-    };
-    let ferry = Ferry::start_with(&["demo", "--port", "0", "--origin-port", "0"]);
-    let profile = std::env::temp_dir().join(format!("ferry-chromium-{}", std::process::id()));
+/// Opens `page` in headless Chromium (with `extra` flags) and returns what
+/// `expression` (a promise) resolves to, read over the DevTools protocol;
+/// `None` when chromium is not installed. The browser is closed on return.
+fn chromium_evaluate(page: &str, extra: &[String], expression: &str) -> Option<String> {
+    let chromium = require_tool("chromium")?;
+    let profile = std::env::temp_dir().join(format!(
+        "ferry-chromium-{}-{}",
+        std::process::id(),
+        page.len()
+    ));
     let _ = std::fs::remove_dir_all(&profile);
-    let page = format!("http://{}/", ferry.addr);
     let child = Command::new(chromium)
         .args([
             "--headless",
@@ -141,8 +143,9 @@ fn chromium_renders_the_demo_with_its_cat() {
             "--disable-sync",
             "--remote-debugging-port=0",
         ])
+        .args(extra)
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(&page)
+        .arg(page)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -184,15 +187,6 @@ fn chromium_renders_the_demo_with_its_cat() {
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let (mut socket, _) =
         tungstenite::client::client(ws_url.as_str(), stream).expect("devtools websocket");
-
-    // Waits for the page to finish loading, then reports what a person
-    // would see: the title, the paragraph, the styles and the decoded image.
-    let expression = r#"new Promise(resolve => { const check = () => {
-        const img = document.querySelector('img');
-        if (document.readyState === 'complete' && img && img.complete) {
-            const styled = getComputedStyle(document.body).textAlign;
-            resolve(`${img.naturalWidth}x${img.naturalHeight}|${document.title}|${document.querySelector('p').textContent}|${styled}`);
-        } else { setTimeout(check, 50); } }; check(); })"#;
     let message = format!(
         r#"{{"id":1,"method":"Runtime.evaluate","params":{{"expression":{},"awaitPromise":true,"returnByValue":true}}}}"#,
         json_string(expression)
@@ -221,6 +215,25 @@ fn chromium_renders_the_demo_with_its_cat() {
             }
         }
     }
+    drop(browser);
+    Some(result)
+}
+
+#[test]
+fn chromium_renders_the_demo_with_its_cat() {
+    let ferry = Ferry::start_with(&["demo", "--port", "0", "--origin-port", "0"]);
+    let page = format!("http://{}/", ferry.addr);
+    // Waits for the page to finish loading, then reports what a person
+    // would see: the title, the paragraph, the styles and the decoded image.
+    let expression = r#"new Promise(resolve => { const check = () => {
+        const img = document.querySelector('img');
+        if (document.readyState === 'complete' && img && img.complete) {
+            const styled = getComputedStyle(document.body).textAlign;
+            resolve(`${img.naturalWidth}x${img.naturalHeight}|${document.title}|${document.querySelector('p').textContent}|${styled}`);
+        } else { setTimeout(check, 50); } }; check(); })"#;
+    let Some(result) = chromium_evaluate(&page, &[], expression) else {
+        return;
+    };
     let fields: Vec<&str> = result.split('|').collect();
     assert_eq!(fields.len(), 4, "no answer from the page: {result:?}");
     let (width, height) = fields[0].split_once('x').unwrap();
@@ -231,13 +244,86 @@ fn chromium_renders_the_demo_with_its_cat() {
     assert_eq!(fields[1], "Origin Server");
     assert_eq!(fields[2], "Home of this cute cat.");
     assert_eq!(fields[3], "center", "styles.css was not applied");
-    drop(browser);
     // The origin logged each file, as a static server does.
     assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| {
         lines
             .iter()
             .any(|l| l.starts_with("origin: ") && l.contains("GET /cute_cat.jpg 200"))
     }));
+}
+
+/// Chromium loads a page over TLS from ferry, trusting its certificate by
+/// its public key (`--ignore-certificate-errors-spki-list`, the way to pin
+/// a test certificate without installing a CA).
+#[test]
+fn chromium_loads_a_page_over_https() {
+    let Some(openssl) = require_tool("openssl") else {
+        return;
+    };
+    let name = "tls-chromium";
+    let dir = std::env::temp_dir().join(format!("ferry-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new(&openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    // base64(sha256(SubjectPublicKeyInfo)), as Chromium wants the pin.
+    let pin = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{openssl} x509 -in {} -pubkey -noout | {openssl} pkey -pubin -outform der \
+             | {openssl} dgst -sha256 -binary | {openssl} enc -base64",
+            cert.display()
+        ))
+        .output()
+        .unwrap();
+    let pin = String::from_utf8_lossy(&pin.stdout).trim().to_string();
+    assert!(!pin.is_empty());
+    let origin = Origin::standard();
+    let (ferry, _) = Ferry::start_config(
+        name,
+        &format!(
+            "upstream app {{ server {}; }}\n\
+             server {{\n  listen 127.0.0.1:PORT ssl;\n  server_name localhost;\n\
+               ssl_certificate {};\n  ssl_certificate_key {};\n\
+               location / {{ proxy_pass http://app; }}\n}}",
+            origin.addr,
+            cert.display(),
+            key.display()
+        ),
+    );
+    let page = format!("https://localhost:{}/echo", ferry.addr.port());
+    let extra = [
+        format!("--ignore-certificate-errors-spki-list={pin}"),
+        "--host-resolver-rules=MAP localhost 127.0.0.1".to_string(),
+    ];
+    let expression = r#"new Promise(resolve => { const check = () => {
+        if (location.protocol !== 'about:' && document.readyState === 'complete' && document.body) {
+            const text = document.body.innerText;
+            resolve(`${location.protocol}|${text.includes('X-Forwarded-Proto: https')}`);
+        } else { setTimeout(check, 50); } }; check(); })"#;
+    let Some(result) = chromium_evaluate(&page, &extra, expression) else {
+        return;
+    };
+    assert_eq!(result, "https:|true");
 }
 
 fn json_string(text: &str) -> String {
