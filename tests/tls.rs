@@ -685,3 +685,52 @@ fn a_closing_response_ends_with_close_notify() {
     std::io::Read::read_to_end(&mut stream, &mut all).expect("a clean TLS close");
     assert!(all.starts_with(b"HTTP/1.1 200 OK\r\n"), "{all:?}");
 }
+
+#[test]
+fn quarter_gibibyte_both_ways_over_tls_with_flat_memory() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-large", &origin, "  client_max_body_size 0;");
+    within(Duration::from_secs(120), move || {
+        let mut stream = tls_client(&ferry, &pki, "localhost");
+        // Warm up: buffers and the large ring are allocated by now.
+        let size = 4u64 << 20;
+        write!(
+            stream,
+            "GET /bytes/{size}/length HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        .unwrap();
+        read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+        let before = ferry.rss_kib();
+        let size = 256u64 << 20;
+        write!(
+            stream,
+            "GET /bytes/{size}/length HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        .unwrap();
+        let (response, len, hash) =
+            read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!((len, hash), (size, Hash::of_pattern(size)));
+        write!(
+            stream,
+            "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
+        )
+        .unwrap();
+        let mut block = vec![0u8; 256 * 1024];
+        let mut done = 0;
+        while done < size {
+            let n = (size - done).min(block.len() as u64) as usize;
+            pattern(done, &mut block[..n]);
+            stream.write_all(&block[..n]).unwrap();
+            done += n as u64;
+        }
+        let response = read_response(&mut BufReader::new(&mut stream), "POST").unwrap();
+        assert_eq!(
+            response.text(),
+            format!("{size} {:016x}", Hash::of_pattern(size).0)
+        );
+        // Memory is bounded by the rings and rustls's buffers, not the body.
+        let grown = ferry.rss_kib().saturating_sub(before);
+        assert!(grown < 4 * 1024, "RSS grew {grown} KiB moving 512 MiB");
+    });
+}
