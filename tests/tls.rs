@@ -104,11 +104,7 @@ fn curl(args: &[&str]) -> Option<(bool, String, String)> {
 }
 
 /// A rustls client trusting the test CA, on a blocking socket.
-fn tls_client(
-    ferry: &Ferry,
-    pki: &Pki,
-    server_name: &str,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+fn tls_client(ferry: &Ferry, pki: &Pki, server_name: &str) -> TlsClient {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_der.clone().into()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -121,6 +117,41 @@ fn tls_client(
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     rustls::StreamOwned::new(conn, ferry.connect())
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// GETs `path` from `localhost` on `stream`: the response, and its body's
+/// length and hash.
+fn get(stream: &mut TlsClient, path: &str) -> (Response, u64, Hash) {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    stream.flush().unwrap();
+    read_response_hashed(&mut BufReader::new(stream), "GET", 0).expect("a response")
+}
+
+/// POSTs `size` pattern bytes to the origin's `/upload` on `stream` and
+/// checks that the origin received them intact.
+fn upload(stream: &mut TlsClient, size: u64) {
+    write!(
+        stream,
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
+    let mut block = vec![0u8; 256 * 1024];
+    let mut done = 0;
+    while done < size {
+        let n = (size - done).min(block.len() as u64) as usize;
+        pattern(done, &mut block[..n]);
+        stream.write_all(&block[..n]).unwrap();
+        done += n as u64;
+    }
+    stream.flush().unwrap();
+    let response = read_response(&mut BufReader::new(stream), "POST").unwrap();
+    assert_eq!(
+        response.text(),
+        format!("{size} {:016x}", Hash::of_pattern(size).0),
+        "upload of {size} bytes"
+    );
 }
 
 #[test]
@@ -208,37 +239,11 @@ fn bodies_cross_record_boundaries_intact_both_ways() {
         1 << 20,
         16 << 20,
     ] {
-        write!(
-            stream,
-            "GET /bytes/{size}/length HTTP/1.1\r\nHost: localhost\r\n\r\n"
-        )
-        .unwrap();
-        stream.flush().unwrap();
-        let mut reader = BufReader::new(&mut stream);
-        let (response, len, hash) = read_response_hashed(&mut reader, "GET", 0).unwrap();
+        let (response, len, hash) = get(&mut stream, &format!("/bytes/{size}/length"));
         assert_eq!(response.status, 200);
         assert_eq!((len, hash), (size, Hash::of_pattern(size)), "{size}");
     }
-    let size = 8u64 << 20;
-    write!(
-        stream,
-        "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
-    )
-    .unwrap();
-    let mut block = vec![0u8; 64 * 1024];
-    let mut done = 0;
-    while done < size {
-        let n = (size - done).min(block.len() as u64) as usize;
-        pattern(done, &mut block[..n]);
-        stream.write_all(&block[..n]).unwrap();
-        done += n as u64;
-    }
-    stream.flush().unwrap();
-    let response = read_response(&mut BufReader::new(&mut stream), "POST").unwrap();
-    assert_eq!(
-        response.text(),
-        format!("{size} {:016x}", Hash::of_pattern(size).0)
-    );
+    upload(&mut stream, 8 << 20);
 }
 
 #[test]
@@ -602,11 +607,7 @@ fn a_certbot_style_config_redirects_to_https_and_proxies_with_the_scheme() {
 /// The certificate the server presented on a new connection.
 fn presented_certificate(ferry: &Ferry, pki: &Pki) -> Vec<u8> {
     let mut stream = tls_client(ferry, pki, "localhost");
-    stream
-        .write_all(b"GET /bytes/1/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let (response, _, _) =
-        read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+    let (response, _, _) = get(&mut stream, "/bytes/1/length");
     assert_eq!(response.status, 200);
     stream.conn.peer_certificates().unwrap()[0].to_vec()
 }
@@ -627,9 +628,7 @@ fn a_reload_serves_renewed_certificates_and_refuses_broken_ones() {
     assert_eq!(presented_certificate(&ferry, &pki), first);
     // A connection open across the reload keeps working.
     let mut kept = tls_client(&ferry, &pki, "localhost");
-    kept.write_all(b"GET /bytes/1/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    read_response_hashed(&mut BufReader::new(&mut kept), "GET", 0).unwrap();
+    get(&mut kept, "/bytes/1/length");
 
     // certbot renews: new files under the same names, then a reload.
     pki.leaf("localhost", &["localhost", "127.0.0.1"]);
@@ -638,10 +637,7 @@ fn a_reload_serves_renewed_certificates_and_refuses_broken_ones() {
     ferry.signal("HUP");
     assert!(ferry.wait_for_stderr_count(Duration::from_secs(5), "configuration reloaded", 1));
     assert_eq!(presented_certificate(&ferry, &pki), renewed);
-    kept.write_all(b"GET /bytes/2/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let (response, len, _) =
-        read_response_hashed(&mut BufReader::new(&mut kept), "GET", 0).unwrap();
+    let (response, len, _) = get(&mut kept, "/bytes/2/length");
     assert_eq!((response.status, len), (200, 2));
 
     // A broken certificate refuses the reload and changes nothing.
@@ -660,10 +656,7 @@ fn the_access_log_prints_the_tls_variables() {
     let origin = Origin::standard();
     let (ferry, pki) = tls_server("tls-log", &origin, "  access_log /dev/stdout tls;");
     let mut stream = tls_client(&ferry, &pki, "localhost");
-    stream
-        .write_all(b"GET /bytes/3/length HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+    get(&mut stream, "/bytes/3/length");
     assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| !lines.is_empty()));
     let line = ferry.access_log().pop().unwrap();
     assert_eq!(
@@ -693,44 +686,29 @@ fn quarter_gibibyte_both_ways_over_tls_with_flat_memory() {
     within(Duration::from_secs(120), move || {
         let mut stream = tls_client(&ferry, &pki, "localhost");
         // Warm up: buffers and the large ring are allocated by now.
-        let size = 4u64 << 20;
-        write!(
-            stream,
-            "GET /bytes/{size}/length HTTP/1.1\r\nHost: localhost\r\n\r\n"
-        )
-        .unwrap();
-        read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+        get(&mut stream, "/bytes/4194304/length");
         let before = ferry.rss_kib();
         let size = 256u64 << 20;
-        write!(
-            stream,
-            "GET /bytes/{size}/length HTTP/1.1\r\nHost: localhost\r\n\r\n"
-        )
-        .unwrap();
-        let (response, len, hash) =
-            read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0).unwrap();
+        let (response, len, hash) = get(&mut stream, &format!("/bytes/{size}/length"));
         assert_eq!(response.status, 200);
         assert_eq!((len, hash), (size, Hash::of_pattern(size)));
-        write!(
-            stream,
-            "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
-        )
-        .unwrap();
-        let mut block = vec![0u8; 256 * 1024];
-        let mut done = 0;
-        while done < size {
-            let n = (size - done).min(block.len() as u64) as usize;
-            pattern(done, &mut block[..n]);
-            stream.write_all(&block[..n]).unwrap();
-            done += n as u64;
-        }
-        let response = read_response(&mut BufReader::new(&mut stream), "POST").unwrap();
-        assert_eq!(
-            response.text(),
-            format!("{size} {:016x}", Hash::of_pattern(size).0)
-        );
+        upload(&mut stream, size);
         // Memory is bounded by the rings and rustls's buffers, not the body.
         let grown = ferry.rss_kib().saturating_sub(before);
         assert!(grown < 4 * 1024, "RSS grew {grown} KiB moving 512 MiB");
     });
+}
+
+#[test]
+fn an_idle_keep_alive_client_is_closed_with_close_notify() {
+    let origin = Origin::standard();
+    let (ferry, pki) = tls_server("tls-idle-close", &origin, "  keepalive_timeout 1s;");
+    let mut stream = tls_client(&ferry, &pki, "localhost");
+    let (response, _, _) = get(&mut stream, "/bytes/1/length");
+    assert_eq!(response.status, 200);
+    // keepalive_timeout passes; rustls reports a close without
+    // close_notify as UnexpectedEof.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut rest).expect("a clean TLS close");
+    assert!(rest.is_empty());
 }

@@ -110,8 +110,9 @@ impl Connection {
         let config = std::rc::Rc::clone(&ctx.config);
         let mut exchange = exchange;
         // Rendered when the request was routed (see `parse_request`); taken
-        // out because answering consumes the exchange.
-        let rendered = std::mem::take(&mut exchange.buffers.return_text);
+        // out while the answer is written, then put back, so its capacity
+        // stays with the buffer set.
+        let mut rendered = std::mem::take(&mut exchange.buffers.return_text);
         let text = match config.location(exchange.route_server(), exchange.route_location()) {
             Some(LocationConfig {
                 action: Action::Return {
@@ -125,9 +126,14 @@ impl Connection {
             }) => text.as_deref().map(str::as_bytes),
             _ => None,
         };
-        self.answer_locally(exchange, ctx, |out, reply| {
+        let (mut phase, progress) = self.answer_locally(exchange, ctx, |out, reply| {
             (status, error_page::write_return(out, status, text, reply))
-        })
+        });
+        if let Phase::WritingResponse { exchange } = &mut phase {
+            rendered.clear();
+            exchange.buffers.return_text = rendered;
+        }
+        (phase, progress)
     }
 
     /// Answers the status path with this worker's counters, as plain text.

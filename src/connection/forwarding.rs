@@ -2,7 +2,7 @@
 //! upstream and response bytes back, the response head is parsed and
 //! re-serialized, and the body relays frame what passes (`relay.rs`).
 //! Connecting is in `upstream_side.rs`; what happens once the upstream's
-//! part is over (`WritingResponse`) is in `mod.rs`.
+//! part is over (`WritingResponse`, keeping or closing) is in `finishing.rs`.
 
 use log::{debug, trace};
 

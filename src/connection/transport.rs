@@ -66,14 +66,6 @@ impl ClientStream {
         }
     }
 
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
-        match self {
-            ClientStream::Plain(socket) => socket,
-            #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.socket_mut(),
-        }
-    }
-
     /// The client speaks TLS (not plain HTTP on a TLS address).
     pub fn is_tls(&self) -> bool {
         match self {

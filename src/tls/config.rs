@@ -305,7 +305,10 @@ fn cipher_suites(
         .collect();
     let chosen = openssl_cipher_list(text, &tls12);
     if chosen.is_empty() {
-        let names: Vec<String> = tls12.iter().map(|s| openssl_name(s.suite())).collect();
+        let names: Vec<&str> = tls12
+            .iter()
+            .map(|s| openssl_suite_name(s.suite()))
+            .collect();
         return Err(ConfigError::at(
             format!(
                 "\"ssl_ciphers\" \"{text}\" selects none of the TLS 1.2 cipher suites \
@@ -324,8 +327,8 @@ fn cipher_suites(
     Ok(suites)
 }
 
-/// OpenSSL's name for each suite rustls's ring provider offers, as
-/// `$ssl_cipher` prints it.
+/// OpenSSL's name for each suite rustls's ring provider offers: what
+/// people paste into `ssl_ciphers`, and what `$ssl_cipher` prints.
 pub fn openssl_suite_name(suite: CipherSuite) -> &'static str {
     match suite {
         CipherSuite::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
@@ -343,22 +346,9 @@ pub fn openssl_suite_name(suite: CipherSuite) -> &'static str {
     }
 }
 
-/// OpenSSL's name for a suite (what people paste into `ssl_ciphers`).
-fn openssl_name(suite: CipherSuite) -> String {
-    let name = format!("{suite:?}");
-    let name = name.trim_start_matches("TLS_");
-    // TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 -> ECDHE-RSA-AES128-GCM-SHA256
-    let (kx, cipher) = name.split_once("_WITH_").unwrap_or((name, ""));
-    let cipher = cipher
-        .replace("AES_128", "AES128")
-        .replace("AES_256", "AES256")
-        .replace("_POLY1305_SHA256", "_POLY1305");
-    format!("{kx}-{cipher}").replace('_', "-")
-}
-
 /// The words of an OpenSSL cipher string that describe a suite.
 fn suite_words(suite: CipherSuite) -> Vec<String> {
-    let name = openssl_name(suite);
+    let name = openssl_suite_name(suite).to_string();
     let mut words = vec![
         name.clone(),
         "ALL".into(),
@@ -526,18 +516,17 @@ mod tests {
     fn names(text: &str) -> Vec<String> {
         openssl_cipher_list(text, &tls12())
             .iter()
-            .map(|s| openssl_name(s.suite()))
+            .map(|s| openssl_suite_name(s.suite()).to_string())
             .collect()
     }
 
     #[test]
-    fn cipher_names_for_logs_match_the_names_for_ssl_ciphers() {
+    fn every_suite_has_its_openssl_name() {
         for suite in provider::default_provider().cipher_suites {
             let name = openssl_suite_name(suite.suite());
             assert!(!name.is_empty(), "{:?}", suite.suite());
-            if suite.tls13().is_none() {
-                assert_eq!(name, openssl_name(suite.suite()));
-            }
+            // TLS 1.3 suites keep their IANA names, TLS 1.2 ones OpenSSL's.
+            assert_eq!(suite.tls13().is_some(), name.starts_with("TLS_"), "{name}");
         }
     }
 

@@ -30,7 +30,6 @@ pub mod config;
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use log::debug;
 use mio::net::TcpStream;
@@ -95,10 +94,6 @@ impl TlsStream {
 
     pub fn socket(&self) -> &TcpStream {
         &self.socket
-    }
-
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
-        &mut self.socket
     }
 
     /// The client sent plain HTTP to this TLS port.
@@ -380,6 +375,3 @@ fn would_block_is_ok(e: io::Error) -> io::Result<()> {
         Err(e)
     }
 }
-
-/// rustls's server configuration, shared by every connection of a server.
-pub type ServerTls = Arc<rustls::ServerConfig>;
