@@ -24,6 +24,10 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     /// The upstream could not be reached.
     UpstreamConnect(io::Error),
+    /// The TLS handshake with the upstream failed (`proxy_pass https://`):
+    /// a certificate that does not verify, an alert, a server that is not
+    /// speaking TLS. Says why.
+    UpstreamTls(String),
     /// Every server of the group is down or failed (nginx: "no live upstreams").
     NoLiveUpstreams,
     /// The upstream closed or reset the connection before a response head.
@@ -71,6 +75,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_) => ErrorResponse::GatewayTimeout,
             ProxyError::BodyTooLarge { .. } => ErrorResponse::PayloadTooLarge,
             ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamTls(_)
             | ProxyError::NoLiveUpstreams
             | ProxyError::UpstreamClosedEarly(_)
             | ProxyError::UpstreamResponse(_)
@@ -87,6 +92,7 @@ impl ProxyError {
                 " while connecting to upstream"
             }
             ProxyError::UpstreamTimeout("proxy_connect_timeout") => " while connecting to upstream",
+            ProxyError::UpstreamTls(_) => " while SSL handshaking to upstream",
             ProxyError::UpstreamTimeout("proxy_send_timeout") => {
                 " while sending request to upstream"
             }
@@ -135,6 +141,7 @@ impl fmt::Display for ProxyError {
                 )
             }
             ProxyError::UpstreamConnect(e) => write!(f, "connect() to upstream failed: {e}"),
+            ProxyError::UpstreamTls(why) => write!(f, "upstream SSL handshake failed: {why}"),
             ProxyError::NoLiveUpstreams => f.write_str("no live upstreams"),
             ProxyError::UpstreamStatus(status) => write!(f, "upstream answered {status}"),
             ProxyError::UpstreamClosedEarly(Some(e)) => {

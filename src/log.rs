@@ -13,6 +13,49 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config::{AccessLogTarget, ErrorLogConfig};
 use crate::http::date::civil_from_days;
 
+/// The logger the `log` macros reach: one for the whole process, whose
+/// output can be switched once the configuration says where it goes. Before
+/// that (while the configuration loads, and for `ferry -t`), warnings go to
+/// stderr as nginx words them: `ferry: [warn] …`.
+struct SwitchableLog;
+
+static ERROR_LOG: std::sync::OnceLock<std::sync::RwLock<env_logger::Logger>> =
+    std::sync::OnceLock::new();
+
+impl log::Log for SwitchableLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        ERROR_LOG
+            .get()
+            .and_then(|logger| Some(logger.read().ok()?.enabled(metadata)))
+            .unwrap_or(false)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if let Some(Ok(logger)) = ERROR_LOG.get().map(|l| l.read()) {
+            logger.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(Ok(logger)) = ERROR_LOG.get().map(|l| l.read()) {
+            logger.flush();
+        }
+    }
+}
+
+/// Starts logging to stderr for what happens before the error log is
+/// known: loading the configuration (its warnings: an expired certificate,
+/// `listen … http2`), or `ferry -t`. `RUST_LOG` overrides the level.
+pub fn init_console_log() {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    builder.format(|out, record| {
+        let level = record.level().as_str().to_ascii_lowercase();
+        writeln!(out, "ferry: [{level}] {}", record.args())
+    });
+    install(builder.build());
+}
+
 /// Starts the error log: `error_log`'s file and level when configured,
 /// else stderr at `warn`. `RUST_LOG`, when set, overrides the level.
 pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
@@ -27,8 +70,26 @@ pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
             .open(path)?;
         builder.target(env_logger::Target::Pipe(Box::new(file)));
     }
-    builder.init();
+    install(builder.build());
     Ok(())
+}
+
+/// Makes `logger` the one the macros reach (the first call registers the
+/// switch with `log`).
+fn install(logger: env_logger::Logger) {
+    let level = logger.filter();
+    match ERROR_LOG.get() {
+        Some(current) => {
+            if let Ok(mut current) = current.write() {
+                *current = logger;
+            }
+        }
+        None => {
+            let _ = ERROR_LOG.set(std::sync::RwLock::new(logger));
+            let _ = log::set_logger(&SwitchableLog);
+        }
+    }
+    log::set_max_level(level);
 }
 
 /// The clock as log lines show it.

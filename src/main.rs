@@ -16,6 +16,7 @@ use ferry::control::{Reloader, Workers};
 use ferry::event_loop::EventLoop;
 
 fn main() -> ExitCode {
+    ferry::log::init_console_log();
     let args = match cli::parse(std::env::args()) {
         Ok(args) => args,
         Err(e) => return fail(&e.to_string()),

@@ -13,55 +13,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use util::pki::Pki;
 use util::*;
-
-/// A test CA and leaf certificates it signed, written as PEM files.
-struct Pki {
-    dir: PathBuf,
-    ca: PathBuf,
-    ca_der: Vec<u8>,
-    ca_cert: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "ferry test CA");
-        let ca = params.self_signed(&key).unwrap();
-        let ca_path = dir.join("ca.pem");
-        std::fs::write(&ca_path, ca.pem()).unwrap();
-        Pki {
-            dir: dir.to_path_buf(),
-            ca: ca_path,
-            ca_der: ca.der().to_vec(),
-            ca_cert: ca,
-            ca_key: key,
-        }
-    }
-
-    /// `NAME.pem` and `NAME.key`: a certificate for `names`, signed by
-    /// the CA, with `names[0]` as its common name.
-    fn leaf(&self, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
-        let cert_path = self.dir.join(format!("{name}.pem"));
-        let key_path = self.dir.join(format!("{name}.key"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
-}
 
 /// The directory `Ferry::start_config(name, …)` writes its file into.
 fn config_dir(name: &str) -> PathBuf {
@@ -541,6 +494,31 @@ fn bad_tls_configurations_are_refused_with_the_line() {
             "names the file and line: {out}"
         );
     }
+}
+
+#[test]
+fn an_expired_certificate_and_http2_load_with_a_warning() {
+    let dir = scratch_dir("tls-expired");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 2, 29);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("old.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("old.key"), key.serialize_pem()).unwrap();
+    let config = format!(
+        "events {{}}\nhttp {{ server {{ listen 127.0.0.1:1 ssl http2;\n\
+         ssl_certificate {0}/old.pem; ssl_certificate_key {0}/old.key; }} }}\n",
+        dir.display()
+    );
+    let (ok, out) = check_config(&dir, &config);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ferry: [warn] certificate")
+            && out.contains("old.pem\" expired on 2020-02-29"),
+        "warns: {out}"
+    );
+    assert!(out.contains("\"http2\" is not served yet"), "warns: {out}");
 }
 
 #[test]

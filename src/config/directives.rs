@@ -125,6 +125,22 @@ const SPECS: &[Spec] = &[
     spec("proxy_next_upstream_tries", HSL, Arity::Exactly(1), false),
     spec("proxy_next_upstream_timeout", HSL, Arity::Exactly(1), false),
     spec("proxy_request_buffering", HSL, Arity::Exactly(1), false),
+    // proxy_ssl (read by tls::upstream)
+    spec("proxy_ssl_verify", HSL, Arity::Exactly(1), false),
+    spec("proxy_ssl_verify_depth", HSL, Arity::Exactly(1), false),
+    spec(
+        "proxy_ssl_trusted_certificate",
+        HSL,
+        Arity::Exactly(1),
+        false,
+    ),
+    spec("proxy_ssl_server_name", HSL, Arity::Exactly(1), false),
+    spec("proxy_ssl_name", HSL, Arity::Exactly(1), false),
+    spec("proxy_ssl_protocols", HSL, Arity::AtLeast(1), false),
+    spec("proxy_ssl_ciphers", HSL, Arity::Exactly(1), false),
+    spec("proxy_ssl_certificate", HSL, Arity::Exactly(1), false),
+    spec("proxy_ssl_certificate_key", HSL, Arity::Exactly(1), false),
+    spec("proxy_ssl_session_reuse", HSL, Arity::Exactly(1), false),
     // server
     spec("server", &[Http, Upstream], Arity::AtLeast(0), false),
     spec("listen", &[Server], Arity::AtLeast(1), false),
@@ -282,6 +298,9 @@ struct Inherited {
     hide_headers: Option<Vec<String>>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
+    /// The `proxy_ssl_*` lines in force, at most one per name: read only
+    /// where a location proxies to `https://` (`crate::tls::upstream`).
+    proxy_ssl: Vec<Directive>,
 }
 
 impl Inherited {
@@ -311,6 +330,17 @@ impl Inherited {
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
+            proxy_ssl: {
+                let mut lines = self.proxy_ssl;
+                let inherited: Vec<Directive> = outer
+                    .proxy_ssl
+                    .iter()
+                    .filter(|line| !lines.iter().any(|own| own.name == line.name))
+                    .cloned()
+                    .collect();
+                lines.extend(inherited);
+                lines
+            },
         }
     }
 
@@ -626,8 +656,17 @@ fn build_location(
         (Some(directive), _) => return_action(directive)?,
         (None, _) if stub_status.is_some() => Action::StubStatus,
         (None, Some(directive)) => {
-            let (group, uri) = proxy_target(directive, &matcher, config)?;
-            Action::Proxy { group, uri }
+            let (group, uri, https) = proxy_target(directive, &matcher, config)?;
+            let tls = match https {
+                None => None,
+                Some(proxy_host) => Some(upstream_tls(
+                    directive,
+                    &proxy_host,
+                    &inherited.proxy_ssl,
+                    config,
+                )?),
+            };
+            Action::Proxy { group, uri, tls }
         }
         (None, None) => Action::NotFound,
     };
@@ -856,6 +895,7 @@ fn listen_directive(directive: &Directive) -> Result<Listen, ConfigError> {
 fn upstream_block(directive: &Directive) -> Result<UpstreamGroup, ConfigError> {
     let name = &directive.args[0];
     let mut group = UpstreamGroup {
+        implicit: false,
         name: name.clone(),
         servers: Vec::new(),
         balance: Balance::RoundRobin,
@@ -977,14 +1017,50 @@ fn upstream_server(
     Ok(server)
 }
 
-/// `proxy_pass http://NAME_OR_HOST[:PORT][/URI]`: an upstream block by name,
-/// or a host resolved now (an implicit group). Returns the group's index and
-/// the URI part, if any.
+/// The TLS settings of a `proxy_pass https://` location.
+#[cfg(feature = "tls")]
+fn upstream_tls(
+    proxy_pass: &Directive,
+    proxy_host: &str,
+    lines: &[Directive],
+    config: &mut Config,
+) -> Result<crate::config::UpstreamTlsRef, ConfigError> {
+    let base = proxy_pass
+        .file
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    crate::tls::upstream::upstream_tls(
+        lines,
+        proxy_host,
+        proxy_pass,
+        base,
+        &mut config.upstream_tls,
+    )
+}
+
+#[cfg(not(feature = "tls"))]
+fn upstream_tls(
+    proxy_pass: &Directive,
+    _proxy_host: &str,
+    _lines: &[Directive],
+    _config: &mut Config,
+) -> Result<crate::config::UpstreamTlsRef, ConfigError> {
+    Err(ConfigError::at(
+        "\"proxy_pass https://\": this ferry was built without TLS \
+         (build with the default features)",
+        proxy_pass.location(),
+    ))
+}
+
+/// `proxy_pass http[s]://NAME_OR_HOST[:PORT][/URI]`: an upstream block by
+/// name, or a host resolved now (an implicit group). Returns the group's
+/// index, the URI part, if any, and for `https://` the host as written
+/// (nginx's `$proxy_host`, the default name for the TLS handshake).
 fn proxy_target(
     directive: &Directive,
     matcher: &LocationMatch,
     config: &mut Config,
-) -> Result<(usize, Option<String>), ConfigError> {
+) -> Result<(usize, Option<String>, Option<String>), ConfigError> {
     let text = directive.args[0].as_str();
     if text.contains('$') {
         return Err(ConfigError::at(
@@ -992,12 +1068,17 @@ fn proxy_target(
             directive.location(),
         ));
     }
-    let Some(rest) = text.strip_prefix("http://") else {
-        return Err(ConfigError::at(
-            format!("invalid URL prefix in \"{text}\" (ferry proxies to http:// upstreams)"),
-            directive.location(),
-        ));
+    let (rest, https) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => {
+            return Err(ConfigError::at(
+                format!("invalid URL prefix in \"{text}\""),
+                directive.location(),
+            ))
+        }
     };
+    let default_port = if https { 443 } else { 80 };
     let (authority, uri) = match rest.find('/') {
         Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
         None => (rest, None),
@@ -1008,8 +1089,24 @@ fn proxy_target(
             directive.location(),
         ));
     }
-    if let Some(index) = config.upstreams.iter().position(|g| g.name == authority) {
-        return Ok((index, uri));
+    let proxy_host = https.then(|| authority.to_string());
+    // An `upstream` block by that name; or the implicit group of the same
+    // host, unless it was the other scheme's default port.
+    let port_written = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    let same = |group: &UpstreamGroup| {
+        group.name == authority
+            && (!group.implicit
+                || port_written
+                || group
+                    .servers
+                    .first()
+                    .is_some_and(|server| server.addr.port() == default_port))
+    };
+    if let Some(index) = config.upstreams.iter().position(same) {
+        return Ok((index, uri, proxy_host));
     }
     let not_found = || {
         ConfigError::at(
@@ -1020,14 +1117,15 @@ fn proxy_target(
     let addr = match authority.parse::<SocketAddr>() {
         Ok(addr) => addr,
         Err(_) => {
-            let (host, port) = split_host_port(authority, 80).ok_or_else(not_found)?;
+            let (host, port) = split_host_port(authority, default_port).ok_or_else(not_found)?;
             resolve(&host, port).ok_or_else(not_found)?
         }
     };
     let mut group = UpstreamGroup::single(addr);
     group.name = authority.to_string();
+    group.implicit = true;
     config.upstreams.push(group);
-    Ok((config.upstreams.len() - 1, uri))
+    Ok((config.upstreams.len() - 1, uri, proxy_host))
 }
 
 /// The inheritable settings set directly in `block` (not in nested blocks),
@@ -1110,6 +1208,7 @@ fn settings(block: &[Directive], config: &Config) -> Result<Inherited, ConfigErr
                 .hide_headers
                 .get_or_insert_with(Vec::new)
                 .push(directive.args[0].clone()),
+            name if name.starts_with("proxy_ssl_") => settings.proxy_ssl.push(directive.clone()),
             "allow" | "deny" => {
                 let rule = access_rule(directive)?;
                 settings

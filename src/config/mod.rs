@@ -312,12 +312,24 @@ pub struct LocationConfig {
     pub nested: Vec<usize>,
 }
 
+/// How a `proxy_pass https://` location speaks TLS to its servers
+/// (`crate::tls::upstream`); without the `tls` feature there is none.
+#[cfg(feature = "tls")]
+pub type UpstreamTlsRef = std::sync::Arc<crate::tls::upstream::UpstreamTls>;
+#[cfg(not(feature = "tls"))]
+pub type UpstreamTlsRef = std::convert::Infallible;
+
 /// What a location does with a request.
 #[derive(Clone, Debug)]
 pub enum Action {
     /// `proxy_pass`: to upstream group `group`; with `uri`, the part of the
-    /// path the location matched is replaced by it (nginx's rule).
-    Proxy { group: usize, uri: Option<String> },
+    /// path the location matched is replaced by it (nginx's rule); with
+    /// `tls`, over TLS (`https://`).
+    Proxy {
+        group: usize,
+        uri: Option<String>,
+        tls: Option<UpstreamTlsRef>,
+    },
     /// `return CODE [TEXT|URL]`; `template` when the text has variables
     /// (`return 301 https://$host$request_uri`), rendered per request.
     Return {
@@ -360,6 +372,8 @@ pub struct UpstreamServer {
 #[derive(Clone, Debug)]
 pub struct UpstreamGroup {
     pub name: String,
+    /// Made by `proxy_pass http[s]://HOST[:PORT]`, not an `upstream` block.
+    pub implicit: bool,
     pub servers: Vec<UpstreamServer>,
     pub balance: Balance,
     /// Idle connections kept per server: `keepalive N` (nginx's meaning),
@@ -411,6 +425,9 @@ pub struct Config {
     pub poll_spin: Duration,
     /// `log_format` definitions, the built-in ones first.
     pub log_formats: Vec<(String, Template)>,
+    /// The TLS settings `proxy_pass https://` locations use, each distinct
+    /// set once (two locations with the same lines share sessions).
+    pub upstream_tls: Vec<UpstreamTlsRef>,
 }
 
 impl Config {
@@ -441,6 +458,7 @@ impl Config {
                     action: Action::Proxy {
                         group: 0,
                         uri: None,
+                        tls: None,
                     },
                     nested: Vec::new(),
                 }],
@@ -461,6 +479,7 @@ impl Config {
             status_path: None,
             poll_spin: Duration::ZERO,
             log_formats: builtin_log_formats(),
+            upstream_tls: Vec::new(),
         }
     }
 
@@ -594,6 +613,7 @@ impl UpstreamGroup {
     pub fn single(addr: SocketAddr) -> UpstreamGroup {
         UpstreamGroup {
             name: addr.to_string(),
+            implicit: true,
             servers: vec![UpstreamServer {
                 addr,
                 name: addr.to_string(),

@@ -281,10 +281,15 @@ impl Connection {
         ctx: &'a Context<'_>,
     ) -> ErrorContext<'a> {
         let server = ctx.config.server_name(exchange.route_server());
+        let scheme = match exchange.route.upstream_tls(&ctx.config) {
+            Some(_) => "https",
+            None => "http",
+        };
         ErrorContext {
             client: self.peer.ip(),
             server,
             exchange,
+            scheme,
         }
     }
 
@@ -368,6 +373,8 @@ pub(super) struct ErrorContext<'a> {
     client: std::net::IpAddr,
     server: &'a str,
     exchange: &'a Exchange,
+    /// How ferry speaks to the upstream: `http` or `https`.
+    scheme: &'static str,
 }
 
 impl std::fmt::Display for ErrorContext<'_> {
@@ -389,7 +396,8 @@ impl std::fmt::Display for ErrorContext<'_> {
                 .unwrap_or(b"/");
             write!(
                 f,
-                ", upstream: \"http://{}{}\"",
+                ", upstream: \"{}://{}{}\"",
+                self.scheme,
                 peer.addr,
                 String::from_utf8_lossy(uri)
             )?;

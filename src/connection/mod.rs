@@ -42,7 +42,7 @@ use mio::Registry;
 
 use self::io::Readiness;
 use self::phase::{Busy, Direction, Exchange, ExchangeState, Phase, ResponseState};
-use self::transport::{ClientStream, Transport};
+use self::transport::{Stream, Transport};
 use crate::buffer::{BufferPool, RingBuffer};
 use crate::config::next_upstream;
 use crate::config::{Config, Settings};
@@ -147,7 +147,7 @@ pub enum Driven {
 pub struct Connection {
     /// Unique over the process lifetime, unlike the slab slot.
     pub id: u64,
-    client: ClientStream,
+    client: Stream,
     client_ready: Readiness,
     peer: SocketAddr,
     phase: Phase,
@@ -202,16 +202,16 @@ impl Connection {
             .map_or(0, |l| l.default_server);
         #[cfg(feature = "tls")]
         let client = if config.listen_ssl.get(listener).copied().unwrap_or(false) {
-            ClientStream::Tls(Box::new(crate::tls::TlsStream::new(
+            Stream::Tls(Box::new(crate::tls::TlsStream::new(
                 client,
                 Rc::clone(config),
                 listener,
             )))
         } else {
-            ClientStream::Plain(client)
+            Stream::Plain(client)
         };
         #[cfg(not(feature = "tls"))]
-        let client = ClientStream::Plain(client);
+        let client = Stream::Plain(client);
         Connection {
             id,
             client,

@@ -437,6 +437,18 @@ impl RouteRef {
         }
     }
 
+    /// The location's TLS settings for its servers, if it proxies to
+    /// `https://`.
+    pub fn upstream_tls(self, config: &Config) -> Option<&crate::config::UpstreamTlsRef> {
+        match &config
+            .location(self.server as usize, self.location as usize)?
+            .action
+        {
+            crate::config::Action::Proxy { tls, .. } => tls.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The settings in force for the route (server-level without a location).
     pub fn settings(self, config: &Config) -> &Settings {
         let server = self.server as usize;

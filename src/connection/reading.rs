@@ -238,7 +238,7 @@ impl Connection {
         } else {
             match location.and_then(|l| config.location(server, l)) {
                 Some(LocationConfig {
-                    action: Action::Proxy { group, uri },
+                    action: Action::Proxy { group, uri, .. },
                     matcher,
                     ..
                 }) => {

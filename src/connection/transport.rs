@@ -1,4 +1,5 @@
-//! The client's socket under the phases: plain TCP, or TLS (`crate::tls`).
+//! The sockets under the phases: plain TCP, or TLS (`crate::tls`), for
+//! the client and for the upstream alike.
 //!
 //! The phases move plaintext through [`Transport`]; a plain socket does one
 //! syscall per call, a TLS stream turns the call into record-layer work. Both
@@ -48,8 +49,9 @@ impl Transport for TcpStream {
     }
 }
 
-/// A client connection's stream.
-pub enum ClientStream {
+/// A client's or an upstream's stream.
+#[derive(Debug)]
+pub enum Stream {
     Plain(TcpStream),
     /// Boxed: a plain client pays one pointer for TLS existing, not the
     /// size of a TLS session.
@@ -57,39 +59,92 @@ pub enum ClientStream {
     Tls(Box<TlsStream>),
 }
 
-impl ClientStream {
+impl Stream {
     pub fn socket(&self) -> &TcpStream {
         match self {
-            ClientStream::Plain(socket) => socket,
+            Stream::Plain(socket) => socket,
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.socket(),
+            Stream::Tls(tls) => tls.socket(),
+        }
+    }
+
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
+        match self {
+            Stream::Plain(socket) => socket,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.socket_mut(),
+        }
+    }
+
+    /// To an upstream: whether a TLS handshake is still to be driven after
+    /// the TCP connect (`Ok(true)`: the stream is ready for the request).
+    /// See `TlsStream::advance_client`.
+    pub fn advance_upstream_handshake(&mut self) -> io::Result<bool> {
+        match self {
+            Stream::Plain(_) => Ok(true),
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.advance_client(),
+        }
+    }
+
+    /// To an upstream over TLS: the TCP connect is already confirmed and
+    /// the handshake under way.
+    pub fn handshake_started(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.is_connected(),
+        }
+    }
+
+    /// To an upstream: the `UpstreamTls::id` of the TLS settings the stream
+    /// was made with; 0 for plain TCP.
+    pub fn upstream_tls_id(&self) -> u64 {
+        match self {
+            Stream::Plain(_) => 0,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.upstream_tls_id(),
+        }
+    }
+
+    /// A pooled upstream stream had an event: whether it can still carry a
+    /// request. A plain socket must have nothing to read; a TLS one may have
+    /// received a session ticket, but no data and no close_notify.
+    pub fn still_idle(&mut self) -> bool {
+        match self {
+            Stream::Plain(socket) => {
+                let mut probe = [0u8; 1];
+                matches!(socket.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.still_idle(),
         }
     }
 
     /// The client speaks TLS (not plain HTTP on a TLS address).
     pub fn is_tls(&self) -> bool {
         match self {
-            ClientStream::Plain(_) => false,
+            Stream::Plain(_) => false,
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => !tls.is_plain_http(),
+            Stream::Tls(tls) => !tls.is_plain_http(),
         }
     }
 
     /// The session's facts for the `$ssl_*` variables; `None` without TLS.
     pub fn tls_facts(&self) -> Option<crate::variables::TlsFacts<'_>> {
         match self {
-            ClientStream::Plain(_) => None,
+            Stream::Plain(_) => None,
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.facts(),
+            Stream::Tls(tls) => tls.facts(),
         }
     }
 
     /// A plain HTTP request came to a TLS address.
     pub fn is_plain_http_on_tls(&self) -> bool {
         match self {
-            ClientStream::Plain(_) => false,
+            Stream::Plain(_) => false,
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.is_plain_http(),
+            Stream::Tls(tls) => tls.is_plain_http(),
         }
     }
 
@@ -97,9 +152,9 @@ impl ClientStream {
     /// so reading needs no buffer set (see `Connection::step_idle`).
     pub fn needs_handshake(&mut self) -> bool {
         match self {
-            ClientStream::Plain(_) => false,
+            Stream::Plain(_) => false,
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => !tls.is_plain_http() && !tls.has_plaintext(),
+            Stream::Tls(tls) => !tls.is_plain_http() && !tls.has_plaintext(),
         }
     }
 
@@ -108,9 +163,9 @@ impl ClientStream {
     /// ends or fails (`Err`; end of stream is `UnexpectedEof`).
     pub fn advance_handshake(&mut self) -> io::Result<bool> {
         match self {
-            ClientStream::Plain(_) => Ok(true),
+            Stream::Plain(_) => Ok(true),
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.advance(),
+            Stream::Tls(tls) => tls.advance(),
         }
     }
 
@@ -118,16 +173,16 @@ impl ClientStream {
     /// is still full.
     pub fn flush_pending(&mut self) -> io::Result<()> {
         match self {
-            ClientStream::Plain(_) => Ok(()),
+            Stream::Plain(_) => Ok(()),
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.flush_tls(),
+            Stream::Tls(tls) => tls.flush_tls(),
         }
     }
 
     /// TLS: sends close_notify (best effort); nothing for plain TCP.
     pub fn close_notify(&mut self) {
         #[cfg(feature = "tls")]
-        if let ClientStream::Tls(tls) = self {
+        if let Stream::Tls(tls) = self {
             tls.close_notify();
         }
     }
@@ -135,35 +190,35 @@ impl ClientStream {
     /// Closes the writing side (after TLS's close_notify).
     pub fn shutdown_write(&mut self) -> io::Result<()> {
         #[cfg(feature = "tls")]
-        if let ClientStream::Tls(tls) = self {
+        if let Stream::Tls(tls) = self {
             tls.close_notify();
         }
         self.socket().shutdown(Shutdown::Write)
     }
 }
 
-impl Transport for ClientStream {
+impl Transport for Stream {
     fn read_regions(&mut self, regions: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         match self {
-            ClientStream::Plain(socket) => socket.read_vectored(regions),
+            Stream::Plain(socket) => socket.read_vectored(regions),
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.read_regions(regions),
+            Stream::Tls(tls) => tls.read_regions(regions),
         }
     }
 
     fn write_slices(&mut self, slices: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
         match self {
-            ClientStream::Plain(socket) => socket.write_slices(slices, more),
+            Stream::Plain(socket) => socket.write_slices(slices, more),
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.write_slices(slices),
+            Stream::Tls(tls) => tls.write_slices(slices),
         }
     }
 
     fn has_pending_output(&self) -> bool {
         match self {
-            ClientStream::Plain(_) => false,
+            Stream::Plain(_) => false,
             #[cfg(feature = "tls")]
-            ClientStream::Tls(tls) => tls.has_pending_output(),
+            Stream::Tls(tls) => tls.has_pending_output(),
         }
     }
 }

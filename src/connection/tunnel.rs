@@ -2,8 +2,6 @@
 //! other upgrades) ferry stops reading HTTP and copies bytes both ways
 //! until both sides have ended, with back-pressure on each direction.
 
-use std::net::Shutdown;
-
 use log::{debug, trace};
 
 use super::io::{read_into, write_out, IoOutcome};
@@ -78,7 +76,7 @@ impl Connection {
             }
         }
         if tunnel.client_eof && buffers.request.is_empty() && !tunnel.upstream_shut {
-            let _ = upstream.stream.shutdown(Shutdown::Write);
+            let _ = upstream.stream.shutdown_write();
             tunnel.upstream_shut = true;
             progress = true;
         }

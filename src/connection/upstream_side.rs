@@ -64,7 +64,8 @@ impl Connection {
         exchange.tried.add(peer.server as usize);
         exchange.peer = Some(peer);
         exchange.log.connect_started = exchange.mark(ctx.now_ms);
-        if let Some(upstream) = ctx.upstreams.checkout(&ctx.config, peer, ctx.slot) {
+        let tls_id = exchange.route.upstream_tls(&ctx.config).map_or(0, tls_id);
+        if let Some(upstream) = ctx.upstreams.checkout(&ctx.config, peer, ctx.slot, tls_id) {
             debug!(
                 "#{}/upstream reusing a pooled connection to {}",
                 ctx.slot, peer.addr
@@ -82,9 +83,11 @@ impl Connection {
         peer: Peer,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
+        let config = std::rc::Rc::clone(&ctx.config);
+        let tls = exchange.route.upstream_tls(&config).cloned();
         match ctx
             .upstreams
-            .connect(&ctx.config, peer, ctx.slot, ctx.registry)
+            .connect(&config, peer, ctx.slot, ctx.registry, tls.as_ref())
         {
             Ok(upstream) => {
                 debug!("#{}/upstream connecting to {}", ctx.slot, peer.addr);
@@ -150,7 +153,9 @@ impl Connection {
             let context = self.error_context(&exchange, ctx);
             let during = error.during();
             match &error {
-                ProxyError::UpstreamConnect(_) | ProxyError::UpstreamTimeout(_) => {
+                ProxyError::UpstreamConnect(_)
+                | ProxyError::UpstreamTls(_)
+                | ProxyError::UpstreamTimeout(_) => {
                     error!("#{} {error}{during}{context}{then}", ctx.slot)
                 }
                 _ => warn!("#{} {error}{during}{context}{then}", ctx.slot),
@@ -187,16 +192,44 @@ impl Connection {
         if !upstream.ready.writable && !upstream.ready.readable {
             return (Phase::ConnectingUpstream { exchange, upstream }, progress);
         }
-        // mio: a writable event after connect() means done or failed;
-        // take_error() tells which, peer_addr() rules out a spurious wakeup.
-        let result = match upstream.stream.take_error() {
-            Ok(None) => upstream.stream.peer_addr().map(|_| ()),
-            Ok(Some(e)) | Err(e) => Err(e),
+        let result = if upstream.stream.handshake_started() {
+            Ok(())
+        } else {
+            // mio: a writable event after connect() means done or failed;
+            // take_error() tells which, peer_addr() rules out a spurious
+            // wakeup.
+            let socket = upstream.stream.socket();
+            let connected = match socket.take_error() {
+                Ok(None) => socket.peer_addr().map(|_| ()),
+                Ok(Some(e)) | Err(e) => Err(e),
+            };
+            if connected.is_ok() {
+                if let Err(e) = socket.set_nodelay(true) {
+                    debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
+                }
+            }
+            connected
         };
         match result {
             Ok(()) => {
-                if let Err(e) = upstream.stream.set_nodelay(true) {
-                    debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
+                // TLS (`proxy_pass https://`): the handshake, under the
+                // same proxy_connect_timeout, as in nginx.
+                match upstream.stream.advance_upstream_handshake() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        trace!("#{}/upstream TLS handshake under way", ctx.slot);
+                        upstream.ready = Readiness::default();
+                        return (Phase::ConnectingUpstream { exchange, upstream }, progress);
+                    }
+                    Err(e) => {
+                        return self.next_upstream(
+                            exchange,
+                            Some(upstream),
+                            ProxyError::UpstreamTls(e.to_string()),
+                            next_upstream::ERROR,
+                            ctx,
+                        )
+                    }
                 }
                 exchange.log.connected = exchange.mark(ctx.now_ms);
                 debug!(
@@ -416,4 +449,15 @@ fn restart_attempt(exchange: &mut Exchange) {
     exchange.buffers.response.clear();
     exchange.waits.clear(Direction::UpstreamRead);
     exchange.waits.clear(Direction::UpstreamWrite);
+}
+
+/// The pool's name for a location's TLS settings (see `UpstreamTls::id`).
+#[cfg(feature = "tls")]
+fn tls_id(tls: &crate::config::UpstreamTlsRef) -> u64 {
+    tls.id
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_id(tls: &crate::config::UpstreamTlsRef) -> u64 {
+    match *tls {}
 }

@@ -180,7 +180,7 @@ pub fn server_tls(
     Ok(Some(Arc::new(config)))
 }
 
-fn resolve(base: &Path, file: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, file: &str) -> PathBuf {
     let path = Path::new(file);
     if path.is_absolute() {
         path.to_path_buf()
@@ -190,7 +190,7 @@ fn resolve(base: &Path, file: &str) -> PathBuf {
 }
 
 /// One certificate chain and its key, checked to belong together.
-fn load_pair(
+pub(super) fn load_pair(
     certificate: &Directive,
     key: &Directive,
     base: &Path,
@@ -217,6 +217,9 @@ fn load_pair(
             certificate.location(),
         ));
     }
+    if let Some(leaf) = chain.first() {
+        warn_if_expired(&certificate_path, leaf);
+    }
     let key_path = resolve(base, &key.args[0]);
     // PKCS#1 (`RSA PRIVATE KEY`), PKCS#8 (`PRIVATE KEY`) and SEC1
     // (`EC PRIVATE KEY`) alike.
@@ -242,6 +245,24 @@ fn load_pair(
     Ok(Arc::new(certified))
 }
 
+/// An expired certificate still loads (clients will refuse it): a warning,
+/// as `nginx -t` gives, at every load, so `-t` and a reload say it too.
+fn warn_if_expired(path: &Path, leaf: &CertificateDer<'_>) {
+    let Some(not_after) = super::validity::not_after(leaf) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if not_after < now {
+        let (year, month, day) = crate::http::date::civil_from_days(not_after.div_euclid(86_400));
+        warn!(
+            "certificate \"{}\" expired on {year:04}-{month:02}-{day:02}",
+            path.display()
+        );
+    }
+}
+
 /// A server's certificates (RSA and ECDSA, say): the first whose key can
 /// sign with a scheme the client offers.
 #[derive(Debug)]
@@ -259,7 +280,7 @@ impl ResolvesServerCert for Certificates {
 }
 
 /// `ssl_protocols`: TLSv1.2 and TLSv1.3; the older ones are refused.
-fn protocols(
+pub(super) fn protocols(
     directive: Option<&Directive>,
 ) -> Result<Vec<&'static SupportedProtocolVersion>, ConfigError> {
     let Some(directive) = directive else {
@@ -273,15 +294,16 @@ fn protocols(
             "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => {
                 return Err(ConfigError::at(
                     format!(
-                        "\"ssl_protocols\": {name} is not supported (it is broken or \
-                         deprecated, RFC 8996); use TLSv1.2 and TLSv1.3"
+                        "\"{}\": {name} is not supported (it is broken or \
+                         deprecated, RFC 8996); use TLSv1.2 and TLSv1.3",
+                        directive.name
                     ),
                     directive.location(),
                 ))
             }
             _ => {
                 return Err(ConfigError::at(
-                    format!("invalid value \"{name}\" in \"ssl_protocols\""),
+                    format!("invalid value \"{name}\" in \"{}\"", directive.name),
                     directive.location(),
                 ))
             }
@@ -293,7 +315,7 @@ fn protocols(
 /// `ssl_ciphers`: an OpenSSL cipher string, evaluated over the TLS 1.2
 /// suites rustls offers (OpenSSL's list does not govern TLS 1.3 either).
 /// A string that selects none of them is an error, as in nginx.
-fn cipher_suites(
+pub(super) fn cipher_suites(
     directive: &Directive,
     offered: &[SupportedCipherSuite],
 ) -> Result<Vec<SupportedCipherSuite>, ConfigError> {
@@ -311,8 +333,9 @@ fn cipher_suites(
             .collect();
         return Err(ConfigError::at(
             format!(
-                "\"ssl_ciphers\" \"{text}\" selects none of the TLS 1.2 cipher suites \
+                "\"{}\" \"{text}\" selects none of the TLS 1.2 cipher suites \
                  ferry offers ({})",
+                directive.name,
                 names.join(":")
             ),
             directive.location(),

@@ -27,6 +27,8 @@
 //! that never sends a request.
 
 pub mod config;
+pub mod upstream;
+pub mod validity;
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::rc::Rc;
@@ -34,7 +36,7 @@ use std::rc::Rc;
 use log::debug;
 use mio::net::TcpStream;
 use rustls::server::Acceptor;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::config::Config;
 
@@ -52,18 +54,35 @@ enum Session {
         /// Bytes were read: the first one was a handshake record's.
         started: bool,
     },
-    Established(Box<ServerConnection>),
+    /// A server session after the hello, or a client session (to an
+    /// upstream) from the start; handshaking until rustls says otherwise.
+    Established(Box<Connection>),
     /// The client spoke plain HTTP: bytes pass through unencrypted so that
     /// the 400 can be read.
     PlainHttp,
 }
 
-/// A client socket with TLS on it.
+/// A socket with TLS on it: a client's (ferry is the TLS server) or an
+/// upstream's (ferry is the TLS client). The record layer is the same.
 pub struct TlsStream {
     socket: TcpStream,
     session: Session,
     /// The socket said end of stream.
     socket_eof: bool,
+    /// To an upstream: the TCP connect is known to have succeeded, so the
+    /// handshake may be driven (see `advance_client`).
+    connected: bool,
+    /// To an upstream: the `UpstreamTls::id` of the settings it was made
+    /// with (0 for a client's stream).
+    upstream_tls_id: u64,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a read found when it could not hand out plaintext.
@@ -89,7 +108,30 @@ impl TlsStream {
                 started: false,
             },
             socket_eof: false,
+            connected: true,
+            upstream_tls_id: 0,
         }
+    }
+
+    /// A connection to an upstream server whose TCP connect is in flight;
+    /// `session` has its ClientHello ready to send; `upstream_tls_id` names
+    /// the settings it was made with.
+    pub fn client(socket: TcpStream, session: ClientConnection, upstream_tls_id: u64) -> TlsStream {
+        TlsStream {
+            socket,
+            session: Session::Established(Box::new(Connection::Client(session))),
+            socket_eof: false,
+            connected: false,
+            upstream_tls_id,
+        }
+    }
+
+    pub fn upstream_tls_id(&self) -> u64 {
+        self.upstream_tls_id
+    }
+
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
+        &mut self.socket
     }
 
     pub fn socket(&self) -> &TcpStream {
@@ -101,17 +143,21 @@ impl TlsStream {
         matches!(self.session, Session::PlainHttp)
     }
 
-    /// The negotiated session, once the handshake is done.
-    pub fn connection(&self) -> Option<&ServerConnection> {
+    /// The negotiated server session, once the handshake is done.
+    fn server_session(&self) -> Option<&ServerConnection> {
         match &self.session {
-            Session::Established(conn) if !conn.is_handshaking() => Some(conn),
+            Session::Established(conn) if !conn.is_handshaking() => match &**conn {
+                Connection::Server(server) => Some(server),
+                Connection::Client(_) => None,
+            },
             _ => None,
         }
     }
 
-    /// What the `$ssl_*` variables say, once the handshake is done.
+    /// What the `$ssl_*` variables say of a client's session, once the
+    /// handshake is done.
     pub fn facts(&self) -> Option<crate::variables::TlsFacts<'_>> {
-        let conn = self.connection()?;
+        let conn = self.server_session()?;
         let protocol = match conn.protocol_version()? {
             rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
             _ => "TLSv1.2",
@@ -162,6 +208,60 @@ impl TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Drives a handshake with an upstream: `Ok(true)` once it is done,
+    /// `Ok(false)` while it waits for the socket. The first call after the
+    /// TCP connect sends the ClientHello. A failure says why (a certificate
+    /// that does not verify, an alert from the server) in its message.
+    pub fn advance_client(&mut self) -> io::Result<bool> {
+        self.connected = true;
+        loop {
+            match self.flush_tls() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            let Session::Established(conn) = &self.session else {
+                return Ok(true);
+            };
+            if !conn.is_handshaking() {
+                return Ok(true);
+            }
+            if self.socket_eof {
+                return Err(failed("the server closed the connection".to_string()));
+            }
+            match self.receive() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// To an upstream: the TCP connect was confirmed (the handshake began).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// An idle pooled stream had an event: processes what came (a TLS 1.3
+    /// session ticket is fine) and says whether the stream is still good
+    /// for another request: no plaintext, no close_notify, no error.
+    pub fn still_idle(&mut self) -> bool {
+        loop {
+            match self.receive() {
+                Ok(()) if self.socket_eof => return false,
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return false,
+            }
+        }
+        match &mut self.session {
+            Session::Established(conn) => conn.process_new_packets().is_ok_and(|state| {
+                state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed()
+            }),
+            _ => false,
         }
     }
 
@@ -263,7 +363,7 @@ impl TlsStream {
                 };
                 match accepted.into_connection(server_config) {
                     Ok(conn) => {
-                        self.session = Session::Established(Box::new(conn));
+                        self.session = Session::Established(Box::new(Connection::Server(conn)));
                         self.flush_tls().or_else(would_block_is_ok)
                     }
                     Err((error, mut alert)) => {

@@ -394,6 +394,7 @@ mod tests {
 
     fn group(servers: Vec<UpstreamServer>, balance: Balance) -> UpstreamGroup {
         UpstreamGroup {
+            implicit: false,
             name: "g".into(),
             servers,
             balance,

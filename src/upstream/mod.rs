@@ -27,8 +27,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamTlsRef};
 use crate::connection::io::Readiness;
+use crate::connection::transport::Stream;
 use crate::stats::{epoch_ms, ServerStats, WorkerStats};
 use crate::token::Target;
 
@@ -55,7 +56,8 @@ pub enum Owner {
 /// An open (or opening) connection to an upstream server.
 #[derive(Debug)]
 pub struct UpstreamConn {
-    pub stream: TcpStream,
+    /// Plain TCP, or TLS for `proxy_pass https://`.
+    pub stream: Stream,
     pub link: usize,
     pub ready: Readiness,
     /// The group and the server within it (u32: a connection stays small);
@@ -310,23 +312,37 @@ impl Upstreams {
         }
     }
 
-    /// Starts a non-blocking connect to `peer` for the connection in `slot`.
-    /// Completion is reported by a writable event.
+    /// Starts a non-blocking connect to `peer` for the connection in `slot`,
+    /// with TLS on it if `tls` says so. Completion is reported by a
+    /// writable event; the TLS handshake follows (`step_connecting`).
     pub fn connect(
         &mut self,
         config: &Config,
         peer: Peer,
         slot: usize,
         registry: &Registry,
+        tls: Option<&UpstreamTlsRef>,
     ) -> io::Result<UpstreamConn> {
-        let mut stream = TcpStream::connect(peer.addr)?;
+        let mut socket = TcpStream::connect(peer.addr)?;
         let entry = self.links.vacant_entry();
         let link = entry.key();
         registry.register(
-            &mut stream,
+            &mut socket,
             Target::Upstream { link }.token(),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let stream = match tls {
+            None => Stream::Plain(socket),
+            #[cfg(feature = "tls")]
+            Some(tls) => {
+                let session = tls.session().map_err(io::Error::other)?;
+                Stream::Tls(Box::new(crate::tls::TlsStream::client(
+                    socket, session, tls.id,
+                )))
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+        };
         entry.insert(Owner::Client(slot));
         self.count_active(config, peer.group as usize, peer.server as usize, true);
         Ok(UpstreamConn {
@@ -339,9 +355,16 @@ impl Upstreams {
         })
     }
 
-    /// An idle pooled connection to `peer`, now owned by `slot`.
-    pub fn checkout(&mut self, config: &Config, peer: Peer, slot: usize) -> Option<UpstreamConn> {
-        let mut conn = self.idle.take(peer.addr)?;
+    /// An idle pooled connection to `peer`, made with the TLS settings
+    /// `tls_id` names (0: plain TCP), now owned by `slot`.
+    pub fn checkout(
+        &mut self,
+        config: &Config,
+        peer: Peer,
+        slot: usize,
+        tls_id: u64,
+    ) -> Option<UpstreamConn> {
+        let mut conn = self.idle.take(peer.addr, tls_id)?;
         if let Some(owner) = self.links.get_mut(conn.link) {
             *owner = Owner::Client(slot);
         }

@@ -6,7 +6,6 @@
 //! upstream closed it (or misbehaved), and it is dropped then, not when the
 //! next request would have hit the dead socket.
 
-use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -35,17 +34,21 @@ struct Pooled {
 }
 
 impl IdlePool {
-    /// The most recently used idle connection to `addr`: the one least
-    /// likely to have been closed by the upstream's idle timer.
-    pub fn take(&mut self, addr: SocketAddr) -> Option<UpstreamConn> {
-        self.servers
+    /// The most recently used idle connection to `addr` made with the TLS
+    /// settings `tls_id` names (0: plain TCP): the one least likely to
+    /// have been closed by the upstream's idle timer.
+    pub fn take(&mut self, addr: SocketAddr, tls_id: u64) -> Option<UpstreamConn> {
+        let (_, idle) = self
+            .servers
             .iter_mut()
-            .find(|(server, _)| *server == addr)
-            .and_then(|(_, idle)| idle.pop())
-            .map(|pooled| {
-                self.total -= 1;
-                pooled.conn
-            })
+            .find(|(server, _)| *server == addr)?;
+        // The newest is last; a server spoken to with several settings is
+        // rare.
+        let index = idle
+            .iter()
+            .rposition(|pooled| pooled.conn.stream.upstream_tls_id() == tls_id)?;
+        self.total -= 1;
+        Some(idle.remove(index).conn)
     }
 
     /// Pools `conn` (connected to `addr`) until `expires_at` if its server
@@ -81,15 +84,12 @@ impl IdlePool {
     pub fn check_after_event(&mut self, link: usize) -> Option<(SocketAddr, UpstreamConn)> {
         for (addr, idle) in self.servers.iter_mut() {
             if let Some(index) = idle.iter().position(|p| p.conn.link == link) {
-                let mut probe = [0u8; 1];
-                return match idle[index].conn.stream.read(&mut probe) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                    // EOF, stray bytes or an error: unusable.
-                    _ => {
-                        self.total -= 1;
-                        Some((*addr, idle.remove(index).conn))
-                    }
-                };
+                // EOF, stray bytes or an error: unusable.
+                if idle[index].conn.stream.still_idle() {
+                    return None;
+                }
+                self.total -= 1;
+                return Some((*addr, idle.remove(index).conn));
             }
         }
         None

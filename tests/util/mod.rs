@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
+pub mod pki;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
