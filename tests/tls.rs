@@ -608,12 +608,63 @@ fn a_reload_serves_renewed_certificates_and_refuses_broken_ones() {
     let mut kept = tls_client(&ferry, &pki, "localhost");
     get(&mut kept, "/bytes/1/length");
 
-    // certbot renews: new files under the same names, then a reload.
-    pki.leaf("localhost", &["localhost", "127.0.0.1"]);
+    // certbot renews: new files under the same names, then a reload, while
+    // keep-alive clients and new connections keep asking: none fails.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (answered, failed) = std::thread::scope(|scope| {
+        let load: Vec<_> = (0..4)
+            .map(|client| {
+                let (ferry, pki, stop) = (&ferry, &pki, &stop);
+                scope.spawn(move || {
+                    let mut stream = tls_client(ferry, pki, "localhost");
+                    let (mut answered, mut failed) = (0, 0);
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        if client == 0 {
+                            // A new connection (and handshake) each time.
+                            stream = tls_client(ferry, pki, "localhost");
+                        }
+                        let asked = write!(
+                            stream,
+                            "GET /bytes/100/length HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                        )
+                        .and_then(|()| stream.flush());
+                        let response = asked.ok().and_then(|()| {
+                            read_response_hashed(&mut BufReader::new(&mut stream), "GET", 0)
+                        });
+                        match response {
+                            Some((response, 100, _)) if response.status == 200 => {
+                                answered += 1;
+                                // keepalive_requests (1000) ends it.
+                                if response.header("connection").as_deref() == Some("close") {
+                                    stream = tls_client(ferry, pki, "localhost");
+                                }
+                            }
+                            _ => {
+                                failed += 1;
+                                stream = tls_client(ferry, pki, "localhost");
+                            }
+                        }
+                    }
+                    (answered, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        pki.leaf("localhost", &["localhost", "127.0.0.1"]);
+        ferry.signal("HUP");
+        assert!(ferry.wait_for_stderr_count(Duration::from_secs(5), "configuration reloaded", 1));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        load.into_iter()
+            .map(|thread| thread.join().unwrap())
+            .fold((0, 0), |(a, f), (answered, failed)| {
+                (a + answered, f + failed)
+            })
+    });
+    assert_eq!(failed, 0, "{answered} answered");
+    assert!(answered > 20, "{answered} answered");
     let renewed = pem_der(&cert);
     assert_ne!(renewed, first);
-    ferry.signal("HUP");
-    assert!(ferry.wait_for_stderr_count(Duration::from_secs(5), "configuration reloaded", 1));
     assert_eq!(presented_certificate(&ferry, &pki), renewed);
     let (response, len, _) = get(&mut kept, "/bytes/2/length");
     assert_eq!((response.status, len), (200, 2));
