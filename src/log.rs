@@ -47,8 +47,9 @@ impl log::Log for SwitchableLog {
 /// known: loading the configuration (its warnings: an expired certificate,
 /// `listen … http2`), or `ferry -t`. `RUST_LOG` overrides the level.
 pub fn init_console_log() {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    let mut builder = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(with_quiet_libraries("warn")),
+    );
     builder.format(|out, record| {
         let level = record.level().as_str().to_ascii_lowercase();
         writeln!(out, "ferry: [{level}] {}", record.args())
@@ -60,8 +61,9 @@ pub fn init_console_log() {
 /// else stderr at `warn`. `RUST_LOG`, when set, overrides the level.
 pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
     let default_filter = configured.map_or("warn", |c| c.filter.as_str());
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    let mut builder = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(with_quiet_libraries(default_filter)),
+    );
     builder.format_target(false);
     if let Some(path) = configured.and_then(|c| c.path.as_ref()) {
         let file = std::fs::OpenOptions::new()
@@ -72,6 +74,15 @@ pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
     }
     install(builder.build());
     Ok(())
+}
+
+/// `filter`, with rustls's own messages kept to errors: it warns about
+/// what clients send (an IP address as SNI, from wrk or curl, on every
+/// handshake), which is not the operator's problem; ferry logs why a
+/// handshake failed itself, at `info`, as nginx does. `RUST_LOG` can still
+/// ask for them.
+fn with_quiet_libraries(filter: &str) -> String {
+    format!("{filter},rustls=error")
 }
 
 /// Makes `logger` the one the macros reach (the first call registers the

@@ -342,6 +342,12 @@ fn sni_picks_each_servers_certificate_and_unknown_names_get_the_default() {
     assert!(other.contains("b.test"), "the default server's: {other}");
     let none = served_subject(port, None, &[]).unwrap();
     assert!(none.contains("b.test"), "the default server's: {none}");
+    // An IP address as SNI (wrk and some scanners send one) is no name: the
+    // default server, and no warning per handshake in the error log.
+    let address = served_subject(port, Some("127.0.0.1"), &[]).unwrap();
+    assert!(address.contains("b.test"), "the default server's: {address}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(ferry.stderr_count("SNI"), 0, "{:?}", ferry.stderr());
     // And the request is routed by Host, as nginx does.
     let ca = pki.ca.to_str().unwrap().to_string();
     let resolve = format!("a.test:{port}:127.0.0.1");
