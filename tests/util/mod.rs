@@ -55,6 +55,14 @@ impl Ferry {
         Ferry::spawn(command)
     }
 
+    /// Starts ferry as an operator would: no `RUST_LOG`, so the error log
+    /// is at its default level.
+    pub fn start_default_log(args: &[&str]) -> Ferry {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command.args(args).env_remove("RUST_LOG");
+        Ferry::spawn(command)
+    }
+
     /// Starts ferry with its descriptor limit (RLIMIT_NOFILE) lowered.
     pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Ferry {
         let mut command = Command::new("sh");
