@@ -57,8 +57,36 @@ struct Workload {
     path: &'static str,
     connections: u32,
     close: bool,
-    /// Over TLS (ferry and nginx only: same file, same certificate).
-    tls: bool,
+    /// Over TLS (ferry and nginx only: same file, same certificate), and
+    /// with which server of the file.
+    tls: Tls,
+}
+
+/// The TLS servers of the proxy file: an ECDSA P-256 and an RSA 2048
+/// certificate, each on a server that lets clients resume sessions (cache
+/// and tickets) and on one that does not (every handshake a full one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tls {
+    Plain,
+    Ecdsa,
+    EcdsaFull,
+    Rsa,
+    RsaFull,
+}
+
+impl Tls {
+    const SERVERS: [Tls; 4] = [Tls::Ecdsa, Tls::EcdsaFull, Tls::Rsa, Tls::RsaFull];
+
+    fn key(self) -> &'static str {
+        match self {
+            Tls::Rsa | Tls::RsaFull => "rsa",
+            _ => "ecdsa",
+        }
+    }
+
+    fn resumes(self) -> bool {
+        matches!(self, Tls::Ecdsa | Tls::Rsa)
+    }
 }
 
 /// Idle upstream connections each proxy keeps: as many as the keep-alive
@@ -67,62 +95,107 @@ struct Workload {
 /// would reconnect on a few percent of requests).
 const KEEPALIVE: u32 = 50;
 
-const WORKLOADS: [Workload; 8] = [
+/// Every server of the proxy file proxies the same way.
+const LOCATION: &str = "        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+";
+
+const WORKLOADS: [Workload; 13] = [
     Workload {
         name: "small",
         path: "/100b",
         connections: 50,
         close: false,
-        tls: false,
+        tls: Tls::Plain,
     },
     Workload {
         name: "4k",
         path: "/4k",
         connections: 50,
         close: false,
-        tls: false,
+        tls: Tls::Plain,
     },
     Workload {
         name: "64k",
         path: "/64k",
         connections: 50,
         close: false,
-        tls: false,
+        tls: Tls::Plain,
     },
     Workload {
         name: "1m",
         path: "/1m",
         connections: 10,
         close: false,
-        tls: false,
+        tls: Tls::Plain,
     },
     Workload {
         name: "close",
         path: "/100b",
         connections: 50,
         close: true,
-        tls: false,
+        tls: Tls::Plain,
     },
     Workload {
         name: "tls-small",
         path: "/100b",
         connections: 50,
         close: false,
-        tls: true,
+        tls: Tls::Ecdsa,
     },
     Workload {
         name: "tls-new",
         path: "/100b",
         connections: 50,
         close: true,
-        tls: true,
+        tls: Tls::EcdsaFull,
+    },
+    Workload {
+        name: "tls-resumed",
+        path: "/100b",
+        connections: 50,
+        close: true,
+        tls: Tls::Ecdsa,
     },
     Workload {
         name: "tls-1m",
         path: "/1m",
         connections: 10,
         close: false,
-        tls: true,
+        tls: Tls::Ecdsa,
+    },
+    Workload {
+        name: "tls-small-rsa",
+        path: "/100b",
+        connections: 50,
+        close: false,
+        tls: Tls::Rsa,
+    },
+    Workload {
+        name: "tls-new-rsa",
+        path: "/100b",
+        connections: 50,
+        close: true,
+        tls: Tls::RsaFull,
+    },
+    Workload {
+        name: "tls-resumed-rsa",
+        path: "/100b",
+        connections: 50,
+        close: true,
+        tls: Tls::Rsa,
+    },
+    Workload {
+        name: "tls-1m-rsa",
+        path: "/1m",
+        connections: 10,
+        close: false,
+        tls: Tls::Rsa,
     },
 ];
 
@@ -335,8 +408,9 @@ struct Setup {
     dir: PathBuf,
     origin_port: u16,
     proxy_port: u16,
-    /// The proxies' TLS address, when openssl could make a certificate.
-    tls_port: Option<u16>,
+    /// The proxies' TLS addresses (one per `Tls::SERVERS`), when openssl
+    /// could make the certificates.
+    tls_ports: Vec<(Tls, u16)>,
     proxy_config: PathBuf,
     haproxy_config: PathBuf,
 }
@@ -349,44 +423,62 @@ fn write_setup() -> Result<Setup, String> {
         std::fs::write(www.join(name), file_bytes(len)).map_err(|e| e.to_string())?;
     }
     let (origin_port, proxy_port) = (free_port(), free_port());
-    // An ECDSA P-256 certificate for the TLS workloads, made by openssl.
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "30", "-subj", "/CN=localhost"])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    // An ECDSA P-256 and an RSA 2048 certificate for the TLS workloads,
+    // made by openssl.
+    let mut made = true;
+    for (name, algorithm) in [
+        (
+            "ecdsa",
+            ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        ),
+        (
+            "rsa",
+            ["-newkey", "rsa", "-pkeyopt", "rsa_keygen_bits:2048"],
+        ),
+    ] {
+        made &= Command::new("openssl")
+            .args(["req", "-x509"])
+            .args(algorithm)
+            .args(["-nodes", "-days", "30", "-subj", "/CN=localhost"])
+            .args([
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+            ])
+            .arg(dir.join(format!("{name}-key.pem")))
+            .arg("-out")
+            .arg(dir.join(format!("{name}-cert.pem")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    }
     if !made {
         println!("openssl not found (apt-get install openssl): no TLS workloads");
     }
-    let tls_port = made.then(free_port);
-    let tls_lines = match tls_port {
-        Some(port) => format!(
-            "        listen 127.0.0.1:{port} ssl;\n\
-                     ssl_certificate {cert};\n        ssl_certificate_key {key};\n\
-                     ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:SSL:10m;\n",
-            cert = cert.display(),
-            key = key.display()
-        ),
-        None => String::new(),
+    let tls_ports: Vec<(Tls, u16)> = if made {
+        Tls::SERVERS.iter().map(|&tls| (tls, free_port())).collect()
+    } else {
+        Vec::new()
     };
+    // Each TLS server proxies like the plain one; those that resume keep a
+    // shared cache and send tickets (nginx's default), the others refuse
+    // both, so every handshake is a full one.
+    let mut tls_servers = String::new();
+    for &(tls, port) in &tls_ports {
+        let resumption = if tls.resumes() {
+            "ssl_session_cache shared:SSL:10m;"
+        } else {
+            "ssl_session_cache off;\n        ssl_session_tickets off;"
+        };
+        tls_servers.push_str(&format!(
+            "    server {{\n        listen 127.0.0.1:{port} ssl;\n\
+                     ssl_certificate {dir}/{key}-cert.pem;\n        ssl_certificate_key {dir}/{key}-key.pem;\n\
+                     ssl_protocols TLSv1.2 TLSv1.3;\n        {resumption}\n{LOCATION}    }}\n",
+            dir = dir.display(),
+            key = tls.key(),
+        ));
+    }
     let origin = format!(
         "worker_processes 1;\npid {dir}/origin.pid;\nerror_log {dir}/origin-error.log;\n\
          events {{ worker_connections 4096; }}\n\
@@ -403,11 +495,7 @@ fn write_setup() -> Result<Setup, String> {
          events {{\n    worker_connections 20000;\n}}\n\
          http {{\n    access_log off;\n    keepalive_requests 1000000;\n\
              upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive {keepalive};\n    }}\n\
-             server {{\n        listen 127.0.0.1:{proxy_port};\n{tls_lines}\
-                 location / {{\n            proxy_pass http://origin;\n            proxy_http_version 1.1;\n\
-                     proxy_set_header Connection \"\";\n\
-                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                     proxy_set_header X-Forwarded-Proto $scheme;\n        }}\n    }}\n}}\n",
+             server {{\n        listen 127.0.0.1:{proxy_port};\n{LOCATION}    }}\n{tls_servers}}}\n",
         dir = dir.display(),
         keepalive = KEEPALIVE,
     );
@@ -426,7 +514,7 @@ fn write_setup() -> Result<Setup, String> {
         dir,
         origin_port,
         proxy_port,
-        tls_port,
+        tls_ports,
         proxy_config,
         haproxy_config,
     })
@@ -489,11 +577,15 @@ fn start_peer(peer: Peer, tools: &Tools, setup: &Setup) -> Result<Option<Running
 /// Where `peer` serves `workload`: `None` if it does not (TLS is measured
 /// for ferry and nginx, which run the same file).
 fn target_of(peer: Peer, workload: &Workload, setup: &Setup) -> Option<(&'static str, u16)> {
-    if !workload.tls {
+    if workload.tls == Tls::Plain {
         return Some(("http", port_of(peer, setup)));
     }
     match peer {
-        Peer::Ferry | Peer::Nginx => setup.tls_port.map(|port| ("https", port)),
+        Peer::Ferry | Peer::Nginx => setup
+            .tls_ports
+            .iter()
+            .find(|(tls, _)| *tls == workload.tls)
+            .map(|&(_, port)| ("https", port)),
         Peer::Haproxy | Peer::Direct => None,
     }
 }
@@ -779,6 +871,97 @@ fn idle_rss(port: u16, pid: u32, count: usize) -> f64 {
     (after.saturating_sub(before) * 1024) as f64 / opened as f64
 }
 
+/// As `idle_rss`, over TLS (TLS 1.3, the proxy's certificate taken as it
+/// is): what an idle TLS keep-alive client costs the proxy.
+#[cfg(feature = "tls")]
+fn idle_tls_rss(port: u16, pid: u32, count: usize) -> f64 {
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate))
+            .with_no_client_auth(),
+    );
+    let before = rss_kib(pid);
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Ok(socket) = TcpStream::connect(("127.0.0.1", port)) else {
+            break;
+        };
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+        let Ok(session) = rustls::ClientConnection::new(config.clone(), name) else {
+            break;
+        };
+        let mut stream = rustls::StreamOwned::new(session, socket);
+        if stream
+            .write_all(b"GET /100b HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .is_err()
+        {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        let mut got = 0;
+        while got < 100 {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        if got < 100 {
+            break;
+        }
+        held.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(pid);
+    let opened = held.len().max(1);
+    (after.saturating_sub(before) * 1024) as f64 / opened as f64
+}
+
+/// The benchmark's client takes the proxy's certificate as it is: it
+/// measures, it does not need to trust.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+struct AnyCertificate;
+
+#[cfg(feature = "tls")]
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// `strace -c -f` over a short wrk run of `connections` clients fetching
 /// `path`: syscalls per request, in total and by name.
 fn syscalls(
@@ -1005,6 +1188,8 @@ struct Report {
     samples: BTreeMap<(String, Peer), Vec<Sample>>,
     failed: BTreeMap<Peer, String>,
     idle_bytes: BTreeMap<Peer, f64>,
+    /// RSS growth per idle TLS keep-alive client (ferry and nginx).
+    idle_tls_bytes: BTreeMap<Peer, f64>,
     idle_rss_kib: BTreeMap<Peer, u64>,
     /// Small keep-alive requests from 10 clients: total and by name.
     syscalls: BTreeMap<Peer, (f64, Vec<(String, f64)>)>,
@@ -1085,6 +1270,15 @@ fn run(options: &Options) -> Result<(), String> {
                         report
                             .idle_bytes
                             .insert(peer, idle_rss(port_of(peer, &setup), pid, count));
+                    }
+                }
+                #[cfg(feature = "tls")]
+                if rep == 0 && workload.name == "tls-small" {
+                    if let (Some(pid), (_, port)) = (measured, target) {
+                        let count = if options.quick { 200 } else { 1000 };
+                        report
+                            .idle_tls_bytes
+                            .insert(peer, idle_tls_rss(port, pid, count));
                     }
                 }
                 drop(running);
@@ -1216,8 +1410,8 @@ fn table(report: &Report, peers: &[Peer]) -> String {
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "| peer | instructions/req (small) | allocations/req (small) | syscalls/req (small, 10 clients) | top syscalls | syscalls/req (small, 50 clients) | syscalls per 1 MiB response | RSS idle | RSS per idle keep-alive client |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| peer | instructions/req (small) | allocations/req (small) | syscalls/req (small, 10 clients) | top syscalls | syscalls/req (small, 50 clients) | syscalls per 1 MiB response | RSS idle | RSS per idle keep-alive client | RSS per idle TLS keep-alive client |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for &peer in peers.iter().filter(|p| **p != Peer::Direct) {
         let (total, top) = report.syscalls.get(&peer).map_or(
             ("-".to_string(), String::new()),
@@ -1239,6 +1433,10 @@ fn table(report: &Report, peers: &[Peer]) -> String {
             .idle_bytes
             .get(&peer)
             .map_or("-".into(), |b| format!("{b:.0} B"));
+        let per_tls = report
+            .idle_tls_bytes
+            .get(&peer)
+            .map_or("-".into(), |b| format!("{b:.0} B"));
         let instructions = report
             .instructions
             .get(&peer)
@@ -1257,7 +1455,7 @@ fn table(report: &Report, peers: &[Peer]) -> String {
             .map_or("-".into(), |n| format!("{n:.1}"));
         let _ = writeln!(
             out,
-            "| {} | {instructions} | {allocations} | {total} | {top} | {small_50} | {one_mib} | {idle} | {per} |",
+            "| {} | {instructions} | {allocations} | {total} | {top} | {small_50} | {one_mib} | {idle} | {per} | {per_tls} |",
             peer.name()
         );
     }
@@ -1334,7 +1532,7 @@ fn json(report: &Report, peers: &[Peer], options: &Options) -> String {
         .filter(|p| **p != Peer::Direct)
         .map(|peer| {
             format!(
-                "    \"{}\": {{\"instructions_per_req\": {:.0}, \"allocations_per_req\": {:.2}, \"syscalls_per_req\": {:.3}, \"syscalls_per_req_50_clients\": {:.3}, \"syscalls_per_1m_response\": {:.1}, \"idle_rss_kib\": {}, \"bytes_per_idle_client\": {:.0}, \"failed\": {}}}",
+                "    \"{}\": {{\"instructions_per_req\": {:.0}, \"allocations_per_req\": {:.2}, \"syscalls_per_req\": {:.3}, \"syscalls_per_req_50_clients\": {:.3}, \"syscalls_per_1m_response\": {:.1}, \"idle_rss_kib\": {}, \"bytes_per_idle_client\": {:.0}, \"bytes_per_idle_tls_client\": {:.0}, \"failed\": {}}}",
                 peer.name(),
                 report.instructions.get(peer).copied().unwrap_or(0.0),
                 report.allocations.get(peer).copied().unwrap_or(0.0),
@@ -1343,6 +1541,7 @@ fn json(report: &Report, peers: &[Peer], options: &Options) -> String {
                 report.syscalls_1m.get(peer).copied().unwrap_or(0.0),
                 report.idle_rss_kib.get(peer).copied().unwrap_or(0),
                 report.idle_bytes.get(peer).copied().unwrap_or(0.0),
+                report.idle_tls_bytes.get(peer).copied().unwrap_or(0.0),
                 report.failed.get(peer).map_or("null".to_string(), |why| format!("\"{}\"", why.replace('"', "'")))
             )
         })
@@ -1502,6 +1701,7 @@ fn write_docs(
            floor for a proxy is 4: one read and one write per side).\n\
          - **RSS per idle keep-alive client** is the growth of the proxy's resident memory\n\
            with 10,000 (1,000 with --quick) idle clients, divided by their number.\n\
+           Over TLS (ferry and nginx), 1,000 (200) rustls clients, TLS 1.3, one request each.\n\
          - **instructions/req** are user-space instructions per small keep-alive request,\n\
            counted by callgrind (not timed): each proxy serves 500 and then 1,500 requests on\n\
            one connection under valgrind, and the difference of the two totals is divided by\n\
@@ -1553,19 +1753,25 @@ fn write_docs(
          - **Large bodies.** A transfer that keeps filling its 16 KiB ring gets a 256 KiB\n\
          one, so a 1 MiB response costs ferry about 15 syscalls (nginx ~190, HAProxy\n\
          ~140), and ferry's CPU per MiB is the lowest of the three.\n\
-         - **TLS.** ferry and nginx run the same file and certificate (ECDSA P-256). On\n\
-         keep-alive requests over TLS ferry spends about 20 % less CPU per request\n\
-         and matches nginx's segments per request (one record per response: head and\n\
-         body are sealed together). With a TLS handshake per request (`tls-new`, wrk\n\
-         resuming its sessions) ferry uses about 40 % less CPU per request but serves\n\
-         fewer: it finishes each handshake flight and sleeps until the next (2.8\n\
-         sleeps per request, nginx 0.04, being busy all the time), and each wake-up\n\
-         costs the core that runs wrk and the origin. Polling on instead of sleeping\n\
-         measured the mechanism: `--poll-spin-us 200` took ferry from 2,800 to 3,170\n\
-         req/s there, level with nginx, by burning its idle CPU; the default stays\n\
-         off. On 1 MiB over TLS ferry leads. Memory per idle TLS client, measured\n\
-         separately with 1,000 Python clients: ferry 7.7 KB (rustls's session and\n\
-         buffers), nginx with OpenSSL 14.4 KB; plain, 0.3 and 0.5 KB.\n\
+         - **TLS.** ferry and nginx run the same file: each TLS workload has an ECDSA\n\
+         P-256 and an RSA 2048 row, on a server that lets clients resume (a shared\n\
+         cache and tickets: `tls-resumed`, wrk resumes its sessions) or one that refuses\n\
+         (`tls-new`: every handshake a full one). Keep-alive requests over TLS cost ferry\n\
+         about 20 % less CPU than nginx, with nginx's segments per request (one record\n\
+         per response: head and body are sealed together); the request rate, set by the\n\
+         other core, is a few percent lower. A full ECDSA handshake costs ferry about half of nginx's CPU,\n\
+         and it serves more of them. With RSA 2048 the handshake is the server's RSA\n\
+         signature, and ring's is slower than OpenSSL's: ferry spends about 10 % more\n\
+         CPU per full handshake and serves about 10 % fewer. Resumed handshakes cost\n\
+         ferry about 40 % less CPU, but it serves about 15 % fewer: it finishes each\n\
+         handshake flight and sleeps until the next (about 2 sleeps per request; nginx,\n\
+         busy all the time, none), and each wake-up costs the core that runs wrk and the\n\
+         origin. `--poll-spin-us 200` levels it by burning the idle CPU; the default\n\
+         stays off. On 1 MiB over TLS ferry leads (by 10-20 %). An idle TLS keep-alive\n\
+         client costs ferry rustls's session and buffers, about half of what nginx's\n\
+         costs with OpenSSL but some 30 times a plain one (last table): rustls's\n\
+         buffered API keeps its buffers between requests, and its unbuffered API, where\n\
+         ferry would own them, is the way down.\n\
          - Nobody reconnects upstream: `keepalive 50` matches the 50 clients, and ferry\n\
          without a `keepalive` line keeps as many idle connections as its recent peak\n\
          needed.\n\
