@@ -474,3 +474,35 @@ fn log_format_with_variables() {
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Everything `addr` sends in answer to `raw` until it closes.
+fn answer_bytes(addr: std::net::SocketAddr, raw: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut stream = connect(addr);
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    received
+}
+
+#[test]
+fn return_444_closes_without_a_response_as_nginx_does() {
+    let server = "location /gone { return 444; }\n  location / { return 200 \"ok\\n\"; }";
+    let (ferry, _) = Ferry::start_config(
+        "return-444",
+        &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+    );
+    let raw = "GET /gone HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(answer_bytes(ferry.addr, raw), b"");
+    // The connection is closed, not kept: a second request never runs.
+    let pipelined = "GET /gone HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(answer_bytes(ferry.addr, pipelined), b"");
+    assert!(get(&ferry, "/", "x").text().starts_with("ok"));
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let nginx = Nginx::start(&nginx, "return-444", server);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    assert_eq!(answer_bytes(addr, raw), b"", "nginx");
+    assert_eq!(answer_bytes(addr, pipelined), b"", "nginx");
+}

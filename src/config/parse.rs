@@ -292,7 +292,10 @@ impl Parser<'_> {
 }
 
 /// Expands a glob in the last path component (`conf.d/*.conf`); sorted, as
-/// nginx sorts its glob results. No match is not an error.
+/// nginx sorts its glob results. No match is not an error. Every name that
+/// matches is included, as glob(3) gives it to nginx: a symbolic link (Debian's
+/// `sites-enabled/*`) is followed when it is opened, and a dangling one or a
+/// directory is an error there, as in nginx.
 fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let directory = pattern.parent().unwrap_or(Path::new("."));
     let Some(file_pattern) = pattern.file_name().and_then(|name| name.to_str()) else {
@@ -310,7 +313,6 @@ fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     };
     let mut matches: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
         .filter(|entry| {
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -423,6 +425,30 @@ mod tests {
         assert_eq!(names, ["first", "a", "b", "last"]);
         assert_eq!(files.len(), 3);
         assert!(tree[1].file.ends_with("conf.d/a.conf"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn included_symbolic_links_are_followed() {
+        // Debian's layout: sites-enabled/ links to sites-available/.
+        let dir = temp_dir("symlink");
+        std::fs::create_dir_all(dir.join("sites-available")).unwrap();
+        std::fs::create_dir_all(dir.join("sites-enabled")).unwrap();
+        std::fs::write(dir.join("sites-available/default"), "site 1;\n").unwrap();
+        std::os::unix::fs::symlink(
+            dir.join("sites-available/default"),
+            dir.join("sites-enabled/default"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("main.conf"), "include sites-enabled/*;\n").unwrap();
+        let (tree, _) = parse_file(&dir.join("main.conf")).unwrap();
+        let names: Vec<&str> = tree.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["site"]);
+        // A link to nothing is an error, as nginx's open() of it is.
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join("sites-enabled/old")).unwrap();
+        let error = parse_file(&dir.join("main.conf")).unwrap_err().to_string();
+        assert!(error.contains("sites-enabled/old"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

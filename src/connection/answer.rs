@@ -24,6 +24,10 @@ use crate::status::{self, StatusPage};
 use crate::upstream::UpstreamConn;
 use crate::variables::{ExchangeVars, UpstreamAttempt};
 
+/// nginx's non-standard code for `return 444`: close the connection without
+/// sending anything (scanners and unwanted hosts get nothing to read).
+const CLOSE_WITHOUT_RESPONSE: u16 = 444;
+
 impl Connection {
     /// One direction of a busy exchange waited longer than its timeout.
     pub(super) fn timed_out(
@@ -100,15 +104,23 @@ impl Connection {
     }
 
     /// `return CODE [TEXT|URL]`: a redirect with `Location`, a page of
-    /// ferry's for error codes without text, or the text as the body.
+    /// ferry's for error codes without text, or the text as the body; for
+    /// nginx's own code 444, no response at all.
     pub(super) fn answer_return(
         &mut self,
         exchange: Exchange,
         status: u16,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let config = std::rc::Rc::clone(&ctx.config);
         let mut exchange = exchange;
+        if status == CLOSE_WITHOUT_RESPONSE {
+            debug!("#{} return 444: closing without a response", ctx.slot);
+            exchange.log.status = status;
+            self.log_access(&exchange, ctx);
+            ctx.retire(exchange);
+            return (Phase::Closed, true);
+        }
+        let config = std::rc::Rc::clone(&ctx.config);
         // Rendered when the request was routed (see `parse_request`); taken
         // out while the answer is written, then put back, so its capacity
         // stays with the buffer set.
