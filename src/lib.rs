@@ -32,6 +32,7 @@ pub mod error;
 pub mod event_loop;
 pub mod http;
 pub mod log;
+pub mod privileges;
 pub mod routing;
 pub mod stats;
 pub mod status;

@@ -66,10 +66,7 @@ pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
     );
     builder.format_target(false);
     if let Some(path) = configured.and_then(|c| c.path.as_ref()) {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let file = open_file(path)?;
         builder.target(env_logger::Target::Pipe(Box::new(file)));
     }
     install(builder.build());
@@ -131,6 +128,27 @@ fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
         .create(true)
         .append(true)
         .open(path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("open() \"{}\" failed ({e})", path.display()),
+            )
+        })
+}
+
+/// Opens (creating them, as nginx does) every log file `config` names, so
+/// that `ferry -t` fails where a start would: the first that cannot be
+/// opened, by its path.
+pub fn check_log_files(config: &crate::config::Config) -> io::Result<()> {
+    for target in config.access_logs() {
+        if let AccessLogTarget::File(path) = target {
+            open_file(&path)?;
+        }
+    }
+    if let Some(path) = config.error_log.as_ref().and_then(|c| c.path.as_ref()) {
+        open_file(path)?;
+    }
+    Ok(())
 }
 
 impl AccessLog {

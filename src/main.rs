@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             println!("ferry {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Test { dump } => test_config(args.config_file.as_deref(), dump),
+        Command::Test { dump } => test_config(&args, dump),
         Command::Signal { signal } => send_signal(args.config_file.as_deref(), signal),
         Command::Demo { origin_port, .. } => {
             let origin = SocketAddr::from(([127, 0, 0, 1], origin_port));
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 /// Reads the configuration and runs it; a reload reads it again the same
 /// way.
 fn start(args: Args, demo_origin: Option<SocketAddr>) -> ExitCode {
-    let reload: Reloader = Box::new(move || configure(&args, demo_origin));
+    let reload: Reloader = Box::new(move || configure(&args, demo_origin).map(|l| l.config));
     match reload() {
         Ok(config) => run(config, reload),
         Err(e) => fail(&e),
@@ -58,7 +58,7 @@ fn start(args: Args, demo_origin: Option<SocketAddr>) -> ExitCode {
 }
 
 /// The configuration file (or the embedded default), then the flags.
-fn configure(args: &Args, demo_origin: Option<SocketAddr>) -> Result<Config, String> {
+fn configure(args: &Args, demo_origin: Option<SocketAddr>) -> Result<Loaded, String> {
     let loaded = config::load(args.config_file.as_deref()).map_err(|e| format!("[emerg] {e}"))?;
     let mut config = args
         .clone()
@@ -67,13 +67,23 @@ fn configure(args: &Args, demo_origin: Option<SocketAddr>) -> Result<Config, Str
     if let Some(origin) = demo_origin {
         config.set_upstream(origin);
     }
-    Ok(config)
+    Ok(Loaded {
+        config,
+        files: loaded.files,
+    })
 }
 
-/// `ferry -t` / `-T`, worded as `nginx -t` words it.
-fn test_config(path: Option<&Path>, dump: bool) -> ExitCode {
+/// `ferry -t` / `-T`, worded as `nginx -t` words it: everything a start
+/// checks before it listens (the file, the flags, the certificates, the log
+/// files it must open).
+fn test_config(args: &Args, dump: bool) -> ExitCode {
+    let path = args.config_file.as_deref();
     let name = path.map_or_else(|| EMBEDDED_NAME.to_string(), |p| p.display().to_string());
-    match config::load(path) {
+    let checked = configure(args, None).and_then(|loaded| {
+        ferry::log::check_log_files(&loaded.config).map_err(|e| format!("[emerg] {e}"))?;
+        Ok(loaded)
+    });
+    match checked {
         Ok(Loaded { files, .. }) => {
             eprintln!("ferry: the configuration file {name} syntax is ok");
             eprintln!("ferry: configuration file {name} test is successful");
@@ -91,6 +101,7 @@ fn test_config(path: Option<&Path>, dump: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            let e = e.strip_prefix("[emerg] ").unwrap_or(&e);
             eprintln!("ferry: [emerg] {e}");
             eprintln!("ferry: configuration file {name} test failed");
             ExitCode::from(1)
@@ -135,6 +146,7 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
     }
     let upstream = config.upstream_summary();
     let pid_file = config.pid.clone();
+    let user = config.user.clone();
     let workers = config.worker_processes;
     let listen_ssl = config.listen_ssl.clone();
     let running = if workers > 1 {
@@ -160,6 +172,14 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
                 path.display()
             ));
         }
+    }
+    // Everything root was needed for is done: the addresses are bound, the
+    // logs and the pid file open.
+    if let Some(identity) = &user {
+        if let Err(e) = ferry::privileges::become_user(identity) {
+            return fail(&format!("[emerg] {e}"));
+        }
+        log::info!("serving as user \"{}\"", identity.user);
     }
     for (index, addr) in running.local_addrs().into_iter().enumerate() {
         let scheme = if listen_ssl.get(index).copied().unwrap_or(false) {

@@ -60,6 +60,61 @@ fn test_flag_reports_like_nginx() {
 }
 
 #[test]
+fn test_checks_what_a_start_checks() {
+    // Flags, as a start applies them.
+    let (code, _, err) = ferry(&["-t", "--set", "foo=bar"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("foo"), "{err}");
+    // Log files, opened (and created) as a start opens them, by their path.
+    let dir = temp_dir("test-logs");
+    let path = dir.join("ferry.conf");
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let missing = dir.join("missing");
+    for (text, broken) in [
+        (
+            format!(
+                "events {{}}\nhttp {{ access_log {}/access.log;\n\
+                 server {{ listen 127.0.0.1:1; }} }}\n",
+                missing.display()
+            ),
+            "missing/access.log",
+        ),
+        (
+            format!(
+                "error_log {}/error.log;\nevents {{}}\nhttp {{ server {{ listen 127.0.0.1:1; }} }}\n",
+                missing.display()
+            ),
+            "missing/error.log",
+        ),
+    ] {
+        let line = &text;
+        std::fs::write(&path, &text).unwrap();
+        let (code, _, err) = ferry(&["-t", "-c", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{line}: {err}");
+        assert!(
+            err.starts_with("ferry: [emerg] open() \"") && err.contains(broken),
+            "{line}: {err}"
+        );
+    }
+    std::fs::write(
+        &path,
+        format!(
+            "events {{}}\nhttp {{ access_log {}/access.log;\n server {{ listen 127.0.0.1:1; }} }}\n",
+            logs.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = ferry(&["-t", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        logs.join("access.log").exists(),
+        "created, as nginx -t does"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn errors_name_the_file_line_and_directive() {
     let http = |inner: &str| format!("events {{}}\nhttp {{\n{inner}\n}}\n");
     let server = |inner: &str| http(&format!("server {{\nlisten 127.0.0.1:8080;\n{inner}\n}}"));
@@ -69,8 +124,15 @@ fn errors_name_the_file_line_and_directive() {
         (server("listen;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "invalid number of arguments in \"listen\" directive in ferry.conf:5"),
         // An empty host name: refused without asking a resolver (tests never
         // send DNS queries).
-        (server("location / { proxy_pass http://:8; }"), "host not found in upstream \":8\" in ferry.conf:5"),
-        (http("upstream x { server :80; }"), "host not found in upstream \":80\" in ferry.conf:3"),
+        (server("location / { proxy_pass http://:8; }"), "no host in upstream \":8\" in ferry.conf:5"),
+        (http("upstream x { server :80; }"), "no host in upstream \":80\" in ferry.conf:3"),
+        (server("location / { proxy_pass http://127.0.0.1:0; }"), "invalid port in upstream \"127.0.0.1:0\" in ferry.conf:5"),
+        (server("location / { proxy_pass http://127.0.0.1:99999; }"), "invalid port in upstream \"127.0.0.1:99999\" in ferry.conf:5"),
+        (server("location / { proxy_pass http://127.0.0.1:abc; }"), "invalid port in upstream \"127.0.0.1:abc\" in ferry.conf:5"),
+        (server("location / { proxy_pass http://[::1; }"), "invalid host in upstream \"[::1\" in ferry.conf:5"),
+        (http("upstream x { server 127.0.0.1:0; }"), "invalid port in upstream \"127.0.0.1:0\" in ferry.conf:3"),
+        // nginx takes it; ferry cannot connect to one yet and says so.
+        (server("location / { proxy_pass http://unix:/run/app.sock; }"), "unix domain sockets are not supported yet in upstream \"unix:/run/app.sock\" in ferry.conf:5"),
         (server("location / { proxy_pass http://127.0.0.1:1; }\n}"), "unexpected \"}\" in ferry.conf:8"),
         (http("server { listen 1;"), "unexpected end of file, expecting \"}\" in ferry.conf:4"),
         (server("client_max_body_size 1m;\nclient_max_body_size 2m;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "\"client_max_body_size\" directive is duplicate in ferry.conf:6"),
@@ -259,4 +321,82 @@ fn every_shipped_configuration_is_accepted_by_ferry_and_nginx() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// The effective user id of `pid`, from /proc.
+fn effective_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[test]
+fn user_is_who_ferry_serves_as_after_binding() {
+    let dir = temp_dir("user");
+    let path = dir.join("ferry.conf");
+    let origin = Origin::standard();
+    let port = free_port();
+    let write = |user: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "user {user};\nevents {{}}\nhttp {{ server {{ listen 127.0.0.1:{port};\n\
+                 location / {{ proxy_pass http://{}; }} }} }}\n",
+                origin.addr
+            ),
+        )
+        .unwrap();
+    };
+    let root = effective_uid(std::process::id()) == Some(0);
+    // Debian's stock nginx.conf says `user www-data;`.
+    write("www-data");
+    assert_nginx_accepts(&path);
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
+    assert_eq!(
+        request(ferry.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").status,
+        200
+    );
+    if root {
+        let www_data = Command::new("id")
+            .args(["-u", "www-data"])
+            .output()
+            .unwrap();
+        let expected: u32 = String::from_utf8_lossy(&www_data.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(effective_uid(ferry.pid()), Some(expected));
+        // A reload as that user reads the file again without complaint.
+        ferry.signal("HUP");
+        assert!(ferry.wait_for_stderr(Duration::from_secs(5), "configuration reloaded"));
+        assert_eq!(ferry.stderr_count("ignored"), 0, "{:?}", ferry.stderr());
+        // A user that does not exist: refused, as nginx -t refuses it.
+        write("no-such-user-ferry");
+        let (code, _, err) = ferry_t(&path);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("getpwnam(\"no-such-user-ferry\") failed"),
+            "{err}"
+        );
+        if let Some(nginx) = require_tool("nginx") {
+            let status = Command::new(nginx)
+                .args(["-t", "-q", "-c"])
+                .arg(&path)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(!status.success(), "nginx refuses it too");
+        }
+    } else {
+        assert!(
+            ferry.wait_for_stderr(Duration::from_secs(5), "makes sense only if"),
+            "{:?}",
+            ferry.stderr()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn ferry_t(path: &Path) -> (i32, String, String) {
+    ferry(&["-t", "-c", path.to_str().unwrap()])
 }

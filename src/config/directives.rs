@@ -390,6 +390,15 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
             "worker_processes" => config.worker_processes = worker_processes(directive)?,
             "error_log" => config.error_log = Some(error_log(directive)?),
             "pid" => config.pid = Some(PathBuf::from(&directive.args[0])),
+            "user" => {
+                let place = format!("{}:{}", directive.file.display(), directive.line);
+                config.user = crate::privileges::resolve(
+                    &directive.args[0],
+                    directive.args.get(1).map(String::as_str),
+                    &place,
+                )
+                .map_err(|message| ConfigError::at(message, directive.location()))?;
+            }
             "worker_shutdown_timeout" => {
                 config.shutdown_timeout = Some(duration(directive, 0)?);
             }
@@ -422,8 +431,8 @@ pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
                 }
                 http = Some(directive);
             }
-            // user, pid, daemon, master_process, worker_rlimit_nofile:
-            // process management that ferry leaves to its supervisor.
+            // daemon, master_process, worker_rlimit_nofile: process
+            // management that ferry leaves to its supervisor.
             _ => {}
         }
     }
@@ -961,19 +970,8 @@ fn upstream_server(
     balance: &Balance,
 ) -> Result<UpstreamServer, ConfigError> {
     let text = &directive.args[0];
-    let addr = text
-        .parse::<SocketAddr>()
-        .ok()
-        .or_else(|| {
-            let (host, port) = split_host_port(text, 80)?;
-            resolve(&host, port)
-        })
-        .ok_or_else(|| {
-            ConfigError::at(
-                format!("host not found in upstream \"{text}\""),
-                directive.location(),
-            )
-        })?;
+    let addr = upstream_address(text, 80)
+        .map_err(|message| ConfigError::at(message, directive.location()))?;
     let mut server = UpstreamServer {
         addr,
         name: text.clone(),
@@ -1079,6 +1077,12 @@ fn proxy_target(
         }
     };
     let default_port = if https { 443 } else { 80 };
+    if rest.starts_with("unix:") {
+        return Err(ConfigError::at(
+            format!("unix domain sockets are not supported yet in upstream \"{rest}\""),
+            directive.location(),
+        ));
+    }
     let (authority, uri) = match rest.find('/') {
         Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
         None => (rest, None),
@@ -1108,19 +1112,8 @@ fn proxy_target(
     if let Some(index) = config.upstreams.iter().position(same) {
         return Ok((index, uri, proxy_host));
     }
-    let not_found = || {
-        ConfigError::at(
-            format!("host not found in upstream \"{authority}\""),
-            directive.location(),
-        )
-    };
-    let addr = match authority.parse::<SocketAddr>() {
-        Ok(addr) => addr,
-        Err(_) => {
-            let (host, port) = split_host_port(authority, default_port).ok_or_else(not_found)?;
-            resolve(&host, port).ok_or_else(not_found)?
-        }
-    };
+    let addr = upstream_address(authority, default_port)
+        .map_err(|message| ConfigError::at(message, directive.location()))?;
     let mut group = UpstreamGroup::single(addr);
     group.name = authority.to_string();
     group.implicit = true;
@@ -1445,6 +1438,43 @@ fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
         Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
         None => Some((text.to_string(), default_port)),
     }
+}
+
+/// An upstream server's `HOST[:PORT]` (a name, an IPv4 address or `[V6]`),
+/// resolved now, or nginx's message for why not (`ngx_parse_url`'s words,
+/// `… in upstream "TEXT"`).
+fn upstream_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if text.starts_with("unix:") {
+        return Err(format!(
+            "unix domain sockets are not supported yet in upstream \"{text}\""
+        ));
+    }
+    let port_text = match text.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((_, after)) => after.strip_prefix(':'),
+            None => return Err(format!("invalid host in upstream \"{text}\"")),
+        },
+        None => text.rsplit_once(':').map(|(_, port)| port),
+    };
+    let port = match port_text {
+        None => default_port,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("invalid port in upstream \"{text}\""))?,
+    };
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let host = match text.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => text.rsplit_once(':').map_or(text, |(host, _)| host),
+    };
+    if host.is_empty() {
+        return Err(format!("no host in upstream \"{text}\""));
+    }
+    resolve(host, port).ok_or_else(|| format!("host not found in upstream \"{text}\""))
 }
 
 /// `HOST:PORT` (a name, an IPv4 address or `[V6]`) resolved now, as the

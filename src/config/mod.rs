@@ -403,6 +403,10 @@ pub struct Config {
     pub error_log: Option<ErrorLogConfig>,
     /// `pid`: where the running ferry writes its process id, for `-s`.
     pub pid: Option<PathBuf>,
+    /// `user USER [GROUP]`, resolved: whom ferry serves as once it has
+    /// bound and opened everything (`None` without the line, or when not
+    /// started as root).
+    pub user: Option<crate::privileges::Identity>,
     /// `worker_shutdown_timeout`: how long a graceful shutdown may wait
     /// for exchanges under way (none: as long as they take).
     pub shutdown_timeout: Option<Duration>,
@@ -480,6 +484,7 @@ impl Config {
             poll_spin: Duration::ZERO,
             log_formats: builtin_log_formats(),
             upstream_tls: Vec::new(),
+            user: None,
         }
     }
 

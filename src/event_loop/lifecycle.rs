@@ -180,6 +180,7 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         ),
         ("error_log", old.error_log != new.error_log),
         ("pid", old.pid != new.pid),
+        ("user", old.user != new.user),
     ];
     for (directive, changed) in unapplied {
         if changed {
