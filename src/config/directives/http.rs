@@ -1,0 +1,692 @@
+//! ngx_http_core_module: the `http` block's servers, their addresses and
+//! names, locations, and the client-side limits and timeouts.
+
+use std::net::SocketAddr;
+
+use super::upstream::{resolve, split_host_port};
+use super::{
+    check_nothing, check_number, check_size, duration, not_yet, number, on_off, settings, size,
+    spec, Arity, Directive, Handler, Http, Inherited, Location, Server, Spec, Upstream, HS, HSL,
+};
+use crate::config::parse::ConfigError;
+use crate::config::{
+    Action, Config, ListenerRoutes, LocationConfig, LocationMatch, ServerConfig, ServerName,
+};
+
+/// Accepted flags a streaming proxy that serves no files has no use for.
+const SERVES_NO_FILES: &str = "ferry serves no files: it only proxies and answers itself";
+
+/// nginx sizes its lookup hash tables with these; ferry's tables size
+/// themselves.
+const HASH_TABLES: &str = "sizes of nginx's lookup hash tables; ferry's own size themselves";
+
+macro_rules! hash_table {
+    ($name:literal, $check:ident) => {
+        spec(
+            $name,
+            &[Http],
+            Arity::Exactly(1),
+            Handler::NoEffect {
+                check: $check,
+                why: HASH_TABLES,
+            },
+        )
+    };
+}
+
+pub(super) const DIRECTIVES: &[Spec] = &[
+    // `server` is a block in http and a simple directive in upstream
+    // (read by `upstream::upstream_block`).
+    spec("server", &[Http, Upstream], Arity::AtLeast(0), Handler::Structure).repeatable(),
+    spec("listen", &[Server], Arity::AtLeast(1), Handler::Structure).repeatable(),
+    spec("server_name", &[Server], Arity::AtLeast(1), Handler::Structure).repeatable(),
+    spec("location", &[Server, Location], Arity::Between(1, 2), Handler::Structure)
+        .block()
+        .repeatable(),
+    spec("client_max_body_size", HSL, Arity::Exactly(1), Handler::Setting(client_max_body_size)),
+    spec("client_header_timeout", HS, Arity::Exactly(1), Handler::Setting(client_header_timeout)),
+    spec("client_body_timeout", HSL, Arity::Exactly(1), Handler::Setting(client_body_timeout)),
+    spec("send_timeout", HSL, Arity::Exactly(1), Handler::Setting(send_timeout)),
+    spec(
+        "keepalive_timeout",
+        &[Http, Server, Location, Upstream],
+        Arity::Between(1, 2),
+        Handler::Setting(keepalive_timeout),
+    ),
+    spec(
+        "keepalive_requests",
+        &[Http, Server, Location, Upstream],
+        Arity::Exactly(1),
+        Handler::Setting(keepalive_requests),
+    ),
+    spec(
+        "large_client_header_buffers",
+        HS,
+        Arity::Exactly(2),
+        Handler::Setting(large_client_header_buffers),
+    ),
+    spec("lingering_time", HSL, Arity::Exactly(1), Handler::Setting(lingering_time)),
+    spec("lingering_timeout", HSL, Arity::Exactly(1), Handler::Setting(lingering_timeout)),
+    spec(
+        "sendfile",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect { check: on_off, why: SERVES_NO_FILES },
+    ),
+    spec(
+        "tcp_nopush",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: "ferry holds a response head for its body itself (MSG_MORE), as tcp_nopush does with sendfile",
+        },
+    ),
+    spec(
+        "tcp_nodelay",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: "ferry always sets TCP_NODELAY, nginx's default",
+        },
+    ),
+    spec(
+        "types",
+        HSL,
+        Arity::Exactly(0),
+        Handler::NoEffect { check: check_nothing, why: SERVES_NO_FILES },
+    )
+    .block(),
+    spec(
+        "default_type",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect { check: check_nothing, why: SERVES_NO_FILES },
+    ),
+    spec(
+        "server_tokens",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: "ferry's own pages and Server field name no version",
+        },
+    ),
+    hash_table!("types_hash_max_size", check_number),
+    hash_table!("types_hash_bucket_size", check_size),
+    hash_table!("server_names_hash_max_size", check_number),
+    hash_table!("server_names_hash_bucket_size", check_size),
+    hash_table!("variables_hash_max_size", check_number),
+    hash_table!("variables_hash_bucket_size", check_size),
+    spec(
+        "log_not_found",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect { check: on_off, why: SERVES_NO_FILES },
+    ),
+    spec(
+        "client_body_buffer_size",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: check_size,
+            why: "ferry streams request bodies through its ring buffer, never to a file",
+        },
+    ),
+    not_yet("absolute_redirect"),
+    not_yet("aio"),
+    not_yet("alias"),
+    not_yet("auth_delay"),
+    not_yet("chunked_transfer_encoding"),
+    not_yet("client_body_in_file_only"),
+    not_yet("client_body_in_single_buffer"),
+    not_yet("client_body_temp_path"),
+    not_yet("client_header_buffer_size"),
+    not_yet("connection_pool_size"),
+    not_yet("directio"),
+    not_yet("disable_symlinks"),
+    not_yet("error_page"),
+    not_yet("etag"),
+    not_yet("if_modified_since"),
+    not_yet("ignore_invalid_headers"),
+    not_yet("internal"),
+    not_yet("keepalive_disable"),
+    not_yet("keepalive_time"),
+    not_yet("limit_except"),
+    not_yet("limit_rate"),
+    not_yet("limit_rate_after"),
+    not_yet("max_ranges"),
+    not_yet("merge_slashes"),
+    not_yet("msie_padding"),
+    not_yet("msie_refresh"),
+    not_yet("open_file_cache"),
+    not_yet("open_file_cache_errors"),
+    not_yet("open_file_cache_min_uses"),
+    not_yet("open_file_cache_valid"),
+    not_yet("output_buffers"),
+    not_yet("port_in_redirect"),
+    not_yet("postpone_output"),
+    not_yet("read_ahead"),
+    not_yet("recursive_error_pages"),
+    not_yet("request_pool_size"),
+    not_yet("reset_timedout_connection"),
+    not_yet("resolver"),
+    not_yet("resolver_timeout"),
+    not_yet("root"),
+    not_yet("satisfy"),
+    not_yet("send_lowat"),
+    not_yet("sendfile_max_chunk"),
+    not_yet("server_name_in_redirect"),
+    not_yet("subrequest_output_buffer_size"),
+    not_yet("try_files"),
+    not_yet("underscores_in_headers"),
+    // Modules of their own that ferry has none of yet.
+    not_yet("index"),
+    not_yet("autoindex"),
+    not_yet("expires"),
+    not_yet("charset"),
+    not_yet("charset_types"),
+    not_yet("source_charset"),
+    not_yet("map"),
+    not_yet("map_hash_max_size"),
+    not_yet("map_hash_bucket_size"),
+    not_yet("geo"),
+    not_yet("split_clients"),
+    not_yet("gzip"),
+    not_yet("gzip_types"),
+    not_yet("gzip_vary"),
+    not_yet("gzip_proxied"),
+    not_yet("gzip_comp_level"),
+    not_yet("gzip_min_length"),
+    not_yet("gzip_buffers"),
+    not_yet("gzip_http_version"),
+    not_yet("gzip_disable"),
+    not_yet("gzip_static"),
+    not_yet("gunzip"),
+    not_yet("set_real_ip_from"),
+    not_yet("real_ip_header"),
+    not_yet("real_ip_recursive"),
+    not_yet("limit_req"),
+    not_yet("limit_req_zone"),
+    not_yet("limit_req_status"),
+    not_yet("limit_req_log_level"),
+    not_yet("limit_req_dry_run"),
+    not_yet("limit_conn"),
+    not_yet("limit_conn_zone"),
+    not_yet("limit_conn_status"),
+    not_yet("limit_conn_log_level"),
+    not_yet("limit_conn_dry_run"),
+    not_yet("auth_basic"),
+    not_yet("auth_basic_user_file"),
+    not_yet("auth_request"),
+    not_yet("sub_filter"),
+    not_yet("ssi"),
+    not_yet("fastcgi_pass"),
+    not_yet("uwsgi_pass"),
+    not_yet("scgi_pass"),
+    not_yet("grpc_pass"),
+    not_yet("http2"),
+];
+
+fn client_max_body_size(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.client_max_body_size = Some(size(d, 0)?);
+    Ok(())
+}
+
+fn client_header_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.client_header_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn client_body_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.client_body_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn send_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.send_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn keepalive_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.keepalive_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn keepalive_requests(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.keepalive_requests = Some(number(d, 0)?);
+    Ok(())
+}
+
+fn lingering_time(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.lingering_time = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn lingering_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.lingering_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+/// `large_client_header_buffers N SIZE`: the largest request head, which
+/// must fit ferry's buffer.
+fn large_client_header_buffers(
+    directive: &Directive,
+    config: &Config,
+    settings: &mut Inherited,
+) -> Result<(), ConfigError> {
+    let _count: usize = number(directive, 0)?;
+    let buffer = size(directive, 1)?;
+    let max_head = usize::try_from(buffer).unwrap_or(usize::MAX);
+    if max_head > config.buffer_size {
+        return Err(ConfigError::at(
+            format!(
+                "\"large_client_header_buffers\" size {buffer} is larger than ferry's buffer ({})",
+                config.buffer_size
+            ),
+            directive.location(),
+        ));
+    }
+    settings.max_head = Some(max_head);
+    Ok(())
+}
+
+/// The http block: upstream groups first (servers refer to them by name),
+/// then servers, their listen addresses and locations.
+pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> {
+    let block = http.block.as_deref().unwrap_or_default();
+    super::log::log_formats(block, config)?;
+    let http_settings = settings(block, config)?;
+    config.http = http_settings.resolve();
+    config.upstreams.clear();
+    config.servers.clear();
+    config.listen.clear();
+    config.listen_ssl.clear();
+    config.listeners.clear();
+    for directive in block.iter().filter(|d| d.name == "upstream") {
+        let name = &directive.args[0];
+        if config.upstreams.iter().any(|g| &g.name == name) {
+            return Err(ConfigError::at(
+                format!("duplicate upstream \"{name}\""),
+                directive.location(),
+            ));
+        }
+        config
+            .upstreams
+            .push(super::upstream::upstream_block(directive)?);
+    }
+    let mut defaults: Vec<(SocketAddr, usize)> = Vec::new();
+    for directive in block.iter().filter(|d| d.name == "server") {
+        let index = config.servers.len();
+        let server_block = directive.block.as_deref().unwrap_or_default();
+        let server_settings = settings(server_block, config)?.over(&http_settings);
+        let mut server = ServerConfig {
+            names: Vec::new(),
+            settings: server_settings.resolve(),
+            locations: Vec::new(),
+            top_level: Vec::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        };
+        let mut listens = Vec::new();
+        for inner in server_block {
+            match inner.name.as_str() {
+                "listen" => listens.push(listen_directive(inner)?),
+                "server_name" => {
+                    for name in &inner.args {
+                        if let Some(server_name) = server_name(name, inner)? {
+                            server.names.push(server_name);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if listens.is_empty() {
+            // nginx's default when run as root.
+            listens.push(Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 80)),
+                default_server: false,
+                ssl: false,
+            });
+        }
+        let listen_ssl = server_block
+            .iter()
+            .filter(|d| d.name == "listen")
+            .zip(&listens)
+            .find(|(_, listen)| listen.ssl)
+            .map(|(directive, _)| directive);
+        #[cfg(feature = "tls")]
+        {
+            let base = directive.file.parent().unwrap_or(std::path::Path::new("."));
+            server.tls = crate::tls::config::server_tls(block, server_block, listen_ssl, base)?;
+        }
+        #[cfg(not(feature = "tls"))]
+        if let Some(listen) = listen_ssl {
+            return Err(ConfigError::at(
+                "\"ssl\" on \"listen\": this ferry was built without TLS \
+                 (cargo build with the default \"tls\" feature)",
+                listen.location(),
+            ));
+        }
+        // A server-level `return` answers everything, before any location.
+        let server_return = server_block.iter().find(|d| d.name == "return");
+        let mut top_level = Vec::new();
+        for inner in server_block.iter().filter(|d| d.name == "location") {
+            let location =
+                build_location(inner, None, &server_settings, config, &mut server.locations)?;
+            top_level.push(location);
+        }
+        if let Some(directive) = server_return {
+            // Modelled as a prefix location "/" that no other can beat.
+            let action = super::rewrite::return_action(directive)?;
+            server.locations.push(LocationConfig {
+                matcher: LocationMatch::Prefix {
+                    path: String::new(),
+                    stops_regex: true,
+                },
+                settings: server.settings.clone(),
+                action,
+                nested: Vec::new(),
+            });
+            top_level = vec![server.locations.len() - 1];
+        }
+        server.top_level = top_level;
+        config.servers.push(server);
+        for Listen {
+            addr,
+            default_server,
+            ssl,
+        } in listens
+        {
+            let position = match config.listen.iter().position(|a| *a == addr) {
+                Some(position) => {
+                    // nginx: listen options belong to the socket; `ssl` on
+                    // any line for the address makes it a TLS socket.
+                    if let Some(tls) = config.listen_ssl.get_mut(position) {
+                        *tls |= ssl;
+                    }
+                    position
+                }
+                None => {
+                    config.listen.push(addr);
+                    config.listen_ssl.push(ssl);
+                    config.listeners.push(ListenerRoutes {
+                        servers: Vec::new(),
+                        default_server: index,
+                    });
+                    config.listen.len() - 1
+                }
+            };
+            let routes = &mut config.listeners[position];
+            if !routes.servers.contains(&index) {
+                routes.servers.push(index);
+            }
+            if default_server {
+                if defaults.iter().any(|(a, _)| *a == addr) {
+                    return Err(ConfigError::at(
+                        format!("a duplicate default server for {addr}"),
+                        directive.location(),
+                    ));
+                }
+                defaults.push((addr, index));
+                routes.default_server = index;
+            }
+        }
+    }
+    if config.servers.is_empty() {
+        return Err(ConfigError::at(
+            "no \"server\" block in \"http\"",
+            http.location(),
+        ));
+    }
+    Ok(())
+}
+
+/// One `location` (and, recursively, its nested locations); returns its
+/// index in `locations`.
+fn build_location(
+    directive: &Directive,
+    parent: Option<&LocationMatch>,
+    outer: &Inherited,
+    config: &mut Config,
+    locations: &mut Vec<LocationConfig>,
+) -> Result<usize, ConfigError> {
+    let matcher = location_match(directive)?;
+    match (parent, &matcher) {
+        (Some(LocationMatch::Exact(path)), _) => {
+            return Err(ConfigError::at(
+                format!(
+                    "location \"{}\" cannot be inside the exact location \"{path}\"",
+                    directive.args.join(" ")
+                ),
+                directive.location(),
+            ))
+        }
+        (
+            Some(LocationMatch::Prefix {
+                path: outer_path, ..
+            }),
+            LocationMatch::Prefix { path, .. } | LocationMatch::Exact(path),
+        ) if !path.starts_with(outer_path.as_str()) => {
+            return Err(ConfigError::at(
+                format!("location \"{path}\" is outside location \"{outer_path}\""),
+                directive.location(),
+            ))
+        }
+        _ => {}
+    }
+    let block = directive.block.as_deref().unwrap_or_default();
+    let inherited = settings(block, config)?.over(outer);
+    let proxy_pass = block.iter().find(|d| d.name == "proxy_pass");
+    let returns = block.iter().find(|d| d.name == "return");
+    let stub_status = block.iter().find(|d| d.name == "stub_status");
+    if let (Some(directive), Some(_)) = (stub_status, proxy_pass) {
+        // nginx lets the later of the two win; ferry refuses to guess.
+        return Err(ConfigError::at(
+            "\"stub_status\" and \"proxy_pass\" in one location are not supported",
+            directive.location(),
+        ));
+    }
+    let action = match (returns, proxy_pass) {
+        (Some(directive), _) => super::rewrite::return_action(directive)?,
+        (None, _) if stub_status.is_some() => Action::StubStatus,
+        (None, Some(directive)) => {
+            let (group, uri, https) = super::proxy::proxy_target(directive, &matcher, config)?;
+            let tls = match https {
+                None => None,
+                Some(proxy_host) => Some(super::proxy::upstream_tls(
+                    directive,
+                    &proxy_host,
+                    &inherited.proxy_ssl,
+                    config,
+                )?),
+            };
+            Action::Proxy { group, uri, tls }
+        }
+        (None, None) => Action::NotFound,
+    };
+    let index = locations.len();
+    locations.push(LocationConfig {
+        matcher: matcher.clone(),
+        settings: inherited.resolve(),
+        action,
+        nested: Vec::new(),
+    });
+    let mut nested = Vec::new();
+    for inner in block.iter().filter(|d| d.name == "location") {
+        nested.push(build_location(
+            inner,
+            Some(&matcher),
+            &inherited,
+            config,
+            locations,
+        )?);
+    }
+    if let Some(location) = locations.get_mut(index) {
+        location.nested = nested;
+    }
+    Ok(index)
+}
+
+/// `location [= | ^~ | ~ | ~*] URI`.
+fn location_match(directive: &Directive) -> Result<LocationMatch, ConfigError> {
+    let args = &directive.args;
+    let regex = |pattern: &str, case_insensitive: bool| {
+        let pattern = if case_insensitive {
+            format!("(?i){pattern}")
+        } else {
+            pattern.to_string()
+        };
+        regex_lite::Regex::new(&pattern).map_err(|e| {
+            ConfigError::at(
+                format!(
+                    "invalid regular expression \"{}\": {e}",
+                    args[args.len() - 1]
+                ),
+                directive.location(),
+            )
+        })
+    };
+    Ok(match args.as_slice() {
+        [path] if path.starts_with('=') && path.len() > 1 => {
+            LocationMatch::Exact(path[1..].to_string())
+        }
+        [path] if path.starts_with('~') && path.len() > 1 => {
+            let (pattern, insensitive) = match path.strip_prefix("~*") {
+                Some(rest) => (rest, true),
+                None => (&path[1..], false),
+            };
+            LocationMatch::Regex(regex(pattern, insensitive)?)
+        }
+        [path] => LocationMatch::Prefix {
+            path: path.clone(),
+            stops_regex: false,
+        },
+        [modifier, path] => match modifier.as_str() {
+            "=" => LocationMatch::Exact(path.clone()),
+            "^~" => LocationMatch::Prefix {
+                path: path.clone(),
+                stops_regex: true,
+            },
+            "~" => LocationMatch::Regex(regex(path, false)?),
+            "~*" => LocationMatch::Regex(regex(path, true)?),
+            _ => {
+                return Err(ConfigError::at(
+                    format!("invalid location modifier \"{modifier}\""),
+                    directive.location(),
+                ))
+            }
+        },
+        _ => {
+            return Err(ConfigError::at(
+                "invalid number of arguments in \"location\" directive",
+                directive.location(),
+            ))
+        }
+    })
+}
+
+/// A `server_name` entry; `""` (no name) gives `None`.
+fn server_name(name: &str, directive: &Directive) -> Result<Option<ServerName>, ConfigError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if let Some(pattern) = name.strip_prefix('~') {
+        let regex = regex_lite::Regex::new(pattern).map_err(|e| {
+            ConfigError::at(
+                format!("invalid regular expression \"{pattern}\": {e}"),
+                directive.location(),
+            )
+        })?;
+        return Ok(Some(ServerName::Regex(regex)));
+    }
+    let name = name.to_ascii_lowercase();
+    if let Some(rest) = name.strip_prefix("*.") {
+        return Ok(Some(ServerName::LeadingWildcard {
+            suffix: format!(".{rest}"),
+            bare_too: false,
+        }));
+    }
+    if let Some(rest) = name.strip_prefix('.') {
+        return Ok(Some(ServerName::LeadingWildcard {
+            suffix: format!(".{rest}"),
+            bare_too: true,
+        }));
+    }
+    if let Some(prefix) = name.strip_suffix(".*") {
+        return Ok(Some(ServerName::TrailingWildcard(format!("{prefix}."))));
+    }
+    if name.contains('*') {
+        return Err(ConfigError::at(
+            format!("invalid server name or wildcard \"{name}\""),
+            directive.location(),
+        ));
+    }
+    Ok(Some(ServerName::Exact(name)))
+}
+
+/// `listen ADDR[:PORT] [default_server]`, `listen PORT`, `listen [::1]:PORT`.
+/// One `listen` line.
+struct Listen {
+    addr: SocketAddr,
+    default_server: bool,
+    ssl: bool,
+}
+
+fn listen_directive(directive: &Directive) -> Result<Listen, ConfigError> {
+    let mut default_server = false;
+    let mut ssl = false;
+    for parameter in &directive.args[1..] {
+        match parameter.as_str() {
+            "default_server" | "default" => default_server = true,
+            "ssl" => ssl = true,
+            "http2" => {
+                log::warn!(
+                    "\"http2\" is not served yet, clients use HTTP/1.1 (offered by ALPN) in {}:{}",
+                    directive.file.display(),
+                    directive.line
+                );
+            }
+            _ => {
+                return Err(ConfigError::at(
+                    format!("\"listen\" parameter \"{parameter}\" is not supported yet"),
+                    directive.location(),
+                ))
+            }
+        }
+    }
+    let text = directive.args[0].as_str();
+    let invalid = || {
+        ConfigError::at(
+            format!("invalid address \"{text}\" in \"listen\""),
+            directive.location(),
+        )
+    };
+    let addr = if let Ok(port) = text.parse::<u16>() {
+        SocketAddr::from(([0, 0, 0, 0], port))
+    } else if let Ok(addr) = text.parse::<SocketAddr>() {
+        addr
+    } else {
+        let (host, port) = split_host_port(text, 80).ok_or_else(invalid)?;
+        resolve(&host, port).ok_or_else(|| {
+            ConfigError::at(
+                format!("host not found in \"{text}\" of the \"listen\" directive"),
+                directive.location(),
+            )
+        })?
+    };
+    if addr.port() == 0 {
+        // nginx refuses it too; `--listen 127.0.0.1:0` picks a free port.
+        return Err(ConfigError::at(
+            format!("invalid port in \"{text}\" of the \"listen\" directive"),
+            directive.location(),
+        ));
+    }
+    Ok(Listen {
+        addr,
+        default_server,
+        ssl,
+    })
+}

@@ -1,0 +1,434 @@
+//! ngx_http_proxy_module: where a location's requests go (`proxy_pass`),
+//! what the upstream is sent and what comes back, the upstream timeouts and
+//! retries, and TLS to upstreams (`proxy_ssl_*`, read by
+//! `crate::tls::upstream`).
+
+use super::{
+    check_count_and_size, check_nothing, check_number, check_size, duration, field_name, not_yet,
+    number, on_off, spec, Arity, Directive, Handler, Http, Inherited, Location, Spec, HSL,
+};
+use crate::config::parse::ConfigError;
+use crate::config::{Config, LocationMatch, UpstreamGroup};
+use crate::variables::Template;
+
+/// Streaming both ways is what ferry does, whatever these say.
+const STREAMS: &str = "ferry streams request and response bodies through bounded buffers \
+                       (docs/nginx-differences.md)";
+
+/// nginx's table of the fields it hides or passes; ferry's needs no sizing.
+const HEADER_TABLE: &str = "sizes of nginx's proxy header hash table; ferry's needs no sizing";
+
+/// nginx spills large responses to temporary files; ferry never does.
+const NO_TEMP_FILES: &str = "ferry never writes a response to a temporary file: it streams \
+                             through bounded buffers with back-pressure";
+
+macro_rules! proxy_ssl {
+    ($name:literal) => {
+        spec(
+            $name,
+            HSL,
+            Arity::Exactly(1),
+            Handler::Setting(proxy_ssl_line),
+        )
+    };
+}
+
+pub(super) const DIRECTIVES: &[Spec] = &[
+    spec(
+        "proxy_pass",
+        &[Location],
+        Arity::Exactly(1),
+        Handler::Structure,
+    ),
+    spec(
+        "proxy_set_header",
+        HSL,
+        Arity::Exactly(2),
+        Handler::Setting(proxy_set_header),
+    )
+    .repeatable(),
+    spec(
+        "proxy_hide_header",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_hide_header),
+    )
+    .repeatable(),
+    spec(
+        "proxy_http_version",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_http_version),
+    ),
+    spec(
+        "proxy_connect_timeout",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_connect_timeout),
+    ),
+    spec(
+        "proxy_read_timeout",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_read_timeout),
+    ),
+    spec(
+        "proxy_send_timeout",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_send_timeout),
+    ),
+    spec(
+        "proxy_buffering",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: STREAMS,
+        },
+    ),
+    spec(
+        "proxy_request_buffering",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: STREAMS,
+        },
+    ),
+    spec(
+        "proxy_next_upstream",
+        HSL,
+        Arity::AtLeast(1),
+        Handler::Setting(proxy_next_upstream),
+    ),
+    spec(
+        "proxy_next_upstream_tries",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_next_upstream_tries),
+    ),
+    spec(
+        "proxy_next_upstream_timeout",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_next_upstream_timeout),
+    ),
+    proxy_ssl!("proxy_ssl_verify"),
+    proxy_ssl!("proxy_ssl_verify_depth"),
+    proxy_ssl!("proxy_ssl_trusted_certificate"),
+    proxy_ssl!("proxy_ssl_server_name"),
+    proxy_ssl!("proxy_ssl_name"),
+    spec(
+        "proxy_ssl_protocols",
+        HSL,
+        Arity::AtLeast(1),
+        Handler::Setting(proxy_ssl_line),
+    ),
+    proxy_ssl!("proxy_ssl_ciphers"),
+    proxy_ssl!("proxy_ssl_certificate"),
+    proxy_ssl!("proxy_ssl_certificate_key"),
+    proxy_ssl!("proxy_ssl_session_reuse"),
+    spec(
+        "proxy_headers_hash_max_size",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: check_number,
+            why: HEADER_TABLE,
+        },
+    ),
+    spec(
+        "proxy_headers_hash_bucket_size",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: check_size,
+            why: HEADER_TABLE,
+        },
+    ),
+    spec(
+        "proxy_buffers",
+        HSL,
+        Arity::Exactly(2),
+        Handler::NoEffect {
+            check: check_count_and_size,
+            why: STREAMS,
+        },
+    ),
+    spec(
+        "proxy_busy_buffers_size",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: check_size,
+            why: STREAMS,
+        },
+    ),
+    spec(
+        "proxy_max_temp_file_size",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: check_size,
+            why: NO_TEMP_FILES,
+        },
+    ),
+    spec(
+        "proxy_temp_file_write_size",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: check_size,
+            why: NO_TEMP_FILES,
+        },
+    ),
+    spec(
+        "proxy_temp_path",
+        &[Http],
+        Arity::Between(1, 4),
+        Handler::NoEffect {
+            check: check_nothing,
+            why: NO_TEMP_FILES,
+        },
+    ),
+    not_yet("proxy_bind"),
+    not_yet("proxy_buffer_size"),
+    not_yet("proxy_cache"),
+    not_yet("proxy_cache_background_update"),
+    not_yet("proxy_cache_bypass"),
+    not_yet("proxy_cache_convert_head"),
+    not_yet("proxy_cache_key"),
+    not_yet("proxy_cache_lock"),
+    not_yet("proxy_cache_lock_age"),
+    not_yet("proxy_cache_lock_timeout"),
+    not_yet("proxy_cache_methods"),
+    not_yet("proxy_cache_min_uses"),
+    not_yet("proxy_cache_path"),
+    not_yet("proxy_cache_revalidate"),
+    not_yet("proxy_cache_use_stale"),
+    not_yet("proxy_cache_valid"),
+    not_yet("proxy_cookie_domain"),
+    not_yet("proxy_cookie_flags"),
+    not_yet("proxy_cookie_path"),
+    not_yet("proxy_force_ranges"),
+    not_yet("proxy_ignore_client_abort"),
+    not_yet("proxy_ignore_headers"),
+    not_yet("proxy_intercept_errors"),
+    not_yet("proxy_limit_rate"),
+    not_yet("proxy_method"),
+    not_yet("proxy_no_cache"),
+    not_yet("proxy_pass_header"),
+    not_yet("proxy_pass_request_body"),
+    not_yet("proxy_pass_request_headers"),
+    not_yet("proxy_redirect"),
+    not_yet("proxy_set_body"),
+    not_yet("proxy_socket_keepalive"),
+    not_yet("proxy_ssl_conf_command"),
+    not_yet("proxy_ssl_crl"),
+    not_yet("proxy_ssl_key_log"),
+    not_yet("proxy_ssl_password_file"),
+    not_yet("proxy_store"),
+    not_yet("proxy_store_access"),
+];
+
+fn proxy_set_header(
+    directive: &Directive,
+    _: &Config,
+    settings: &mut Inherited,
+) -> Result<(), ConfigError> {
+    let (name, value) = (&directive.args[0], &directive.args[1]);
+    field_name(directive, name)?;
+    let template = Template::compile(value)
+        .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+    settings
+        .proxy_set_headers
+        .get_or_insert_with(Vec::new)
+        .push((name.clone(), template));
+    Ok(())
+}
+
+fn proxy_hide_header(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.hide_headers
+        .get_or_insert_with(Vec::new)
+        .push(d.args[0].clone());
+    Ok(())
+}
+
+fn proxy_http_version(d: &Directive, _: &Config, _: &mut Inherited) -> Result<(), ConfigError> {
+    if d.args[0] != "1.1" {
+        return Err(ConfigError::at(
+            "ferry speaks HTTP/1.1 to upstreams: only \"proxy_http_version 1.1\" is supported",
+            d.location(),
+        ));
+    }
+    Ok(())
+}
+
+fn proxy_connect_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.proxy_connect_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn proxy_read_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.proxy_read_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn proxy_send_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.proxy_send_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn proxy_next_upstream(
+    directive: &Directive,
+    _: &Config,
+    settings: &mut Inherited,
+) -> Result<(), ConfigError> {
+    let mut flags = 0;
+    for word in &directive.args {
+        let flag = crate::config::next_upstream::parse(word).ok_or_else(|| {
+            ConfigError::at(format!("invalid value \"{word}\""), directive.location())
+        })?;
+        if word == "off" && directive.args.len() > 1 {
+            return Err(ConfigError::at(
+                "invalid value \"off\"",
+                directive.location(),
+            ));
+        }
+        flags |= flag;
+    }
+    settings.next_upstream = Some(flags);
+    Ok(())
+}
+
+fn proxy_next_upstream_tries(
+    d: &Directive,
+    _: &Config,
+    s: &mut Inherited,
+) -> Result<(), ConfigError> {
+    s.next_upstream_tries = Some(number(d, 0)?);
+    Ok(())
+}
+
+fn proxy_next_upstream_timeout(
+    d: &Directive,
+    _: &Config,
+    s: &mut Inherited,
+) -> Result<(), ConfigError> {
+    s.next_upstream_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+/// A `proxy_ssl_*` line: kept as written, read only where a location
+/// proxies to `https://` (`crate::tls::upstream`).
+fn proxy_ssl_line(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.proxy_ssl.push(d.clone());
+    Ok(())
+}
+
+/// The TLS settings of a `proxy_pass https://` location.
+#[cfg(feature = "tls")]
+pub(super) fn upstream_tls(
+    proxy_pass: &Directive,
+    proxy_host: &str,
+    lines: &[Directive],
+    config: &mut Config,
+) -> Result<crate::config::UpstreamTlsRef, ConfigError> {
+    let base = proxy_pass
+        .file
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    crate::tls::upstream::upstream_tls(
+        lines,
+        proxy_host,
+        proxy_pass,
+        base,
+        &mut config.upstream_tls,
+    )
+}
+
+#[cfg(not(feature = "tls"))]
+pub(super) fn upstream_tls(
+    proxy_pass: &Directive,
+    _proxy_host: &str,
+    _lines: &[Directive],
+    _config: &mut Config,
+) -> Result<crate::config::UpstreamTlsRef, ConfigError> {
+    Err(ConfigError::at(
+        "\"proxy_pass https://\": this ferry was built without TLS \
+         (build with the default features)",
+        proxy_pass.location(),
+    ))
+}
+
+/// `proxy_pass http[s]://NAME_OR_HOST[:PORT][/URI]`: an upstream block by
+/// name, or a host resolved now (an implicit group). Returns the group's
+/// index, the URI part, if any, and for `https://` the host as written
+/// (nginx's `$proxy_host`, the default name for the TLS handshake).
+pub(super) fn proxy_target(
+    directive: &Directive,
+    matcher: &LocationMatch,
+    config: &mut Config,
+) -> Result<(usize, Option<String>, Option<String>), ConfigError> {
+    let text = directive.args[0].as_str();
+    if text.contains('$') {
+        return Err(ConfigError::at(
+            "variables in \"proxy_pass\" are not supported yet",
+            directive.location(),
+        ));
+    }
+    let (rest, https) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => {
+            return Err(ConfigError::at(
+                format!("invalid URL prefix in \"{text}\""),
+                directive.location(),
+            ))
+        }
+    };
+    let default_port = if https { 443 } else { 80 };
+    if rest.starts_with("unix:") {
+        return Err(ConfigError::at(
+            format!("unix domain sockets are not supported yet in upstream \"{rest}\""),
+            directive.location(),
+        ));
+    }
+    let (authority, uri) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
+        None => (rest, None),
+    };
+    if uri.is_some() && matches!(matcher, LocationMatch::Regex(_)) {
+        return Err(ConfigError::at(
+            "\"proxy_pass\" cannot have URI part in location given by regular expression",
+            directive.location(),
+        ));
+    }
+    let proxy_host = https.then(|| authority.to_string());
+    // An `upstream` block by that name; or the implicit group of the same
+    // host, unless it was the other scheme's default port.
+    let port_written = match authority.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => authority.contains(':'),
+    };
+    let same = |group: &UpstreamGroup| {
+        group.name == authority
+            && (!group.implicit
+                || port_written
+                || group
+                    .servers
+                    .first()
+                    .is_some_and(|server| server.addr.port() == default_port))
+    };
+    if let Some(index) = config.upstreams.iter().position(same) {
+        return Ok((index, uri, proxy_host));
+    }
+    let addr = super::upstream::upstream_address(authority, default_port)
+        .map_err(|message| ConfigError::at(message, directive.location()))?;
+    let mut group = UpstreamGroup::single(addr);
+    group.name = authority.to_string();
+    group.implicit = true;
+    config.upstreams.push(group);
+    Ok((config.upstreams.len() - 1, uri, proxy_host))
+}
