@@ -287,3 +287,51 @@ fn access_log_has_combined_format_and_upstream_fields() {
     );
     assert!(line.contains("upstream_status=200"), "{line}");
 }
+
+/// Which of `names` the origin received, through the proxy at `addr`.
+fn forwarded_names(addr: std::net::SocketAddr, names: &[&str]) -> Vec<String> {
+    let fields: String = names.iter().map(|n| format!("{n}: 1\r\n")).collect();
+    let response = request(
+        addr,
+        &format!("GET /echo HTTP/1.1\r\nHost: h\r\n{fields}Connection: close\r\n\r\n"),
+    );
+    let received = response.text().to_ascii_lowercase();
+    names
+        .iter()
+        .filter(|n| received.contains(&format!("\r\n{}:", n.to_ascii_lowercase())))
+        .map(|n| n.to_string())
+        .collect()
+}
+
+#[test]
+fn field_names_nginx_drops_are_dropped_unless_allowed() {
+    let origin = Origin::standard();
+    let names = ["X-Ok", "X_Under", "X.Dot"];
+    for (lines, expected) in [
+        ("", vec!["X-Ok"]),
+        ("underscores_in_headers on;", vec!["X-Ok", "X_Under"]),
+        (
+            "ignore_invalid_headers off;",
+            vec!["X-Ok", "X_Under", "X.Dot"],
+        ),
+    ] {
+        let server = format!(
+            "{lines}\n  location / {{ proxy_pass http://{}; }}",
+            origin.addr
+        );
+        let (ferry, _) = Ferry::start_config(
+            "field-names",
+            &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+        );
+        assert_eq!(
+            forwarded_names(ferry.addr, &names),
+            expected,
+            "ferry, {lines:?}"
+        );
+        if let Some(nginx) = require_tool("nginx") {
+            let nginx = Nginx::start(&nginx, "field-names", &server);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+            assert_eq!(forwarded_names(addr, &names), expected, "nginx, {lines:?}");
+        }
+    }
+}

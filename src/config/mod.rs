@@ -109,6 +109,9 @@ pub struct Settings {
     /// `allow` / `deny`, in order; the first that matches decides, and a
     /// client no rule matches is allowed.
     pub access_rules: Vec<AccessRule>,
+    /// Which request fields are passed on by their names
+    /// (`ignore_invalid_headers`, `underscores_in_headers`).
+    pub field_names: crate::http::headers::FieldNameRule,
 }
 
 /// One `allow` or `deny` directive.
@@ -252,6 +255,7 @@ impl Default for Settings {
             hide_headers: Vec::new(),
             add_headers: Vec::new(),
             access_rules: Vec::new(),
+            field_names: crate::http::headers::FieldNameRule::default(),
         }
     }
 }

@@ -250,10 +250,18 @@ impl Connection {
                         (true, Some(authority)) => std::str::from_utf8(authority).unwrap_or(""),
                         _ => config.upstreams.get(*group).map_or("", |g| g.name.as_str()),
                     };
+                    // nginx reads these two from the address's default
+                    // server: fields are judged before the Host is known.
+                    let field_names = config
+                        .listeners
+                        .get(self.listener as usize)
+                        .map(|l| config.server_settings(l.default_server).field_names)
+                        .unwrap_or_default();
                     let upstream_head_args = request::UpstreamHead {
                         target: rewritten,
                         fallback_host,
                         set_headers: &settings.proxy_set_headers,
+                        field_names,
                         view: &view,
                     };
                     request::write_upstream_head(&head, &upstream_head_args, upstream_head);

@@ -53,6 +53,37 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     field(name).is_hop_by_hop()
 }
 
+/// Which request field names nginx passes on (`ignore_invalid_headers`,
+/// on by default, and `underscores_in_headers`, off by default): with the
+/// first on, a name of anything but letters, digits and `-` (and `_` with
+/// the second on) is dropped, never forwarded. Names that differ only in
+/// `_` and `-` would otherwise reach CGI-style backends as the same
+/// variable (`X_Forwarded_For` as `X-Forwarded-For`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldNameRule {
+    pub ignore_invalid: bool,
+    pub underscores: bool,
+}
+
+impl Default for FieldNameRule {
+    fn default() -> FieldNameRule {
+        FieldNameRule {
+            ignore_invalid: true,
+            underscores: false,
+        }
+    }
+}
+
+impl FieldNameRule {
+    /// Whether a field called `name` is passed on.
+    pub fn passes(self, name: &str) -> bool {
+        !self.ignore_invalid
+            || name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || (b == b'_' && self.underscores))
+    }
+}
+
 /// The fields ferry acts on, told apart by name alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
@@ -625,5 +656,29 @@ mod tests {
             declared_framing(&repeated),
             Err(FramingHeaderError::InvalidTransferEncoding)
         );
+    }
+
+    #[test]
+    fn field_names_pass_as_nginx_passes_them() {
+        let default = FieldNameRule::default();
+        let underscores = FieldNameRule {
+            underscores: true,
+            ..default
+        };
+        let anything = FieldNameRule {
+            ignore_invalid: false,
+            ..default
+        };
+        for (name, by_default, with_underscores) in [
+            ("X-Request-Id", true, true),
+            ("x9-ok", true, true),
+            ("X_Forwarded_For", false, true),
+            ("X.Dotted", false, false),
+            ("X!Bang", false, false),
+        ] {
+            assert_eq!(default.passes(name), by_default, "{name}");
+            assert_eq!(underscores.passes(name), with_underscores, "{name}");
+            assert!(anything.passes(name), "{name}");
+        }
     }
 }

@@ -391,6 +391,8 @@ pub struct UpstreamHead<'a> {
     pub fallback_host: &'a str,
     /// The location's `proxy_set_header` list.
     pub set_headers: &'a [(String, Template)],
+    /// Which client fields are passed on by their names.
+    pub field_names: headers::FieldNameRule,
     /// The request, for variables.
     pub view: &'a RequestView<'a>,
 }
@@ -436,6 +438,7 @@ pub fn write_upstream_head(
         let kind = headers::field(header.name);
         if hop_by_hop.contains(header.name, kind)
             || replaced_by_ferry(header.name, kind)
+            || (kind == Field::Other && !upstream.field_names.passes(header.name))
             || set(header.name)
             // An absolute-form target's authority replaces the client's
             // Host (RFC 9112 §3.2.2): `fallback_host` carries it.
@@ -531,6 +534,7 @@ mod tests {
             target: UpstreamTarget::AsSent(head.origin_form),
             fallback_host,
             set_headers: &[],
+            field_names: headers::FieldNameRule::default(),
             view: &view,
         };
         write_upstream_head(&head, &upstream, &mut out);

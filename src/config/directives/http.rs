@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use super::upstream::{resolve, split_host_port};
 use super::{
-    check_nothing, check_number, check_size, duration, not_yet, number, on_off, settings, size,
-    spec, Arity, Directive, Handler, Http, Inherited, Location, Server, Spec, Upstream, HS, HSL,
+    check_nothing, check_number, check_size, duration, flag, not_yet, number, on_off, settings,
+    size, spec, Arity, Directive, Handler, Http, Inherited, Location, Server, Spec, Upstream, HS,
+    HSL,
 };
 use crate::config::parse::ConfigError;
 use crate::config::{
@@ -113,6 +114,18 @@ pub(super) const DIRECTIVES: &[Spec] = &[
             why: "ferry's own pages and Server field name no version",
         },
     ),
+    spec(
+        "ignore_invalid_headers",
+        HS,
+        Arity::Exactly(1),
+        Handler::Setting(ignore_invalid_headers),
+    ),
+    spec(
+        "underscores_in_headers",
+        HS,
+        Arity::Exactly(1),
+        Handler::Setting(underscores_in_headers),
+    ),
     hash_table!("types_hash_max_size", check_number),
     hash_table!("types_hash_bucket_size", check_size),
     hash_table!("server_names_hash_max_size", check_number),
@@ -149,7 +162,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("error_page"),
     not_yet("etag"),
     not_yet("if_modified_since"),
-    not_yet("ignore_invalid_headers"),
     not_yet("internal"),
     not_yet("keepalive_disable"),
     not_yet("keepalive_time"),
@@ -180,7 +192,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("server_name_in_redirect"),
     not_yet("subrequest_output_buffer_size"),
     not_yet("try_files"),
-    not_yet("underscores_in_headers"),
     // Modules of their own that ferry has none of yet.
     not_yet("index"),
     not_yet("autoindex"),
@@ -266,6 +277,16 @@ fn lingering_time(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), Co
 
 fn lingering_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
     s.lingering_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn ignore_invalid_headers(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.ignore_invalid_headers = Some(flag(d)?);
+    Ok(())
+}
+
+fn underscores_in_headers(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.underscores_in_headers = Some(flag(d)?);
     Ok(())
 }
 

@@ -277,6 +277,8 @@ pub(super) struct Inherited {
     hide_headers: Option<Vec<String>>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
+    ignore_invalid_headers: Option<bool>,
+    underscores_in_headers: Option<bool>,
     /// The `proxy_ssl_*` lines in force, at most one per name: read only
     /// where a location proxies to `https://` (`crate::tls::upstream`).
     proxy_ssl: Vec<Directive>,
@@ -309,6 +311,8 @@ impl Inherited {
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
+            ignore_invalid_headers: self.ignore_invalid_headers.or(outer.ignore_invalid_headers),
+            underscores_in_headers: self.underscores_in_headers.or(outer.underscores_in_headers),
             proxy_ssl: {
                 let mut lines = self.proxy_ssl;
                 let inherited: Vec<Directive> = outer
@@ -355,6 +359,12 @@ impl Inherited {
             add_headers,
             access_rules,
         );
+        if let Some(ignore) = self.ignore_invalid_headers {
+            settings.field_names.ignore_invalid = ignore;
+        }
+        if let Some(underscores) = self.underscores_in_headers {
+            settings.field_names.underscores = underscores;
+        }
         settings
     }
 }
@@ -443,6 +453,12 @@ fn field_name(directive: &Directive, name: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `on` or `off`, as a value.
+fn flag(directive: &Directive) -> Result<bool, ConfigError> {
+    on_off(directive)?;
+    Ok(directive.args[0] == "on")
 }
 
 fn on_off(directive: &Directive) -> Result<(), ConfigError> {
