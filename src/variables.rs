@@ -15,6 +15,10 @@ use crate::upstream::balancer::Crc32;
 /// The request-time variables ferry knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Variable {
+    /// `$request_id`: 32 hex digits, random, one per request.
+    RequestId,
+    /// `$pid`: ferry's process id.
+    Pid,
     RemoteAddr,
     RemotePort,
     /// The request-target as sent (`$request_uri`).
@@ -128,6 +132,8 @@ impl Variable {
             "upstream_response_time" => Variable::UpstreamResponseTime,
             "connection" => Variable::Connection,
             "connection_requests" => Variable::ConnectionRequests,
+            "request_id" => Variable::RequestId,
+            "pid" => Variable::Pid,
             _ => {
                 if let Some(field) = name.strip_prefix("http_") {
                     Variable::Http(field.replace('_', "-"))
@@ -151,6 +157,22 @@ enum Segment {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
     segments: Vec<Segment>,
+    /// How a log line escapes values (`log_format … escape=`).
+    escape: LogEscape,
+}
+
+/// `log_format NAME escape=default|json|none`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogEscape {
+    /// `"`, `\`, control and non-ASCII bytes as `\xHH`; a missing value
+    /// is `-`.
+    #[default]
+    Default,
+    /// For JSON strings: `"` and `\` escaped, control bytes as `\n` or
+    /// `\u00HH`; a missing value is empty.
+    Json,
+    /// As they are; a missing value is empty.
+    None,
 }
 
 /// Why a value could not be compiled.
@@ -177,6 +199,63 @@ pub struct RequestView<'a> {
     pub server_port: u16,
     /// The TLS session the request came over (`$scheme` is `https`).
     pub tls: Option<TlsFacts<'a>>,
+    pub request_id: RequestId,
+}
+
+/// `$request_id`: 16 random bytes in hex, as nginx makes it, drawn the
+/// first time the request uses it (a request that never does pays
+/// nothing) and the same for every use within the request: the header sent
+/// upstream and the log line agree. Unpredictable enough to correlate
+/// requests, not a secret: the generator is seeded from the process's
+/// random hash keys, not a cryptographic source.
+#[derive(Default)]
+pub struct RequestId(std::cell::Cell<Option<[u8; 32]>>);
+
+impl RequestId {
+    pub fn get(&self) -> [u8; 32] {
+        if let Some(id) = self.0.get() {
+            return id;
+        }
+        let id = next_request_id();
+        self.0.set(Some(id));
+        id
+    }
+}
+
+fn next_request_id() -> [u8; 32] {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(request_id_seed());
+    }
+    // splitmix64, twice: 128 bits.
+    let next = || {
+        STATE.with(|state| {
+            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let (high, low) = (next(), next());
+    let mut id = [0u8; 32];
+    let digits = b"0123456789abcdef";
+    for (index, slot) in id.iter_mut().enumerate() {
+        let word = if index < 16 { high } else { low };
+        let shift = 60 - 4 * (index % 16);
+        *slot = digits[((word >> shift) & 0xf) as usize];
+    }
+    id
+}
+
+fn request_id_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 /// What the `$ssl_*` variables say about a client's TLS session.
@@ -211,8 +290,10 @@ impl Template {
     }
 
     /// Compiles a `log_format` string, where every variable is allowed.
-    pub fn compile_log_format(text: &str) -> Result<Template, TemplateError> {
-        Template::compile_for(text, true)
+    pub fn compile_log_format(text: &str, escape: LogEscape) -> Result<Template, TemplateError> {
+        let mut template = Template::compile_for(text, true)?;
+        template.escape = escape;
+        Ok(template)
     }
 
     fn compile_for(text: &str, for_log: bool) -> Result<Template, TemplateError> {
@@ -257,7 +338,10 @@ impl Template {
         if !literal.is_empty() {
             segments.push(Segment::Literal(literal));
         }
-        Ok(Template { segments })
+        Ok(Template {
+            segments,
+            escape: LogEscape::Default,
+        })
     }
 
     /// Appends the value for `request` to `out`.
@@ -373,14 +457,14 @@ impl Template {
                         }
                         _ => &[],
                     };
-                    escape_log(value, out);
+                    escape_log(value, self.escape, out);
                 }
                 Segment::Variable(variable) => {
                     // Numbers, addresses and times: nothing to escape, so
                     // they are written straight into the line.
                     let before = out.len();
                     render_exchange_variable(variable, exchange, out);
-                    if out.len() == before {
+                    if out.len() == before && self.escape == LogEscape::Default {
                         out.push(b'-');
                     }
                 }
@@ -479,19 +563,38 @@ fn render_exchange_variable(variable: &Variable, exchange: &ExchangeVars<'_>, ou
     }
 }
 
-/// nginx's default log escaping; an empty value is `-`.
-fn escape_log(value: &[u8], out: &mut Vec<u8>) {
-    if value.is_empty() {
-        out.push(b'-');
-        return;
-    }
-    for &byte in value {
-        match byte {
-            b'"' | b'\\' | 0..=0x1f | 0x7f..=0xff => {
-                let _ = write!(out, "\\x{byte:02X}");
+/// A logged value, escaped as nginx's `escape=` says.
+fn escape_log(value: &[u8], escape: LogEscape, out: &mut Vec<u8>) {
+    match escape {
+        LogEscape::Default if value.is_empty() => out.push(b'-'),
+        LogEscape::Default => {
+            for &byte in value {
+                match byte {
+                    b'"' | b'\\' | 0..=0x1f | 0x7f..=0xff => {
+                        let _ = write!(out, "\\x{byte:02X}");
+                    }
+                    _ => out.push(byte),
+                }
             }
-            _ => out.push(byte),
         }
+        LogEscape::Json => {
+            for &byte in value {
+                match byte {
+                    b'"' => out.extend_from_slice(b"\\\""),
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    0x08 => out.extend_from_slice(b"\\b"),
+                    0x0c => out.extend_from_slice(b"\\f"),
+                    0..=0x1f => {
+                        let _ = write!(out, "\\u{byte:04x}");
+                    }
+                    _ => out.push(byte),
+                }
+            }
+        }
+        LogEscape::None => out.extend_from_slice(value),
     }
 }
 
@@ -574,6 +677,8 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
             push_ip(out, request.client.ip());
         }
         Variable::ServerPort => push_decimal(out, u64::from(request.server_port)),
+        Variable::RequestId => out.extend_from_slice(&request.request_id.get()),
+        Variable::Pid => push_decimal(out, u64::from(std::process::id())),
         Variable::RemoteAddr => push_ip(out, request.client.ip()),
         Variable::RemotePort => push_decimal(out, u64::from(request.client.port())),
         Variable::Host => {
@@ -602,6 +707,7 @@ mod tests {
             server_name: "s",
             server_port: 8080,
             tls: None,
+            request_id: RequestId::default(),
         }
     }
 
@@ -671,6 +777,7 @@ mod tests {
         }];
         let format = Template::compile_log_format(
             "$remote_addr \"$request\" $status $http_referer \"$http_user_agent\" $upstream_addr",
+            LogEscape::Default,
         )
         .unwrap();
         let mut captured = Vec::new();
@@ -693,6 +800,7 @@ mod tests {
     fn upstream_variables_list_every_attempt() {
         let format = Template::compile_log_format(
             "$upstream_addr|$upstream_status|$upstream_connect_time|$upstream_response_time",
+            LogEscape::Default,
         )
         .unwrap();
         let ms = std::time::Duration::from_millis;
@@ -723,10 +831,59 @@ mod tests {
         assert_eq!(render(&[], None), "-|-|-|-\n");
     }
 
+    /// `escape=json`: a line that is a JSON object whatever the client sent;
+    /// missing values are empty, not `-`.
+    #[test]
+    fn json_escaping_keeps_the_line_json() {
+        let headers = [httparse::Header {
+            name: "User-Agent",
+            value: b"a \"b\"\\c\n\x01\xc3\xa9",
+        }];
+        let format = Template::compile_log_format(
+            "{\"ua\":\"$http_user_agent\",\"referer\":\"$http_referer\",\"upstream\":\"$upstream_addr\"}",
+            LogEscape::Json,
+        )
+        .unwrap();
+        let mut captured = Vec::new();
+        format.capture(&view(&headers), &mut captured);
+        let mut line = Vec::new();
+        format.render_log(&captured, &exchange_vars(&[], None), &mut line);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"ua\":\"a \\\"b\\\"\\\\c\\n\\u0001\u{e9}\",\"referer\":\"\",\"upstream\":\"\"}\n"
+        );
+        let none = Template::compile_log_format("[$http_referer]", LogEscape::None).unwrap();
+        let mut captured = Vec::new();
+        none.capture(&view(&headers), &mut captured);
+        let mut line = Vec::new();
+        none.render_log(&captured, &exchange_vars(&[], None), &mut line);
+        assert_eq!(line, b"[]\n");
+    }
+
+    #[test]
+    fn a_request_id_is_32_hex_digits_and_stable_within_a_request() {
+        let headers = [];
+        let first = view(&headers);
+        let template = Template::compile("$request_id/$request_id").unwrap();
+        let mut out = Vec::new();
+        template.render(&first, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let (a, b) = text.split_once('/').unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        let second = view(&headers);
+        let mut other = Vec::new();
+        template.render(&second, &mut other);
+        assert_ne!(&other[..32], a.as_bytes());
+    }
+
     #[test]
     fn response_variables_only_in_log_format() {
         assert!(Template::compile("$status").is_err());
-        assert!(Template::compile_log_format("$status").is_ok());
+        assert!(Template::compile_log_format("$status", LogEscape::Default).is_ok());
     }
 
     #[test]

@@ -506,3 +506,39 @@ fn return_444_closes_without_a_response_as_nginx_does() {
     assert_eq!(answer_bytes(addr, raw), b"", "nginx");
     assert_eq!(answer_bytes(addr, pipelined), b"", "nginx");
 }
+
+#[test]
+fn json_access_log_and_request_id_agree_with_the_upstream() {
+    let origin = Origin::standard();
+    let (ferry, _) = Ferry::start_config(
+        "json-log",
+        &format!(
+            "log_format json escape=json '{{\"id\":\"$request_id\",\"ua\":\"$http_user_agent\",\
+             \"referer\":\"$http_referer\",\"status\":$status,\"pid\":$pid}}';\n\
+             server {{\n  listen 127.0.0.1:PORT;\n  access_log /dev/stdout json buffer=32k flush=1s;\n\
+               location / {{ proxy_set_header X-Request-ID $request_id;\n\
+                 proxy_pass http://{}; }}\n}}",
+            origin.addr
+        ),
+    );
+    let response = request(
+        ferry.addr,
+        "GET /echo HTTP/1.1\r\nHost: x\r\nUser-Agent: say \"hi\"\\\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 200);
+    let sent_id = response
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Request-ID: ").map(str::to_string))
+        .expect("the origin got X-Request-ID");
+    assert_eq!(sent_id.len(), 32, "{sent_id}");
+    assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| !lines.is_empty()));
+    let line = ferry.access_log().pop().unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "{{\"id\":\"{sent_id}\",\"ua\":\"say \\\"hi\\\"\\\\\",\"referer\":\"\",\"status\":200,\"pid\":{}}}",
+            ferry.pid()
+        )
+    );
+}

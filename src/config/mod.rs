@@ -183,7 +183,10 @@ pub fn builtin_log_formats() -> Vec<(String, Template)> {
     [("combined", COMBINED), ("upstream", UPSTREAM)]
         .into_iter()
         .filter_map(|(name, text)| {
-            Some((name.to_string(), Template::compile_log_format(text).ok()?))
+            Some((
+                name.to_string(),
+                Template::compile_log_format(text, crate::variables::LogEscape::Default).ok()?,
+            ))
         })
         .collect()
 }

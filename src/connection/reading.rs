@@ -212,6 +212,7 @@ impl Connection {
                 .get(self.listener as usize)
                 .map_or(0, |a| a.port()),
             tls: self.client.tls_facts(),
+            request_id: crate::variables::RequestId::default(),
         };
 
         log_fields.clear();

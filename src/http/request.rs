@@ -525,6 +525,7 @@ mod tests {
             server_name: "",
             server_port: 80,
             tls: None,
+            request_id: crate::variables::RequestId::default(),
         };
         let fallback_host = match (head.absolute, head.host) {
             (true, Some(authority)) => std::str::from_utf8(authority).unwrap(),

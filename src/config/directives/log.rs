@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use super::{not_yet, spec, Arity, Directive, Handler, Http, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;
 use crate::config::{AccessLogTarget, Config};
-use crate::variables::Template;
+use crate::variables::{LogEscape, Template};
 
 pub(super) const DIRECTIVES: &[Spec] = &[
     spec(
         "access_log",
         HSL,
-        Arity::Between(1, 3),
+        Arity::AtLeast(1),
         Handler::Setting(set_access_log),
     )
     .repeatable(),
@@ -30,16 +30,22 @@ pub(super) fn log_formats(block: &[Directive], config: &mut Config) -> Result<()
             ));
         }
         let mut strings = &directive.args[1..];
-        if strings.first().is_some_and(|s| s.starts_with("escape=")) {
-            if strings[0] != "escape=default" {
-                return Err(ConfigError::at(
-                    format!("\"{}\" is not supported yet", strings[0]),
-                    directive.location(),
-                ));
-            }
+        let mut escape = LogEscape::Default;
+        if let Some(value) = strings.first().and_then(|s| s.strip_prefix("escape=")) {
+            escape = match value {
+                "default" => LogEscape::Default,
+                "json" => LogEscape::Json,
+                "none" => LogEscape::None,
+                _ => {
+                    return Err(ConfigError::at(
+                        format!("unknown log format escaping \"{value}\""),
+                        directive.location(),
+                    ))
+                }
+            };
             strings = &strings[1..];
         }
-        let template = Template::compile_log_format(&strings.concat())
+        let template = Template::compile_log_format(&strings.concat(), escape)
             .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
         config.log_formats.push((name.clone(), template));
     }
@@ -85,14 +91,26 @@ fn access_log(
                 )
             })?,
     };
-    if directive.args.len() > 2 {
-        return Err(ConfigError::at(
-            format!(
-                "\"access_log\" parameter \"{}\" is not supported yet",
-                directive.args[2]
-            ),
-            directive.location(),
-        ));
+    for parameter in directive.args.iter().skip(2) {
+        // ferry already batches: a loop turn's lines leave in one write at
+        // the end of the turn, never later; nginx's buffer= and flush= ask
+        // for at most that much delay. Their values are checked.
+        let valid = if let Some(size) = parameter.strip_prefix("buffer=") {
+            crate::config::parse_size(size).is_some()
+        } else if let Some(time) = parameter.strip_prefix("flush=") {
+            crate::config::parse_duration(time).is_some()
+        } else {
+            return Err(ConfigError::at(
+                format!("\"access_log\" parameter \"{parameter}\" is not supported yet"),
+                directive.location(),
+            ));
+        };
+        if !valid {
+            return Err(ConfigError::at(
+                format!("invalid parameter \"{parameter}\""),
+                directive.location(),
+            ));
+        }
     }
     let target = match path {
         "/dev/stdout" => AccessLogTarget::Stdout,
