@@ -542,3 +542,85 @@ fn json_access_log_and_request_id_agree_with_the_upstream() {
         )
     );
 }
+
+/// An origin that redirects every request to `/login` on itself, with
+/// `Location` and `Refresh` as absolute URLs naming its own address.
+fn redirecting_origin() -> Origin {
+    let port = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+    let known = port.clone();
+    let origin = Origin::start(move |mut conn| {
+        while let Some(request) = conn.next_request() {
+            let port = known.get().copied().unwrap_or(0);
+            let target = format!("http://127.0.0.1:{port}{}login", request.path);
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {target}\r\nRefresh: 3; url={target}\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            if !conn.send(head.as_bytes()) {
+                return;
+            }
+        }
+    });
+    let _ = port.set(origin.addr.port());
+    origin
+}
+
+#[test]
+fn proxy_redirect_rewrites_redirects_as_nginx_does() {
+    let origin = redirecting_origin();
+    let up = origin.addr;
+    let server = format!(
+        "location /one/ {{ proxy_pass http://{up}/two/; }}\n\
+         location /off/ {{ proxy_redirect off; proxy_pass http://{up}; }}\n\
+         location /pairs/ {{ proxy_pass http://{up};\n\
+           proxy_redirect http://{up}/pairs/ https://front.example/p/;\n\
+           proxy_redirect default; }}\n\
+         location / {{ proxy_pass http://{up}; }}"
+    );
+    let (ferry, _) = Ferry::start_config(
+        "proxy-redirect",
+        &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+    );
+    let answers = |addr: std::net::SocketAddr| {
+        ["/one/a/", "/off/", "/pairs/", "/x/"]
+            .iter()
+            .map(|path| {
+                let response = request(
+                    addr,
+                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                );
+                (response.header("location"), response.header("refresh"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let expect = |location: &str| {
+        (
+            Some(location.to_string()),
+            Some(format!("3; url={location}")),
+        )
+    };
+    // A rewritten Location that is a path is made absolute with the Host and
+    // the proxy's port (nginx's absolute_redirect); Refresh is left as is.
+    let expected = |port: u16| {
+        let absolute = |path: &str| {
+            (
+                Some(format!("http://h:{port}{path}")),
+                Some(format!("3; url={path}")),
+            )
+        };
+        vec![
+            // The proxy_pass URL becomes the location's name.
+            absolute("/one/a/login"),
+            expect(&format!("http://{up}/off/login")),
+            expect("https://front.example/p/login"),
+            // Without a URI part: the URL and a slash become `/`.
+            absolute("/x/login"),
+        ]
+    };
+    assert_eq!(answers(ferry.addr), expected(ferry.addr.port()));
+    if let Some(nginx) = require_tool("nginx") {
+        let nginx = Nginx::start(&nginx, "proxy-redirect", &server);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(answers(addr), expected(nginx.port), "nginx");
+    }
+}

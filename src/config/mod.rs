@@ -104,6 +104,10 @@ pub struct Settings {
     pub proxy_set_headers: Vec<(String, Template)>,
     /// `proxy_hide_header NAME`: response fields not passed to the client.
     pub hide_headers: Vec<String>,
+    /// `proxy_redirect`, resolved for the location: a `Location` or
+    /// `Refresh` URL that starts with a pattern gets its replacement
+    /// instead, the first pattern that matches winning.
+    pub proxy_redirects: Vec<(String, String)>,
     /// `add_header NAME VALUE [always]`.
     pub add_headers: Vec<AddHeader>,
     /// `allow` / `deny`, in order; the first that matches decides, and a
@@ -256,6 +260,7 @@ impl Default for Settings {
             log_format: UPSTREAM_FORMAT,
             proxy_set_headers: Vec::new(),
             hide_headers: Vec::new(),
+            proxy_redirects: Vec::new(),
             add_headers: Vec::new(),
             access_rules: Vec::new(),
             field_names: crate::http::headers::FieldNameRule::default(),

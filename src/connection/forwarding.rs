@@ -269,6 +269,41 @@ impl Connection {
         }
     }
 
+    /// Where this request came to, for a rewritten `Location` that is a
+    /// path: the scheme, the `Host` without its port (the local address
+    /// without one) and the listening port, as nginx's header filter uses.
+    fn origin<'a>(
+        &'a self,
+        host: &'a [u8],
+        config: &crate::config::Config,
+    ) -> response::Origin<'a> {
+        let host = match host.first() {
+            // `[::1]:8080` keeps its brackets.
+            Some(b'[') => host
+                .iter()
+                .position(|&b| b == b']')
+                .and_then(|end| host.get(..=end))
+                .unwrap_or(host),
+            _ => host
+                .iter()
+                .position(|&b| b == b':')
+                .and_then(|colon| host.get(..colon))
+                .unwrap_or(host),
+        };
+        // A port chosen at start (`--listen …:0`) is the socket's to say,
+        // asked only if a redirect is rewritten.
+        let port = config
+            .listen
+            .get(self.listener as usize)
+            .map_or(0, |addr| addr.port());
+        response::Origin {
+            https: self.client.is_tls(),
+            host,
+            port,
+            socket: Some(self.client.socket()),
+        }
+    }
+
     /// Parses response heads at the front of the response ring: relays
     /// interim (1xx) heads, and on the final head sets up the body relay and
     /// queues the client's head.
@@ -299,6 +334,7 @@ impl Connection {
                 response: ring,
                 client_head,
                 extra_headers,
+                host,
                 ..
             } = &mut *exchange.buffers;
             let state = &mut *exchange.state;
@@ -365,6 +401,8 @@ impl Connection {
                 hide: &settings.hide_headers,
                 add,
                 date: ctx.date.as_bytes(),
+                redirects: &settings.proxy_redirects,
+                origin: self.origin(host, &ctx.config),
             };
             response::write_client_head(
                 &head,

@@ -170,6 +170,124 @@ pub struct ExtraFields<'a> {
     /// The current HTTP date, sent when the upstream's head has no `Date`
     /// (RFC 9110 §6.6.1: a recipient with a clock adds one).
     pub date: &'a [u8],
+    /// `proxy_redirect` rules for `Location` and `Refresh`.
+    pub redirects: &'a [(String, String)],
+    /// What a rewritten `Location` that starts with `/` is made absolute
+    /// with, as nginx's `absolute_redirect on` does: `http://host:port`.
+    pub origin: Origin<'a>,
+}
+
+/// The scheme, host and port this request came to, for absolute redirects:
+/// the `Host` without its port (else the local address) and the local
+/// port, left out when it is the scheme's default.
+#[derive(Clone, Copy, Default)]
+pub struct Origin<'a> {
+    pub https: bool,
+    pub host: &'a [u8],
+    /// 0: the socket's local port (and, without a host, its address).
+    pub port: u16,
+    pub socket: Option<&'a mio::net::TcpStream>,
+}
+
+impl Origin<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let local = if self.port == 0 || self.host.is_empty() {
+            self.socket.and_then(|s| s.local_addr().ok())
+        } else {
+            None
+        };
+        out.extend_from_slice(if self.https { b"https://" } else { b"http://" });
+        match (self.host.is_empty(), local) {
+            (true, Some(addr)) => match addr.ip() {
+                std::net::IpAddr::V4(ip) => out.extend_from_slice(ip.to_string().as_bytes()),
+                std::net::IpAddr::V6(ip) => out.extend_from_slice(format!("[{ip}]").as_bytes()),
+            },
+            _ => out.extend_from_slice(self.host),
+        }
+        let port = match (self.port, local) {
+            (0, Some(addr)) => addr.port(),
+            (port, _) => port,
+        };
+        let default = if self.https { 443 } else { 80 };
+        if port != default && port != 0 {
+            out.push(b':');
+            headers::push_decimal(out, u64::from(port));
+        }
+    }
+}
+
+/// `value` with its first `proxy_redirect` pattern that starts at `from`
+/// replaced, or `None` if none does: as nginx rewrites `Location` (from 0)
+/// and `Refresh` (from after `url=`).
+fn redirected(
+    value: &[u8],
+    from: usize,
+    rules: &[(String, String)],
+    origin: Option<&Origin<'_>>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(rest) = value.get(from..) else {
+        return false;
+    };
+    let Some((pattern, replacement)) = rules
+        .iter()
+        .find(|(pattern, _)| rest.starts_with(pattern.as_bytes()))
+    else {
+        return false;
+    };
+    out.extend_from_slice(value.get(..from).unwrap_or_default());
+    let relative = match replacement.as_bytes().first() {
+        Some(b'/') => true,
+        None => rest.get(pattern.len()) == Some(&b'/'),
+        Some(_) => false,
+    };
+    if let (true, Some(origin)) = (relative, origin) {
+        origin.write(out);
+    }
+    out.extend_from_slice(replacement.as_bytes());
+    out.extend_from_slice(rest.get(pattern.len()..).unwrap_or_default());
+    true
+}
+
+/// Where the URL of a `Refresh` value starts: after `url=`, any case.
+fn refresh_url(value: &[u8]) -> Option<usize> {
+    value
+        .windows(4)
+        .position(|w| w.eq_ignore_ascii_case(b"url="))
+        .map(|at| at + 4)
+}
+
+/// Writes `name: value` with the value's URL rewritten by `rules`, if it
+/// is a `Location` or `Refresh` field one of them matches; `false` if not.
+/// A rewritten `Location` that is a path is made absolute with `origin`
+/// (nginx's header filter does so for `absolute_redirect on`); `Refresh`
+/// keeps what the rule gives.
+fn write_redirected(
+    out: &mut Vec<u8>,
+    name: &str,
+    value: &[u8],
+    rules: &[(String, String)],
+    origin: &Origin<'_>,
+) -> bool {
+    let (from, origin) = if name.eq_ignore_ascii_case("location") {
+        (0, Some(origin))
+    } else if name.eq_ignore_ascii_case("refresh") {
+        match refresh_url(value) {
+            Some(at) => (at, None),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    let start = out.len();
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    if !redirected(value, from, rules, origin, out) {
+        out.truncate(start);
+        return false;
+    }
+    out.extend_from_slice(b"\r\n");
+    true
 }
 
 /// Writes a 1xx head (interim, or the `101` that starts a tunnel) for the
@@ -233,6 +351,18 @@ pub fn write_client_head(
                 .hide
                 .iter()
                 .any(|hidden| hidden.eq_ignore_ascii_case(header.name))
+        {
+            continue;
+        }
+        if !extra.redirects.is_empty()
+            && kind == Field::Other
+            && write_redirected(
+                out,
+                header.name,
+                header.value,
+                extra.redirects,
+                &extra.origin,
+            )
         {
             continue;
         }
@@ -504,5 +634,39 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
+    }
+
+    #[test]
+    fn proxy_redirect_rewrites_location_and_refresh_urls() {
+        let rules = vec![
+            ("http://b:1/two/".to_string(), "/one/".to_string()),
+            ("http://b:1/".to_string(), "/".to_string()),
+        ];
+        let rewrite = |name: &str, value: &str| {
+            let mut out = Vec::new();
+            let origin = Origin {
+                https: false,
+                host: b"front",
+                port: 8080,
+                socket: None,
+            };
+            write_redirected(&mut out, name, value.as_bytes(), &rules, &origin)
+                .then(|| String::from_utf8(out).unwrap())
+        };
+        assert_eq!(
+            rewrite("Location", "http://b:1/two/x?y").as_deref(),
+            Some("Location: http://front:8080/one/x?y\r\n")
+        );
+        assert_eq!(
+            rewrite("location", "http://b:1/login").as_deref(),
+            Some("location: http://front:8080/login\r\n")
+        );
+        assert_eq!(
+            rewrite("Refresh", "5; URL=http://b:1/two/").as_deref(),
+            Some("Refresh: 5; URL=/one/\r\n")
+        );
+        assert_eq!(rewrite("Location", "http://other/"), None);
+        assert_eq!(rewrite("Refresh", "5"), None);
+        assert_eq!(rewrite("Content-Location", "http://b:1/"), None);
     }
 }

@@ -318,6 +318,19 @@ fn large_client_header_buffers(
 pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> {
     let block = http.block.as_deref().unwrap_or_default();
     super::log::log_formats(block, config)?;
+    // nginx: `default` needs the `proxy_pass` of its own location.
+    let servers = block.iter().filter(|d| d.name == "server");
+    let outer_lines = block
+        .iter()
+        .chain(servers.flat_map(|s| s.block.iter().flatten()));
+    for line in outer_lines {
+        if line.name == "proxy_redirect" && line.args == ["default"] {
+            return Err(ConfigError::at(
+                "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive",
+                line.location(),
+            ));
+        }
+    }
     let http_settings = settings(block, config)?;
     config.http = http_settings.resolve();
     config.upstreams.clear();
@@ -510,11 +523,26 @@ fn build_location(
             directive.location(),
         ));
     }
+    let location_directive = directive;
+    let mut redirects = Vec::new();
     let action = match (returns, proxy_pass) {
         (Some(directive), _) => super::rewrite::return_action(directive)?,
         (None, _) if stub_status.is_some() => Action::StubStatus,
         (None, Some(directive)) => {
             let (group, uri, https) = super::proxy::proxy_target(directive, &matcher, config)?;
+            let name = match &matcher {
+                LocationMatch::Exact(path) | LocationMatch::Prefix { path, .. } => path.as_str(),
+                LocationMatch::Regex(_) => {
+                    location_directive.args.last().map_or("", String::as_str)
+                }
+            };
+            redirects = super::proxy::redirect_rules(
+                inherited.proxy_redirect.as_ref(),
+                directive,
+                uri.is_some(),
+                name,
+                block,
+            )?;
             let tls = match https {
                 None => None,
                 Some(proxy_host) => Some(super::proxy::upstream_tls(
@@ -529,9 +557,11 @@ fn build_location(
         (None, None) => Action::NotFound,
     };
     let index = locations.len();
+    let mut settings = inherited.resolve();
+    settings.proxy_redirects = redirects;
     locations.push(LocationConfig {
         matcher: matcher.clone(),
-        settings: inherited.resolve(),
+        settings,
         action,
         nested: Vec::new(),
     });

@@ -278,6 +278,8 @@ pub(super) struct Inherited {
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
     ignore_invalid_headers: Option<bool>,
+    /// `proxy_redirect` lines at the innermost level that has any.
+    proxy_redirect: Option<proxy::Redirects>,
     underscores_in_headers: Option<bool>,
     /// The `proxy_ssl_*` lines in force, at most one per name: read only
     /// where a location proxies to `https://` (`crate::tls::upstream`).
@@ -312,6 +314,7 @@ impl Inherited {
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
             ignore_invalid_headers: self.ignore_invalid_headers.or(outer.ignore_invalid_headers),
+            proxy_redirect: self.proxy_redirect.or_else(|| outer.proxy_redirect.clone()),
             underscores_in_headers: self.underscores_in_headers.or(outer.underscores_in_headers),
             proxy_ssl: {
                 let mut lines = self.proxy_ssl;
