@@ -412,3 +412,71 @@ fn user_is_who_ferry_serves_as_after_binding() {
 fn ferry_t(path: &Path) -> (i32, String, String) {
     ferry(&["-t", "-c", path.to_str().unwrap()])
 }
+
+/// `ss` lines about the TCP sockets on `port`, listening (`-l`) or not.
+fn ss(args: &[&str], port: u16) -> Option<String> {
+    let ss = require_tool("ss")?;
+    let output = Command::new(ss)
+        .args(args)
+        .arg(format!("sport = :{port}"))
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn listen_parameters_set_the_socket_options() {
+    let (ferry, _) = Ferry::start_config(
+        "listen-options",
+        "server { listen 127.0.0.1:PORT backlog=77 rcvbuf=64k sndbuf=32k so_keepalive=30s:10s:3 reuseport bind;\n\
+         location / { return 200 \"ok\\n\"; } }",
+    );
+    let port = ferry.addr.port();
+    let Some(listening) = ss(&["-lntm"], port) else {
+        return;
+    };
+    // Send-Q of a listening socket is its backlog; Linux doubles the
+    // buffer sizes it is given (rb, tb).
+    assert!(listening.contains(" 77 "), "{listening}");
+    assert!(listening.contains("rb131072"), "{listening}");
+    assert!(listening.contains("tb65536"), "{listening}");
+    // Accepted sockets inherit the keep-alive probes.
+    let _client = ferry.connect();
+    std::thread::sleep(Duration::from_millis(100));
+    let accepted = ss(&["-nto"], port).unwrap();
+    assert!(accepted.contains("timer:(keepalive,"), "{accepted}");
+    // nginx's messages for what it refuses.
+    for (line, expected) in [
+        (
+            "listen 127.0.0.1:8080 backlog=x;",
+            "invalid backlog \"backlog=x\"",
+        ),
+        (
+            "listen 127.0.0.1:8080 rcvbuf=lots;",
+            "invalid rcvbuf \"rcvbuf=lots\"",
+        ),
+        (
+            "listen 127.0.0.1:8080 so_keepalive=maybe;",
+            "invalid so_keepalive value: \"so_keepalive=maybe\"",
+        ),
+        (
+            "listen [::1]:8080 ipv6only=yes;",
+            "invalid ipv6only flags \"ipv6only=yes\"",
+        ),
+        (
+            "listen 127.0.0.1:8080 backlog=10;\n} server { listen 127.0.0.1:8080 backlog=20;",
+            "duplicate listen options for 127.0.0.1:8080",
+        ),
+        (
+            "listen 127.0.0.1:8080 deferred;",
+            "\"listen\" parameter \"deferred\" is not supported yet",
+        ),
+    ] {
+        let (code, err) = test_text(
+            "listen-refused",
+            &format!("events {{}}\nhttp {{ server {{ {line} }} }}\n"),
+        );
+        assert_eq!(code, 1, "{line}");
+        assert!(err.contains(expected), "{line}: {err}");
+    }
+}

@@ -268,6 +268,32 @@ impl Default for Settings {
     }
 }
 
+/// A listening socket's options, as `listen` parameters set them; `None`:
+/// the system's (or, for the backlog, nginx's 511).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    pub backlog: Option<i32>,
+    pub rcvbuf: Option<usize>,
+    pub sndbuf: Option<usize>,
+    /// `[::]` addresses are IPv6-only unless `ipv6only=off`.
+    pub ipv6only: Option<bool>,
+    /// `so_keepalive=on|off|IDLE:INTERVAL:COUNT`, inherited by the accepted
+    /// sockets.
+    pub keepalive: Option<KeepaliveProbes>,
+    /// `SO_REUSEPORT` even with one worker (several workers always set it).
+    pub reuseport: bool,
+}
+
+/// `so_keepalive`: on or off, and the probes' timing when given (seconds,
+/// seconds, count; each optional, as in nginx).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeepaliveProbes {
+    pub on: bool,
+    pub idle: Option<u32>,
+    pub interval: Option<u32>,
+    pub count: Option<u32>,
+}
+
 /// Which servers a listening address serves, for routing by `Host`.
 #[derive(Clone, Debug)]
 pub struct ListenerRoutes {
@@ -403,6 +429,9 @@ pub struct Config {
     /// For each address in `listen`, whether clients speak TLS on it
     /// (`listen … ssl`).
     pub listen_ssl: Vec<bool>,
+    /// For each address in `listen`, its socket's options (`backlog=`,
+    /// `rcvbuf=`, `sndbuf=`, `ipv6only=`, `so_keepalive=`, `reuseport`).
+    pub listen_options: Vec<ListenOptions>,
     /// For each address in `listen`, the servers it serves.
     pub listeners: Vec<ListenerRoutes>,
     pub servers: Vec<ServerConfig>,
@@ -460,6 +489,7 @@ impl Config {
             .collect();
         Config {
             listen_ssl: vec![false; listen.len()],
+            listen_options: vec![ListenOptions::default(); listen.len()],
             listen,
             listeners,
             servers: vec![ServerConfig {
@@ -527,6 +557,7 @@ impl Config {
         simple.set_settings(|s| *s = self.http.clone());
         self.listen = simple.listen;
         self.listen_ssl = simple.listen_ssl;
+        self.listen_options = simple.listen_options;
         self.listeners = simple.listeners;
         self.servers = simple.servers;
         self.upstreams = simple.upstreams;

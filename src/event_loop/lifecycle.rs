@@ -89,11 +89,12 @@ impl EventLoop {
             return;
         }
         let mut opened = Vec::new();
-        for addr in &new.listen {
+        for (index, addr) in new.listen.iter().enumerate() {
             if self.listeners.iter().any(|l| l.configured == *addr) {
                 continue;
             }
-            match listen(resolve(&self.resolved, *addr), self.reuse_port) {
+            let options = new.listen_options.get(index).cloned().unwrap_or_default();
+            match listen(resolve(&self.resolved, *addr), self.reuse_port, &options) {
                 Ok(socket) => opened.push(Listener {
                     configured: *addr,
                     socket,

@@ -11,7 +11,8 @@ use super::{
 };
 use crate::config::parse::ConfigError;
 use crate::config::{
-    Action, Config, ListenerRoutes, LocationConfig, LocationMatch, ServerConfig, ServerName,
+    Action, Config, KeepaliveProbes, ListenOptions, ListenerRoutes, LocationConfig, LocationMatch,
+    ServerConfig, ServerName,
 };
 
 /// Accepted flags a streaming proxy that serves no files has no use for.
@@ -337,6 +338,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
     config.servers.clear();
     config.listen.clear();
     config.listen_ssl.clear();
+    config.listen_options.clear();
     config.listeners.clear();
     for directive in block.iter().filter(|d| d.name == "upstream") {
         let name = &directive.args[0];
@@ -351,6 +353,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             .push(super::upstream::upstream_block(directive)?);
     }
     let mut defaults: Vec<(SocketAddr, usize)> = Vec::new();
+    let mut options_given: Vec<SocketAddr> = Vec::new();
     for directive in block.iter().filter(|d| d.name == "server") {
         let index = config.servers.len();
         let server_block = directive.block.as_deref().unwrap_or_default();
@@ -383,6 +386,8 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                 addr: SocketAddr::from(([0, 0, 0, 0], 80)),
                 default_server: false,
                 ssl: false,
+                options: ListenOptions::default(),
+                has_options: false,
             });
         }
         let listen_ssl = server_block
@@ -432,20 +437,43 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             addr,
             default_server,
             ssl,
+            options,
+            has_options,
         } in listens
         {
             let position = match config.listen.iter().position(|a| *a == addr) {
                 Some(position) => {
                     // nginx: listen options belong to the socket; `ssl` on
-                    // any line for the address makes it a TLS socket.
+                    // any line for the address makes it a TLS socket, and
+                    // socket options are given once per address.
                     if let Some(tls) = config.listen_ssl.get_mut(position) {
                         *tls |= ssl;
+                    }
+                    if has_options {
+                        let given = config
+                            .listen_options
+                            .get(position)
+                            .is_some_and(|o| *o != ListenOptions::default());
+                        if given || options_given.contains(&addr) {
+                            return Err(ConfigError::at(
+                                format!("duplicate listen options for {addr}"),
+                                directive.location(),
+                            ));
+                        }
+                        if let Some(slot) = config.listen_options.get_mut(position) {
+                            *slot = options;
+                        }
+                        options_given.push(addr);
                     }
                     position
                 }
                 None => {
+                    if has_options {
+                        options_given.push(addr);
+                    }
                     config.listen.push(addr);
                     config.listen_ssl.push(ssl);
+                    config.listen_options.push(options);
                     config.listeners.push(ListenerRoutes {
                         servers: Vec::new(),
                         default_server: index,
@@ -684,15 +712,72 @@ struct Listen {
     addr: SocketAddr,
     default_server: bool,
     ssl: bool,
+    options: ListenOptions,
+    /// Socket options were given on this line (nginx allows them once per
+    /// address).
+    has_options: bool,
 }
 
 fn listen_directive(directive: &Directive) -> Result<Listen, ConfigError> {
     let mut default_server = false;
     let mut ssl = false;
+    let mut options = ListenOptions::default();
+    let mut has_options = false;
+    // nginx's words: `invalid backlog "backlog=x"`.
+    let invalid_value = |name: &str, parameter: &str| {
+        ConfigError::at(
+            format!("invalid {name} \"{parameter}\""),
+            directive.location(),
+        )
+    };
     for parameter in &directive.args[1..] {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        match name {
+            "backlog" | "rcvbuf" | "sndbuf" | "ipv6only" | "so_keepalive" | "reuseport" => {
+                has_options = true
+            }
+            _ => {}
+        }
         match parameter.as_str() {
             "default_server" | "default" => default_server = true,
             "ssl" => ssl = true,
+            "reuseport" => options.reuseport = true,
+            // ferry binds every address with a socket of its own already.
+            "bind" => {}
+            _ if name == "backlog" => {
+                options.backlog = Some(
+                    value
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|b| *b > 0)
+                        .ok_or_else(|| invalid_value("backlog", parameter))?,
+                )
+            }
+            _ if name == "rcvbuf" || name == "sndbuf" => {
+                let size = crate::config::parse_size(value)
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| invalid_value(name, parameter))?;
+                if name == "rcvbuf" {
+                    options.rcvbuf = Some(size);
+                } else {
+                    options.sndbuf = Some(size);
+                }
+            }
+            _ if name == "ipv6only" => {
+                options.ipv6only = Some(match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(invalid_value("ipv6only flags", parameter)),
+                })
+            }
+            _ if name == "so_keepalive" => {
+                options.keepalive = Some(keepalive_probes(value).ok_or_else(|| {
+                    ConfigError::at(
+                        format!("invalid so_keepalive value: \"{parameter}\""),
+                        directive.location(),
+                    )
+                })?)
+            }
             "http2" => {
                 log::warn!(
                     "\"http2\" is not served yet, clients use HTTP/1.1 (offered by ALPN) in {}:{}",
@@ -739,5 +824,47 @@ fn listen_directive(directive: &Directive) -> Result<Listen, ConfigError> {
         addr,
         default_server,
         ssl,
+        options,
+        has_options,
+    })
+}
+
+/// `so_keepalive=on|off|[IDLE]:[INTERVAL]:[COUNT]` (times in seconds, or
+/// with nginx's units).
+fn keepalive_probes(value: &str) -> Option<KeepaliveProbes> {
+    match value {
+        "on" => {
+            return Some(KeepaliveProbes {
+                on: true,
+                ..KeepaliveProbes::default()
+            })
+        }
+        "off" => return Some(KeepaliveProbes::default()),
+        _ => {}
+    }
+    let mut parts = value.split(':');
+    let (idle, interval, count) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let seconds = |text: &str| -> Option<Option<u32>> {
+        if text.is_empty() {
+            return Some(None);
+        }
+        let duration = crate::config::parse_duration(text)?;
+        u32::try_from(duration.as_secs())
+            .ok()
+            .filter(|s| *s > 0)
+            .map(Some)
+    };
+    Some(KeepaliveProbes {
+        on: true,
+        idle: seconds(idle)?,
+        interval: seconds(interval)?,
+        count: if count.is_empty() {
+            None
+        } else {
+            Some(count.parse().ok().filter(|c| *c > 0)?)
+        },
     })
 }
