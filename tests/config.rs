@@ -120,6 +120,9 @@ fn errors_name_the_file_line_and_directive() {
     let server = |inner: &str| http(&format!("server {{\nlisten 127.0.0.1:8080;\n{inner}\n}}"));
     let cases: Vec<(String, &str)> = vec![
         (http("gzipp on;"), "unknown directive \"gzipp\" in ferry.conf:3"),
+        (server("if (-f $request_uri) { return 404; }"), "file tests in \"if\" (-f, -d, -e, -x) are not supported yet in ferry.conf:5"),
+        (server("location / { if ($arg_x) { proxy_pass http://127.0.0.1:1; } }"), "\"proxy_pass\" inside \"if\" is not supported yet (only \"return\" is) in ferry.conf:5"),
+        (server("if $host = x { return 404; }"), "invalid condition \"$host = x\" in ferry.conf:5"),
         (http("proxy_redirect default;\nserver { listen 127.0.0.1:8080; location / { proxy_pass http://127.0.0.1:1; } }"), "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive in ferry.conf:3"),
         (server("location / { proxy_redirect default; proxy_pass http://127.0.0.1:1; }"), "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive in ferry.conf:5"),
         (server("location / { proxy_pass http://127.0.0.1:1; proxy_redirect ~^http://(.*) /$1; }"), "\"proxy_redirect\" with a regular expression or variables is not supported yet"),

@@ -624,3 +624,74 @@ fn proxy_redirect_rewrites_redirects_as_nginx_does() {
         assert_eq!(answers(addr), expected(nginx.port), "nginx");
     }
 }
+
+#[test]
+fn if_return_answers_as_nginx_does_for_certbot_and_friends() {
+    // certbot's own output for the port-80 server, and common guards.
+    let servers = "server {\n  listen 127.0.0.1:PORT;\n  server_name example.com www.example.com;\n\
+                   if ($host = www.example.com) {\n    return 301 https://$host$request_uri;\n  } # managed by Certbot\n\
+                   if ($host = example.com) {\n    return 301 https://$host$request_uri;\n  } # managed by Certbot\n\
+                   return 404; # managed by Certbot\n}\n\
+                   server {\n  listen 127.0.0.1:PORT;\n  server_name api.example.com;\n\
+                   location / {\n    if ($request_method = \"POST\") { return 405; }\n\
+                   if ($http_user_agent ~* (bot|crawler)) { return 403; }\n\
+                   if ($arg_debug) { return 200 \"debug\\n\"; }\n\
+                   if ($http_x_skip != \"\") { }\n\
+                   return 200 \"ok\\n\";\n  }\n}";
+    let (ferry, _) = Ferry::start_config("if-return", servers);
+    let cases = [
+        ("GET /x?y=1", "www.example.com", ""),
+        ("GET /", "example.com", ""),
+        ("GET /", "unknown.example", ""),
+        ("POST /", "api.example.com", "Content-Length: 0\r\n"),
+        ("GET /", "api.example.com", "User-Agent: Googlebot/2.1\r\n"),
+        ("GET /?debug=1", "api.example.com", ""),
+        ("GET /?debug=0", "api.example.com", ""),
+        ("GET /", "api.example.com", "X-Skip: yes\r\n"),
+    ];
+    let answers = |addr: std::net::SocketAddr| {
+        cases
+            .iter()
+            .map(|(line, host, extra)| {
+                let response = request(
+                    addr,
+                    &format!("{line} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"),
+                );
+                let body = if response.status == 200 {
+                    response.text()
+                } else {
+                    String::new()
+                };
+                (response.status, response.header("location"), body)
+            })
+            .collect::<Vec<_>>()
+    };
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(
+        from_ferry,
+        vec![
+            (
+                301,
+                Some("https://www.example.com/x?y=1".to_string()),
+                String::new()
+            ),
+            (301, Some("https://example.com/".to_string()), String::new()),
+            (404, None, String::new()),
+            (405, None, String::new()),
+            (403, None, String::new()),
+            (200, None, "debug\n".to_string()),
+            (200, None, "ok\n".to_string()),
+            (200, None, "ok\n".to_string()),
+        ]
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        // nginx runs the same file (its `listen` lines on its own port).
+        let (nginx_servers, port) = {
+            let port = free_port();
+            (servers.replace("PORT", &port.to_string()), port)
+        };
+        let nginx = Nginx::start_http(&nginx, "if-return", &nginx_servers, port);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(answers(addr), from_ferry, "nginx");
+    }
+}

@@ -114,9 +114,16 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, LexError> {
                         }
                     }
                 }
-                // nginx requires a separator after a closing quote.
+                // nginx requires a separator after a closing quote; `)`
+                // ends an `if` condition (`if ($m = "POST")`) and starts a
+                // word of its own.
                 if let Some(&next) = chars.peek() {
-                    if !(next.is_whitespace() || next == ';' || next == '{' || next == '}') {
+                    if !(next.is_whitespace()
+                        || next == ';'
+                        || next == '{'
+                        || next == '}'
+                        || next == ')')
+                    {
                         return Err(LexError {
                             message: format!("unexpected \"{next}\""),
                             line,

@@ -325,9 +325,72 @@ pub struct ServerConfig {
     pub locations: Vec<LocationConfig>,
     /// Indexes into `locations` of the server's own (not nested) locations.
     pub top_level: Vec<usize>,
+    /// The server's `if (…) { return …; }` blocks, tried before a location
+    /// is chosen.
+    pub ifs: Vec<IfReturn>,
     /// Its certificates and TLS settings, when a `listen … ssl` serves it.
     #[cfg(feature = "tls")]
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+/// `if (CONDITION) { return …; }` (nginx's rewrite module, the part real
+/// configurations use most: certbot writes `if ($host = example.com) {
+/// return 301 https://$host$request_uri; }`). Tried in file order when a
+/// request is routed, the server's before the location's; the first whose
+/// condition holds answers with its `return`.
+#[derive(Clone, Debug)]
+pub struct IfReturn {
+    pub condition: Condition,
+    /// An [`Action::Return`].
+    pub action: Action,
+}
+
+/// An `if` condition: a variable, tested.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    pub variable: Template,
+    pub test: ConditionTest,
+}
+
+#[derive(Clone, Debug)]
+pub enum ConditionTest {
+    /// `($var)`: neither empty nor `0`.
+    True,
+    /// `($var = TEXT)`, `($var != TEXT)`.
+    Equals(String, bool),
+    /// `($var ~ RE)`, `~*` (case-insensitive), `!~`, `!~*`.
+    Matches(regex_lite::Regex, bool),
+}
+
+impl ConditionTest {
+    /// Whether the text side names a variable (not supported yet).
+    pub fn has_variables(&self) -> bool {
+        match self {
+            ConditionTest::Equals(text, _) => text.contains('$'),
+            _ => false,
+        }
+    }
+}
+
+impl Condition {
+    /// Whether it holds for `request`; `scratch` receives the variable's
+    /// value (a pooled buffer: no allocation).
+    pub fn holds(
+        &self,
+        request: &crate::variables::RequestView<'_>,
+        scratch: &mut Vec<u8>,
+    ) -> bool {
+        scratch.clear();
+        self.variable.render(request, scratch);
+        let value = &scratch[..];
+        match &self.test {
+            ConditionTest::True => !value.is_empty() && value != b"0",
+            ConditionTest::Equals(text, equal) => (value == text.as_bytes()) == *equal,
+            ConditionTest::Matches(regex, matching) => {
+                std::str::from_utf8(value).is_ok_and(|text| regex.is_match(text)) == *matching
+            }
+        }
+    }
 }
 
 /// How a `location` matches a path.
@@ -345,6 +408,9 @@ pub enum LocationMatch {
 pub struct LocationConfig {
     pub matcher: LocationMatch,
     pub settings: Settings,
+    /// The location's `if (…) { return …; }` blocks, tried in order before
+    /// its action.
+    pub ifs: Vec<IfReturn>,
     pub action: Action,
     /// Indexes of locations nested in this one.
     pub nested: Vec<usize>,
@@ -496,6 +562,7 @@ impl Config {
                 names: Vec::new(),
                 settings: http.clone(),
                 locations: vec![LocationConfig {
+                    ifs: Vec::new(),
                     matcher: LocationMatch::Prefix {
                         path: "/".into(),
                         stops_regex: false,
@@ -508,6 +575,7 @@ impl Config {
                     },
                     nested: Vec::new(),
                 }],
+                ifs: Vec::new(),
                 top_level: vec![0],
                 #[cfg(feature = "tls")]
                 tls: None,

@@ -106,10 +106,15 @@ impl Connection {
     /// `return CODE [TEXT|URL]`: a redirect with `Location`, a page of
     /// ferry's for error codes without text, or the text as the body; for
     /// nginx's own code 444, no response at all.
+    ///
+    /// `rendered`: `Some(has_text)` when the text was put in
+    /// `buffers.return_text` at routing (an `if`'s `return`); `None` to
+    /// take it from the location's `return`.
     pub(super) fn answer_return(
         &mut self,
         exchange: Exchange,
         status: u16,
+        rendered: Option<bool>,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         let mut exchange = exchange;
@@ -124,26 +129,36 @@ impl Connection {
         // Rendered when the request was routed (see `parse_request`); taken
         // out while the answer is written, then put back, so its capacity
         // stays with the buffer set.
-        let mut rendered = std::mem::take(&mut exchange.buffers.return_text);
-        let text = match config.location(exchange.route_server(), exchange.route_location()) {
-            Some(LocationConfig {
-                action: Action::Return {
-                    template: Some(_), ..
-                },
-                ..
-            }) => Some(&rendered[..]),
-            Some(LocationConfig {
-                action: Action::Return { text, .. },
-                ..
-            }) => text.as_deref().map(str::as_bytes),
+        let mut text_buffer = std::mem::take(&mut exchange.buffers.return_text);
+        let location = config.location(exchange.route_server(), exchange.route_location());
+        let text = match (rendered, location) {
+            (Some(true), _) => Some(&text_buffer[..]),
+            (Some(false), _) => None,
+            (
+                None,
+                Some(LocationConfig {
+                    action:
+                        Action::Return {
+                            template: Some(_), ..
+                        },
+                    ..
+                }),
+            ) => Some(&text_buffer[..]),
+            (
+                None,
+                Some(LocationConfig {
+                    action: Action::Return { text, .. },
+                    ..
+                }),
+            ) => text.as_deref().map(str::as_bytes),
             _ => None,
         };
         let (mut phase, progress) = self.answer_locally(exchange, ctx, |out, reply| {
             (status, error_page::write_return(out, status, text, reply))
         });
         if let Phase::WritingResponse { exchange } = &mut phase {
-            rendered.clear();
-            exchange.buffers.return_text = rendered;
+            text_buffer.clear();
+            exchange.buffers.return_text = text_buffer;
         }
         (phase, progress)
     }

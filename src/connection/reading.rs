@@ -194,11 +194,10 @@ impl Connection {
         if routing::normalize_path(path, normalized).is_err() {
             return Err(ProxyError::Request(request::RequestError::InvalidPath));
         }
-        let location = config
+        let mut location = config
             .servers
             .get(server)
             .and_then(|s| routing::select_location(s, normalized));
-        let settings = RouteRef::new(server, location).settings(config);
         let view = RequestView {
             method: head.method,
             target: head.target,
@@ -214,6 +213,22 @@ impl Connection {
             tls: self.client.tls_facts(),
             request_id: crate::variables::RequestId::default(),
         };
+        // `if (…) { return …; }`: the server's, then the location's. A
+        // server-level one answers before any location is chosen.
+        let server_if = config
+            .servers
+            .get(server)
+            .and_then(|s| first_true(&s.ifs, &view, return_text));
+        let answered_by_if = match server_if {
+            Some(action) => {
+                location = None;
+                Some(action)
+            }
+            None => location
+                .and_then(|l| config.location(server, l))
+                .and_then(|l| first_true(&l.ifs, &view, return_text)),
+        };
+        let settings = RouteRef::new(server, location).settings(config);
 
         log_fields.clear();
         if settings.access_log != AccessLogTarget::Off {
@@ -234,6 +249,23 @@ impl Connection {
 
         let target = if config.status_path.as_deref() == Some(head.target) {
             Target::Status
+        } else if let Some(Action::Return {
+            status,
+            text,
+            template,
+        }) = answered_by_if
+        {
+            // The rewrite phase comes before access checks, as in nginx.
+            return_text.clear();
+            match (template, text) {
+                (Some(template), _) => template.render(&view, return_text),
+                (None, Some(text)) => return_text.extend_from_slice(text.as_bytes()),
+                (None, None) => {}
+            }
+            Target::ReturnText {
+                status: *status,
+                has_text: template.is_some() || text.is_some(),
+            }
         } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip()) {
             Target::Forbidden
         } else {
@@ -373,7 +405,10 @@ impl Connection {
             Target::Upstream(group) => group,
             Target::Status => return self.answer_status(exchange, ctx),
             Target::StubStatus(page) => return self.answer_stub_status(exchange, page, ctx),
-            Target::Return(status) => return self.answer_return(exchange, status, ctx),
+            Target::Return(status) => return self.answer_return(exchange, status, None, ctx),
+            Target::ReturnText { status, has_text } => {
+                return self.answer_return(exchange, status, Some(has_text), ctx)
+            }
             Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
             Target::Forbidden => {
                 info!(
@@ -422,6 +457,9 @@ enum Target {
     Upstream(usize),
     /// `return CODE …` of the location.
     Return(u16),
+    /// A `return` whose text (if it has one) is in `return_text` already:
+    /// an `if`'s.
+    ReturnText { status: u16, has_text: bool },
     /// No location, or one with nothing to do.
     NotFound,
     /// `deny` matched the client.
@@ -444,4 +482,16 @@ impl RequestSummary {
             upgrade: false,
         }
     }
+}
+
+/// The action of the first `if` whose condition holds for `view`;
+/// `scratch` holds the values tested.
+fn first_true<'c>(
+    ifs: &'c [crate::config::IfReturn],
+    view: &RequestView<'_>,
+    scratch: &mut Vec<u8>,
+) -> Option<&'c Action> {
+    ifs.iter()
+        .find(|candidate| candidate.condition.holds(view, scratch))
+        .map(|matched| &matched.action)
 }

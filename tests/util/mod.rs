@@ -944,15 +944,23 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// nginx with one server on a free port, `server_body` inside it.
     pub fn start(nginx: &str, name: &str, server_body: &str) -> Nginx {
+        let port = free_port();
+        let servers = format!("server {{ listen 127.0.0.1:{port};\n{server_body} }}");
+        Nginx::start_http(nginx, name, &servers, port)
+    }
+
+    /// nginx with `http_body` (servers listening on `port`) in its http
+    /// block.
+    pub fn start_http(nginx: &str, name: &str, http_body: &str, port: u16) -> Nginx {
         let dir = std::env::temp_dir().join(format!("ferry-nginx-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
         let config = format!(
             "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\n\
              error_log {dir}/error.log;\nevents {{ worker_connections 256; }}\n\
              http {{\n access_log off;\n client_body_temp_path {dir};\n proxy_temp_path {dir};\n\
-             server {{ listen 127.0.0.1:{port};\n{server_body} }}\n}}\n",
+             {http_body}\n}}\n",
             dir = dir.display()
         );
         let path = dir.join("nginx.conf");

@@ -127,6 +127,16 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Arity::Exactly(1),
         Handler::Setting(underscores_in_headers),
     ),
+    spec(
+        "keepalive_disable",
+        HSL,
+        Arity::AtLeast(1),
+        Handler::NoEffect {
+            check: keepalive_disable,
+            why: "`none` and nginx's default `msie6`: ferry keeps every client alive that allows it \
+                  (MSIE 6's POST workaround is not kept; `safari` is not supported yet)",
+        },
+    ),
     hash_table!("types_hash_max_size", check_number),
     hash_table!("types_hash_bucket_size", check_size),
     hash_table!("server_names_hash_max_size", check_number),
@@ -164,7 +174,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("etag"),
     not_yet("if_modified_since"),
     not_yet("internal"),
-    not_yet("keepalive_disable"),
     not_yet("keepalive_time"),
     not_yet("limit_except"),
     not_yet("limit_rate"),
@@ -281,6 +290,27 @@ fn lingering_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(),
     Ok(())
 }
 
+fn keepalive_disable(directive: &Directive) -> Result<(), ConfigError> {
+    for browser in &directive.args {
+        match browser.as_str() {
+            "none" | "msie6" => {}
+            "safari" => {
+                return Err(ConfigError::at(
+                    "\"keepalive_disable safari\" is not supported yet",
+                    directive.location(),
+                ))
+            }
+            other => {
+                return Err(ConfigError::at(
+                    format!("invalid value \"{other}\""),
+                    directive.location(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 fn ignore_invalid_headers(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
     s.ignore_invalid_headers = Some(flag(d)?);
     Ok(())
@@ -363,6 +393,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             settings: server_settings.resolve(),
             locations: Vec::new(),
             top_level: Vec::new(),
+            ifs: super::rewrite::if_returns(server_block)?,
             #[cfg(feature = "tls")]
             tls: None,
         };
@@ -426,6 +457,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     stops_regex: true,
                 },
                 settings: server.settings.clone(),
+                ifs: Vec::new(),
                 action,
                 nested: Vec::new(),
             });
@@ -590,6 +622,7 @@ fn build_location(
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
+        ifs: super::rewrite::if_returns(block)?,
         action,
         nested: Vec::new(),
     });
