@@ -15,6 +15,9 @@ use crate::upstream::balancer::Crc32;
 /// The request-time variables ferry knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Variable {
+    /// A variable a `map` block defines: the index of the map in
+    /// `Config::maps`.
+    Map(usize),
     /// `$request_id`: 32 hex digits, random, one per request.
     RequestId,
     /// `$pid`: ferry's process id.
@@ -94,6 +97,11 @@ impl Variable {
                 | Variable::Connection
                 | Variable::ConnectionRequests
         )
+    }
+
+    /// Whether nginx (and ferry) define a variable of this name.
+    pub fn is_builtin(name: &str) -> bool {
+        Variable::from_name(name).is_some()
     }
 
     fn from_name(name: &str) -> Option<Variable> {
@@ -200,6 +208,8 @@ pub struct RequestView<'a> {
     /// The TLS session the request came over (`$scheme` is `https`).
     pub tls: Option<TlsFacts<'a>>,
     pub request_id: RequestId,
+    /// The configuration's `map` blocks, for their variables.
+    pub maps: &'a [crate::config::MapDef],
 }
 
 /// `$request_id`: 16 random bytes in hex, as nginx makes it, drawn the
@@ -286,17 +296,27 @@ impl Template {
     /// literal. An unknown variable is an error, as in nginx; so is one only
     /// known after the response, outside `log_format`.
     pub fn compile(text: &str) -> Result<Template, TemplateError> {
-        Template::compile_for(text, false)
+        Template::compile_for(text, false, &[])
     }
 
     /// Compiles a `log_format` string, where every variable is allowed.
-    pub fn compile_log_format(text: &str, escape: LogEscape) -> Result<Template, TemplateError> {
-        let mut template = Template::compile_for(text, true)?;
+    pub fn compile_log_format(
+        text: &str,
+        escape: LogEscape,
+        maps: &[String],
+    ) -> Result<Template, TemplateError> {
+        let mut template = Template::compile_for(text, true, maps)?;
         template.escape = escape;
         Ok(template)
     }
 
-    fn compile_for(text: &str, for_log: bool) -> Result<Template, TemplateError> {
+    /// As [`Template::compile`], where the variables `maps` defines (by
+    /// name, in order) may be used too.
+    pub fn compile_with(text: &str, maps: &[String]) -> Result<Template, TemplateError> {
+        Template::compile_for(text, false, maps)
+    }
+
+    fn compile_for(text: &str, for_log: bool, maps: &[String]) -> Result<Template, TemplateError> {
         let mut segments = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -321,8 +341,11 @@ impl Template {
                     "invalid variable name in \"{text}\""
                 )));
             }
-            let variable = Variable::from_name(name)
-                .ok_or_else(|| TemplateError(format!("unknown \"{name}\" variable")))?;
+            let variable = match maps.iter().position(|map| map == name) {
+                Some(index) => Variable::Map(index),
+                None => Variable::from_name(name)
+                    .ok_or_else(|| TemplateError(format!("unknown \"{name}\" variable")))?,
+            };
             if !for_log && !variable.is_request_time() {
                 return Err(TemplateError(format!(
                     "variable \"${name}\" can only be used in \"log_format\""
@@ -372,7 +395,10 @@ impl Template {
                         let len = usize::try_from(cursor.position()).unwrap_or(0);
                         crc.update(scratch.get(..len).unwrap_or_default());
                     }
-                    Variable::Request | Variable::ProxyAddXForwardedFor | Variable::Host => {
+                    Variable::Request
+                    | Variable::ProxyAddXForwardedFor
+                    | Variable::Host
+                    | Variable::Map(_) => {
                         // Rare in hash keys: rendered into a temporary buffer.
                         let mut value = Vec::new();
                         render_variable(variable, request, &mut value);
@@ -678,6 +704,11 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
         }
         Variable::ServerPort => push_decimal(out, u64::from(request.server_port)),
         Variable::RequestId => out.extend_from_slice(&request.request_id.get()),
+        Variable::Map(index) => {
+            if let Some(map) = request.maps.get(*index) {
+                map.render(request, out);
+            }
+        }
         Variable::Pid => push_decimal(out, u64::from(std::process::id())),
         Variable::RemoteAddr => push_ip(out, request.client.ip()),
         Variable::RemotePort => push_decimal(out, u64::from(request.client.port())),
@@ -708,6 +739,7 @@ mod tests {
             server_port: 8080,
             tls: None,
             request_id: RequestId::default(),
+            maps: &[],
         }
     }
 
@@ -778,6 +810,7 @@ mod tests {
         let format = Template::compile_log_format(
             "$remote_addr \"$request\" $status $http_referer \"$http_user_agent\" $upstream_addr",
             LogEscape::Default,
+            &[],
         )
         .unwrap();
         let mut captured = Vec::new();
@@ -801,6 +834,7 @@ mod tests {
         let format = Template::compile_log_format(
             "$upstream_addr|$upstream_status|$upstream_connect_time|$upstream_response_time",
             LogEscape::Default,
+            &[],
         )
         .unwrap();
         let ms = std::time::Duration::from_millis;
@@ -842,6 +876,7 @@ mod tests {
         let format = Template::compile_log_format(
             "{\"ua\":\"$http_user_agent\",\"referer\":\"$http_referer\",\"upstream\":\"$upstream_addr\"}",
             LogEscape::Json,
+            &[],
         )
         .unwrap();
         let mut captured = Vec::new();
@@ -852,7 +887,7 @@ mod tests {
             String::from_utf8(line).unwrap(),
             "{\"ua\":\"a \\\"b\\\"\\\\c\\n\\u0001\u{e9}\",\"referer\":\"\",\"upstream\":\"\"}\n"
         );
-        let none = Template::compile_log_format("[$http_referer]", LogEscape::None).unwrap();
+        let none = Template::compile_log_format("[$http_referer]", LogEscape::None, &[]).unwrap();
         let mut captured = Vec::new();
         none.capture(&view(&headers), &mut captured);
         let mut line = Vec::new();
@@ -883,7 +918,7 @@ mod tests {
     #[test]
     fn response_variables_only_in_log_format() {
         assert!(Template::compile("$status").is_err());
-        assert!(Template::compile_log_format("$status", LogEscape::Default).is_ok());
+        assert!(Template::compile_log_format("$status", LogEscape::Default, &[]).is_ok());
     }
 
     #[test]

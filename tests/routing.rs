@@ -695,3 +695,58 @@ fn if_return_answers_as_nginx_does_for_certbot_and_friends() {
         assert_eq!(answers(addr), from_ferry, "nginx");
     }
 }
+
+#[test]
+fn map_variables_mean_what_they_mean_to_nginx() {
+    let http = "map $http_upgrade $connection_upgrade {\n  default upgrade;\n  '' close;\n}\n\
+                map $host $site {\n  hostnames;\n  default other;\n  example.com main;\n\
+                  *.example.com sub;\n  www.example.* www-any;\n}\n\
+                map $uri $kind {\n  ~^/api/ api;\n  ~*\\.(png|jpg)$ image;\n  default page;\n}\n\
+                map $kind $shout {\n  api API;\n  default quiet;\n}\n\
+                server {\n  listen 127.0.0.1:PORT;\n\
+                  location / { return 200 \"$connection_upgrade $site $kind $shout\\n\"; }\n}";
+    let (ferry, _) = Ferry::start_config("map", http);
+    let cases = [
+        ("/api/x", "example.com", ""),
+        ("/x.PNG", "a.example.com", "Upgrade: websocket\r\n"),
+        ("/p", "www.example.org", ""),
+        ("/p", "EXAMPLE.COM.", ""),
+        ("/p", "example.net", ""),
+    ];
+    let answers = |addr: std::net::SocketAddr| {
+        cases
+            .iter()
+            .map(|(path, host, extra)| {
+                request(
+                    addr,
+                    &format!(
+                        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+                    ),
+                )
+                .text()
+            })
+            .collect::<Vec<_>>()
+    };
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(
+        from_ferry,
+        [
+            "close main api API\n",
+            "upgrade sub image quiet\n",
+            "close www-any page quiet\n",
+            "close main page quiet\n",
+            "close other page quiet\n",
+        ]
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "map",
+            &http.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(answers(addr), from_ferry, "nginx");
+    }
+}

@@ -212,6 +212,7 @@ impl Connection {
                 .map_or(0, |a| a.port()),
             tls: self.client.tls_facts(),
             request_id: crate::variables::RequestId::default(),
+            maps: &config.maps,
         };
         // `if (…) { return …; }`: the server's, then the location's. A
         // server-level one answers before any location is chosen.

@@ -526,6 +526,7 @@ mod tests {
             server_port: 80,
             tls: None,
             request_id: crate::variables::RequestId::default(),
+            maps: &[],
         };
         let fallback_host = match (head.absolute, head.host) {
             (true, Some(authority)) => std::str::from_utf8(authority).unwrap(),

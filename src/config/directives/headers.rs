@@ -16,7 +16,7 @@ pub(super) const DIRECTIVES: &[Spec] = &[spec(
 /// `add_header NAME VALUE [always]`.
 fn add_header(
     directive: &Directive,
-    _: &Config,
+    config: &Config,
     settings: &mut Inherited,
 ) -> Result<(), ConfigError> {
     field_name(directive, &directive.args[0])?;
@@ -30,7 +30,7 @@ fn add_header(
             ))
         }
     };
-    let value = Template::compile(&directive.args[1])
+    let value = Template::compile_with(&directive.args[1], &config.map_names)
         .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
     settings
         .add_headers

@@ -209,9 +209,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("charset"),
     not_yet("charset_types"),
     not_yet("source_charset"),
-    not_yet("map"),
-    not_yet("map_hash_max_size"),
-    not_yet("map_hash_bucket_size"),
     not_yet("geo"),
     not_yet("split_clients"),
     not_yet("gzip"),
@@ -348,6 +345,7 @@ fn large_client_header_buffers(
 /// then servers, their listen addresses and locations.
 pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> {
     let block = http.block.as_deref().unwrap_or_default();
+    super::map::maps(block, config)?;
     super::log::log_formats(block, config)?;
     // nginx: `default` needs the `proxy_pass` of its own location.
     let servers = block.iter().filter(|d| d.name == "server");
@@ -378,9 +376,10 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                 directive.location(),
             ));
         }
-        config
-            .upstreams
-            .push(super::upstream::upstream_block(directive)?);
+        config.upstreams.push(super::upstream::upstream_block(
+            directive,
+            &config.map_names,
+        )?);
     }
     let mut defaults: Vec<(SocketAddr, usize)> = Vec::new();
     let mut options_given: Vec<SocketAddr> = Vec::new();
@@ -393,7 +392,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             settings: server_settings.resolve(),
             locations: Vec::new(),
             top_level: Vec::new(),
-            ifs: super::rewrite::if_returns(server_block)?,
+            ifs: super::rewrite::if_returns(server_block, &config.map_names)?,
             #[cfg(feature = "tls")]
             tls: None,
         };
@@ -450,7 +449,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
         }
         if let Some(directive) = server_return {
             // Modelled as a prefix location "/" that no other can beat.
-            let action = super::rewrite::return_action(directive)?;
+            let action = super::rewrite::return_action(directive, &config.map_names)?;
             server.locations.push(LocationConfig {
                 matcher: LocationMatch::Prefix {
                     path: String::new(),
@@ -586,7 +585,7 @@ fn build_location(
     let location_directive = directive;
     let mut redirects = Vec::new();
     let action = match (returns, proxy_pass) {
-        (Some(directive), _) => super::rewrite::return_action(directive)?,
+        (Some(directive), _) => super::rewrite::return_action(directive, &config.map_names)?,
         (None, _) if stub_status.is_some() => Action::StubStatus,
         (None, Some(directive)) => {
             let (group, uri, https) = super::proxy::proxy_target(directive, &matcher, config)?;
@@ -622,7 +621,7 @@ fn build_location(
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
-        ifs: super::rewrite::if_returns(block)?,
+        ifs: super::rewrite::if_returns(block, &config.map_names)?,
         action,
         nested: Vec::new(),
     });

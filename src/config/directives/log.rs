@@ -45,7 +45,7 @@ pub(super) fn log_formats(block: &[Directive], config: &mut Config) -> Result<()
             };
             strings = &strings[1..];
         }
-        let template = Template::compile_log_format(&strings.concat(), escape)
+        let template = Template::compile_log_format(&strings.concat(), escape, &config.map_names)
             .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
         config.log_formats.push((name.clone(), template));
     }

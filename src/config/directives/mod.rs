@@ -10,6 +10,7 @@
 //! | `upstream.rs` | ngx_http_upstream_module and its balancers |
 //! | `rewrite.rs` | ngx_http_rewrite_module (`return`) |
 //! | `log.rs` | ngx_http_log_module |
+//! | `map.rs` | ngx_http_map_module |
 //! | `headers.rs` | ngx_http_headers_module |
 //! | `access.rs` | ngx_http_access_module |
 //! | `ssl.rs` | ngx_http_ssl_module (read by `crate::tls::config`) |
@@ -37,6 +38,7 @@ mod core;
 mod headers;
 mod http;
 mod log;
+mod map;
 mod proxy;
 mod rewrite;
 mod ssl;
@@ -169,6 +171,7 @@ const MODULES: &[(&str, &[Spec])] = &[
     ("upstream", upstream::DIRECTIVES),
     ("rewrite", rewrite::DIRECTIVES),
     ("log", log::DIRECTIVES),
+    ("map", map::DIRECTIVES),
     ("headers", headers::DIRECTIVES),
     ("access", access::DIRECTIVES),
     ("ssl", ssl::DIRECTIVES),

@@ -240,12 +240,12 @@ pub(super) const DIRECTIVES: &[Spec] = &[
 
 fn proxy_set_header(
     directive: &Directive,
-    _: &Config,
+    config: &Config,
     settings: &mut Inherited,
 ) -> Result<(), ConfigError> {
     let (name, value) = (&directive.args[0], &directive.args[1]);
     field_name(directive, name)?;
-    let template = Template::compile(value)
+    let template = Template::compile_with(value, &config.map_names)
         .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
     settings
         .proxy_set_headers

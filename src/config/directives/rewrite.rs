@@ -29,13 +29,13 @@ pub(super) const DIRECTIVES: &[Spec] = &[
 ];
 
 /// `return CODE [TEXT]`, `return CODE URL` or `return URL` (302).
-pub(super) fn return_action(directive: &Directive) -> Result<Action, ConfigError> {
+pub(super) fn return_action(directive: &Directive, maps: &[String]) -> Result<Action, ConfigError> {
     let args = &directive.args;
     let template = |text: &String| -> Result<Option<Template>, ConfigError> {
         if !text.contains('$') {
             return Ok(None);
         }
-        Template::compile(text)
+        Template::compile_with(text, maps)
             .map(Some)
             .map_err(|e| ConfigError::at(e.to_string(), directive.location()))
     };
@@ -69,14 +69,17 @@ pub(super) fn return_action(directive: &Directive) -> Result<Action, ConfigError
 /// The `if (…) { return …; }` blocks of `block`, in order, up to its own
 /// `return` (nginx stops at a `return`: any `if` after it is never
 /// reached, and is only checked).
-pub(super) fn if_returns(block: &[Directive]) -> Result<Vec<IfReturn>, ConfigError> {
+pub(super) fn if_returns(
+    block: &[Directive],
+    maps: &[String],
+) -> Result<Vec<IfReturn>, ConfigError> {
     let mut ifs = Vec::new();
     let mut reachable = true;
     for directive in block {
         match directive.name.as_str() {
             "return" => reachable = false,
             "if" => {
-                let parsed = if_return(directive)?;
+                let parsed = if_return(directive, maps)?;
                 if let (true, Some(parsed)) = (reachable, parsed) {
                     ifs.push(parsed);
                 }
@@ -89,8 +92,8 @@ pub(super) fn if_returns(block: &[Directive]) -> Result<Vec<IfReturn>, ConfigErr
 
 /// One `if`: its condition and the `return` inside (`None` for an empty
 /// block, which does nothing).
-fn if_return(directive: &Directive) -> Result<Option<IfReturn>, ConfigError> {
-    let condition = condition(directive)?;
+fn if_return(directive: &Directive, maps: &[String]) -> Result<Option<IfReturn>, ConfigError> {
+    let condition = condition(directive, maps)?;
     let inner = directive.block.as_deref().unwrap_or_default();
     for line in inner {
         if line.name != "return" {
@@ -113,7 +116,7 @@ fn if_return(directive: &Directive) -> Result<Option<IfReturn>, ConfigError> {
         None => Ok(None),
         Some(line) => Ok(Some(IfReturn {
             condition,
-            action: return_action(line)?,
+            action: return_action(line, maps)?,
         })),
     }
 }
@@ -121,7 +124,7 @@ fn if_return(directive: &Directive) -> Result<Option<IfReturn>, ConfigError> {
 /// `($var)`, `($var = TEXT)`, `($var != TEXT)`, `($var ~ RE)` (and `~*`,
 /// `!~`, `!~*`), with the parentheses as nginx reads them: on the first
 /// and last words, or words of their own.
-fn condition(directive: &Directive) -> Result<Condition, ConfigError> {
+fn condition(directive: &Directive, maps: &[String]) -> Result<Condition, ConfigError> {
     let invalid = || {
         ConfigError::at(
             format!("invalid condition \"{}\"", directive.args.join(" ")),
@@ -151,7 +154,8 @@ fn condition(directive: &Directive) -> Result<Condition, ConfigError> {
         if !is_one_variable || name.len() < 2 {
             return Err(invalid());
         }
-        Template::compile(name).map_err(|e| ConfigError::at(e.to_string(), directive.location()))
+        Template::compile_with(name, maps)
+            .map_err(|e| ConfigError::at(e.to_string(), directive.location()))
     };
     let regex = |pattern: &str, caseless: bool| {
         let pattern = if caseless {

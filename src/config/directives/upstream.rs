@@ -41,7 +41,10 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("zone"),
 ];
 
-pub(super) fn upstream_block(directive: &Directive) -> Result<UpstreamGroup, ConfigError> {
+pub(super) fn upstream_block(
+    directive: &Directive,
+    maps: &[String],
+) -> Result<UpstreamGroup, ConfigError> {
     let name = &directive.args[0];
     let mut group = UpstreamGroup {
         implicit: false,
@@ -79,7 +82,7 @@ pub(super) fn upstream_block(directive: &Directive) -> Result<UpstreamGroup, Con
                         ))
                     }
                 };
-                let key = crate::variables::Template::compile(&inner.args[0])
+                let key = crate::variables::Template::compile_with(&inner.args[0], maps)
                     .map_err(|e| ConfigError::at(e.to_string(), inner.location()))?;
                 set_method(Balance::Hash { key, consistent })?
             }
