@@ -234,6 +234,19 @@ impl Args {
                 config.buffer_size
             )));
         }
+        let largest_response_head = std::iter::once(&config.http)
+            .chain(config.servers.iter().flat_map(|s| {
+                std::iter::once(&s.settings).chain(s.locations.iter().map(|l| &l.settings))
+            }))
+            .filter_map(|s| s.max_response_head)
+            .max();
+        if let Some(size) = largest_response_head.filter(|size| *size > config.buffer_size) {
+            return Err(UsageError(format!(
+                "\"proxy_buffer_size\" {size} is larger than ferry's buffer ({} bytes): \
+                 run ferry with --buffer-size {size}",
+                config.buffer_size
+            )));
+        }
         if let Some(n) = &self.upstream_keepalive {
             let n: usize = n.parse().map_err(|_| {
                 UsageError(format!("invalid number \"{n}\" in --upstream-keepalive"))

@@ -177,3 +177,38 @@ fn bytes_beyond_a_response_are_never_a_next_response() {
     // Each response's connection was dropped for its stray bytes.
     assert_eq!(origin.accepts(), 3);
 }
+
+#[test]
+fn proxy_buffer_size_bounds_the_upstream_head_as_in_nginx() {
+    // An origin whose response head is about 6 KiB (one long field).
+    let origin = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+                "a".repeat(6000)
+            );
+            if !conn.send(head.as_bytes()) {
+                return;
+            }
+        }
+    });
+    // nginx also wants its buffers to hold the head buffer's size.
+    for (size, status) in [("4k", 502), ("16k", 200)] {
+        let server = format!(
+            "location / {{ proxy_buffer_size {size}; proxy_buffers 8 {size};\n\
+             proxy_pass http://{}; }}",
+            origin.addr
+        );
+        let (ferry, _) = Ferry::start_config(
+            "proxy-buffer-size",
+            &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+        );
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+        assert_eq!(request(ferry.addr, raw).status, status, "ferry, {size}");
+        if let Some(nginx) = require_tool("nginx") {
+            let nginx = Nginx::start(&nginx, "proxy-buffer-size", &server);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+            assert_eq!(request(addr, raw).status, status, "nginx, {size}");
+        }
+    }
+}

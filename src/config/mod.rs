@@ -76,6 +76,9 @@ pub struct Settings {
     pub send_timeout: Duration,
     /// Largest request head (nginx: `large_client_header_buffers`).
     pub max_head: usize,
+    /// Largest response head from an upstream (nginx: `proxy_buffer_size`);
+    /// `None`: the request head's limit.
+    pub max_response_head: Option<usize>,
     /// How long a closing connection keeps reading (and discarding) what the
     /// client still sends, so the response is not destroyed by a TCP reset
     /// (`lingering_time` / `lingering_timeout`).
@@ -249,6 +252,7 @@ impl Default for Settings {
             keepalive_requests: 1000,
             send_timeout: Duration::from_secs(60),
             max_head: 8 * 1024,
+            max_response_head: None,
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
             proxy_connect_timeout: Duration::from_secs(60),

@@ -340,8 +340,8 @@ impl Connection {
             let state = &mut *exchange.state;
             let mut headers = crate::http::header_slots();
             let bytes = ring.make_contiguous();
-            let head = match response::parse(bytes, &mut headers, &state.request, settings.max_head)
-            {
+            let limit = settings.max_response_head.unwrap_or(settings.max_head);
+            let head = match response::parse(bytes, &mut headers, &state.request, limit) {
                 Ok(Some(head)) => head,
                 Ok(None) => return Ok(progress),
                 Err(e) => {

@@ -361,6 +361,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
         }
     }
     let http_settings = settings(block, config)?;
+    super::proxy::check_buffering(&http_settings, http)?;
     config.http = http_settings.resolve();
     config.upstreams.clear();
     config.servers.clear();
@@ -387,6 +388,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
         let index = config.servers.len();
         let server_block = directive.block.as_deref().unwrap_or_default();
         let server_settings = settings(server_block, config)?.over(&http_settings);
+        super::proxy::check_buffering(&server_settings, directive)?;
         let mut server = ServerConfig {
             names: Vec::new(),
             settings: server_settings.resolve(),
@@ -572,6 +574,7 @@ fn build_location(
     }
     let block = directive.block.as_deref().unwrap_or_default();
     let inherited = settings(block, config)?.over(outer);
+    super::proxy::check_buffering(&inherited, directive)?;
     let proxy_pass = block.iter().find(|d| d.name == "proxy_pass");
     let returns = block.iter().find(|d| d.name == "return");
     let stub_status = block.iter().find(|d| d.name == "stub_status");

@@ -114,6 +114,9 @@ struct Spec {
     /// duplicate` otherwise, as nginx says for single-value slots).
     repeatable: bool,
     handler: Handler,
+    /// For a directive kept only to be checked as nginx checks it: why it
+    /// changes nothing ferry does (docs/configuration.md).
+    no_effect: Option<&'static str>,
 }
 
 use Context::{Events, Http, Location, Main, Server, Upstream};
@@ -134,6 +137,7 @@ const fn spec(
         block: false,
         repeatable: false,
         handler,
+        no_effect: None,
     }
 }
 
@@ -146,6 +150,7 @@ const fn not_yet(name: &'static str) -> Spec {
         block: false,
         repeatable: true,
         handler: Handler::NotYet,
+        no_effect: None,
     }
 }
 
@@ -153,6 +158,12 @@ impl Spec {
     /// Takes a `{ … }` block.
     const fn block(mut self) -> Spec {
         self.block = true;
+        self
+    }
+
+    /// Kept only to be checked as nginx checks it; `why` it does nothing.
+    const fn no_effect(mut self, why: &'static str) -> Spec {
+        self.no_effect = Some(why);
         self
     }
 
@@ -266,6 +277,13 @@ pub(super) struct Inherited {
     keepalive_timeout: Option<Duration>,
     keepalive_requests: Option<u32>,
     max_head: Option<usize>,
+    max_response_head: Option<usize>,
+    /// nginx's buffering sizes: no effect on ferry, but nginx refuses some
+    /// combinations, and so must ferry (`proxy::check_buffering`).
+    proxy_buffers: Option<(u64, u64)>,
+    proxy_busy_buffers_size: Option<u64>,
+    proxy_temp_file_write_size: Option<u64>,
+    proxy_max_temp_file_size: Option<u64>,
     lingering_time: Option<Duration>,
     lingering_timeout: Option<Duration>,
     proxy_connect_timeout: Option<Duration>,
@@ -300,6 +318,17 @@ impl Inherited {
             keepalive_timeout: self.keepalive_timeout.or(outer.keepalive_timeout),
             keepalive_requests: self.keepalive_requests.or(outer.keepalive_requests),
             max_head: self.max_head.or(outer.max_head),
+            max_response_head: self.max_response_head.or(outer.max_response_head),
+            proxy_buffers: self.proxy_buffers.or(outer.proxy_buffers),
+            proxy_busy_buffers_size: self
+                .proxy_busy_buffers_size
+                .or(outer.proxy_busy_buffers_size),
+            proxy_temp_file_write_size: self
+                .proxy_temp_file_write_size
+                .or(outer.proxy_temp_file_write_size),
+            proxy_max_temp_file_size: self
+                .proxy_max_temp_file_size
+                .or(outer.proxy_max_temp_file_size),
             lingering_time: self.lingering_time.or(outer.lingering_time),
             lingering_timeout: self.lingering_timeout.or(outer.lingering_timeout),
             proxy_connect_timeout: self.proxy_connect_timeout.or(outer.proxy_connect_timeout),
@@ -370,6 +399,9 @@ impl Inherited {
         }
         if let Some(underscores) = self.underscores_in_headers {
             settings.field_names.underscores = underscores;
+        }
+        if self.max_response_head.is_some() {
+            settings.max_response_head = self.max_response_head;
         }
         settings
     }
@@ -531,6 +563,12 @@ pub fn directive_tables() -> String {
         sorted.sort_by_key(|spec| spec.name);
         for spec in sorted {
             let status = match spec.handler {
+                _ if spec.no_effect.is_some() => {
+                    format!(
+                        "accepted, no effect: {}",
+                        spec.no_effect.unwrap_or_default()
+                    )
+                }
                 Handler::Setting(_)
                 | Handler::Main(_)
                 | Handler::Structure
@@ -548,11 +586,6 @@ pub fn directive_tables() -> String {
 /// nginx's kind of value, so a typo is refused as nginx refuses it.
 fn check_size(directive: &Directive) -> Result<(), ConfigError> {
     size(directive, 0).map(|_| ())
-}
-
-fn check_count_and_size(directive: &Directive) -> Result<(), ConfigError> {
-    number::<u64>(directive, 0)?;
-    size(directive, 1).map(|_| ())
 }
 
 fn check_number(directive: &Directive) -> Result<(), ConfigError> {

@@ -4,8 +4,8 @@
 //! `crate::tls::upstream`).
 
 use super::{
-    check_count_and_size, check_nothing, check_number, check_size, duration, field_name, not_yet,
-    number, on_off, spec, Arity, Directive, Handler, Http, Inherited, Location, Spec, HSL,
+    check_nothing, check_number, check_size, duration, field_name, not_yet, number, on_off, spec,
+    Arity, Directive, Handler, Http, Inherited, Location, Spec, HSL,
 };
 use crate::config::parse::ConfigError;
 use crate::config::{Config, LocationMatch, UpstreamGroup};
@@ -158,38 +158,36 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         "proxy_buffers",
         HSL,
         Arity::Exactly(2),
-        Handler::NoEffect {
-            check: check_count_and_size,
-            why: STREAMS,
-        },
+        Handler::Setting(set_proxy_buffers),
+    )
+    .no_effect(STREAMS),
+    spec(
+        "proxy_buffer_size",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_buffer_size),
     ),
     spec(
         "proxy_busy_buffers_size",
         HSL,
         Arity::Exactly(1),
-        Handler::NoEffect {
-            check: check_size,
-            why: STREAMS,
-        },
-    ),
+        Handler::Setting(set_busy),
+    )
+    .no_effect(STREAMS),
     spec(
         "proxy_max_temp_file_size",
         HSL,
         Arity::Exactly(1),
-        Handler::NoEffect {
-            check: check_size,
-            why: NO_TEMP_FILES,
-        },
-    ),
+        Handler::Setting(set_max_temp),
+    )
+    .no_effect(NO_TEMP_FILES),
     spec(
         "proxy_temp_file_write_size",
         HSL,
         Arity::Exactly(1),
-        Handler::NoEffect {
-            check: check_size,
-            why: NO_TEMP_FILES,
-        },
-    ),
+        Handler::Setting(set_temp_write),
+    )
+    .no_effect(NO_TEMP_FILES),
     spec(
         "proxy_temp_path",
         &[Http],
@@ -200,7 +198,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         },
     ),
     not_yet("proxy_bind"),
-    not_yet("proxy_buffer_size"),
     not_yet("proxy_cache"),
     not_yet("proxy_cache_background_update"),
     not_yet("proxy_cache_bypass"),
@@ -268,6 +265,90 @@ fn proxy_http_version(d: &Directive, _: &Config, _: &mut Inherited) -> Result<()
             d.location(),
         ));
     }
+    Ok(())
+}
+
+/// nginx's response buffering, which ferry does not do (it streams): the
+/// sizes are kept only to refuse what nginx refuses.
+fn set_proxy_buffers(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    let count: u64 = number(d, 0)?;
+    if count < 2 {
+        return Err(ConfigError::at(
+            "there must be at least 2 \"proxy_buffers\"",
+            d.location(),
+        ));
+    }
+    s.proxy_buffers = Some((count, super::size(d, 1)?));
+    Ok(())
+}
+
+fn set_busy(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.proxy_busy_buffers_size = Some(super::size(d, 0)?);
+    Ok(())
+}
+
+fn set_temp_write(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.proxy_temp_file_write_size = Some(super::size(d, 0)?);
+    Ok(())
+}
+
+fn set_max_temp(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.proxy_max_temp_file_size = Some(super::size(d, 0)?);
+    Ok(())
+}
+
+/// nginx's checks of its buffering sizes, made where it makes them (each
+/// level's merge), with its messages; defaults are one memory page
+/// (`proxy_buffer_size 4k`, `proxy_buffers 8 4k`).
+pub(super) fn check_buffering(settings: &Inherited, at: &Directive) -> Result<(), ConfigError> {
+    const PAGE: u64 = 4096;
+    let (count, each) = settings.proxy_buffers.unwrap_or((8, PAGE));
+    let head = settings.max_response_head.map_or(PAGE, |h| h as u64);
+    let size = head.max(each);
+    let refuse = |message: &str| Err(ConfigError::at(message.to_string(), at.location()));
+    let busy = settings.proxy_busy_buffers_size.unwrap_or(2 * size);
+    if busy < size {
+        return refuse(
+            "\"proxy_busy_buffers_size\" must be equal to or greater than the maximum of the \
+             value of \"proxy_buffer_size\" and one of the \"proxy_buffers\"",
+        );
+    }
+    if busy > (count - 1) * each {
+        return refuse(
+            "\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" \
+             minus one buffer",
+        );
+    }
+    if settings.proxy_temp_file_write_size.unwrap_or(2 * size) < size {
+        return refuse(
+            "\"proxy_temp_file_write_size\" must be equal to or greater than the maximum of \
+             the value of \"proxy_buffer_size\" and one of the \"proxy_buffers\"",
+        );
+    }
+    let max_temp = settings
+        .proxy_max_temp_file_size
+        .unwrap_or(1024 * 1024 * 1024);
+    if max_temp != 0 && max_temp < size {
+        return refuse(
+            "\"proxy_max_temp_file_size\" must be equal to zero to disable temporary files \
+             usage or must be equal to or greater than the maximum of the value of \
+             \"proxy_buffer_size\" and one of the \"proxy_buffers\"",
+        );
+    }
+    Ok(())
+}
+
+/// `proxy_buffer_size SIZE`: in nginx, the buffer the response head must
+/// fit (`upstream sent too big header` otherwise); ferry's limit for the
+/// upstream's head. That it fits ferry's ring buffer is checked once the
+/// command line's `--buffer-size` is known (`cli::Args::into_config`).
+fn proxy_buffer_size(
+    directive: &Directive,
+    _: &Config,
+    settings: &mut Inherited,
+) -> Result<(), ConfigError> {
+    let size = super::size(directive, 0)?;
+    settings.max_response_head = Some(usize::try_from(size).unwrap_or(usize::MAX));
     Ok(())
 }
 
