@@ -750,3 +750,50 @@ fn map_variables_mean_what_they_mean_to_nginx() {
         assert_eq!(answers(addr), from_ferry, "nginx");
     }
 }
+
+#[test]
+fn add_header_reaches_ferrys_own_answers_as_nginx_adds_it() {
+    let dead = dead_address();
+    let server = format!(
+        "add_header X-Frame-Options DENY;\n  add_header Strict-Transport-Security \"max-age=60\" always;\n\
+         location /redirect {{ return 301 https://example.com/; }}\n\
+         location /text {{ return 200 \"t\"; }}\n\
+         location /missing {{ return 404; }}\n\
+         location /down {{ proxy_pass http://{dead}; }}"
+    );
+    let (ferry, _) = Ferry::start_config(
+        "add-header-local",
+        &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+    );
+    let answers = |addr: std::net::SocketAddr| {
+        ["/redirect", "/text", "/missing", "/down"]
+            .iter()
+            .map(|path| {
+                let response = request(
+                    addr,
+                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                );
+                (
+                    response.status,
+                    response.header("x-frame-options"),
+                    response.header("strict-transport-security"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let deny = Some("DENY".to_string());
+    let hsts = Some("max-age=60".to_string());
+    let expected = vec![
+        (301, deny.clone(), hsts.clone()),
+        (200, deny, hsts.clone()),
+        // Error codes: only the `always` ones.
+        (404, None, hsts.clone()),
+        (502, None, hsts),
+    ];
+    assert_eq!(answers(ferry.addr), expected);
+    if let Some(nginx) = require_tool("nginx") {
+        let nginx = Nginx::start(&nginx, "add-header-local", &server);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(answers(addr), expected, "nginx");
+    }
+}

@@ -79,12 +79,15 @@ impl Connection {
         let settings = exchange.settings(&ctx.config);
         let keep_alive = exchange.keep_alive && self.may_keep_alive(settings);
         exchange.keep_alive = keep_alive;
+        let buffers = &mut *exchange.buffers;
         let reply = Reply {
             keep_alive,
-            head_only: exchange.request.method == Method::Head,
+            head_only: exchange.state.request.method == Method::Head,
             date: ctx.date.as_bytes(),
+            added: &buffers.extra_headers,
+            always_end: exchange.state.always_headers_end as usize,
         };
-        let (status, body_len) = write(&mut exchange.buffers.client_head, &reply);
+        let (status, body_len) = write(&mut buffers.client_head, &reply);
         exchange.log.status = status;
         exchange.log.body_bytes_sent = body_len as u64;
         exchange.response = ResponseState::Local;
@@ -293,6 +296,8 @@ impl Connection {
             keep_alive,
             head_only: state.request.method == Method::Head,
             date: ctx.date.as_bytes(),
+            added: &buffers.extra_headers,
+            always_end: state.always_headers_end as usize,
         };
         state.log.body_bytes_sent = status.write_to(&mut buffers.client_head, &reply) as u64;
         state.log.status = status.status();
@@ -436,10 +441,4 @@ impl std::fmt::Display for ErrorContext<'_> {
     }
 }
 
-/// nginx adds `add_header` fields (those without `always`) to these only.
-pub(super) fn add_header_applies(status: u16) -> bool {
-    matches!(
-        status,
-        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
-    )
-}
+pub(super) use crate::http::error_page::add_header_applies;

@@ -48,7 +48,6 @@ use crate::config::next_upstream;
 use crate::config::{Config, Settings};
 use crate::error::ProxyError;
 use crate::http::date::HttpDate;
-use crate::http::request::RequestSummary;
 use crate::log::AccessLog;
 use crate::stats::WorkerStats;
 use crate::status::ConnectionLine;
@@ -330,7 +329,7 @@ impl Connection {
                 (Phase::Closed, true)
             }
             Phase::ReadingRequest { buffers, .. } => {
-                let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), ctx);
+                let exchange = self.unparsed_exchange(buffers, ctx);
                 self.fail(
                     exchange,
                     ProxyError::ClientTimeout("client_header_timeout"),

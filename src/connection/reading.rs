@@ -53,13 +53,13 @@ impl Connection {
                 match self.parse_request(&mut buffers, ctx) {
                     Ok(Some(_)) if self.client.is_plain_http_on_tls() => {
                         // nginx's 497, answered 400 in plain HTTP, then closed.
-                        let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), ctx);
+                        let exchange = self.unparsed_exchange(buffers, ctx);
                         return self.fail(exchange, ProxyError::PlainHttpToHttps, ctx);
                     }
                     Ok(Some(parsed)) => return self.start_exchange(buffers, parsed, ctx),
                     Ok(None) => {}
                     Err(error) => {
-                        let exchange = self.new_exchange(buffers, RequestSummary::unparsed(), ctx);
+                        let exchange = self.unparsed_exchange(buffers, ctx);
                         return self.fail(exchange, error, ctx);
                     }
                 }
@@ -344,6 +344,17 @@ impl Connection {
         let head_len = head.head_len;
         ring.consume(head_len);
         Ok(Some(parsed))
+    }
+
+    /// An exchange for a head that was refused or never completed: no
+    /// location's `add_header` lines apply to its answer.
+    pub(super) fn unparsed_exchange(
+        &self,
+        mut buffers: Box<BufferSet>,
+        ctx: &mut Context<'_>,
+    ) -> Exchange {
+        buffers.extra_headers.clear();
+        self.new_exchange(buffers, RequestSummary::unparsed(), ctx)
     }
 
     pub(super) fn new_exchange(

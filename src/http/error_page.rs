@@ -121,6 +121,19 @@ pub struct Reply<'a> {
     pub keep_alive: bool,
     pub head_only: bool,
     pub date: &'a [u8],
+    /// Rendered `add_header` lines, the `always` ones first (up to
+    /// `always_end`): nginx adds the others only to its success and
+    /// redirect codes, to its own answers as to proxied ones.
+    pub added: &'a [u8],
+    pub always_end: usize,
+}
+
+/// nginx adds `add_header` fields (those without `always`) to these only.
+pub fn add_header_applies(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
 }
 
 /// A response ferry writes itself, whole: every local answer goes through
@@ -156,6 +169,12 @@ impl LocalMessage<'_> {
             out.extend_from_slice(url);
             out.extend_from_slice(b"\r\n");
         }
+        let added = if add_header_applies(self.status) {
+            reply.added
+        } else {
+            reply.added.get(..reply.always_end).unwrap_or_default()
+        };
+        out.extend_from_slice(added);
         let _ = write!(
             out,
             "Content-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
@@ -267,6 +286,8 @@ mod tests {
             keep_alive: false,
             head_only: false,
             date: b"Sun, 06 Nov 1994 08:49:37 GMT",
+            added: b"",
+            always_end: 0,
         };
         let len = ErrorResponse::BadGateway.write_to(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();
@@ -285,6 +306,8 @@ mod tests {
             keep_alive: true,
             head_only: true,
             date: b"Sun, 06 Nov 1994 08:49:37 GMT",
+            added: b"",
+            always_end: 0,
         };
         assert_eq!(ErrorResponse::NotFound.write_to(&mut out, &reply), 0);
         assert!(out.ends_with(b"Connection: keep-alive\r\n\r\n"));
