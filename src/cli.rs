@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(
             config.first_upstream(),
-            Some("127.0.0.1:3000".parse().unwrap())
+            Some("127.0.0.1:3000".parse::<SocketAddr>().unwrap().into())
         );
         assert_eq!(config.http.client_max_body_size, 1 << 20);
     }

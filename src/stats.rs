@@ -9,7 +9,6 @@
 //! here is locked on the path of a request: the list of upstream servers
 //! changes only at start and on reload.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -97,7 +96,7 @@ impl WorkerStats {
 #[derive(Debug)]
 pub struct ServerStats {
     pub group: String,
-    pub addr: SocketAddr,
+    pub addr: crate::upstream::ServerAddr,
     /// Requests sent to it (each try counts).
     pub requests: Counter,
     /// Connect errors and timeouts (nginx's `max_fails` failures).
@@ -112,7 +111,11 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
-    pub fn new(group: &str, addr: SocketAddr, configured_down: bool) -> ServerStats {
+    pub fn new(
+        group: &str,
+        addr: crate::upstream::ServerAddr,
+        configured_down: bool,
+    ) -> ServerStats {
         ServerStats {
             group: group.to_string(),
             addr,

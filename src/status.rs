@@ -78,7 +78,7 @@ pub fn write_nginx(out: &mut Vec<u8>, totals: Totals, asking_was: Busy) {
 /// One upstream server over all workers.
 struct ServerTotal {
     group: String,
-    addr: SocketAddr,
+    addr: crate::upstream::ServerAddr,
     requests: u64,
     failures: u64,
     up: bool,
@@ -301,7 +301,7 @@ pub struct ConnectionLine<'a> {
     pub requests: u32,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub upstream: Option<SocketAddr>,
+    pub upstream: Option<crate::upstream::ServerAddr>,
 }
 
 /// The header of the `?connections` page.
@@ -390,7 +390,7 @@ mod tests {
         for (i, worker) in workers.iter().enumerate() {
             worker.accepted.add(i as u64 + 1);
             worker.count_response(200);
-            let server = Arc::new(ServerStats::new("back\"end", addr, false));
+            let server = Arc::new(ServerStats::new("back\"end", addr.into(), false));
             server.requests.add(5);
             if i == 1 {
                 server.failures.add(2);
@@ -434,7 +434,7 @@ mod tests {
                 requests: 2,
                 bytes_in: 100,
                 bytes_out: 2000,
-                upstream: Some("127.0.0.1:9000".parse().unwrap()),
+                upstream: Some("127.0.0.1:9000".parse::<SocketAddr>().unwrap().into()),
             },
         );
         let text = String::from_utf8(out).unwrap();

@@ -417,7 +417,7 @@ impl Template {
 /// `$upstream_*` variables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpstreamAttempt {
-    pub addr: SocketAddr,
+    pub addr: crate::upstream::ServerAddr,
     /// The server's status, or what ferry made of the failure (502, or 504
     /// for a timeout), as nginx records it; `None` while none is known.
     pub status: Option<u16>,

@@ -145,8 +145,7 @@ fn errors_name_the_file_line_and_directive() {
         (server("location / { proxy_pass http://127.0.0.1:abc; }"), "invalid port in upstream \"127.0.0.1:abc\" in ferry.conf:5"),
         (server("location / { proxy_pass http://[::1; }"), "invalid host in upstream \"[::1\" in ferry.conf:5"),
         (http("upstream x { server 127.0.0.1:0; }"), "invalid port in upstream \"127.0.0.1:0\" in ferry.conf:3"),
-        // nginx takes it; ferry cannot connect to one yet and says so.
-        (server("location / { proxy_pass http://unix:/run/app.sock; }"), "unix domain sockets are not supported yet in upstream \"unix:/run/app.sock\" in ferry.conf:5"),
+        (server("location / { proxy_pass https://unix:/run/app.sock; }"), "TLS to a unix domain socket upstream is not supported yet in ferry.conf:5"),
         (server("location / { proxy_pass http://127.0.0.1:1; }\n}"), "unexpected \"}\" in ferry.conf:8"),
         (http("server { listen 1;"), "unexpected end of file, expecting \"}\" in ferry.conf:4"),
         (server("client_max_body_size 1m;\nclient_max_body_size 2m;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "\"client_max_body_size\" directive is duplicate in ferry.conf:6"),

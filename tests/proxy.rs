@@ -335,3 +335,108 @@ fn field_names_nginx_drops_are_dropped_unless_allowed() {
         }
     }
 }
+
+/// An origin on a Unix socket at `path` (gunicorn's place): keep-alive,
+/// answers `unix TARGET` to each request; returns its connection count.
+fn unix_origin(path: &std::path::Path) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{BufRead, Write};
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let target = line.split(' ').nth(1).unwrap_or("").to_string();
+                    loop {
+                        let mut field = String::new();
+                        if reader.read_line(&mut field).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if field == "\r\n" {
+                            break;
+                        }
+                    }
+                    let body = format!("unix {target}");
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    if writer.write_all(head.as_bytes()).is_err()
+                        || writer.write_all(body.as_bytes()).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    accepts
+}
+
+#[test]
+fn upstreams_on_unix_sockets_as_gunicorn_and_puma_listen() {
+    let dir = scratch_dir("unix-upstream");
+    let socket = dir.join("app.sock");
+    let accepts = unix_origin(&socket);
+    let sock = socket.display();
+    let dir = dir.display();
+    let server = format!(
+        "location /direct/ {{ proxy_pass http://unix:{sock}:/inner/; }}\n\
+         location /dead/ {{ proxy_pass http://unix:{dir}/nobody.sock; }}\n\
+         location / {{ proxy_pass http://app; }}"
+    );
+    let upstream = format!("upstream app {{ server unix:{sock}; keepalive 4; }}\n");
+    let (ferry, _) = Ferry::start_config(
+        "unix-upstream",
+        &format!(
+            "log_format addr '$upstream_addr';\n{upstream}\
+             server {{\n  listen 127.0.0.1:PORT;\n  access_log /dev/stdout addr;\n  {server}\n}}"
+        ),
+    );
+    let mut client = ferry.connect();
+    let ask = |client: &mut std::net::TcpStream, path: &str| {
+        use std::io::Write;
+        write!(client, "GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let response = read_response(&mut std::io::BufReader::new(&mut *client), "GET").unwrap();
+        (response.status, response.text())
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            ask(&mut client, "/direct/x"),
+            (200, "unix /inner/x".to_string())
+        );
+        assert_eq!(ask(&mut client, "/y"), (200, "unix /y".to_string()));
+    }
+    // Pooled and reused like TCP ones (the pool is per address, so the
+    // two locations share the one connection).
+    assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| {
+        lines.iter().any(|l| *l == format!("unix:{sock}"))
+    }));
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "unix-upstream",
+            &format!("{upstream}server {{ listen 127.0.0.1:{port};\n{server} }}"),
+            port,
+        );
+        let mut client = connect(std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port)));
+        assert_eq!(
+            ask(&mut client, "/direct/x"),
+            (200, "unix /inner/x".to_string())
+        );
+        assert_eq!(ask(&mut client, "/y"), (200, "unix /y".to_string()));
+    }
+    // A socket nobody listens on: 502, as a refused TCP connect.
+    let mut fresh = ferry.connect();
+    assert_eq!(ask(&mut fresh, "/dead/").0, 502);
+}

@@ -556,7 +556,7 @@ pub enum Balance {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamServer {
-    pub addr: SocketAddr,
+    pub addr: crate::upstream::ServerAddr,
     /// As written in the configuration, for logs.
     pub name: String,
     pub weight: u32,
@@ -642,7 +642,10 @@ pub struct Config {
 impl Config {
     /// One server on `listen`, one `location /` proxying to `upstream`: the
     /// embedded default, and what `--listen`/`--upstream` ask for.
-    pub fn simple(listen: Vec<SocketAddr>, upstream: SocketAddr) -> Config {
+    pub fn simple(
+        listen: Vec<SocketAddr>,
+        upstream: impl Into<crate::upstream::ServerAddr>,
+    ) -> Config {
         let http = Settings::default();
         let listeners = listen
             .iter()
@@ -678,7 +681,7 @@ impl Config {
                 #[cfg(feature = "tls")]
                 tls: None,
             }],
-            upstreams: vec![UpstreamGroup::single(upstream)],
+            upstreams: vec![UpstreamGroup::single(upstream.into())],
             http,
             buffer_size: 16 * 1024,
             error_log: None,
@@ -703,13 +706,14 @@ impl Config {
     pub fn simplify(&mut self, listen: Option<SocketAddr>, upstream: Option<SocketAddr>) {
         let listen = listen.map_or_else(|| self.listen.clone(), |addr| vec![addr]);
         let upstream = upstream
+            .map(crate::upstream::ServerAddr::from)
             .or_else(|| {
                 self.upstreams
                     .first()
                     .and_then(|g| g.servers.first())
                     .map(|s| s.addr)
             })
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)).into());
         let mut simple = Config::simple(listen, upstream);
         let keepalive = self
             .upstreams
@@ -816,7 +820,7 @@ impl Config {
         }
     }
 
-    pub fn first_upstream(&self) -> Option<SocketAddr> {
+    pub fn first_upstream(&self) -> Option<crate::upstream::ServerAddr> {
         self.upstreams
             .first()
             .and_then(|g| g.servers.first())
@@ -826,7 +830,7 @@ impl Config {
 
 impl UpstreamGroup {
     /// The implicit group of `proxy_pass http://ADDR`.
-    pub fn single(addr: SocketAddr) -> UpstreamGroup {
+    pub fn single(addr: crate::upstream::ServerAddr) -> UpstreamGroup {
         UpstreamGroup {
             name: addr.to_string(),
             implicit: true,

@@ -426,9 +426,14 @@ impl std::fmt::Display for ErrorContext<'_> {
                 .split(|&b| b == b' ')
                 .nth(1)
                 .unwrap_or(b"/");
+            // nginx: `http://unix:/run/app.sock:/uri` for a Unix socket.
+            let separator = match peer.addr {
+                crate::upstream::ServerAddr::Unix(_) => ":",
+                crate::upstream::ServerAddr::Inet(_) => "",
+            };
             write!(
                 f,
-                ", upstream: \"{}://{}{}\"",
+                ", upstream: \"{}://{}{separator}{}\"",
                 self.scheme,
                 peer.addr,
                 String::from_utf8_lossy(uri)

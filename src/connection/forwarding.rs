@@ -300,7 +300,7 @@ impl Connection {
             https: self.client.is_tls(),
             host,
             port,
-            socket: Some(self.client.socket()),
+            socket: self.client.socket(),
         }
     }
 

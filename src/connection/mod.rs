@@ -243,7 +243,7 @@ impl Connection {
     /// Sends what `MSG_MORE` left held for this client (see `io::flush`).
     pub fn flush(&mut self) {
         if std::mem::take(&mut self.corked) {
-            if let Err(e) = io::flush(self.client.socket()) {
+            if let Some(Err(e)) = self.client.socket().map(io::flush) {
                 debug!("client flush: {e}");
             }
         }
@@ -696,8 +696,11 @@ mod tests {
         // docs/architecture.md), which also pays for the slab entry's tag
         // and the connection's timer entry; an exchange is two boxes
         // (`phase::Exchange`), so a busy phase costs idle ones nothing.
+        // Debug builds are larger: mio adds a selector id to each socket,
+        // which also costs the stream enum its niche.
+        let budget = if cfg!(debug_assertions) { 192 + 32 } else { 192 };
         assert!(
-            mem::size_of::<Connection>() <= 192,
+            mem::size_of::<Connection>() <= budget,
             "{}",
             mem::size_of::<Connection>()
         );

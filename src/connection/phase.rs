@@ -229,7 +229,7 @@ impl ExchangeState {
 }
 
 /// An upstream address, or `-`, as log lines show it.
-pub struct UpstreamAddr(pub Option<std::net::SocketAddr>);
+pub struct UpstreamAddr(pub Option<crate::upstream::ServerAddr>);
 
 impl fmt::Display for UpstreamAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

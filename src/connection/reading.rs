@@ -282,7 +282,15 @@ impl Connection {
                         routing::upstream_target(origin_form, normalized, matcher, uri.as_deref());
                     let fallback_host = match (head.absolute, head.host) {
                         (true, Some(authority)) => std::str::from_utf8(authority).unwrap_or(""),
-                        _ => config.upstreams.get(*group).map_or("", |g| g.name.as_str()),
+                        // nginx's `$proxy_host` for a Unix socket is
+                        // `localhost`.
+                        _ => config.upstreams.get(*group).map_or("", |g| {
+                            if g.implicit && g.name.starts_with("unix:") {
+                                "localhost"
+                            } else {
+                                g.name.as_str()
+                            }
+                        }),
                     };
                     // nginx reads these two from the address's default
                     // server: fields are judged before the Host is known.

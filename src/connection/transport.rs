@@ -12,7 +12,7 @@
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::Shutdown;
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 
 #[cfg(feature = "tls")]
 use crate::tls::TlsStream;
@@ -53,6 +53,8 @@ impl Transport for TcpStream {
 #[derive(Debug)]
 pub enum Stream {
     Plain(TcpStream),
+    /// To an upstream on a Unix domain socket (`server unix:/path`).
+    Unix(UnixStream),
     /// Boxed: a plain client pays one pointer for TLS existing, not the
     /// size of a TLS session.
     #[cfg(feature = "tls")]
@@ -60,19 +62,39 @@ pub enum Stream {
 }
 
 impl Stream {
-    pub fn socket(&self) -> &TcpStream {
+    /// The TCP socket under the stream (`None` for a Unix socket: only an
+    /// upstream's can be one).
+    pub fn socket(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(socket) => socket,
+            Stream::Plain(socket) => Some(socket),
+            Stream::Unix(_) => None,
             #[cfg(feature = "tls")]
-            Stream::Tls(tls) => tls.socket(),
+            Stream::Tls(tls) => Some(tls.socket()),
         }
     }
 
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
-        match self {
-            Stream::Plain(socket) => socket,
-            #[cfg(feature = "tls")]
-            Stream::Tls(tls) => tls.socket_mut(),
+    /// After a non-blocking connect's writable event: `Ok` once connected,
+    /// the connect's error if it failed, `NotConnected` (or `WouldBlock`)
+    /// if the event was spurious. Connected TCP sockets get `TCP_NODELAY`.
+    pub fn connect_result(&self) -> io::Result<()> {
+        let (error, connected) = match self {
+            Stream::Unix(socket) => (socket.take_error(), socket.peer_addr().map(|_| ())),
+            _ => match self.socket() {
+                Some(socket) => (socket.take_error(), socket.peer_addr().map(|_| ())),
+                None => return Ok(()),
+            },
+        };
+        match error {
+            Ok(None) => connected,
+            Ok(Some(e)) | Err(e) => Err(e),
+        }
+    }
+
+    /// `TCP_NODELAY`, where there is TCP.
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        match self.socket() {
+            Some(socket) => socket.set_nodelay(true),
+            None => Ok(()),
         }
     }
 
@@ -81,7 +103,7 @@ impl Stream {
     /// See `TlsStream::advance_client`.
     pub fn advance_upstream_handshake(&mut self) -> io::Result<bool> {
         match self {
-            Stream::Plain(_) => Ok(true),
+            Stream::Plain(_) | Stream::Unix(_) => Ok(true),
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.advance_client(),
         }
@@ -91,7 +113,7 @@ impl Stream {
     /// the handshake under way.
     pub fn handshake_started(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Unix(_) => false,
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.is_connected(),
         }
@@ -101,7 +123,7 @@ impl Stream {
     /// was made with; 0 for plain TCP.
     pub fn upstream_tls_id(&self) -> u64 {
         match self {
-            Stream::Plain(_) => 0,
+            Stream::Plain(_) | Stream::Unix(_) => 0,
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.upstream_tls_id(),
         }
@@ -116,6 +138,10 @@ impl Stream {
                 let mut probe = [0u8; 1];
                 matches!(socket.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
+            Stream::Unix(socket) => {
+                let mut probe = [0u8; 1];
+                matches!(socket.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.still_idle(),
         }
@@ -124,7 +150,7 @@ impl Stream {
     /// The client speaks TLS (not plain HTTP on a TLS address).
     pub fn is_tls(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Unix(_) => false,
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => !tls.is_plain_http(),
         }
@@ -133,7 +159,7 @@ impl Stream {
     /// The session's facts for the `$ssl_*` variables; `None` without TLS.
     pub fn tls_facts(&self) -> Option<crate::variables::TlsFacts<'_>> {
         match self {
-            Stream::Plain(_) => None,
+            Stream::Plain(_) | Stream::Unix(_) => None,
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.facts(),
         }
@@ -142,7 +168,7 @@ impl Stream {
     /// A plain HTTP request came to a TLS address.
     pub fn is_plain_http_on_tls(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Unix(_) => false,
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.is_plain_http(),
         }
@@ -152,7 +178,7 @@ impl Stream {
     /// so reading needs no buffer set (see `Connection::step_idle`).
     pub fn needs_handshake(&mut self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Unix(_) => false,
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => !tls.is_plain_http() && !tls.has_plaintext(),
         }
@@ -163,7 +189,7 @@ impl Stream {
     /// ends or fails (`Err`; end of stream is `UnexpectedEof`).
     pub fn advance_handshake(&mut self) -> io::Result<bool> {
         match self {
-            Stream::Plain(_) => Ok(true),
+            Stream::Plain(_) | Stream::Unix(_) => Ok(true),
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.advance(),
         }
@@ -173,7 +199,7 @@ impl Stream {
     /// is still full.
     pub fn flush_pending(&mut self) -> io::Result<()> {
         match self {
-            Stream::Plain(_) => Ok(()),
+            Stream::Plain(_) | Stream::Unix(_) => Ok(()),
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.flush_tls(),
         }
@@ -189,11 +215,15 @@ impl Stream {
 
     /// Closes the writing side (after TLS's close_notify).
     pub fn shutdown_write(&mut self) -> io::Result<()> {
-        #[cfg(feature = "tls")]
-        if let Stream::Tls(tls) = self {
-            tls.close_notify();
+        match self {
+            Stream::Plain(socket) => socket.shutdown(Shutdown::Write),
+            Stream::Unix(socket) => socket.shutdown(Shutdown::Write),
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => {
+                tls.close_notify();
+                tls.socket().shutdown(Shutdown::Write)
+            }
         }
-        self.socket().shutdown(Shutdown::Write)
     }
 }
 
@@ -201,6 +231,7 @@ impl Transport for Stream {
     fn read_regions(&mut self, regions: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         match self {
             Stream::Plain(socket) => socket.read_vectored(regions),
+            Stream::Unix(socket) => socket.read_vectored(regions),
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.read_regions(regions),
         }
@@ -209,6 +240,7 @@ impl Transport for Stream {
     fn write_slices(&mut self, slices: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
         match self {
             Stream::Plain(socket) => socket.write_slices(slices, more),
+            Stream::Unix(socket) => socket.write_vectored(slices),
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.write_slices(slices),
         }
@@ -216,7 +248,7 @@ impl Transport for Stream {
 
     fn has_pending_output(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Unix(_) => false,
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => tls.has_pending_output(),
         }

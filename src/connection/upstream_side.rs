@@ -196,15 +196,11 @@ impl Connection {
             Ok(())
         } else {
             // mio: a writable event after connect() means done or failed;
-            // take_error() tells which, peer_addr() rules out a spurious
-            // wakeup.
-            let socket = upstream.stream.socket();
-            let connected = match socket.take_error() {
-                Ok(None) => socket.peer_addr().map(|_| ()),
-                Ok(Some(e)) | Err(e) => Err(e),
-            };
+            // the socket's pending error tells which, its peer's address
+            // rules out a spurious wakeup.
+            let connected = upstream.stream.connect_result();
             if connected.is_ok() {
-                if let Err(e) = socket.set_nodelay(true) {
+                if let Err(e) = upstream.stream.set_nodelay() {
                     debug!("#{}/upstream TCP_NODELAY: {e}", ctx.slot);
                 }
             }

@@ -13,11 +13,12 @@
 //! "active connections" (for `least_conn`) are counted where sockets are
 //! opened and closed.
 
+pub mod addr;
 pub mod balancer;
 pub mod pool;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -33,11 +34,12 @@ use crate::connection::transport::Stream;
 use crate::stats::{epoch_ms, ServerStats, WorkerStats};
 use crate::token::Target;
 
+pub use addr::ServerAddr;
 pub use balancer::Tried;
 pub use pool::IdlePool;
 
 /// Whether some group of `config` has a server at `addr`.
-fn serves(config: &Config, addr: SocketAddr) -> bool {
+fn serves(config: &Config, addr: ServerAddr) -> bool {
     config
         .upstreams
         .iter()
@@ -73,7 +75,7 @@ pub struct UpstreamConn {
 pub struct Peer {
     pub group: u32,
     pub server: u32,
-    pub addr: SocketAddr,
+    pub addr: ServerAddr,
 }
 
 /// All upstream sockets, the idle pool and the balancers' state.
@@ -168,7 +170,7 @@ impl Upstreams {
     }
 
     /// The idle connections to `addr` changed: the status pages' count.
-    fn pool_changed(&self, addr: SocketAddr) {
+    fn pool_changed(&self, addr: ServerAddr) {
         let pooled = self.idle.count(addr) as u64;
         if let Some(newest) = self.generations.last() {
             for server in newest.servers.iter().flatten() {
@@ -323,14 +325,28 @@ impl Upstreams {
         registry: &Registry,
         tls: Option<&UpstreamTlsRef>,
     ) -> io::Result<UpstreamConn> {
-        let mut socket = TcpStream::connect(peer.addr)?;
         let entry = self.links.vacant_entry();
         let link = entry.key();
-        registry.register(
-            &mut socket,
-            Target::Upstream { link }.token(),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        let token = Target::Upstream { link }.token();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let mut socket = match peer.addr {
+            ServerAddr::Inet(addr) => TcpStream::connect(addr)?,
+            ServerAddr::Unix(path) => {
+                let mut socket = mio::net::UnixStream::connect(path)?;
+                registry.register(&mut socket, token, interest)?;
+                entry.insert(Owner::Client(slot));
+                self.count_active(config, peer.group as usize, peer.server as usize, true);
+                return Ok(UpstreamConn {
+                    stream: Stream::Unix(socket),
+                    link,
+                    ready: Readiness::default(),
+                    group: peer.group,
+                    server: peer.server,
+                    requests: 0,
+                });
+            }
+        };
+        registry.register(&mut socket, token, interest)?;
         let stream = match tls {
             None => Stream::Plain(socket),
             #[cfg(feature = "tls")]
@@ -444,7 +460,7 @@ impl Upstreams {
     }
 
     /// Closes a connection taken out of the idle pool.
-    fn forget_pooled(&mut self, addr: SocketAddr, conn: UpstreamConn) {
+    fn forget_pooled(&mut self, addr: ServerAddr, conn: UpstreamConn) {
         self.forget(conn);
         self.pool_changed(addr);
     }

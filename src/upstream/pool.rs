@@ -6,10 +6,9 @@
 //! upstream closed it (or misbehaved), and it is dropped then, not when the
 //! next request would have hit the dead socket.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::UpstreamConn;
+use super::{ServerAddr, UpstreamConn};
 
 /// Idle connections, grouped by the address they are connected to. The
 /// address and the expiry live here rather than in `UpstreamConn`, which
@@ -22,7 +21,7 @@ use super::UpstreamConn;
 /// they arrive in, and the newest (the one reused first) is last.
 #[derive(Default)]
 pub struct IdlePool {
-    servers: Vec<(SocketAddr, Vec<Pooled>)>,
+    servers: Vec<(ServerAddr, Vec<Pooled>)>,
     /// Connections over all servers, kept so that counting is not a walk.
     total: usize,
 }
@@ -37,7 +36,7 @@ impl IdlePool {
     /// The most recently used idle connection to `addr` made with the TLS
     /// settings `tls_id` names (0: plain TCP): the one least likely to
     /// have been closed by the upstream's idle timer.
-    pub fn take(&mut self, addr: SocketAddr, tls_id: u64) -> Option<UpstreamConn> {
+    pub fn take(&mut self, addr: ServerAddr, tls_id: u64) -> Option<UpstreamConn> {
         let (_, idle) = self
             .servers
             .iter_mut()
@@ -55,7 +54,7 @@ impl IdlePool {
     /// has fewer than `limit` idle connections; hands it back otherwise.
     pub fn put(
         &mut self,
-        addr: SocketAddr,
+        addr: ServerAddr,
         conn: UpstreamConn,
         limit: usize,
         expires_at: Instant,
@@ -81,7 +80,7 @@ impl IdlePool {
 
     /// Looks at the pooled socket `link` after an event; returns it (and
     /// its address) if it must be closed.
-    pub fn check_after_event(&mut self, link: usize) -> Option<(SocketAddr, UpstreamConn)> {
+    pub fn check_after_event(&mut self, link: usize) -> Option<(ServerAddr, UpstreamConn)> {
         for (addr, idle) in self.servers.iter_mut() {
             if let Some(index) = idle.iter().position(|p| p.conn.link == link) {
                 // EOF, stray bytes or an error: unusable.
@@ -96,7 +95,7 @@ impl IdlePool {
     }
 
     /// A pooled connection whose keep-alive time is over.
-    pub fn take_expired(&mut self, now: Instant) -> Option<(SocketAddr, UpstreamConn)> {
+    pub fn take_expired(&mut self, now: Instant) -> Option<(ServerAddr, UpstreamConn)> {
         for (addr, idle) in self.servers.iter_mut() {
             if idle.first().is_some_and(|oldest| oldest.expires_at <= now) {
                 self.total -= 1;
@@ -109,8 +108,8 @@ impl IdlePool {
     /// A pooled connection whose server address `unwanted` says to drop.
     pub fn take_matching(
         &mut self,
-        unwanted: impl Fn(SocketAddr) -> bool,
-    ) -> Option<(SocketAddr, UpstreamConn)> {
+        unwanted: impl Fn(ServerAddr) -> bool,
+    ) -> Option<(ServerAddr, UpstreamConn)> {
         self.servers
             .iter_mut()
             .find(|(addr, idle)| !idle.is_empty() && unwanted(*addr))
@@ -127,7 +126,7 @@ impl IdlePool {
     }
 
     /// Idle connections to `addr`.
-    pub fn count(&self, addr: SocketAddr) -> usize {
+    pub fn count(&self, addr: ServerAddr) -> usize {
         self.servers
             .iter()
             .find(|(server, _)| *server == addr)
@@ -135,7 +134,7 @@ impl IdlePool {
     }
 
     /// The addresses it has held connections to.
-    pub fn addrs(&self) -> Vec<SocketAddr> {
+    pub fn addrs(&self) -> Vec<ServerAddr> {
         self.servers.iter().map(|(addr, _)| *addr).collect()
     }
 

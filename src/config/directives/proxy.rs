@@ -601,16 +601,25 @@ pub(super) fn proxy_target(
         }
     };
     let default_port = if https { 443 } else { 80 };
-    if rest.starts_with("unix:") {
+    // `unix:/run/app.sock:/uri`: the path runs to the first `:` (nginx's
+    // rule); otherwise the authority runs to the first `/`.
+    let (authority, uri) = match rest.strip_prefix("unix:") {
+        Some(path) => match path.find(':') {
+            Some(colon) => (&rest[..5 + colon], Some(path[colon + 1..].to_string())),
+            None => (rest, None),
+        },
+        None => match rest.find('/') {
+            Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
+            None => (rest, None),
+        },
+    };
+    let uri = uri.filter(|uri| !uri.is_empty());
+    if https && authority.starts_with("unix:") {
         return Err(ConfigError::at(
-            format!("unix domain sockets are not supported yet in upstream \"{rest}\""),
+            "TLS to a unix domain socket upstream is not supported yet",
             directive.location(),
         ));
     }
-    let (authority, uri) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], Some(rest[slash..].to_string())),
-        None => (rest, None),
-    };
     if uri.is_some() && matches!(matcher, LocationMatch::Regex(_)) {
         return Err(ConfigError::at(
             "\"proxy_pass\" cannot have URI part in location given by regular expression",
@@ -628,10 +637,9 @@ pub(super) fn proxy_target(
         group.name == authority
             && (!group.implicit
                 || port_written
-                || group
-                    .servers
-                    .first()
-                    .is_some_and(|server| server.addr.port() == default_port))
+                || group.servers.first().is_some_and(|server| {
+                    server.addr.inet().map(|a| a.port()) == Some(default_port)
+                }))
     };
     if let Some(index) = config.upstreams.iter().position(same) {
         return Ok((index, uri, proxy_host));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{duration, not_yet, number, spec, Arity, Directive, Handler, Http, Spec, Upstream};
 use crate::config::parse::ConfigError;
 use crate::config::{parse_duration, Balance, UpstreamGroup, UpstreamServer};
+use crate::upstream::ServerAddr;
 
 pub(super) const DIRECTIVES: &[Spec] = &[
     spec("upstream", &[Http], Arity::Exactly(1), Handler::Structure)
@@ -178,11 +179,12 @@ pub(super) fn split_host_port(text: &str, default_port: u16) -> Option<(String, 
 /// An upstream server's `HOST[:PORT]` (a name, an IPv4 address or `[V6]`),
 /// resolved now, or nginx's message for why not (`ngx_parse_url`'s words,
 /// `… in upstream "TEXT"`).
-pub(super) fn upstream_address(text: &str, default_port: u16) -> Result<SocketAddr, String> {
-    if text.starts_with("unix:") {
-        return Err(format!(
-            "unix domain sockets are not supported yet in upstream \"{text}\""
-        ));
+pub(super) fn upstream_address(text: &str, default_port: u16) -> Result<ServerAddr, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(format!("no path in the unix domain socket \"{text}\""));
+        }
+        return Ok(ServerAddr::unix(std::path::Path::new(path)));
     }
     let port_text = match text.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
@@ -200,7 +202,7 @@ pub(super) fn upstream_address(text: &str, default_port: u16) -> Result<SocketAd
             .ok_or_else(|| format!("invalid port in upstream \"{text}\""))?,
     };
     if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Ok(addr.into());
     }
     let host = match text.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
@@ -209,7 +211,9 @@ pub(super) fn upstream_address(text: &str, default_port: u16) -> Result<SocketAd
     if host.is_empty() {
         return Err(format!("no host in upstream \"{text}\""));
     }
-    resolve(host, port).ok_or_else(|| format!("host not found in upstream \"{text}\""))
+    resolve(host, port)
+        .map(ServerAddr::from)
+        .ok_or_else(|| format!("host not found in upstream \"{text}\""))
 }
 
 /// `HOST:PORT` (a name, an IPv4 address or `[V6]`) resolved now, as the
