@@ -797,3 +797,62 @@ fn add_header_reaches_ferrys_own_answers_as_nginx_adds_it() {
         assert_eq!(answers(addr), expected, "nginx");
     }
 }
+
+#[test]
+fn proxy_cookie_domain_and_path_rewrite_set_cookie_as_nginx_does() {
+    let origin = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            let head = "HTTP/1.1 200 OK\r\n\
+                        Set-Cookie: a=1; Domain=.backend.local; Path=/two/x; HttpOnly\r\n\
+                        Set-Cookie: b=2;path=/other;domain=BACKEND.local\r\n\
+                        Set-Cookie: c=3\r\n\
+                        Set-Cookie: d=4; Domain=other.local; Path=/two\r\n\
+                        Content-Length: 0\r\n\r\n";
+            if !conn.send(head.as_bytes()) {
+                return;
+            }
+        }
+    });
+    let server = format!(
+        "proxy_cookie_domain backend.local example.com;\n  proxy_cookie_path /two/ /;\n\
+         location / {{ proxy_pass http://{}; }}\n\
+         location /off/ {{ proxy_cookie_domain off; proxy_cookie_path off; proxy_pass http://{}; }}",
+        origin.addr, origin.addr
+    );
+    let (ferry, _) = Ferry::start_config(
+        "cookies",
+        &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+    );
+    let cookies = |addr: std::net::SocketAddr, path: &str| {
+        let response = request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+        );
+        response
+            .head
+            .lines()
+            .filter_map(|line| line.strip_prefix("Set-Cookie: ").map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    let rewritten = vec![
+        "a=1; Domain=.example.com; Path=/x; HttpOnly".to_string(),
+        "b=2; path=/other; domain=example.com".to_string(),
+        "c=3".to_string(),
+        "d=4; Domain=other.local; Path=/two".to_string(),
+    ];
+    assert_eq!(cookies(ferry.addr, "/"), rewritten);
+    assert_eq!(
+        cookies(ferry.addr, "/off/")[0],
+        "a=1; Domain=.backend.local; Path=/two/x; HttpOnly"
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        let nginx = Nginx::start(&nginx, "cookies", &server);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(cookies(addr, "/"), rewritten, "nginx");
+        assert_eq!(
+            cookies(addr, "/off/"),
+            cookies(ferry.addr, "/off/"),
+            "nginx, off"
+        );
+    }
+}

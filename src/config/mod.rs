@@ -111,6 +111,10 @@ pub struct Settings {
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
     pub proxy_redirects: Vec<(String, String)>,
+    /// `proxy_cookie_domain` / `proxy_cookie_path`: `Set-Cookie` domain and
+    /// path attributes rewritten, the first rule that matches winning.
+    pub cookie_domains: Vec<(String, String)>,
+    pub cookie_paths: Vec<(String, String)>,
     /// `add_header NAME VALUE [always]`.
     pub add_headers: Vec<AddHeader>,
     /// `allow` / `deny`, in order; the first that matches decides, and a
@@ -266,6 +270,8 @@ impl Default for Settings {
             proxy_set_headers: Vec::new(),
             hide_headers: Vec::new(),
             proxy_redirects: Vec::new(),
+            cookie_domains: Vec::new(),
+            cookie_paths: Vec::new(),
             add_headers: Vec::new(),
             access_rules: Vec::new(),
             field_names: crate::http::headers::FieldNameRule::default(),

@@ -402,6 +402,8 @@ impl Connection {
                 add,
                 date: ctx.date.as_bytes(),
                 redirects: &settings.proxy_redirects,
+                cookie_domains: &settings.cookie_domains,
+                cookie_paths: &settings.cookie_paths,
                 origin: self.origin(host, &ctx.config),
             };
             response::write_client_head(

@@ -698,7 +698,11 @@ mod tests {
         // (`phase::Exchange`), so a busy phase costs idle ones nothing.
         // Debug builds are larger: mio adds a selector id to each socket,
         // which also costs the stream enum its niche.
-        let budget = if cfg!(debug_assertions) { 192 + 32 } else { 192 };
+        let budget = if cfg!(debug_assertions) {
+            192 + 32
+        } else {
+            192
+        };
         assert!(
             mem::size_of::<Connection>() <= budget,
             "{}",

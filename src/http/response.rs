@@ -172,6 +172,9 @@ pub struct ExtraFields<'a> {
     pub date: &'a [u8],
     /// `proxy_redirect` rules for `Location` and `Refresh`.
     pub redirects: &'a [(String, String)],
+    /// `proxy_cookie_domain` and `proxy_cookie_path` rules for `Set-Cookie`.
+    pub cookie_domains: &'a [(String, String)],
+    pub cookie_paths: &'a [(String, String)],
     /// What a rewritten `Location` that starts with `/` is made absolute
     /// with, as nginx's `absolute_redirect on` does: `http://host:port`.
     pub origin: Origin<'a>,
@@ -246,6 +249,93 @@ fn redirected(
     }
     out.extend_from_slice(replacement.as_bytes());
     out.extend_from_slice(rest.get(pattern.len()..).unwrap_or_default());
+    true
+}
+
+/// The attributes of a `Set-Cookie` value, as nginx splits them: at `;`,
+/// each `name[=value]` trimmed of spaces.
+fn cookie_attributes(value: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+    fn trim(mut part: &[u8]) -> &[u8] {
+        while let [b' ', rest @ ..] = part {
+            part = rest;
+        }
+        while let [rest @ .., b' '] = part {
+            part = rest;
+        }
+        part
+    }
+    value.split(|&b| b == b';').map(move |attribute| {
+        match attribute.iter().position(|&b| b == b'=') {
+            Some(at) => (
+                trim(attribute.get(..at).unwrap_or_default()),
+                Some(trim(attribute.get(at + 1..).unwrap_or_default())),
+            ),
+            None => (trim(attribute), None),
+        }
+    })
+}
+
+/// The rewritten cookie attribute `value` of `name` (`domain` or `path`),
+/// if a rule matches: a domain equal to the pattern (without case, after
+/// its leading dot, which stays), a path that starts with it.
+fn cookie_rewrite<'r>(
+    name: &[u8],
+    value: &[u8],
+    extra: &'r ExtraFields<'_>,
+) -> Option<(usize, &'r str, usize)> {
+    if name.eq_ignore_ascii_case(b"domain") {
+        let dot = usize::from(value.first() == Some(&b'.'));
+        let rest = value.get(dot..)?;
+        extra
+            .cookie_domains
+            .iter()
+            .find(|(pattern, _)| pattern.as_bytes().eq_ignore_ascii_case(rest))
+            .map(|(pattern, replacement)| (dot, replacement.as_str(), pattern.len()))
+    } else if name.eq_ignore_ascii_case(b"path") {
+        extra
+            .cookie_paths
+            .iter()
+            .find(|(pattern, _)| value.starts_with(pattern.as_bytes()))
+            .map(|(pattern, replacement)| (0, replacement.as_str(), pattern.len()))
+    } else {
+        None
+    }
+}
+
+/// Writes a `Set-Cookie` field with its domain and path rewritten by
+/// `proxy_cookie_domain` / `proxy_cookie_path`, re-joined as nginx joins
+/// them (`; `); `false` (nothing written) if no rule applies.
+fn write_cookie(out: &mut Vec<u8>, name: &str, value: &[u8], extra: &ExtraFields<'_>) -> bool {
+    let mut attributes = cookie_attributes(value);
+    if !matches!(attributes.next(), Some((_, Some(_)))) {
+        return false;
+    }
+    let applies = attributes
+        .any(|(key, value)| value.is_some_and(|value| cookie_rewrite(key, value, extra).is_some()));
+    if !applies {
+        return false;
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    for (index, (key, value)) in cookie_attributes(value).enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(key);
+        let Some(value) = value else {
+            continue;
+        };
+        out.push(b'=');
+        match cookie_rewrite(key, value, extra).filter(|_| index > 0) {
+            Some((keep, replacement, replaced)) => {
+                out.extend_from_slice(value.get(..keep).unwrap_or_default());
+                out.extend_from_slice(replacement.as_bytes());
+                out.extend_from_slice(value.get(keep + replaced..).unwrap_or_default());
+            }
+            None => out.extend_from_slice(value),
+        }
+    }
+    out.extend_from_slice(b"\r\n");
     true
 }
 
@@ -351,6 +441,14 @@ pub fn write_client_head(
                 .hide
                 .iter()
                 .any(|hidden| hidden.eq_ignore_ascii_case(header.name))
+        {
+            continue;
+        }
+        let rewrites_cookies = !extra.cookie_domains.is_empty() || !extra.cookie_paths.is_empty();
+        if rewrites_cookies
+            && kind == Field::Other
+            && header.name.eq_ignore_ascii_case("set-cookie")
+            && write_cookie(out, header.name, header.value, extra)
         {
             continue;
         }

@@ -299,6 +299,8 @@ pub(super) struct Inherited {
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
     ignore_invalid_headers: Option<bool>,
+    cookie_domains: Option<Vec<(String, String)>>,
+    cookie_paths: Option<Vec<(String, String)>>,
     /// `proxy_redirect` lines at the innermost level that has any.
     proxy_redirect: Option<proxy::Redirects>,
     underscores_in_headers: Option<bool>,
@@ -346,6 +348,8 @@ impl Inherited {
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
             ignore_invalid_headers: self.ignore_invalid_headers.or(outer.ignore_invalid_headers),
+            cookie_domains: self.cookie_domains.or_else(|| outer.cookie_domains.clone()),
+            cookie_paths: self.cookie_paths.or_else(|| outer.cookie_paths.clone()),
             proxy_redirect: self.proxy_redirect.or_else(|| outer.proxy_redirect.clone()),
             underscores_in_headers: self.underscores_in_headers.or(outer.underscores_in_headers),
             proxy_ssl: {
@@ -402,6 +406,12 @@ impl Inherited {
         }
         if self.max_response_head.is_some() {
             settings.max_response_head = self.max_response_head;
+        }
+        if let Some(rules) = &self.cookie_domains {
+            settings.cookie_domains = rules.clone();
+        }
+        if let Some(rules) = &self.cookie_paths {
+            settings.cookie_paths = rules.clone();
         }
         settings
     }

@@ -41,6 +41,20 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Handler::Structure,
     ),
     spec(
+        "proxy_cookie_domain",
+        HSL,
+        Arity::Between(1, 2),
+        Handler::Setting(proxy_cookie),
+    )
+    .repeatable(),
+    spec(
+        "proxy_cookie_path",
+        HSL,
+        Arity::Between(1, 2),
+        Handler::Setting(proxy_cookie),
+    )
+    .repeatable(),
+    spec(
         "proxy_redirect",
         HSL,
         Arity::Between(1, 2),
@@ -212,9 +226,7 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("proxy_cache_revalidate"),
     not_yet("proxy_cache_use_stale"),
     not_yet("proxy_cache_valid"),
-    not_yet("proxy_cookie_domain"),
     not_yet("proxy_cookie_flags"),
-    not_yet("proxy_cookie_path"),
     not_yet("proxy_force_ranges"),
     not_yet("proxy_ignore_client_abort"),
     not_yet("proxy_ignore_headers"),
@@ -404,6 +416,73 @@ fn proxy_next_upstream_timeout(
     s: &mut Inherited,
 ) -> Result<(), ConfigError> {
     s.next_upstream_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+/// `proxy_cookie_domain|proxy_cookie_path off | PATTERN REPLACEMENT`: the
+/// rules of one level, `off` being none (and alone, as in nginx).
+fn proxy_cookie(
+    directive: &Directive,
+    _: &Config,
+    settings: &mut Inherited,
+) -> Result<(), ConfigError> {
+    let rules = if directive.name == "proxy_cookie_domain" {
+        &mut settings.cookie_domains
+    } else {
+        &mut settings.cookie_paths
+    };
+    let duplicate = || {
+        ConfigError::at(
+            format!("\"{}\" directive is duplicate", directive.name),
+            directive.location(),
+        )
+    };
+    match directive.args.as_slice() {
+        [off] if off == "off" => {
+            if rules.is_some() {
+                return Err(duplicate());
+            }
+            *rules = Some(Vec::new());
+        }
+        [pattern, replacement] => {
+            if pattern.starts_with('~') || pattern.contains('$') || replacement.contains('$') {
+                return Err(ConfigError::at(
+                    format!(
+                        "\"{}\" with a regular expression or variables is not supported yet",
+                        directive.name
+                    ),
+                    directive.location(),
+                ));
+            }
+            if [pattern, replacement]
+                .iter()
+                .any(|text| text.contains(['\r', '\n', '\0', ';']))
+            {
+                return Err(ConfigError::at(
+                    format!("invalid value in \"{}\"", directive.name),
+                    directive.location(),
+                ));
+            }
+            // nginx compares domains without their leading dot.
+            let pattern = match directive.name.as_str() {
+                "proxy_cookie_domain" => pattern.trim_start_matches('.').to_string(),
+                _ => pattern.clone(),
+            };
+            // Only `off` leaves the list there and empty.
+            if rules.as_ref().is_some_and(Vec::is_empty) {
+                return Err(duplicate());
+            }
+            rules
+                .get_or_insert_with(Vec::new)
+                .push((pattern, replacement.clone()));
+        }
+        other => {
+            return Err(ConfigError::at(
+                format!("invalid parameter \"{}\"", other.join(" ")),
+                directive.location(),
+            ))
+        }
+    }
     Ok(())
 }
 
