@@ -856,3 +856,51 @@ fn proxy_cookie_domain_and_path_rewrite_set_cookie_as_nginx_does() {
         );
     }
 }
+
+#[test]
+fn x_accel_fields_stay_between_proxy_and_upstream_unless_passed() {
+    let origin = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            let head = "HTTP/1.1 200 OK\r\nX-Accel-Buffering: no\r\nX-Accel-Expires: 0\r\n\
+                        X-Pad: avoid browser bug\r\nX-Other: kept\r\nContent-Length: 0\r\n\r\n";
+            if !conn.send(head.as_bytes()) {
+                return;
+            }
+        }
+    });
+    let server = format!(
+        "location / {{ proxy_pass http://{}; }}\n\
+         location /pass/ {{ proxy_pass_header X-Accel-Buffering; proxy_pass http://{}; }}",
+        origin.addr, origin.addr
+    );
+    let (ferry, _) = Ferry::start_config(
+        "x-accel",
+        &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+    );
+    let fields = |addr: std::net::SocketAddr, path: &str| {
+        let response = request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+        );
+        ["x-accel-buffering", "x-accel-expires", "x-pad", "x-other"]
+            .iter()
+            .filter(|name| response.header(name).is_some())
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fields(ferry.addr, "/"), ["x-other"]);
+    assert_eq!(
+        fields(ferry.addr, "/pass/"),
+        ["x-accel-buffering", "x-other"]
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        let nginx = Nginx::start(&nginx, "x-accel", &server);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(fields(addr, "/"), ["x-other"], "nginx");
+        assert_eq!(
+            fields(addr, "/pass/"),
+            ["x-accel-buffering", "x-other"],
+            "nginx"
+        );
+    }
+}

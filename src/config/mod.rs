@@ -107,6 +107,9 @@ pub struct Settings {
     pub proxy_set_headers: Vec<(String, Template)>,
     /// `proxy_hide_header NAME`: response fields not passed to the client.
     pub hide_headers: Vec<String>,
+    /// `proxy_pass_header NAME`: fields nginx hides by default (`X-Pad`,
+    /// `X-Accel-…`) that are passed after all.
+    pub pass_headers: Vec<String>,
     /// `proxy_redirect`, resolved for the location: a `Location` or
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
@@ -269,6 +272,7 @@ impl Default for Settings {
             log_format: UPSTREAM_FORMAT,
             proxy_set_headers: Vec::new(),
             hide_headers: Vec::new(),
+            pass_headers: Vec::new(),
             proxy_redirects: Vec::new(),
             cookie_domains: Vec::new(),
             cookie_paths: Vec::new(),

@@ -399,6 +399,7 @@ impl Connection {
             };
             let extra = response::ExtraFields {
                 hide: &settings.hide_headers,
+                pass: &settings.pass_headers,
                 add,
                 date: ctx.date.as_bytes(),
                 redirects: &settings.proxy_redirects,

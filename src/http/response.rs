@@ -166,6 +166,9 @@ pub fn client_framing(
 #[derive(Clone, Copy, Default)]
 pub struct ExtraFields<'a> {
     pub hide: &'a [String],
+    /// `proxy_pass_header`: of the fields nginx hides by default, those
+    /// passed all the same.
+    pub pass: &'a [String],
     pub add: &'a [u8],
     /// The current HTTP date, sent when the upstream's head has no `Date`
     /// (RFC 9110 §6.6.1: a recipient with a clock adds one).
@@ -339,6 +342,19 @@ fn write_cookie(out: &mut Vec<u8>, name: &str, value: &[u8], extra: &ExtraFields
     true
 }
 
+/// nginx's proxy module hides `X-Pad` and the `X-Accel-…` fields (its own
+/// instructions from the upstream: an internal redirect, a rate limit)
+/// unless `proxy_pass_header` names them. ferry acts on none of them, and
+/// does not show them to clients either: an `X-Accel-Redirect` path is the
+/// upstream's private business.
+fn hidden_by_default(name: &str, passed: &[String]) -> bool {
+    let hidden = name.eq_ignore_ascii_case("x-pad")
+        || name
+            .get(..8)
+            .is_some_and(|start| start.eq_ignore_ascii_case("x-accel-"));
+    hidden && !passed.iter().any(|pass| pass.eq_ignore_ascii_case(name))
+}
+
 /// Where the URL of a `Refresh` value starts: after `url=`, any case.
 fn refresh_url(value: &[u8]) -> Option<usize> {
     value
@@ -437,6 +453,7 @@ pub fn write_client_head(
         let kind = headers::field(header.name);
         if hop_by_hop.contains(header.name, kind)
             || (kind == Field::ContentLength && drop_length)
+            || (kind == Field::Other && hidden_by_default(header.name, extra.pass))
             || extra
                 .hide
                 .iter()

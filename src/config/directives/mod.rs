@@ -296,6 +296,7 @@ pub(super) struct Inherited {
     log_format: Option<usize>,
     proxy_set_headers: Option<Vec<(String, Template)>>,
     hide_headers: Option<Vec<String>>,
+    pass_headers: Option<Vec<String>>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
     ignore_invalid_headers: Option<bool>,
@@ -345,6 +346,7 @@ impl Inherited {
                 .proxy_set_headers
                 .or_else(|| outer.proxy_set_headers.clone()),
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
+            pass_headers: self.pass_headers.or_else(|| outer.pass_headers.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
             ignore_invalid_headers: self.ignore_invalid_headers.or(outer.ignore_invalid_headers),
@@ -412,6 +414,9 @@ impl Inherited {
         }
         if let Some(rules) = &self.cookie_paths {
             settings.cookie_paths = rules.clone();
+        }
+        if let Some(names) = &self.pass_headers {
+            settings.pass_headers = names.clone();
         }
         settings
     }

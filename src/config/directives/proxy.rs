@@ -55,6 +55,13 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     )
     .repeatable(),
     spec(
+        "proxy_pass_header",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_pass_header),
+    )
+    .repeatable(),
+    spec(
         "proxy_redirect",
         HSL,
         Arity::Between(1, 2),
@@ -234,7 +241,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("proxy_limit_rate"),
     not_yet("proxy_method"),
     not_yet("proxy_no_cache"),
-    not_yet("proxy_pass_header"),
     not_yet("proxy_pass_request_body"),
     not_yet("proxy_pass_request_headers"),
     not_yet("proxy_set_body"),
@@ -416,6 +422,13 @@ fn proxy_next_upstream_timeout(
     s: &mut Inherited,
 ) -> Result<(), ConfigError> {
     s.next_upstream_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+fn proxy_pass_header(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.pass_headers
+        .get_or_insert_with(Vec::new)
+        .push(d.args[0].clone());
     Ok(())
 }
 
