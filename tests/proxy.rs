@@ -314,6 +314,7 @@ fn field_names_nginx_drops_are_dropped_unless_allowed() {
             "ignore_invalid_headers off;",
             vec!["X-Ok", "X_Under", "X.Dot"],
         ),
+        ("proxy_pass_request_headers off;", vec![]),
     ] {
         let server = format!(
             "{lines}\n  location / {{ proxy_pass http://{}; }}",

@@ -110,6 +110,8 @@ pub struct Settings {
     /// `proxy_pass_header NAME`: fields nginx hides by default (`X-Pad`,
     /// `X-Accel-…`) that are passed after all.
     pub pass_headers: Vec<String>,
+    /// `proxy_pass_request_headers`: the client's fields go upstream (on).
+    pub pass_request_headers: bool,
     /// `proxy_redirect`, resolved for the location: a `Location` or
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
@@ -273,6 +275,7 @@ impl Default for Settings {
             proxy_set_headers: Vec::new(),
             hide_headers: Vec::new(),
             pass_headers: Vec::new(),
+            pass_request_headers: true,
             proxy_redirects: Vec::new(),
             cookie_domains: Vec::new(),
             cookie_paths: Vec::new(),

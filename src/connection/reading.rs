@@ -304,6 +304,7 @@ impl Connection {
                         fallback_host,
                         set_headers: &settings.proxy_set_headers,
                         field_names,
+                        pass_client_fields: settings.pass_request_headers,
                         view: &view,
                     };
                     request::write_upstream_head(&head, &upstream_head_args, upstream_head);

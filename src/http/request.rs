@@ -393,6 +393,8 @@ pub struct UpstreamHead<'a> {
     pub set_headers: &'a [(String, Template)],
     /// Which client fields are passed on by their names.
     pub field_names: headers::FieldNameRule,
+    /// `proxy_pass_request_headers off`: none of the client's fields go.
+    pub pass_client_fields: bool,
     /// The request, for variables.
     pub view: &'a RequestView<'a>,
 }
@@ -436,7 +438,8 @@ pub fn write_upstream_head(
     let hop_by_hop = headers::HopByHop::new(head.headers, head.connection_names_others);
     for header in head.headers {
         let kind = headers::field(header.name);
-        if hop_by_hop.contains(header.name, kind)
+        if !upstream.pass_client_fields
+            || hop_by_hop.contains(header.name, kind)
             || replaced_by_ferry(header.name, kind)
             || (kind == Field::Other && !upstream.field_names.passes(header.name))
             || set(header.name)
@@ -537,6 +540,7 @@ mod tests {
             fallback_host,
             set_headers: &[],
             field_names: headers::FieldNameRule::default(),
+            pass_client_fields: true,
             view: &view,
         };
         write_upstream_head(&head, &upstream, &mut out);

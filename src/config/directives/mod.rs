@@ -297,6 +297,7 @@ pub(super) struct Inherited {
     proxy_set_headers: Option<Vec<(String, Template)>>,
     hide_headers: Option<Vec<String>>,
     pass_headers: Option<Vec<String>>,
+    pass_request_headers: Option<bool>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
     ignore_invalid_headers: Option<bool>,
@@ -347,6 +348,7 @@ impl Inherited {
                 .or_else(|| outer.proxy_set_headers.clone()),
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
             pass_headers: self.pass_headers.or_else(|| outer.pass_headers.clone()),
+            pass_request_headers: self.pass_request_headers.or(outer.pass_request_headers),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
             ignore_invalid_headers: self.ignore_invalid_headers.or(outer.ignore_invalid_headers),
@@ -417,6 +419,9 @@ impl Inherited {
         }
         if let Some(names) = &self.pass_headers {
             settings.pass_headers = names.clone();
+        }
+        if let Some(pass) = self.pass_request_headers {
+            settings.pass_request_headers = pass;
         }
         settings
     }

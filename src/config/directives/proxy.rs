@@ -62,6 +62,12 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     )
     .repeatable(),
     spec(
+        "proxy_pass_request_headers",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_pass_request_headers),
+    ),
+    spec(
         "proxy_redirect",
         HSL,
         Arity::Between(1, 2),
@@ -242,7 +248,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("proxy_method"),
     not_yet("proxy_no_cache"),
     not_yet("proxy_pass_request_body"),
-    not_yet("proxy_pass_request_headers"),
     not_yet("proxy_set_body"),
     not_yet("proxy_socket_keepalive"),
     not_yet("proxy_ssl_conf_command"),
@@ -429,6 +434,15 @@ fn proxy_pass_header(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(),
     s.pass_headers
         .get_or_insert_with(Vec::new)
         .push(d.args[0].clone());
+    Ok(())
+}
+
+fn proxy_pass_request_headers(
+    d: &Directive,
+    _: &Config,
+    s: &mut Inherited,
+) -> Result<(), ConfigError> {
+    s.pass_request_headers = Some(super::flag(d)?);
     Ok(())
 }
 
