@@ -837,38 +837,11 @@ fn run_wrk(
 /// Opens `count` keep-alive connections, one request each, and returns
 /// the RSS growth of `pid` per connection, in bytes.
 fn idle_rss(port: u16, pid: u32, count: usize) -> f64 {
-    let before = rss_kib(pid);
-    let mut held = Vec::with_capacity(count);
-    for _ in 0..count {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-            break;
-        };
+    idle_growth(pid, count, || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream
-            .write_all(b"GET /100b HTTP/1.1\r\nHost: bench\r\n\r\n")
-            .is_err()
-        {
-            break;
-        }
-        let mut buf = [0u8; 512];
-        let mut got = 0;
-        while got < 100 {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        if got < 100 {
-            // The peer stopped accepting (its connection limit): measure
-            // what was opened.
-            break;
-        }
-        held.push(stream);
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let after = rss_kib(pid);
-    let opened = held.len().max(1);
-    (after.saturating_sub(before) * 1024) as f64 / opened as f64
+        Some(stream)
+    })
 }
 
 /// As `idle_rss`, over TLS (TLS 1.3, the proxy's certificate taken as it
@@ -881,18 +854,30 @@ fn idle_tls_rss(port: u16, pid: u32, count: usize) -> f64 {
             .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate))
             .with_no_client_auth(),
     );
+    idle_growth(pid, count, || {
+        let socket = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
+        let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
+        let session = rustls::ClientConnection::new(config.clone(), name).ok()?;
+        Some(rustls::StreamOwned::new(session, socket))
+    })
+}
+
+/// The RSS growth of `pid` per client, in bytes, once `count` clients
+/// opened by `open` have each had one small response and stay idle. Stops
+/// early when the peer stops answering (its connection limit) and counts
+/// what was opened.
+fn idle_growth<S: Read + Write>(
+    pid: u32,
+    count: usize,
+    mut open: impl FnMut() -> Option<S>,
+) -> f64 {
     let before = rss_kib(pid);
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
-        let Ok(socket) = TcpStream::connect(("127.0.0.1", port)) else {
+        let Some(mut stream) = open() else {
             break;
         };
-        let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
-        let Ok(session) = rustls::ClientConnection::new(config.clone(), name) else {
-            break;
-        };
-        let mut stream = rustls::StreamOwned::new(session, socket);
         if stream
             .write_all(b"GET /100b HTTP/1.1\r\nHost: bench\r\n\r\n")
             .is_err()
