@@ -9,13 +9,17 @@
 
 pub mod directives;
 pub mod lexer;
+mod map;
 pub mod parse;
+mod rewrite;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use map::MapDef;
 pub use parse::{ConfigError, SourceFile};
+pub use rewrite::{Condition, ConditionTest, IfReturn};
 
 use crate::variables::Template;
 
@@ -349,155 +353,6 @@ pub struct ServerConfig {
     /// Its certificates and TLS settings, when a `listen … ssl` serves it.
     #[cfg(feature = "tls")]
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-}
-
-/// `map SOURCE $NAME { … }`: `$NAME` is the value of the first entry the
-/// source's value matches: an exact string (with `hostnames`, a host name
-/// compared without case, and `*.example.com`, `.example.com`,
-/// `www.example.*` patterns), then the regular expressions in file order,
-/// else `default` (empty without one). Computed when used, never stored.
-#[derive(Clone, Debug)]
-pub struct MapDef {
-    pub name: String,
-    pub source: Template,
-    pub exact: Vec<(String, Template)>,
-    pub wildcards: Vec<(String, Template)>,
-    pub regexes: Vec<(regex_lite::Regex, Template)>,
-    pub default: Option<Template>,
-    pub hostnames: bool,
-}
-
-impl MapDef {
-    /// Appends the value for `request` to `out`. The source's value is
-    /// rendered into `out` itself, looked up and taken back: no buffer of
-    /// its own.
-    pub fn render(&self, request: &crate::variables::RequestView<'_>, out: &mut Vec<u8>) {
-        let start = out.len();
-        self.source.render(request, out);
-        let chosen = self.choose(out.get(start..).unwrap_or_default());
-        out.truncate(start);
-        if let Some(value) = chosen {
-            value.render(request, out);
-        }
-    }
-
-    fn choose(&self, key: &[u8]) -> Option<&Template> {
-        let key = match (self.hostnames, key.strip_suffix(b".")) {
-            (true, Some(stripped)) => stripped,
-            _ => key,
-        };
-        let same = |entry: &str| {
-            if self.hostnames {
-                entry.as_bytes().eq_ignore_ascii_case(key)
-            } else {
-                entry.as_bytes() == key
-            }
-        };
-        if let Some((_, value)) = self.exact.iter().find(|(entry, _)| same(entry)) {
-            return Some(value);
-        }
-        let wildcard = self
-            .wildcards
-            .iter()
-            .find(|(pattern, _)| host_pattern_matches(pattern, key));
-        if let Some((_, value)) = wildcard {
-            return Some(value);
-        }
-        if let Ok(text) = std::str::from_utf8(key) {
-            let regex = self.regexes.iter().find(|(regex, _)| regex.is_match(text));
-            if let Some((_, value)) = regex {
-                return Some(value);
-            }
-        }
-        self.default.as_ref()
-    }
-}
-
-/// nginx's host name patterns (already lower case): `*.example.com`
-/// (subdomains), `.example.com` (the name and its subdomains),
-/// `www.example.*` (any last labels); the host is compared without case.
-fn host_pattern_matches(pattern: &str, host: &[u8]) -> bool {
-    let ends_with = |suffix: &[u8]| {
-        host.len() >= suffix.len()
-            && host
-                .get(host.len() - suffix.len()..)
-                .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
-    };
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        host.len() > suffix.len() && ends_with(suffix.as_bytes())
-    } else if let Some(domain) = pattern.strip_prefix('.') {
-        host.eq_ignore_ascii_case(domain.as_bytes())
-            || (host.len() > domain.len()
-                && ends_with(domain.as_bytes())
-                && host.get(host.len() - domain.len() - 1) == Some(&b'.'))
-    } else if let Some(prefix) = pattern.strip_suffix('*') {
-        host.len() > prefix.len()
-            && host
-                .get(..prefix.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
-    } else {
-        false
-    }
-}
-
-/// `if (CONDITION) { return …; }` (nginx's rewrite module, the part real
-/// configurations use most: certbot writes `if ($host = example.com) {
-/// return 301 https://$host$request_uri; }`). Tried in file order when a
-/// request is routed, the server's before the location's; the first whose
-/// condition holds answers with its `return`.
-#[derive(Clone, Debug)]
-pub struct IfReturn {
-    pub condition: Condition,
-    /// An [`Action::Return`].
-    pub action: Action,
-}
-
-/// An `if` condition: a variable, tested.
-#[derive(Clone, Debug)]
-pub struct Condition {
-    pub variable: Template,
-    pub test: ConditionTest,
-}
-
-#[derive(Clone, Debug)]
-pub enum ConditionTest {
-    /// `($var)`: neither empty nor `0`.
-    True,
-    /// `($var = TEXT)`, `($var != TEXT)`.
-    Equals(String, bool),
-    /// `($var ~ RE)`, `~*` (case-insensitive), `!~`, `!~*`.
-    Matches(regex_lite::Regex, bool),
-}
-
-impl ConditionTest {
-    /// Whether the text side names a variable (not supported yet).
-    pub fn has_variables(&self) -> bool {
-        match self {
-            ConditionTest::Equals(text, _) => text.contains('$'),
-            _ => false,
-        }
-    }
-}
-
-impl Condition {
-    /// Whether it holds for `request`; `scratch` receives the variable's
-    /// value (a pooled buffer: no allocation).
-    pub fn holds(
-        &self,
-        request: &crate::variables::RequestView<'_>,
-        scratch: &mut Vec<u8>,
-    ) -> bool {
-        scratch.clear();
-        self.variable.render(request, scratch);
-        let value = &scratch[..];
-        match &self.test {
-            ConditionTest::True => !value.is_empty() && value != b"0",
-            ConditionTest::Equals(text, equal) => (value == text.as_bytes()) == *equal,
-            ConditionTest::Matches(regex, matching) => {
-                std::str::from_utf8(value).is_ok_and(|text| regex.is_match(text)) == *matching
-            }
-        }
-    }
 }
 
 /// How a `location` matches a path.

@@ -5,7 +5,7 @@
 //! | file | nginx module |
 //! |---|---|
 //! | `core.rs` | core and events: workers, pid, user, error_log |
-//! | `http.rs` | ngx_http_core_module: server, listen, location, client and keep-alive limits |
+//! | `http.rs` | ngx_http_core_module: server, location, client and keep-alive limits (`listen.rs`: the addresses and their socket options) |
 //! | `proxy.rs` | ngx_http_proxy_module, with `proxy_ssl_*` |
 //! | `upstream.rs` | ngx_http_upstream_module and its balancers |
 //! | `rewrite.rs` | ngx_http_rewrite_module (`return`) |
@@ -37,6 +37,7 @@ mod access;
 mod core;
 mod headers;
 mod http;
+mod listen;
 mod log;
 mod map;
 mod proxy;
