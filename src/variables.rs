@@ -464,6 +464,24 @@ impl Template {
         }
     }
 
+    /// How many bytes of `captured` this template's [`Template::capture`]
+    /// wrote (what follows belongs to another template).
+    pub fn captured_len(&self, captured: &[u8]) -> usize {
+        let mut at = 0;
+        for segment in &self.segments {
+            if let Segment::Variable(variable) = segment {
+                if variable.is_request_time() {
+                    let length = captured
+                        .get(at..at + 4)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(0, u32::from_le_bytes) as usize;
+                    at = (at + 4 + length).min(captured.len());
+                }
+            }
+        }
+        at
+    }
+
     /// Writes a log line: literals as they are, variables escaped as nginx
     /// escapes them (`"`, `\` and non-printable bytes as `\xHH`, an empty
     /// value as `-`). Request-time values come from `captured` (see

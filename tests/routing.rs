@@ -904,3 +904,30 @@ fn x_accel_fields_stay_between_proxy_and_upstream_unless_passed() {
         );
     }
 }
+
+#[test]
+fn access_log_if_skips_what_the_condition_says() {
+    // The usual way to keep health checks out of the log, and a condition
+    // on a log-time value.
+    let (ferry, _) = Ferry::start_config(
+        "access-log-if",
+        "map $request_uri $loggable {\n  ~^/health 0;\n  default 1;\n}\n\
+         log_format short '$request_uri $status';\n\
+         server {\n  listen 127.0.0.1:PORT;\n  access_log /dev/stdout short if=$loggable;\n\
+           location / { return 200 \"ok\\n\"; }\n\
+           location /quiet/ { access_log /dev/stdout short if=$arg_log; return 204; }\n}",
+    );
+    for path in [
+        "/health",
+        "/x",
+        "/health?deep=1",
+        "/quiet/a",
+        "/quiet/b?log=1",
+        "/quiet/c?log=0",
+    ] {
+        get(&ferry, path, "h");
+    }
+    assert!(ferry.wait_for_log(Duration::from_secs(5), |lines| lines.len() >= 2));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(ferry.access_log(), ["/x 200", "/quiet/b?log=1 204"]);
+}

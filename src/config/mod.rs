@@ -105,6 +105,9 @@ pub struct Settings {
     pub next_upstream_timeout: Duration,
     /// The access log's format: an index into `Config::log_formats`.
     pub log_format: usize,
+    /// `access_log … if=CONDITION`: a line is written only when the
+    /// condition's value is neither empty nor `0`.
+    pub access_log_if: Option<Template>,
     /// `proxy_set_header NAME VALUE`: replace (or, with an empty value,
     /// drop) the field sent upstream. A level that has any replaces the
     /// inherited list, as in nginx.
@@ -276,6 +279,7 @@ impl Default for Settings {
             next_upstream_tries: 0,
             next_upstream_timeout: Duration::ZERO,
             log_format: UPSTREAM_FORMAT,
+            access_log_if: None,
             proxy_set_headers: Vec::new(),
             hide_headers: Vec::new(),
             pass_headers: Vec::new(),

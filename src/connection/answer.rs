@@ -395,7 +395,20 @@ impl Connection {
                     connection,
                     connection_requests,
                 };
-                format.render_log(&exchange.buffers.log_fields, &vars, line);
+                let captured = &exchange.buffers.log_fields[..];
+                if let Some(condition) = &settings.access_log_if {
+                    // Rendered where the line would go, judged, taken back.
+                    let start = line.len();
+                    let own = captured.get(format.captured_len(captured)..);
+                    condition.render_log(own.unwrap_or_default(), &vars, line);
+                    let value = line.get(start..line.len().saturating_sub(1));
+                    let wanted = value.is_some_and(|v| !v.is_empty() && v != b"0");
+                    line.truncate(start);
+                    if !wanted {
+                        return;
+                    }
+                }
+                format.render_log(captured, &vars, line);
             });
     }
 }

@@ -236,6 +236,10 @@ impl Connection {
             if let Some((_, format)) = config.log_formats.get(settings.log_format) {
                 format.capture(&view, log_fields);
             }
+            // The `if=` condition's request values follow the format's.
+            if let Some(condition) = &settings.access_log_if {
+                condition.capture(&view, log_fields);
+            }
         }
         extra_headers.clear();
         let mut conditional = 0;

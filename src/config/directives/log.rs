@@ -57,16 +57,18 @@ fn set_access_log(
     config: &Config,
     settings: &mut Inherited,
 ) -> Result<(), ConfigError> {
-    let (target, format) = access_log(directive, config)?;
+    let (target, format, condition) = access_log(directive, config)?;
     settings.access_log = Some(target);
     settings.log_format = Some(format);
+    settings.access_log_if = Some(condition);
     Ok(())
 }
 
+/// The target, the format and the `if=` condition of an `access_log` line.
 fn access_log(
     directive: &Directive,
     config: &Config,
-) -> Result<(AccessLogTarget, usize), ConfigError> {
+) -> Result<(AccessLogTarget, usize, Option<Template>), ConfigError> {
     let path = directive.args[0].as_str();
     if path == "off" {
         if directive.args.len() > 1 {
@@ -75,7 +77,7 @@ fn access_log(
                 directive.location(),
             ));
         }
-        return Ok((AccessLogTarget::Off, crate::config::UPSTREAM_FORMAT));
+        return Ok((AccessLogTarget::Off, crate::config::UPSTREAM_FORMAT, None));
     }
     // nginx's default format for an explicit access_log is `combined`.
     let format = match directive.args.get(1) {
@@ -91,7 +93,16 @@ fn access_log(
                 )
             })?,
     };
+    let mut condition = None;
     for parameter in directive.args.iter().skip(2) {
+        if let Some(text) = parameter.strip_prefix("if=") {
+            // Any variable, as in a log format: the line is skipped when
+            // the value is empty or `0`.
+            let template = Template::compile_log_format(text, LogEscape::None, &config.map_names)
+                .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+            condition = Some(template);
+            continue;
+        }
         // ferry already batches: a loop turn's lines leave in one write at
         // the end of the turn, never later; nginx's buffer= and flush= ask
         // for at most that much delay. Their values are checked.
@@ -116,5 +127,5 @@ fn access_log(
         "/dev/stdout" => AccessLogTarget::Stdout,
         _ => AccessLogTarget::File(PathBuf::from(path)),
     };
-    Ok((target, format))
+    Ok((target, format, condition))
 }

@@ -291,6 +291,7 @@ pub(super) struct Inherited {
     proxy_read_timeout: Option<Duration>,
     proxy_send_timeout: Option<Duration>,
     access_log: Option<AccessLogTarget>,
+    access_log_if: Option<Option<Template>>,
     next_upstream: Option<u16>,
     next_upstream_tries: Option<u32>,
     next_upstream_timeout: Option<Duration>,
@@ -340,6 +341,10 @@ impl Inherited {
             proxy_read_timeout: self.proxy_read_timeout.or(outer.proxy_read_timeout),
             proxy_send_timeout: self.proxy_send_timeout.or(outer.proxy_send_timeout),
             access_log: self.access_log.clone().or_else(|| outer.access_log.clone()),
+            access_log_if: self
+                .access_log_if
+                .clone()
+                .or_else(|| outer.access_log_if.clone()),
             next_upstream: self.next_upstream.or(outer.next_upstream),
             next_upstream_tries: self.next_upstream_tries.or(outer.next_upstream_tries),
             next_upstream_timeout: self.next_upstream_timeout.or(outer.next_upstream_timeout),
@@ -423,6 +428,9 @@ impl Inherited {
         }
         if let Some(pass) = self.pass_request_headers {
             settings.pass_request_headers = pass;
+        }
+        if let Some(condition) = &self.access_log_if {
+            settings.access_log_if = condition.clone();
         }
         settings
     }
