@@ -1,0 +1,252 @@
+//! The per-request settings: what each `location` (and, before a location
+//! is chosen, each `server`) resolves from the directives in force at its
+//! level, as nginx merges http -> server -> location; the access rules, the
+//! header lists, the log formats and the retry conditions they carry.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::http::headers::FieldNameRule;
+use crate::variables::Template;
+
+/// Where access log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    File(PathBuf),
+    Off,
+}
+
+/// Settings that apply per request and inherit http -> server -> location,
+/// as in nginx: each location holds its own resolved copy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Largest request body; 0 means no limit (`client_max_body_size`).
+    pub client_max_body_size: u64,
+    /// Time for a whole request head (`client_header_timeout`), also the
+    /// wait for a new connection's first request.
+    pub client_header_timeout: Duration,
+    /// Longest pause between two reads of a request body (`client_body_timeout`).
+    pub client_body_timeout: Duration,
+    /// Idle time allowed between requests; 0 disables keep-alive
+    /// (`keepalive_timeout`).
+    pub keepalive_timeout: Duration,
+    /// Requests one client connection may carry (`keepalive_requests`).
+    pub keepalive_requests: u32,
+    /// Longest pause between two writes to a client (`send_timeout`).
+    pub send_timeout: Duration,
+    /// Largest request head (nginx: `large_client_header_buffers`).
+    pub max_head: usize,
+    /// Largest response head from an upstream (nginx: `proxy_buffer_size`);
+    /// `None`: the request head's limit.
+    pub max_response_head: Option<usize>,
+    /// How long a closing connection keeps reading (and discarding) what the
+    /// client still sends, so the response is not destroyed by a TCP reset
+    /// (`lingering_time` / `lingering_timeout`).
+    pub lingering_time: Duration,
+    pub lingering_timeout: Duration,
+    pub proxy_connect_timeout: Duration,
+    /// Longest pause between two writes to the upstream (`proxy_send_timeout`).
+    pub proxy_send_timeout: Duration,
+    /// Longest pause between two reads from the upstream (`proxy_read_timeout`).
+    pub proxy_read_timeout: Duration,
+    pub access_log: AccessLogTarget,
+    /// When to try the next server (`proxy_next_upstream`), as
+    /// [`next_upstream`] flags.
+    pub next_upstream: u16,
+    /// Most servers tried for one request; 0: no limit
+    /// (`proxy_next_upstream_tries`).
+    pub next_upstream_tries: u32,
+    /// How long, from the first attempt, the request may still be passed
+    /// to another server (`proxy_next_upstream_timeout`; zero: no limit).
+    pub next_upstream_timeout: Duration,
+    /// The access log's format: an index into `Config::log_formats`.
+    pub log_format: usize,
+    /// `access_log … if=CONDITION`: a line is written only when the
+    /// condition's value is neither empty nor `0`.
+    pub access_log_if: Option<Template>,
+    /// `proxy_set_header NAME VALUE`: replace (or, with an empty value,
+    /// drop) the field sent upstream. A level that has any replaces the
+    /// inherited list, as in nginx.
+    pub proxy_set_headers: Vec<(String, Template)>,
+    /// `proxy_hide_header NAME`: response fields not passed to the client.
+    pub hide_headers: Vec<String>,
+    /// `proxy_pass_header NAME`: fields nginx hides by default (`X-Pad`,
+    /// `X-Accel-…`) that are passed after all.
+    pub pass_headers: Vec<String>,
+    /// `proxy_pass_request_headers`: the client's fields go upstream (on).
+    pub pass_request_headers: bool,
+    /// `proxy_redirect`, resolved for the location: a `Location` or
+    /// `Refresh` URL that starts with a pattern gets its replacement
+    /// instead, the first pattern that matches winning.
+    pub proxy_redirects: Vec<(String, String)>,
+    /// `proxy_cookie_domain` / `proxy_cookie_path`: `Set-Cookie` domain and
+    /// path attributes rewritten, the first rule that matches winning.
+    pub cookie_domains: Vec<(String, String)>,
+    pub cookie_paths: Vec<(String, String)>,
+    /// `add_header NAME VALUE [always]`.
+    pub add_headers: Vec<AddHeader>,
+    /// `allow` / `deny`, in order; the first that matches decides, and a
+    /// client no rule matches is allowed.
+    pub access_rules: Vec<AccessRule>,
+    /// Which request fields are passed on by their names
+    /// (`ignore_invalid_headers`, `underscores_in_headers`).
+    pub field_names: FieldNameRule,
+}
+
+/// One `allow` or `deny` directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRule {
+    pub allow: bool,
+    /// The network (address and prefix length); `None` for `all`.
+    pub network: Option<(std::net::IpAddr, u8)>,
+}
+
+impl AccessRule {
+    pub fn matches(&self, client: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let Some((network, prefix)) = self.network else {
+            return true;
+        };
+        let client = match (network, client) {
+            // An IPv4 rule also covers IPv4-mapped IPv6 clients.
+            (IpAddr::V4(_), IpAddr::V6(v6)) => {
+                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+            }
+            (_, client) => client,
+        };
+        match (network, client) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `client` may pass `rules` (nginx's access module).
+pub fn access_allowed(rules: &[AccessRule], client: std::net::IpAddr) -> bool {
+    rules
+        .iter()
+        .find(|rule| rule.matches(client))
+        .is_none_or(|rule| rule.allow)
+}
+
+/// An `add_header` directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddHeader {
+    pub name: String,
+    pub value: Template,
+    /// Added to every response, not only to 2xx and 3xx.
+    pub always: bool,
+}
+
+/// The built-in log formats' indexes in `Config::log_formats`.
+pub const COMBINED_FORMAT: usize = 0;
+pub const UPSTREAM_FORMAT: usize = 1;
+
+/// nginx's `combined`.
+const COMBINED: &str =
+    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
+
+/// ferry's default: `combined` plus the upstream's address, status and
+/// timings.
+const UPSTREAM: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" upstream=$upstream_addr upstream_status=$upstream_status rt=$request_time uct=$upstream_connect_time uht=$upstream_header_time urt=$upstream_response_time request_length=$request_length";
+
+/// The formats every configuration has.
+pub fn builtin_log_formats() -> Vec<(String, Template)> {
+    [("combined", COMBINED), ("upstream", UPSTREAM)]
+        .into_iter()
+        .filter_map(|(name, text)| {
+            Some((
+                name.to_string(),
+                Template::compile_log_format(text, crate::variables::LogEscape::Default, &[])
+                    .ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// `proxy_next_upstream` conditions, as bit flags.
+pub mod next_upstream {
+    pub const ERROR: u16 = 1;
+    pub const TIMEOUT: u16 = 1 << 1;
+    pub const INVALID_HEADER: u16 = 1 << 2;
+    pub const HTTP_500: u16 = 1 << 3;
+    pub const HTTP_502: u16 = 1 << 4;
+    pub const HTTP_503: u16 = 1 << 5;
+    pub const HTTP_504: u16 = 1 << 6;
+    pub const HTTP_429: u16 = 1 << 7;
+    pub const NON_IDEMPOTENT: u16 = 1 << 8;
+
+    /// The flag for a response status, if it has one.
+    pub fn for_status(status: u16) -> u16 {
+        match status {
+            500 => HTTP_500,
+            502 => HTTP_502,
+            503 => HTTP_503,
+            504 => HTTP_504,
+            429 => HTTP_429,
+            _ => 0,
+        }
+    }
+
+    /// Parses one `proxy_next_upstream` argument.
+    pub fn parse(word: &str) -> Option<u16> {
+        Some(match word {
+            "error" => ERROR,
+            "timeout" => TIMEOUT,
+            "invalid_header" => INVALID_HEADER,
+            "http_500" => HTTP_500,
+            "http_502" => HTTP_502,
+            "http_503" => HTTP_503,
+            "http_504" => HTTP_504,
+            "http_429" => HTTP_429,
+            "non_idempotent" => NON_IDEMPOTENT,
+            "off" => 0,
+            _ => return None,
+        })
+    }
+}
+
+impl Default for Settings {
+    /// nginx's defaults.
+    fn default() -> Settings {
+        Settings {
+            client_max_body_size: 1024 * 1024,
+            client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 1000,
+            send_timeout: Duration::from_secs(60),
+            max_head: 8 * 1024,
+            max_response_head: None,
+            lingering_time: Duration::from_secs(30),
+            lingering_timeout: Duration::from_secs(5),
+            proxy_connect_timeout: Duration::from_secs(60),
+            proxy_send_timeout: Duration::from_secs(60),
+            proxy_read_timeout: Duration::from_secs(60),
+            access_log: AccessLogTarget::Stdout,
+            next_upstream: next_upstream::ERROR | next_upstream::TIMEOUT,
+            next_upstream_tries: 0,
+            next_upstream_timeout: Duration::ZERO,
+            log_format: UPSTREAM_FORMAT,
+            access_log_if: None,
+            proxy_set_headers: Vec::new(),
+            hide_headers: Vec::new(),
+            pass_headers: Vec::new(),
+            pass_request_headers: true,
+            proxy_redirects: Vec::new(),
+            cookie_domains: Vec::new(),
+            cookie_paths: Vec::new(),
+            add_headers: Vec::new(),
+            access_rules: Vec::new(),
+            field_names: FieldNameRule::default(),
+        }
+    }
+}
