@@ -66,6 +66,10 @@ pub struct WorkerStats {
     pub tls_handshakes: Counter,
     pub tls_resumed: Counter,
     pub tls_failures: Counter,
+    /// The same for TLS to upstreams (`proxy_pass https://`).
+    pub upstream_tls_handshakes: Counter,
+    pub upstream_tls_resumed: Counter,
+    pub upstream_tls_failures: Counter,
     /// The servers of the configuration in force, replaced on reload.
     pub servers: Mutex<Vec<Arc<ServerStats>>>,
 }
@@ -161,6 +165,9 @@ pub struct Totals {
     pub tls_handshakes: u64,
     pub tls_resumed: u64,
     pub tls_failures: u64,
+    pub upstream_tls_handshakes: u64,
+    pub upstream_tls_resumed: u64,
+    pub upstream_tls_failures: u64,
 }
 
 impl Totals {
@@ -180,6 +187,9 @@ impl Totals {
             totals.tls_handshakes += worker.tls_handshakes.get();
             totals.tls_resumed += worker.tls_resumed.get();
             totals.tls_failures += worker.tls_failures.get();
+            totals.upstream_tls_handshakes += worker.upstream_tls_handshakes.get();
+            totals.upstream_tls_resumed += worker.upstream_tls_resumed.get();
+            totals.upstream_tls_failures += worker.upstream_tls_failures.get();
         }
         totals
     }

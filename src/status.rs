@@ -189,6 +189,19 @@ pub fn write_prometheus(
         ),
     );
     metric(
+        "ferry_upstream_tls_handshakes_total",
+        "counter",
+        "TLS handshakes with upstream servers: completed (of them, resumed sessions) and failed.",
+        &by(
+            "result",
+            &[
+                ("completed", t.upstream_tls_handshakes),
+                ("resumed", t.upstream_tls_resumed),
+                ("failed", t.upstream_tls_failures),
+            ],
+        ),
+    );
+    metric(
         "ferry_requests_total",
         "counter",
         "Client requests, counted from their first byte.",

@@ -156,7 +156,8 @@ fn sessions_are_resumed_across_connections_unless_reuse_is_off() {
              upstream fresh {{ server 127.0.0.1:{port}; keepalive 4; keepalive_requests 1; }}\n\
              server {{\n  listen 127.0.0.1:PORT;\n\
                location /reuse {{ proxy_pass https://resumed; }}\n\
-               location /fresh {{ proxy_ssl_session_reuse off; proxy_pass https://fresh; }}\n}}"
+               location /fresh {{ proxy_ssl_session_reuse off; proxy_pass https://fresh; }}\n\
+               location = /status {{ stub_status; }}\n}}"
         ),
     );
     let mut client = ferry.connect();
@@ -170,6 +171,16 @@ fn sessions_are_resumed_across_connections_unless_reuse_is_off() {
     }
     let resumed: Vec<bool> = origin.handshakes().iter().map(|h| h.resumed).collect();
     assert_eq!(resumed, [false, true, true, false, false]);
+    // The Prometheus page counts them from ferry's side.
+    let page = request(
+        ferry.addr,
+        "GET /status?format=prometheus HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .text();
+    for (result, count) in [("completed", 5), ("resumed", 2), ("failed", 0)] {
+        let line = format!("ferry_upstream_tls_handshakes_total{{result=\"{result}\"}} {count}");
+        assert!(page.contains(&line), "{line} in {page}");
+    }
 }
 
 #[test]

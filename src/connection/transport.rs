@@ -109,6 +109,16 @@ impl Stream {
         }
     }
 
+    /// Over TLS: whether the handshake resumed a session (`None` without
+    /// TLS).
+    pub fn tls_resumed(&self) -> Option<bool> {
+        match self {
+            Stream::Plain(_) | Stream::Unix(_) => None,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => Some(tls.resumed()),
+        }
+    }
+
     /// To an upstream over TLS: the TCP connect is already confirmed and
     /// the handshake under way.
     pub fn handshake_started(&self) -> bool {

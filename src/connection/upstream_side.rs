@@ -211,20 +211,28 @@ impl Connection {
                 // TLS (`proxy_pass https://`): the handshake, under the
                 // same proxy_connect_timeout, as in nginx.
                 match upstream.stream.advance_upstream_handshake() {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        if let Some(resumed) = upstream.stream.tls_resumed() {
+                            ctx.stats.upstream_tls_handshakes.add(1);
+                            if resumed {
+                                ctx.stats.upstream_tls_resumed.add(1);
+                            }
+                        }
+                    }
                     Ok(false) => {
                         trace!("#{}/upstream TLS handshake under way", ctx.slot);
                         upstream.ready = Readiness::default();
                         return (Phase::ConnectingUpstream { exchange, upstream }, progress);
                     }
                     Err(e) => {
+                        ctx.stats.upstream_tls_failures.add(1);
                         return self.next_upstream(
                             exchange,
                             Some(upstream),
                             ProxyError::UpstreamTls(e.to_string()),
                             next_upstream::ERROR,
                             ctx,
-                        )
+                        );
                     }
                 }
                 exchange.log.connected = exchange.mark(ctx.now_ms);

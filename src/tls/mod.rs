@@ -126,6 +126,16 @@ impl TlsStream {
         }
     }
 
+    /// The handshake resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        match &self.session {
+            Session::Established(conn) => {
+                conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+            }
+            _ => false,
+        }
+    }
+
     pub fn upstream_tls_id(&self) -> u64 {
         self.upstream_tls_id
     }
