@@ -931,3 +931,44 @@ fn access_log_if_skips_what_the_condition_says() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(ferry.access_log(), ["/x 200", "/quiet/b?log=1 204"]);
 }
+
+#[test]
+fn limit_except_refuses_other_methods_as_nginx_does() {
+    let origin = Origin::standard();
+    let server = format!(
+        "location /api/ {{ limit_except GET POST {{ deny all; }} proxy_pass http://{up}; }}\n\
+         location /local/ {{ limit_except GET {{ allow 127.0.0.1; deny all; }} proxy_pass http://{up}; }}",
+        up = origin.addr
+    );
+    let (ferry, _) = Ferry::start_config(
+        "limit-except",
+        &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+    );
+    let statuses = |addr: std::net::SocketAddr| {
+        [
+            ("GET", "/api/x"),
+            ("HEAD", "/api/x"),
+            ("POST", "/api/x"),
+            ("DELETE", "/api/x"),
+            ("PUT", "/api/x"),
+            ("PUT", "/local/x"),
+        ]
+        .iter()
+        .map(|(method, path)| {
+            let raw = format!(
+                "{method} {path} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let mut stream = connect(addr);
+            stream.write_all(raw.as_bytes()).unwrap();
+            read_head(&mut BufReader::new(stream)).map_or(0, |(status, _)| status)
+        })
+        .collect::<Vec<_>>()
+    };
+    let expected = vec![200, 200, 200, 403, 403, 200];
+    assert_eq!(statuses(ferry.addr), expected);
+    if let Some(nginx) = require_tool("nginx") {
+        let nginx = Nginx::start(&nginx, "limit-except", &server);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(statuses(addr), expected, "nginx");
+    }
+}

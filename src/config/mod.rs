@@ -23,7 +23,7 @@ pub use parse::{ConfigError, SourceFile};
 pub use rewrite::{Condition, ConditionTest, IfReturn};
 pub use settings::{
     access_allowed, builtin_log_formats, next_upstream, AccessLogTarget, AccessRule, AddHeader,
-    Settings, COMBINED_FORMAT, UPSTREAM_FORMAT,
+    LimitExcept, Settings, COMBINED_FORMAT, UPSTREAM_FORMAT,
 };
 
 use crate::variables::Template;

@@ -89,9 +89,29 @@ pub struct Settings {
     /// `allow` / `deny`, in order; the first that matches decides, and a
     /// client no rule matches is allowed.
     pub access_rules: Vec<AccessRule>,
+    /// The location's `limit_except` block, if it has one.
+    pub limit_except: Option<LimitExcept>,
     /// Which request fields are passed on by their names
     /// (`ignore_invalid_headers`, `underscores_in_headers`).
     pub field_names: FieldNameRule,
+}
+
+/// `limit_except METHOD… { allow …; deny …; }`: requests with a method
+/// not listed (GET brings HEAD) must pass these rules too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitExcept {
+    /// Upper case, as methods are matched (case-sensitively, RFC 9110).
+    pub methods: Vec<String>,
+    pub rules: Vec<AccessRule>,
+}
+
+impl LimitExcept {
+    /// Whether a request with `method` is let through by `client`.
+    pub fn allows(&self, method: &str, client: std::net::IpAddr) -> bool {
+        let listed = self.methods.iter().any(|m| m == method)
+            || (method == "HEAD" && self.methods.iter().any(|m| m == "GET"));
+        listed || access_allowed(&self.rules, client)
+    }
 }
 
 /// One `allow` or `deny` directive.
@@ -246,6 +266,7 @@ impl Default for Settings {
             cookie_paths: Vec::new(),
             add_headers: Vec::new(),
             access_rules: Vec::new(),
+            limit_except: None,
             field_names: FieldNameRule::default(),
         }
     }

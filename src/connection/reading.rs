@@ -271,7 +271,12 @@ impl Connection {
                 status: *status,
                 has_text: template.is_some() || text.is_some(),
             }
-        } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip()) {
+        } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip())
+            || settings
+                .limit_except
+                .as_ref()
+                .is_some_and(|limit| !limit.allows(head.method, self.peer.ip()))
+        {
             Target::Forbidden
         } else {
             match location.and_then(|l| config.location(server, l)) {

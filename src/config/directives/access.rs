@@ -3,7 +3,7 @@
 
 use super::{spec, Arity, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;
-use crate::config::{AccessRule, Config};
+use crate::config::{AccessRule, Config, LimitExcept};
 
 pub(super) const DIRECTIVES: &[Spec] = &[
     spec("allow", HSL, Arity::Exactly(1), Handler::Setting(access)).repeatable(),
@@ -53,4 +53,61 @@ fn access_rule(directive: &Directive) -> Result<AccessRule, ConfigError> {
         allow,
         network: Some((address, prefix)),
     })
+}
+
+/// The methods nginx's `limit_except` knows.
+const METHODS: [&str; 14] = [
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "OPTIONS",
+    "PROPFIND",
+    "PROPPATCH",
+    "LOCK",
+    "UNLOCK",
+    "PATCH",
+];
+
+/// `limit_except METHOD… { allow …; deny …; }` (only the access rules
+/// inside, so far).
+pub(super) fn limit_except(directive: &Directive) -> Result<LimitExcept, ConfigError> {
+    let mut methods = Vec::new();
+    for method in &directive.args {
+        let upper = method.to_ascii_uppercase();
+        if !METHODS.contains(&upper.as_str()) {
+            return Err(ConfigError::at(
+                format!("invalid method \"{method}\""),
+                directive.location(),
+            ));
+        }
+        methods.push(upper);
+    }
+    let mut rules = Vec::new();
+    for line in directive.block.as_deref().unwrap_or_default() {
+        match line.name.as_str() {
+            "allow" | "deny" if line.args.len() == 1 && line.block.is_none() => {
+                rules.push(access_rule(line)?)
+            }
+            "allow" | "deny" => {
+                return Err(ConfigError::at(
+                    format!("invalid number of arguments in \"{}\" directive", line.name),
+                    line.location(),
+                ))
+            }
+            other => {
+                return Err(ConfigError::at(
+                    format!(
+                        "\"{other}\" inside \"limit_except\" is not supported yet (only \"allow\" and \"deny\" are)"
+                    ),
+                    line.location(),
+                ))
+            }
+        }
+    }
+    Ok(LimitExcept { methods, rules })
 }

@@ -45,6 +45,7 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     spec("location", &[Server, Location], Arity::Between(1, 2), Handler::Structure)
         .block()
         .repeatable(),
+    spec("limit_except", &[Location], Arity::AtLeast(1), Handler::Structure).block(),
     spec("client_max_body_size", HSL, Arity::Exactly(1), Handler::Setting(client_max_body_size)),
     spec("client_header_timeout", HS, Arity::Exactly(1), Handler::Setting(client_header_timeout)),
     spec("client_body_timeout", HSL, Arity::Exactly(1), Handler::Setting(client_body_timeout)),
@@ -175,7 +176,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("if_modified_since"),
     not_yet("internal"),
     not_yet("keepalive_time"),
-    not_yet("limit_except"),
     not_yet("limit_rate"),
     not_yet("limit_rate_after"),
     not_yet("max_ranges"),
@@ -618,9 +618,15 @@ fn build_location(
         }
         (None, None) => Action::NotFound,
     };
+    let limit_except = block
+        .iter()
+        .find(|d| d.name == "limit_except")
+        .map(super::access::limit_except)
+        .transpose()?;
     let index = locations.len();
     let mut settings = inherited.resolve();
     settings.proxy_redirects = redirects;
+    settings.limit_except = limit_except;
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
