@@ -120,6 +120,7 @@ fn errors_name_the_file_line_and_directive() {
     let server = |inner: &str| http(&format!("server {{\nlisten 127.0.0.1:8080;\n{inner}\n}}"));
     let cases: Vec<(String, &str)> = vec![
         (http("gzipp on;"), "unknown directive \"gzipp\" in ferry.conf:3"),
+        (http("proxy_ignore_headers Cookie;"), "invalid value \"Cookie\" in \"proxy_ignore_headers\" directive in ferry.conf:3"),
         // nginx's own checks of its buffering sizes (which ferry does not use).
         (server("location / { proxy_buffer_size 16k; proxy_pass http://127.0.0.1:1; }"), "\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer"),
         (server("location / { proxy_buffers 1 4k; proxy_pass http://127.0.0.1:1; }"), "there must be at least 2 \"proxy_buffers\""),
@@ -181,6 +182,7 @@ fn stock_nginx_directives_are_accepted() {
                 variables_hash_max_size 1024;\n proxy_headers_hash_max_size 1024;\n\
                 log_not_found off;\n client_body_buffer_size 16k;\n proxy_buffers 8 4k;\n\
                 proxy_busy_buffers_size 8k;\n proxy_max_temp_file_size 0;\n\
+                proxy_ignore_headers Cache-Control Expires X-Accel-Expires;\n proxy_intercept_errors off;\n\
                 server { listen 127.0.0.1:8080 default_server; server_name _;\n\
                 location / { proxy_pass http://127.0.0.1:1; proxy_buffering off; } }\n}\n";
     let (code, err) = test_text("stock", text);

@@ -972,3 +972,32 @@ fn limit_except_refuses_other_methods_as_nginx_does() {
         assert_eq!(statuses(addr), expected, "nginx");
     }
 }
+
+#[test]
+fn internal_locations_are_404_to_clients_as_in_nginx() {
+    let server = "location /int/ { internal; return 200 \"x\\n\"; }\n\
+                  location /guarded/ { internal; deny all; if ($arg_a) { return 418; } }\n\
+                  location / { return 200 \"public\\n\"; }";
+    let (ferry, _) = Ferry::start_config(
+        "internal",
+        &format!("server {{\n  listen 127.0.0.1:PORT;\n  {server}\n}}"),
+    );
+    let statuses = |addr: std::net::SocketAddr| {
+        ["/int/a", "/guarded/?a=1", "/"]
+            .iter()
+            .map(|path| {
+                request(
+                    addr,
+                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                )
+                .status
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(ferry.addr), [404, 404, 200]);
+    if let Some(nginx) = require_tool("nginx") {
+        let nginx = Nginx::start(&nginx, "internal", server);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(statuses(addr), [404, 404, 200], "nginx");
+    }
+}

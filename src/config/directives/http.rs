@@ -46,6 +46,9 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         .block()
         .repeatable(),
     spec("limit_except", &[Location], Arity::AtLeast(1), Handler::Structure).block(),
+    // A location only internal redirects reach; ferry makes none yet, so
+    // requests never reach it (404, as nginx answers a client).
+    spec("internal", &[Location], Arity::Exactly(0), Handler::Structure),
     spec("client_max_body_size", HSL, Arity::Exactly(1), Handler::Setting(client_max_body_size)),
     spec("client_header_timeout", HS, Arity::Exactly(1), Handler::Setting(client_header_timeout)),
     spec("client_body_timeout", HSL, Arity::Exactly(1), Handler::Setting(client_body_timeout)),
@@ -174,7 +177,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("error_page"),
     not_yet("etag"),
     not_yet("if_modified_since"),
-    not_yet("internal"),
     not_yet("keepalive_time"),
     not_yet("limit_rate"),
     not_yet("limit_rate_after"),
@@ -618,6 +620,10 @@ fn build_location(
         }
         (None, None) => Action::NotFound,
     };
+    // `internal`: nginx answers a client's request for it 404 when it
+    // finds the location, before its `if`s, `return` and access rules.
+    let internal = block.iter().any(|d| d.name == "internal");
+    let action = if internal { Action::NotFound } else { action };
     let limit_except = block
         .iter()
         .find(|d| d.name == "limit_except")
@@ -627,10 +633,17 @@ fn build_location(
     let mut settings = inherited.resolve();
     settings.proxy_redirects = redirects;
     settings.limit_except = limit_except;
+    if internal {
+        settings.access_rules.clear();
+        settings.limit_except = None;
+    }
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
-        ifs: super::rewrite::if_returns(block, &config.map_names)?,
+        ifs: match internal {
+            true => Vec::new(),
+            false => super::rewrite::if_returns(block, &config.map_names)?,
+        },
         action,
         nested: Vec::new(),
     });

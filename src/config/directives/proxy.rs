@@ -55,6 +55,26 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     )
     .repeatable(),
     spec(
+        "proxy_ignore_headers",
+        HSL,
+        Arity::AtLeast(1),
+        Handler::NoEffect {
+            check: ignore_headers,
+            why: "ferry acts on none of these upstream fields (no cache, no X-Accel-* \
+                  instructions): they pass to the client as they would with the directive",
+        },
+    ),
+    spec(
+        "proxy_intercept_errors",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: "it changes something only with an error_page for the code, and \
+                  error_page is not supported yet (refused)",
+        },
+    ),
+    spec(
         "proxy_pass_header",
         HSL,
         Arity::Exactly(1),
@@ -242,8 +262,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("proxy_cookie_flags"),
     not_yet("proxy_force_ranges"),
     not_yet("proxy_ignore_client_abort"),
-    not_yet("proxy_ignore_headers"),
-    not_yet("proxy_intercept_errors"),
     not_yet("proxy_limit_rate"),
     not_yet("proxy_method"),
     not_yet("proxy_no_cache"),
@@ -427,6 +445,30 @@ fn proxy_next_upstream_timeout(
     s: &mut Inherited,
 ) -> Result<(), ConfigError> {
     s.next_upstream_timeout = Some(duration(d, 0)?);
+    Ok(())
+}
+
+/// `proxy_ignore_headers`: nginx's field names, checked.
+fn ignore_headers(directive: &Directive) -> Result<(), ConfigError> {
+    const FIELDS: [&str; 9] = [
+        "X-Accel-Redirect",
+        "X-Accel-Expires",
+        "X-Accel-Limit-Rate",
+        "X-Accel-Buffering",
+        "X-Accel-Charset",
+        "Expires",
+        "Cache-Control",
+        "Set-Cookie",
+        "Vary",
+    ];
+    for name in &directive.args {
+        if !FIELDS.iter().any(|field| field.eq_ignore_ascii_case(name)) {
+            return Err(ConfigError::at(
+                format!("invalid value \"{name}\" in \"proxy_ignore_headers\" directive"),
+                directive.location(),
+            ));
+        }
+    }
     Ok(())
 }
 
