@@ -175,30 +175,31 @@ pub fn write_prometheus(
         "Client connections handled (ferry never drops an accepted one).",
         &plain(t.accepted),
     );
+    // Completed handshakes (of them, resumed sessions) and failed ones.
+    let handshakes = |completed, resumed, failed| {
+        by(
+            "result",
+            &[
+                ("completed", completed),
+                ("resumed", resumed),
+                ("failed", failed),
+            ],
+        )
+    };
     metric(
         "ferry_tls_handshakes_total",
         "counter",
         "TLS handshakes with clients: completed (of them, resumed sessions) and failed.",
-        &by(
-            "result",
-            &[
-                ("completed", t.tls_handshakes),
-                ("resumed", t.tls_resumed),
-                ("failed", t.tls_failures),
-            ],
-        ),
+        &handshakes(t.tls_handshakes, t.tls_resumed, t.tls_failures),
     );
     metric(
         "ferry_upstream_tls_handshakes_total",
         "counter",
         "TLS handshakes with upstream servers: completed (of them, resumed sessions) and failed.",
-        &by(
-            "result",
-            &[
-                ("completed", t.upstream_tls_handshakes),
-                ("resumed", t.upstream_tls_resumed),
-                ("failed", t.upstream_tls_failures),
-            ],
+        &handshakes(
+            t.upstream_tls_handshakes,
+            t.upstream_tls_resumed,
+            t.upstream_tls_failures,
         ),
     );
     metric(

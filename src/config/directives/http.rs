@@ -600,7 +600,7 @@ fn build_location(
                     location_directive.args.last().map_or("", String::as_str)
                 }
             };
-            redirects = super::proxy::redirect_rules(
+            redirects = super::proxy_rewrites::redirect_rules(
                 inherited.proxy_redirect.as_ref(),
                 directive,
                 uri.is_some(),

@@ -41,6 +41,7 @@ mod listen;
 mod log;
 mod map;
 mod proxy;
+mod proxy_rewrites;
 mod rewrite;
 mod ssl;
 mod status;
@@ -306,7 +307,7 @@ pub(super) struct Inherited {
     cookie_domains: Option<Vec<(String, String)>>,
     cookie_paths: Option<Vec<(String, String)>>,
     /// `proxy_redirect` lines at the innermost level that has any.
-    proxy_redirect: Option<proxy::Redirects>,
+    proxy_redirect: Option<proxy_rewrites::Redirects>,
     underscores_in_headers: Option<bool>,
     /// The `proxy_ssl_*` lines in force, at most one per name: read only
     /// where a location proxies to `https://` (`crate::tls::upstream`).
