@@ -97,14 +97,16 @@ impl Ferry {
         thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line
+                let addr = line
                     .strip_prefix("ferry: listening on http://")
                     .or_else(|| line.strip_prefix("ferry: listening on https://"))
-                {
-                    let addr = rest.split(',').next().unwrap_or("").to_string();
+                    .map(|rest| rest.split(',').next().unwrap_or("").to_string());
+                // Kept before the start is announced: a test that reads
+                // stdout right after start must see this line.
+                sink.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let err = child.stderr.take().expect("stderr");
