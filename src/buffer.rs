@@ -276,6 +276,11 @@ pub struct BufferSet {
     /// after the head's bytes are gone (nginx's `request: "…", host: "…"`).
     pub request_line: Vec<u8>,
     pub host: Vec<u8>,
+    /// A static location's file name (the last one tried), and the uri and
+    /// arguments of an internal redirect (`index`, `try_files`).
+    pub file_path: Vec<u8>,
+    pub redirect: Vec<u8>,
+    pub redirect_args: Vec<u8>,
     /// Upstream servers tried before the current one, for the
     /// `$upstream_*` lists.
     pub attempts: Vec<UpstreamAttempt>,
@@ -294,6 +299,9 @@ impl BufferSet {
             path: Vec::with_capacity(256),
             request_line: Vec::with_capacity(256),
             host: Vec::with_capacity(64),
+            file_path: Vec::new(),
+            redirect: Vec::new(),
+            redirect_args: Vec::new(),
             attempts: Vec::with_capacity(4),
         }
     }

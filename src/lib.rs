@@ -30,6 +30,7 @@ pub mod control;
 pub mod demo;
 pub mod error;
 pub mod event_loop;
+pub mod files;
 pub mod http;
 pub mod log;
 pub mod privileges;

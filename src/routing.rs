@@ -315,8 +315,9 @@ pub fn upstream_target<'a>(
     let matched = match matcher {
         LocationMatch::Prefix { path, .. } => path.len().min(normalized.len()),
         LocationMatch::Exact(_) => normalized.len(),
-        // Refused at load time: proxy_pass with a URI in a regex location.
-        LocationMatch::Regex(_) => 0,
+        // Refused at load time: proxy_pass with a URI in a regex or named
+        // location.
+        LocationMatch::Regex(_) | LocationMatch::Named(_) => 0,
     };
     let query = target.find('?').map_or("", |q| &target[q..]);
     UpstreamTarget::Replaced {

@@ -131,6 +131,9 @@ pub enum LocationMatch {
     Prefix { path: String, stops_regex: bool },
     /// `location ~ re` / `location ~* re` (case-insensitive).
     Regex(regex_lite::Regex),
+    /// `location @name`: never matched by a path, only reached by name
+    /// (`try_files … @name`).
+    Named(String),
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +144,9 @@ pub struct LocationConfig {
     /// its action.
     pub ifs: Vec<IfReturn>,
     pub action: Action,
+    /// `internal`: a client's own request for it is 404; only internal
+    /// redirects reach its action.
+    pub internal: bool,
     /// Indexes of locations nested in this one.
     pub nested: Vec<usize>,
 }
@@ -172,8 +178,8 @@ pub enum Action {
     },
     /// `stub_status`: nginx's connection and request counters.
     StubStatus,
-    /// Neither: nginx would look for a file; ferry answers 404.
-    NotFound,
+    /// None of these: the location serves files (`crate::files`).
+    Static,
 }
 
 /// How a group picks a server.
@@ -272,6 +278,9 @@ pub struct Config {
     /// The TLS settings `proxy_pass https://` locations use, each distinct
     /// set once (two locations with the same lines share sessions).
     pub upstream_tls: Vec<UpstreamTlsRef>,
+    /// Where relative paths (`root`, `alias`) start: the main
+    /// configuration file's directory, as nginx's are from its prefix.
+    pub prefix: PathBuf,
 }
 
 impl Config {
@@ -309,6 +318,7 @@ impl Config {
                         uri: None,
                         tls: None,
                     },
+                    internal: false,
                     nested: Vec::new(),
                 }],
                 ifs: Vec::new(),
@@ -330,6 +340,7 @@ impl Config {
             poll_spin: Duration::ZERO,
             log_formats: builtin_log_formats(),
             upstream_tls: Vec::new(),
+            prefix: PathBuf::from("."),
             maps: Vec::new(),
             map_names: Vec::new(),
             user: None,
@@ -508,7 +519,8 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
         Some(path) => parse::parse_file(path)?,
         None => parse::parse_text(EMBEDDED_NAME, EMBEDDED_DEFAULT)?,
     };
-    let config = directives::build(&tree)?;
+    let prefix = path.and_then(Path::parent).unwrap_or(Path::new("."));
+    let config = directives::build_with_prefix(&tree, prefix)?;
     Ok(Loaded { config, files })
 }
 

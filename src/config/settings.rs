@@ -94,6 +94,8 @@ pub struct Settings {
     /// Which request fields are passed on by their names
     /// (`ignore_invalid_headers`, `underscores_in_headers`).
     pub field_names: FieldNameRule,
+    /// `root`, `index`, `try_files`, `types`…: how files are served.
+    pub files: crate::files::FileSettings,
 }
 
 /// `limit_except METHOD… { allow …; deny …; }`: requests with a method
@@ -268,6 +270,7 @@ impl Default for Settings {
             access_rules: Vec::new(),
             limit_except: None,
             field_names: FieldNameRule::default(),
+            files: crate::files::FileSettings::default(),
         }
     }
 }

@@ -70,7 +70,7 @@ impl Connection {
     /// Queues a response of ferry's own and moves to `WritingResponse`.
     /// `write` gets the head buffer and how to reply (keep-alive, HEAD,
     /// date), and returns the status and the body length.
-    fn answer_locally(
+    pub(super) fn answer_locally(
         &mut self,
         mut exchange: Exchange,
         ctx: &Context<'_>,
@@ -156,12 +156,28 @@ impl Connection {
             ) => text.as_deref().map(str::as_bytes),
             _ => None,
         };
+        // nginx's `absolute_redirect on`: a redirect to a path gets this
+        // request's scheme, host and port in front.
+        let mut absolute = std::mem::take(&mut exchange.buffers.redirect);
+        let redirect = matches!(status, 301 | 302 | 303 | 307 | 308);
+        let text = match text {
+            Some(path) if redirect && path.starts_with(b"/") => {
+                absolute.clear();
+                self.origin(&exchange.buffers.host, &config)
+                    .write(&mut absolute);
+                absolute.extend_from_slice(path);
+                Some(&absolute[..])
+            }
+            text => text,
+        };
         let (mut phase, progress) = self.answer_locally(exchange, ctx, |out, reply| {
             (status, error_page::write_return(out, status, text, reply))
         });
         if let Phase::WritingResponse { exchange } = &mut phase {
             text_buffer.clear();
             exchange.buffers.return_text = text_buffer;
+            absolute.clear();
+            exchange.buffers.redirect = absolute;
         }
         (phase, progress)
     }

@@ -28,13 +28,20 @@ impl Connection {
                 return self.upstream_body_invalid(exchange, None, e, ctx);
             }
         }
+        let filled = match self.fill_from_file(&mut exchange, ctx) {
+            Ok(filled) => filled,
+            Err(abort) => return self.abort(exchange, None, abort, ctx),
+        };
         let progress = match self.write_client(&mut exchange, ctx) {
-            Ok(progress) => progress,
+            Ok(progress) => progress || filled,
             Err(abort) => return self.abort(exchange, None, abort, ctx),
         };
         let head_done = exchange.client_head_sent == exchange.buffers.client_head.len();
         let body_done = match &exchange.response {
             ResponseState::Body { relay, .. } => relay.is_complete(),
+            ResponseState::File { remaining, .. } => {
+                *remaining == 0 && exchange.buffers.response.is_empty()
+            }
             ResponseState::Local | ResponseState::AwaitingHead | ResponseState::Switching => true,
         };
         if head_done && body_done {

@@ -220,11 +220,16 @@ impl Connection {
     ) -> Result<bool, Abort> {
         let Exchange { buffers, state } = exchange;
         let at = state.offset_ms(ctx.now_ms);
+        // A file's bytes are all body: the whole ring goes out.
+        let file_body = match state.response {
+            ResponseState::File { .. } => buffers.response.len(),
+            _ => 0,
+        };
         let relay = match &mut state.response {
             ResponseState::Body { relay, .. } => Some(relay),
             _ => None,
         };
-        let body_ready = relay.as_ref().is_some_and(|relay| relay.has_output());
+        let body_ready = file_body > 0 || relay.as_ref().is_some_and(|relay| relay.has_output());
         let head_left = buffers.client_head.len() - state.client_head_sent;
         if !self.client_ready.writable || (head_left == 0 && !body_ready) {
             return Ok(false);
@@ -232,7 +237,7 @@ impl Connection {
         let mut scratch = [0u8; FRAMING_SCRATCH];
         let body = match &relay {
             Some(relay) => relay.output(&buffers.response, &mut scratch),
-            None => BodyOut::plain(&buffers.response, 0),
+            None => BodyOut::plain(&buffers.response, file_body),
         };
         // A head whose body is still on its way: let the kernel hold it for
         // the body (see `io::write_out`). Only with the head: once the body
@@ -258,6 +263,8 @@ impl Connection {
                 state.log.bytes_sent += n as u64;
                 if let Some(relay) = relay {
                     relay.written(from_body, &mut buffers.response);
+                } else if file_body > 0 {
+                    buffers.response.consume(from_body);
                 }
                 Ok(n > 0)
             }
@@ -272,7 +279,7 @@ impl Connection {
     /// Where this request came to, for a rewritten `Location` that is a
     /// path: the scheme, the `Host` without its port (the local address
     /// without one) and the listening port, as nginx's header filter uses.
-    fn origin<'a>(
+    pub(super) fn origin<'a>(
         &'a self,
         host: &'a [u8],
         config: &crate::config::Config,
@@ -406,6 +413,8 @@ impl Connection {
                 cookie_domains: &settings.cookie_domains,
                 cookie_paths: &settings.cookie_paths,
                 origin: self.origin(host, &ctx.config),
+                replaces_cache_fields: settings.files.expires != crate::files::Expires::Off
+                    && add_header_applies(head.status),
             };
             response::write_client_head(
                 &head,

@@ -19,6 +19,7 @@
 //! access log line in `answer.rs`.
 
 mod answer;
+mod files;
 mod finishing;
 mod forwarding;
 pub mod io;
@@ -386,6 +387,9 @@ impl Connection {
             ResponseState::AwaitingHead => (false, false),
             ResponseState::Body { relay, .. } => (relay.fully_received(), relay.has_output()),
             ResponseState::Local | ResponseState::Switching => (true, false),
+            ResponseState::File { remaining, .. } => {
+                (true, *remaining > 0 || !buffers.response.is_empty())
+            }
         };
         let upstream_head_left = exchange.upstream_head_sent < buffers.upstream_head.len();
         let request_sent = !upstream_head_left && exchange.request_body.is_complete();

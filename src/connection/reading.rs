@@ -11,15 +11,17 @@
 
 use std::time::Instant;
 
-use log::{debug, info, trace};
+use log::{debug, error, info, trace};
 
+use super::files::{static_target, FileTarget, StaticStep};
 use super::io::{read_into, IoOutcome};
 use super::phase::{self, Exchange, ExchangeLog, ExchangeState, Phase, ResponseState, RouteRef};
 use super::relay::{BodyRelay, RelayMode};
 use super::{Connection, Context};
 use crate::buffer::BufferSet;
-use crate::config::{AccessLogTarget, Action, LocationConfig};
+use crate::config::{AccessLogTarget, Action, LocationConfig, LocationMatch};
 use crate::error::ProxyError;
+use crate::files;
 use crate::http::error_page::ErrorResponse;
 use crate::http::error_page::CONTINUE;
 use crate::http::framing::BodyKind;
@@ -146,6 +148,9 @@ impl Connection {
             path: normalized,
             request_line,
             host,
+            file_path,
+            redirect,
+            redirect_args,
             ..
         } = buffers;
         let max_head = ctx.config.server_settings(self.server as usize).max_head;
@@ -194,161 +199,278 @@ impl Connection {
         if routing::normalize_path(path, normalized).is_err() {
             return Err(ProxyError::Request(request::RequestError::InvalidPath));
         }
-        let mut location = config
-            .servers
-            .get(server)
-            .and_then(|s| routing::select_location(s, normalized));
-        let view = RequestView {
-            method: head.method,
-            target: head.target,
-            host: head.host.unwrap_or_default(),
-            version: head.version.as_str(),
-            headers: head.headers,
-            client: self.peer,
-            server_name: config.server_name(server),
-            server_port: config
-                .listen
-                .get(self.listener as usize)
-                .map_or(0, |a| a.port()),
-            tls: self.client.tls_facts(),
-            request_id: crate::variables::RequestId::default(),
-            maps: &config.maps,
-        };
-        // `if (…) { return …; }`: the server's, then the location's. A
-        // server-level one answers before any location is chosen.
-        let server_if = config
-            .servers
-            .get(server)
-            .and_then(|s| first_true(&s.ifs, &view, return_text));
-        let answered_by_if = match server_if {
-            Some(action) => {
-                location = None;
-                Some(action)
-            }
-            None => location
-                .and_then(|l| config.location(server, l))
-                .and_then(|l| first_true(&l.ifs, &view, return_text)),
-        };
-        let settings = RouteRef::new(server, location).settings(config);
+        let query = origin_form.split_once('?').map_or("", |(_, query)| query);
+        let server_config = config.servers.get(server);
+        // An index file or `try_files` routes the request again with another
+        // uri, as nginx's internal redirects do, at most ten times; `named`
+        // is `try_files … @name`'s location.
+        let mut redirects = 0;
+        let mut always_headers_end = 0;
+        let mut key_hash = 0;
+        let mut named: Option<usize> = None;
+        let mut redirected_args: Option<usize> = None;
+        let (location, target) = loop {
+            let reached_by_name = named.is_some();
+            let mut location = named
+                .take()
+                .or_else(|| server_config.and_then(|s| routing::select_location(s, normalized)));
+            let view = RequestView {
+                method: head.method,
+                target: head.target,
+                uri: &normalized[..],
+                host: head.host.unwrap_or_default(),
+                version: head.version.as_str(),
+                headers: head.headers,
+                client: self.peer,
+                server_name: config.server_name(server),
+                server_port: config
+                    .listen
+                    .get(self.listener as usize)
+                    .map_or(0, |a| a.port()),
+                tls: self.client.tls_facts(),
+                request_id: crate::variables::RequestId::default(),
+                maps: &config.maps,
+            };
+            // `if (…) { return …; }`: the server's, then the location's. A
+            // server-level one answers before any location is chosen.
+            let server_if = server_config
+                .filter(|_| !reached_by_name)
+                .and_then(|s| first_true(&s.ifs, &view, return_text));
+            let answered_by_if = match server_if {
+                Some(action) => {
+                    location = None;
+                    Some(action)
+                }
+                None => location
+                    .and_then(|l| config.location(server, l))
+                    .filter(|l| !l.internal || redirects > 0)
+                    .and_then(|l| first_true(&l.ifs, &view, return_text)),
+            };
+            let settings = RouteRef::new(server, location).settings(config);
 
-        log_fields.clear();
-        if settings.access_log != AccessLogTarget::Off {
-            if let Some((_, format)) = config.log_formats.get(settings.log_format) {
-                format.capture(&view, log_fields);
+            log_fields.clear();
+            if settings.access_log != AccessLogTarget::Off {
+                if let Some((_, format)) = config.log_formats.get(settings.log_format) {
+                    format.capture(&view, log_fields);
+                }
+                // The `if=` condition's request values follow the format's.
+                if let Some(condition) = &settings.access_log_if {
+                    condition.capture(&view, log_fields);
+                }
             }
-            // The `if=` condition's request values follow the format's.
-            if let Some(condition) = &settings.access_log_if {
-                condition.capture(&view, log_fields);
+            extra_headers.clear();
+            let mut conditional = 0;
+            for always in [true, false] {
+                for add in settings.add_headers.iter().filter(|a| a.always == always) {
+                    headers::write_rendered_field(extra_headers, &add.name, &add.value, &view);
+                }
+                if always {
+                    conditional = extra_headers.len();
+                }
             }
-        }
-        extra_headers.clear();
-        let mut conditional = 0;
-        for always in [true, false] {
-            for add in settings.add_headers.iter().filter(|a| a.always == always) {
-                headers::write_rendered_field(extra_headers, &add.name, &add.value, &view);
-            }
-            if always {
-                conditional = extra_headers.len();
-            }
-        }
 
-        let target = if config.status_path.as_deref() == Some(head.target) {
-            Target::Status
-        } else if let Some(Action::Return {
-            status,
-            text,
-            template,
-        }) = answered_by_if
-        {
-            // The rewrite phase comes before access checks, as in nginx.
-            return_text.clear();
-            match (template, text) {
-                (Some(template), _) => template.render(&view, return_text),
-                (None, Some(text)) => return_text.extend_from_slice(text.as_bytes()),
-                (None, None) => {}
-            }
-            Target::ReturnText {
-                status: *status,
-                has_text: template.is_some() || text.is_some(),
-            }
-        } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip())
-            || settings
-                .limit_except
-                .as_ref()
-                .is_some_and(|limit| !limit.allows(head.method, self.peer.ip()))
-        {
-            Target::Forbidden
-        } else {
-            match location.and_then(|l| config.location(server, l)) {
-                Some(LocationConfig {
-                    action: Action::Proxy { group, uri, .. },
-                    matcher,
-                    ..
-                }) => {
-                    // Upstreams get origin-form: an absolute-form target's
-                    // authority becomes the Host when the client sent none.
-                    let rewritten =
-                        routing::upstream_target(origin_form, normalized, matcher, uri.as_deref());
-                    let fallback_host = match (head.absolute, head.host) {
-                        (true, Some(authority)) => std::str::from_utf8(authority).unwrap_or(""),
-                        // nginx's `$proxy_host` for a Unix socket is
-                        // `localhost`.
-                        _ => config.upstreams.get(*group).map_or("", |g| {
-                            if g.implicit && g.name.starts_with("unix:") {
-                                "localhost"
-                            } else {
-                                g.name.as_str()
+            // nginx answers a client's own request for an `internal`
+            // location 404 as soon as it finds it, before its `if`s.
+            let internal_only = redirects == 0
+                && location
+                    .and_then(|l| config.location(server, l))
+                    .is_some_and(|l| l.internal);
+            let target = if config.status_path.as_deref() == Some(head.target) {
+                Target::Status
+            } else if internal_only {
+                Target::NotFound
+            } else if let Some(Action::Return {
+                status,
+                text,
+                template,
+            }) = answered_by_if
+            {
+                // The rewrite phase comes before access checks, as in nginx.
+                return_text.clear();
+                match (template, text) {
+                    (Some(template), _) => template.render(&view, return_text),
+                    (None, Some(text)) => return_text.extend_from_slice(text.as_bytes()),
+                    (None, None) => {}
+                }
+                Target::ReturnText {
+                    status: *status,
+                    has_text: template.is_some() || text.is_some(),
+                }
+            } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip())
+                || settings
+                    .limit_except
+                    .as_ref()
+                    .is_some_and(|limit| !limit.allows(head.method, self.peer.ip()))
+            {
+                Target::Forbidden
+            } else {
+                match location.and_then(|l| config.location(server, l)) {
+                    Some(LocationConfig {
+                        action: Action::Proxy { group, uri, .. },
+                        matcher,
+                        ..
+                    }) => {
+                        // After an internal redirect the upstream gets the
+                        // new uri, escaped, and its arguments.
+                        let sent = match redirected_args {
+                            None => origin_form,
+                            Some(args_start) => {
+                                file_path.clear();
+                                routing::escape_path(normalized, file_path);
+                                if let Some(args) = redirect_args.get(args_start..) {
+                                    if !args.is_empty() {
+                                        file_path.push(b'?');
+                                        file_path.extend_from_slice(args);
+                                    }
+                                }
+                                std::str::from_utf8(file_path).unwrap_or("/")
                             }
-                        }),
-                    };
-                    // nginx reads these two from the address's default
-                    // server: fields are judged before the Host is known.
-                    let field_names = config
-                        .listeners
-                        .get(self.listener as usize)
-                        .map(|l| config.server_settings(l.default_server).field_names)
-                        .unwrap_or_default();
-                    let upstream_head_args = request::UpstreamHead {
-                        target: rewritten,
-                        fallback_host,
-                        set_headers: &settings.proxy_set_headers,
-                        field_names,
-                        pass_client_fields: settings.pass_request_headers,
-                        view: &view,
-                    };
-                    request::write_upstream_head(&head, &upstream_head_args, upstream_head);
-                    Target::Upstream(*group)
-                }
-                Some(LocationConfig {
-                    action:
-                        Action::Return {
-                            status, template, ..
-                        },
-                    ..
-                }) => {
-                    if let Some(template) = template {
-                        return_text.clear();
-                        template.render(&view, return_text);
+                        };
+                        // Upstreams get origin-form: an absolute-form target's
+                        // authority becomes the Host when the client sent none.
+                        let rewritten =
+                            routing::upstream_target(sent, normalized, matcher, uri.as_deref());
+                        let fallback_host = match (head.absolute, head.host) {
+                            (true, Some(authority)) => std::str::from_utf8(authority).unwrap_or(""),
+                            // nginx's `$proxy_host` for a Unix socket is
+                            // `localhost`.
+                            _ => config.upstreams.get(*group).map_or("", |g| {
+                                if g.implicit && g.name.starts_with("unix:") {
+                                    "localhost"
+                                } else {
+                                    g.name.as_str()
+                                }
+                            }),
+                        };
+                        // nginx reads these two from the address's default
+                        // server: fields are judged before the Host is known.
+                        let field_names = config
+                            .listeners
+                            .get(self.listener as usize)
+                            .map(|l| config.server_settings(l.default_server).field_names)
+                            .unwrap_or_default();
+                        let upstream_head_args = request::UpstreamHead {
+                            target: rewritten,
+                            fallback_host,
+                            set_headers: &settings.proxy_set_headers,
+                            field_names,
+                            pass_client_fields: settings.pass_request_headers,
+                            view: &view,
+                        };
+                        request::write_upstream_head(&head, &upstream_head_args, upstream_head);
+                        if let Some(crate::config::Balance::Hash { key, .. }) =
+                            config.upstreams.get(*group).map(|g| &g.balance)
+                        {
+                            key_hash = key.hash(&view);
+                        }
+                        Target::Upstream(*group)
                     }
-                    Target::Return(*status)
+                    Some(LocationConfig {
+                        action:
+                            Action::Return {
+                                status, template, ..
+                            },
+                        ..
+                    }) => {
+                        if let Some(template) = template {
+                            return_text.clear();
+                            template.render(&view, return_text);
+                        }
+                        Target::Return(*status)
+                    }
+                    Some(LocationConfig {
+                        action: Action::StubStatus,
+                        ..
+                    }) => Target::StubStatus(StatusPage::from_target(head.target)),
+                    Some(LocationConfig {
+                        action: Action::Static,
+                        ..
+                    })
+                    | None => {
+                        let args = match redirected_args {
+                            Some(start) => redirect_args.get(start..).unwrap_or_default(),
+                            None => query.as_bytes(),
+                        };
+                        let lookup = files::Lookup {
+                            uri: normalized,
+                            args,
+                            view: &view,
+                        };
+                        let method = head.summary.method;
+                        match static_target(&settings.files, &lookup, method, file_path, redirect) {
+                            StaticStep::Done(target) => target,
+                            StaticStep::Redirect => {
+                                redirects += 1;
+                                if redirects > MAX_INTERNAL_REDIRECTS {
+                                    error!(
+                                        "rewrite or internal redirection cycle while internally \
+                                         redirecting to \"{}\", client: {}",
+                                        String::from_utf8_lossy(redirect),
+                                        self.peer.ip()
+                                    );
+                                    break (
+                                        location,
+                                        Target::Page(ErrorResponse::InternalServerError),
+                                    );
+                                }
+                                // The new uri is routed as nginx's `$uri`:
+                                // its arguments (if any) kept apart.
+                                let split = redirect.iter().position(|&b| b == b'?');
+                                redirect_args.clear();
+                                if let Some(at) = split {
+                                    redirect_args.extend_from_slice(
+                                        redirect.get(at + 1..).unwrap_or_default(),
+                                    );
+                                    redirect.truncate(at);
+                                }
+                                redirected_args = Some(0);
+                                std::mem::swap(normalized, redirect);
+                                continue;
+                            }
+                            StaticStep::Named => {
+                                let name = match &settings.files.try_files {
+                                    Some(files::TryFiles {
+                                        fallback: files::Fallback::Named(name),
+                                        ..
+                                    }) => name.as_str(),
+                                    _ => "",
+                                };
+                                let found = server_config.and_then(|s| {
+                                    s.locations.iter().position(|l| {
+                                        matches!(&l.matcher, LocationMatch::Named(n) if n == name)
+                                    })
+                                });
+                                redirects += 1;
+                                match found {
+                                    Some(index) if redirects <= MAX_INTERNAL_REDIRECTS => {
+                                        named = Some(index);
+                                        continue;
+                                    }
+                                    _ => {
+                                        error!(
+                                            "could not find named location \"{name}\", client: {}",
+                                            self.peer.ip()
+                                        );
+                                        Target::Page(ErrorResponse::InternalServerError)
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
-                Some(LocationConfig {
-                    action: Action::StubStatus,
-                    ..
-                }) => Target::StubStatus(StatusPage::from_target(head.target)),
-                Some(LocationConfig {
-                    action: Action::NotFound,
-                    ..
-                })
-                | None => Target::NotFound,
+            };
+            if let Target::File { .. } = target {
+            } else if settings.files.expires != files::Expires::Off {
+                // On ferry's own answers and proxied ones; a file's are
+                // written with the file (`expires modified` needs its time).
+                let now = ctx
+                    .wall_clock
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                settings.files.expires.write(now, None, extra_headers);
             }
-        };
-        let key_hash = match target {
-            Target::Upstream(group) => match config.upstreams.get(group).map(|g| &g.balance) {
-                Some(crate::config::Balance::Hash { key, .. }) => key.hash(&view),
-                _ => 0,
-            },
-            _ => 0,
+            always_headers_end = conditional;
+            break (location, target);
         };
         let parsed = ParsedRequest {
             summary: head.summary,
@@ -356,7 +478,7 @@ impl Connection {
             location,
             target,
             key_hash,
-            always_headers_end: u32::try_from(conditional).unwrap_or(0),
+            always_headers_end: u32::try_from(always_headers_end).unwrap_or(0),
             head_len: head.head_len,
         };
         let head_len = head.head_len;
@@ -440,6 +562,10 @@ impl Connection {
                 return self.answer_return(exchange, status, Some(has_text), ctx)
             }
             Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
+            Target::File(file) => return self.answer_file(exchange, *file, ctx),
+            Target::AddSlash => return self.answer_add_slash(exchange, ctx),
+            Target::Page(page) => return self.answer_page(exchange, page, ctx),
+            Target::Code(code) => return self.answer_return(exchange, code, Some(false), ctx),
             Target::Forbidden => {
                 info!(
                     "#{} access forbidden by rule, client: {}",
@@ -481,8 +607,8 @@ struct ParsedRequest {
 }
 
 /// Where a routed request goes.
-#[derive(Clone, Copy, Debug)]
-enum Target {
+#[derive(Debug)]
+pub(super) enum Target {
     /// The upstream group with this index (head already written).
     Upstream(usize),
     /// `return CODE …` of the location.
@@ -498,7 +624,19 @@ enum Target {
     Status,
     /// A location with `stub_status`, and the page the query asks for.
     StubStatus(StatusPage),
+    /// A file of a static location, opened.
+    File(Box<FileTarget>),
+    /// A static location's directory asked for without its slash: 301 to
+    /// the uri with one (in `return_text`).
+    AddSlash,
+    /// One of ferry's pages (405 for a method files do not take, 500).
+    Page(ErrorResponse),
+    /// A status from a file lookup (404, 403) or `try_files … =CODE`.
+    Code(u16),
 }
+
+/// nginx's limit on internal redirects (index files, `try_files`).
+const MAX_INTERNAL_REDIRECTS: u8 = 10;
 
 impl RequestSummary {
     /// Stands in for a request whose head could not be parsed.

@@ -359,7 +359,10 @@ impl Connection {
                 };
                 self.abort(exchange, Some(upstream), Abort::UpstreamBroken(reason), ctx)
             }
-            ResponseState::AwaitingHead | ResponseState::Local | ResponseState::Switching => {
+            ResponseState::AwaitingHead
+            | ResponseState::Local
+            | ResponseState::Switching
+            | ResponseState::File { .. } => {
                 ctx.upstreams.close(&ctx.config, upstream);
                 self.upstream_failed(exchange, ProxyError::UpstreamClosedEarly(error), ctx)
             }

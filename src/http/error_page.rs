@@ -14,6 +14,8 @@ pub enum ErrorResponse {
     UriTooLong,
     ExpectationFailed,
     HeaderFieldsTooLarge,
+    PreconditionFailed,
+    RangeNotSatisfiable,
     InternalServerError,
     NotImplemented,
     BadGateway,
@@ -60,6 +62,14 @@ impl ErrorResponse {
                 "Request-URI Too Large",
                 page!(414 "Request-URI Too Large"),
             ),
+            ErrorResponse::PreconditionFailed => {
+                (412, "Precondition Failed", page!(412 "Precondition Failed"))
+            }
+            ErrorResponse::RangeNotSatisfiable => (
+                416,
+                "Requested Range Not Satisfiable",
+                page!(416 "Requested Range Not Satisfiable"),
+            ),
             ErrorResponse::ExpectationFailed => {
                 (417, "Expectation Failed", page!(417 "Expectation Failed"))
             }
@@ -101,11 +111,18 @@ impl ErrorResponse {
     /// Appends the whole response to `out`; `head_only` for HEAD requests.
     /// Returns the body length written, for the access log.
     pub fn write_to(self, out: &mut Vec<u8>, reply: &Reply<'_>) -> usize {
+        self.write_with(out, reply, b"")
+    }
+
+    /// [`ErrorResponse::write_to`] with `fields` (whole lines) in the head:
+    /// a 416's `Content-Range`.
+    pub fn write_with(self, out: &mut Vec<u8>, reply: &Reply<'_>, fields: &[u8]) -> usize {
         let (status, reason, body) = self.parts();
         let message = LocalMessage {
             status,
             reason,
             location: None,
+            fields,
             content_type: "text/html",
             body: body.as_bytes(),
         };
@@ -142,6 +159,8 @@ struct LocalMessage<'a> {
     status: u16,
     reason: &'a str,
     location: Option<&'a [u8]>,
+    /// Whole header lines of the answer's own.
+    fields: &'a [u8],
     content_type: &'a str,
     body: &'a [u8],
 }
@@ -169,6 +188,7 @@ impl LocalMessage<'_> {
             out.extend_from_slice(url);
             out.extend_from_slice(b"\r\n");
         }
+        out.extend_from_slice(self.fields);
         let added = if add_header_applies(self.status) {
             reply.added
         } else {
@@ -195,6 +215,7 @@ pub fn write_ok(out: &mut Vec<u8>, content_type: &str, body: &[u8], reply: &Repl
         status: 200,
         reason: "OK",
         location: None,
+        fields: b"",
         content_type,
         body,
     };
@@ -207,6 +228,7 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        206 => "Partial Content",
         301 => "Moved Permanently",
         302 => "Moved Temporarily",
         303 => "See Other",
@@ -219,6 +241,9 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Not Allowed",
         410 => "Gone",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        416 => "Requested Range Not Satisfiable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
@@ -254,7 +279,7 @@ pub fn write_return(
         .map(|e| e.parts().2)
     };
     let (location, content_type, body): (Option<&[u8]>, &str, &[u8]) = match text {
-        Some(url) if redirect => (Some(url), "text/html", b""),
+        Some(url) if redirect => (Some(url), "text/html", redirect_page(status).as_bytes()),
         Some(text) => (None, "text/plain", text),
         None => match page(status) {
             Some(page) => (None, "text/html", page.as_bytes()),
@@ -265,10 +290,23 @@ pub fn write_return(
         status,
         reason: reason(status),
         location,
+        fields: b"",
         content_type,
         body,
     };
     message.write_to(out, reply)
+}
+
+/// nginx's page for a redirect, sent with its `Location`.
+fn redirect_page(status: u16) -> &'static str {
+    match status {
+        301 => page!(301 "Moved Permanently"),
+        302 => page!(302 "Found"),
+        303 => page!(303 "See Other"),
+        307 => page!(307 "Temporary Redirect"),
+        308 => page!(308 "Permanent Redirect"),
+        _ => "",
+    }
 }
 
 /// `HTTP/1.1 100 Continue`, sent when ferry accepts an `Expect: 100-continue`

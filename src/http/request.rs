@@ -521,6 +521,7 @@ mod tests {
         let view = RequestView {
             method: head.method,
             target: head.target,
+            uri: b"",
             host: head.host.unwrap_or_default(),
             version: head.version.as_str(),
             headers: head.headers,

@@ -181,6 +181,9 @@ pub struct ExtraFields<'a> {
     /// What a rewritten `Location` that starts with `/` is made absolute
     /// with, as nginx's `absolute_redirect on` does: `http://host:port`.
     pub origin: Origin<'a>,
+    /// `expires` applies: the upstream's `Expires` and `Cache-Control` give
+    /// way to the location's (in `add`).
+    pub replaces_cache_fields: bool,
 }
 
 /// The scheme, host and port this request came to, for absolute redirects:
@@ -196,7 +199,8 @@ pub struct Origin<'a> {
 }
 
 impl Origin<'_> {
-    fn write(&self, out: &mut Vec<u8>) {
+    /// Appends `scheme://host[:port]`.
+    pub fn write(&self, out: &mut Vec<u8>) {
         let local = if self.port == 0 || self.host.is_empty() {
             self.socket.and_then(|s| s.local_addr().ok())
         } else {
@@ -458,6 +462,10 @@ pub fn write_client_head(
                 .hide
                 .iter()
                 .any(|hidden| hidden.eq_ignore_ascii_case(header.name))
+            || (extra.replaces_cache_fields
+                && kind == Field::Other
+                && (header.name.eq_ignore_ascii_case("expires")
+                    || header.name.eq_ignore_ascii_case("cache-control")))
         {
             continue;
         }

@@ -189,6 +189,10 @@ impl fmt::Display for TemplateError {
 pub struct RequestView<'a> {
     pub method: &'a str,
     pub target: &'a str,
+    /// `$uri`: the path decoded and normalized (`routing::normalize_path`),
+    /// or the uri an internal redirect moved to; empty: the target's path
+    /// as sent.
+    pub uri: &'a [u8],
     /// The request's host (an absolute-form target's authority, else the
     /// `Host` field; empty if neither), with its port.
     pub host: &'a [u8],
@@ -356,6 +360,7 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
     };
     match variable {
         Variable::RequestUri => request.target.as_bytes(),
+        Variable::Uri if !request.uri.is_empty() => request.uri,
         Variable::Uri => path.as_bytes(),
         Variable::Args => query.as_bytes(),
         Variable::RequestMethod => request.method.as_bytes(),
@@ -452,6 +457,7 @@ mod tests {
         RequestView {
             method: "GET",
             target: "/p/a?id=7&x=y",
+            uri: b"",
             host: headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("host"))

@@ -5,18 +5,14 @@ use std::net::SocketAddr;
 
 use super::listen::{listen_directive, Listen};
 use super::{
-    check_nothing, check_number, check_size, duration, flag, not_yet, number, on_off, settings,
-    size, spec, Arity, Directive, Handler, Http, Inherited, Location, Server, Spec, Upstream, HS,
-    HSL,
+    check_number, check_size, duration, flag, not_yet, number, on_off, settings, size, spec, Arity,
+    Directive, Handler, Http, Inherited, Location, Server, Spec, Upstream, HS, HSL,
 };
 use crate::config::parse::ConfigError;
 use crate::config::{
     Action, Config, ListenOptions, ListenerRoutes, LocationConfig, LocationMatch, ServerConfig,
     ServerName,
 };
-
-/// Accepted flags a streaming proxy that serves no files has no use for.
-const SERVES_NO_FILES: &str = "ferry serves no files: it only proxies and answers itself";
 
 /// nginx sizes its lookup hash tables with these; ferry's tables size
 /// themselves.
@@ -46,8 +42,7 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         .block()
         .repeatable(),
     spec("limit_except", &[Location], Arity::AtLeast(1), Handler::Structure).block(),
-    // A location only internal redirects reach; ferry makes none yet, so
-    // requests never reach it (404, as nginx answers a client).
+    // A location only internal redirects reach (404 to clients).
     spec("internal", &[Location], Arity::Exactly(0), Handler::Structure),
     spec("client_max_body_size", HSL, Arity::Exactly(1), Handler::Setting(client_max_body_size)),
     spec("client_header_timeout", HS, Arity::Exactly(1), Handler::Setting(client_header_timeout)),
@@ -74,12 +69,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     spec("lingering_time", HSL, Arity::Exactly(1), Handler::Setting(lingering_time)),
     spec("lingering_timeout", HSL, Arity::Exactly(1), Handler::Setting(lingering_timeout)),
     spec(
-        "sendfile",
-        HSL,
-        Arity::Exactly(1),
-        Handler::NoEffect { check: on_off, why: SERVES_NO_FILES },
-    ),
-    spec(
         "tcp_nopush",
         HSL,
         Arity::Exactly(1),
@@ -96,19 +85,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
             check: on_off,
             why: "ferry always sets TCP_NODELAY, nginx's default",
         },
-    ),
-    spec(
-        "types",
-        HSL,
-        Arity::Exactly(0),
-        Handler::NoEffect { check: check_nothing, why: SERVES_NO_FILES },
-    )
-    .block(),
-    spec(
-        "default_type",
-        HSL,
-        Arity::Exactly(1),
-        Handler::NoEffect { check: check_nothing, why: SERVES_NO_FILES },
     ),
     spec(
         "server_tokens",
@@ -148,12 +124,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     hash_table!("variables_hash_max_size", check_number),
     hash_table!("variables_hash_bucket_size", check_size),
     spec(
-        "log_not_found",
-        HSL,
-        Arity::Exactly(1),
-        Handler::NoEffect { check: on_off, why: SERVES_NO_FILES },
-    ),
-    spec(
         "client_body_buffer_size",
         HSL,
         Arity::Exactly(1),
@@ -164,7 +134,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     ),
     not_yet("absolute_redirect"),
     not_yet("aio"),
-    not_yet("alias"),
     not_yet("auth_delay"),
     not_yet("chunked_transfer_encoding"),
     not_yet("client_body_in_file_only"),
@@ -173,21 +142,13 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("client_header_buffer_size"),
     not_yet("connection_pool_size"),
     not_yet("directio"),
-    not_yet("disable_symlinks"),
     not_yet("error_page"),
-    not_yet("etag"),
-    not_yet("if_modified_since"),
     not_yet("keepalive_time"),
     not_yet("limit_rate"),
     not_yet("limit_rate_after"),
-    not_yet("max_ranges"),
     not_yet("merge_slashes"),
     not_yet("msie_padding"),
     not_yet("msie_refresh"),
-    not_yet("open_file_cache"),
-    not_yet("open_file_cache_errors"),
-    not_yet("open_file_cache_min_uses"),
-    not_yet("open_file_cache_valid"),
     not_yet("output_buffers"),
     not_yet("port_in_redirect"),
     not_yet("postpone_output"),
@@ -197,17 +158,11 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("reset_timedout_connection"),
     not_yet("resolver"),
     not_yet("resolver_timeout"),
-    not_yet("root"),
     not_yet("satisfy"),
     not_yet("send_lowat"),
-    not_yet("sendfile_max_chunk"),
     not_yet("server_name_in_redirect"),
     not_yet("subrequest_output_buffer_size"),
-    not_yet("try_files"),
     // Modules of their own that ferry has none of yet.
-    not_yet("index"),
-    not_yet("autoindex"),
-    not_yet("expires"),
     not_yet("charset"),
     not_yet("charset_types"),
     not_yet("source_charset"),
@@ -364,7 +319,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
     }
     let http_settings = settings(block, config)?;
     super::proxy::check_buffering(&http_settings, http)?;
-    config.http = http_settings.resolve();
+    config.http = http_settings.resolve(config);
     config.upstreams.clear();
     config.servers.clear();
     config.listen.clear();
@@ -393,7 +348,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
         super::proxy::check_buffering(&server_settings, directive)?;
         let mut server = ServerConfig {
             names: Vec::new(),
-            settings: server_settings.resolve(),
+            settings: server_settings.resolve(config),
             locations: Vec::new(),
             top_level: Vec::new(),
             ifs: super::rewrite::if_returns(server_block, &config.map_names)?,
@@ -462,6 +417,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                 settings: server.settings.clone(),
                 ifs: Vec::new(),
                 action,
+                internal: false,
                 nested: Vec::new(),
             });
             top_level = vec![server.locations.len() - 1];
@@ -574,8 +530,18 @@ fn build_location(
         }
         _ => {}
     }
+    if let (Some(_), LocationMatch::Named(name)) = (parent, &matcher) {
+        return Err(ConfigError::at(
+            format!("named location \"{name}\" can be on the server level only"),
+            directive.location(),
+        ));
+    }
     let block = directive.block.as_deref().unwrap_or_default();
-    let inherited = settings(block, config)?.over(outer);
+    let mut inherited = settings(block, config)?.over(outer);
+    if let Some(alias) = block.iter().find(|d| d.name == "alias") {
+        let root = super::static_files::alias(alias, block, &matcher, config)?;
+        super::static_files::set_root(&mut inherited, root);
+    }
     super::proxy::check_buffering(&inherited, directive)?;
     let proxy_pass = block.iter().find(|d| d.name == "proxy_pass");
     let returns = block.iter().find(|d| d.name == "return");
@@ -587,6 +553,14 @@ fn build_location(
             directive.location(),
         ));
     }
+    if let (Some(try_files), Some(_)) = (block.iter().find(|d| d.name == "try_files"), proxy_pass) {
+        // nginx would proxy the uri try_files found, a combination ferry
+        // does not make yet.
+        return Err(ConfigError::at(
+            "\"try_files\" with \"proxy_pass\" in one location is not supported yet",
+            try_files.location(),
+        ));
+    }
     let location_directive = directive;
     let mut redirects = Vec::new();
     let action = match (returns, proxy_pass) {
@@ -596,7 +570,7 @@ fn build_location(
             let (group, uri, https) = super::proxy::proxy_target(directive, &matcher, config)?;
             let name = match &matcher {
                 LocationMatch::Exact(path) | LocationMatch::Prefix { path, .. } => path.as_str(),
-                LocationMatch::Regex(_) => {
+                LocationMatch::Regex(_) | LocationMatch::Named(_) => {
                     location_directive.args.last().map_or("", String::as_str)
                 }
             };
@@ -618,33 +592,26 @@ fn build_location(
             };
             Action::Proxy { group, uri, tls }
         }
-        (None, None) => Action::NotFound,
+        (None, None) => Action::Static,
     };
-    // `internal`: nginx answers a client's request for it 404 when it
-    // finds the location, before its `if`s, `return` and access rules.
+    // `internal`: only internal redirects (an index file, `try_files`)
+    // reach it; a client's request gets 404 (see `connection::reading`).
     let internal = block.iter().any(|d| d.name == "internal");
-    let action = if internal { Action::NotFound } else { action };
     let limit_except = block
         .iter()
         .find(|d| d.name == "limit_except")
         .map(super::access::limit_except)
         .transpose()?;
     let index = locations.len();
-    let mut settings = inherited.resolve();
+    let mut settings = inherited.resolve(config);
     settings.proxy_redirects = redirects;
     settings.limit_except = limit_except;
-    if internal {
-        settings.access_rules.clear();
-        settings.limit_except = None;
-    }
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
-        ifs: match internal {
-            true => Vec::new(),
-            false => super::rewrite::if_returns(block, &config.map_names)?,
-        },
+        ifs: super::rewrite::if_returns(block, &config.map_names)?,
         action,
+        internal,
         nested: Vec::new(),
     });
     let mut nested = Vec::new();
@@ -683,6 +650,7 @@ fn location_match(directive: &Directive) -> Result<LocationMatch, ConfigError> {
         })
     };
     Ok(match args.as_slice() {
+        [name] if name.starts_with('@') && name.len() > 1 => LocationMatch::Named(name.clone()),
         [path] if path.starts_with('=') && path.len() > 1 => {
             LocationMatch::Exact(path[1..].to_string())
         }

@@ -15,6 +15,7 @@
 //! | `access.rs` | ngx_http_access_module |
 //! | `ssl.rs` | ngx_http_ssl_module (read by `crate::tls::config`) |
 //! | `status.rs` | ngx_http_stub_status_module |
+//! | `static_files.rs` | ngx_http_static_module, index, autoindex, and the core module's `root`, `alias`, `try_files`, `types` (`expires` too) |
 //!
 //! Loading runs in nginx's order: [`check`] walks the tree and refuses what
 //! no table has, what is out of its context or has the wrong number of
@@ -44,6 +45,7 @@ mod proxy;
 mod proxy_rewrites;
 mod rewrite;
 mod ssl;
+mod static_files;
 mod status;
 mod upstream;
 
@@ -189,6 +191,7 @@ const MODULES: &[(&str, &[Spec])] = &[
     ("access", access::DIRECTIVES),
     ("ssl", ssl::DIRECTIVES),
     ("status", status::DIRECTIVES),
+    ("static", static_files::DIRECTIVES),
 ];
 
 fn find_spec(name: &str) -> Option<&'static Spec> {
@@ -312,6 +315,7 @@ pub(super) struct Inherited {
     /// The `proxy_ssl_*` lines in force, at most one per name: read only
     /// where a location proxies to `https://` (`crate::tls::upstream`).
     proxy_ssl: Vec<Directive>,
+    files: static_files::FilesInherited,
 }
 
 impl Inherited {
@@ -363,6 +367,7 @@ impl Inherited {
             cookie_paths: self.cookie_paths.or_else(|| outer.cookie_paths.clone()),
             proxy_redirect: self.proxy_redirect.or_else(|| outer.proxy_redirect.clone()),
             underscores_in_headers: self.underscores_in_headers.or(outer.underscores_in_headers),
+            files: self.files.over(&outer.files),
             proxy_ssl: {
                 let mut lines = self.proxy_ssl;
                 let inherited: Vec<Directive> = outer
@@ -379,8 +384,11 @@ impl Inherited {
 
     /// The settings in force: what is set here or above, else nginx's
     /// default.
-    fn resolve(&self) -> Settings {
-        let mut settings = Settings::default();
+    fn resolve(&self, config: &Config) -> Settings {
+        let mut settings = Settings {
+            files: self.files.resolve(&config.prefix),
+            ..Settings::default()
+        };
         macro_rules! set {
             ($($field:ident),* $(,)?) => {
                 $(if let Some(value) = self.$field.clone() { settings.$field = value; })*
@@ -439,8 +447,23 @@ impl Inherited {
 
 /// The configuration in `tree` (a parsed file): checked, then built.
 pub fn build(tree: &[Directive]) -> Result<Config, ConfigError> {
+    let prefix = tree.first().and_then(|d| d.file.parent()).map_or_else(
+        || std::path::PathBuf::from("."),
+        std::path::Path::to_path_buf,
+    );
+    build_with_prefix(tree, &prefix)
+}
+
+/// [`build`], with relative paths (`root`, `alias`) taken from `prefix`.
+pub fn build_with_prefix(
+    tree: &[Directive],
+    prefix: &std::path::Path,
+) -> Result<Config, ConfigError> {
     check(tree, Main)?;
-    let mut config = Config::default();
+    let mut config = Config {
+        prefix: prefix.to_path_buf(),
+        ..Config::default()
+    };
     let mut http = None;
     for directive in tree {
         match directive.name.as_str() {

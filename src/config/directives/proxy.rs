@@ -577,9 +577,10 @@ pub(super) fn proxy_target(
             directive.location(),
         ));
     }
-    if uri.is_some() && matches!(matcher, LocationMatch::Regex(_)) {
+    if uri.is_some() && matches!(matcher, LocationMatch::Regex(_) | LocationMatch::Named(_)) {
         return Err(ConfigError::at(
-            "\"proxy_pass\" cannot have URI part in location given by regular expression",
+            "\"proxy_pass\" cannot have URI part in location given by regular expression, \
+             or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
             directive.location(),
         ));
     }
