@@ -38,6 +38,10 @@ pub enum ProxyError {
     UpstreamBody(FramingError),
     /// The upstream answered with a status `proxy_next_upstream` retries.
     UpstreamStatus(u16),
+    /// The upstream answered with a status the location's `error_page`
+    /// replaces (`proxy_intercept_errors on`): not a failure, the page is
+    /// the answer (`connection::error_pages`).
+    Intercepted(u16),
     /// The client was too slow; names the nginx directive that expired.
     ClientTimeout(&'static str),
     /// The upstream was too slow; names the nginx directive that expired.
@@ -80,7 +84,8 @@ impl ProxyError {
             | ProxyError::UpstreamClosedEarly(_)
             | ProxyError::UpstreamResponse(_)
             | ProxyError::UpstreamBody(_)
-            | ProxyError::UpstreamStatus(_) => ErrorResponse::BadGateway,
+            | ProxyError::UpstreamStatus(_)
+            | ProxyError::Intercepted(_) => ErrorResponse::BadGateway,
         }
     }
 
@@ -99,7 +104,8 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_)
             | ProxyError::UpstreamClosedEarly(_)
             | ProxyError::UpstreamResponse(_)
-            | ProxyError::UpstreamStatus(_) => " while reading response header from upstream",
+            | ProxyError::UpstreamStatus(_)
+            | ProxyError::Intercepted(_) => " while reading response header from upstream",
             ProxyError::UpstreamBody(_) => " while reading upstream",
             _ => "",
         }
@@ -109,7 +115,7 @@ impl ProxyError {
     /// failed this way: the upstream's own, 504 for a timeout, else 502.
     pub fn upstream_status(&self) -> u16 {
         match self {
-            ProxyError::UpstreamStatus(status) => *status,
+            ProxyError::UpstreamStatus(status) | ProxyError::Intercepted(status) => *status,
             ProxyError::UpstreamTimeout(_) => 504,
             _ => 502,
         }
@@ -144,6 +150,9 @@ impl fmt::Display for ProxyError {
             ProxyError::UpstreamTls(why) => write!(f, "upstream SSL handshake failed: {why}"),
             ProxyError::NoLiveUpstreams => f.write_str("no live upstreams"),
             ProxyError::UpstreamStatus(status) => write!(f, "upstream answered {status}"),
+            ProxyError::Intercepted(status) => {
+                write!(f, "upstream answered {status}, replaced by its error_page")
+            }
             ProxyError::UpstreamClosedEarly(Some(e)) => {
                 write!(f, "upstream failed before sending a response head: {e}")
             }

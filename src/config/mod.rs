@@ -23,7 +23,8 @@ pub use parse::{ConfigError, SourceFile};
 pub use rewrite::{Condition, ConditionTest, IfReturn};
 pub use settings::{
     access_allowed, builtin_log_formats, next_upstream, AccessLogTarget, AccessRule, AddHeader,
-    LimitExcept, Settings, COMBINED_FORMAT, UPSTREAM_FORMAT,
+    ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Settings, COMBINED_FORMAT,
+    UPSTREAM_FORMAT,
 };
 
 use crate::variables::Template;

@@ -96,6 +96,11 @@ pub struct Settings {
     pub field_names: FieldNameRule,
     /// `root`, `index`, `try_files`, `types`…: how files are served.
     pub files: crate::files::FileSettings,
+    /// `error_page` lines: a level with any replaces the inherited list.
+    pub error_pages: Vec<ErrorPage>,
+    /// `proxy_intercept_errors`: upstream answers of a listed code get the
+    /// error page instead.
+    pub intercept_errors: bool,
 }
 
 /// `limit_except METHOD… { allow …; deny …; }`: requests with a method
@@ -157,6 +162,43 @@ pub fn access_allowed(rules: &[AccessRule], client: std::net::IpAddr) -> bool {
         .iter()
         .find(|rule| rule.matches(client))
         .is_none_or(|rule| rule.allow)
+}
+
+/// An `error_page CODE… [=[RESPONSE]] TARGET` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorPage {
+    pub codes: Vec<u16>,
+    pub status: ErrorPageStatus,
+    pub target: ErrorPageTarget,
+}
+
+/// The status an error page is sent with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorPageStatus {
+    /// The error's own (no `=`).
+    Kept,
+    /// `=CODE`.
+    Replaced(u16),
+    /// `=` alone: what the target answers (200 for a file).
+    Target,
+}
+
+/// Where an error page comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorPageTarget {
+    /// `/50x.html`: routed as a GET of that uri in the same server.
+    Uri(String),
+    /// `@name`.
+    Named(String),
+    /// `http://…`: a redirect (302 unless `=301`, `=303`, `=307`, `=308`).
+    Redirect(String),
+}
+
+impl ErrorPage {
+    /// The line for `status` in a location's list, if any.
+    pub fn find(pages: &[ErrorPage], status: u16) -> Option<&ErrorPage> {
+        pages.iter().find(|page| page.codes.contains(&status))
+    }
 }
 
 /// An `add_header` directive.
@@ -271,6 +313,8 @@ impl Default for Settings {
             limit_except: None,
             field_names: FieldNameRule::default(),
             files: crate::files::FileSettings::default(),
+            error_pages: Vec::new(),
+            intercept_errors: false,
         }
     }
 }

@@ -101,6 +101,10 @@ impl Connection {
         page: ErrorResponse,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
+        let exchange = match self.error_page(exchange, page.status(), ctx) {
+            Ok(answered) => return answered,
+            Err(exchange) => exchange,
+        };
         self.answer_locally(exchange, ctx, |out, reply| {
             (page.status(), page.write_to(out, reply))
         })
@@ -156,6 +160,17 @@ impl Connection {
             ) => text.as_deref().map(str::as_bytes),
             _ => None,
         };
+        if text.is_none() {
+            // `return 404;` is an error like any other: its error_page
+            // applies. (With text, the text is the answer, as in nginx.)
+            text_buffer.clear();
+            exchange.buffers.return_text = text_buffer;
+            let exchange = match self.error_page(exchange, status, ctx) {
+                Ok(answered) => return answered,
+                Err(exchange) => exchange,
+            };
+            return self.answer_return_as_is(exchange, status, ctx);
+        }
         // nginx's `absolute_redirect on`: a redirect to a path gets this
         // request's scheme, host and port in front.
         let mut absolute = std::mem::take(&mut exchange.buffers.redirect);
@@ -180,6 +195,19 @@ impl Connection {
             exchange.buffers.redirect = absolute;
         }
         (phase, progress)
+    }
+
+    /// `return CODE` without text, past its error page: ferry's page for
+    /// the code, or an empty body.
+    pub(super) fn answer_return_as_is(
+        &mut self,
+        exchange: Exchange,
+        status: u16,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        self.answer_locally(exchange, ctx, |out, reply| {
+            (status, error_page::write_return(out, status, None, reply))
+        })
     }
 
     /// Answers the status path with this worker's counters, as plain text.
@@ -295,6 +323,12 @@ impl Connection {
             );
         }
         let status = error.response();
+        if !error.is_client_fault() && exchange.request_body.fully_received() {
+            exchange = match self.error_page(exchange, status.status(), ctx) {
+                Ok(answered) => return answered,
+                Err(exchange) => exchange,
+            };
+        }
         // Keep the connection only if the request was read whole and framed
         // sanely; after a refused head or body the stream is not trustworthy.
         let keep_alive = exchange.keep_alive

@@ -99,6 +99,7 @@ impl Connection {
         &mut self,
         exchange: Exchange,
         target: FileTarget,
+        status_override: Option<u16>,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         let FileTarget {
@@ -123,6 +124,8 @@ impl Connection {
             Decision::Whole => (200, None),
             Decision::Partial { start, len } => (206, Some((start, len))),
         };
+        // An error page's file is sent with the error's status.
+        let status = status_override.unwrap_or(status);
         let config = std::rc::Rc::clone(&ctx.config);
         let settings = &exchange.settings(&config).files;
         let content_type = settings
@@ -258,9 +261,11 @@ impl FileHead<'_> {
         }
         let modified =
             crate::http::date::format_imf(u64::try_from(self.validators.modified).unwrap_or(0));
-        out.extend_from_slice(b"Last-Modified: ");
-        out.extend_from_slice(&modified);
-        out.extend_from_slice(b"\r\n");
+        if matches!(self.status, 200 | 206 | 304) {
+            out.extend_from_slice(b"Last-Modified: ");
+            out.extend_from_slice(&modified);
+            out.extend_from_slice(b"\r\n");
+        }
         out.extend_from_slice(if reply.keep_alive {
             b"Connection: keep-alive\r\n"
         } else {

@@ -103,6 +103,22 @@ impl Connection {
         if let ResponseState::AwaitingHead = exchange.response {
             match self.parse_response(&mut exchange, ctx) {
                 Ok(parsed) => progress |= parsed,
+                Err((ProxyError::Intercepted(status), _)) => {
+                    // The upstream's answer is replaced: its connection,
+                    // with a body not read, cannot be reused.
+                    debug!(
+                        "#{} upstream answered {status}: its error_page instead",
+                        ctx.slot
+                    );
+                    exchange.log.upstream_status = status;
+                    exchange.log.head_received = exchange.mark(ctx.now_ms);
+                    if let Some(peer) = exchange.peer {
+                        ctx.upstreams.succeeded(&ctx.config, peer);
+                    }
+                    ctx.upstreams.close(&ctx.config, upstream);
+                    exchange.buffers.response.clear();
+                    return self.answer_intercepted(exchange, status, ctx);
+                }
                 Err((error, condition)) => {
                     return self.next_upstream(exchange, Some(upstream), error, condition, ctx);
                 }
@@ -391,6 +407,15 @@ impl Connection {
             let status_condition = next_upstream::for_status(head.status);
             if status_condition & retry_mask != 0 {
                 return Err((ProxyError::UpstreamStatus(head.status), status_condition));
+            }
+            // `proxy_intercept_errors on`: a status the location has an
+            // error page for gets the page instead.
+            if settings.intercept_errors
+                && head.status >= 300
+                && crate::config::ErrorPage::find(&settings.error_pages, head.status).is_some()
+                && !state.error_page_sent
+            {
+                return Err((ProxyError::Intercepted(head.status), 0));
             }
             if let Some(peer) = state.peer {
                 ctx.upstreams.succeeded(&ctx.config, peer);

@@ -19,6 +19,7 @@
 //! access log line in `answer.rs`.
 
 mod answer;
+mod error_pages;
 mod files;
 mod finishing;
 mod forwarding;

@@ -218,6 +218,9 @@ pub struct ExchangeState {
     pub body_sent: bool,
     /// `add_header … always` lines end here in `buffers.extra_headers`.
     pub always_headers_end: u32,
+    /// An `error_page` answered already: another error gets ferry's own
+    /// page (nginx's `recursive_error_pages off`).
+    pub error_page_sent: bool,
     pub log: ExchangeLog,
 }
 

@@ -525,6 +525,7 @@ impl Connection {
             key_hash: 0,
             body_sent: false,
             always_headers_end: 0,
+            error_page_sent: false,
             log: ExchangeLog::default(),
         };
         // A state box from an earlier exchange, written over: no allocation.
@@ -562,7 +563,7 @@ impl Connection {
                 return self.answer_return(exchange, status, Some(has_text), ctx)
             }
             Target::NotFound => return self.answer_page(exchange, ErrorResponse::NotFound, ctx),
-            Target::File(file) => return self.answer_file(exchange, *file, ctx),
+            Target::File(file) => return self.answer_file(exchange, *file, None, ctx),
             Target::AddSlash => return self.answer_add_slash(exchange, ctx),
             Target::Page(page) => return self.answer_page(exchange, page, ctx),
             Target::Code(code) => return self.answer_return(exchange, code, Some(false), ctx),

@@ -235,8 +235,8 @@ pub fn resolve(settings: &FileSettings, lookup: &Lookup<'_>, scratch: Scratch<'_
 }
 
 /// Steps 2 and 3 for a uri held in `redirect` (after `try_files`) or in
-/// the request.
-fn resolve_uri(
+/// the request; on their own, for an error page's uri.
+pub fn resolve_uri(
     settings: &FileSettings,
     uri: &[u8],
     args: &[u8],

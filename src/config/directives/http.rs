@@ -66,6 +66,8 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Arity::Exactly(2),
         Handler::Setting(large_client_header_buffers),
     ),
+    spec("error_page", HSL, Arity::AtLeast(2), Handler::Setting(super::error_pages::error_page))
+        .repeatable(),
     spec("lingering_time", HSL, Arity::Exactly(1), Handler::Setting(lingering_time)),
     spec("lingering_timeout", HSL, Arity::Exactly(1), Handler::Setting(lingering_timeout)),
     spec(
@@ -142,7 +144,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("client_header_buffer_size"),
     not_yet("connection_pool_size"),
     not_yet("directio"),
-    not_yet("error_page"),
     not_yet("keepalive_time"),
     not_yet("limit_rate"),
     not_yet("limit_rate_after"),
@@ -423,6 +424,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             top_level = vec![server.locations.len() - 1];
         }
         server.top_level = top_level;
+        super::error_pages::check_targets(&server, directive)?;
         config.servers.push(server);
         for Listen {
             addr,

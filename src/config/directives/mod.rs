@@ -36,6 +36,7 @@
 
 mod access;
 mod core;
+mod error_pages;
 mod headers;
 mod http;
 mod listen;
@@ -316,6 +317,8 @@ pub(super) struct Inherited {
     /// where a location proxies to `https://` (`crate::tls::upstream`).
     proxy_ssl: Vec<Directive>,
     files: static_files::FilesInherited,
+    error_pages: Option<Vec<super::settings::ErrorPage>>,
+    intercept_errors: Option<bool>,
 }
 
 impl Inherited {
@@ -368,6 +371,8 @@ impl Inherited {
             proxy_redirect: self.proxy_redirect.or_else(|| outer.proxy_redirect.clone()),
             underscores_in_headers: self.underscores_in_headers.or(outer.underscores_in_headers),
             files: self.files.over(&outer.files),
+            error_pages: self.error_pages.or_else(|| outer.error_pages.clone()),
+            intercept_errors: self.intercept_errors.or(outer.intercept_errors),
             proxy_ssl: {
                 let mut lines = self.proxy_ssl;
                 let inherited: Vec<Directive> = outer
@@ -440,6 +445,12 @@ impl Inherited {
         }
         if let Some(condition) = &self.access_log_if {
             settings.access_log_if = condition.clone();
+        }
+        if let Some(pages) = &self.error_pages {
+            settings.error_pages = pages.clone();
+        }
+        if let Some(intercept) = self.intercept_errors {
+            settings.intercept_errors = intercept;
         }
         settings
     }

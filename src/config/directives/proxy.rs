@@ -69,11 +69,7 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         "proxy_intercept_errors",
         HSL,
         Arity::Exactly(1),
-        Handler::NoEffect {
-            check: on_off,
-            why: "it changes something only with an error_page for the code, and \
-                  error_page is not supported yet (refused)",
-        },
+        Handler::Setting(super::error_pages::proxy_intercept_errors),
     ),
     spec(
         "proxy_pass_header",
