@@ -466,3 +466,85 @@ fn expires_replaces_the_upstream_s_cache_fields_as_nginx_does() {
         assert_eq!(from_ferry, from_nginx);
     }
 }
+
+/// `charset utf-8`: the name joins the `Content-Type` of files, ferry's
+/// own answers and proxied answers of the listed types that name none.
+#[test]
+fn charset_names_the_character_set_as_nginx_does() {
+    let root = document_root("static-charset");
+    let origin = util::Origin::start(|mut conn| {
+        while let Some(request) = conn.next_request() {
+            let content_type = match request.path.as_str() {
+                "/up/latin" => "text/html; charset=iso-8859-1",
+                "/up/json" => "application/json",
+                _ => "text/html",
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: 2\r\n\r\nok"
+            );
+            if !conn.send(head.as_bytes()) {
+                break;
+            }
+        }
+    });
+    let body = format!(
+        "types {{ text/html html; text/css css; }}\n\
+         server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           root {www};\n\
+           charset utf-8;\n\
+           location / {{ }}\n\
+           location /up/ {{ proxy_pass http://{origin}; }}\n\
+           location = /said {{ return 200 \"hi\\n\"; }}\n\
+           location /css/ {{ charset_types text/css; alias {www}/; }}\n\
+         }}\n",
+        www = root.join("www").display(),
+        origin = origin.addr
+    );
+    let (ferry, _) = Ferry::start_config("static-charset", &body);
+    let paths = [
+        "/index.html",
+        "/style.CSS",
+        "/missing",
+        "/said",
+        "/up/html",
+        "/up/latin",
+        "/up/json",
+        "/css/style.CSS",
+        "/css/index.html",
+    ];
+    let types = |addr: SocketAddr| {
+        paths.map(|path| {
+            ask(addr, "GET", path, "")
+                .header("Content-Type")
+                .unwrap_or_default()
+        })
+    };
+    let from_ferry = types(ferry.addr);
+    assert_eq!(
+        from_ferry,
+        [
+            "text/html; charset=utf-8",
+            "text/css",
+            "text/html; charset=utf-8",
+            "text/plain; charset=utf-8",
+            "text/html; charset=utf-8",
+            "text/html; charset=iso-8859-1",
+            "application/json",
+            "text/css; charset=utf-8",
+            // "in addition to text/html", as nginx's documentation says.
+            "text/html; charset=utf-8",
+        ]
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "static-charset",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+        assert_eq!(from_ferry, types(addr));
+    }
+}

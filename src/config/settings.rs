@@ -101,6 +101,21 @@ pub struct Settings {
     /// `proxy_intercept_errors`: upstream answers of a listed code get the
     /// error page instead.
     pub intercept_errors: bool,
+    /// `charset`: added to the `Content-Type` of answers whose type is one
+    /// of `charset_types` and that name no charset (`None`: off).
+    pub charset: Option<String>,
+    pub charset_types: Vec<String>,
+}
+
+impl Settings {
+    /// The `charset` to name for a `Content-Type`, if any applies.
+    pub fn charset_for(&self, content_type: &[u8]) -> Option<&str> {
+        crate::http::headers::charset_for(
+            content_type,
+            self.charset.as_deref(),
+            &self.charset_types,
+        )
+    }
 }
 
 /// `limit_except METHOD… { allow …; deny …; }`: requests with a method
@@ -315,6 +330,11 @@ impl Default for Settings {
             files: crate::files::FileSettings::default(),
             error_pages: Vec::new(),
             intercept_errors: false,
+            charset: None,
+            charset_types: crate::config::directives::CHARSET_TYPES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
         }
     }
 }

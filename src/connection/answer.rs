@@ -86,6 +86,8 @@ impl Connection {
             date: ctx.date.as_bytes(),
             added: &buffers.extra_headers,
             always_end: exchange.state.always_headers_end as usize,
+            charset: settings.charset.as_deref(),
+            charset_types: &settings.charset_types,
         };
         let (status, body_len) = write(&mut buffers.client_head, &reply);
         exchange.log.status = status;
@@ -338,6 +340,8 @@ impl Connection {
         exchange.keep_alive = keep_alive;
         // Part of an interim head may still be unsent; it cannot be taken
         // back, so ferry's response follows it.
+        let config = std::rc::Rc::clone(&ctx.config);
+        let settings = exchange.state.settings(&config);
         let buffers = &mut *exchange.buffers;
         let state = &mut *exchange.state;
         buffers.client_head.drain(..state.client_head_sent);
@@ -348,6 +352,8 @@ impl Connection {
             date: ctx.date.as_bytes(),
             added: &buffers.extra_headers,
             always_end: state.always_headers_end as usize,
+            charset: settings.charset.as_deref(),
+            charset_types: &settings.charset_types,
         };
         state.log.body_bytes_sent = status.write_to(&mut buffers.client_head, &reply) as u64;
         state.log.status = status.status();

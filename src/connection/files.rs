@@ -127,11 +127,13 @@ impl Connection {
         // An error page's file is sent with the error's status.
         let status = status_override.unwrap_or(status);
         let config = std::rc::Rc::clone(&ctx.config);
-        let settings = &exchange.settings(&config).files;
+        let location = exchange.settings(&config);
+        let settings = &location.files;
         let content_type = settings
             .types
             .for_name(&exchange.buffers.file_path)
             .unwrap_or(&settings.default_type);
+        let charset = location.charset_for(content_type.as_bytes());
         let now = ctx
             .wall_clock
             .duration_since(std::time::UNIX_EPOCH)
@@ -144,6 +146,7 @@ impl Connection {
             let head = FileHead {
                 status,
                 content_type,
+                charset,
                 validators: &validators,
                 range,
                 expires,
@@ -233,6 +236,8 @@ impl Connection {
 struct FileHead<'a> {
     status: u16,
     content_type: &'a str,
+    /// `charset`, when it applies to the type.
+    charset: Option<&'a str>,
     validators: &'a Validators,
     range: Option<(u64, u64)>,
     expires: files::Expires,
@@ -253,11 +258,11 @@ impl FileHead<'_> {
         out.extend_from_slice(b"\r\n");
         if self.status != 304 {
             let length = self.range.map_or(self.validators.size, |(_, len)| len);
-            let _ = write!(
-                out,
-                "Content-Type: {}\r\nContent-Length: {length}\r\n",
-                self.content_type
-            );
+            let _ = write!(out, "Content-Type: {}", self.content_type);
+            if let Some(charset) = self.charset {
+                let _ = write!(out, "; charset={charset}");
+            }
+            let _ = write!(out, "\r\nContent-Length: {length}\r\n");
         }
         let modified =
             crate::http::date::format_imf(u64::try_from(self.validators.modified).unwrap_or(0));

@@ -440,6 +440,8 @@ impl Connection {
                 origin: self.origin(host, &ctx.config),
                 replaces_cache_fields: settings.files.expires != crate::files::Expires::Off
                     && add_header_applies(head.status),
+                charset: settings.charset.as_deref(),
+                charset_types: &settings.charset_types,
             };
             response::write_client_head(
                 &head,

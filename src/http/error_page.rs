@@ -143,6 +143,10 @@ pub struct Reply<'a> {
     /// redirect codes, to its own answers as to proxied ones.
     pub added: &'a [u8],
     pub always_end: usize,
+    /// `charset` and `charset_types`: the name added to a text answer's
+    /// `Content-Type`.
+    pub charset: Option<&'a str>,
+    pub charset_types: &'a [String],
 }
 
 /// nginx adds `add_header` fields (those without `always`) to these only.
@@ -195,10 +199,18 @@ impl LocalMessage<'_> {
             reply.added.get(..reply.always_end).unwrap_or_default()
         };
         out.extend_from_slice(added);
+        let _ = write!(out, "Content-Type: {}", self.content_type);
+        let charset = super::headers::charset_for(
+            self.content_type.as_bytes(),
+            reply.charset,
+            reply.charset_types,
+        );
+        if let Some(charset) = charset {
+            let _ = write!(out, "; charset={charset}");
+        }
         let _ = write!(
             out,
-            "Content-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-            self.content_type,
+            "\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
             self.body.len()
         );
         if reply.head_only {
@@ -326,6 +338,8 @@ mod tests {
             date: b"Sun, 06 Nov 1994 08:49:37 GMT",
             added: b"",
             always_end: 0,
+            charset: None,
+            charset_types: &[],
         };
         let len = ErrorResponse::BadGateway.write_to(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();
@@ -346,6 +360,8 @@ mod tests {
             date: b"Sun, 06 Nov 1994 08:49:37 GMT",
             added: b"",
             always_end: 0,
+            charset: None,
+            charset_types: &[],
         };
         assert_eq!(ErrorResponse::NotFound.write_to(&mut out, &reply), 0);
         assert!(out.ends_with(b"Connection: keep-alive\r\n\r\n"));

@@ -451,6 +451,31 @@ pub fn write_rendered_field(
     out.extend_from_slice(b"\r\n");
 }
 
+/// nginx's `charset`: the name to add to `content_type` (`text/html` ->
+/// `text/html; charset=utf-8`) when its media type is `text/html` or one of
+/// `types` (or `types` has `*`) and it names no charset of its own.
+pub fn charset_for<'a>(
+    content_type: &[u8],
+    charset: Option<&'a str>,
+    types: &[String],
+) -> Option<&'a str> {
+    let charset = charset?;
+    let (media, params) = match content_type.iter().position(|&b| b == b';') {
+        Some(at) => content_type.split_at(at),
+        None => (content_type, &b""[..]),
+    };
+    let media = media.trim_ascii();
+    // `charset_types` lists types "in addition to text/html" (nginx).
+    let listed = media.eq_ignore_ascii_case(b"text/html")
+        || types
+            .iter()
+            .any(|t| t == "*" || t.as_bytes().eq_ignore_ascii_case(media));
+    let named = params
+        .windows(8)
+        .any(|w| w.eq_ignore_ascii_case(b"charset="));
+    (listed && !named).then_some(charset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,6 +184,10 @@ pub struct ExtraFields<'a> {
     /// `expires` applies: the upstream's `Expires` and `Cache-Control` give
     /// way to the location's (in `add`).
     pub replaces_cache_fields: bool,
+    /// `charset` and `charset_types`: a `Content-Type` of a listed type
+    /// without a charset gets this one.
+    pub charset: Option<&'a str>,
+    pub charset_types: &'a [String],
 }
 
 /// The scheme, host and port this request came to, for absolute redirects:
@@ -488,6 +492,20 @@ pub fn write_client_head(
             )
         {
             continue;
+        }
+        if extra.charset.is_some()
+            && kind == Field::Other
+            && header.name.eq_ignore_ascii_case("content-type")
+        {
+            let charset = headers::charset_for(header.value, extra.charset, extra.charset_types);
+            if let Some(charset) = charset {
+                out.extend_from_slice(b"Content-Type: ");
+                out.extend_from_slice(header.value);
+                out.extend_from_slice(b"; charset=");
+                out.extend_from_slice(charset.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
         }
         headers::write_field(out, header.name, header.value);
     }

@@ -164,9 +164,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("server_name_in_redirect"),
     not_yet("subrequest_output_buffer_size"),
     // Modules of their own that ferry has none of yet.
-    not_yet("charset"),
-    not_yet("charset_types"),
-    not_yet("source_charset"),
     not_yet("geo"),
     not_yet("split_clients"),
     not_yet("gzip"),

@@ -15,6 +15,7 @@
 //! | `access.rs` | ngx_http_access_module |
 //! | `ssl.rs` | ngx_http_ssl_module (read by `crate::tls::config`) |
 //! | `status.rs` | ngx_http_stub_status_module |
+//! | `charset.rs` | ngx_http_charset_module (the name only, no recoding) |
 //! | `static_files.rs` | ngx_http_static_module, index, autoindex, and the core module's `root`, `alias`, `try_files`, `types` (`expires` too) |
 //!
 //! Loading runs in nginx's order: [`check`] walks the tree and refuses what
@@ -35,6 +36,7 @@
 //! mean what it means to nginx.
 
 mod access;
+mod charset;
 mod core;
 mod error_pages;
 mod headers;
@@ -56,6 +58,7 @@ use super::parse::{ConfigError, Directive};
 use super::{parse_duration, parse_size, AccessLogTarget, AccessRule, AddHeader, Config, Settings};
 use crate::variables::Template;
 
+pub use charset::DEFAULT_TYPES as CHARSET_TYPES;
 pub use upstream::resolve_address;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +196,7 @@ const MODULES: &[(&str, &[Spec])] = &[
     ("ssl", ssl::DIRECTIVES),
     ("status", status::DIRECTIVES),
     ("static", static_files::DIRECTIVES),
+    ("charset", charset::DIRECTIVES),
 ];
 
 fn find_spec(name: &str) -> Option<&'static Spec> {
@@ -319,6 +323,8 @@ pub(super) struct Inherited {
     files: static_files::FilesInherited,
     error_pages: Option<Vec<super::settings::ErrorPage>>,
     intercept_errors: Option<bool>,
+    charset: Option<Option<String>>,
+    charset_types: Option<Vec<String>>,
 }
 
 impl Inherited {
@@ -373,6 +379,8 @@ impl Inherited {
             files: self.files.over(&outer.files),
             error_pages: self.error_pages.or_else(|| outer.error_pages.clone()),
             intercept_errors: self.intercept_errors.or(outer.intercept_errors),
+            charset: self.charset.or_else(|| outer.charset.clone()),
+            charset_types: self.charset_types.or_else(|| outer.charset_types.clone()),
             proxy_ssl: {
                 let mut lines = self.proxy_ssl;
                 let inherited: Vec<Directive> = outer
@@ -451,6 +459,12 @@ impl Inherited {
         }
         if let Some(intercept) = self.intercept_errors {
             settings.intercept_errors = intercept;
+        }
+        if let Some(charset) = &self.charset {
+            settings.charset = charset.clone();
+        }
+        if let Some(types) = &self.charset_types {
+            settings.charset_types = types.clone();
         }
         settings
     }
