@@ -281,6 +281,10 @@ pub struct BufferSet {
     pub file_path: Vec<u8>,
     pub redirect: Vec<u8>,
     pub redirect_args: Vec<u8>,
+    /// The file a static answer is reading from (`ResponseState::File`
+    /// says where it is): kept here rather than in the exchange's state so
+    /// that state stays plain data, and closed when the set goes back.
+    pub file: Option<std::fs::File>,
     /// Upstream servers tried before the current one, for the
     /// `$upstream_*` lists.
     pub attempts: Vec<UpstreamAttempt>,
@@ -302,6 +306,7 @@ impl BufferSet {
             file_path: Vec::new(),
             redirect: Vec::new(),
             redirect_args: Vec::new(),
+            file: None,
             attempts: Vec::with_capacity(4),
         }
     }
@@ -318,6 +323,7 @@ impl BufferSet {
         self.request_line.clear();
         self.host.clear();
         self.attempts.clear();
+        self.file = None;
     }
 }
 

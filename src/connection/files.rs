@@ -164,8 +164,8 @@ impl Connection {
                     ctx.slot,
                     String::from_utf8_lossy(&exchange.buffers.file_path)
                 );
+                exchange.buffers.file = Some(file);
                 exchange.response = ResponseState::File {
-                    file,
                     offset: start,
                     remaining: len,
                 };
@@ -184,11 +184,8 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) -> Result<bool, Abort> {
         let Exchange { buffers, state } = exchange;
-        let ResponseState::File {
-            file,
-            offset,
-            remaining,
-        } = &mut state.response
+        let (ResponseState::File { offset, remaining }, Some(file)) =
+            (&mut state.response, &buffers.file)
         else {
             return Ok(false);
         };

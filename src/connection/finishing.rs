@@ -86,6 +86,7 @@ impl Connection {
         buffers.client_head.clear();
         buffers.log_fields.clear();
         buffers.attempts.clear();
+        buffers.file = None;
         if keep_alive && !self.client_eof && !self.draining {
             trace!("#{} keeping the connection alive", ctx.slot);
             if buffers.request.is_empty() {

@@ -237,13 +237,10 @@ impl Connection {
         let Exchange { buffers, state } = exchange;
         let at = state.offset_ms(ctx.now_ms);
         // A file's bytes are all body: the whole ring goes out.
-        let file_body = match state.response {
-            ResponseState::File { .. } => buffers.response.len(),
-            _ => 0,
-        };
-        let relay = match &mut state.response {
-            ResponseState::Body { relay, .. } => Some(relay),
-            _ => None,
+        let (relay, file_body) = match &mut state.response {
+            ResponseState::Body { relay, .. } => (Some(relay), 0),
+            ResponseState::File { .. } => (None, buffers.response.len()),
+            _ => (None, 0),
         };
         let body_ready = file_body > 0 || relay.as_ref().is_some_and(|relay| relay.has_output());
         let head_left = buffers.client_head.len() - state.client_head_sent;

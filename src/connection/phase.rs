@@ -341,13 +341,10 @@ pub enum ResponseState {
     Local,
     /// The upstream answered `101`: the connection becomes a tunnel.
     Switching,
-    /// Ferry's head for a file is queued; the body is read from `file` at
-    /// `offset` into the response ring, `remaining` bytes still to read.
-    File {
-        file: std::fs::File,
-        offset: u64,
-        remaining: u64,
-    },
+    /// Ferry's head for a file is queued; the body is read from
+    /// `buffers.file` at `offset` into the response ring, `remaining` bytes
+    /// still to read.
+    File { offset: u64, remaining: u64 },
 }
 
 /// Which ends of a tunnel are done. A direction ends when its source sent

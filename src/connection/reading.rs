@@ -168,10 +168,11 @@ impl Connection {
             }
             parsed => parsed,
         };
-        let head = match head {
+        // Borrowed where it lies: the head is read across the routing loop.
+        let head = match &head {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(ProxyError::Request(e)),
+            Err(e) => return Err(ProxyError::Request(*e)),
         };
 
         // For error log lines about this request (bounded: they are context).
@@ -199,17 +200,15 @@ impl Connection {
         if routing::normalize_path(path, normalized).is_err() {
             return Err(ProxyError::Request(request::RequestError::InvalidPath));
         }
-        let query = origin_form.split_once('?').map_or("", |(_, query)| query);
         let server_config = config.servers.get(server);
         // An index file or `try_files` routes the request again with another
         // uri, as nginx's internal redirects do, at most ten times; `named`
         // is `try_files … @name`'s location.
         let mut redirects = 0;
-        let mut always_headers_end = 0;
         let mut key_hash = 0;
         let mut named: Option<usize> = None;
         let mut redirected_args: Option<usize> = None;
-        let (location, target) = loop {
+        let (location, target, always_headers_end) = loop {
             let reached_by_name = named.is_some();
             let mut location = named
                 .take()
@@ -236,17 +235,22 @@ impl Connection {
             let server_if = server_config
                 .filter(|_| !reached_by_name)
                 .and_then(|s| first_true(&s.ifs, &view, return_text));
-            let answered_by_if = match server_if {
-                Some(action) => {
-                    location = None;
-                    Some(action)
-                }
-                None => location
-                    .and_then(|l| config.location(server, l))
-                    .filter(|l| !l.internal || redirects > 0)
-                    .and_then(|l| first_true(&l.ifs, &view, return_text)),
+            if server_if.is_some() {
+                location = None;
+            }
+            let chosen = location.and_then(|l| config.location(server, l));
+            // nginx answers a client's own request for an `internal`
+            // location 404 as soon as it finds it, before its `if`s.
+            let internal_only = redirects == 0 && chosen.is_some_and(|l| l.internal);
+            let answered_by_if = server_if.or_else(|| {
+                chosen
+                    .filter(|_| !internal_only)
+                    .and_then(|l| first_true(&l.ifs, &view, return_text))
+            });
+            let settings = match chosen {
+                Some(chosen) => &chosen.settings,
+                None => config.server_settings(server),
             };
-            let settings = RouteRef::new(server, location).settings(config);
 
             log_fields.clear();
             if settings.access_log != AccessLogTarget::Off {
@@ -269,12 +273,6 @@ impl Connection {
                 }
             }
 
-            // nginx answers a client's own request for an `internal`
-            // location 404 as soon as it finds it, before its `if`s.
-            let internal_only = redirects == 0
-                && location
-                    .and_then(|l| config.location(server, l))
-                    .is_some_and(|l| l.internal);
             let target = if config.status_path.as_deref() == Some(head.target) {
                 Target::Status
             } else if internal_only {
@@ -304,7 +302,7 @@ impl Connection {
             {
                 Target::Forbidden
             } else {
-                match location.and_then(|l| config.location(server, l)) {
+                match chosen {
                     Some(LocationConfig {
                         action: Action::Proxy { group, uri, .. },
                         matcher,
@@ -357,7 +355,7 @@ impl Connection {
                             pass_client_fields: settings.pass_request_headers,
                             view: &view,
                         };
-                        request::write_upstream_head(&head, &upstream_head_args, upstream_head);
+                        request::write_upstream_head(head, &upstream_head_args, upstream_head);
                         if let Some(crate::config::Balance::Hash { key, .. }) =
                             config.upstreams.get(*group).map(|g| &g.balance)
                         {
@@ -387,90 +385,42 @@ impl Connection {
                         ..
                     })
                     | None => {
-                        let args = match redirected_args {
-                            Some(start) => redirect_args.get(start..).unwrap_or_default(),
-                            None => query.as_bytes(),
-                        };
+                        let args = redirected_args
+                            .map(|start| redirect_args.get(start..).unwrap_or_default());
                         let lookup = files::Lookup {
                             uri: normalized,
-                            args,
+                            args: args.unwrap_or_else(|| query_of(origin_form)),
                             view: &view,
                         };
-                        let method = head.summary.method;
-                        match static_target(&settings.files, &lookup, method, file_path, redirect) {
-                            StaticStep::Done(target) => target,
-                            StaticStep::Redirect => {
-                                redirects += 1;
-                                if redirects > MAX_INTERNAL_REDIRECTS {
-                                    error!(
-                                        "rewrite or internal redirection cycle while internally \
-                                         redirecting to \"{}\", client: {}",
-                                        String::from_utf8_lossy(redirect),
-                                        self.peer.ip()
-                                    );
-                                    break (
-                                        location,
-                                        Target::Page(ErrorResponse::InternalServerError),
-                                    );
-                                }
-                                // The new uri is routed as nginx's `$uri`:
-                                // its arguments (if any) kept apart.
-                                let split = redirect.iter().position(|&b| b == b'?');
-                                redirect_args.clear();
-                                if let Some(at) = split {
-                                    redirect_args.extend_from_slice(
-                                        redirect.get(at + 1..).unwrap_or_default(),
-                                    );
-                                    redirect.truncate(at);
-                                }
+                        let step = static_target(
+                            &settings.files,
+                            &lookup,
+                            head.summary.method,
+                            file_path,
+                            redirect,
+                        );
+                        match route_static(step, settings, server_config, &mut redirects, redirect)
+                        {
+                            StaticRoute::Answer(target) => target,
+                            StaticRoute::Uri => {
+                                split_redirect(normalized, redirect, redirect_args);
                                 redirected_args = Some(0);
-                                std::mem::swap(normalized, redirect);
                                 continue;
                             }
-                            StaticStep::Named => {
-                                let name = match &settings.files.try_files {
-                                    Some(files::TryFiles {
-                                        fallback: files::Fallback::Named(name),
-                                        ..
-                                    }) => name.as_str(),
-                                    _ => "",
-                                };
-                                let found = server_config.and_then(|s| {
-                                    s.locations.iter().position(|l| {
-                                        matches!(&l.matcher, LocationMatch::Named(n) if n == name)
-                                    })
-                                });
-                                redirects += 1;
-                                match found {
-                                    Some(index) if redirects <= MAX_INTERNAL_REDIRECTS => {
-                                        named = Some(index);
-                                        continue;
-                                    }
-                                    _ => {
-                                        error!(
-                                            "could not find named location \"{name}\", client: {}",
-                                            self.peer.ip()
-                                        );
-                                        Target::Page(ErrorResponse::InternalServerError)
-                                    }
-                                }
+                            StaticRoute::Named(index) => {
+                                named = Some(index);
+                                continue;
                             }
                         }
                     }
                 }
             };
-            if let Target::File { .. } = target {
-            } else if settings.files.expires != files::Expires::Off {
+            if settings.files.expires != files::Expires::Off && !matches!(target, Target::File(_)) {
                 // On ferry's own answers and proxied ones; a file's are
                 // written with the file (`expires modified` needs its time).
-                let now = ctx
-                    .wall_clock
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-                settings.files.expires.write(now, None, extra_headers);
+                write_expires(settings.files.expires, ctx.wall_clock, extra_headers);
             }
-            always_headers_end = conditional;
-            break (location, target);
+            break (location, target, conditional);
         };
         let parsed = ParsedRequest {
             summary: head.summary,
@@ -638,6 +588,94 @@ pub(super) enum Target {
 
 /// nginx's limit on internal redirects (index files, `try_files`).
 const MAX_INTERNAL_REDIRECTS: u8 = 10;
+
+/// What routing does after a static location's lookup.
+enum StaticRoute {
+    Answer(Target),
+    /// Route again with the uri in `redirect`.
+    Uri,
+    /// Go to this named location.
+    Named(usize),
+}
+
+/// A static location's lookup, as the router takes it: an answer, or an
+/// internal redirect counted against nginx's limit (500 past it, as nginx).
+/// Kept out of `parse_request`, whose proxying path it would only slow.
+#[inline(never)]
+fn route_static(
+    step: StaticStep,
+    settings: &crate::config::Settings,
+    server: Option<&crate::config::ServerConfig>,
+    redirects: &mut u8,
+    redirect: &[u8],
+) -> StaticRoute {
+    let failed = Target::Page(ErrorResponse::InternalServerError);
+    match step {
+        StaticStep::Done(target) => StaticRoute::Answer(target),
+        StaticStep::Redirect => {
+            *redirects += 1;
+            if *redirects > MAX_INTERNAL_REDIRECTS {
+                error!(
+                    "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
+                    String::from_utf8_lossy(redirect)
+                );
+                return StaticRoute::Answer(failed);
+            }
+            StaticRoute::Uri
+        }
+        StaticStep::Named => {
+            let name = match &settings.files.try_files {
+                Some(files::TryFiles {
+                    fallback: files::Fallback::Named(name),
+                    ..
+                }) => name.as_str(),
+                _ => "",
+            };
+            let found = server.and_then(|s| {
+                s.locations
+                    .iter()
+                    .position(|l| matches!(&l.matcher, LocationMatch::Named(n) if n == name))
+            });
+            *redirects += 1;
+            match found {
+                Some(index) if *redirects <= MAX_INTERNAL_REDIRECTS => StaticRoute::Named(index),
+                _ => {
+                    error!("could not find named location \"{name}\"");
+                    StaticRoute::Answer(failed)
+                }
+            }
+        }
+    }
+}
+
+/// An internal redirect's target becomes the uri routed next; its
+/// arguments (if any) are kept apart, as nginx's `$args`.
+#[inline(never)]
+fn split_redirect(normalized: &mut Vec<u8>, redirect: &mut Vec<u8>, args: &mut Vec<u8>) {
+    let split = redirect.iter().position(|&b| b == b'?');
+    args.clear();
+    if let Some(at) = split {
+        args.extend_from_slice(redirect.get(at + 1..).unwrap_or_default());
+        redirect.truncate(at);
+    }
+    std::mem::swap(normalized, redirect);
+}
+
+/// The query of an origin-form target, without `?`.
+fn query_of(target: &str) -> &[u8] {
+    target
+        .split_once('?')
+        .map_or(&b""[..], |(_, query)| query.as_bytes())
+}
+
+/// `expires` on an answer that is not a file, rendered with the others.
+#[cold]
+fn write_expires(expires: files::Expires, now: std::time::SystemTime, out: &mut Vec<u8>) {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    expires.write(now, None, out);
+}
 
 impl RequestSummary {
     /// Stands in for a request whose head could not be parsed.

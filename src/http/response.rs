@@ -230,6 +230,32 @@ impl Origin<'_> {
     }
 }
 
+/// The fields `expires` replaces (dropped here; the location's are in
+/// `extra.add`) and the `Content-Type` `charset` names a charset in: true
+/// if `header` was written or dropped.
+#[inline(never)]
+fn filtered(out: &mut Vec<u8>, header: &httparse::Header<'_>, extra: &ExtraFields<'_>) -> bool {
+    if extra.replaces_cache_fields
+        && (header.name.eq_ignore_ascii_case("expires")
+            || header.name.eq_ignore_ascii_case("cache-control"))
+    {
+        return true;
+    }
+    if extra.charset.is_some() && header.name.eq_ignore_ascii_case("content-type") {
+        if let Some(charset) =
+            headers::charset_for(header.value, extra.charset, extra.charset_types)
+        {
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(header.value);
+            out.extend_from_slice(b"; charset=");
+            out.extend_from_slice(charset.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            return true;
+        }
+    }
+    false
+}
+
 /// `value` with its first `proxy_redirect` pattern that starts at `from`
 /// replaced, or `None` if none does: as nginx rewrites `Location` (from 0)
 /// and `Refresh` (from after `url=`).
@@ -457,6 +483,7 @@ pub fn write_client_head(
     // Ferry writes its own Content-Length for a body it frames.
     let drop_length = response.body != BodyKind::Empty || !length_allowed;
     let hop_by_hop = headers::HopByHop::new(response.headers, response.connection_names_others);
+    let filters_fields = extra.replaces_cache_fields || extra.charset.is_some();
     for header in response.headers {
         let kind = headers::field(header.name);
         if hop_by_hop.contains(header.name, kind)
@@ -466,10 +493,6 @@ pub fn write_client_head(
                 .hide
                 .iter()
                 .any(|hidden| hidden.eq_ignore_ascii_case(header.name))
-            || (extra.replaces_cache_fields
-                && kind == Field::Other
-                && (header.name.eq_ignore_ascii_case("expires")
-                    || header.name.eq_ignore_ascii_case("cache-control")))
         {
             continue;
         }
@@ -493,19 +516,9 @@ pub fn write_client_head(
         {
             continue;
         }
-        if extra.charset.is_some()
-            && kind == Field::Other
-            && header.name.eq_ignore_ascii_case("content-type")
-        {
-            let charset = headers::charset_for(header.value, extra.charset, extra.charset_types);
-            if let Some(charset) = charset {
-                out.extend_from_slice(b"Content-Type: ");
-                out.extend_from_slice(header.value);
-                out.extend_from_slice(b"; charset=");
-                out.extend_from_slice(charset.as_bytes());
-                out.extend_from_slice(b"\r\n");
-                continue;
-            }
+        // `expires` and `charset` (one test per field when neither is set).
+        if filters_fields && kind == Field::Other && filtered(out, header, extra) {
+            continue;
         }
         headers::write_field(out, header.name, header.value);
     }
