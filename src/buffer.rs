@@ -281,6 +281,8 @@ pub struct BufferSet {
     pub file_path: Vec<u8>,
     pub redirect: Vec<u8>,
     pub redirect_args: Vec<u8>,
+    /// The arguments a `rewrite` makes, until they become `redirect_args`.
+    pub rewrite_args: Vec<u8>,
     /// The file a static answer is reading from (`ResponseState::File`
     /// says where it is): kept here rather than in the exchange's state so
     /// that state stays plain data, and closed when the set goes back.
@@ -306,6 +308,7 @@ impl BufferSet {
             file_path: Vec::new(),
             redirect: Vec::new(),
             redirect_args: Vec::new(),
+            rewrite_args: Vec::new(),
             file: None,
             attempts: Vec::with_capacity(4),
         }

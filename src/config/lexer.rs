@@ -4,8 +4,9 @@
 //! whitespace; `;`, `{` and `}` end a token and are tokens themselves; `#`
 //! at the start of a token comments out the rest of the line; single or
 //! double quotes make one token of what they enclose, with `\"`, `\'`, `\\`,
-//! `\n`, `\r` and `\t` escapes; a backslash outside quotes escapes the next
-//! character. `$variables` are ordinary word characters here: they are
+//! `\n`, `\r` and `\t` escapes; outside quotes a backslash keeps the next
+//! character in the word, and is itself kept unless it escapes a quote, a
+//! backslash or `t`, `r`, `n` (so `\.` and `\d` reach the regex engine). `$variables` are ordinary word characters here: they are
 //! compiled later, by whoever reads the value.
 
 use std::fmt;
@@ -149,11 +150,24 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, LexError> {
                     }
                     chars.next();
                     if c == '\\' {
+                        // nginx: the next character never ends the word;
+                        // `\"`, `\'`, `\\` lose the backslash, `\t`, `\r`,
+                        // `\n` are control characters, and any other keeps
+                        // it (`\.` and `\d` stay regex escapes).
                         if let Some(escaped) = chars.next() {
-                            if escaped == '\n' {
-                                line += 1;
+                            match escaped {
+                                '"' | '\'' | '\\' => text.push(escaped),
+                                't' => text.push('\t'),
+                                'r' => text.push('\r'),
+                                'n' => text.push('\n'),
+                                other => {
+                                    if other == '\n' {
+                                        line += 1;
+                                    }
+                                    text.push('\\');
+                                    text.push(other);
+                                }
                             }
-                            text.push(escaped);
                         }
                         continue;
                     }
@@ -204,7 +218,21 @@ mod tests {
             ["a", "b c", "d'e", "f\"g\\h\n", ";"]
         );
         assert_eq!(words(r#"set "" x;"#), ["set", "", "x", ";"]);
-        assert_eq!(words(r"a b\ c;"), ["a", "b c", ";"]);
+        // As nginx's ngx_conf_read_token: the escaped space stays in the
+        // word with its backslash; regex escapes are kept for the regex.
+        assert_eq!(words(r"a b\ c;"), ["a", r"b\ c", ";"]);
+        assert_eq!(
+            words(r"location ~ \.php$ ^/b/(\d+)$ a\\b a\tb;"),
+            [
+                "location",
+                "~",
+                r"\.php$",
+                r"^/b/(\d+)$",
+                r"a\b",
+                "a\tb",
+                ";"
+            ]
+        );
         assert_eq!(
             words("log $remote_addr ${host}x;"),
             ["log", "$remote_addr", "${host}x", ";"]

@@ -11,7 +11,7 @@ pub mod directives;
 pub mod lexer;
 mod map;
 pub mod parse;
-mod rewrite;
+pub mod rewrite;
 mod settings;
 
 use std::net::SocketAddr;
@@ -20,7 +20,9 @@ use std::time::Duration;
 
 pub use map::MapDef;
 pub use parse::{ConfigError, SourceFile};
-pub use rewrite::{Condition, ConditionTest, IfReturn};
+pub use rewrite::{
+    Condition, ConditionTest, Rewrite, RewriteFlag, ScriptBuffers, ScriptOutcome, ScriptStep,
+};
 pub use settings::{
     access_allowed, builtin_log_formats, next_upstream, AccessLogTarget, AccessRule, AddHeader,
     ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Settings, COMBINED_FORMAT,
@@ -115,9 +117,9 @@ pub struct ServerConfig {
     pub locations: Vec<LocationConfig>,
     /// Indexes into `locations` of the server's own (not nested) locations.
     pub top_level: Vec<usize>,
-    /// The server's `if (…) { return …; }` blocks, tried before a location
-    /// is chosen.
-    pub ifs: Vec<IfReturn>,
+    /// The server's rewrite-module lines (`if`, `rewrite`, `break`), run
+    /// before a location is chosen.
+    pub script: Vec<ScriptStep>,
     /// Its certificates and TLS settings, when a `listen … ssl` serves it.
     #[cfg(feature = "tls")]
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
@@ -141,9 +143,9 @@ pub enum LocationMatch {
 pub struct LocationConfig {
     pub matcher: LocationMatch,
     pub settings: Settings,
-    /// The location's `if (…) { return …; }` blocks, tried in order before
-    /// its action.
-    pub ifs: Vec<IfReturn>,
+    /// The location's rewrite-module lines, run in order before its action
+    /// (up to its own `return`, which is the action).
+    pub script: Vec<ScriptStep>,
     pub action: Action,
     /// `internal`: a client's own request for it is 404; only internal
     /// redirects reach its action.
@@ -308,7 +310,7 @@ impl Config {
                 names: Vec::new(),
                 settings: http.clone(),
                 locations: vec![LocationConfig {
-                    ifs: Vec::new(),
+                    script: Vec::new(),
                     matcher: LocationMatch::Prefix {
                         path: "/".into(),
                         stops_regex: false,
@@ -322,7 +324,7 @@ impl Config {
                     internal: false,
                     nested: Vec::new(),
                 }],
-                ifs: Vec::new(),
+                script: Vec::new(),
                 top_level: vec![0],
                 #[cfg(feature = "tls")]
                 tls: None,

@@ -1,19 +1,54 @@
-//! `if (…) { return …; }` blocks, as loaded: their conditions and how one
-//! is tested against a request.
+//! The rewrite module's scripts, as loaded: the `if`, `rewrite`, `break`
+//! and `return` lines of a server or location in file order, their
+//! conditions, and how a script runs against a request.
+//!
+//! A server's script runs before its location is chosen, a location's
+//! after, as nginx's server-rewrite and rewrite phases do. Running one is
+//! pure: it reads the request (and the uri rewritten so far) and says what
+//! comes of it ([`ScriptOutcome`]); the router moves the request.
 
 use super::Action;
-use crate::variables::Template;
+use crate::variables::{RequestView, Template};
 
-/// `if (CONDITION) { return …; }` (nginx's rewrite module, the part real
-/// configurations use most: certbot writes `if ($host = example.com) {
-/// return 301 https://$host$request_uri; }`). Tried in file order when a
-/// request is routed, the server's before the location's; the first whose
-/// condition holds answers with its `return`.
+/// One line of a script.
 #[derive(Clone, Debug)]
-pub struct IfReturn {
-    pub condition: Condition,
-    /// An [`Action::Return`].
-    pub action: Action,
+pub enum ScriptStep {
+    /// `if (CONDITION) { … }`: its lines run when the condition holds.
+    If {
+        condition: Condition,
+        steps: Vec<ScriptStep>,
+    },
+    /// `rewrite REGEX REPLACEMENT [FLAG]`.
+    Rewrite(Rewrite),
+    /// `return …` inside an `if` (a location's own `return` is its action).
+    Return(Action),
+    /// `break`: the script stops here.
+    Break,
+}
+
+/// `rewrite REGEX REPLACEMENT [last|break|redirect|permanent]`.
+#[derive(Clone, Debug)]
+pub struct Rewrite {
+    pub regex: regex_lite::Regex,
+    /// As written, for `rewrite_log`.
+    pub pattern: String,
+    /// `$1`…`$9` are the regex's captures.
+    pub replacement: Template,
+    pub flag: RewriteFlag,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RewriteFlag {
+    /// No flag: the script goes on with the new uri; a location's then
+    /// searches for a location again, as `last` does.
+    Continue,
+    Last,
+    Break,
+    /// 302 (also without a flag when the replacement starts with
+    /// `http://`, `https://` or `$scheme`).
+    Redirect,
+    /// 301.
+    Permanent,
 }
 
 /// An `if` condition: a variable, tested.
@@ -46,11 +81,7 @@ impl ConditionTest {
 impl Condition {
     /// Whether it holds for `request`; `scratch` receives the variable's
     /// value (a pooled buffer: no allocation).
-    pub fn holds(
-        &self,
-        request: &crate::variables::RequestView<'_>,
-        scratch: &mut Vec<u8>,
-    ) -> bool {
+    pub fn holds(&self, request: &RequestView<'_>, scratch: &mut Vec<u8>) -> bool {
         scratch.clear();
         self.variable.render(request, scratch);
         let value = &scratch[..];
@@ -61,5 +92,178 @@ impl Condition {
                 std::str::from_utf8(value).is_ok_and(|text| regex.is_match(text)) == *matching
             }
         }
+    }
+}
+
+/// What a script came to.
+#[derive(Debug)]
+pub enum ScriptOutcome<'c> {
+    /// Nothing that changes the route.
+    Done,
+    /// A `return` (its text, if any, is rendered by the router).
+    Return(&'c Action),
+    /// `break` with the uri unchanged: the script ends, and so does the
+    /// rewrite module (a location's own `return` is not reached).
+    Stopped,
+    /// `rewrite … redirect|permanent` (or to a URL): the status, the URL
+    /// in `buffers.uri` with its arguments.
+    Redirect(u16),
+    /// The uri was rewritten (into `buffers.uri`, arguments apart in
+    /// `buffers.args`): `again` to search for a location with it (`last`,
+    /// or a location's rewrite without flag), else stay (`break`).
+    Rewritten { again: bool },
+}
+
+/// Where a script writes.
+pub struct ScriptBuffers<'b> {
+    /// The uri rewritten so far (empty: not rewritten).
+    pub uri: &'b mut Vec<u8>,
+    /// The arguments after the rewrite (the request's, or new ones).
+    pub args: &'b mut Vec<u8>,
+    /// Whether `args` holds them yet (else the request's stand).
+    pub args_set: &'b mut bool,
+    /// For condition values and rendering.
+    pub scratch: &'b mut Vec<u8>,
+}
+
+/// Runs `steps` for `request`; `log` for `rewrite_log on`.
+pub fn run<'c>(
+    steps: &'c [ScriptStep],
+    request: &RequestView<'_>,
+    buffers: &mut ScriptBuffers<'_>,
+    log: bool,
+) -> ScriptOutcome<'c> {
+    let mut rewritten = false;
+    match run_steps(steps, request, buffers, log, &mut rewritten) {
+        Flow::Stop(outcome) => outcome,
+        // `break` after a rewrite keeps the location (nginx's break code
+        // clears `uri_changed`).
+        Flow::Break if rewritten => ScriptOutcome::Rewritten { again: false },
+        Flow::Break => ScriptOutcome::Stopped,
+        Flow::Next if rewritten => ScriptOutcome::Rewritten { again: true },
+        Flow::Next => ScriptOutcome::Done,
+    }
+}
+
+enum Flow<'c> {
+    Next,
+    Break,
+    Stop(ScriptOutcome<'c>),
+}
+
+fn run_steps<'c>(
+    steps: &'c [ScriptStep],
+    request: &RequestView<'_>,
+    buffers: &mut ScriptBuffers<'_>,
+    log: bool,
+    rewritten: &mut bool,
+) -> Flow<'c> {
+    for step in steps {
+        match step {
+            ScriptStep::If { condition, steps } => {
+                if condition.holds(request, buffers.scratch) {
+                    match run_steps(steps, request, buffers, log, rewritten) {
+                        Flow::Next => {}
+                        other => return other,
+                    }
+                }
+            }
+            ScriptStep::Return(action) => return Flow::Stop(ScriptOutcome::Return(action)),
+            ScriptStep::Break => return Flow::Break,
+            ScriptStep::Rewrite(rule) => {
+                if let Some(flow) = apply(rule, request, buffers, log, rewritten) {
+                    return flow;
+                }
+            }
+        }
+    }
+    Flow::Next
+}
+
+/// One `rewrite`: `None` if the script goes on.
+fn apply<'c>(
+    rule: &Rewrite,
+    request: &RequestView<'_>,
+    buffers: &mut ScriptBuffers<'_>,
+    log: bool,
+    rewritten: &mut bool,
+) -> Option<Flow<'c>> {
+    // The uri as rewritten so far, else the request's.
+    let current: &[u8] = if *rewritten { buffers.uri } else { request.uri };
+    let text = std::str::from_utf8(current).ok()?;
+    let captures = rule.regex.captures(text)?;
+    if log {
+        log::info!("\"{}\" matches \"{text}\"", rule.pattern);
+    }
+    let mut spans = [None; 10];
+    for (slot, group) in spans.iter_mut().zip(captures.iter()) {
+        *slot = group.map(|m| (m.start(), m.end()));
+    }
+    let scratch = &mut *buffers.scratch;
+    scratch.clear();
+    rule.replacement
+        .render_with_captures(request, current, &spans, scratch);
+    let redirect = matches!(rule.flag, RewriteFlag::Redirect | RewriteFlag::Permanent)
+        || scratch.starts_with(b"http://")
+        || scratch.starts_with(b"https://");
+    // A replacement with `?` brings its own arguments; the request's follow
+    // them unless it ends with `?`.
+    let (uri_part, new_args, keep_old) = match scratch.iter().position(|&b| b == b'?') {
+        Some(at) => (at, Some(at + 1), !scratch.ends_with(b"?")),
+        None => (scratch.len(), None, true),
+    };
+    let old_args: &[u8] = if *buffers.args_set {
+        buffers.args
+    } else {
+        request.args.unwrap_or_else(|| {
+            request
+                .target
+                .split_once('?')
+                .map_or(&b""[..], |(_, q)| q.as_bytes())
+        })
+    };
+    let mut args = Vec::new();
+    if let Some(start) = new_args {
+        let own = scratch.get(start..).unwrap_or_default();
+        args.extend_from_slice(own.strip_suffix(b"?").unwrap_or(own));
+        if keep_old && !old_args.is_empty() {
+            if !args.is_empty() {
+                args.push(b'&');
+            }
+            args.extend_from_slice(old_args);
+        }
+    } else {
+        args.extend_from_slice(old_args);
+    }
+    let uri = scratch.get(..uri_part).unwrap_or_default().to_vec();
+    if log {
+        log::info!(
+            "rewritten {}: \"{}\", args: \"{}\"",
+            if redirect { "redirect" } else { "data" },
+            String::from_utf8_lossy(&uri),
+            String::from_utf8_lossy(&args)
+        );
+    }
+    buffers.uri.clear();
+    buffers.uri.extend_from_slice(&uri);
+    if redirect {
+        if !args.is_empty() {
+            buffers.uri.push(b'?');
+            buffers.uri.extend_from_slice(&args);
+        }
+        let status = match rule.flag {
+            RewriteFlag::Permanent => 301,
+            _ => 302,
+        };
+        return Some(Flow::Stop(ScriptOutcome::Redirect(status)));
+    }
+    buffers.args.clear();
+    buffers.args.extend_from_slice(&args);
+    *buffers.args_set = true;
+    *rewritten = true;
+    match rule.flag {
+        RewriteFlag::Last => Some(Flow::Stop(ScriptOutcome::Rewritten { again: true })),
+        RewriteFlag::Break => Some(Flow::Stop(ScriptOutcome::Rewritten { again: false })),
+        _ => None,
     }
 }

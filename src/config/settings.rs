@@ -105,6 +105,8 @@ pub struct Settings {
     /// of `charset_types` and that name no charset (`None`: off).
     pub charset: Option<String>,
     pub charset_types: Vec<String>,
+    /// `rewrite_log`: each `rewrite` that matches is logged (at info).
+    pub rewrite_log: bool,
 }
 
 impl Settings {
@@ -331,6 +333,7 @@ impl Default for Settings {
             error_pages: Vec::new(),
             intercept_errors: false,
             charset: None,
+            rewrite_log: false,
             charset_types: crate::config::directives::CHARSET_TYPES
                 .iter()
                 .map(|t| t.to_string())

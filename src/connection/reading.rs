@@ -19,7 +19,10 @@ use super::phase::{self, Exchange, ExchangeLog, ExchangeState, Phase, ResponseSt
 use super::relay::{BodyRelay, RelayMode};
 use super::{Connection, Context};
 use crate::buffer::BufferSet;
-use crate::config::{AccessLogTarget, Action, LocationConfig, LocationMatch};
+use crate::config::{
+    AccessLogTarget, Action, LocationConfig, LocationMatch, ScriptBuffers, ScriptOutcome,
+    ScriptStep,
+};
 use crate::error::ProxyError;
 use crate::files;
 use crate::http::error_page::ErrorResponse;
@@ -151,6 +154,7 @@ impl Connection {
             file_path,
             redirect,
             redirect_args,
+            rewrite_args,
             ..
         } = buffers;
         let max_head = ctx.config.server_settings(self.server as usize).max_head;
@@ -208,6 +212,10 @@ impl Connection {
         let mut key_hash = 0;
         let mut named: Option<usize> = None;
         let mut redirected_args: Option<usize> = None;
+        // The server's rewrites are applied (until an internal redirect);
+        // `staying`: a location's `rewrite … break` keeps its location.
+        let mut server_done = false;
+        let mut staying = false;
         let (location, target, always_headers_end) = loop {
             let reached_by_name = named.is_some();
             let mut location = named
@@ -217,6 +225,7 @@ impl Connection {
                 method: head.method,
                 target: head.target,
                 uri: &normalized[..],
+                args: redirected_args.map(|start| redirect_args.get(start..).unwrap_or_default()),
                 host: head.host.unwrap_or_default(),
                 version: head.version.as_str(),
                 headers: head.headers,
@@ -230,23 +239,78 @@ impl Connection {
                 request_id: crate::variables::RequestId::default(),
                 maps: &config.maps,
             };
-            // `if (…) { return …; }`: the server's, then the location's. A
-            // server-level one answers before any location is chosen.
-            let server_if = server_config
-                .filter(|_| !reached_by_name)
-                .and_then(|s| first_true(&s.ifs, &view, return_text));
-            if server_if.is_some() {
+            // The rewrite module's lines (`if`, `rewrite`, `break`, `return`):
+            // the server's before a location is chosen, then the location's,
+            // as nginx's two rewrite phases run.
+            let skip_location_script = std::mem::take(&mut staying);
+            let mut scripted = ScriptOutcome::Done;
+            if let Some(server_config) = server_config.filter(|_| !reached_by_name && !server_done)
+            {
+                let mut args_set = false;
+                let buffers = ScriptBuffers {
+                    uri: redirect,
+                    args: rewrite_args,
+                    args_set: &mut args_set,
+                    scratch: return_text,
+                };
+                let log = server_config.settings.rewrite_log;
+                scripted = run_script(&server_config.script, &view, buffers, log);
+            }
+            if let ScriptOutcome::Stopped = scripted {
+                // A server's `break` ends the server's lines only.
+                scripted = ScriptOutcome::Done;
+            }
+            if let ScriptOutcome::Rewritten { .. } = scripted {
+                // The location is found by the rewritten uri.
+                server_done = true;
+                std::mem::swap(normalized, redirect);
+                std::mem::swap(redirect_args, rewrite_args);
+                redirected_args = Some(0);
+                continue;
+            }
+            if !matches!(scripted, ScriptOutcome::Done) {
                 location = None;
             }
             let chosen = location.and_then(|l| config.location(server, l));
             // nginx answers a client's own request for an `internal`
             // location 404 as soon as it finds it, before its `if`s.
             let internal_only = redirects == 0 && chosen.is_some_and(|l| l.internal);
-            let answered_by_if = server_if.or_else(|| {
-                chosen
-                    .filter(|_| !internal_only)
-                    .and_then(|l| first_true(&l.ifs, &view, return_text))
-            });
+            let location_script = chosen.filter(|_| !internal_only && !skip_location_script);
+            if let (ScriptOutcome::Done, Some(chosen)) = (&scripted, location_script) {
+                let mut args_set = false;
+                let buffers = ScriptBuffers {
+                    uri: redirect,
+                    args: rewrite_args,
+                    args_set: &mut args_set,
+                    scratch: return_text,
+                };
+                scripted = run_script(&chosen.script, &view, buffers, chosen.settings.rewrite_log);
+            }
+            if let ScriptOutcome::Rewritten { again } = scripted {
+                std::mem::swap(normalized, redirect);
+                std::mem::swap(redirect_args, rewrite_args);
+                redirected_args = Some(0);
+                if !again {
+                    // `break`: this location serves the rewritten uri.
+                    named = location;
+                    staying = true;
+                    continue;
+                }
+                // `last`: nginx's internal redirect, counted.
+                redirects += 1;
+                server_done = false;
+                if redirects <= MAX_INTERNAL_REDIRECTS {
+                    continue;
+                }
+                error!(
+                    "rewrite or internal redirection cycle while processing \"{}\"",
+                    String::from_utf8_lossy(normalized)
+                );
+                log_fields.clear();
+                extra_headers.clear();
+                break (None, Target::Page(ErrorResponse::InternalServerError), 0);
+            }
+            let script_broke = skip_location_script || matches!(scripted, ScriptOutcome::Stopped);
             let settings = match chosen {
                 Some(chosen) => &chosen.settings,
                 None => config.server_settings(server),
@@ -277,11 +341,19 @@ impl Connection {
                 Target::Status
             } else if internal_only {
                 Target::NotFound
-            } else if let Some(Action::Return {
+            } else if let ScriptOutcome::Redirect(status) = scripted {
+                // `rewrite … redirect|permanent`: the URL is in `redirect`.
+                return_text.clear();
+                return_text.extend_from_slice(redirect);
+                Target::ReturnText {
+                    status,
+                    has_text: true,
+                }
+            } else if let ScriptOutcome::Return(Action::Return {
                 status,
                 text,
                 template,
-            }) = answered_by_if
+            }) = scripted
             {
                 // The rewrite phase comes before access checks, as in nginx.
                 return_text.clear();
@@ -369,7 +441,7 @@ impl Connection {
                                 status, template, ..
                             },
                         ..
-                    }) => {
+                    }) if !script_broke => {
                         if let Some(template) = template {
                             return_text.clear();
                             template.render(&view, return_text);
@@ -380,8 +452,10 @@ impl Connection {
                         action: Action::StubStatus,
                         ..
                     }) => Target::StubStatus(StatusPage::from_target(head.target)),
+                    // After `break` a location's own `return` is not
+                    // reached (it is a rewrite-module line): its files are.
                     Some(LocationConfig {
-                        action: Action::Static,
+                        action: Action::Static | Action::Return { .. },
                         ..
                     })
                     | None => {
@@ -693,12 +767,16 @@ impl RequestSummary {
 
 /// The action of the first `if` whose condition holds for `view`;
 /// `scratch` holds the values tested.
-fn first_true<'c>(
-    ifs: &'c [crate::config::IfReturn],
+/// A server's or location's rewrite-module script; nothing to do for most.
+#[inline]
+fn run_script<'c>(
+    steps: &'c [ScriptStep],
     view: &RequestView<'_>,
-    scratch: &mut Vec<u8>,
-) -> Option<&'c Action> {
-    ifs.iter()
-        .find(|candidate| candidate.condition.holds(view, scratch))
-        .map(|matched| &matched.action)
+    mut buffers: ScriptBuffers<'_>,
+    log: bool,
+) -> ScriptOutcome<'c> {
+    if steps.is_empty() {
+        return ScriptOutcome::Done;
+    }
+    crate::config::rewrite::run(steps, view, &mut buffers, log)
 }

@@ -522,6 +522,7 @@ mod tests {
             method: head.method,
             target: head.target,
             uri: b"",
+            args: None,
             host: head.host.unwrap_or_default(),
             version: head.version.as_str(),
             headers: head.headers,

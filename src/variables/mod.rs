@@ -24,6 +24,9 @@ pub enum Variable {
     /// A variable a `map` block defines: the index of the map in
     /// `Config::maps`.
     Map(usize),
+    /// `$1`…`$9`: a capture of the regex a `rewrite` matched (empty
+    /// elsewhere).
+    Capture(u8),
     /// `$request_id`: 32 hex digits, random, one per request.
     RequestId,
     /// `$pid`: ferry's process id.
@@ -193,6 +196,9 @@ pub struct RequestView<'a> {
     /// or the uri an internal redirect moved to; empty: the target's path
     /// as sent.
     pub uri: &'a [u8],
+    /// `$args` after an internal redirect or a rewrite gave new ones;
+    /// `None`: the target's query.
+    pub args: Option<&'a [u8]>,
     /// The request's host (an absolute-form target's authority, else the
     /// `Host` field; empty if neither), with its port.
     pub host: &'a [u8],
@@ -281,7 +287,12 @@ impl Template {
                     "invalid variable name in \"{text}\""
                 )));
             }
+            let capture = match name.as_bytes() {
+                [digit @ b'1'..=b'9'] => Some(Variable::Capture(digit - b'0')),
+                _ => None,
+            };
             let variable = match maps.iter().position(|map| map == name) {
+                _ if capture.is_some() => capture.unwrap_or(Variable::Pid),
                 Some(index) => Variable::Map(index),
                 None => Variable::from_name(name)
                     .ok_or_else(|| TemplateError(format!("unknown \"{name}\" variable")))?,
@@ -312,6 +323,29 @@ impl Template {
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Segment::Variable(variable) => render_variable(variable, request, out),
+            }
+        }
+    }
+
+    /// [`Template::render`] where `$1`…`$9` are the captures a regex found
+    /// in `haystack` (`spans[n]` for `$n`).
+    pub fn render_with_captures(
+        &self,
+        request: &RequestView<'_>,
+        haystack: &[u8],
+        spans: &[Option<(usize, usize)>],
+        out: &mut Vec<u8>,
+    ) {
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Segment::Variable(Variable::Capture(n)) => {
+                    let span = spans.get(usize::from(*n)).copied().flatten();
+                    if let Some(value) = span.and_then(|(start, end)| haystack.get(start..end)) {
+                        out.extend_from_slice(value);
+                    }
+                }
                 Segment::Variable(variable) => render_variable(variable, request, out),
             }
         }
@@ -362,7 +396,7 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
         Variable::RequestUri => request.target.as_bytes(),
         Variable::Uri if !request.uri.is_empty() => request.uri,
         Variable::Uri => path.as_bytes(),
-        Variable::Args => query.as_bytes(),
+        Variable::Args => request.args.unwrap_or(query.as_bytes()),
         Variable::RequestMethod => request.method.as_bytes(),
         Variable::Scheme if request.tls.is_some() => b"https",
         Variable::Scheme => b"http",
@@ -394,11 +428,14 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
             }
         }
         Variable::Http(name) => request.field(name),
-        Variable::Arg(name) => query
-            .split('&')
+        Variable::Arg(name) => request
+            .args
+            .unwrap_or(query.as_bytes())
+            .split(|&b| b == b'&')
             .find_map(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (key == name).then_some(value.as_bytes())
+                let at = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
+                let (key, value) = pair.split_at(at);
+                (key == name.as_bytes()).then(|| value.get(1..).unwrap_or_default())
             })
             .unwrap_or_default(),
         Variable::ServerProtocol => request.version.as_bytes(),
@@ -458,6 +495,7 @@ mod tests {
             method: "GET",
             target: "/p/a?id=7&x=y",
             uri: b"",
+            args: None,
             host: headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("host"))

@@ -349,7 +349,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             settings: server_settings.resolve(config),
             locations: Vec::new(),
             top_level: Vec::new(),
-            ifs: super::rewrite::if_returns(server_block, &config.map_names)?,
+            script: super::rewrite::script(server_block, &config.map_names)?,
             #[cfg(feature = "tls")]
             tls: None,
         };
@@ -413,7 +413,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     stops_regex: true,
                 },
                 settings: server.settings.clone(),
-                ifs: Vec::new(),
+                script: Vec::new(),
                 action,
                 internal: false,
                 nested: Vec::new(),
@@ -608,7 +608,7 @@ fn build_location(
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
-        ifs: super::rewrite::if_returns(block, &config.map_names)?,
+        script: super::rewrite::script(block, &config.map_names)?,
         action,
         internal,
         nested: Vec::new(),

@@ -325,6 +325,7 @@ pub(super) struct Inherited {
     intercept_errors: Option<bool>,
     charset: Option<Option<String>>,
     charset_types: Option<Vec<String>>,
+    rewrite_log: Option<bool>,
 }
 
 impl Inherited {
@@ -381,6 +382,7 @@ impl Inherited {
             intercept_errors: self.intercept_errors.or(outer.intercept_errors),
             charset: self.charset.or_else(|| outer.charset.clone()),
             charset_types: self.charset_types.or_else(|| outer.charset_types.clone()),
+            rewrite_log: self.rewrite_log.or(outer.rewrite_log),
             proxy_ssl: {
                 let mut lines = self.proxy_ssl;
                 let inherited: Vec<Directive> = outer
@@ -465,6 +467,9 @@ impl Inherited {
         }
         if let Some(types) = &self.charset_types {
             settings.charset_types = types.clone();
+        }
+        if let Some(log) = self.rewrite_log {
+            settings.rewrite_log = log;
         }
         settings
     }

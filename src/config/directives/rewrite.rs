@@ -1,9 +1,12 @@
-//! ngx_http_rewrite_module: `return`, at server or location level, and
-//! `if (…) { return …; }` (conditions on variables).
+//! ngx_http_rewrite_module: `return`, `rewrite`, `break` and `if` (with
+//! those three inside; conditions on variables), at server or location
+//! level, read into a script (`crate::config::rewrite`) in file order.
 
-use super::{not_yet, spec, Arity, Directive, Handler, Location, Server, Spec};
+use super::{
+    flag, not_yet, on_off, spec, Arity, Directive, Handler, Inherited, Location, Server, Spec, HSL,
+};
 use crate::config::parse::ConfigError;
-use crate::config::{Action, Condition, ConditionTest, IfReturn};
+use crate::config::{Action, Condition, ConditionTest, Config, Rewrite, RewriteFlag, ScriptStep};
 use crate::variables::Template;
 
 pub(super) const DIRECTIVES: &[Spec] = &[
@@ -21,12 +24,42 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Arity::Between(1, 2),
         Handler::Structure,
     ),
-    not_yet("rewrite"),
-    not_yet("rewrite_log"),
+    spec(
+        "rewrite",
+        &[Server, Location],
+        Arity::Between(2, 3),
+        Handler::Structure,
+    )
+    .repeatable(),
+    spec(
+        "break",
+        &[Server, Location],
+        Arity::Exactly(0),
+        Handler::Structure,
+    )
+    .repeatable(),
+    spec(
+        "rewrite_log",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(rewrite_log),
+    ),
+    spec(
+        "uninitialized_variable_warn",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: "ferry has no variables that can be uninitialized (no `set` yet)",
+        },
+    ),
     not_yet("set"),
-    not_yet("break"),
-    not_yet("uninitialized_variable_warn"),
 ];
+
+fn rewrite_log(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.rewrite_log = Some(flag(d)?);
+    Ok(())
+}
 
 /// `return CODE [TEXT]`, `return CODE URL` or `return URL` (302).
 pub(super) fn return_action(directive: &Directive, maps: &[String]) -> Result<Action, ConfigError> {
@@ -66,59 +99,109 @@ pub(super) fn return_action(directive: &Directive, maps: &[String]) -> Result<Ac
     }
 }
 
-/// The `if (…) { return …; }` blocks of `block`, in order, up to its own
-/// `return` (nginx stops at a `return`: any `if` after it is never
+/// The rewrite-module lines of `block` (a server or location), in order,
+/// up to its own `return` (nginx stops there: what follows is never
 /// reached, and is only checked).
-pub(super) fn if_returns(
-    block: &[Directive],
-    maps: &[String],
-) -> Result<Vec<IfReturn>, ConfigError> {
-    let mut ifs = Vec::new();
+pub(super) fn script(block: &[Directive], maps: &[String]) -> Result<Vec<ScriptStep>, ConfigError> {
+    let mut steps = Vec::new();
     let mut reachable = true;
     for directive in block {
-        match directive.name.as_str() {
-            "return" => reachable = false,
-            "if" => {
-                let parsed = if_return(directive, maps)?;
-                if let (true, Some(parsed)) = (reachable, parsed) {
-                    ifs.push(parsed);
-                }
+        let step = match directive.name.as_str() {
+            "return" => {
+                reachable = false;
+                continue;
             }
-            _ => {}
+            "if" => if_block(directive, maps)?,
+            "rewrite" => Some(rewrite(directive, maps)?),
+            "break" => Some(ScriptStep::Break),
+            _ => continue,
+        };
+        if let (true, Some(step)) = (reachable, step) {
+            steps.push(step);
         }
     }
-    Ok(ifs)
+    Ok(steps)
 }
 
-/// One `if`: its condition and the `return` inside (`None` for an empty
+/// One `if`: its condition and the lines inside (`None` for an empty
 /// block, which does nothing).
-fn if_return(directive: &Directive, maps: &[String]) -> Result<Option<IfReturn>, ConfigError> {
+fn if_block(directive: &Directive, maps: &[String]) -> Result<Option<ScriptStep>, ConfigError> {
     let condition = condition(directive, maps)?;
     let inner = directive.block.as_deref().unwrap_or_default();
+    let mut steps = Vec::new();
     for line in inner {
-        if line.name != "return" {
-            return Err(ConfigError::at(
-                format!(
-                    "\"{}\" inside \"if\" is not supported yet (only \"return\" is)",
-                    line.name
-                ),
-                line.location(),
-            ));
-        }
-        if line.block.is_some() || !(1..=2).contains(&line.args.len()) {
-            return Err(ConfigError::at(
-                "invalid number of arguments in \"return\" directive",
-                line.location(),
-            ));
-        }
+        let step = match line.name.as_str() {
+            "return" => {
+                if line.block.is_some() || !(1..=2).contains(&line.args.len()) {
+                    return Err(ConfigError::at(
+                        "invalid number of arguments in \"return\" directive",
+                        line.location(),
+                    ));
+                }
+                ScriptStep::Return(return_action(line, maps)?)
+            }
+            "rewrite" if (2..=3).contains(&line.args.len()) => rewrite(line, maps)?,
+            "break" if line.args.is_empty() => ScriptStep::Break,
+            "rewrite" | "break" => {
+                return Err(ConfigError::at(
+                    format!("invalid number of arguments in \"{}\" directive", line.name),
+                    line.location(),
+                ))
+            }
+            other => {
+                return Err(ConfigError::at(
+                    format!(
+                        "\"{other}\" inside \"if\" is not supported yet \
+                         (\"return\", \"rewrite\" and \"break\" are)"
+                    ),
+                    line.location(),
+                ))
+            }
+        };
+        steps.push(step);
     }
-    match inner.first() {
-        None => Ok(None),
-        Some(line) => Ok(Some(IfReturn {
-            condition,
-            action: return_action(line, maps)?,
-        })),
-    }
+    Ok((!steps.is_empty()).then_some(ScriptStep::If { condition, steps }))
+}
+
+/// `rewrite REGEX REPLACEMENT [last|break|redirect|permanent]`.
+fn rewrite(directive: &Directive, maps: &[String]) -> Result<ScriptStep, ConfigError> {
+    let args = &directive.args;
+    let pattern = &args[0];
+    let regex = regex_lite::Regex::new(pattern).map_err(|e| {
+        ConfigError::at(
+            format!("invalid regular expression \"{pattern}\": {e}"),
+            directive.location(),
+        )
+    })?;
+    let flag = match args.get(2).map(String::as_str) {
+        None => RewriteFlag::Continue,
+        Some("last") => RewriteFlag::Last,
+        Some("break") => RewriteFlag::Break,
+        Some("redirect") => RewriteFlag::Redirect,
+        Some("permanent") => RewriteFlag::Permanent,
+        Some(other) => {
+            return Err(ConfigError::at(
+                format!("invalid parameter \"{other}\""),
+                directive.location(),
+            ))
+        }
+    };
+    // `$scheme…` is a redirect, as `http://…` is (decided when rendered).
+    let to_url = args[1].starts_with("$scheme");
+    let replacement = Template::compile_with(&args[1], maps)
+        .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+    let flag = match flag {
+        RewriteFlag::Continue | RewriteFlag::Last | RewriteFlag::Break if to_url => {
+            RewriteFlag::Redirect
+        }
+        flag => flag,
+    };
+    Ok(ScriptStep::Rewrite(Rewrite {
+        regex,
+        pattern: pattern.clone(),
+        replacement,
+        flag,
+    }))
 }
 
 /// `($var)`, `($var = TEXT)`, `($var != TEXT)`, `($var ~ RE)` (and `~*`,

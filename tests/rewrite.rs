@@ -1,0 +1,163 @@
+//! The rewrite module (`rewrite`, `break`, `if` with `rewrite` inside,
+//! `return`), ferry and nginx on one file: the same statuses, redirects,
+//! routed uris and arguments, and the same path sent upstream.
+
+mod util;
+
+use std::net::SocketAddr;
+
+use util::{free_port, require_tool, Ferry, Nginx};
+
+fn site(root: &std::path::Path, origin: SocketAddr) -> String {
+    format!(
+        "server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           root {root};\n\
+           rewrite ^/old/(.*)$ /new/$1 permanent;\n\
+           rewrite ^/legacy$ /index.html;\n\
+           location /new/ {{ return 200 \"new uri=$uri args=$args\\n\"; }}\n\
+           location /blog/ {{ rewrite ^/blog/(\\d+)$ /posts?id=$1 last; return 404; }}\n\
+           location /posts {{ return 200 \"posts args=$args id=$arg_id\\n\"; }}\n\
+           location /api/ {{ rewrite ^/api/(.*)$ /v2/$1 break; proxy_pass http://{origin}; }}\n\
+           location /b/ {{ rewrite ^/b/(.*)$ /$1; }}\n\
+           location /stay/ {{ rewrite ^/stay/(.*)$ /$1 break; return 403; }}\n\
+           location /brk/ {{ break; return 403; }}\n\
+           location /ext/ {{ rewrite ^/ext/(.*)$ https://example.com/$1?src=ext; }}\n\
+           location /scheme/ {{ rewrite ^ $scheme://$host/moved; }}\n\
+           location /q/ {{ rewrite ^/q/(.*)$ /posts?x=$1? last; }}\n\
+           location /loop/ {{ rewrite ^/loop/(.*)$ /loop/$1 last; }}\n\
+           location /cond/ {{ if ($arg_go) {{ rewrite ^ /posts last; }} return 200 \"no go\\n\"; }}\n\
+           location ~ \\.txt$ {{ return 200 \"a text file\\n\"; }}\n\
+         }}\n",
+        root = root.display()
+    )
+}
+
+const PATHS: &[&str] = &[
+    "/old/x?a=1",
+    "/legacy",
+    "/blog/5?a=1",
+    "/blog/x",
+    "/api/users?page=2",
+    "/b/index.html",
+    "/stay/index.html",
+    "/brk/",
+    "/ext/p?q=1",
+    "/scheme/x",
+    "/q/zz?a=1",
+    "/loop/x",
+    "/cond/?go=1",
+    "/cond/",
+    "/notes.txt",
+    "/notesXtxt",
+];
+
+fn answers(addr: SocketAddr, port: u16) -> Vec<String> {
+    PATHS
+        .iter()
+        .map(|path| {
+            let response = util::request(
+                addr,
+                &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+            );
+            let body = if response.text().contains("<hr><center>") {
+                String::new()
+            } else {
+                response.text()
+            };
+            format!(
+                "{path} -> {} {} {}",
+                response.status,
+                response
+                    .header("Location")
+                    .unwrap_or_default()
+                    .replace(&port.to_string(), "PORT"),
+                body
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rewrites_route_and_redirect_as_nginx_s_do() {
+    let dir = util::scratch_dir("rewrite");
+    std::fs::write(dir.join("index.html"), "<h1>home</h1>\n").unwrap();
+    let origin = util::Origin::standard();
+    let body = site(&dir, origin.addr);
+    let (ferry, _) = Ferry::start_config("rewrite", &body);
+    let from_ferry = answers(ferry.addr, ferry.addr.port());
+    let expected = [
+        "/old/x?a=1 -> 301 http://localhost:PORT/new/x?a=1 ",
+        "/legacy -> 200  <h1>home</h1>\n",
+        "/blog/5?a=1 -> 200  posts args=id=5&a=1 id=5\n",
+        "/blog/x -> 404  ",
+        "/api/users?page=2 -> 200  hello",
+        "/b/index.html -> 200  <h1>home</h1>\n",
+        "/stay/index.html -> 200  <h1>home</h1>\n",
+        "/brk/ -> 404  ",
+        "/ext/p?q=1 -> 302 https://example.com/p?src=ext&q=1 ",
+        "/scheme/x -> 302 http://localhost/moved ",
+        "/q/zz?a=1 -> 200  posts args=x=zz id=\n",
+        "/loop/x -> 500  ",
+        "/cond/?go=1 -> 200  posts args=go=1 id=\n",
+        "/cond/ -> 200  no go\n",
+        "/notes.txt -> 200  a text file\n",
+        "/notesXtxt -> 404  ",
+    ];
+    assert_eq!(from_ferry, expected);
+    // `break` kept the location: the rewritten path went upstream, with
+    // the request's arguments.
+    let seen = origin.requests();
+    assert_eq!(
+        seen.last().map(|r| r.path.as_str()),
+        Some("/v2/users?page=2")
+    );
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(
+        &nginx,
+        "rewrite",
+        &body.replace("PORT", &port.to_string()),
+        port,
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    assert_eq!(from_ferry, answers(addr, nginx.port));
+    assert_eq!(
+        origin.requests().last().map(|r| r.path.as_str()),
+        Some("/v2/users?page=2")
+    );
+}
+
+#[test]
+fn rewrite_lines_nginx_refuses_are_refused() {
+    let dir = util::scratch_dir("rewrite-refused");
+    for (body, message) in [
+        ("rewrite ^/a /b sideways;", "invalid parameter \"sideways\""),
+        ("rewrite ^/(a /b;", "invalid regular expression"),
+        (
+            "location / { if ($host) { proxy_pass http://127.0.0.1:1; } }",
+            "\"proxy_pass\" inside \"if\" is not supported yet",
+        ),
+        (
+            "location / { set $a b; }",
+            "\"set\" directive is not supported yet",
+        ),
+    ] {
+        let path = dir.join("ferry.conf");
+        std::fs::write(
+            &path,
+            format!("events {{}}\nhttp {{ server {{ listen 127.0.0.1:1; {body} }} }}\n"),
+        )
+        .unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["-t", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{body}");
+        assert!(stderr.contains(message), "{body}: {stderr}");
+    }
+}
