@@ -244,8 +244,9 @@ impl Connection {
             // as nginx's two rewrite phases run.
             let skip_location_script = std::mem::take(&mut staying);
             let mut scripted = ScriptOutcome::Done;
-            if let Some(server_config) = server_config.filter(|_| !reached_by_name && !server_done)
-            {
+            let server_script =
+                server_config.filter(|s| !s.script.is_empty() && !reached_by_name && !server_done);
+            if let Some(server_config) = server_script {
                 let mut args_set = false;
                 let buffers = ScriptBuffers {
                     uri: redirect,
@@ -275,7 +276,8 @@ impl Connection {
             // nginx answers a client's own request for an `internal`
             // location 404 as soon as it finds it, before its `if`s.
             let internal_only = redirects == 0 && chosen.is_some_and(|l| l.internal);
-            let location_script = chosen.filter(|_| !internal_only && !skip_location_script);
+            let location_script =
+                chosen.filter(|l| !l.script.is_empty() && !internal_only && !skip_location_script);
             if let (ScriptOutcome::Done, Some(chosen)) = (&scripted, location_script) {
                 let mut args_set = false;
                 let buffers = ScriptBuffers {
@@ -767,16 +769,14 @@ impl RequestSummary {
 
 /// The action of the first `if` whose condition holds for `view`;
 /// `scratch` holds the values tested.
-/// A server's or location's rewrite-module script; nothing to do for most.
-#[inline]
+/// A server's or location's rewrite-module script (called for those that
+/// have one: kept out of the routing path of those that do not).
+#[inline(never)]
 fn run_script<'c>(
     steps: &'c [ScriptStep],
     view: &RequestView<'_>,
     mut buffers: ScriptBuffers<'_>,
     log: bool,
 ) -> ScriptOutcome<'c> {
-    if steps.is_empty() {
-        return ScriptOutcome::Done;
-    }
     crate::config::rewrite::run(steps, view, &mut buffers, log)
 }
