@@ -161,3 +161,97 @@ fn rewrite_lines_nginx_refuses_are_refused() {
         assert!(stderr.contains(message), "{body}: {stderr}");
     }
 }
+
+/// `if (-f …)`, `-d`, `-e`, `-x` and their negations on `$request_filename`
+/// and `$document_root`: the maintenance-page and front-controller
+/// patterns, beside nginx.
+#[test]
+fn file_tests_in_if_decide_as_nginx_s_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = util::scratch_dir("rewrite-files");
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::create_dir_all(dir.join("d/sub")).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>front</h1>\n").unwrap();
+    std::fs::write(dir.join("app/real.txt"), "real\n").unwrap();
+    std::fs::write(dir.join("d/file"), "f\n").unwrap();
+    std::fs::write(dir.join("run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(dir.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let body = format!(
+        "server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           root {root};\n\
+           if (-f $document_root/maintenance.html) {{ return 503; }}\n\
+           location /app/ {{ if (!-f $request_filename) {{ rewrite ^ /index.html last; }} }}\n\
+           location /d/ {{\n\
+             if (-d $request_filename) {{ return 200 \"dir\\n\"; }}\n\
+             if (-e $request_filename) {{ return 200 \"exists\\n\"; }}\n\
+             return 200 \"none\\n\";\n\
+           }}\n\
+           location = /run.sh {{ if (-x $request_filename) {{ return 200 \"exec\\n\"; }} }}\n\
+           location = /index.html {{ }}\n\
+         }}\n",
+        root = dir.display()
+    );
+    let paths = [
+        "/app/real.txt",
+        "/app/route/x",
+        "/d/sub",
+        "/d/file",
+        "/d/none",
+        "/run.sh",
+        "/index.html",
+    ];
+    let answers = |addr: SocketAddr| {
+        paths
+            .iter()
+            .map(|path| {
+                let response = util::request(
+                    addr,
+                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                );
+                format!("{path} {} {}", response.status, response.text())
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ferry, _) = Ferry::start_config("rewrite-files", &body);
+    let nginx = require_tool("nginx").map(|nginx| {
+        let port = free_port();
+        Nginx::start_http(
+            &nginx,
+            "rewrite-files",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        )
+    });
+    let nginx_addr = nginx
+        .as_ref()
+        .map(|n| SocketAddr::from(([127, 0, 0, 1], n.port)));
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(
+        from_ferry,
+        [
+            "/app/real.txt 200 real\n",
+            "/app/route/x 200 <h1>front</h1>\n",
+            "/d/sub 200 dir\n",
+            "/d/file 200 exists\n",
+            "/d/none 200 none\n",
+            "/run.sh 200 exec\n",
+            "/index.html 200 <h1>front</h1>\n",
+        ]
+    );
+    if let Some(addr) = nginx_addr {
+        assert_eq!(from_ferry, answers(addr));
+    }
+    // Maintenance: the page's presence alone turns every answer into 503.
+    std::fs::write(dir.join("maintenance.html"), "soon\n").unwrap();
+    let statuses = |addr: SocketAddr| {
+        answers(addr)
+            .iter()
+            .map(|line| line.split(' ').nth(1).unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(statuses(ferry.addr).iter().all(|s| s == "503"));
+    if let Some(addr) = nginx_addr {
+        assert_eq!(statuses(ferry.addr), statuses(addr));
+    }
+}

@@ -21,7 +21,8 @@ use std::time::Duration;
 pub use map::MapDef;
 pub use parse::{ConfigError, SourceFile};
 pub use rewrite::{
-    Condition, ConditionTest, Rewrite, RewriteFlag, ScriptBuffers, ScriptOutcome, ScriptStep,
+    Condition, ConditionTest, FileTest, Rewrite, RewriteFlag, ScriptBuffers, ScriptOutcome,
+    ScriptStep,
 };
 pub use settings::{
     access_allowed, builtin_log_formats, next_upstream, AccessLogTarget, AccessRule, AddHeader,

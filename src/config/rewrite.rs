@@ -66,6 +66,35 @@ pub enum ConditionTest {
     Equals(String, bool),
     /// `($var ~ RE)`, `~*` (case-insensitive), `!~`, `!~*`.
     Matches(regex_lite::Regex, bool),
+    /// `(-f PATH)`, `-d`, `-e`, `-x`, and `!-f`… (`false`): the value is a
+    /// path, tested on the filesystem (symlinks followed).
+    File(FileTest, bool),
+}
+
+/// What `-f`, `-d`, `-e` and `-x` ask of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileTest {
+    /// A regular file.
+    File,
+    Directory,
+    /// A file, a directory or a symlink.
+    Exists,
+    /// An executable file.
+    Executable,
+}
+
+impl FileTest {
+    fn holds(self, path: &[u8]) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let path = crate::files::as_path(path);
+        match self {
+            FileTest::Exists => std::fs::symlink_metadata(path).is_ok(),
+            FileTest::File => std::fs::metadata(path).is_ok_and(|m| m.is_file()),
+            FileTest::Directory => std::fs::metadata(path).is_ok_and(|m| m.is_dir()),
+            FileTest::Executable => std::fs::metadata(path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0),
+        }
+    }
 }
 
 impl ConditionTest {
@@ -91,6 +120,7 @@ impl Condition {
             ConditionTest::Matches(regex, matching) => {
                 std::str::from_utf8(value).is_ok_and(|text| regex.is_match(text)) == *matching
             }
+            ConditionTest::File(test, holding) => test.holds(value) == *holding,
         }
     }
 }

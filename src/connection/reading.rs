@@ -221,11 +221,12 @@ impl Connection {
             let mut location = named
                 .take()
                 .or_else(|| server_config.and_then(|s| routing::select_location(s, normalized)));
-            let view = RequestView {
+            let mut view = RequestView {
                 method: head.method,
                 target: head.target,
                 uri: &normalized[..],
                 args: redirected_args.map(|start| redirect_args.get(start..).unwrap_or_default()),
+                root: server_config.map(|s| &s.settings.files.root),
                 host: head.host.unwrap_or_default(),
                 version: head.version.as_str(),
                 headers: head.headers,
@@ -278,6 +279,10 @@ impl Connection {
             let internal_only = redirects == 0 && chosen.is_some_and(|l| l.internal);
             let location_script =
                 chosen.filter(|l| !l.script.is_empty() && !internal_only && !skip_location_script);
+            if let Some(chosen) = chosen {
+                // `$document_root`, `$request_filename`: the location's.
+                view.root = Some(&chosen.settings.files.root);
+            }
             if let (ScriptOutcome::Done, Some(chosen)) = (&scripted, location_script) {
                 let mut args_set = false;
                 let buffers = ScriptBuffers {

@@ -523,6 +523,7 @@ mod tests {
             target: head.target,
             uri: b"",
             args: None,
+            root: None,
             host: head.host.unwrap_or_default(),
             version: head.version.as_str(),
             headers: head.headers,

@@ -230,11 +230,30 @@ impl Origin<'_> {
     }
 }
 
-/// The fields `expires` replaces (dropped here; the location's are in
-/// `extra.add`) and the `Content-Type` `charset` names a charset in: true
-/// if `header` was written or dropped.
-#[inline(never)]
-fn filtered(out: &mut Vec<u8>, header: &httparse::Header<'_>, extra: &ExtraFields<'_>) -> bool {
+/// The location's rules for a field: `Set-Cookie` (`proxy_cookie_*`),
+/// `Location` and `Refresh` (`proxy_redirect`), the fields `expires`
+/// replaces (dropped here; the location's are in `extra.add`) and the
+/// `Content-Type` `charset` names a charset in. True if `header` was
+/// written (rewritten) or dropped.
+fn rewritten(out: &mut Vec<u8>, header: &httparse::Header<'_>, extra: &ExtraFields<'_>) -> bool {
+    let rewrites_cookies = !extra.cookie_domains.is_empty() || !extra.cookie_paths.is_empty();
+    if rewrites_cookies
+        && header.name.eq_ignore_ascii_case("set-cookie")
+        && write_cookie(out, header.name, header.value, extra)
+    {
+        return true;
+    }
+    if !extra.redirects.is_empty()
+        && write_redirected(
+            out,
+            header.name,
+            header.value,
+            extra.redirects,
+            &extra.origin,
+        )
+    {
+        return true;
+    }
     if extra.replaces_cache_fields
         && (header.name.eq_ignore_ascii_case("expires")
             || header.name.eq_ignore_ascii_case("cache-control"))
@@ -483,7 +502,12 @@ pub fn write_client_head(
     // Ferry writes its own Content-Length for a body it frames.
     let drop_length = response.body != BodyKind::Empty || !length_allowed;
     let hop_by_hop = headers::HopByHop::new(response.headers, response.connection_names_others);
-    let filters_fields = extra.replaces_cache_fields || extra.charset.is_some();
+    // Fields some location rules rewrite: one test per field when none do.
+    let rewrites_fields = !extra.redirects.is_empty()
+        || !extra.cookie_domains.is_empty()
+        || !extra.cookie_paths.is_empty()
+        || extra.replaces_cache_fields
+        || extra.charset.is_some();
     for header in response.headers {
         let kind = headers::field(header.name);
         if hop_by_hop.contains(header.name, kind)
@@ -496,28 +520,7 @@ pub fn write_client_head(
         {
             continue;
         }
-        let rewrites_cookies = !extra.cookie_domains.is_empty() || !extra.cookie_paths.is_empty();
-        if rewrites_cookies
-            && kind == Field::Other
-            && header.name.eq_ignore_ascii_case("set-cookie")
-            && write_cookie(out, header.name, header.value, extra)
-        {
-            continue;
-        }
-        if !extra.redirects.is_empty()
-            && kind == Field::Other
-            && write_redirected(
-                out,
-                header.name,
-                header.value,
-                extra.redirects,
-                &extra.origin,
-            )
-        {
-            continue;
-        }
-        // `expires` and `charset` (one test per field when neither is set).
-        if filters_fields && kind == Field::Other && filtered(out, header, extra) {
+        if rewrites_fields && kind == Field::Other && rewritten(out, header, extra) {
             continue;
         }
         headers::write_field(out, header.name, header.value);

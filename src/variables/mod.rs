@@ -27,6 +27,10 @@ pub enum Variable {
     /// `$1`…`$9`: a capture of the regex a `rewrite` matched (empty
     /// elsewhere).
     Capture(u8),
+    /// `$document_root`: the `root` or `alias` path in force.
+    DocumentRoot,
+    /// `$request_filename`: the file `$uri` names under it.
+    RequestFilename,
     /// `$request_id`: 32 hex digits, random, one per request.
     RequestId,
     /// `$pid`: ferry's process id.
@@ -119,6 +123,8 @@ impl Variable {
             "remote_port" => Variable::RemotePort,
             "request_uri" => Variable::RequestUri,
             "uri" | "document_uri" => Variable::Uri,
+            "document_root" => Variable::DocumentRoot,
+            "request_filename" => Variable::RequestFilename,
             "args" | "query_string" => Variable::Args,
             "host" => Variable::Host,
             "request_method" => Variable::RequestMethod,
@@ -199,6 +205,9 @@ pub struct RequestView<'a> {
     /// `$args` after an internal redirect or a rewrite gave new ones;
     /// `None`: the target's query.
     pub args: Option<&'a [u8]>,
+    /// The `root` or `alias` in force, for `$document_root` and
+    /// `$request_filename` (`None`: both empty).
+    pub root: Option<&'a crate::files::DocumentRoot>,
     /// The request's host (an absolute-form target's authority, else the
     /// `Host` field; empty if neither), with its port.
     pub host: &'a [u8],
@@ -287,14 +296,10 @@ impl Template {
                     "invalid variable name in \"{text}\""
                 )));
             }
-            let capture = match name.as_bytes() {
-                [digit @ b'1'..=b'9'] => Some(Variable::Capture(digit - b'0')),
-                _ => None,
-            };
-            let variable = match maps.iter().position(|map| map == name) {
-                _ if capture.is_some() => capture.unwrap_or(Variable::Pid),
-                Some(index) => Variable::Map(index),
-                None => Variable::from_name(name)
+            let variable = match (name.as_bytes(), maps.iter().position(|map| map == name)) {
+                ([digit @ b'1'..=b'9'], _) => Variable::Capture(digit - b'0'),
+                (_, Some(index)) => Variable::Map(index),
+                (_, None) => Variable::from_name(name)
                     .ok_or_else(|| TemplateError(format!("unknown \"{name}\" variable")))?,
             };
             if !for_log && !variable.is_request_time() {
@@ -476,6 +481,25 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
             }
         }
         Variable::Pid => push_decimal(out, u64::from(std::process::id())),
+        Variable::DocumentRoot => {
+            if let Some(root) = request.root {
+                let (crate::files::DocumentRoot::Root(path)
+                | crate::files::DocumentRoot::Alias { path, .. }) = root;
+                out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+            }
+        }
+        Variable::RequestFilename => {
+            if let Some(root) = request.root {
+                let mut path = Vec::new();
+                let uri = if request.uri.is_empty() {
+                    request.target.split('?').next().unwrap_or("").as_bytes()
+                } else {
+                    request.uri
+                };
+                crate::files::map_path(root, uri, &mut path);
+                out.extend_from_slice(&path);
+            }
+        }
         Variable::RemoteAddr => push_ip(out, request.client.ip()),
         Variable::RemotePort => push_decimal(out, u64::from(request.client.port())),
         Variable::Host => {
@@ -496,6 +520,7 @@ mod tests {
             target: "/p/a?id=7&x=y",
             uri: b"",
             args: None,
+            root: None,
             host: headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("host"))

@@ -6,7 +6,9 @@ use super::{
     flag, not_yet, on_off, spec, Arity, Directive, Handler, Inherited, Location, Server, Spec, HSL,
 };
 use crate::config::parse::ConfigError;
-use crate::config::{Action, Condition, ConditionTest, Config, Rewrite, RewriteFlag, ScriptStep};
+use crate::config::{
+    Action, Condition, ConditionTest, Config, FileTest, Rewrite, RewriteFlag, ScriptStep,
+};
 use crate::variables::Template;
 
 pub(super) const DIRECTIVES: &[Spec] = &[
@@ -254,10 +256,26 @@ fn condition(directive: &Directive, maps: &[String]) -> Result<Condition, Config
         })
     };
     let test = match words.as_slice() {
-        [name] if name.starts_with('-') || name.starts_with("!-") => {
-            return Err(file_test(directive))
+        [op, operand] if op.starts_with('-') || op.starts_with("!-") => {
+            let (holding, test) = match op.strip_prefix('!') {
+                Some(test) => (false, test),
+                None => (true, *op),
+            };
+            let test = match test {
+                "-f" => FileTest::File,
+                "-d" => FileTest::Directory,
+                "-e" => FileTest::Exists,
+                "-x" => FileTest::Executable,
+                _ => return Err(invalid()),
+            };
+            let path = Template::compile_with(operand, maps)
+                .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+            return Ok(Condition {
+                variable: path,
+                test: ConditionTest::File(test, holding),
+            });
         }
-        [op, _] if op.starts_with('-') || op.starts_with("!-") => return Err(file_test(directive)),
+        [name] if name.starts_with('-') || name.starts_with("!-") => return Err(invalid()),
         [name] => {
             return Ok(Condition {
                 variable: variable(name)?,
@@ -282,11 +300,4 @@ fn condition(directive: &Directive, maps: &[String]) -> Result<Condition, Config
         variable: variable(test.0)?,
         test: test.1,
     })
-}
-
-fn file_test(directive: &Directive) -> ConfigError {
-    ConfigError::at(
-        "file tests in \"if\" (-f, -d, -e, -x) are not supported yet",
-        directive.location(),
-    )
 }
