@@ -441,3 +441,58 @@ fn upstreams_on_unix_sockets_as_gunicorn_and_puma_listen() {
     let mut fresh = ferry.connect();
     assert_eq!(ask(&mut fresh, "/dead/").0, 502);
 }
+
+/// `$proxy_host` is the `proxy_pass` server as written, or the group's
+/// name (nginx's proxy-module example: `proxy_set_header Host $proxy_host`).
+#[test]
+fn proxy_host_is_the_proxied_server_as_written() {
+    let origin = Origin::standard();
+    let host_sent = |addr: std::net::SocketAddr| {
+        let response = request(
+            addr,
+            "GET /echo HTTP/1.1\r\nHost: client.example\r\nConnection: close\r\n\r\n",
+        );
+        response
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Host: ")
+                    .or_else(|| l.strip_prefix("host: "))
+            })
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (http, expected) in [
+        (
+            format!(
+                "server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://{}; \
+                 proxy_set_header Host $proxy_host; }} }}",
+                origin.addr
+            ),
+            origin.addr.to_string(),
+        ),
+        (
+            format!(
+                "upstream app_servers {{ server {}; }}\n\
+                 server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://app_servers; \
+                 proxy_set_header Host $proxy_host; }} }}",
+                origin.addr
+            ),
+            "app_servers".to_string(),
+        ),
+    ] {
+        let (ferry, _) = Ferry::start_config("proxy-host", &http);
+        assert_eq!(host_sent(ferry.addr), expected);
+        if let Some(nginx) = require_tool("nginx") {
+            let port = util::free_port();
+            let nginx = Nginx::start_http(
+                &nginx,
+                "proxy-host",
+                &http.replace("PORT", &port.to_string()),
+                port,
+            );
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+            assert_eq!(host_sent(addr), expected, "nginx");
+        }
+    }
+}

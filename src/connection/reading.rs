@@ -227,6 +227,7 @@ impl Connection {
                 uri: &normalized[..],
                 args: redirected_args.map(|start| redirect_args.get(start..).unwrap_or_default()),
                 root: server_config.map(|s| &s.settings.files.root),
+                proxy_host: "",
                 host: head.host.unwrap_or_default(),
                 version: head.version.as_str(),
                 headers: head.headers,
@@ -411,14 +412,10 @@ impl Connection {
                             (true, Some(authority)) => std::str::from_utf8(authority).unwrap_or(""),
                             // nginx's `$proxy_host` for a Unix socket is
                             // `localhost`.
-                            _ => config.upstreams.get(*group).map_or("", |g| {
-                                if g.implicit && g.name.starts_with("unix:") {
-                                    "localhost"
-                                } else {
-                                    g.name.as_str()
-                                }
-                            }),
+                            _ => proxy_host(config, *group),
                         };
+                        // `$proxy_host` in `proxy_set_header` lines.
+                        view.proxy_host = proxy_host(config, *group);
                         // nginx reads these two from the address's default
                         // server: fields are judged before the Host is known.
                         let field_names = config
@@ -740,6 +737,18 @@ fn split_redirect(normalized: &mut Vec<u8>, redirect: &mut Vec<u8>, args: &mut V
         redirect.truncate(at);
     }
     std::mem::swap(normalized, redirect);
+}
+
+/// nginx's `$proxy_host`: the group's name, or the `host:port` of a
+/// `proxy_pass` without a group (`localhost` for a Unix socket).
+fn proxy_host(config: &crate::config::Config, group: usize) -> &str {
+    config.upstreams.get(group).map_or("", |g| {
+        if g.implicit && g.name.starts_with("unix:") {
+            "localhost"
+        } else {
+            g.name.as_str()
+        }
+    })
 }
 
 /// The query of an origin-form target, without `?`.

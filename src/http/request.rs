@@ -524,6 +524,7 @@ mod tests {
             uri: b"",
             args: None,
             root: None,
+            proxy_host: "",
             host: head.host.unwrap_or_default(),
             version: head.version.as_str(),
             headers: head.headers,

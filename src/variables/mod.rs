@@ -31,6 +31,8 @@ pub enum Variable {
     DocumentRoot,
     /// `$request_filename`: the file `$uri` names under it.
     RequestFilename,
+    /// `$proxy_host`.
+    ProxyHost,
     /// `$request_id`: 32 hex digits, random, one per request.
     RequestId,
     /// `$pid`: ferry's process id.
@@ -124,6 +126,7 @@ impl Variable {
             "request_uri" => Variable::RequestUri,
             "uri" | "document_uri" => Variable::Uri,
             "document_root" => Variable::DocumentRoot,
+            "proxy_host" => Variable::ProxyHost,
             "request_filename" => Variable::RequestFilename,
             "args" | "query_string" => Variable::Args,
             "host" => Variable::Host,
@@ -208,6 +211,9 @@ pub struct RequestView<'a> {
     /// The `root` or `alias` in force, for `$document_root` and
     /// `$request_filename` (`None`: both empty).
     pub root: Option<&'a crate::files::DocumentRoot>,
+    /// `$proxy_host`: the location's `proxy_pass` server or group, as
+    /// written (empty where the location does not proxy).
+    pub proxy_host: &'a str,
     /// The request's host (an absolute-form target's authority, else the
     /// `Host` field; empty if neither), with its port.
     pub host: &'a [u8],
@@ -445,6 +451,7 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
             .unwrap_or_default(),
         Variable::ServerProtocol => request.version.as_bytes(),
         Variable::ServerName => request.server_name.as_bytes(),
+        Variable::ProxyHost => request.proxy_host.as_bytes(),
         // Rendered by `render_variable`, or only known after the response.
         _ => b"",
     }
@@ -521,6 +528,7 @@ mod tests {
             uri: b"",
             args: None,
             root: None,
+            proxy_host: "",
             host: headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("host"))

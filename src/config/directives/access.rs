@@ -49,10 +49,32 @@ fn access_rule(directive: &Directive) -> Result<AccessRule, ConfigError> {
             .ok_or_else(invalid)?,
         None => max,
     };
+    if host_bits_set(address, prefix) {
+        // nginx's warning, word for word; the rule matches the network.
+        log::warn!(
+            "low address bits of {text} are meaningless in {}:{}",
+            directive.file.display(),
+            directive.line
+        );
+    }
     Ok(AccessRule {
         allow,
         network: Some((address, prefix)),
     })
+}
+
+/// Whether `address` has bits set past a `/prefix` (`10.1.1.0/16`).
+fn host_bits_set(address: std::net::IpAddr, prefix: u8) -> bool {
+    match address {
+        std::net::IpAddr::V4(ip) => {
+            let mask = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            u32::from(ip) & mask != 0
+        }
+        std::net::IpAddr::V6(ip) => {
+            let mask = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            u128::from(ip) & mask != 0
+        }
+    }
 }
 
 /// The methods nginx's `limit_except` knows.
