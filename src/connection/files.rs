@@ -62,13 +62,6 @@ pub(super) fn static_target(
         Resolution::Named => StaticStep::Named,
         Resolution::Status(code) => StaticStep::Done(Target::Code(code)),
         Resolution::AddSlash if reads || method == Method::Post => {
-            redirect.clear();
-            redirect.extend_from_slice(lookup.uri);
-            redirect.push(b'/');
-            if !lookup.args.is_empty() {
-                redirect.push(b'?');
-                redirect.extend_from_slice(lookup.args);
-            }
             StaticStep::Done(Target::AddSlash)
         }
         Resolution::Serve(opened) if reads => {

@@ -92,9 +92,18 @@ pub enum DocumentRoot {
 /// `try_files FILE … LAST`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TryFiles {
-    /// Candidate uris; one ending in `/` asks for a directory.
-    pub files: Vec<Template>,
+    pub files: Vec<TryName>,
     pub fallback: Fallback,
+}
+
+/// One name `try_files` tries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TryName {
+    /// The name as written, without a trailing `/`.
+    pub name: Template,
+    /// Written with a trailing `/` (`$uri/`): it must be a directory, and
+    /// anything else must not be one (nginx's `test_dir`).
+    pub directory: bool,
 }
 
 /// `try_files`'s last argument.
@@ -162,7 +171,8 @@ pub struct Opened {
 pub enum Resolution {
     /// This file; `path` holds its name (for its type).
     Serve(Opened),
-    /// The uri names a directory: 301 to the uri with a slash.
+    /// The uri names a directory: 301 to the uri with a slash (and the
+    /// arguments), written into `redirect`.
     AddSlash,
     /// Route again with the uri (and args) now in `redirect`.
     Redirect,
@@ -197,14 +207,10 @@ pub fn resolve(settings: &FileSettings, lookup: &Lookup<'_>, scratch: Scratch<'_
         let mut found = false;
         for candidate in &try_files.files {
             redirect.clear();
-            candidate.render(lookup.view, redirect);
-            let wants_directory = redirect.ends_with(b"/");
+            candidate.name.render(lookup.view, redirect);
             map_path(&settings.root, redirect, path);
-            let exists = match std::fs::metadata(as_path(path)) {
-                Ok(meta) if wants_directory => meta.is_dir(),
-                Ok(meta) => meta.is_file(),
-                Err(_) => false,
-            };
+            let exists = std::fs::metadata(as_path(path))
+                .is_ok_and(|meta| meta.is_dir() == candidate.directory);
             if exists {
                 found = true;
                 break;
@@ -213,9 +219,11 @@ pub fn resolve(settings: &FileSettings, lookup: &Lookup<'_>, scratch: Scratch<'_
         if found {
             // The name found is the uri from here on; `redirect` may be
             // written again (an index file), so the uri moves out of it.
+            // (`$uri/` found `/dir` a directory: the uri is `/dir`, which
+            // is then redirected to `/dir/` as nginx does.)
             let found_uri = std::mem::take(redirect);
             let resolution = resolve_uri(settings, &found_uri, lookup.args, path, redirect);
-            if !matches!(resolution, Resolution::Redirect) {
+            if !matches!(resolution, Resolution::Redirect | Resolution::AddSlash) {
                 // Its capacity stays with the buffer set.
                 *redirect = found_uri;
             }
@@ -291,6 +299,13 @@ pub fn resolve_uri(
         Err(e) => return failed(settings, path, &e),
     };
     if meta.is_dir() {
+        redirect.clear();
+        redirect.extend_from_slice(uri);
+        redirect.push(b'/');
+        if !args.is_empty() {
+            redirect.push(b'?');
+            redirect.extend_from_slice(args);
+        }
         return Resolution::AddSlash;
     }
     if !meta.is_file() {

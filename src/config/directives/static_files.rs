@@ -14,7 +14,7 @@ use super::{Location, Server};
 use crate::config::parse::ConfigError;
 use crate::config::{parse_duration, Config, LocationMatch};
 use crate::files::{
-    DocumentRoot, Expires, Fallback, FileSettings, MimeTypes, ModifiedSince, TryFiles,
+    DocumentRoot, Expires, Fallback, FileSettings, MimeTypes, ModifiedSince, TryFiles, TryName,
 };
 use crate::variables::Template;
 
@@ -299,7 +299,23 @@ fn try_files(d: &Directive, config: &Config, s: &mut Inherited) -> Result<(), Co
     } else {
         Fallback::Uri(compile(last)?)
     };
-    let files = files.iter().map(|f| compile(f)).collect::<Result<_, _>>()?;
+    // nginx: a name written with a trailing `/` is tested as a directory,
+    // and the name goes on without it.
+    let files = files
+        .iter()
+        .map(|file| {
+            let directory = file.len() > 1 && file.ends_with('/');
+            let name = if directory {
+                &file[..file.len() - 1]
+            } else {
+                file
+            };
+            Ok(TryName {
+                name: compile(name)?,
+                directory,
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
     s.files.try_files = Some(TryFiles { files, fallback });
     Ok(())
 }
