@@ -238,3 +238,52 @@ fn a_steady_load_does_not_churn_upstream_connections() {
         assert!(origin.accepts() > 48 * 5, "{} connects", origin.accepts());
     });
 }
+
+/// `keepalive_disable`: MSIE 6's POST requests close the connection by
+/// default, Safari's with `safari`, as nginx decides from `User-Agent`.
+#[test]
+fn keepalive_disable_closes_for_the_browsers_it_names() {
+    const MSIE6: &str = "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)";
+    const SAFARI: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15";
+    let cases = [
+        ("", "GET", MSIE6, "keep-alive"),
+        ("", "POST", MSIE6, "close"),
+        ("", "GET", SAFARI, "keep-alive"),
+        ("keepalive_disable none;", "POST", MSIE6, "keep-alive"),
+        ("keepalive_disable safari;", "GET", SAFARI, "close"),
+        ("keepalive_disable safari;", "POST", MSIE6, "keep-alive"),
+        ("keepalive_disable msie6 safari;", "POST", MSIE6, "close"),
+    ];
+    let connection = |addr: std::net::SocketAddr, method: &str, agent: &str| {
+        let response = util::request(
+            addr,
+            &format!(
+                "{method} / HTTP/1.1\r\nHost: h\r\nUser-Agent: {agent}\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        response
+            .header("Connection")
+            .unwrap_or_else(|| "keep-alive".to_string())
+    };
+    for (line, method, agent, expected) in cases {
+        let server = format!("{line} location / {{ return 200 \"ok\\n\"; }}");
+        let (ferry, _) = util::Ferry::start_config(
+            "keepalive-disable",
+            &format!("server {{ listen 127.0.0.1:PORT; {server} }}"),
+        );
+        assert_eq!(
+            connection(ferry.addr, method, agent),
+            expected,
+            "ferry: {line} {method}"
+        );
+        if let Some(nginx) = util::require_tool("nginx") {
+            let nginx = util::Nginx::start(&nginx, "keepalive-disable", &server);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+            assert_eq!(
+                connection(addr, method, agent),
+                expected,
+                "nginx: {line} {method}"
+            );
+        }
+    }
+}

@@ -107,6 +107,8 @@ pub struct Settings {
     pub charset_types: Vec<String>,
     /// `rewrite_log`: each `rewrite` that matches is logged (at info).
     pub rewrite_log: bool,
+    /// `keepalive_disable`: `http::browsers` flags.
+    pub keepalive_disable: u8,
 }
 
 impl Settings {
@@ -334,6 +336,7 @@ impl Default for Settings {
             intercept_errors: false,
             charset: None,
             rewrite_log: false,
+            keepalive_disable: crate::http::browsers::MSIE6,
             charset_types: crate::config::directives::CHARSET_TYPES
                 .iter()
                 .map(|t| t.to_string())

@@ -216,7 +216,7 @@ impl Connection {
         // `staying`: a location's `rewrite … break` keeps its location.
         let mut server_done = false;
         let mut staying = false;
-        let (location, target, always_headers_end) = loop {
+        let (location, target, always_headers_end, browsers) = loop {
             let reached_by_name = named.is_some();
             let mut location = named
                 .take()
@@ -316,7 +316,7 @@ impl Connection {
                 );
                 log_fields.clear();
                 extra_headers.clear();
-                break (None, Target::Page(ErrorResponse::InternalServerError), 0);
+                break (None, Target::Page(ErrorResponse::InternalServerError), 0, 0);
             }
             let script_broke = skip_location_script || matches!(scripted, ScriptOutcome::Stopped);
             let settings = match chosen {
@@ -498,10 +498,14 @@ impl Connection {
                 // written with the file (`expires modified` needs its time).
                 write_expires(settings.files.expires, ctx.wall_clock, extra_headers);
             }
-            break (location, target, conditional);
+            break (location, target, conditional, settings.keepalive_disable);
         };
         let parsed = ParsedRequest {
-            summary: head.summary,
+            summary: RequestSummary {
+                keep_alive: head.summary.keep_alive
+                    && !closes_for_browser(browsers, head.summary.method, head.headers),
+                ..head.summary
+            },
             server,
             location,
             target,
@@ -749,6 +753,25 @@ fn proxy_host(config: &crate::config::Config, group: usize) -> &str {
             g.name.as_str()
         }
     })
+}
+
+/// `keepalive_disable`: whether this browser's request must close the
+/// connection (MSIE 6 after a POST, old Safari always). The `User-Agent`
+/// is read only when a listed browser could matter.
+fn closes_for_browser(browsers: u8, method: Method, headers: &[httparse::Header<'_>]) -> bool {
+    use crate::http::browsers::{detect, MSIE6, SAFARI};
+    let msie6 = browsers & MSIE6 != 0 && method == Method::Post;
+    if !msie6 && browsers & SAFARI == 0 {
+        return false;
+    }
+    let Some(agent) = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
+    else {
+        return false;
+    };
+    let found = detect(agent.value);
+    (msie6 && found & MSIE6 != 0) || (browsers & SAFARI != 0 && found & SAFARI != 0)
 }
 
 /// The query of an origin-form target, without `?`.

@@ -5,6 +5,7 @@
 //! hands these functions the bytes in its buffers and acts on their answers;
 //! see `docs/architecture.md` for the whole journey of a request.
 
+pub mod browsers;
 pub mod date;
 pub mod error_page;
 pub mod framing;

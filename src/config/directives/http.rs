@@ -113,11 +113,7 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         "keepalive_disable",
         HSL,
         Arity::AtLeast(1),
-        Handler::NoEffect {
-            check: keepalive_disable,
-            why: "`none` and nginx's default `msie6`: ferry keeps every client alive that allows it \
-                  (MSIE 6's POST workaround is not kept; `safari` is not supported yet)",
-        },
+        Handler::Setting(keepalive_disable),
     ),
     hash_table!("types_hash_max_size", check_number),
     hash_table!("types_hash_bucket_size", check_size),
@@ -242,24 +238,25 @@ fn lingering_timeout(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(),
     Ok(())
 }
 
-fn keepalive_disable(directive: &Directive) -> Result<(), ConfigError> {
-    for browser in &directive.args {
-        match browser.as_str() {
-            "none" | "msie6" => {}
-            "safari" => {
-                return Err(ConfigError::at(
-                    "\"keepalive_disable safari\" is not supported yet",
-                    directive.location(),
-                ))
-            }
+/// `keepalive_disable none | msie6 | safari …`: browsers whose requests
+/// close the connection after the answer (nginx's default: `msie6`, for
+/// MSIE 6's POST requests).
+fn keepalive_disable(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    let mut browsers = 0;
+    for browser in &d.args {
+        browsers |= match browser.as_str() {
+            "none" => 0,
+            "msie6" => crate::http::browsers::MSIE6,
+            "safari" => crate::http::browsers::SAFARI,
             other => {
                 return Err(ConfigError::at(
                     format!("invalid value \"{other}\""),
-                    directive.location(),
+                    d.location(),
                 ))
             }
-        }
+        };
     }
+    s.keepalive_disable = Some(browsers);
     Ok(())
 }
 

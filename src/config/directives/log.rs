@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{not_yet, spec, Arity, Directive, Handler, Http, Inherited, Spec, HSL};
+use super::{spec, Arity, Directive, Handler, Http, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;
 use crate::config::{AccessLogTarget, Config};
 use crate::variables::{LogEscape, Template};
@@ -16,8 +16,54 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     )
     .repeatable(),
     spec("log_format", &[Http], Arity::AtLeast(2), Handler::Structure).repeatable(),
-    not_yet("open_log_file_cache"),
+    spec(
+        "open_log_file_cache",
+        HSL,
+        Arity::Between(1, 4),
+        Handler::NoEffect {
+            check: open_log_file_cache,
+            why: "it caches the files of log paths with variables, which ferry does not take: \
+                  each log file is opened once, at start and on reopen",
+        },
+    ),
 ];
+
+/// `open_log_file_cache off | max=N [inactive=T] [min_uses=N] [valid=T]`,
+/// checked as nginx checks it.
+fn open_log_file_cache(directive: &Directive) -> Result<(), ConfigError> {
+    let invalid = |what: &str| {
+        ConfigError::at(
+            format!("invalid \"open_log_file_cache\" parameter \"{what}\""),
+            directive.location(),
+        )
+    };
+    if directive.args == ["off"] {
+        return Ok(());
+    }
+    let mut max = false;
+    for arg in &directive.args {
+        let (name, value) = arg.split_once('=').ok_or_else(|| invalid(arg))?;
+        let valid = match name {
+            "max" => {
+                max = true;
+                value.parse::<u32>().is_ok_and(|n| n > 0)
+            }
+            "min_uses" => value.parse::<u32>().is_ok(),
+            "inactive" | "valid" => crate::config::parse_duration(value).is_some(),
+            _ => false,
+        };
+        if !valid {
+            return Err(invalid(arg));
+        }
+    }
+    if !max {
+        return Err(ConfigError::at(
+            "\"open_log_file_cache\" must have \"max\" parameter",
+            directive.location(),
+        ));
+    }
+    Ok(())
+}
 
 /// The `log_format` lines of the http block, after the built-in formats.
 pub(super) fn log_formats(block: &[Directive], config: &mut Config) -> Result<(), ConfigError> {

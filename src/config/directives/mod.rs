@@ -326,6 +326,7 @@ pub(super) struct Inherited {
     charset: Option<Option<String>>,
     charset_types: Option<Vec<String>>,
     rewrite_log: Option<bool>,
+    keepalive_disable: Option<u8>,
 }
 
 impl Inherited {
@@ -383,6 +384,7 @@ impl Inherited {
             charset: self.charset.or_else(|| outer.charset.clone()),
             charset_types: self.charset_types.or_else(|| outer.charset_types.clone()),
             rewrite_log: self.rewrite_log.or(outer.rewrite_log),
+            keepalive_disable: self.keepalive_disable.or(outer.keepalive_disable),
             proxy_ssl: {
                 let mut lines = self.proxy_ssl;
                 let inherited: Vec<Directive> = outer
@@ -470,6 +472,9 @@ impl Inherited {
         }
         if let Some(log) = self.rewrite_log {
             settings.rewrite_log = log;
+        }
+        if let Some(browsers) = self.keepalive_disable {
+            settings.keepalive_disable = browsers;
         }
         settings
     }
