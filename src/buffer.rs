@@ -283,6 +283,10 @@ pub struct BufferSet {
     pub redirect_args: Vec<u8>,
     /// The arguments a `rewrite` makes, until they become `redirect_args`.
     pub rewrite_args: Vec<u8>,
+    /// The values `set` gives this request's variables
+    /// (`variables::SetValues`).
+    pub set_values: Vec<u8>,
+    pub set_spans: Vec<(u32, u32)>,
     /// The file a static answer is reading from (`ResponseState::File`
     /// says where it is): kept here rather than in the exchange's state so
     /// that state stays plain data, and closed when the set goes back.
@@ -309,6 +313,8 @@ impl BufferSet {
             redirect: Vec::new(),
             redirect_args: Vec::new(),
             rewrite_args: Vec::new(),
+            set_values: Vec::new(),
+            set_spans: Vec::new(),
             file: None,
             attempts: Vec::with_capacity(4),
         }

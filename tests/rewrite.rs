@@ -141,9 +141,10 @@ fn rewrite_lines_nginx_refuses_are_refused() {
             "\"proxy_pass\" inside \"if\" is not supported yet",
         ),
         (
-            "location / { set $a b; }",
-            "\"set\" directive is not supported yet",
+            "location / { if ($host) { limit_rate 10k; } }",
+            "\"limit_rate\" inside \"if\" is not supported yet",
         ),
+        ("set $host x;", "the duplicate \"host\" variable"),
     ] {
         let path = dir.join("ferry.conf");
         std::fs::write(
@@ -253,5 +254,84 @@ fn file_tests_in_if_decide_as_nginx_s_do() {
     assert!(statuses(ferry.addr).iter().all(|s| s == "503"));
     if let Some(addr) = nginx_addr {
         assert_eq!(statuses(ferry.addr), statuses(addr));
+    }
+}
+
+/// `set`: values with variables and captures, in `if`s, read by `return`,
+/// `proxy_set_header`, later `set`s and conditions; unset ones are empty;
+/// each request starts afresh.
+#[test]
+fn set_variables_as_nginx_s() {
+    let origin = util::Origin::standard();
+    let body = format!(
+        "server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           set $site main;\n\
+           location /a/ {{\n\
+             set $who \"guest\";\n\
+             if ($arg_user) {{ set $who $arg_user; }}\n\
+             set $greeting \"hello $who on $site\";\n\
+             return 200 \"$greeting ($later)\\n\";\n\
+           }}\n\
+           location /b/ {{\n\
+             rewrite ^/b/(\\w+)$ /c/$1;\n\
+           }}\n\
+           location /c/ {{\n\
+             set $item $uri;\n\
+             if ($item ~ /c/special) {{ set $site special; }}\n\
+             return 200 \"item=$item site=$site\\n\";\n\
+           }}\n\
+           location /up/ {{\n\
+             set $tag \"t-$request_method\";\n\
+             set $later \"not here\";\n\
+             proxy_set_header X-Tag $tag;\n\
+             proxy_pass http://{}/;\n\
+           }}\n\
+         }}\n",
+        origin.addr
+    );
+    let paths = ["/a/", "/a/?user=ann", "/b/plain", "/b/special", "/a/"];
+    let answers = |addr: SocketAddr| {
+        let mut stream = util::connect(addr);
+        use std::io::Write;
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        paths
+            .iter()
+            .map(|path| {
+                // One connection: values must not leak between requests.
+                stream
+                    .write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+                    .unwrap();
+                util::read_response(&mut reader, "GET").unwrap().text()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ferry, _) = Ferry::start_config("rewrite-set", &body);
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(
+        from_ferry,
+        [
+            "hello guest on main ()\n",
+            "hello ann on main ()\n",
+            "item=/c/plain site=main\n",
+            "item=/c/special site=special\n",
+            "hello guest on main ()\n",
+        ]
+    );
+    let echoed = util::request(
+        ferry.addr,
+        "GET /up/echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert!(echoed.text().contains("X-Tag: t-GET"), "{}", echoed.text());
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "rewrite-set",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(from_ferry, answers(addr));
     }
 }

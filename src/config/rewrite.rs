@@ -8,7 +8,7 @@
 //! comes of it ([`ScriptOutcome`]); the router moves the request.
 
 use super::Action;
-use crate::variables::{RequestView, Template};
+use crate::variables::{RequestView, ScriptValues, SetValues, Template};
 
 /// One line of a script.
 #[derive(Clone, Debug)]
@@ -24,6 +24,8 @@ pub enum ScriptStep {
     Return(Action),
     /// `break`: the script stops here.
     Break,
+    /// `set $name VALUE`: variable `index` of those `set` defines.
+    Set { index: usize, value: Template },
 }
 
 /// `rewrite REGEX REPLACEMENT [last|break|redirect|permanent]`.
@@ -110,9 +112,14 @@ impl ConditionTest {
 impl Condition {
     /// Whether it holds for `request`; `scratch` receives the variable's
     /// value (a pooled buffer: no allocation).
-    pub fn holds(&self, request: &RequestView<'_>, scratch: &mut Vec<u8>) -> bool {
+    pub fn holds(
+        &self,
+        request: &RequestView<'_>,
+        script: &ScriptValues<'_>,
+        scratch: &mut Vec<u8>,
+    ) -> bool {
         scratch.clear();
-        self.variable.render(request, scratch);
+        self.variable.render_in_script(request, script, scratch);
         let value = &scratch[..];
         match &self.test {
             ConditionTest::True => !value.is_empty() && value != b"0",
@@ -154,6 +161,38 @@ pub struct ScriptBuffers<'b> {
     pub args_set: &'b mut bool,
     /// For condition values and rendering.
     pub scratch: &'b mut Vec<u8>,
+    /// The values of `set` variables, and where each lies.
+    pub set_values: &'b mut Vec<u8>,
+    pub set_spans: &'b mut Vec<(u32, u32)>,
+}
+
+impl ScriptBuffers<'_> {
+    /// What templates see inside the script (no captures: a rewrite adds
+    /// its own).
+    fn values(&self) -> ScriptValues<'_> {
+        ScriptValues {
+            haystack: &[],
+            captures: &[],
+            sets: SetValues {
+                bytes: self.set_values,
+                spans: self.set_spans,
+            },
+        }
+    }
+
+    /// `set`: variable `index` takes `value` (the latest bytes win; the
+    /// buffer only grows within a request).
+    fn set(&mut self, index: usize, value: &[u8]) {
+        let start = u32::try_from(self.set_values.len()).unwrap_or(u32::MAX);
+        self.set_values.extend_from_slice(value);
+        let end = u32::try_from(self.set_values.len()).unwrap_or(u32::MAX);
+        if self.set_spans.len() <= index {
+            self.set_spans.resize(index + 1, (0, 0));
+        }
+        if let Some(span) = self.set_spans.get_mut(index) {
+            *span = (start, end);
+        }
+    }
 }
 
 /// Runs `steps` for `request`; `log` for `rewrite_log on`.
@@ -190,8 +229,18 @@ fn run_steps<'c>(
 ) -> Flow<'c> {
     for step in steps {
         match step {
+            ScriptStep::Set { index, value } => {
+                let mut rendered = std::mem::take(buffers.scratch);
+                rendered.clear();
+                value.render_in_script(request, &buffers.values(), &mut rendered);
+                buffers.set(*index, &rendered);
+                *buffers.scratch = rendered;
+            }
             ScriptStep::If { condition, steps } => {
-                if condition.holds(request, buffers.scratch) {
+                let mut scratch = std::mem::take(buffers.scratch);
+                let holds = condition.holds(request, &buffers.values(), &mut scratch);
+                *buffers.scratch = scratch;
+                if holds {
                     match run_steps(steps, request, buffers, log, rewritten) {
                         Flow::Next => {}
                         other => return other,
@@ -229,10 +278,16 @@ fn apply<'c>(
     for (slot, group) in spans.iter_mut().zip(captures.iter()) {
         *slot = group.map(|m| (m.start(), m.end()));
     }
-    let scratch = &mut *buffers.scratch;
-    scratch.clear();
+    let mut rendered = std::mem::take(buffers.scratch);
+    rendered.clear();
+    let values = ScriptValues {
+        haystack: current,
+        captures: &spans,
+        ..buffers.values()
+    };
     rule.replacement
-        .render_with_captures(request, current, &spans, scratch);
+        .render_in_script(request, &values, &mut rendered);
+    let scratch = &rendered;
     let redirect = matches!(rule.flag, RewriteFlag::Redirect | RewriteFlag::Permanent)
         || scratch.starts_with(b"http://")
         || scratch.starts_with(b"https://");
@@ -266,6 +321,7 @@ fn apply<'c>(
         args.extend_from_slice(old_args);
     }
     let uri = scratch.get(..uri_part).unwrap_or_default().to_vec();
+    *buffers.scratch = rendered;
     if log {
         log::info!(
             "rewritten {}: \"{}\", args: \"{}\"",

@@ -155,8 +155,13 @@ impl Connection {
             redirect,
             redirect_args,
             rewrite_args,
+            set_values,
+            set_spans,
             ..
         } = buffers;
+        // `set` values are the request's own.
+        set_values.clear();
+        set_spans.clear();
         let max_head = ctx.config.server_settings(self.server as usize).max_head;
         let mut headers = crate::http::header_slots();
         let head = match request::parse(ring.make_contiguous(), &mut headers, max_head) {
@@ -228,6 +233,8 @@ impl Connection {
                 args: redirected_args.map(|start| redirect_args.get(start..).unwrap_or_default()),
                 root: server_config.map(|s| &s.settings.files.root),
                 proxy_host: "",
+                // Given once the scripts have run (they write the values).
+                sets: crate::variables::SetValues::NONE,
                 host: head.host.unwrap_or_default(),
                 version: head.version.as_str(),
                 headers: head.headers,
@@ -255,6 +262,8 @@ impl Connection {
                     args: rewrite_args,
                     args_set: &mut args_set,
                     scratch: return_text,
+                    set_values,
+                    set_spans,
                 };
                 let log = server_config.settings.rewrite_log;
                 scripted = run_script(&server_config.script, &view, buffers, log);
@@ -291,6 +300,8 @@ impl Connection {
                     args: rewrite_args,
                     args_set: &mut args_set,
                     scratch: return_text,
+                    set_values,
+                    set_spans,
                 };
                 scripted = run_script(&chosen.script, &view, buffers, chosen.settings.rewrite_log);
             }
@@ -318,6 +329,11 @@ impl Connection {
                 extra_headers.clear();
                 break (None, Target::Page(ErrorResponse::InternalServerError), 0, 0);
             }
+            // From here on, templates see what the scripts set.
+            view.sets = crate::variables::SetValues {
+                bytes: set_values,
+                spans: set_spans,
+            };
             let script_broke = skip_location_script || matches!(scripted, ScriptOutcome::Stopped);
             let settings = match chosen {
                 Some(chosen) => &chosen.settings,

@@ -22,7 +22,7 @@ pub use request_id::RequestId;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Variable {
     /// A variable a `map` block defines: the index of the map in
-    /// `Config::maps`.
+    /// `Config::maps`; past them, one `set` defines (see [`SetValues`]).
     Map(usize),
     /// `$1`…`$9`: a capture of the regex a `rewrite` matched (empty
     /// elsewhere).
@@ -214,6 +214,8 @@ pub struct RequestView<'a> {
     /// `$proxy_host`: the location's `proxy_pass` server or group, as
     /// written (empty where the location does not proxy).
     pub proxy_host: &'a str,
+    /// The values `set` gave this request's variables.
+    pub sets: SetValues<'a>,
     /// The request's host (an absolute-form target's authority, else the
     /// `Host` field; empty if neither), with its port.
     pub host: &'a [u8],
@@ -227,6 +229,39 @@ pub struct RequestView<'a> {
     pub request_id: RequestId,
     /// The configuration's `map` blocks, for their variables.
     pub maps: &'a [crate::config::MapDef],
+}
+
+/// The values of the variables `set` defines, for one request: their
+/// bytes, and where each variable's value lies in them (variable `i` of
+/// `set`'s list, after the maps in a configuration's variable names).
+#[derive(Clone, Copy, Debug)]
+pub struct SetValues<'a> {
+    pub bytes: &'a [u8],
+    pub spans: &'a [(u32, u32)],
+}
+
+impl SetValues<'_> {
+    pub const NONE: SetValues<'static> = SetValues {
+        bytes: &[],
+        spans: &[],
+    };
+
+    /// Variable `index`'s value; empty when it was not set.
+    pub fn get(&self, index: usize) -> &[u8] {
+        self.spans
+            .get(index)
+            .and_then(|&(start, end)| self.bytes.get(start as usize..end as usize))
+            .unwrap_or_default()
+    }
+}
+
+/// What a rewrite-module script renders with beyond the request: the
+/// captures of the regex that matched last, and the values set so far.
+#[derive(Clone, Copy)]
+pub struct ScriptValues<'a> {
+    pub haystack: &'a [u8],
+    pub captures: &'a [Option<(usize, usize)>],
+    pub sets: SetValues<'a>,
 }
 
 /// What the `$ssl_*` variables say about a client's TLS session.
@@ -339,23 +374,27 @@ impl Template {
         }
     }
 
-    /// [`Template::render`] where `$1`…`$9` are the captures a regex found
-    /// in `haystack` (`spans[n]` for `$n`).
-    pub fn render_with_captures(
+    /// [`Template::render`] inside a script: `$1`…`$9` are the captures a
+    /// regex found, and `set` variables have the values set so far.
+    pub fn render_in_script(
         &self,
         request: &RequestView<'_>,
-        haystack: &[u8],
-        spans: &[Option<(usize, usize)>],
+        script: &ScriptValues<'_>,
         out: &mut Vec<u8>,
     ) {
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
                 Segment::Variable(Variable::Capture(n)) => {
-                    let span = spans.get(usize::from(*n)).copied().flatten();
-                    if let Some(value) = span.and_then(|(start, end)| haystack.get(start..end)) {
+                    let span = script.captures.get(usize::from(*n)).copied().flatten();
+                    if let Some(value) =
+                        span.and_then(|(start, end)| script.haystack.get(start..end))
+                    {
                         out.extend_from_slice(value);
                     }
+                }
+                Segment::Variable(Variable::Map(index)) if *index >= request.maps.len() => {
+                    out.extend_from_slice(script.sets.get(index - request.maps.len()));
                 }
                 Segment::Variable(variable) => render_variable(variable, request, out),
             }
@@ -482,11 +521,11 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
         }
         Variable::ServerPort => push_decimal(out, u64::from(request.server_port)),
         Variable::RequestId => out.extend_from_slice(&request.request_id.get()),
-        Variable::Map(index) => {
-            if let Some(map) = request.maps.get(*index) {
-                map.render(request, out);
-            }
-        }
+        Variable::Map(index) => match request.maps.get(*index) {
+            Some(map) => map.render(request, out),
+            // Past the maps: the variables `set` defines.
+            None => out.extend_from_slice(request.sets.get(index - request.maps.len())),
+        },
         Variable::Pid => push_decimal(out, u64::from(std::process::id())),
         Variable::DocumentRoot => {
             if let Some(root) = request.root {
@@ -529,6 +568,7 @@ mod tests {
             args: None,
             root: None,
             proxy_host: "",
+            sets: SetValues::NONE,
             host: headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("host"))

@@ -298,6 +298,7 @@ fn large_client_header_buffers(
 pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), ConfigError> {
     let block = http.block.as_deref().unwrap_or_default();
     super::map::maps(block, config)?;
+    super::rewrite::set_names(block, config)?;
     super::log::log_formats(block, config)?;
     // nginx: `default` needs the `proxy_pass` of its own location.
     let servers = block.iter().filter(|d| d.name == "server");
@@ -346,7 +347,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             settings: server_settings.resolve(config),
             locations: Vec::new(),
             top_level: Vec::new(),
-            script: super::rewrite::script(server_block, &config.map_names)?,
+            script: super::rewrite::script(server_block, config)?,
             #[cfg(feature = "tls")]
             tls: None,
         };
@@ -605,7 +606,7 @@ fn build_location(
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
-        script: super::rewrite::script(block, &config.map_names)?,
+        script: super::rewrite::script(block, config)?,
         action,
         internal,
         nested: Vec::new(),

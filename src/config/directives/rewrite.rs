@@ -3,7 +3,7 @@
 //! level, read into a script (`crate::config::rewrite`) in file order.
 
 use super::{
-    flag, not_yet, on_off, spec, Arity, Directive, Handler, Inherited, Location, Server, Spec, HSL,
+    flag, on_off, spec, Arity, Directive, Handler, Inherited, Location, Server, Spec, HSL,
 };
 use crate::config::parse::ConfigError;
 use crate::config::{
@@ -52,10 +52,17 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Arity::Exactly(1),
         Handler::NoEffect {
             check: on_off,
-            why: "ferry has no variables that can be uninitialized (no `set` yet)",
+            why: "a variable no `set` reached is empty, and ferry logs no warning for it \
+                  (nginx warns by default)",
         },
     ),
-    not_yet("set"),
+    spec(
+        "set",
+        &[Server, Location],
+        Arity::Exactly(2),
+        Handler::Structure,
+    )
+    .repeatable(),
 ];
 
 fn rewrite_log(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
@@ -104,7 +111,8 @@ pub(super) fn return_action(directive: &Directive, maps: &[String]) -> Result<Ac
 /// The rewrite-module lines of `block` (a server or location), in order,
 /// up to its own `return` (nginx stops there: what follows is never
 /// reached, and is only checked).
-pub(super) fn script(block: &[Directive], maps: &[String]) -> Result<Vec<ScriptStep>, ConfigError> {
+pub(super) fn script(block: &[Directive], config: &Config) -> Result<Vec<ScriptStep>, ConfigError> {
+    let maps = &config.map_names;
     let mut steps = Vec::new();
     let mut reachable = true;
     for directive in block {
@@ -113,8 +121,9 @@ pub(super) fn script(block: &[Directive], maps: &[String]) -> Result<Vec<ScriptS
                 reachable = false;
                 continue;
             }
-            "if" => if_block(directive, maps)?,
+            "if" => if_block(directive, config)?,
             "rewrite" => Some(rewrite(directive, maps)?),
+            "set" => Some(set(directive, config)?),
             "break" => Some(ScriptStep::Break),
             _ => continue,
         };
@@ -127,7 +136,8 @@ pub(super) fn script(block: &[Directive], maps: &[String]) -> Result<Vec<ScriptS
 
 /// One `if`: its condition and the lines inside (`None` for an empty
 /// block, which does nothing).
-fn if_block(directive: &Directive, maps: &[String]) -> Result<Option<ScriptStep>, ConfigError> {
+fn if_block(directive: &Directive, config: &Config) -> Result<Option<ScriptStep>, ConfigError> {
+    let maps = &config.map_names;
     let condition = condition(directive, maps)?;
     let inner = directive.block.as_deref().unwrap_or_default();
     let mut steps = Vec::new();
@@ -144,7 +154,8 @@ fn if_block(directive: &Directive, maps: &[String]) -> Result<Option<ScriptStep>
             }
             "rewrite" if (2..=3).contains(&line.args.len()) => rewrite(line, maps)?,
             "break" if line.args.is_empty() => ScriptStep::Break,
-            "rewrite" | "break" => {
+            "set" if line.args.len() == 2 => set(line, config)?,
+            "rewrite" | "break" | "set" => {
                 return Err(ConfigError::at(
                     format!("invalid number of arguments in \"{}\" directive", line.name),
                     line.location(),
@@ -154,7 +165,7 @@ fn if_block(directive: &Directive, maps: &[String]) -> Result<Option<ScriptStep>
                 return Err(ConfigError::at(
                     format!(
                         "\"{other}\" inside \"if\" is not supported yet \
-                         (\"return\", \"rewrite\" and \"break\" are)"
+                         (\"return\", \"rewrite\", \"break\" and \"set\" are)"
                     ),
                     line.location(),
                 ))
@@ -163,6 +174,62 @@ fn if_block(directive: &Directive, maps: &[String]) -> Result<Option<ScriptStep>
         steps.push(step);
     }
     Ok((!steps.is_empty()).then_some(ScriptStep::If { condition, steps }))
+}
+
+/// The variables `set` defines anywhere in the http block, appended to the
+/// configuration's variable names after the maps' (so every template can
+/// name them), each once, with nginx's checks.
+pub(super) fn set_names(block: &[Directive], config: &mut Config) -> Result<(), ConfigError> {
+    for directive in block {
+        if directive.name == "set" && directive.args.len() == 2 {
+            let name = variable_name(directive)?;
+            if crate::variables::Variable::is_builtin(name)
+                || config.maps.iter().any(|map| map.name == name)
+            {
+                return Err(ConfigError::at(
+                    format!("the duplicate \"{name}\" variable"),
+                    directive.location(),
+                ));
+            }
+            if !config.map_names.iter().any(|known| known == name) {
+                config.map_names.push(name.to_string());
+            }
+        }
+        if let Some(inner) = &directive.block {
+            set_names(inner, config)?;
+        }
+    }
+    Ok(())
+}
+
+/// `set $NAME VALUE`'s name, without `$`.
+fn variable_name(directive: &Directive) -> Result<&str, ConfigError> {
+    let text = &directive.args[0];
+    let name = text.strip_prefix('$').unwrap_or_default();
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(ConfigError::at(
+            format!("invalid variable name \"{text}\""),
+            directive.location(),
+        ));
+    }
+    Ok(name)
+}
+
+/// `set $NAME VALUE`.
+fn set(directive: &Directive, config: &Config) -> Result<ScriptStep, ConfigError> {
+    let name = variable_name(directive)?;
+    let position = config
+        .map_names
+        .iter()
+        .position(|known| known == name)
+        .unwrap_or(config.maps.len());
+    let value = Template::compile_with(&directive.args[1], &config.map_names)
+        .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
+    Ok(ScriptStep::Set {
+        index: position.saturating_sub(config.maps.len()),
+        value,
+    })
 }
 
 /// `rewrite REGEX REPLACEMENT [last|break|redirect|permanent]`.
