@@ -424,14 +424,14 @@ impl Connection {
                         // authority becomes the Host when the client sent none.
                         let rewritten =
                             routing::upstream_target(sent, normalized, matcher, uri.as_deref());
+                        // `$proxy_host` (in `proxy_set_header` lines too).
+                        view.proxy_host = proxy_host(config, *group);
                         let fallback_host = match (head.absolute, head.host) {
                             (true, Some(authority)) => std::str::from_utf8(authority).unwrap_or(""),
                             // nginx's `$proxy_host` for a Unix socket is
                             // `localhost`.
-                            _ => proxy_host(config, *group),
+                            _ => view.proxy_host,
                         };
-                        // `$proxy_host` in `proxy_set_header` lines.
-                        view.proxy_host = proxy_host(config, *group);
                         // nginx reads these two from the address's default
                         // server: fields are judged before the Host is known.
                         let field_names = config
@@ -761,6 +761,7 @@ fn split_redirect(normalized: &mut Vec<u8>, redirect: &mut Vec<u8>, args: &mut V
 
 /// nginx's `$proxy_host`: the group's name, or the `host:port` of a
 /// `proxy_pass` without a group (`localhost` for a Unix socket).
+#[inline(always)]
 fn proxy_host(config: &crate::config::Config, group: usize) -> &str {
     config.upstreams.get(group).map_or("", |g| {
         if g.implicit && g.name.starts_with("unix:") {
