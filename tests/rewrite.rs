@@ -146,20 +146,7 @@ fn rewrite_lines_nginx_refuses_are_refused() {
         ),
         ("set $host x;", "the duplicate \"host\" variable"),
     ] {
-        let path = dir.join("ferry.conf");
-        std::fs::write(
-            &path,
-            format!("events {{}}\nhttp {{ server {{ listen 127.0.0.1:1; {body} }} }}\n"),
-        )
-        .unwrap();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["-t", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{body}");
-        assert!(stderr.contains(message), "{body}: {stderr}");
+        util::assert_ferry_refuses(&dir, body, message);
     }
 }
 

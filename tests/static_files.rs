@@ -388,21 +388,7 @@ fn file_directives_nginx_refuses_or_ferry_lacks_are_refused() {
             "invalid value \"later\"",
         ),
     ] {
-        let path = dir.join("ferry.conf");
-        std::fs::write(
-            &path,
-            format!("events {{}}\nhttp {{ server {{ listen 127.0.0.1:1; {body} }} }}\n"),
-        )
-        .unwrap();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("-t")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{body}");
-        assert!(stderr.contains(message), "{body}: {stderr}");
+        util::assert_ferry_refuses(&dir, body, message);
     }
 }
 

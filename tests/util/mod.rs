@@ -297,6 +297,25 @@ pub fn assert_nginx_accepts(path: &std::path::Path) {
     }
 }
 
+/// `ferry -t` refuses a server with `server_body` (on `127.0.0.1:1`) and
+/// says `message`, as nginx's words go.
+pub fn assert_ferry_refuses(dir: &std::path::Path, server_body: &str, message: &str) {
+    let path = dir.join("ferry.conf");
+    std::fs::write(
+        &path,
+        format!("events {{}}\nhttp {{ server {{ listen 127.0.0.1:1; {server_body} }} }}\n"),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["-t", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "accepted: {server_body}");
+    assert!(stderr.contains(message), "{server_body}: {stderr}");
+}
+
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
