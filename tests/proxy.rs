@@ -496,3 +496,64 @@ fn proxy_host_is_the_proxied_server_as_written() {
         }
     }
 }
+
+/// `proxy_pass http://$pool`: the `upstream` block the variable names, per
+/// request; a name no block has is a 502 (nginx has no resolver either).
+#[test]
+fn proxy_pass_with_a_variable_picks_the_upstream_block_by_name() {
+    let blue = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            if !conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nblue\n") {
+                break;
+            }
+        }
+    });
+    let green = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            if !conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ngreen\n") {
+                break;
+            }
+        }
+    });
+    let http = format!(
+        "upstream blue {{ server {}; }}\n\
+         upstream green {{ server {}; }}\n\
+         map $http_x_pool $pool {{ default blue; green green; other nowhere; }}\n\
+         server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://$pool; }} }}",
+        blue.addr, green.addr
+    );
+    let answers = |addr: std::net::SocketAddr| {
+        ["", "green", "other"].map(|pool| {
+            let response = request(
+                addr,
+                &format!(
+                    "GET / HTTP/1.1\r\nHost: h\r\nX-Pool: {pool}\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            let body = if response.status == 200 {
+                response.text()
+            } else {
+                String::new()
+            };
+            format!("{} {body}", response.status)
+        })
+    };
+    let (ferry, _) = Ferry::start_config("proxy-by-name", &http);
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(from_ferry, ["200 blue\n", "200 green\n", "502 "]);
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(5),
+        "no resolver defined to resolve nowhere"
+    ));
+    if let Some(nginx) = require_tool("nginx") {
+        let port = util::free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "proxy-by-name",
+            &http.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(from_ferry, answers(addr), "nginx");
+    }
+}

@@ -172,6 +172,9 @@ pub enum Action {
         group: usize,
         uri: Option<String>,
         tls: Option<UpstreamTlsRef>,
+        /// `proxy_pass http://$var`: the group is the `upstream` block the
+        /// rendered name names, per request (`group` is unused).
+        by_name: Option<crate::variables::Template>,
     },
     /// `return CODE [TEXT|URL]`; `template` when the text has variables
     /// (`return 301 https://$host$request_uri`), rendered per request.
@@ -321,6 +324,7 @@ impl Config {
                         group: 0,
                         uri: None,
                         tls: None,
+                        by_name: None,
                     },
                     internal: false,
                     nested: Vec::new(),

@@ -400,10 +400,39 @@ impl Connection {
             } else {
                 match chosen {
                     Some(LocationConfig {
-                        action: Action::Proxy { group, uri, .. },
+                        action:
+                            Action::Proxy {
+                                by_name: Some(name),
+                                ..
+                            },
+                        ..
+                    }) if group_by_name(config, name, &view, return_text).is_none() => {
+                        // Without a resolver, only an `upstream` block can
+                        // be found by name (nginx: 502 as well).
+                        error!(
+                            "no resolver defined to resolve {}, client: {}",
+                            String::from_utf8_lossy(return_text),
+                            self.peer.ip()
+                        );
+                        Target::Page(ErrorResponse::BadGateway)
+                    }
+                    Some(LocationConfig {
+                        action:
+                            Action::Proxy {
+                                group,
+                                uri,
+                                by_name,
+                                ..
+                            },
                         matcher,
                         ..
                     }) => {
+                        let group = &match by_name {
+                            Some(name) => {
+                                group_by_name(config, name, &view, return_text).unwrap_or(0)
+                            }
+                            None => *group,
+                        };
                         // After an internal redirect the upstream gets the
                         // new uri, escaped, and its arguments.
                         let sent = match redirected_args {
@@ -789,6 +818,22 @@ fn closes_for_browser(browsers: u8, method: Method, headers: &[httparse::Header<
     };
     let found = detect(agent.value);
     (msie6 && found & MSIE6 != 0) || (browsers & SAFARI != 0 && found & SAFARI != 0)
+}
+
+/// `proxy_pass http://$name`: the `upstream` block the rendered name
+/// (left in `scratch`) names.
+fn group_by_name(
+    config: &crate::config::Config,
+    name: &crate::variables::Template,
+    view: &RequestView<'_>,
+    scratch: &mut Vec<u8>,
+) -> Option<usize> {
+    scratch.clear();
+    name.render(view, scratch);
+    config
+        .upstreams
+        .iter()
+        .position(|g| !g.implicit && g.name.as_bytes() == &scratch[..])
 }
 
 /// The query of an origin-form target, without `?`.

@@ -563,6 +563,12 @@ fn build_location(
     let action = match (returns, proxy_pass) {
         (Some(directive), _) => super::rewrite::return_action(directive, &config.map_names)?,
         (None, _) if stub_status.is_some() => Action::StubStatus,
+        (None, Some(directive)) if directive.args[0].contains('$') => Action::Proxy {
+            group: 0,
+            uri: None,
+            tls: None,
+            by_name: Some(super::proxy::proxy_by_name(directive, config)?),
+        },
         (None, Some(directive)) => {
             let (group, uri, https) = super::proxy::proxy_target(directive, &matcher, config)?;
             let name = match &matcher {
@@ -587,7 +593,12 @@ fn build_location(
                     config,
                 )?),
             };
-            Action::Proxy { group, uri, tls }
+            Action::Proxy {
+                group,
+                uri,
+                tls,
+                by_name: None,
+            }
         }
         (None, None) => Action::Static,
     };

@@ -531,18 +531,36 @@ pub(super) fn upstream_tls(
 /// name, or a host resolved now (an implicit group). Returns the group's
 /// index, the URI part, if any, and for `https://` the host as written
 /// (nginx's `$proxy_host`, the default name for the TLS handshake).
+/// `proxy_pass http://$VARIABLE`: the name of an `upstream` block, found
+/// per request. Without a resolver (not supported yet), nginx too can only
+/// send such a request to a group it knows by name.
+pub(super) fn proxy_by_name(
+    directive: &Directive,
+    config: &Config,
+) -> Result<crate::variables::Template, ConfigError> {
+    let text = directive.args[0].as_str();
+    let not_yet = |what: &str| {
+        ConfigError::at(
+            format!("variables in \"proxy_pass\" {what} are not supported yet"),
+            directive.location(),
+        )
+    };
+    let Some(authority) = text.strip_prefix("http://") else {
+        return Err(not_yet("other than \"http://$name\""));
+    };
+    if authority.contains('/') {
+        return Err(not_yet("with a URI part"));
+    }
+    crate::variables::Template::compile_with(authority, &config.map_names)
+        .map_err(|e| ConfigError::at(e.to_string(), directive.location()))
+}
+
 pub(super) fn proxy_target(
     directive: &Directive,
     matcher: &LocationMatch,
     config: &mut Config,
 ) -> Result<(usize, Option<String>, Option<String>), ConfigError> {
     let text = directive.args[0].as_str();
-    if text.contains('$') {
-        return Err(ConfigError::at(
-            "variables in \"proxy_pass\" are not supported yet",
-            directive.location(),
-        ));
-    }
     let (rest, https) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
         (Some(rest), _) => (rest, false),
         (None, Some(rest)) => (rest, true),
