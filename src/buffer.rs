@@ -287,6 +287,9 @@ pub struct BufferSet {
     /// (`variables::SetValues`).
     pub set_values: Vec<u8>,
     pub set_spans: Vec<(u32, u32)>,
+    /// The text the last regex matched and its groups (`$1`…`$9`).
+    pub captured: Vec<u8>,
+    pub capture_spans: Vec<Option<(usize, usize)>>,
     /// The file a static answer is reading from (`ResponseState::File`
     /// says where it is): kept here rather than in the exchange's state so
     /// that state stays plain data, and closed when the set goes back.
@@ -315,6 +318,8 @@ impl BufferSet {
             rewrite_args: Vec::new(),
             set_values: Vec::new(),
             set_spans: Vec::new(),
+            captured: Vec::new(),
+            capture_spans: Vec::new(),
             file: None,
             attempts: Vec::with_capacity(4),
         }

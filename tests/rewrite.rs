@@ -322,3 +322,73 @@ fn set_variables_as_nginx_s() {
         assert_eq!(from_ferry, answers(addr));
     }
 }
+
+/// `$1`…`$9` from a `location ~`, an `if`'s `~` and a `rewrite`, read by
+/// `return`, `set` and later lines, as nginx keeps them.
+#[test]
+fn regex_captures_reach_the_lines_after_them() {
+    let body = "server {\n\
+           listen 127.0.0.1:PORT;\n\
+           location ~ ^/u/(\\d+)/(\\w+)$ { return 200 \"user $1 tab $2\\n\"; }\n\
+           location /old/ { if ($uri ~ ^/old/(.*)$) { return 301 /new/$1; } }\n\
+           location /c/ {\n\
+             if ($http_cookie ~* \"id=([^;]+)\") { set $id $1; }\n\
+             return 200 \"id=$id\\n\";\n\
+           }\n\
+           location /t/ {\n\
+             if ($uri ~ ^/t/(\\w+)) { set $word $1; }\n\
+             return 200 \"word=$word last=$1\\n\";\n\
+           }\n\
+         }\n";
+    let cases = [
+        ("/u/42/posts", ""),
+        ("/old/a/b?q=1", ""),
+        ("/c/", "Cookie: lang=en; id=abc123; x=y\r\n"),
+        ("/c/", ""),
+        ("/t/hello", ""),
+    ];
+    let answers = |addr: SocketAddr, port: u16| {
+        cases
+            .iter()
+            .map(|(path, extra)| {
+                let response = util::request(
+                    addr,
+                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\n{extra}Connection: close\r\n\r\n"),
+                );
+                let location = response
+                    .header("Location")
+                    .unwrap_or_default()
+                    .replace(&port.to_string(), "PORT");
+                let body = if response.status == 200 {
+                    response.text()
+                } else {
+                    String::new()
+                };
+                format!("{} {location} {body}", response.status)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ferry, _) = Ferry::start_config("rewrite-captures", body);
+    let from_ferry = answers(ferry.addr, ferry.addr.port());
+    assert_eq!(
+        from_ferry,
+        [
+            "200  user 42 tab posts\n",
+            "301 http://h:PORT/new/a/b ",
+            "200  id=abc123\n",
+            "200  id=\n",
+            "200  word=hello last=hello\n",
+        ]
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "rewrite-captures",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(from_ferry, answers(addr, nginx.port));
+    }
+}

@@ -10,6 +10,9 @@
 use super::Action;
 use crate::variables::{RequestView, ScriptValues, SetValues, Template};
 
+/// Where each group of the last match lies in its text (`$1`…`$9`).
+pub type CaptureSpans = Vec<Option<(usize, usize)>>;
+
 /// One line of a script.
 #[derive(Clone, Debug)]
 pub enum ScriptStep {
@@ -117,6 +120,7 @@ impl Condition {
         request: &RequestView<'_>,
         script: &ScriptValues<'_>,
         scratch: &mut Vec<u8>,
+        captures: Option<(&mut Vec<u8>, &mut CaptureSpans)>,
     ) -> bool {
         scratch.clear();
         self.variable.render_in_script(request, script, scratch);
@@ -125,7 +129,12 @@ impl Condition {
             ConditionTest::True => !value.is_empty() && value != b"0",
             ConditionTest::Equals(text, equal) => (value == text.as_bytes()) == *equal,
             ConditionTest::Matches(regex, matching) => {
-                std::str::from_utf8(value).is_ok_and(|text| regex.is_match(text)) == *matching
+                let text = std::str::from_utf8(value).unwrap_or("\u{fffd}");
+                match captures {
+                    // A match keeps its groups for the lines after it.
+                    Some((captured, spans)) if *matching => capture(regex, text, captured, spans),
+                    _ => regex.is_match(text) == *matching,
+                }
             }
             ConditionTest::File(test, holding) => test.holds(value) == *holding,
         }
@@ -164,15 +173,44 @@ pub struct ScriptBuffers<'b> {
     /// The values of `set` variables, and where each lies.
     pub set_values: &'b mut Vec<u8>,
     pub set_spans: &'b mut Vec<(u32, u32)>,
+    /// The text the last regex matched, and its groups (`$1`…`$9`).
+    pub captured: &'b mut Vec<u8>,
+    pub capture_spans: &'b mut CaptureSpans,
+}
+
+/// Keeps what `regex` captured in `text` for `$1`…`$9`; whether it matched.
+/// A regex without groups is only tested (no allocation).
+pub fn capture(
+    regex: &regex_lite::Regex,
+    text: &str,
+    captured: &mut Vec<u8>,
+    spans: &mut CaptureSpans,
+) -> bool {
+    if regex.captures_len() <= 1 {
+        return regex.is_match(text);
+    }
+    let Some(found) = regex.captures(text) else {
+        return false;
+    };
+    captured.clear();
+    captured.extend_from_slice(text.as_bytes());
+    spans.clear();
+    spans.extend(
+        found
+            .iter()
+            .take(10)
+            .map(|group| group.map(|m| (m.start(), m.end()))),
+    );
+    true
 }
 
 impl ScriptBuffers<'_> {
-    /// What templates see inside the script (no captures: a rewrite adds
-    /// its own).
+    /// What templates see inside the script: the last captures and the
+    /// values set so far.
     fn values(&self) -> ScriptValues<'_> {
         ScriptValues {
-            haystack: &[],
-            captures: &[],
+            haystack: self.captured,
+            captures: self.capture_spans,
             sets: SetValues {
                 bytes: self.set_values,
                 spans: self.set_spans,
@@ -238,8 +276,17 @@ fn run_steps<'c>(
             }
             ScriptStep::If { condition, steps } => {
                 let mut scratch = std::mem::take(buffers.scratch);
-                let holds = condition.holds(request, &buffers.values(), &mut scratch);
+                let mut captured = std::mem::take(buffers.captured);
+                let mut spans = std::mem::take(buffers.capture_spans);
+                let holds = condition.holds(
+                    request,
+                    &buffers.values(),
+                    &mut scratch,
+                    Some((&mut captured, &mut spans)),
+                );
                 *buffers.scratch = scratch;
+                *buffers.captured = captured;
+                *buffers.capture_spans = spans;
                 if holds {
                     match run_steps(steps, request, buffers, log, rewritten) {
                         Flow::Next => {}
@@ -270,23 +317,21 @@ fn apply<'c>(
     // The uri as rewritten so far, else the request's.
     let current: &[u8] = if *rewritten { buffers.uri } else { request.uri };
     let text = std::str::from_utf8(current).ok()?;
-    let captures = rule.regex.captures(text)?;
-    if log {
+    let mut captured = std::mem::take(buffers.captured);
+    let mut spans = std::mem::take(buffers.capture_spans);
+    let matched = capture(&rule.regex, text, &mut captured, &mut spans);
+    if log && matched {
         log::info!("\"{}\" matches \"{text}\"", rule.pattern);
     }
-    let mut spans = [None; 10];
-    for (slot, group) in spans.iter_mut().zip(captures.iter()) {
-        *slot = group.map(|m| (m.start(), m.end()));
+    *buffers.captured = captured;
+    *buffers.capture_spans = spans;
+    if !matched {
+        return None;
     }
     let mut rendered = std::mem::take(buffers.scratch);
     rendered.clear();
-    let values = ScriptValues {
-        haystack: current,
-        captures: &spans,
-        ..buffers.values()
-    };
     rule.replacement
-        .render_in_script(request, &values, &mut rendered);
+        .render_in_script(request, &buffers.values(), &mut rendered);
     let scratch = &rendered;
     let redirect = matches!(rule.flag, RewriteFlag::Redirect | RewriteFlag::Permanent)
         || scratch.starts_with(b"http://")

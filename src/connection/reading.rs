@@ -157,11 +157,14 @@ impl Connection {
             rewrite_args,
             set_values,
             set_spans,
+            captured,
+            capture_spans,
             ..
         } = buffers;
-        // `set` values are the request's own.
+        // `set` values and captures are the request's own.
         set_values.clear();
         set_spans.clear();
+        capture_spans.clear();
         let max_head = ctx.config.server_settings(self.server as usize).max_head;
         let mut headers = crate::http::header_slots();
         let head = match request::parse(ring.make_contiguous(), &mut headers, max_head) {
@@ -234,7 +237,7 @@ impl Connection {
                 root: server_config.map(|s| &s.settings.files.root),
                 proxy_host: "",
                 // Given once the scripts have run (they write the values).
-                sets: crate::variables::SetValues::NONE,
+                script: crate::variables::ScriptValues::NONE,
                 host: head.host.unwrap_or_default(),
                 version: head.version.as_str(),
                 headers: head.headers,
@@ -264,6 +267,8 @@ impl Connection {
                     scratch: return_text,
                     set_values,
                     set_spans,
+                    captured,
+                    capture_spans,
                 };
                 let log = server_config.settings.rewrite_log;
                 scripted = run_script(&server_config.script, &view, buffers, log);
@@ -292,6 +297,14 @@ impl Connection {
             if let Some(chosen) = chosen {
                 // `$document_root`, `$request_filename`: the location's.
                 view.root = Some(&chosen.settings.files.root);
+                // `location ~ …(…)`: its groups are `$1`… for what follows.
+                if let LocationMatch::Regex(regex) = &chosen.matcher {
+                    if regex.captures_len() > 1 {
+                        if let Ok(text) = std::str::from_utf8(view.uri) {
+                            crate::config::rewrite::capture(regex, text, captured, capture_spans);
+                        }
+                    }
+                }
             }
             if let (ScriptOutcome::Done, Some(chosen)) = (&scripted, location_script) {
                 let mut args_set = false;
@@ -302,6 +315,8 @@ impl Connection {
                     scratch: return_text,
                     set_values,
                     set_spans,
+                    captured,
+                    capture_spans,
                 };
                 scripted = run_script(&chosen.script, &view, buffers, chosen.settings.rewrite_log);
             }
@@ -329,10 +344,14 @@ impl Connection {
                 extra_headers.clear();
                 break (None, Target::Page(ErrorResponse::InternalServerError), 0, 0);
             }
-            // From here on, templates see what the scripts set.
-            view.sets = crate::variables::SetValues {
-                bytes: set_values,
-                spans: set_spans,
+            // From here on, templates see what the scripts set and captured.
+            view.script = crate::variables::ScriptValues {
+                haystack: captured,
+                captures: capture_spans,
+                sets: crate::variables::SetValues {
+                    bytes: set_values,
+                    spans: set_spans,
+                },
             };
             let script_broke = skip_location_script || matches!(scripted, ScriptOutcome::Stopped);
             let settings = match chosen {

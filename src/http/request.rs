@@ -525,7 +525,7 @@ mod tests {
             args: None,
             root: None,
             proxy_host: "",
-            sets: crate::variables::SetValues::NONE,
+            script: crate::variables::ScriptValues::NONE,
             host: head.host.unwrap_or_default(),
             version: head.version.as_str(),
             headers: head.headers,

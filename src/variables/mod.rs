@@ -214,8 +214,9 @@ pub struct RequestView<'a> {
     /// `$proxy_host`: the location's `proxy_pass` server or group, as
     /// written (empty where the location does not proxy).
     pub proxy_host: &'a str,
-    /// The values `set` gave this request's variables.
-    pub sets: SetValues<'a>,
+    /// What the rewrite-module scripts left: the values `set` gave this
+    /// request's variables, and the last regex captures (`$1`…`$9`).
+    pub script: ScriptValues<'a>,
     /// The request's host (an absolute-form target's authority, else the
     /// `Host` field; empty if neither), with its port.
     pub host: &'a [u8],
@@ -256,12 +257,31 @@ impl SetValues<'_> {
 }
 
 /// What a rewrite-module script renders with beyond the request: the
-/// captures of the regex that matched last, and the values set so far.
-#[derive(Clone, Copy)]
+/// captures of the regex that matched last (a `location ~`, an `if`'s `~`,
+/// a `rewrite`), and the values set so far.
+#[derive(Clone, Copy, Debug)]
 pub struct ScriptValues<'a> {
     pub haystack: &'a [u8],
     pub captures: &'a [Option<(usize, usize)>],
     pub sets: SetValues<'a>,
+}
+
+impl ScriptValues<'_> {
+    pub const NONE: ScriptValues<'static> = ScriptValues {
+        haystack: &[],
+        captures: &[],
+        sets: SetValues::NONE,
+    };
+
+    /// `$n`'s value; empty without that group.
+    pub fn capture(&self, n: u8) -> &[u8] {
+        self.captures
+            .get(usize::from(n))
+            .copied()
+            .flatten()
+            .and_then(|(start, end)| self.haystack.get(start..end))
+            .unwrap_or_default()
+    }
 }
 
 /// What the `$ssl_*` variables say about a client's TLS session.
@@ -386,12 +406,7 @@ impl Template {
             match segment {
                 Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
                 Segment::Variable(Variable::Capture(n)) => {
-                    let span = script.captures.get(usize::from(*n)).copied().flatten();
-                    if let Some(value) =
-                        span.and_then(|(start, end)| script.haystack.get(start..end))
-                    {
-                        out.extend_from_slice(value);
-                    }
+                    out.extend_from_slice(script.capture(*n));
                 }
                 Segment::Variable(Variable::Map(index)) if *index >= request.maps.len() => {
                     out.extend_from_slice(script.sets.get(index - request.maps.len()));
@@ -524,8 +539,9 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
         Variable::Map(index) => match request.maps.get(*index) {
             Some(map) => map.render(request, out),
             // Past the maps: the variables `set` defines.
-            None => out.extend_from_slice(request.sets.get(index - request.maps.len())),
+            None => out.extend_from_slice(request.script.sets.get(index - request.maps.len())),
         },
+        Variable::Capture(n) => out.extend_from_slice(request.script.capture(*n)),
         Variable::Pid => push_decimal(out, u64::from(std::process::id())),
         Variable::DocumentRoot => {
             if let Some(root) = request.root {
@@ -568,7 +584,7 @@ mod tests {
             args: None,
             root: None,
             proxy_host: "",
-            sets: SetValues::NONE,
+            script: ScriptValues::NONE,
             host: headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("host"))
