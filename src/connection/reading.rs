@@ -299,11 +299,7 @@ impl Connection {
                 view.root = Some(&chosen.settings.files.root);
                 // `location ~ …(…)`: its groups are `$1`… for what follows.
                 if let LocationMatch::Regex(regex) = &chosen.matcher {
-                    if regex.captures_len() > 1 {
-                        if let Ok(text) = std::str::from_utf8(view.uri) {
-                            crate::config::rewrite::capture(regex, text, captured, capture_spans);
-                        }
-                    }
+                    capture_location(regex, view.uri, captured, capture_spans);
                 }
             }
             if let (ScriptOutcome::Done, Some(chosen)) = (&scripted, location_script) {
@@ -853,6 +849,21 @@ fn group_by_name(
         .upstreams
         .iter()
         .position(|g| !g.implicit && g.name.as_bytes() == &scratch[..])
+}
+
+/// A regex location's groups, for `$1`…`$9`.
+#[inline(never)]
+fn capture_location(
+    regex: &regex_lite::Regex,
+    uri: &[u8],
+    captured: &mut Vec<u8>,
+    spans: &mut crate::config::rewrite::CaptureSpans,
+) {
+    if regex.captures_len() > 1 {
+        if let Ok(text) = std::str::from_utf8(uri) {
+            crate::config::rewrite::capture(regex, text, captured, spans);
+        }
+    }
 }
 
 /// The query of an origin-form target, without `?`.
