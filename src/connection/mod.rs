@@ -27,6 +27,7 @@ pub mod io;
 pub mod phase;
 mod reading;
 pub mod relay;
+mod route_parts;
 pub mod transport;
 mod tunnel;
 mod upstream_side;

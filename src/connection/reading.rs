@@ -3,25 +3,31 @@
 //!
 //! `step_reading` reads until the head is complete (or too large),
 //! `parse_request` asks `http::request` what the bytes mean, routes the
-//! request and writes the head the upstream will see, and `start_exchange`
+//! request (server, location, the rewrite-module scripts, a static
+//! location's lookup; routing again after an internal redirect, with the
+//! head still in the ring: the loop's parts are in `route_parts.rs`) and
+//! writes the head the upstream will see, and `start_exchange`
 //! checks the body against `client_max_body_size`, answers
 //! `Expect: 100-continue` and hands over to `upstream_side.rs`. Requests
 //! ferry answers itself (`return`, `deny`, the status path) leave here for
-//! `answer.rs`.
+//! `answer.rs`, and files for `files.rs`.
 
 use std::time::Instant;
 
 use log::{debug, error, info, trace};
 
-use super::files::{static_target, FileTarget, StaticStep};
+use super::files::{static_target, FileTarget};
 use super::io::{read_into, IoOutcome};
 use super::phase::{self, Exchange, ExchangeLog, ExchangeState, Phase, ResponseState, RouteRef};
 use super::relay::{BodyRelay, RelayMode};
+use super::route_parts::{
+    capture_location, closes_for_browser, group_by_name, proxy_host, query_of, route_static,
+    run_script, split_redirect, write_expires, StaticRoute, MAX_INTERNAL_REDIRECTS,
+};
 use super::{Connection, Context};
 use crate::buffer::BufferSet;
 use crate::config::{
     AccessLogTarget, Action, LocationConfig, LocationMatch, ScriptBuffers, ScriptOutcome,
-    ScriptStep,
 };
 use crate::error::ProxyError;
 use crate::files;
@@ -728,160 +734,6 @@ pub(super) enum Target {
     Code(u16),
 }
 
-/// nginx's limit on internal redirects (index files, `try_files`).
-const MAX_INTERNAL_REDIRECTS: u8 = 10;
-
-/// What routing does after a static location's lookup.
-enum StaticRoute {
-    Answer(Target),
-    /// Route again with the uri in `redirect`.
-    Uri,
-    /// Go to this named location.
-    Named(usize),
-}
-
-/// A static location's lookup, as the router takes it: an answer, or an
-/// internal redirect counted against nginx's limit (500 past it, as nginx).
-/// Kept out of `parse_request`, whose proxying path it would only slow.
-#[inline(never)]
-fn route_static(
-    step: StaticStep,
-    settings: &crate::config::Settings,
-    server: Option<&crate::config::ServerConfig>,
-    redirects: &mut u8,
-    redirect: &[u8],
-) -> StaticRoute {
-    let failed = Target::Page(ErrorResponse::InternalServerError);
-    match step {
-        StaticStep::Done(target) => StaticRoute::Answer(target),
-        StaticStep::Redirect => {
-            *redirects += 1;
-            if *redirects > MAX_INTERNAL_REDIRECTS {
-                error!(
-                    "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
-                    String::from_utf8_lossy(redirect)
-                );
-                return StaticRoute::Answer(failed);
-            }
-            StaticRoute::Uri
-        }
-        StaticStep::Named => {
-            let name = match &settings.files.try_files {
-                Some(files::TryFiles {
-                    fallback: files::Fallback::Named(name),
-                    ..
-                }) => name.as_str(),
-                _ => "",
-            };
-            let found = server.and_then(|s| {
-                s.locations
-                    .iter()
-                    .position(|l| matches!(&l.matcher, LocationMatch::Named(n) if n == name))
-            });
-            *redirects += 1;
-            match found {
-                Some(index) if *redirects <= MAX_INTERNAL_REDIRECTS => StaticRoute::Named(index),
-                _ => {
-                    error!("could not find named location \"{name}\"");
-                    StaticRoute::Answer(failed)
-                }
-            }
-        }
-    }
-}
-
-/// An internal redirect's target becomes the uri routed next; its
-/// arguments (if any) are kept apart, as nginx's `$args`.
-#[inline(never)]
-fn split_redirect(normalized: &mut Vec<u8>, redirect: &mut Vec<u8>, args: &mut Vec<u8>) {
-    let split = redirect.iter().position(|&b| b == b'?');
-    args.clear();
-    if let Some(at) = split {
-        args.extend_from_slice(redirect.get(at + 1..).unwrap_or_default());
-        redirect.truncate(at);
-    }
-    std::mem::swap(normalized, redirect);
-}
-
-/// nginx's `$proxy_host`: the group's name, or the `host:port` of a
-/// `proxy_pass` without a group (`localhost` for a Unix socket).
-#[inline(always)]
-fn proxy_host(config: &crate::config::Config, group: usize) -> &str {
-    config.upstreams.get(group).map_or("", |g| {
-        if g.implicit && g.name.starts_with("unix:") {
-            "localhost"
-        } else {
-            g.name.as_str()
-        }
-    })
-}
-
-/// `keepalive_disable`: whether this browser's request must close the
-/// connection (MSIE 6 after a POST, old Safari always). The `User-Agent`
-/// is read only when a listed browser could matter.
-fn closes_for_browser(browsers: u8, method: Method, headers: &[httparse::Header<'_>]) -> bool {
-    use crate::http::browsers::{detect, MSIE6, SAFARI};
-    let msie6 = browsers & MSIE6 != 0 && method == Method::Post;
-    if !msie6 && browsers & SAFARI == 0 {
-        return false;
-    }
-    let Some(agent) = headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
-    else {
-        return false;
-    };
-    let found = detect(agent.value);
-    (msie6 && found & MSIE6 != 0) || (browsers & SAFARI != 0 && found & SAFARI != 0)
-}
-
-/// `proxy_pass http://$name`: the `upstream` block the rendered name
-/// (left in `scratch`) names.
-fn group_by_name(
-    config: &crate::config::Config,
-    name: &crate::variables::Template,
-    view: &RequestView<'_>,
-    scratch: &mut Vec<u8>,
-) -> Option<usize> {
-    scratch.clear();
-    name.render(view, scratch);
-    config
-        .upstreams
-        .iter()
-        .position(|g| !g.implicit && g.name.as_bytes() == &scratch[..])
-}
-
-/// A regex location's groups, for `$1`…`$9`.
-#[inline(never)]
-fn capture_location(
-    regex: &regex_lite::Regex,
-    uri: &[u8],
-    captured: &mut Vec<u8>,
-    spans: &mut crate::config::rewrite::CaptureSpans,
-) {
-    if regex.captures_len() > 1 {
-        if let Ok(text) = std::str::from_utf8(uri) {
-            crate::config::rewrite::capture(regex, text, captured, spans);
-        }
-    }
-}
-
-/// The query of an origin-form target, without `?`.
-fn query_of(target: &str) -> &[u8] {
-    target
-        .split_once('?')
-        .map_or(&b""[..], |(_, query)| query.as_bytes())
-}
-
-/// `expires` on an answer that is not a file, rendered with the others.
-#[cold]
-fn write_expires(expires: files::Expires, now: std::time::SystemTime, out: &mut Vec<u8>) {
-    let now = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    expires.write(now, None, out);
-}
-
 impl RequestSummary {
     /// Stands in for a request whose head could not be parsed.
     pub(super) fn unparsed() -> RequestSummary {
@@ -894,18 +746,4 @@ impl RequestSummary {
             upgrade: false,
         }
     }
-}
-
-/// The action of the first `if` whose condition holds for `view`;
-/// `scratch` holds the values tested.
-/// A server's or location's rewrite-module script (called for those that
-/// have one: kept out of the routing path of those that do not).
-#[inline(never)]
-fn run_script<'c>(
-    steps: &'c [ScriptStep],
-    view: &RequestView<'_>,
-    mut buffers: ScriptBuffers<'_>,
-    log: bool,
-) -> ScriptOutcome<'c> {
-    crate::config::rewrite::run(steps, view, &mut buffers, log)
 }
