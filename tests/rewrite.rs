@@ -392,3 +392,64 @@ fn regex_captures_reach_the_lines_after_them() {
         assert_eq!(from_ferry, answers(addr, nginx.port));
     }
 }
+
+/// A `map` value reads its regex key's groups: the redirect-map pattern.
+#[test]
+fn map_values_read_their_regex_groups() {
+    let body = "map $uri $moved {\n\
+           ~^/old/(\\w+)/(\\d+)$ /new/$2/$1;\n\
+           ~*^/LEGACY/(.*)$ /archive/$1;\n\
+           default \"\";\n\
+         }\n\
+         server {\n\
+           listen 127.0.0.1:PORT;\n\
+           location / {\n\
+             if ($moved) { return 301 $moved; }\n\
+             return 200 \"stay $uri\\n\";\n\
+           }\n\
+         }\n";
+    let paths = ["/old/post/42", "/legacy/a/b", "/old/x/y", "/here"];
+    let answers = |addr: SocketAddr, port: u16| {
+        paths
+            .iter()
+            .map(|path| {
+                let response = util::request(
+                    addr,
+                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                );
+                let location = response
+                    .header("Location")
+                    .unwrap_or_default()
+                    .replace(&port.to_string(), "PORT");
+                let body = if response.status == 200 {
+                    response.text()
+                } else {
+                    String::new()
+                };
+                format!("{} {location} {body}", response.status)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ferry, _) = Ferry::start_config("map-captures", body);
+    let from_ferry = answers(ferry.addr, ferry.addr.port());
+    assert_eq!(
+        from_ferry,
+        [
+            "301 http://h:PORT/new/42/post ",
+            "301 http://h:PORT/archive/a/b ",
+            "200  stay /old/x/y\n",
+            "200  stay /here\n",
+        ]
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "map-captures",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(from_ferry, answers(addr, nginx.port));
+    }
+}

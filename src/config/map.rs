@@ -25,14 +25,33 @@ impl MapDef {
     pub fn render(&self, request: &crate::variables::RequestView<'_>, out: &mut Vec<u8>) {
         let start = out.len();
         self.source.render(request, out);
-        let chosen = self.choose(out.get(start..).unwrap_or_default());
-        out.truncate(start);
-        if let Some(value) = chosen {
-            value.render(request, out);
+        let key = out.get(start..).unwrap_or_default();
+        match self.choose(key) {
+            None => out.truncate(start),
+            Some((value, None)) => {
+                out.truncate(start);
+                value.render(request, out);
+            }
+            Some((value, Some(regex))) => {
+                // `~^/old/(.*)$ /new/$1;`: the value reads the key's groups.
+                let key = key.to_vec();
+                out.truncate(start);
+                let (mut captured, mut spans) = (Vec::new(), Vec::new());
+                let text = std::str::from_utf8(&key).unwrap_or_default();
+                super::rewrite::capture(regex, text, &mut captured, &mut spans);
+                let values = crate::variables::ScriptValues {
+                    haystack: &captured,
+                    captures: &spans,
+                    sets: request.script.sets,
+                };
+                value.render_in_script(request, &values, out);
+            }
         }
     }
 
-    fn choose(&self, key: &[u8]) -> Option<&Template> {
+    /// The entry `key` chooses, and its regex when the value may read the
+    /// regex's groups.
+    fn choose(&self, key: &[u8]) -> Option<(&Template, Option<&regex_lite::Regex>)> {
         let key = match (self.hostnames, key.strip_suffix(b".")) {
             (true, Some(stripped)) => stripped,
             _ => key,
@@ -45,22 +64,22 @@ impl MapDef {
             }
         };
         if let Some((_, value)) = self.exact.iter().find(|(entry, _)| same(entry)) {
-            return Some(value);
+            return Some((value, None));
         }
         let wildcard = self
             .wildcards
             .iter()
             .find(|(pattern, _)| host_pattern_matches(pattern, key));
         if let Some((_, value)) = wildcard {
-            return Some(value);
+            return Some((value, None));
         }
         if let Ok(text) = std::str::from_utf8(key) {
             let regex = self.regexes.iter().find(|(regex, _)| regex.is_match(text));
-            if let Some((_, value)) = regex {
-                return Some(value);
+            if let Some((regex, value)) = regex {
+                return Some((value, (regex.captures_len() > 1).then_some(regex)));
             }
         }
-        self.default.as_ref()
+        self.default.as_ref().map(|value| (value, None))
     }
 }
 

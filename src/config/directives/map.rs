@@ -80,12 +80,6 @@ fn map(directive: &Directive, known: &[String]) -> Result<MapDef, ConfigError> {
         match (key, line.args.as_slice()) {
             ("hostnames" | "volatile", []) => continue,
             (_, [value]) => {
-                if value.contains("$1") || value.contains("${1") {
-                    return Err(ConfigError::at(
-                        "regular expression captures in \"map\" values are not supported yet",
-                        line.location(),
-                    ));
-                }
                 let value = compile(value, line)?;
                 if key == "default" {
                     if map.default.is_some() {
