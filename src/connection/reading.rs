@@ -171,6 +171,21 @@ impl Connection {
         set_values.clear();
         set_spans.clear();
         capture_spans.clear();
+        // What a server's or location's script writes into.
+        macro_rules! script_buffers {
+            ($args_set:expr) => {
+                ScriptBuffers {
+                    uri: redirect,
+                    args: rewrite_args,
+                    args_set: $args_set,
+                    scratch: return_text,
+                    set_values,
+                    set_spans,
+                    captured,
+                    capture_spans,
+                }
+            };
+        }
         let max_head = ctx.config.server_settings(self.server as usize).max_head;
         let mut headers = crate::http::header_slots();
         let head = match request::parse(ring.make_contiguous(), &mut headers, max_head) {
@@ -266,16 +281,7 @@ impl Connection {
                 server_config.filter(|s| !s.script.is_empty() && !reached_by_name && !server_done);
             if let Some(server_config) = server_script {
                 let mut args_set = false;
-                let buffers = ScriptBuffers {
-                    uri: redirect,
-                    args: rewrite_args,
-                    args_set: &mut args_set,
-                    scratch: return_text,
-                    set_values,
-                    set_spans,
-                    captured,
-                    capture_spans,
-                };
+                let buffers = script_buffers!(&mut args_set);
                 let log = server_config.settings.rewrite_log;
                 scripted = run_script(&server_config.script, &view, buffers, log);
             }
@@ -310,16 +316,7 @@ impl Connection {
             }
             if let (ScriptOutcome::Done, Some(chosen)) = (&scripted, location_script) {
                 let mut args_set = false;
-                let buffers = ScriptBuffers {
-                    uri: redirect,
-                    args: rewrite_args,
-                    args_set: &mut args_set,
-                    scratch: return_text,
-                    set_values,
-                    set_spans,
-                    captured,
-                    capture_spans,
-                };
+                let buffers = script_buffers!(&mut args_set);
                 scripted = run_script(&chosen.script, &view, buffers, chosen.settings.rewrite_log);
             }
             if let ScriptOutcome::Rewritten { again } = scripted {
