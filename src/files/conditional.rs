@@ -281,8 +281,14 @@ fn number(digits: &[u8]) -> Option<u64> {
 pub fn parse_http_date(text: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(trim(text)).ok()?;
     let (_, rest) = text.split_once([',', ' '])?;
-    let words: Vec<&str> = rest.split([' ', '-']).filter(|w| !w.is_empty()).collect();
-    let (day, month, year, time) = match words.as_slice() {
+    // At most five words, without allocating: a longer field is no date.
+    let mut words = [""; 6];
+    let mut count = 0;
+    for word in rest.split([' ', '-']).filter(|w| !w.is_empty()) {
+        *words.get_mut(count)? = word;
+        count += 1;
+    }
+    let (day, month, year, time) = match words.get(..count)? {
         // IMF-fixdate and RFC 850: day month year time GMT.
         [day, month, year, time, "GMT"] => (*day, *month, *year, *time),
         // asctime: month day time year.

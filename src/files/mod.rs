@@ -354,6 +354,11 @@ fn failed(settings: &FileSettings, path: &[u8], e: &io::Error) -> Resolution {
 /// The filesystem name for `uri` under `root`.
 pub fn map_path(root: &DocumentRoot, uri: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    append_path(root, uri, out);
+}
+
+/// [`map_path`], appended to what `out` holds (`$request_filename`).
+pub fn append_path(root: &DocumentRoot, uri: &[u8], out: &mut Vec<u8>) {
     match root {
         DocumentRoot::Root(root) => {
             out.extend_from_slice(root.as_os_str().as_bytes());

@@ -552,14 +552,12 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
         }
         Variable::RequestFilename => {
             if let Some(root) = request.root {
-                let mut path = Vec::new();
                 let uri = if request.uri.is_empty() {
                     request.target.split('?').next().unwrap_or("").as_bytes()
                 } else {
                     request.uri
                 };
-                crate::files::map_path(root, uri, &mut path);
-                out.extend_from_slice(&path);
+                crate::files::append_path(root, uri, out);
             }
         }
         Variable::RemoteAddr => push_ip(out, request.client.ip()),
