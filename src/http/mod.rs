@@ -8,11 +8,13 @@
 pub mod browsers;
 pub mod date;
 pub mod error_page;
+mod field_rewrites;
 pub mod framing;
 pub mod headers;
 pub mod host;
 pub mod request;
 pub mod response;
+mod upstream_head;
 
 use std::fmt;
 
