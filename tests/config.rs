@@ -437,10 +437,20 @@ fn ss(args: &[&str], port: u16) -> Option<String> {
 fn listen_parameters_set_the_socket_options() {
     let (ferry, _) = Ferry::start_config(
         "listen-options",
-        "server { listen 127.0.0.1:PORT backlog=77 rcvbuf=64k sndbuf=32k so_keepalive=30s:10s:3 reuseport bind;\n\
+        "server { listen 127.0.0.1:PORT backlog=77 rcvbuf=64k sndbuf=32k so_keepalive=30s:10s:3 reuseport bind \
+         deferred fastopen=256;\n\
          location / { return 200 \"ok\\n\"; } }",
     );
     let port = ferry.addr.port();
+    // Accepted, and said to have no effect (docs/nginx-differences.md).
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(2),
+        "\"listen ... deferred\" has no effect"
+    ));
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(2),
+        "\"listen ... fastopen\" has no effect"
+    ));
     let Some(listening) = ss(&["-lntm"], port) else {
         return;
     };
@@ -477,8 +487,12 @@ fn listen_parameters_set_the_socket_options() {
             "duplicate listen options for 127.0.0.1:8080",
         ),
         (
-            "listen 127.0.0.1:8080 deferred;",
-            "\"listen\" parameter \"deferred\" is not supported yet",
+            "listen 127.0.0.1:8080 fastopen=many;",
+            "invalid fastopen \"fastopen=many\"",
+        ),
+        (
+            "listen 127.0.0.1:8080 quic;",
+            "\"listen\" parameter \"quic\" is not supported yet",
         ),
     ] {
         let (code, err) = test_text(

@@ -26,8 +26,8 @@ pub use rewrite::{
 };
 pub use settings::{
     access_allowed, builtin_log_formats, next_upstream, AccessLogTarget, AccessRule, AddHeader,
-    ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Settings, COMBINED_FORMAT,
-    UPSTREAM_FORMAT,
+    ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Settings, UpstreamBody,
+    COMBINED_FORMAT, UPSTREAM_FORMAT,
 };
 
 use crate::variables::Template;

@@ -76,6 +76,9 @@ pub struct Settings {
     pub pass_headers: Vec<String>,
     /// `proxy_pass_request_headers`: the client's fields go upstream (on).
     pub pass_request_headers: bool,
+    /// `proxy_pass_request_body` / `proxy_set_body`: what body the upstream
+    /// gets.
+    pub upstream_body: UpstreamBody,
     /// `proxy_redirect`, resolved for the location: a `Location` or
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
@@ -189,6 +192,21 @@ pub struct ErrorPage {
     pub codes: Vec<u16>,
     pub status: ErrorPageStatus,
     pub target: ErrorPageTarget,
+}
+
+/// The body a proxied request carries upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamBody {
+    /// The client's body, streamed (the default).
+    Client,
+    /// `proxy_pass_request_body off`: none. The client's body is read and
+    /// dropped, and the upstream head declares no body at all (nginx still
+    /// sends the client's `Content-Length`, announcing bytes that never
+    /// come; docs/nginx-differences.md).
+    None,
+    /// `proxy_set_body VALUE`: the value, with its own `Content-Length`;
+    /// the client's body is read and dropped.
+    Set(Template),
 }
 
 /// The status an error page is sent with.
@@ -324,6 +342,7 @@ impl Default for Settings {
             hide_headers: Vec::new(),
             pass_headers: Vec::new(),
             pass_request_headers: true,
+            upstream_body: UpstreamBody::Client,
             proxy_redirects: Vec::new(),
             cookie_domains: Vec::new(),
             cookie_paths: Vec::new(),

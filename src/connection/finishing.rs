@@ -32,10 +32,24 @@ impl Connection {
             Ok(filled) => filled,
             Err(abort) => return self.abort(exchange, None, abort, ctx),
         };
-        let progress = match self.write_client(&mut exchange, ctx) {
+        // A body not passed upstream is read to its end, as nginx discards
+        // one, so that the connection can take the next request.
+        let discarding =
+            exchange.request_body.is_discarding() && !exchange.request_body.fully_received();
+        let written = if discarding {
+            self.pump_client(&mut exchange, ctx)
+        } else {
+            self.write_client(&mut exchange, ctx)
+        };
+        let progress = match written {
             Ok(progress) => progress || filled,
             Err(abort) => return self.abort(exchange, None, abort, ctx),
         };
+        if discarding {
+            if let Err(error) = self.scan_request_body(&mut exchange, ctx) {
+                return self.fail(exchange, error, ctx);
+            }
+        }
         let head_done = exchange.client_head_sent == exchange.buffers.client_head.len();
         let body_done = match &exchange.response {
             ResponseState::Body { relay, .. } => relay.is_complete(),
@@ -44,7 +58,9 @@ impl Connection {
             }
             ResponseState::Local | ResponseState::AwaitingHead | ResponseState::Switching => true,
         };
-        if head_done && body_done {
+        let request_read =
+            exchange.request_body.fully_received() || !exchange.request_body.is_discarding();
+        if head_done && body_done && request_read {
             // TLS records still waiting for the socket are part of it.
             if !self.client.has_pending_output() {
                 return self.finish_exchange(exchange, ctx);

@@ -28,6 +28,7 @@ use super::{Connection, Context};
 use crate::buffer::BufferSet;
 use crate::config::{
     AccessLogTarget, Action, LocationConfig, LocationMatch, ScriptBuffers, ScriptOutcome,
+    UpstreamBody,
 };
 use crate::error::ProxyError;
 use crate::files;
@@ -492,6 +493,7 @@ impl Connection {
                             set_headers: &settings.proxy_set_headers,
                             field_names,
                             pass_client_fields: settings.pass_request_headers,
+                            body: &settings.upstream_body,
                             view: &view,
                         };
                         request::write_upstream_head(head, &upstream_head_args, upstream_head);
@@ -671,6 +673,14 @@ impl Connection {
             }
         };
         exchange.group = u32::try_from(group).unwrap_or(u32::MAX);
+        if !matches!(
+            exchange.settings(&ctx.config).upstream_body,
+            UpstreamBody::Client
+        ) {
+            // The client's body is still read (the connection goes on after
+            // it), but none of it goes upstream.
+            exchange.request_body = BodyRelay::new(summary.body, RelayMode::Discard);
+        }
         debug!("#{} request {} from {}", ctx.slot, self.requests, self.peer);
         let limit = exchange.settings(&ctx.config).client_max_body_size;
         if let BodyKind::Length(length) = summary.body {

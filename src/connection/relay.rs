@@ -33,6 +33,9 @@ pub enum RelayMode {
     Dechunk,
     /// Forward chunk data in ferry's own chunk framing.
     Rechunk,
+    /// Forward nothing: the body is read, checked and dropped
+    /// (`proxy_pass_request_body off`, `proxy_set_body`).
+    Discard,
 }
 
 /// The most bytes of framing ferry writes around one run of data:
@@ -182,8 +185,8 @@ pub struct BodyRelay {
 impl BodyRelay {
     pub fn new(kind: BodyKind, mode: RelayMode) -> BodyRelay {
         // Only chunked bodies carry framing in their bytes.
-        let mode = match kind {
-            BodyKind::Chunked => mode,
+        let mode = match (kind, mode) {
+            (_, RelayMode::Discard) | (BodyKind::Chunked, _) => mode,
             _ => RelayMode::AsReceived,
         };
         BodyRelay {
@@ -230,12 +233,31 @@ impl BodyRelay {
         self.decoder.is_complete() && !self.has_output() && self.skip == 0
     }
 
+    /// The body is read and dropped, not passed on.
+    pub fn is_discarding(&self) -> bool {
+        self.mode == RelayMode::Discard
+    }
+
     pub fn is_until_close(&self) -> bool {
         self.decoder.is_until_close()
     }
 
     /// Runs the decoder over bytes that arrived since the last scan.
     pub fn scan(&mut self, ring: &mut RingBuffer) -> Result<(), FramingError> {
+        if self.mode == RelayMode::Discard {
+            while !self.decoder.is_complete() {
+                let (input, _) = ring.readable_from(0, usize::MAX);
+                if input.is_empty() {
+                    break;
+                }
+                let segment = self.decoder.decode(input)?;
+                if segment.len == 0 {
+                    break;
+                }
+                ring.consume(segment.len);
+            }
+            return Ok(());
+        }
         if self.mode == RelayMode::AsReceived {
             while !self.decoder.is_complete() {
                 let (input, _) = ring.readable_from(self.ready, usize::MAX);

@@ -275,9 +275,10 @@ impl Connection {
         let request_sent = exchange.request_body.is_complete()
             && exchange.upstream_head_sent == exchange.buffers.upstream_head.len()
             && !exchange.upstream_write_failed;
-        if !exchange.request_body.fully_received() {
+        if !exchange.request_body.fully_received() && !exchange.request_body.is_discarding() {
             // The upstream answered before the whole body arrived; the rest
-            // of it would be read as the next request.
+            // of it would be read as the next request. (A body not passed
+            // upstream is read to its end by `step_writing` instead.)
             exchange.keep_alive = false;
         }
         if stray_bytes {

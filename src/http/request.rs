@@ -407,6 +407,7 @@ mod tests {
             set_headers: &[],
             field_names: headers::FieldNameRule::default(),
             pass_client_fields: true,
+            body: &crate::config::UpstreamBody::Client,
             view: &view,
         };
         write_upstream_head(&head, &upstream, &mut out);

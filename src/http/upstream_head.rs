@@ -6,6 +6,7 @@
 use super::framing::BodyKind;
 use super::headers::{self, Field};
 use super::request::{upgrade_protocol, RequestHead};
+use crate::config::UpstreamBody;
 use crate::routing::UpstreamTarget;
 use crate::variables::{RequestView, Template};
 
@@ -37,6 +38,8 @@ pub struct UpstreamHead<'a> {
     pub field_names: headers::FieldNameRule,
     /// `proxy_pass_request_headers off`: none of the client's fields go.
     pub pass_client_fields: bool,
+    /// The client's body, none, or `proxy_set_body`'s.
+    pub body: &'a UpstreamBody,
     /// The request, for variables.
     pub view: &'a RequestView<'a>,
 }
@@ -98,7 +101,14 @@ pub fn write_upstream_head(
         // nginx's WebSocket recipe (`proxy_set_header Upgrade $http_upgrade;
         // proxy_set_header Connection "upgrade";`) is accepted, but these two
         // fields are ferry's to decide: below, for upgrade requests only.
-        if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("connection") {
+        // The framing fields too: a body's length is ferry's to declare
+        // (nginx's `proxy_set_header Content-Length ""` recipe for
+        // `proxy_pass_request_body off` changes nothing here).
+        if name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("connection")
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
             continue;
         }
         let before = out.len();
@@ -114,15 +124,18 @@ pub fn write_upstream_head(
     if !has_host {
         headers::write_field(out, "Host", upstream.fallback_host.as_bytes());
     }
-    match head.summary.body {
-        BodyKind::Length(n) => {
+    match (head.summary.body, upstream.body) {
+        (_, UpstreamBody::None | UpstreamBody::Set(_)) => {}
+        (BodyKind::Length(n), UpstreamBody::Client) => {
             // Infallible: writing to a Vec.
             out.extend_from_slice(b"Content-Length: ");
             headers::push_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
-        BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        BodyKind::Empty | BodyKind::UntilClose => {}
+        (BodyKind::Chunked, UpstreamBody::Client) => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+        (BodyKind::Empty | BodyKind::UntilClose, UpstreamBody::Client) => {}
     }
     if !set("x-forwarded-for") {
         out.extend_from_slice(b"X-Forwarded-For: ");
@@ -146,6 +159,19 @@ pub fn write_upstream_head(
         } else {
             b"X-Forwarded-Proto: http\r\n"
         });
+    }
+    if let UpstreamBody::Set(template) = upstream.body {
+        // The body is rendered behind the fields, then its Content-Length
+        // line and the blank line are written after it and rotated in front
+        // of it: one rendering, no buffer of its own.
+        let fields_end = out.len();
+        template.render(upstream.view, out);
+        let body_len = out.len() - fields_end;
+        out.extend_from_slice(b"Content-Length: ");
+        headers::push_decimal(out, body_len as u64);
+        out.extend_from_slice(b"\r\n\r\n");
+        out[fields_end..].rotate_left(body_len);
+        return;
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -35,9 +35,8 @@ pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigEr
     for parameter in &directive.args[1..] {
         let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
         match name {
-            "backlog" | "rcvbuf" | "sndbuf" | "ipv6only" | "so_keepalive" | "reuseport" => {
-                has_options = true
-            }
+            "backlog" | "rcvbuf" | "sndbuf" | "ipv6only" | "so_keepalive" | "reuseport"
+            | "deferred" | "fastopen" => has_options = true,
             _ => {}
         }
         match parameter.as_str() {
@@ -79,6 +78,20 @@ pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigEr
                         directive.location(),
                     )
                 })?)
+            }
+            // TCP_DEFER_ACCEPT and TCP_FASTOPEN decide when accept(2)
+            // returns and whether a SYN may carry the first request; what
+            // ferry answers is the same either way. Neither option has a
+            // safe interface in std (`set_deferaccept` is unstable) or in
+            // socket2/nix, and the crate forbids unsafe code.
+            "deferred" => no_effect(directive, "deferred"),
+            _ if name == "fastopen" => {
+                value
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| invalid_value("fastopen", parameter))?;
+                no_effect(directive, "fastopen");
             }
             "http2" => {
                 log::warn!(
@@ -129,6 +142,17 @@ pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigEr
         options,
         has_options,
     })
+}
+
+/// A `listen` parameter ferry accepts without acting on it, said once at
+/// load.
+fn no_effect(directive: &Directive, parameter: &str) {
+    log::warn!(
+        "\"listen ... {parameter}\" has no effect in ferry (no safe interface to the socket \
+         option): connections are accepted as without it, in {}:{}",
+        directive.file.display(),
+        directive.line
+    );
 }
 
 /// `so_keepalive=on|off|[IDLE]:[INTERVAL]:[COUNT]` (times in seconds, or

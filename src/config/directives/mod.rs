@@ -309,6 +309,8 @@ pub(super) struct Inherited {
     hide_headers: Option<Vec<String>>,
     pass_headers: Option<Vec<String>>,
     pass_request_headers: Option<bool>,
+    pass_request_body: Option<bool>,
+    set_body: Option<Template>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
     ignore_invalid_headers: Option<bool>,
@@ -371,6 +373,8 @@ impl Inherited {
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
             pass_headers: self.pass_headers.or_else(|| outer.pass_headers.clone()),
             pass_request_headers: self.pass_request_headers.or(outer.pass_request_headers),
+            pass_request_body: self.pass_request_body.or(outer.pass_request_body),
+            set_body: self.set_body.or_else(|| outer.set_body.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
             ignore_invalid_headers: self.ignore_invalid_headers.or(outer.ignore_invalid_headers),
@@ -455,6 +459,12 @@ impl Inherited {
         if let Some(pass) = self.pass_request_headers {
             settings.pass_request_headers = pass;
         }
+        // As nginx: a `proxy_set_body` wins over `proxy_pass_request_body`.
+        settings.upstream_body = match (&self.set_body, self.pass_request_body) {
+            (Some(body), _) => crate::config::UpstreamBody::Set(body.clone()),
+            (None, Some(false)) => crate::config::UpstreamBody::None,
+            (None, _) => crate::config::UpstreamBody::Client,
+        };
         if let Some(condition) = &self.access_log_if {
             settings.access_log_if = condition.clone();
         }

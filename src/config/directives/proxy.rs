@@ -85,6 +85,18 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Handler::Setting(proxy_pass_request_headers),
     ),
     spec(
+        "proxy_pass_request_body",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_pass_request_body),
+    ),
+    spec(
+        "proxy_set_body",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(proxy_set_body),
+    ),
+    spec(
         "proxy_redirect",
         HSL,
         Arity::Between(1, 2),
@@ -262,8 +274,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("proxy_limit_rate"),
     not_yet("proxy_method"),
     not_yet("proxy_no_cache"),
-    not_yet("proxy_pass_request_body"),
-    not_yet("proxy_set_body"),
     not_yet("proxy_socket_keepalive"),
     not_yet("proxy_ssl_conf_command"),
     not_yet("proxy_ssl_crl"),
@@ -482,6 +492,22 @@ fn proxy_pass_request_headers(
     s: &mut Inherited,
 ) -> Result<(), ConfigError> {
     s.pass_request_headers = Some(super::flag(d)?);
+    Ok(())
+}
+
+fn proxy_pass_request_body(
+    d: &Directive,
+    _: &Config,
+    s: &mut Inherited,
+) -> Result<(), ConfigError> {
+    s.pass_request_body = Some(super::flag(d)?);
+    Ok(())
+}
+
+fn proxy_set_body(d: &Directive, config: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    let template = Template::compile_with(&d.args[0], &config.map_names)
+        .map_err(|e| ConfigError::at(e.to_string(), d.location()))?;
+    s.set_body = Some(template);
     Ok(())
 }
 
