@@ -103,7 +103,7 @@ fn set_body_and_no_body_reach_the_upstream_as_nginx_sends_them() {
 fn a_body_not_passed_is_read_and_dropped_and_the_connection_goes_on() {
     let origin = Origin::standard();
     let (ferry, _) = Ferry::start_config("upstream-body-bare", &site(origin.addr));
-    let mut stream = util::connect(ferry.addr);
+    let stream = util::connect(ferry.addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

@@ -79,6 +79,8 @@ pub struct Settings {
     /// `proxy_pass_request_body` / `proxy_set_body`: what body the upstream
     /// gets.
     pub upstream_body: UpstreamBody,
+    /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
+    pub real_ip: crate::http::realip::RealIp,
     /// `proxy_redirect`, resolved for the location: a `Location` or
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
@@ -343,6 +345,7 @@ impl Default for Settings {
             pass_headers: Vec::new(),
             pass_request_headers: true,
             upstream_body: UpstreamBody::Client,
+            real_ip: crate::http::realip::RealIp::default(),
             proxy_redirects: Vec::new(),
             cookie_domains: Vec::new(),
             cookie_paths: Vec::new(),

@@ -374,7 +374,7 @@ impl Connection {
             None => "http",
         };
         ErrorContext {
-            client: self.peer.ip(),
+            client: exchange.client.ip(),
             server,
             exchange,
             scheme,

@@ -517,6 +517,12 @@ impl Connection {
         debug!("#{} moves to the reloaded configuration", ctx.slot);
     }
 
+    /// The source address of the connection's PROXY protocol header, if
+    /// its listener reads one.
+    fn proxy_protocol_source(&self) -> Option<SocketAddr> {
+        None
+    }
+
     /// The configured `listen` address it was accepted on.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.config.listen.get(self.listener as usize).copied()

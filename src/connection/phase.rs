@@ -29,6 +29,7 @@
 //! or forgotten by one.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::relay::BodyRelay;
@@ -210,6 +211,9 @@ pub struct ExchangeState {
     pub group: u32,
     /// The server chosen in the group, and those tried so far.
     pub peer: Option<Peer>,
+    /// The client's address for this request: the connection's peer, or
+    /// the real address a trusted proxy named (`set_real_ip_from`).
+    pub client: SocketAddr,
     pub tried: Tried,
     /// The `hash` key's hash, when the group balances by one.
     pub key_hash: u32,

@@ -12,6 +12,7 @@
 //! ferry answers itself (`return`, `deny`, the status path) leave here for
 //! `answer.rs`, and files for `files.rs`.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::{debug, error, info, trace};
@@ -235,6 +236,26 @@ impl Connection {
             return Err(ProxyError::Request(request::RequestError::InvalidPath));
         }
         let server_config = config.servers.get(server);
+        // The real client address (`set_real_ip_from`): the server's rules
+        // first, then, if they did not apply, the location's — nginx's
+        // POST_READ and PREACCESS phases. It holds across internal
+        // redirects.
+        let proxy_source = self.proxy_protocol_source();
+        let mut client = self.peer;
+        let mut real_ip_set = false;
+        if let Some(real) = crate::http::realip::real_address(
+            &config.server_settings(server).real_ip,
+            self.peer,
+            head.headers,
+            proxy_source,
+        ) {
+            debug!(
+                "#{} real client address {real} (peer {})",
+                ctx.slot, self.peer
+            );
+            client = real;
+            real_ip_set = true;
+        }
         // An index file or `try_files` routes the request again with another
         // uri, as nginx's internal redirects do, at most ten times; `named`
         // is `try_files … @name`'s location.
@@ -263,7 +284,8 @@ impl Connection {
                 host: head.host.unwrap_or_default(),
                 version: head.version.as_str(),
                 headers: head.headers,
-                client: self.peer,
+                client,
+                peer: self.peer,
                 server_name: config.server_name(server),
                 server_port: config
                     .listen
@@ -358,6 +380,40 @@ impl Connection {
                 Some(chosen) => &chosen.settings,
                 None => config.server_settings(server),
             };
+            // A `return` (the location's own, or a script's), a rewrite
+            // redirect and an `internal` location answer before nginx's
+            // PREACCESS and ACCESS phases: neither the location's
+            // `set_real_ip_from` nor allow/deny/limit_except apply to them.
+            let location_returns = !script_broke
+                && matches!(
+                    chosen,
+                    Some(LocationConfig {
+                        action: Action::Return { .. },
+                        ..
+                    })
+                );
+            let answered_in_rewrite_phase = internal_only
+                || location_returns
+                || matches!(
+                    scripted,
+                    ScriptOutcome::Redirect(_) | ScriptOutcome::Return(_)
+                );
+            if !real_ip_set && !answered_in_rewrite_phase && settings.real_ip.is_on() {
+                if let Some(real) = crate::http::realip::real_address(
+                    &settings.real_ip,
+                    self.peer,
+                    head.headers,
+                    proxy_source,
+                ) {
+                    debug!(
+                        "#{} real client address {real} (peer {})",
+                        ctx.slot, self.peer
+                    );
+                    client = real;
+                    real_ip_set = true;
+                    view.client = real;
+                }
+            }
 
             log_fields.clear();
             if settings.access_log != AccessLogTarget::Off {
@@ -409,11 +465,12 @@ impl Connection {
                     status: *status,
                     has_text: template.is_some() || text.is_some(),
                 }
-            } else if !crate::config::access_allowed(&settings.access_rules, self.peer.ip())
-                || settings
-                    .limit_except
-                    .as_ref()
-                    .is_some_and(|limit| !limit.allows(head.method, self.peer.ip()))
+            } else if !location_returns
+                && (!crate::config::access_allowed(&settings.access_rules, client.ip())
+                    || settings
+                        .limit_except
+                        .as_ref()
+                        .is_some_and(|limit| !limit.allows(head.method, client.ip())))
             {
                 Target::Forbidden
             } else {
@@ -431,7 +488,7 @@ impl Connection {
                         error!(
                             "no resolver defined to resolve {}, client: {}",
                             String::from_utf8_lossy(return_text),
-                            self.peer.ip()
+                            client.ip()
                         );
                         Target::Page(ErrorResponse::BadGateway)
                     }
@@ -577,6 +634,7 @@ impl Connection {
             key_hash,
             always_headers_end: u32::try_from(always_headers_end).unwrap_or(0),
             head_len: head.head_len,
+            client,
         };
         let head_len = head.head_len;
         ring.consume(head_len);
@@ -618,6 +676,7 @@ impl Connection {
             route: RouteRef::default(),
             group: 0,
             peer: None,
+            client: self.peer,
             tried: Tried::default(),
             key_hash: 0,
             body_sent: false,
@@ -651,6 +710,7 @@ impl Connection {
         exchange.always_headers_end = parsed.always_headers_end;
         exchange.log.request_length = parsed.head_len as u64;
         exchange.route = RouteRef::new(parsed.server, parsed.location);
+        exchange.client = parsed.client;
         let group = match parsed.target {
             Target::Upstream(group) => group,
             Target::Status => return self.answer_status(exchange, ctx),
@@ -710,6 +770,9 @@ struct ParsedRequest {
     always_headers_end: u32,
     /// The client's head, in bytes (`$request_length` starts with it).
     head_len: usize,
+    /// The client's address: the peer's, or the real one a trusted proxy
+    /// named.
+    client: SocketAddr,
 }
 
 /// Where a routed request goes.

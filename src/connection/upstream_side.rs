@@ -33,7 +33,7 @@ impl Connection {
         last_error: Option<ProxyError>,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let client = self.peer.ip();
+        let client = exchange.client.ip();
         let picked = ctx.upstreams.pick(
             &ctx.config,
             exchange.group as usize,

@@ -12,6 +12,7 @@ mod field_rewrites;
 pub mod framing;
 pub mod headers;
 pub mod host;
+pub mod realip;
 pub mod request;
 pub mod response;
 mod upstream_head;

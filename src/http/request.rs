@@ -391,6 +391,7 @@ mod tests {
             version: head.version.as_str(),
             headers: head.headers,
             client: "10.1.2.3:4000".parse().unwrap(),
+            peer: "10.1.2.3:4000".parse().unwrap(),
             server_name: "",
             server_port: 80,
             tls: None,

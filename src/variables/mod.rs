@@ -39,6 +39,10 @@ pub enum Variable {
     Pid,
     RemoteAddr,
     RemotePort,
+    /// `$realip_remote_addr`, `$realip_remote_port`: the TCP peer's, before
+    /// `set_real_ip_from` replaced it.
+    RealipRemoteAddr,
+    RealipRemotePort,
     /// The request-target as sent (`$request_uri`).
     RequestUri,
     /// The path, without the query (`$uri`).
@@ -123,6 +127,8 @@ impl Variable {
         Some(match name {
             "remote_addr" | "binary_remote_addr" => Variable::RemoteAddr,
             "remote_port" => Variable::RemotePort,
+            "realip_remote_addr" => Variable::RealipRemoteAddr,
+            "realip_remote_port" => Variable::RealipRemotePort,
             "request_uri" => Variable::RequestUri,
             "uri" | "document_uri" => Variable::Uri,
             "document_root" => Variable::DocumentRoot,
@@ -222,7 +228,11 @@ pub struct RequestView<'a> {
     pub host: &'a [u8],
     pub version: &'a str,
     pub headers: &'a [httparse::Header<'a>],
+    /// The client's address: the TCP peer's, or the real one a trusted
+    /// proxy named (`set_real_ip_from`).
     pub client: SocketAddr,
+    /// The TCP peer's address (`$realip_remote_addr`).
+    pub peer: SocketAddr,
     pub server_name: &'a str,
     pub server_port: u16,
     /// The TLS session the request came over (`$scheme` is `https`).
@@ -424,11 +434,21 @@ impl Template {
             match segment {
                 Segment::Literal(text) => crc.update(text.as_bytes()),
                 Segment::Variable(variable) => match variable {
-                    Variable::RemoteAddr | Variable::RemotePort | Variable::ServerPort => {
+                    Variable::RemoteAddr
+                    | Variable::RemotePort
+                    | Variable::RealipRemoteAddr
+                    | Variable::RealipRemotePort
+                    | Variable::ServerPort => {
                         let mut cursor = std::io::Cursor::new(&mut scratch[..]);
                         let _ = match variable {
                             Variable::RemoteAddr => write!(cursor, "{}", request.client.ip()),
-                            Variable::RemotePort => write!(cursor, "{}", request.client.port()),
+                            Variable::RealipRemoteAddr => write!(cursor, "{}", request.peer.ip()),
+                            Variable::RemotePort | Variable::RealipRemotePort => {
+                                match port(variable, request) {
+                                    0 => Ok(()),
+                                    port => write!(cursor, "{port}"),
+                                }
+                            }
                             _ => write!(cursor, "{}", request.server_port),
                         };
                         let len = usize::try_from(cursor.position()).unwrap_or(0);
@@ -448,6 +468,15 @@ impl Template {
             }
         }
         crc.finish()
+    }
+}
+
+/// `$remote_port` or `$realip_remote_port`; 0, printed as nothing as
+/// nginx does, for a real address a field named without a port.
+fn port(variable: &Variable, request: &RequestView<'_>) -> u16 {
+    match variable {
+        Variable::RemotePort => request.client.port(),
+        _ => request.peer.port(),
     }
 }
 
@@ -561,7 +590,11 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
             }
         }
         Variable::RemoteAddr => push_ip(out, request.client.ip()),
-        Variable::RemotePort => push_decimal(out, u64::from(request.client.port())),
+        Variable::RealipRemoteAddr => push_ip(out, request.peer.ip()),
+        Variable::RemotePort | Variable::RealipRemotePort => match port(variable, request) {
+            0 => {}
+            port => push_decimal(out, u64::from(port)),
+        },
         Variable::Host => {
             let host = borrowed_value(variable, request);
             out.extend(host.iter().map(u8::to_ascii_lowercase));
@@ -590,6 +623,7 @@ mod tests {
             version: "HTTP/1.1",
             headers,
             client: "192.0.2.9:5555".parse().unwrap(),
+            peer: "192.0.2.9:5555".parse().unwrap(),
             server_name: "s",
             server_port: 8080,
             tls: None,

@@ -29,6 +29,24 @@ fn access_rule(directive: &Directive) -> Result<AccessRule, ConfigError> {
             network: None,
         });
     }
+    let network = network(directive, text)?.ok_or_else(|| {
+        ConfigError::at(
+            format!("invalid parameter \"{text}\""),
+            directive.location(),
+        )
+    })?;
+    Ok(AccessRule {
+        allow,
+        network: Some(network),
+    })
+}
+
+/// `ADDRESS` or `ADDRESS/PREFIX` (nginx's `ngx_parse_cidr`, with its
+/// warning for host bits past the prefix); `None` if `text` is neither.
+pub(super) fn network(
+    directive: &Directive,
+    text: &str,
+) -> Result<Option<(std::net::IpAddr, u8)>, ConfigError> {
     let invalid = || {
         ConfigError::at(
             format!("invalid parameter \"{text}\""),
@@ -39,7 +57,9 @@ fn access_rule(directive: &Directive) -> Result<AccessRule, ConfigError> {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (text, None),
     };
-    let address: std::net::IpAddr = address.parse().map_err(|_| invalid())?;
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return Ok(None);
+    };
     let max = if address.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = match prefix {
         Some(prefix) => prefix
@@ -57,10 +77,7 @@ fn access_rule(directive: &Directive) -> Result<AccessRule, ConfigError> {
             directive.line
         );
     }
-    Ok(AccessRule {
-        allow,
-        network: Some((address, prefix)),
-    })
+    Ok(Some((address, prefix)))
 }
 
 /// Whether `address` has bits set past a `/prefix` (`10.1.1.0/16`).

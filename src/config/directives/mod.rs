@@ -46,6 +46,7 @@ mod log;
 mod map;
 mod proxy;
 mod proxy_rewrites;
+mod realip;
 mod rewrite;
 mod ssl;
 mod static_files;
@@ -197,6 +198,7 @@ const MODULES: &[(&str, &[Spec])] = &[
     ("status", status::DIRECTIVES),
     ("static", static_files::DIRECTIVES),
     ("charset", charset::DIRECTIVES),
+    ("realip", realip::DIRECTIVES),
 ];
 
 fn find_spec(name: &str) -> Option<&'static Spec> {
@@ -310,6 +312,9 @@ pub(super) struct Inherited {
     pass_headers: Option<Vec<String>>,
     pass_request_headers: Option<bool>,
     pass_request_body: Option<bool>,
+    real_ip_from: Option<Vec<crate::http::realip::TrustedSource>>,
+    real_ip_header: Option<crate::http::realip::RealIpHeader>,
+    real_ip_recursive: Option<bool>,
     set_body: Option<Template>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
@@ -374,6 +379,9 @@ impl Inherited {
             pass_headers: self.pass_headers.or_else(|| outer.pass_headers.clone()),
             pass_request_headers: self.pass_request_headers.or(outer.pass_request_headers),
             pass_request_body: self.pass_request_body.or(outer.pass_request_body),
+            real_ip_from: self.real_ip_from.or_else(|| outer.real_ip_from.clone()),
+            real_ip_header: self.real_ip_header.or_else(|| outer.real_ip_header.clone()),
+            real_ip_recursive: self.real_ip_recursive.or(outer.real_ip_recursive),
             set_body: self.set_body.or_else(|| outer.set_body.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
@@ -458,6 +466,15 @@ impl Inherited {
         }
         if let Some(pass) = self.pass_request_headers {
             settings.pass_request_headers = pass;
+        }
+        if let Some(from) = &self.real_ip_from {
+            settings.real_ip.from = from.clone();
+        }
+        if let Some(header) = &self.real_ip_header {
+            settings.real_ip.header = header.clone();
+        }
+        if let Some(recursive) = self.real_ip_recursive {
+            settings.real_ip.recursive = recursive;
         }
         // As nginx: a `proxy_set_body` wins over `proxy_pass_request_body`.
         settings.upstream_body = match (&self.set_body, self.pass_request_body) {
