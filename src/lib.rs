@@ -34,6 +34,7 @@ pub mod files;
 pub mod http;
 pub mod log;
 pub mod privileges;
+pub mod proxy_protocol;
 pub mod routing;
 pub mod stats;
 pub mod status;

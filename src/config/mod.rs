@@ -237,6 +237,9 @@ pub struct Config {
     /// For each address in `listen`, whether clients speak TLS on it
     /// (`listen … ssl`).
     pub listen_ssl: Vec<bool>,
+    /// For each address in `listen`, whether connections open with a PROXY
+    /// protocol header (`listen … proxy_protocol`).
+    pub listen_proxy_protocol: Vec<bool>,
     /// For each address in `listen`, its socket's options (`backlog=`,
     /// `rcvbuf=`, `sndbuf=`, `ipv6only=`, `so_keepalive=`, `reuseport`).
     pub listen_options: Vec<ListenOptions>,
@@ -307,6 +310,7 @@ impl Config {
             .collect();
         Config {
             listen_ssl: vec![false; listen.len()],
+            listen_proxy_protocol: vec![false; listen.len()],
             listen_options: vec![ListenOptions::default(); listen.len()],
             listen,
             listeners,
@@ -383,6 +387,7 @@ impl Config {
         simple.set_settings(|s| *s = self.http.clone());
         self.listen = simple.listen;
         self.listen_ssl = simple.listen_ssl;
+        self.listen_proxy_protocol = simple.listen_proxy_protocol;
         self.listen_options = simple.listen_options;
         self.listeners = simple.listeners;
         self.servers = simple.servers;

@@ -186,6 +186,10 @@ pub struct Connection {
     bytes_out: u64,
     /// The timer entry the event loop holds for this connection.
     pub scheduled: Option<Instant>,
+    /// Its listener requires a PROXY protocol header, not read yet.
+    awaiting_proxy_header: bool,
+    /// What its PROXY protocol header said (`listen … proxy_protocol`).
+    proxy_header: Option<Box<crate::proxy_protocol::ProxyHeader>>,
 }
 
 impl Connection {
@@ -240,6 +244,12 @@ impl Connection {
             bytes_in: 0,
             bytes_out: 0,
             scheduled: None,
+            awaiting_proxy_header: config
+                .listen_proxy_protocol
+                .get(listener)
+                .copied()
+                .unwrap_or(false),
+            proxy_header: None,
         }
     }
 
@@ -520,7 +530,9 @@ impl Connection {
     /// The source address of the connection's PROXY protocol header, if
     /// its listener reads one.
     fn proxy_protocol_source(&self) -> Option<SocketAddr> {
-        None
+        self.proxy_header
+            .as_ref()
+            .and_then(|header| header.source())
     }
 
     /// The configured `listen` address it was accepted on.
@@ -711,9 +723,9 @@ mod tests {
         // Debug builds are larger: mio adds a selector id to each socket,
         // which also costs the stream enum its niche.
         let budget = if cfg!(debug_assertions) {
-            192 + 32
+            200 + 32
         } else {
-            192
+            200
         };
         assert!(
             mem::size_of::<Connection>() <= budget,

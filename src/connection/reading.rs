@@ -53,9 +53,39 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         self.adopt_latest_config(ctx);
-        let held = buffers.request.len();
         let mut searched = searched;
-        if held > searched {
+        if self.awaiting_proxy_header && !buffers.request.is_empty() {
+            let parsed = match crate::proxy_protocol::parse(buffers.request.make_contiguous()) {
+                // No room left for the rest of it.
+                Ok(None) if buffers.request.is_full() => {
+                    Err(crate::proxy_protocol::ProxyHeaderError::TooLong)
+                }
+                parsed => parsed,
+            };
+            match parsed {
+                Ok(None) => {}
+                Ok(Some((header, len))) => {
+                    debug!(
+                        "#{} PROXY protocol: client {:?}, via {}",
+                        ctx.slot,
+                        header.source(),
+                        self.peer
+                    );
+                    buffers.request.consume(len);
+                    self.proxy_header = Some(Box::new(header));
+                    self.awaiting_proxy_header = false;
+                    searched = 0;
+                }
+                Err(e) => {
+                    // nginx's "broken header": closed without a response.
+                    error!("#{} broken header from {}: {e}", ctx.slot, self.peer);
+                    ctx.buffers.give_back(buffers);
+                    return (Phase::Closed, true);
+                }
+            }
+        }
+        let held = buffers.request.len();
+        if held > searched && !self.awaiting_proxy_header {
             let max_head = ctx.config.server_settings(self.server as usize).max_head;
             let bytes = buffers.request.make_contiguous();
             // The first look parses at once: a head usually arrives whole,
@@ -286,6 +316,7 @@ impl Connection {
                 headers: head.headers,
                 client,
                 peer: self.peer,
+                proxy_protocol: self.proxy_header.as_deref(),
                 server_name: config.server_name(server),
                 server_port: config
                     .listen

@@ -392,6 +392,7 @@ mod tests {
             headers: head.headers,
             client: "10.1.2.3:4000".parse().unwrap(),
             peer: "10.1.2.3:4000".parse().unwrap(),
+            proxy_protocol: None,
             server_name: "",
             server_port: 80,
             tls: None,

@@ -43,6 +43,13 @@ pub enum Variable {
     /// `set_real_ip_from` replaced it.
     RealipRemoteAddr,
     RealipRemotePort,
+    /// `$proxy_protocol_addr`, `$proxy_protocol_port` and the `_server_`
+    /// pair: the PROXY protocol header's source and destination (empty
+    /// without one).
+    ProxyProtocolAddr,
+    ProxyProtocolPort,
+    ProxyProtocolServerAddr,
+    ProxyProtocolServerPort,
     /// The request-target as sent (`$request_uri`).
     RequestUri,
     /// The path, without the query (`$uri`).
@@ -129,6 +136,10 @@ impl Variable {
             "remote_port" => Variable::RemotePort,
             "realip_remote_addr" => Variable::RealipRemoteAddr,
             "realip_remote_port" => Variable::RealipRemotePort,
+            "proxy_protocol_addr" => Variable::ProxyProtocolAddr,
+            "proxy_protocol_port" => Variable::ProxyProtocolPort,
+            "proxy_protocol_server_addr" => Variable::ProxyProtocolServerAddr,
+            "proxy_protocol_server_port" => Variable::ProxyProtocolServerPort,
             "request_uri" => Variable::RequestUri,
             "uri" | "document_uri" => Variable::Uri,
             "document_root" => Variable::DocumentRoot,
@@ -233,6 +244,8 @@ pub struct RequestView<'a> {
     pub client: SocketAddr,
     /// The TCP peer's address (`$realip_remote_addr`).
     pub peer: SocketAddr,
+    /// The connection's PROXY protocol header (`$proxy_protocol_addr`).
+    pub proxy_protocol: Option<&'a crate::proxy_protocol::ProxyHeader>,
     pub server_name: &'a str,
     pub server_port: u16,
     /// The TLS session the request came over (`$scheme` is `https`).
@@ -455,6 +468,10 @@ impl Template {
                         crc.update(scratch.get(..len).unwrap_or_default());
                     }
                     Variable::Request
+                    | Variable::ProxyProtocolAddr
+                    | Variable::ProxyProtocolPort
+                    | Variable::ProxyProtocolServerAddr
+                    | Variable::ProxyProtocolServerPort
                     | Variable::ProxyAddXForwardedFor
                     | Variable::Host
                     | Variable::Map(_) => {
@@ -591,6 +608,25 @@ fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec
         }
         Variable::RemoteAddr => push_ip(out, request.client.ip()),
         Variable::RealipRemoteAddr => push_ip(out, request.peer.ip()),
+        Variable::ProxyProtocolAddr
+        | Variable::ProxyProtocolPort
+        | Variable::ProxyProtocolServerAddr
+        | Variable::ProxyProtocolServerPort => {
+            let header = request.proxy_protocol;
+            let address = match variable {
+                Variable::ProxyProtocolAddr | Variable::ProxyProtocolPort => {
+                    header.and_then(|h| h.source())
+                }
+                _ => header.and_then(|h| h.destination()),
+            };
+            match (variable, address) {
+                (_, None) => {}
+                (Variable::ProxyProtocolAddr | Variable::ProxyProtocolServerAddr, Some(a)) => {
+                    push_ip(out, a.ip())
+                }
+                (_, Some(a)) => push_decimal(out, u64::from(a.port())),
+            }
+        }
         Variable::RemotePort | Variable::RealipRemotePort => match port(variable, request) {
             0 => {}
             port => push_decimal(out, u64::from(port)),
@@ -624,6 +660,7 @@ mod tests {
             headers,
             client: "192.0.2.9:5555".parse().unwrap(),
             peer: "192.0.2.9:5555".parse().unwrap(),
+            proxy_protocol: None,
             server_name: "s",
             server_port: 8080,
             tls: None,

@@ -317,6 +317,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
     config.servers.clear();
     config.listen.clear();
     config.listen_ssl.clear();
+    config.listen_proxy_protocol.clear();
     config.listen_options.clear();
     config.listeners.clear();
     for directive in block.iter().filter(|d| d.name == "upstream") {
@@ -368,6 +369,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                 addr: SocketAddr::from(([0, 0, 0, 0], 80)),
                 default_server: false,
                 ssl: false,
+                proxy_protocol: false,
                 options: ListenOptions::default(),
                 has_options: false,
             });
@@ -422,6 +424,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             addr,
             default_server,
             ssl,
+            proxy_protocol,
             options,
             has_options,
         } in listens
@@ -433,6 +436,9 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     // socket options are given once per address.
                     if let Some(tls) = config.listen_ssl.get_mut(position) {
                         *tls |= ssl;
+                    }
+                    if let Some(proxied) = config.listen_proxy_protocol.get_mut(position) {
+                        *proxied |= proxy_protocol;
                     }
                     if has_options {
                         let given = config
@@ -458,6 +464,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     }
                     config.listen.push(addr);
                     config.listen_ssl.push(ssl);
+                    config.listen_proxy_protocol.push(proxy_protocol);
                     config.listen_options.push(options);
                     config.listeners.push(ListenerRoutes {
                         servers: Vec::new(),

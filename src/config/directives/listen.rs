@@ -14,6 +14,8 @@ pub(super) struct Listen {
     pub addr: SocketAddr,
     pub default_server: bool,
     pub ssl: bool,
+    /// `proxy_protocol`: each connection opens with a PROXY header.
+    pub proxy_protocol: bool,
     pub options: ListenOptions,
     /// Socket options were given on this line (nginx allows them once per
     /// address).
@@ -23,6 +25,7 @@ pub(super) struct Listen {
 pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigError> {
     let mut default_server = false;
     let mut ssl = false;
+    let mut proxy_protocol = false;
     let mut options = ListenOptions::default();
     let mut has_options = false;
     // nginx's words: `invalid backlog "backlog=x"`.
@@ -42,6 +45,7 @@ pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigEr
         match parameter.as_str() {
             "default_server" | "default" => default_server = true,
             "ssl" => ssl = true,
+            "proxy_protocol" => proxy_protocol = true,
             "reuseport" => options.reuseport = true,
             // ferry binds every address with a socket of its own already.
             "bind" => {}
@@ -108,6 +112,12 @@ pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigEr
             }
         }
     }
+    if ssl && proxy_protocol {
+        return Err(ConfigError::at(
+            "\"proxy_protocol\" together with \"ssl\" is not supported yet",
+            directive.location(),
+        ));
+    }
     let text = directive.args[0].as_str();
     let invalid = || {
         ConfigError::at(
@@ -139,6 +149,7 @@ pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigEr
         addr,
         default_server,
         ssl,
+        proxy_protocol,
         options,
         has_options,
     })
