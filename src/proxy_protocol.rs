@@ -9,8 +9,6 @@
 //! one of the spec's three forms within 107 bytes, a v2 block must have
 //! version 2, a known command and an address block long enough for its
 //! family. Anything else closes the connection (nginx: "broken header").
-//! [`write_v1`] writes the line ferry sends to upstreams (`proxy_protocol
-//! on`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -192,36 +190,6 @@ fn parse_v2(bytes: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderErr
     Ok(Some((ProxyHeader { addresses }, 16 + length)))
 }
 
-/// The v1 line ferry sends an upstream for a client (`proxy_protocol on`):
-/// the client's address and the address it reached ferry on.
-pub fn write_v1(source: SocketAddr, destination: SocketAddr, out: &mut Vec<u8>) {
-    use std::io::Write;
-    // A mapped IPv4 client on an IPv6 socket is written as IPv4, so both
-    // addresses share a family, as the line requires.
-    let plain = |address: SocketAddr| match address.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(address, |v4| SocketAddr::new(v4.into(), address.port())),
-        IpAddr::V4(_) => address,
-    };
-    let (source, destination) = (plain(source), plain(destination));
-    let _ = match (source.ip(), destination.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => write!(
-            out,
-            "PROXY TCP4 {s} {d} {} {}\r\n",
-            source.port(),
-            destination.port()
-        ),
-        (IpAddr::V6(s), IpAddr::V6(d)) => write!(
-            out,
-            "PROXY TCP6 {s} {d} {} {}\r\n",
-            source.port(),
-            destination.port()
-        ),
-        _ => write!(out, "PROXY UNKNOWN\r\n"),
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,24 +295,5 @@ mod tests {
         ] {
             assert!(source(&bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn the_line_for_upstreams_names_both_ends() {
-        let mut out = Vec::new();
-        write_v1(
-            "192.0.2.1:5000".parse().unwrap(),
-            "[::ffff:10.0.0.1]:80".parse().unwrap(),
-            &mut out,
-        );
-        assert_eq!(out, b"PROXY TCP4 192.0.2.1 10.0.0.1 5000 80\r\n");
-        out.clear();
-        write_v1(
-            "[2001:db8::1]:5000".parse().unwrap(),
-            "[::1]:80".parse().unwrap(),
-            &mut out,
-        );
-        assert_eq!(out, b"PROXY TCP6 2001:db8::1 ::1 5000 80\r\n");
-        assert_eq!(parse(&out).unwrap().unwrap().1, out.len());
     }
 }
