@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod buffer;
 pub mod cli;
 pub mod config;

@@ -63,6 +63,8 @@ pub enum Target {
     Signals,
     /// The main thread sent this worker a command (see `control`).
     Commands,
+    /// The password thread finished checks (see `auth::checker`).
+    Passwords,
 }
 
 impl Target {
@@ -73,6 +75,7 @@ impl Target {
             Target::Listener { index } => (index, LISTENER),
             Target::Signals => (0, CONTROL),
             Target::Commands => (1, CONTROL),
+            Target::Passwords => (2, CONTROL),
         };
         debug_assert!(index <= MAX_INDEX, "token index overflow");
         Token((index << KIND_BITS) | kind)
@@ -87,6 +90,7 @@ impl Target {
             LISTENER => Some(Target::Listener { index }),
             CONTROL if index == 0 => Some(Target::Signals),
             CONTROL if index == 1 => Some(Target::Commands),
+            CONTROL if index == 2 => Some(Target::Passwords),
             _ => None,
         }
     }
@@ -132,7 +136,8 @@ mod tests {
     fn control_tokens_are_the_only_ones_of_their_kind() {
         assert_eq!(Target::from_token(Token(3)), Some(Target::Signals));
         assert_eq!(Target::from_token(Token(7)), Some(Target::Commands));
-        assert_eq!(Target::from_token(Token(11)), None);
+        assert_eq!(Target::from_token(Token(11)), Some(Target::Passwords));
+        assert_eq!(Target::from_token(Token(15)), None);
         assert_eq!(Target::from_token(Token(usize::MAX)), None);
     }
 

@@ -25,9 +25,9 @@ pub use rewrite::{
     ScriptStep,
 };
 pub use settings::{
-    access_allowed, builtin_log_formats, next_upstream, AccessLogTarget, AccessRule, AddHeader,
-    ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Settings, UpstreamBody,
-    COMBINED_FORMAT, UPSTREAM_FORMAT,
+    access_allowed, access_verdict, builtin_log_formats, next_upstream, AccessLogTarget,
+    AccessRule, AddHeader, ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Settings,
+    UpstreamBody, COMBINED_FORMAT, UPSTREAM_FORMAT,
 };
 
 use crate::variables::Template;

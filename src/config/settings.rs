@@ -81,6 +81,15 @@ pub struct Settings {
     pub upstream_body: UpstreamBody,
     /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
     pub real_ip: crate::http::realip::RealIp,
+    /// `auth_basic REALM` (`None`: off); checked only with a user file, as
+    /// nginx does.
+    pub auth_realm: Option<Template>,
+    /// `auth_basic_user_file`, resolved against the configuration's
+    /// directory.
+    pub auth_user_file: Option<PathBuf>,
+    /// `satisfy any`: allow/deny or the password suffices (else both are
+    /// needed).
+    pub satisfy_any: bool,
     /// `proxy_redirect`, resolved for the location: a `Location` or
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
@@ -178,6 +187,15 @@ impl AccessRule {
             _ => false,
         }
     }
+}
+
+/// The rule that decides for `client`: `Some(allow)`, or `None` when no
+/// rule matches (nginx's access module then declines).
+pub fn access_verdict(rules: &[AccessRule], client: std::net::IpAddr) -> Option<bool> {
+    rules
+        .iter()
+        .find(|rule| rule.matches(client))
+        .map(|rule| rule.allow)
 }
 
 /// Whether `client` may pass `rules` (nginx's access module).
@@ -346,6 +364,9 @@ impl Default for Settings {
             pass_request_headers: true,
             upstream_body: UpstreamBody::Client,
             real_ip: crate::http::realip::RealIp::default(),
+            auth_realm: None,
+            auth_user_file: None,
+            satisfy_any: false,
             proxy_redirects: Vec::new(),
             cookie_domains: Vec::new(),
             cookie_paths: Vec::new(),

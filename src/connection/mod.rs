@@ -19,6 +19,7 @@
 //! access log line in `answer.rs`.
 
 mod answer;
+mod authenticating;
 mod error_pages;
 mod files;
 mod finishing;
@@ -39,7 +40,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use log::{debug, trace};
+use log::{debug, error, trace};
 use mio::net::TcpStream;
 use mio::Registry;
 
@@ -96,6 +97,8 @@ pub struct Context<'a> {
     /// past its capacity: see `retire`).
     #[allow(clippy::vec_box)]
     pub spare_states: &'a mut Vec<Box<ExchangeState>>,
+    /// The worker's password cache and thread (`auth_basic`).
+    pub passwords: &'a mut crate::auth::checker::PasswordChecks,
 }
 
 impl Context<'_> {
@@ -315,6 +318,11 @@ impl Connection {
             Phase::Forwarding { exchange, .. } | Phase::WritingResponse { exchange } => {
                 exchange.next_timeout(config).map(|(at, _)| at)
             }
+            // A check that should take milliseconds: the header timeout
+            // only guards against a stuck thread.
+            Phase::Authenticating(waiting) => {
+                Some(waiting.since + self.server_settings().client_header_timeout)
+            }
             Phase::Lingering { since, last_read } => Some(
                 (*since + self.server_settings().lingering_time)
                     .min(*last_read + self.server_settings().lingering_timeout),
@@ -372,6 +380,11 @@ impl Connection {
             } => {
                 debug!("#{} tunnel idle for proxy_read_timeout; closing", ctx.slot);
                 self.end_tunnel(exchange, upstream, ctx)
+            }
+            Phase::Authenticating(waiting) => {
+                error!("#{} the password check did not finish in time", ctx.slot);
+                authenticating::abandon(*waiting, ctx);
+                (Phase::Closed, true)
             }
             Phase::Lingering { .. } => {
                 debug!("#{} lingering close timed out", ctx.slot);
@@ -589,6 +602,7 @@ impl Connection {
                 ctx.retire(exchange);
             }
             Phase::WritingResponse { exchange } => ctx.retire(exchange),
+            Phase::Authenticating(waiting) => authenticating::abandon(*waiting, ctx),
             Phase::Tunnel {
                 exchange, upstream, ..
             } => {
@@ -621,6 +635,7 @@ impl Connection {
                 upstream,
                 tunnel,
             } => self.step_tunnel(exchange, upstream, tunnel, ctx),
+            Phase::Authenticating(waiting) => self.step_authenticating(waiting, ctx),
             Phase::Lingering { since, last_read } => self.step_lingering(since, last_read, ctx),
             Phase::Closed => (Phase::Closed, false),
         }

@@ -70,6 +70,9 @@ pub enum Phase {
         upstream: UpstreamConn,
         tunnel: TunnelState,
     },
+    /// Waiting for the password thread to check an `auth_basic` password
+    /// (`authenticating.rs`); the routed request is kept, boxed.
+    Authenticating(Box<super::authenticating::Authenticating>),
     /// Our side is shut down; reading and discarding what the client still
     /// sends, so a TCP reset cannot destroy the response it has not read.
     Lingering { since: Instant, last_read: Instant },
@@ -90,7 +93,7 @@ impl Phase {
     /// request, or waiting for one.
     pub fn busy(&self) -> Busy {
         match self {
-            Phase::ReadingRequest { .. } => Busy::Reading,
+            Phase::ReadingRequest { .. } | Phase::Authenticating(_) => Busy::Reading,
             Phase::ConnectingUpstream { .. }
             | Phase::Forwarding { .. }
             | Phase::WritingResponse { .. }
@@ -100,13 +103,14 @@ impl Phase {
     }
 
     /// Every phase's name, in the order of the enum.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "Idle",
         "ReadingRequest",
         "ConnectingUpstream",
         "Forwarding",
         "WritingResponse",
         "Tunnel",
+        "Authenticating",
         "Lingering",
         "Closed",
     ];
@@ -119,6 +123,7 @@ impl Phase {
             Phase::Forwarding { .. } => "Forwarding",
             Phase::WritingResponse { .. } => "WritingResponse",
             Phase::Tunnel { .. } => "Tunnel",
+            Phase::Authenticating(_) => "Authenticating",
             Phase::Lingering { .. } => "Lingering",
             Phase::Closed => "Closed",
         }

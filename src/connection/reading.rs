@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use log::{debug, error, info, trace};
 
+use super::authenticating::{access_phase, PendingCheck};
 use super::files::{static_target, FileTarget};
 use super::io::{read_into, IoOutcome};
 use super::phase::{self, Exchange, ExchangeLog, ExchangeState, Phase, ResponseState, RouteRef};
@@ -99,7 +100,12 @@ impl Connection {
                         let exchange = self.unparsed_exchange(buffers, ctx);
                         return self.fail(exchange, ProxyError::PlainHttpToHttps, ctx);
                     }
-                    Ok(Some(parsed)) => return self.start_exchange(buffers, parsed, ctx),
+                    Ok(Some(mut parsed)) => {
+                        return match parsed.password_check.take() {
+                            Some(check) => self.start_password_check(buffers, parsed, check, ctx),
+                            None => self.start_exchange(buffers, parsed, ctx),
+                        }
+                    }
                     Ok(None) => {}
                     Err(error) => {
                         let exchange = self.unparsed_exchange(buffers, ctx);
@@ -297,7 +303,9 @@ impl Connection {
         // `staying`: a location's `rewrite … break` keeps its location.
         let mut server_done = false;
         let mut staying = false;
+        let mut password_check: Option<Box<PendingCheck>>;
         let (location, target, always_headers_end, browsers) = loop {
+            password_check = None;
             let reached_by_name = named.is_some();
             let mut location = named
                 .take()
@@ -496,14 +504,20 @@ impl Connection {
                     status: *status,
                     has_text: template.is_some() || text.is_some(),
                 }
-            } else if !location_returns
-                && (!crate::config::access_allowed(&settings.access_rules, client.ip())
-                    || settings
-                        .limit_except
-                        .as_ref()
-                        .is_some_and(|limit| !limit.allows(head.method, client.ip())))
+            } else if let Some(refused) = (!location_returns)
+                .then(|| {
+                    access_phase(
+                        settings,
+                        &view,
+                        ctx.passwords,
+                        extra_headers,
+                        &mut conditional,
+                        &mut password_check,
+                    )
+                })
+                .flatten()
             {
-                Target::Forbidden
+                refused
             } else {
                 match chosen {
                     Some(LocationConfig {
@@ -666,6 +680,7 @@ impl Connection {
             always_headers_end: u32::try_from(always_headers_end).unwrap_or(0),
             head_len: head.head_len,
             client,
+            password_check,
         };
         let head_len = head.head_len;
         ring.consume(head_len);
@@ -728,7 +743,7 @@ impl Connection {
 
     /// A valid head arrived: check its body against the limit, answer
     /// `Expect: 100-continue`, and get an upstream connection.
-    fn start_exchange(
+    pub(super) fn start_exchange(
         &mut self,
         buffers: Box<BufferSet>,
         parsed: ParsedRequest,
@@ -754,6 +769,9 @@ impl Connection {
             Target::File(file) => return self.answer_file(exchange, *file, None, ctx),
             Target::AddSlash => return self.answer_add_slash(exchange, ctx),
             Target::Page(page) => return self.answer_page(exchange, page, ctx),
+            Target::Unauthorized => {
+                return self.answer_page(exchange, ErrorResponse::Unauthorized, ctx)
+            }
             Target::Code(code) => return self.answer_return(exchange, code, Some(false), ctx),
             Target::Forbidden => {
                 info!(
@@ -789,21 +807,24 @@ impl Connection {
 }
 
 /// A request head accepted by `parse_request`, routed.
-struct ParsedRequest {
+pub(super) struct ParsedRequest {
     summary: RequestSummary,
     server: usize,
     location: Option<usize>,
-    target: Target,
+    pub(super) target: Target,
     /// The `hash` key's hash, for groups that balance by one.
     key_hash: u32,
     /// `add_header … always` lines end here in `extra_headers`; the rest
     /// apply to 2xx and 3xx only.
-    always_headers_end: u32,
+    pub(super) always_headers_end: u32,
     /// The client's head, in bytes (`$request_length` starts with it).
     head_len: usize,
     /// The client's address: the peer's, or the real one a trusted proxy
     /// named.
-    client: SocketAddr,
+    pub(super) client: SocketAddr,
+    /// `auth_basic` with a hash for the password thread: checked before the
+    /// request goes on (`authenticating.rs`).
+    password_check: Option<Box<PendingCheck>>,
 }
 
 /// Where a routed request goes.
@@ -833,6 +854,9 @@ pub(super) enum Target {
     Page(ErrorResponse),
     /// A status from a file lookup (404, 403) or `try_files … =CODE`.
     Code(u16),
+    /// `auth_basic` refused the credentials (`WWW-Authenticate` is among
+    /// the `always` fields).
+    Unauthorized,
 }
 
 impl RequestSummary {

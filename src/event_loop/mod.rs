@@ -100,6 +100,7 @@ macro_rules! context {
             workers: &$loop.workers,
             connection_list: None,
             spare_states: &mut $loop.spare_states,
+            passwords: &mut $loop.passwords,
         }
     };
 }
@@ -196,6 +197,8 @@ pub struct EventLoop {
     /// taken back as the boxes exchanges own, so none is ever allocated.
     #[allow(clippy::vec_box)]
     spare_states: Vec<Box<ExchangeState>>,
+    /// `auth_basic`'s password cache and thread (started when first needed).
+    passwords: crate::auth::checker::PasswordChecks,
     /// Connections whose last write carried `MSG_MORE`, in this turn and in
     /// the one before: a connection gets one more turn for the rest of its
     /// response to arrive, then it is flushed (and always before the loop
@@ -298,6 +301,7 @@ impl EventLoop {
             last_descriptor_warning: None,
             date: HttpDate::default(),
             spare_states: Vec::with_capacity(max_buffer_sets),
+            passwords: crate::auth::checker::PasswordChecks::default(),
             corked: Vec::with_capacity(1024),
             corked_before: Vec::with_capacity(1024),
             spin_until: None,
@@ -367,6 +371,7 @@ impl EventLoop {
         for event in events.iter() {
             match Target::from_token(event.token()) {
                 Some(Target::Listener { index }) => self.accept(index, now),
+                Some(Target::Passwords) => self.passwords_checked(now, wall_clock),
                 Some(Target::Signals | Target::Commands) => {
                     if self.on_commands(now, wall_clock) == Stop::Now {
                         self.access_log.flush();
@@ -606,6 +611,21 @@ impl EventLoop {
                 return;
             };
             self.drive(slot, now, wall_clock);
+        }
+    }
+
+    /// The password thread woke the loop: each finished check goes to its
+    /// connection, if that connection is still the one that asked.
+    fn passwords_checked(&mut self, now: Instant, wall_clock: SystemTime) {
+        while let Some(checked) = self.passwords.take_checked() {
+            let Some(connection) = self.connections.get_mut(checked.slot) else {
+                continue;
+            };
+            if connection.id != checked.connection {
+                continue;
+            }
+            connection.password_checked(checked.outcome);
+            self.drive(checked.slot, now, wall_clock);
         }
     }
 

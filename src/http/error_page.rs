@@ -6,6 +6,8 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorResponse {
     BadRequest,
+    /// `auth_basic` wants credentials (the caller adds `WWW-Authenticate`).
+    Unauthorized,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -19,6 +21,8 @@ pub enum ErrorResponse {
     InternalServerError,
     NotImplemented,
     BadGateway,
+    /// Too many password checks waiting (and, later, limits).
+    ServiceUnavailable,
     GatewayTimeout,
     VersionNotSupported,
     /// nginx's 497: a plain HTTP request on a TLS port, answered 400.
@@ -46,6 +50,9 @@ impl ErrorResponse {
     pub fn parts(self) -> (u16, &'static str, &'static str) {
         match self {
             ErrorResponse::BadRequest => (400, "Bad Request", page!(400 "Bad Request")),
+            ErrorResponse::Unauthorized => {
+                (401, "Unauthorized", page!(401 "Authorization Required"))
+            }
             ErrorResponse::Forbidden => (403, "Forbidden", page!(403 "Forbidden")),
             ErrorResponse::NotFound => (404, "Not Found", page!(404 "Not Found")),
             ErrorResponse::MethodNotAllowed => (405, "Not Allowed", page!(405 "Not Allowed")),
@@ -85,6 +92,11 @@ impl ErrorResponse {
             ),
             ErrorResponse::NotImplemented => (501, "Not Implemented", page!(501 "Not Implemented")),
             ErrorResponse::BadGateway => (502, "Bad Gateway", page!(502 "Bad Gateway")),
+            ErrorResponse::ServiceUnavailable => (
+                503,
+                "Service Temporarily Unavailable",
+                page!(503 "Service Temporarily Unavailable"),
+            ),
             ErrorResponse::GatewayTimeout => {
                 (504, "Gateway Time-out", page!(504 "Gateway Time-out"))
             }

@@ -468,6 +468,7 @@ impl Template {
                         crc.update(scratch.get(..len).unwrap_or_default());
                     }
                     Variable::Request
+                    | Variable::RemoteUser
                     | Variable::ProxyProtocolAddr
                     | Variable::ProxyProtocolPort
                     | Variable::ProxyProtocolServerAddr
@@ -559,6 +560,21 @@ fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'_>) -> &'a 
 
 fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec<u8>) {
     match variable {
+        Variable::RemoteUser => {
+            // The user of a `Basic` Authorization field, checked or not (as
+            // nginx's); decoded only for requests that send one.
+            let field = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                .map(|h| h.value);
+            if field.is_some() {
+                let mut decoded = Vec::new();
+                if let Some(colon) = crate::auth::credentials(field, &mut decoded) {
+                    out.extend_from_slice(decoded.get(..colon).unwrap_or_default());
+                }
+            }
+        }
         Variable::Request => {
             out.extend_from_slice(request.method.as_bytes());
             out.push(b' ');

@@ -36,6 +36,7 @@
 //! mean what it means to nginx.
 
 mod access;
+mod auth;
 mod charset;
 mod core;
 mod error_pages;
@@ -199,6 +200,7 @@ const MODULES: &[(&str, &[Spec])] = &[
     ("static", static_files::DIRECTIVES),
     ("charset", charset::DIRECTIVES),
     ("realip", realip::DIRECTIVES),
+    ("auth", auth::DIRECTIVES),
 ];
 
 fn find_spec(name: &str) -> Option<&'static Spec> {
@@ -315,6 +317,10 @@ pub(super) struct Inherited {
     real_ip_from: Option<Vec<crate::http::realip::TrustedSource>>,
     real_ip_header: Option<crate::http::realip::RealIpHeader>,
     real_ip_recursive: Option<bool>,
+    /// `auth_basic`: `Some(None)` for `off`.
+    auth_realm: Option<Option<Template>>,
+    auth_user_file: Option<std::path::PathBuf>,
+    satisfy_any: Option<bool>,
     set_body: Option<Template>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
@@ -382,6 +388,9 @@ impl Inherited {
             real_ip_from: self.real_ip_from.or_else(|| outer.real_ip_from.clone()),
             real_ip_header: self.real_ip_header.or_else(|| outer.real_ip_header.clone()),
             real_ip_recursive: self.real_ip_recursive.or(outer.real_ip_recursive),
+            auth_realm: self.auth_realm.or_else(|| outer.auth_realm.clone()),
+            auth_user_file: self.auth_user_file.or_else(|| outer.auth_user_file.clone()),
+            satisfy_any: self.satisfy_any.or(outer.satisfy_any),
             set_body: self.set_body.or_else(|| outer.set_body.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
@@ -475,6 +484,15 @@ impl Inherited {
         }
         if let Some(recursive) = self.real_ip_recursive {
             settings.real_ip.recursive = recursive;
+        }
+        if let Some(realm) = &self.auth_realm {
+            settings.auth_realm = realm.clone();
+        }
+        if let Some(file) = &self.auth_user_file {
+            settings.auth_user_file = Some(file.clone());
+        }
+        if let Some(any) = self.satisfy_any {
+            settings.satisfy_any = any;
         }
         // As nginx: a `proxy_set_body` wins over `proxy_pass_request_body`.
         settings.upstream_body = match (&self.set_body, self.pass_request_body) {

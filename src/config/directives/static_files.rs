@@ -196,7 +196,7 @@ pub(super) fn set_root(settings: &mut Inherited, root: DocumentRoot) {
 
 /// A path from the configuration: relative ones are relative to ferry's
 /// prefix (the main configuration file's directory), as nginx's are to its.
-fn config_path(directive: &Directive, config: &Config) -> Result<PathBuf, ConfigError> {
+pub(super) fn config_path(directive: &Directive, config: &Config) -> Result<PathBuf, ConfigError> {
     let text = &directive.args[0];
     if text.contains('$') {
         return Err(ConfigError::at(
