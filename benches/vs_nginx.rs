@@ -60,6 +60,9 @@ struct Workload {
     /// Over TLS (ferry and nginx only: same file, same certificate), and
     /// with which server of the file.
     tls: Tls,
+    /// To the file's `gzip on` server (ferry and nginx only), asking for
+    /// gzip: the response is compressed at `gzip_comp_level 1`.
+    gzip: bool,
 }
 
 /// The TLS servers of the proxy file: an ECDSA P-256 and an RSA 2048
@@ -105,13 +108,14 @@ const LOCATION: &str = "        location / {
         }
 ";
 
-const WORKLOADS: [Workload; 13] = [
+const WORKLOADS: [Workload; 14] = [
     Workload {
         name: "small",
         path: "/100b",
         connections: 50,
         close: false,
         tls: Tls::Plain,
+        gzip: false,
     },
     Workload {
         name: "4k",
@@ -119,6 +123,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: false,
         tls: Tls::Plain,
+        gzip: false,
     },
     Workload {
         name: "64k",
@@ -126,6 +131,15 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: false,
         tls: Tls::Plain,
+        gzip: false,
+    },
+    Workload {
+        name: "gzip-64k",
+        path: "/64k.txt",
+        connections: 50,
+        close: false,
+        tls: Tls::Plain,
+        gzip: true,
     },
     Workload {
         name: "1m",
@@ -133,6 +147,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 10,
         close: false,
         tls: Tls::Plain,
+        gzip: false,
     },
     Workload {
         name: "close",
@@ -140,6 +155,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: true,
         tls: Tls::Plain,
+        gzip: false,
     },
     Workload {
         name: "tls-small",
@@ -147,6 +163,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: false,
         tls: Tls::Ecdsa,
+        gzip: false,
     },
     Workload {
         name: "tls-new",
@@ -154,6 +171,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: true,
         tls: Tls::EcdsaFull,
+        gzip: false,
     },
     Workload {
         name: "tls-resumed",
@@ -161,6 +179,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: true,
         tls: Tls::Ecdsa,
+        gzip: false,
     },
     Workload {
         name: "tls-1m",
@@ -168,6 +187,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 10,
         close: false,
         tls: Tls::Ecdsa,
+        gzip: false,
     },
     Workload {
         name: "tls-small-rsa",
@@ -175,6 +195,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: false,
         tls: Tls::Rsa,
+        gzip: false,
     },
     Workload {
         name: "tls-new-rsa",
@@ -182,6 +203,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: true,
         tls: Tls::RsaFull,
+        gzip: false,
     },
     Workload {
         name: "tls-resumed-rsa",
@@ -189,6 +211,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 50,
         close: true,
         tls: Tls::Rsa,
+        gzip: false,
     },
     Workload {
         name: "tls-1m-rsa",
@@ -196,6 +219,7 @@ const WORKLOADS: [Workload; 13] = [
         connections: 10,
         close: false,
         tls: Tls::Rsa,
+        gzip: false,
     },
 ];
 
@@ -225,6 +249,8 @@ struct Sample {
 }
 
 struct Options {
+    /// `--only NAME`: that workload alone (no docs are written).
+    only: Option<String>,
     quick: bool,
     reps: usize,
     seconds: u64,
@@ -240,11 +266,17 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .and_then(|v| v.parse::<u64>().ok())
     };
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let options = Options {
+        write_docs: only.is_none() && (!quick || args.iter().any(|a| a == "--write-docs")),
+        only,
         quick,
         reps: value("--reps").map_or(if quick { 1 } else { 5 }, |n| n as usize),
         seconds: value("--seconds").unwrap_or(if quick { 1 } else { 5 }),
-        write_docs: !quick || args.iter().any(|a| a == "--write-docs"),
     };
     if let Err(message) = run(&options) {
         eprintln!("vs_nginx: {message}");
@@ -308,6 +340,25 @@ fn free_port() -> u16 {
 /// The byte at `offset` of every test file: a pattern checksums catch.
 fn file_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Text for the gzip workload: an HTML table's rows, which compress about
+/// 10:1, as pages do.
+fn text_bytes(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut row = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(
+            format!(
+                "<tr><td>{row}</td><td>row {} of the table</td></tr>\n",
+                row * 7919 % 1013
+            )
+            .as_bytes(),
+        );
+        row += 1;
+    }
+    out.truncate(len);
+    out
 }
 
 /// A process that is killed when dropped.
@@ -411,6 +462,8 @@ struct Setup {
     /// The proxies' TLS addresses (one per `Tls::SERVERS`), when openssl
     /// could make the certificates.
     tls_ports: Vec<(Tls, u16)>,
+    /// The proxies' `gzip on` server.
+    gzip_port: u16,
     proxy_config: PathBuf,
     haproxy_config: PathBuf,
 }
@@ -422,6 +475,8 @@ fn write_setup() -> Result<Setup, String> {
     for (name, len) in FILES {
         std::fs::write(www.join(name), file_bytes(len)).map_err(|e| e.to_string())?;
     }
+    std::fs::write(www.join("64k.txt"), text_bytes(65536)).map_err(|e| e.to_string())?;
+    let gzip_port = free_port();
     let (origin_port, proxy_port) = (free_port(), free_port());
     // An ECDSA P-256 and an RSA 2048 certificate for the TLS workloads,
     // made by openssl.
@@ -495,7 +550,9 @@ fn write_setup() -> Result<Setup, String> {
          events {{\n    worker_connections 20000;\n}}\n\
          http {{\n    access_log off;\n    keepalive_requests 1000000;\n\
              upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive {keepalive};\n    }}\n\
-             server {{\n        listen 127.0.0.1:{proxy_port};\n{LOCATION}    }}\n{tls_servers}}}\n",
+             server {{\n        listen 127.0.0.1:{proxy_port};\n{LOCATION}    }}\n\
+             server {{\n        listen 127.0.0.1:{gzip_port};\n        gzip on;\n        gzip_comp_level 1;\n\
+                     gzip_types text/plain;\n{LOCATION}    }}\n{tls_servers}}}\n",
         dir = dir.display(),
         keepalive = KEEPALIVE,
     );
@@ -515,6 +572,7 @@ fn write_setup() -> Result<Setup, String> {
         origin_port,
         proxy_port,
         tls_ports,
+        gzip_port,
         proxy_config,
         haproxy_config,
     })
@@ -577,6 +635,9 @@ fn start_peer(peer: Peer, tools: &Tools, setup: &Setup) -> Result<Option<Running
 /// Where `peer` serves `workload`: `None` if it does not (TLS is measured
 /// for ferry and nginx, which run the same file).
 fn target_of(peer: Peer, workload: &Workload, setup: &Setup) -> Option<(&'static str, u16)> {
+    if workload.gzip {
+        return matches!(peer, Peer::Ferry | Peer::Nginx).then_some(("http", setup.gzip_port));
+    }
     if workload.tls == Tls::Plain {
         return Some(("http", port_of(peer, setup)));
     }
@@ -757,6 +818,9 @@ fn run_wrk(
         .arg("--latency");
     if workload.close {
         command.arg("-H").arg("Connection: close");
+    }
+    if workload.gzip {
+        command.arg("-H").arg("Accept-Encoding: gzip");
     }
     command.arg(format!("{scheme}://127.0.0.1:{port}{}", workload.path));
     let accepts_before = origin_accepts(origin_port);
@@ -1207,6 +1271,13 @@ fn run(options: &Options) -> Result<(), String> {
     let mut report = Report::default();
     for rep in 0..options.reps {
         for workload in &WORKLOADS {
+            if options
+                .only
+                .as_deref()
+                .is_some_and(|only| only != workload.name)
+            {
+                continue;
+            }
             for &peer in &peers {
                 if report.failed.contains_key(&peer) {
                     continue;

@@ -131,7 +131,7 @@ fn errors_name_the_file_line_and_directive() {
         (server("location / { proxy_redirect default; proxy_pass http://127.0.0.1:1; }"), "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive in ferry.conf:5"),
         (server("location / { proxy_pass http://127.0.0.1:1; proxy_redirect ~^http://(.*) /$1; }"), "\"proxy_redirect\" with a regular expression or variables is not supported yet"),
         // nginx has it, ferry not yet: said so, wherever it is.
-        (http("gzip on;"), "\"gzip\" directive is not supported yet in ferry.conf:3"),
+        (http("gzip_static on;"), "\"gzip_static\" directive is not supported yet in ferry.conf:3"),
         (server("location / { proxy_cache zone; proxy_pass http://127.0.0.1:1; }"), "\"proxy_cache\" directive is not supported yet in ferry.conf:5"),
         // Accepted with no effect, but nginx's kind of value is still checked.
         (http("types_hash_max_size lots;"), "invalid number \"lots\" in \"types_hash_max_size\" directive in ferry.conf:3"),

@@ -1,4 +1,5 @@
-//! Real clients: curl, and headless Chromium loading `ferry demo`.
+//! Real clients: curl, and headless Chromium loading `ferry demo`, a page
+//! over TLS and a page compressed by `gzip`.
 //! Skipped with a printed reason when the tool is missing, except under
 //! FERRY_REQUIRE_TOOLS=1 (CI).
 
@@ -324,6 +325,57 @@ fn chromium_loads_a_page_over_https() {
         return;
     };
     assert_eq!(result, "https:|true");
+}
+
+/// Chromium asks for gzip, gets it (fewer bytes on the wire than in the
+/// page, by the Resource Timing entry) and renders the whole page.
+#[test]
+fn chromium_loads_a_gzipped_page() {
+    let rows = 4000;
+    let mut page = String::from("<!doctype html><title>gzip</title><table>");
+    for i in 0..rows {
+        page.push_str(&format!(
+            "<tr><td>{i}</td><td>row {} of the table</td></tr>",
+            i * 31 % 97
+        ));
+    }
+    page.push_str("</table>");
+    let page_len = page.len();
+    let origin = Origin::start(move |mut conn| {
+        while conn.next_request().is_some() {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+                page.len()
+            );
+            if !(conn.send(head.as_bytes()) && conn.send(page.as_bytes())) {
+                return;
+            }
+        }
+    });
+    let (ferry, _) = Ferry::start_config(
+        "gzip-chromium",
+        &format!(
+            "server {{ listen 127.0.0.1:PORT; gzip on; location / {{ proxy_pass http://{}; }} }}",
+            origin.addr
+        ),
+    );
+    let expression = r#"new Promise(resolve => { const check = () => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        if (document.readyState === 'complete' && nav && nav.decodedBodySize > 0) {
+            resolve(`${nav.encodedBodySize}|${nav.decodedBodySize}|${document.querySelectorAll('tr').length}`);
+        } else { setTimeout(check, 50); } }; check(); })"#;
+    let Some(result) = chromium_evaluate(&format!("http://{}/", ferry.addr), &[], expression)
+    else {
+        return;
+    };
+    let fields: Vec<usize> = result.split('|').filter_map(|f| f.parse().ok()).collect();
+    assert_eq!(fields.len(), 3, "no answer from the page: {result:?}");
+    assert_eq!(fields[1], page_len, "{result}");
+    assert_eq!(fields[2], rows, "{result}");
+    assert!(
+        fields[0] < page_len / 4,
+        "not compressed on the wire: {result}"
+    );
 }
 
 fn json_string(text: &str) -> String {

@@ -90,6 +90,8 @@ pub struct Settings {
     /// `satisfy any`: allow/deny or the password suffices (else both are
     /// needed).
     pub satisfy_any: bool,
+    /// `gzip` and its companions.
+    pub gzip: crate::http::gzip::GzipSettings,
     /// `proxy_redirect`, resolved for the location: a `Location` or
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
@@ -367,6 +369,7 @@ impl Default for Settings {
             auth_realm: None,
             auth_user_file: None,
             satisfy_any: false,
+            gzip: crate::http::gzip::GzipSettings::default(),
             proxy_redirects: Vec::new(),
             cookie_domains: Vec::new(),
             cookie_paths: Vec::new(),

@@ -28,6 +28,7 @@ impl Connection {
                 return self.upstream_body_invalid(exchange, None, e, ctx);
             }
         }
+        super::forwarding::compress_body(&mut exchange);
         let filled = match self.fill_from_file(&mut exchange, ctx) {
             Ok(filled) => filled,
             Err(abort) => return self.abort(exchange, None, abort, ctx),
@@ -52,7 +53,9 @@ impl Connection {
         }
         let head_done = exchange.client_head_sent == exchange.buffers.client_head.len();
         let body_done = match &exchange.response {
-            ResponseState::Body { relay, .. } => relay.is_complete(),
+            ResponseState::Body { relay, .. } => {
+                relay.is_complete() && exchange.gzip.as_ref().is_none_or(|s| s.is_done())
+            }
             ResponseState::File { remaining, .. } => {
                 *remaining == 0 && exchange.buffers.response.is_empty()
             }

@@ -14,6 +14,9 @@ use super::{Abort, Connection, Context};
 use crate::buffer::BufferSet;
 use crate::config::next_upstream;
 use crate::error::ProxyError;
+use crate::http::framing::BodyKind;
+use crate::http::gzip::{self, InputEnd};
+use crate::http::request::Method;
 use crate::http::response::{self, ClientFraming};
 use crate::http::Version;
 use crate::upstream::UpstreamConn;
@@ -129,6 +132,7 @@ impl Connection {
                 return self.upstream_body_invalid(exchange, Some(upstream), e, ctx);
             }
         }
+        compress_body(&mut exchange);
         // Ring -> client again, now that the head or more body is in.
         match self.write_client(&mut exchange, ctx) {
             Ok(wrote) => progress |= wrote,
@@ -242,15 +246,25 @@ impl Connection {
             ResponseState::File { .. } => (None, buffers.response.len()),
             _ => (None, 0),
         };
-        let body_ready = file_body > 0 || relay.as_ref().is_some_and(|relay| relay.has_output());
+        let compressed = state.gzip.as_deref().map(|stream| stream.output());
+        let body_ready = match (compressed, &relay) {
+            (Some(output), _) => !output.is_empty(),
+            (None, Some(relay)) => relay.has_output(),
+            (None, None) => file_body > 0,
+        };
         let head_left = buffers.client_head.len() - state.client_head_sent;
         if !self.client_ready.writable || (head_left == 0 && !body_ready) {
             return Ok(false);
         }
         let mut scratch = [0u8; FRAMING_SCRATCH];
-        let body = match &relay {
-            Some(relay) => relay.output(&buffers.response, &mut scratch),
-            None => BodyOut::plain(&buffers.response, file_body),
+        let body = match (compressed, &relay) {
+            (Some(output), _) => BodyOut {
+                before: &[],
+                data: (output, &[]),
+                after: &[],
+            },
+            (None, Some(relay)) => relay.output(&buffers.response, &mut scratch),
+            (None, None) => BodyOut::plain(&buffers.response, file_body),
         };
         // A head whose body is still on its way: let the kernel hold it for
         // the body (see `io::write_out`). Only with the head: once the body
@@ -274,7 +288,9 @@ impl Connection {
                 state.client_head_sent += from_head;
                 state.log.body_bytes_sent += from_body as u64;
                 state.log.bytes_sent += n as u64;
-                if let Some(relay) = relay {
+                if let Some(stream) = state.gzip.as_deref_mut() {
+                    stream.written(from_body);
+                } else if let Some(relay) = relay {
                     relay.written(from_body, &mut buffers.response);
                 } else if file_body > 0 {
                     buffers.response.consume(from_body);
@@ -417,7 +433,34 @@ impl Connection {
             if let Some(peer) = state.peer {
                 ctx.upstreams.succeeded(&ctx.config, peer);
             }
-            let (framing, keep_alive) = response::client_framing(&head, &state.request);
+            // `gzip`: decided on the request's facts (noted when it came)
+            // and this head's.
+            let gzip = if state.gzip_facts == 0 {
+                gzip::Decision::default()
+            } else {
+                // A HEAD gets the fields a GET would (nginx: Content-Encoding
+                // and Vary, no length), and no body.
+                let header_only = matches!(head.status, 204 | 304);
+                let length = match head.body {
+                    BodyKind::Length(n) => Some(n),
+                    // A HEAD's: the length its GET would have.
+                    BodyKind::Empty => head
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok()),
+                    BodyKind::Chunked | BodyKind::UntilClose => None,
+                };
+                let facts =
+                    gzip::ResponseFacts::of_head(head.status, head.headers, length, header_only);
+                let now = ctx
+                    .wall_clock
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                gzip::decide(&settings.gzip, state.gzip_facts, &facts, now)
+            };
+            let (framing, keep_alive) =
+                response::client_framing(&head, &state.request, gzip.compress);
             let keep_alive = keep_alive && state.keep_alive && self.may_keep_alive(settings);
             state.keep_alive = keep_alive;
             let always_end = (state.always_headers_end as usize).min(extra_headers.len());
@@ -439,6 +482,7 @@ impl Connection {
                     && add_header_applies(head.status),
                 charset: settings.charset.as_deref(),
                 charset_types: &settings.charset_types,
+                vary_accept_encoding: gzip.vary,
             };
             response::write_client_head(
                 &head,
@@ -450,8 +494,14 @@ impl Connection {
             );
             let mode = match framing {
                 ClientFraming::AsReceived => RelayMode::Rechunk,
-                ClientFraming::Dechunked => RelayMode::Dechunk,
+                // The compressor takes the data alone.
+                ClientFraming::Dechunked | ClientFraming::Compressed => RelayMode::Dechunk,
             };
+            if gzip.compress && state.request.method != Method::Head {
+                let chunked = state.request.version == Version::Http11;
+                state.gzip = Some(ctx.gzip_streams.take(settings.gzip.level, chunked));
+                trace!("#{} compressing the response (gzip)", ctx.slot);
+            }
             state.log.status = head.status;
             state.log.upstream_status = head.status;
             state.log.head_received = state.mark(ctx.now_ms);
@@ -464,5 +514,36 @@ impl Connection {
             break;
         }
         Ok(progress)
+    }
+}
+
+/// `gzip`: moves the body data the relay has decoded through the
+/// compressor, for as long as the compressor has room. The data leaves the
+/// response ring as it is compressed, so the ring's back-pressure holds.
+pub(super) fn compress_body(exchange: &mut Exchange) {
+    let Exchange { buffers, state } = exchange;
+    let state = &mut **state;
+    let (Some(stream), ResponseState::Body { relay, .. }) = (&mut state.gzip, &mut state.response)
+    else {
+        return;
+    };
+    let last = if relay.fully_received() {
+        InputEnd::BodyEnd
+    } else {
+        InputEnd::Dry
+    };
+    let mut scratch = [0u8; FRAMING_SCRATCH];
+    let (first, second) = relay.output(&buffers.response, &mut scratch).data;
+    let first_end = if second.is_empty() {
+        last
+    } else {
+        InputEnd::MoreNow
+    };
+    let mut taken = stream.compress(first, first_end);
+    if taken == first.len() && !second.is_empty() {
+        taken += stream.compress(second, last);
+    }
+    if taken > 0 {
+        relay.written(taken, &mut buffers.response);
     }
 }

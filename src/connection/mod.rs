@@ -99,6 +99,8 @@ pub struct Context<'a> {
     pub spare_states: &'a mut Vec<Box<ExchangeState>>,
     /// The worker's password cache and thread (`auth_basic`).
     pub passwords: &'a mut crate::auth::checker::PasswordChecks,
+    /// Compressors of finished responses (`gzip`).
+    pub gzip_streams: &'a mut crate::http::gzip::GzipPool,
 }
 
 impl Context<'_> {
@@ -122,7 +124,10 @@ impl Context<'_> {
         self.spare_state(state);
     }
 
-    fn spare_state(&mut self, state: Box<ExchangeState>) {
+    fn spare_state(&mut self, mut state: Box<ExchangeState>) {
+        if let Some(stream) = state.gzip.take() {
+            self.gzip_streams.give_back(stream);
+        }
         if self.spare_states.len() < self.spare_states.capacity() {
             self.spare_states.push(state);
         }
@@ -410,7 +415,13 @@ impl Connection {
         let buffers = &exchange.buffers;
         let (response_received, body_ready) = match &exchange.response {
             ResponseState::AwaitingHead => (false, false),
-            ResponseState::Body { relay, .. } => (relay.fully_received(), relay.has_output()),
+            ResponseState::Body { relay, .. } => (
+                relay.fully_received(),
+                match &exchange.gzip {
+                    Some(stream) => !stream.output().is_empty(),
+                    None => relay.has_output(),
+                },
+            ),
             ResponseState::Local | ResponseState::Switching => (true, false),
             ResponseState::File { remaining, .. } => {
                 (true, *remaining > 0 || !buffers.response.is_empty())

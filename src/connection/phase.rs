@@ -231,6 +231,10 @@ pub struct ExchangeState {
     /// page (nginx's `recursive_error_pages off`).
     pub error_page_sent: bool,
     pub log: ExchangeLog,
+    /// `gzip`: what the request said (`http::gzip::facts`; 0 when off).
+    pub gzip_facts: u8,
+    /// `gzip`: the compressor of this response, from the pool.
+    pub gzip: Option<Box<crate::http::gzip::GzipStream>>,
 }
 
 impl ExchangeState {

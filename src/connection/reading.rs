@@ -304,7 +304,7 @@ impl Connection {
         let mut server_done = false;
         let mut staying = false;
         let mut password_check: Option<Box<PendingCheck>>;
-        let (location, target, always_headers_end, browsers) = loop {
+        let (location, target, always_headers_end, browsers, gzip_facts) = loop {
             password_check = None;
             let reached_by_name = named.is_some();
             let mut location = named
@@ -403,7 +403,13 @@ impl Connection {
                 );
                 log_fields.clear();
                 extra_headers.clear();
-                break (None, Target::Page(ErrorResponse::InternalServerError), 0, 0);
+                break (
+                    None,
+                    Target::Page(ErrorResponse::InternalServerError),
+                    0,
+                    0,
+                    0,
+                );
             }
             // From here on, templates see what the scripts set and captured.
             view.script = crate::variables::ScriptValues {
@@ -665,7 +671,19 @@ impl Connection {
                 // written with the file (`expires modified` needs its time).
                 write_expires(settings.files.expires, ctx.wall_clock, extra_headers);
             }
-            break (location, target, conditional, settings.keepalive_disable);
+            // `gzip on`: what the request says, for the response's turn.
+            let gzip_facts = crate::http::gzip::request_facts(
+                &settings.gzip,
+                head.headers,
+                head.version == Version::Http10,
+            );
+            break (
+                location,
+                target,
+                conditional,
+                settings.keepalive_disable,
+                gzip_facts,
+            );
         };
         let parsed = ParsedRequest {
             summary: RequestSummary {
@@ -681,6 +699,7 @@ impl Connection {
             head_len: head.head_len,
             client,
             password_check,
+            gzip_facts,
         };
         let head_len = head.head_len;
         ring.consume(head_len);
@@ -729,6 +748,8 @@ impl Connection {
             always_headers_end: 0,
             error_page_sent: false,
             log: ExchangeLog::default(),
+            gzip_facts: 0,
+            gzip: None,
         };
         // A state box from an earlier exchange, written over: no allocation.
         let state = match ctx.spare_states.pop() {
@@ -757,6 +778,7 @@ impl Connection {
         exchange.log.request_length = parsed.head_len as u64;
         exchange.route = RouteRef::new(parsed.server, parsed.location);
         exchange.client = parsed.client;
+        exchange.gzip_facts = parsed.gzip_facts;
         let group = match parsed.target {
             Target::Upstream(group) => group,
             Target::Status => return self.answer_status(exchange, ctx),
@@ -825,6 +847,8 @@ pub(super) struct ParsedRequest {
     /// `auth_basic` with a hash for the password thread: checked before the
     /// request goes on (`authenticating.rs`).
     password_check: Option<Box<PendingCheck>>,
+    /// `gzip`: what the request says (`http::gzip::facts`).
+    gzip_facts: u8,
 }
 
 /// Where a routed request goes.

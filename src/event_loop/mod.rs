@@ -101,6 +101,7 @@ macro_rules! context {
             connection_list: None,
             spare_states: &mut $loop.spare_states,
             passwords: &mut $loop.passwords,
+            gzip_streams: &mut $loop.gzip_streams,
         }
     };
 }
@@ -199,6 +200,8 @@ pub struct EventLoop {
     spare_states: Vec<Box<ExchangeState>>,
     /// `auth_basic`'s password cache and thread (started when first needed).
     passwords: crate::auth::checker::PasswordChecks,
+    /// Compressors kept between `gzip` responses.
+    gzip_streams: crate::http::gzip::GzipPool,
     /// Connections whose last write carried `MSG_MORE`, in this turn and in
     /// the one before: a connection gets one more turn for the rest of its
     /// response to arrive, then it is flushed (and always before the loop
@@ -302,6 +305,7 @@ impl EventLoop {
             date: HttpDate::default(),
             spare_states: Vec::with_capacity(max_buffer_sets),
             passwords: crate::auth::checker::PasswordChecks::default(),
+            gzip_streams: crate::http::gzip::GzipPool::default(),
             corked: Vec::with_capacity(1024),
             corked_before: Vec::with_capacity(1024),
             spin_until: None,

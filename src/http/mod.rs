@@ -10,6 +10,7 @@ pub mod date;
 pub mod error_page;
 mod field_rewrites;
 pub mod framing;
+pub mod gzip;
 pub mod headers;
 pub mod host;
 pub mod realip;

@@ -143,6 +143,9 @@ pub enum ClientFraming {
     /// Chunked from the upstream, but the client speaks HTTP/1.0: only the
     /// chunk data is sent and the end is marked by closing the connection.
     Dechunked,
+    /// Compressed (`gzip`): the length is not known ahead, so chunked to an
+    /// HTTP/1.1 client and close-delimited to an HTTP/1.0 one.
+    Compressed,
 }
 
 /// Decides how to frame `response` for the client and whether the client
@@ -150,14 +153,19 @@ pub enum ClientFraming {
 pub fn client_framing(
     response: &ResponseHead<'_, '_>,
     request: &RequestSummary,
+    compress: bool,
 ) -> (ClientFraming, bool) {
-    let dechunk = response.body == BodyKind::Chunked && request.version == Version::Http10;
-    let framing = if dechunk {
+    let http10 = request.version == Version::Http10;
+    let dechunk = response.body == BodyKind::Chunked && http10;
+    let framing = if compress {
+        ClientFraming::Compressed
+    } else if dechunk {
         ClientFraming::Dechunked
     } else {
         ClientFraming::AsReceived
     };
-    let delimited_by_close = dechunk || response.body == BodyKind::UntilClose;
+    let delimited_by_close =
+        dechunk || response.body == BodyKind::UntilClose || (compress && http10);
     (
         framing,
         request.keep_alive && !delimited_by_close && !response.close_requested,
@@ -191,6 +199,8 @@ pub struct ExtraFields<'a> {
     /// without a charset gets this one.
     pub charset: Option<&'a str>,
     pub charset_types: &'a [String],
+    /// `gzip_vary`: `Vary: Accept-Encoding` is added.
+    pub vary_accept_encoding: bool,
 }
 
 /// nginx's proxy module hides `X-Pad` and the `X-Accel-…` fields (its own
@@ -256,8 +266,10 @@ pub fn write_client_head(
     // RFC 9110 §8.6: no Content-Length on 1xx and 204; a 304's (and a
     // HEAD response's) is the representation's and passes as sent.
     let length_allowed = response.status >= 200 && response.status != 204;
-    // Ferry writes its own Content-Length for a body it frames.
-    let drop_length = response.body != BodyKind::Empty || !length_allowed;
+    // Ferry writes its own Content-Length for a body it frames; a body it
+    // compresses has none, nor ranges, and its ETag is weak.
+    let compressed = framing == ClientFraming::Compressed;
+    let drop_length = response.body != BodyKind::Empty || !length_allowed || compressed;
     let hop_by_hop = headers::HopByHop::new(response.headers, response.connection_names_others);
     // Fields some location rules rewrite: one test per field when none do.
     let rewrites_fields = !extra.redirects.is_empty()
@@ -280,6 +292,20 @@ pub fn write_client_head(
         if rewrites_fields && kind == Field::Other && rewritten(out, header, extra) {
             continue;
         }
+        if compressed && kind == Field::Other {
+            if header.name.eq_ignore_ascii_case("accept-ranges") {
+                continue;
+            }
+            if header.name.eq_ignore_ascii_case("etag") {
+                if let Some((prefix, value)) = super::gzip::weak_etag(header.value) {
+                    out.extend_from_slice(b"ETag: ");
+                    out.extend_from_slice(prefix);
+                    out.extend_from_slice(value);
+                    out.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+        }
         headers::write_field(out, header.name, header.value);
     }
     let date_relayed = response.has_date
@@ -293,6 +319,12 @@ pub fn write_client_head(
         out.extend_from_slice(b"\r\n");
     }
     match (response.body, framing) {
+        (_, ClientFraming::Compressed) => {
+            out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+            if request.version == Version::Http11 && request.method != Method::Head {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+        }
         (BodyKind::Length(n), _) => {
             out.extend_from_slice(b"Content-Length: ");
             headers::push_decimal(out, n);
@@ -313,6 +345,9 @@ pub fn write_client_head(
         }
         out.extend_from_slice(b"Connection: upgrade\r\n\r\n");
         return;
+    }
+    if extra.vary_accept_encoding {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
     }
     out.extend_from_slice(extra.add);
     match (keep_alive, request.version) {
@@ -341,7 +376,7 @@ mod tests {
     fn head(bytes: &[u8], req: RequestSummary) -> Result<(BodyKind, bool, String), ResponseError> {
         let mut headers = crate::http::header_slots();
         let response = parse(bytes, &mut headers, &req, 8192)?.expect("complete");
-        let (framing, keep) = client_framing(&response, &req);
+        let (framing, keep) = client_framing(&response, &req, false);
         let mut out = Vec::new();
         write_client_head(
             &response,

@@ -51,12 +51,14 @@ fn satisfy(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigErr
     s.satisfy_any = Some(match d.args[0].as_str() {
         "all" => false,
         "any" => true,
-        other => return Err(ConfigError::at(
-            format!(
+        other => {
+            return Err(ConfigError::at(
+                format!(
                 "invalid value \"{other}\" in \"satisfy\" directive, it must be \"all\" or \"any\""
             ),
-            d.location(),
-        )),
+                d.location(),
+            ))
+        }
     });
     Ok(())
 }

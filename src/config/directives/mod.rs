@@ -40,6 +40,7 @@ mod auth;
 mod charset;
 mod core;
 mod error_pages;
+mod gzip;
 mod headers;
 mod http;
 mod listen;
@@ -201,6 +202,7 @@ const MODULES: &[(&str, &[Spec])] = &[
     ("charset", charset::DIRECTIVES),
     ("realip", realip::DIRECTIVES),
     ("auth", auth::DIRECTIVES),
+    ("gzip", gzip::DIRECTIVES),
 ];
 
 fn find_spec(name: &str) -> Option<&'static Spec> {
@@ -321,6 +323,7 @@ pub(super) struct Inherited {
     auth_realm: Option<Option<Template>>,
     auth_user_file: Option<std::path::PathBuf>,
     satisfy_any: Option<bool>,
+    gzip: gzip::GzipLines,
     set_body: Option<Template>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
@@ -391,6 +394,7 @@ impl Inherited {
             auth_realm: self.auth_realm.or_else(|| outer.auth_realm.clone()),
             auth_user_file: self.auth_user_file.or_else(|| outer.auth_user_file.clone()),
             satisfy_any: self.satisfy_any.or(outer.satisfy_any),
+            gzip: self.gzip.inherit(&outer.gzip),
             set_body: self.set_body.or_else(|| outer.set_body.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
@@ -494,6 +498,7 @@ impl Inherited {
         if let Some(any) = self.satisfy_any {
             settings.satisfy_any = any;
         }
+        self.gzip.apply(&mut settings.gzip);
         // As nginx: a `proxy_set_body` wins over `proxy_pass_request_body`.
         settings.upstream_body = match (&self.set_body, self.pass_request_body) {
             (Some(body), _) => crate::config::UpstreamBody::Set(body.clone()),

@@ -1,0 +1,870 @@
+//! Compression (ngx_http_gzip_module, with the `gzip_*` lines nginx keeps
+//! in its core module): which responses are compressed, and the body
+//! filter that compresses them as they flow.
+//!
+//! The decision has two halves. When the request arrives (and only if the
+//! location has `gzip on`), [`request_facts`] notes what nginx's
+//! `ngx_http_gzip_ok` reads from the request: an `Accept-Encoding` that
+//! takes gzip, the HTTP version, `gzip_disable`, and for `gzip_proxied`
+//! whether `Via` and `Authorization` came. When the response head arrives,
+//! [`decide`] adds the response's side: status 200/403/404, no
+//! `Content-Encoding` of its own, a length of at least `gzip_min_length`,
+//! a type in `gzip_types`, a body at all, and `gzip_proxied`'s reading of
+//! `Expires`, `Cache-Control`, `Last-Modified` and `ETag`.
+//!
+//! The body filter, [`GzipStream`], is sans-IO: body data in, a gzip stream
+//! out, already framed for the client (chunks for HTTP/1.1, bare for 1.0).
+//! It writes into its own bounded buffer only once the previous output has
+//! gone to the client, so a slow client stops the compression, which stops
+//! the reading of the upstream: memory stays bounded whatever the body's
+//! size. When the input runs dry before the body ends, it flushes (a sync
+//! flush), so a client sees what the upstream has sent so far. Streams are
+//! pooled by the event loop: an idle connection holds none.
+
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+
+use super::headers;
+
+/// `gzip_proxied` values, as flags.
+pub mod proxied {
+    pub const OFF: u16 = 0x0002;
+    pub const EXPIRED: u16 = 0x0004;
+    pub const NO_CACHE: u16 = 0x0008;
+    pub const NO_STORE: u16 = 0x0010;
+    pub const PRIVATE: u16 = 0x0020;
+    pub const NO_LAST_MODIFIED: u16 = 0x0040;
+    pub const NO_ETAG: u16 = 0x0080;
+    pub const AUTH: u16 = 0x0100;
+    pub const ANY: u16 = 0x0200;
+}
+
+/// The `gzip*` lines in force for a location.
+#[derive(Clone, Debug)]
+pub struct GzipSettings {
+    /// `gzip on`.
+    pub on: bool,
+    /// `gzip_comp_level` (1-9).
+    pub level: u32,
+    /// `gzip_types`, lowercase; `text/html` always; `*` for any.
+    pub types: Vec<String>,
+    /// `gzip_min_length`: a declared length under this is sent as it is.
+    pub min_length: u64,
+    /// `gzip_proxied` flags.
+    pub proxied: u16,
+    /// `gzip_vary on`: `Vary: Accept-Encoding` on responses gzip considered.
+    pub vary: bool,
+    /// `gzip_http_version 1.0`: HTTP/1.0 clients too (close-delimited).
+    pub http10: bool,
+    /// `gzip_disable msie6`.
+    pub disable_msie6: bool,
+    /// `gzip_disable REGEX…`, matched against `User-Agent` ignoring case.
+    pub disable: Vec<regex_lite::Regex>,
+}
+
+impl Default for GzipSettings {
+    fn default() -> Self {
+        GzipSettings {
+            on: false,
+            level: 1,
+            types: vec!["text/html".to_string()],
+            min_length: 20,
+            proxied: proxied::OFF,
+            vary: false,
+            http10: false,
+            disable_msie6: false,
+            disable: Vec::new(),
+        }
+    }
+}
+
+impl PartialEq for GzipSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.on == other.on
+            && self.level == other.level
+            && self.types == other.types
+            && self.min_length == other.min_length
+            && self.proxied == other.proxied
+            && self.vary == other.vary
+            && self.http10 == other.http10
+            && self.disable_msie6 == other.disable_msie6
+            && self.disable.len() == other.disable.len()
+            && self
+                .disable
+                .iter()
+                .zip(&other.disable)
+                .all(|(a, b)| a.as_str() == b.as_str())
+    }
+}
+
+impl Eq for GzipSettings {}
+
+/// What the request says, as flags (0 when gzip is off).
+pub mod facts {
+    /// The client takes gzip, and neither its version nor its browser
+    /// rules it out.
+    pub const ACCEPTS: u8 = 1;
+    /// The request came through a proxy (`Via`).
+    pub const VIA: u8 = 2;
+    /// It has `Authorization`.
+    pub const AUTHORIZATION: u8 = 4;
+    /// `gzip on` applies: the response may get `Vary`.
+    pub const ON: u8 = 8;
+}
+
+/// The request's half of the decision (nginx's `ngx_http_gzip_ok`, up to
+/// the response fields).
+pub fn request_facts(
+    settings: &GzipSettings,
+    headers: &[httparse::Header<'_>],
+    http10: bool,
+) -> u8 {
+    if !settings.on {
+        return 0;
+    }
+    let field = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    let mut found = facts::ON;
+    if field("via").is_some() {
+        found |= facts::VIA;
+    }
+    if field("authorization").is_some() {
+        found |= facts::AUTHORIZATION;
+    }
+    let accepts =
+        field("accept-encoding").is_some_and(accepts_gzip) && (!http10 || settings.http10) && {
+            let agent = field("user-agent");
+            let msie6 = settings.disable_msie6
+                && agent.is_some_and(|ua| super::browsers::detect(ua) == super::browsers::MSIE6);
+            let disabled = !settings.disable.is_empty()
+                && agent.is_some_and(|ua| {
+                    let ua = String::from_utf8_lossy(ua);
+                    settings.disable.iter().any(|re| re.is_match(&ua))
+                });
+            !msie6 && !disabled
+        };
+    if accepts {
+        found |= facts::ACCEPTS;
+    }
+    found
+}
+
+/// Whether an `Accept-Encoding` value takes gzip, read as nginx reads it:
+/// the first `gzip` token (at the start or after `,` or space), then an
+/// optional `;q=` whose value must not be 0.
+pub fn accepts_gzip(value: &[u8]) -> bool {
+    if value.len() < 4 {
+        return false;
+    }
+    if value.starts_with(b"gzip,") {
+        return true;
+    }
+    let mut start = 0;
+    let at = loop {
+        let Some(found) = value.get(start..).and_then(|rest| {
+            rest.windows(4)
+                .position(|w| w.eq_ignore_ascii_case(b"gzip"))
+        }) else {
+            return false;
+        };
+        let at = start + found;
+        if at == 0 || matches!(value.get(at - 1), Some(b',' | b' ')) {
+            break at;
+        }
+        start = at + 4;
+    };
+    let mut rest = value.get(at + 4..).unwrap_or_default().iter();
+    loop {
+        match rest.next() {
+            None | Some(b',') => return true,
+            Some(b';') => break,
+            Some(b' ') => continue,
+            Some(_) => return false,
+        }
+    }
+    loop {
+        match rest.next() {
+            None => return true,
+            Some(b'q' | b'Q') => break,
+            Some(b' ') => continue,
+            Some(_) => return false,
+        }
+    }
+    let rest = rest.as_slice();
+    match rest.split_first() {
+        Some((b'=', q)) if !q.is_empty() => quantity(q) > 0,
+        _ => false,
+    }
+}
+
+/// nginx's `ngx_http_gzip_quantity`: `q` times 100, 0 when invalid.
+fn quantity(text: &[u8]) -> u32 {
+    let mut bytes = text.iter();
+    let q = match bytes.next() {
+        Some(b'0') => 0,
+        Some(b'1') => 100,
+        _ => return 0,
+    };
+    match bytes.next() {
+        None | Some(b',' | b' ') => return q,
+        Some(b'.') => {}
+        Some(_) => return 0,
+    }
+    let mut q = q;
+    let mut digits = 0;
+    for &c in bytes {
+        match c {
+            b',' | b' ' => break,
+            b'0'..=b'9' => {
+                // nginx adds each digit as it is (so "0.5" reads as 5).
+                q += u32::from(c - b'0');
+                digits += 1;
+            }
+            _ => return 0,
+        }
+    }
+    if q > 100 || digits > 3 {
+        0
+    } else {
+        q
+    }
+}
+
+/// The response fields the decision reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponseFacts<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a [u8]>,
+    pub content_encoding: bool,
+    /// `None`: the length is not known in advance.
+    pub content_length: Option<u64>,
+    /// HEAD, 204, 304: no body goes out.
+    pub header_only: bool,
+    pub expires: Option<&'a [u8]>,
+    pub date: Option<&'a [u8]>,
+    pub cache_control: Option<&'a [u8]>,
+    pub last_modified: bool,
+    pub etag: bool,
+}
+
+impl<'a> ResponseFacts<'a> {
+    /// The facts of an upstream's head.
+    pub fn of_head(
+        status: u16,
+        fields: &'a [httparse::Header<'a>],
+        content_length: Option<u64>,
+        header_only: bool,
+    ) -> ResponseFacts<'a> {
+        let mut facts = ResponseFacts {
+            status,
+            content_length,
+            header_only,
+            ..ResponseFacts::default()
+        };
+        for field in fields {
+            let name = field.name;
+            let value = headers::trim_ows(field.value);
+            if name.eq_ignore_ascii_case("content-type") {
+                facts.content_type.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("content-encoding") {
+                facts.content_encoding |= !value.is_empty();
+            } else if name.eq_ignore_ascii_case("expires") {
+                facts.expires.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("date") {
+                facts.date.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("cache-control") {
+                facts.cache_control.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("last-modified") {
+                facts.last_modified = true;
+            } else if name.eq_ignore_ascii_case("etag") {
+                facts.etag = true;
+            }
+        }
+        facts
+    }
+}
+
+/// What gzip does to one response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Add `Vary: Accept-Encoding` (`gzip_vary on`).
+    pub vary: bool,
+    /// Compress the body.
+    pub compress: bool,
+}
+
+/// The response's half of the decision; `now` (Unix seconds) stands in for
+/// a missing `Date` when `gzip_proxied expired` compares `Expires`.
+pub fn decide(
+    settings: &GzipSettings,
+    request: u8,
+    response: &ResponseFacts<'_>,
+    now: i64,
+) -> Decision {
+    if request & facts::ON == 0
+        || !matches!(response.status, 200 | 403 | 404)
+        || response.content_encoding
+        || response
+            .content_length
+            .is_some_and(|length| length < settings.min_length)
+        || !type_listed(settings, response.content_type)
+        || response.header_only
+    {
+        return Decision::default();
+    }
+    let vary = settings.vary;
+    let compress = request & facts::ACCEPTS != 0 && proxied_ok(settings, request, response, now);
+    Decision { vary, compress }
+}
+
+fn type_listed(settings: &GzipSettings, content_type: Option<&[u8]>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let end = content_type
+        .iter()
+        .position(|b| *b == b';' || *b == b' ')
+        .unwrap_or(content_type.len());
+    let media = content_type.get(..end).unwrap_or_default();
+    settings
+        .types
+        .iter()
+        .any(|t| t == "*" || t.as_bytes().eq_ignore_ascii_case(media))
+}
+
+/// `gzip_proxied`, for requests that came through a proxy.
+fn proxied_ok(
+    settings: &GzipSettings,
+    request: u8,
+    response: &ResponseFacts<'_>,
+    now: i64,
+) -> bool {
+    use proxied::*;
+    let p = settings.proxied;
+    if request & facts::VIA == 0 {
+        return true;
+    }
+    if p & OFF != 0 {
+        return false;
+    }
+    if p & ANY != 0 || (request & facts::AUTHORIZATION != 0 && p & AUTH != 0) {
+        return true;
+    }
+    let date = |field: Option<&[u8]>| field.and_then(crate::files::conditional::parse_http_date);
+    if let Some(expires) = response.expires {
+        if p & EXPIRED == 0 {
+            return false;
+        }
+        let Some(expires) = date(Some(expires)) else {
+            return false;
+        };
+        let now = match response.date {
+            Some(field) => match date(Some(field)) {
+                Some(date) => date,
+                None => return false,
+            },
+            None => now,
+        };
+        return expires < now;
+    }
+    if let Some(cache_control) = response.cache_control {
+        let has = |directive: &[u8]| {
+            cache_control.split(|b| *b == b',').any(|part| {
+                let name = headers::trim_ows(part);
+                let name = name.split(|b| *b == b'=').next().unwrap_or_default();
+                name.eq_ignore_ascii_case(directive)
+            })
+        };
+        return (p & NO_CACHE != 0 && has(b"no-cache"))
+            || (p & NO_STORE != 0 && has(b"no-store"))
+            || (p & PRIVATE != 0 && has(b"private"));
+    }
+    !(p & NO_LAST_MODIFIED != 0 && response.last_modified || p & NO_ETAG != 0 && response.etag)
+}
+
+/// The ETag of a compressed response: a strong one becomes weak (the bytes
+/// differ from the uncompressed representation's), a weak one stays, a
+/// malformed one is dropped (nginx's `ngx_http_weak_etag`).
+pub fn weak_etag(value: &[u8]) -> Option<(&'static [u8], &[u8])> {
+    let value = headers::trim_ows(value);
+    if value.starts_with(b"W/") {
+        Some((b"", value))
+    } else if value.starts_with(b"\"") {
+        Some((b"W/", value))
+    } else {
+        None
+    }
+}
+
+/// The gzip header (RFC 1952): deflate, no name, no time, Unix (nginx's).
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+/// Compressed bytes per chunk, at most (the header and trailer aside).
+const CHUNK: usize = 16 * 1024;
+/// Room kept for `{size:x}\r\n` in front of a chunk: sizes stay under
+/// 0x10000, four hex digits.
+const SIZE_LINE: usize = 6;
+
+/// What follows the input given to [`GzipStream::compress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputEnd {
+    /// More body data, right now (the second half of a wrapped ring).
+    MoreNow,
+    /// Nothing more for now: what was compressed is flushed out, so the
+    /// client sees what the upstream sent so far.
+    Dry,
+    /// The end of the body: the stream is finished.
+    BodyEnd,
+}
+
+/// The gzip body filter for one response.
+pub struct GzipStream {
+    compress: Compress,
+    level: u32,
+    crc: Crc,
+    /// The chunk being built (`SIZE_LINE` reserved bytes, then data) or,
+    /// once sealed, the framed bytes to write from `sent` on.
+    out: Vec<u8>,
+    sealed: bool,
+    sent: usize,
+    /// Chunked framing (HTTP/1.1), else bare bytes (HTTP/1.0, close).
+    chunked: bool,
+    header_written: bool,
+    /// Input taken since the last completed flush.
+    unflushed: bool,
+    finished: bool,
+    /// Body bytes taken and gzip bytes produced (for "bytes saved").
+    pub taken: u64,
+    pub produced: u64,
+}
+
+impl GzipStream {
+    pub fn new(level: u32) -> Box<GzipStream> {
+        Box::new(GzipStream {
+            compress: Compress::new(Compression::new(level), false),
+            level,
+            crc: Crc::new(),
+            out: Vec::with_capacity(SIZE_LINE + HEADER.len() + CHUNK + 8 + 2 + 5),
+            sealed: false,
+            sent: 0,
+            chunked: true,
+            header_written: false,
+            unflushed: false,
+            finished: false,
+            taken: 0,
+            produced: 0,
+        })
+    }
+
+    /// Ready for a new response (a pooled stream keeps its memory).
+    pub fn start(&mut self, chunked: bool) {
+        self.compress.reset();
+        self.crc.reset();
+        self.out.clear();
+        self.sealed = false;
+        self.sent = 0;
+        self.chunked = chunked;
+        self.header_written = false;
+        self.unflushed = false;
+        self.finished = false;
+        self.taken = 0;
+        self.produced = 0;
+    }
+
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Framed bytes waiting for the client.
+    pub fn output(&self) -> &[u8] {
+        if self.sealed {
+            self.out.get(self.sent..).unwrap_or_default()
+        } else {
+            &[]
+        }
+    }
+
+    /// `n` bytes of [`GzipStream::output`] were written.
+    pub fn written(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.out.len());
+        if self.sealed && self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+            self.sealed = false;
+        }
+    }
+
+    /// The whole stream, last chunk included, was produced and written.
+    pub fn is_done(&self) -> bool {
+        self.finished && !self.sealed
+    }
+
+    /// Compresses body data from `input` while its chunk has room; returns
+    /// how many bytes it took. Once all of `input` is taken, `end` says what
+    /// comes next (see [`InputEnd`]). Output waits in a sealed chunk until
+    /// it is written; nothing is taken meanwhile.
+    pub fn compress(&mut self, input: &[u8], end: InputEnd) -> usize {
+        let mut taken = 0;
+        while !self.finished && !self.sealed {
+            let rest = input.get(taken..).unwrap_or_default();
+            let flush = match end {
+                _ if !rest.is_empty() => FlushCompress::None,
+                InputEnd::BodyEnd => FlushCompress::Finish,
+                InputEnd::Dry if self.unflushed => FlushCompress::Sync,
+                InputEnd::Dry | InputEnd::MoreNow => break,
+            };
+            let (used, room_left, status) = self.deflate(rest, flush);
+            self.crc.update(rest.get(..used).unwrap_or_default());
+            self.taken += used as u64;
+            taken += used;
+            self.unflushed |= used > 0;
+            if status == Status::StreamEnd {
+                self.end_stream();
+            } else if !room_left {
+                // Full: out it goes; a flush in progress resumes after.
+                self.seal();
+            } else if flush == FlushCompress::Sync {
+                // A sync flush that fit is complete.
+                self.unflushed = false;
+                self.seal();
+            } else if used == 0 {
+                break;
+            }
+        }
+        taken
+    }
+
+    /// One deflate call into the chunk being built; returns the input
+    /// used and whether the chunk still has room.
+    fn deflate(&mut self, input: &[u8], flush: FlushCompress) -> (usize, bool, Status) {
+        if self.out.is_empty() {
+            self.out.resize(SIZE_LINE, 0);
+            if !self.header_written {
+                self.out.extend_from_slice(&HEADER);
+                self.produced += HEADER.len() as u64;
+                self.header_written = true;
+            }
+        }
+        let start = self.out.len();
+        let end = SIZE_LINE + HEADER.len() + CHUNK;
+        let room = end.saturating_sub(start);
+        self.out.resize(start + room, 0);
+        let (before_in, before_out) = (self.compress.total_in(), self.compress.total_out());
+        let status = match self.out.get_mut(start..) {
+            Some(space) => self
+                .compress
+                .compress(input, space, flush)
+                .unwrap_or(Status::BufError),
+            None => Status::BufError,
+        };
+        let produced = usize::try_from(self.compress.total_out() - before_out).unwrap_or(0);
+        let used = usize::try_from(self.compress.total_in() - before_in).unwrap_or(0);
+        self.out.truncate(start + produced);
+        self.produced += produced as u64;
+        (used, produced < room, status)
+    }
+
+    /// Frames the chunk built so far: its size line in front (the data
+    /// moved left when the line is shorter than its room) and CRLF after;
+    /// bare output just drops the room. A chunk with no data is dropped.
+    fn seal(&mut self) {
+        let data = self.out.len().saturating_sub(SIZE_LINE);
+        if data == 0 {
+            self.out.clear();
+            return;
+        }
+        let line_len = if self.chunked {
+            let digits = (usize::BITS - data.leading_zeros()).div_ceil(4).max(1) as usize;
+            digits + 2
+        } else {
+            0
+        };
+        self.out.copy_within(SIZE_LINE.., line_len);
+        self.out.truncate(line_len + data);
+        if self.chunked {
+            let mut rest = data;
+            for at in (0..line_len - 2).rev() {
+                if let Some(slot) = self.out.get_mut(at) {
+                    *slot = b"0123456789abcdef"[rest & 0xf];
+                }
+                rest >>= 4;
+            }
+            if let Some(crlf) = self.out.get_mut(line_len - 2..line_len) {
+                crlf.copy_from_slice(b"\r\n");
+            }
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.sealed = true;
+        self.sent = 0;
+    }
+
+    /// After the last deflate block: the trailer (CRC-32 and length, little
+    /// endian) and, chunked, the last chunk.
+    fn end_stream(&mut self) {
+        if self.out.is_empty() {
+            self.out.resize(SIZE_LINE, 0);
+        }
+        self.out.extend_from_slice(&self.crc.sum().to_le_bytes());
+        self.out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        self.produced += 8;
+        self.seal();
+        if self.chunked {
+            self.out.extend_from_slice(b"0\r\n\r\n");
+        }
+        self.finished = true;
+    }
+}
+
+/// Streams of finished responses, kept for the next ones: a deflate state
+/// is some 300 KiB, so only a few stay, and no idle connection holds one.
+#[derive(Default)]
+pub struct GzipPool {
+    /// Boxed as exchanges hold them, so handing one over moves a pointer.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<GzipStream>>,
+}
+
+impl GzipPool {
+    /// Streams kept idle, at most.
+    const KEEP: usize = 8;
+
+    /// A stream for a response at `level`, reset.
+    pub fn take(&mut self, level: u32, chunked: bool) -> Box<GzipStream> {
+        let mut stream = match self.idle.iter().position(|s| s.level() == level) {
+            Some(at) => self.idle.swap_remove(at),
+            None => GzipStream::new(level),
+        };
+        stream.start(chunked);
+        stream
+    }
+
+    pub fn give_back(&mut self, stream: Box<GzipStream>) {
+        if self.idle.len() < Self::KEEP {
+            self.idle.push(stream);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_is_read_as_nginx_reads_it() {
+        for yes in [
+            "gzip",
+            "gzip, deflate, br",
+            "gzip,deflate",
+            "deflate, gzip",
+            "br;q=1.0, gzip;q=0.8, *;q=0.1",
+            "GZIP",
+            "deflate,gzip;q=1",
+            "gzip ;q=0.5",
+            "gzip; q=0.001",
+        ] {
+            assert!(accepts_gzip(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "",
+            "gz",
+            "deflate",
+            "x-gzip",
+            "gzip;q=0",
+            "gzip;q=0.000",
+            "gzip;q=1.5",
+            "gzipx",
+            "gzip;level=1",
+            "gzip;q=",
+            "identity",
+        ] {
+            assert!(!accepts_gzip(no.as_bytes()), "{no}");
+        }
+    }
+
+    fn settings() -> GzipSettings {
+        GzipSettings {
+            on: true,
+            types: vec!["text/html".into(), "application/json".into()],
+            ..GzipSettings::default()
+        }
+    }
+
+    fn response(status: u16) -> ResponseFacts<'static> {
+        ResponseFacts {
+            status,
+            content_type: Some(b"text/html; charset=utf-8"),
+            ..ResponseFacts::default()
+        }
+    }
+
+    #[test]
+    fn responses_are_chosen_as_nginx_chooses_them() {
+        let s = settings();
+        let yes = facts::ON | facts::ACCEPTS;
+        assert!(decide(&s, yes, &response(200), 0).compress);
+        assert!(decide(&s, yes, &response(404), 0).compress);
+        assert!(!decide(&s, yes, &response(500), 0).compress);
+        assert!(!decide(&s, yes, &response(206), 0).compress);
+        assert!(!decide(&s, facts::ON, &response(200), 0).compress);
+        let short = ResponseFacts {
+            content_length: Some(19),
+            ..response(200)
+        };
+        assert!(!decide(&s, yes, &short, 0).compress);
+        let encoded = ResponseFacts {
+            content_encoding: true,
+            ..response(200)
+        };
+        assert!(!decide(&s, yes, &encoded, 0).compress);
+        let image = ResponseFacts {
+            content_type: Some(b"image/png"),
+            ..response(200)
+        };
+        assert!(!decide(&s, yes, &image, 0).compress);
+        let head = ResponseFacts {
+            header_only: true,
+            ..response(200)
+        };
+        assert!(!decide(&s, yes, &head, 0).compress);
+        // Vary comes with gzip_vary whether or not the client takes gzip.
+        let vary = GzipSettings {
+            vary: true,
+            ..settings()
+        };
+        assert_eq!(
+            decide(&vary, facts::ON, &response(200), 0),
+            Decision {
+                vary: true,
+                compress: false
+            }
+        );
+    }
+
+    #[test]
+    fn gzip_proxied_reads_the_response_as_nginx_does() {
+        let via = facts::ON | facts::ACCEPTS | facts::VIA;
+        let with = |proxied: u16| GzipSettings {
+            proxied,
+            ..settings()
+        };
+        assert!(!decide(&with(proxied::OFF), via, &response(200), 0).compress);
+        assert!(decide(&with(proxied::ANY), via, &response(200), 0).compress);
+        let private = ResponseFacts {
+            cache_control: Some(b"max-age=0, private"),
+            ..response(200)
+        };
+        assert!(decide(&with(proxied::PRIVATE), via, &private, 0).compress);
+        assert!(!decide(&with(proxied::NO_CACHE), via, &private, 0).compress);
+        let expired = ResponseFacts {
+            expires: Some(b"Thu, 01 Jan 1970 00:00:00 GMT"),
+            date: Some(b"Sun, 29 Nov 2026 12:00:00 GMT"),
+            ..response(200)
+        };
+        assert!(decide(&with(proxied::EXPIRED), via, &expired, 0).compress);
+        assert!(!decide(&with(proxied::NO_ETAG), via, &expired, 0).compress);
+        let tagged = ResponseFacts {
+            etag: true,
+            ..response(200)
+        };
+        assert!(!decide(&with(proxied::NO_ETAG), via, &tagged, 0).compress);
+        assert!(decide(&with(proxied::NO_LAST_MODIFIED), via, &tagged, 0).compress);
+        let auth = via | facts::AUTHORIZATION;
+        assert!(decide(&with(proxied::AUTH), auth, &response(200), 0).compress);
+    }
+
+    /// Undoes the client framing: chunks (checked strictly) or bare.
+    fn unframe(bytes: &[u8], chunked: bool) -> Vec<u8> {
+        if !chunked {
+            return bytes.to_vec();
+        }
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                assert_eq!(rest, b"\r\n");
+                return out;
+            }
+            out.extend_from_slice(&rest[..size]);
+            assert_eq!(&rest[size..size + 2], b"\r\n");
+            rest = &rest[size + 2..];
+        }
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// Feeds `body` `step` bytes at a time, the client taking at most
+    /// `take` bytes per write; returns what the client got.
+    fn run(body: &[u8], step: usize, take: usize, chunked: bool) -> Vec<u8> {
+        let mut stream = GzipStream::new(6);
+        stream.start(chunked);
+        let mut sent = Vec::new();
+        let mut fed: usize = 0;
+        for _ in 0..1_000_000 {
+            let available = fed.saturating_add(step).min(body.len());
+            let end = if available == body.len() {
+                InputEnd::BodyEnd
+            } else {
+                InputEnd::Dry
+            };
+            fed += stream.compress(&body[fed..available], end);
+            let out = stream.output();
+            let n = out.len().min(take);
+            sent.extend_from_slice(&out[..n]);
+            stream.written(n);
+            if stream.is_done() {
+                return sent;
+            }
+        }
+        panic!("stuck after {} bytes", sent.len());
+    }
+
+    #[test]
+    fn any_split_gives_the_body_back() {
+        let mut body = Vec::new();
+        let mut seed = 7u32;
+        for i in 0..200_000u32 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            // Text with some repetition and some noise.
+            body.push(if i % 7 == 0 {
+                (seed >> 24) as u8
+            } else {
+                b"abcdefgh "[(i % 9) as usize]
+            });
+        }
+        for size in [0, 1, 20, 1000, 65_536, 200_000] {
+            let body = &body[..size];
+            for (step, take) in [
+                (usize::MAX, usize::MAX),
+                (1, 7),
+                (4096, 100),
+                (777, usize::MAX),
+            ] {
+                for chunked in [true, false] {
+                    let framed = run(body, step, take, chunked);
+                    let gz = unframe(&framed, chunked);
+                    assert_eq!(gunzip(&gz), body, "size {size} step {step} take {take}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn etags_weaken_as_nginx_weakens_them() {
+        assert_eq!(weak_etag(b"\"abc\""), Some((&b"W/"[..], &b"\"abc\""[..])));
+        assert_eq!(weak_etag(b"W/\"abc\""), Some((&b""[..], &b"W/\"abc\""[..])));
+        assert_eq!(weak_etag(b"abc"), None);
+    }
+}
