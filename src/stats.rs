@@ -70,6 +70,12 @@ pub struct WorkerStats {
     pub upstream_tls_handshakes: Counter,
     pub upstream_tls_resumed: Counter,
     pub upstream_tls_failures: Counter,
+    /// `gzip`: responses compressed, and their bytes before and after.
+    pub gzip_responses: Counter,
+    pub gzip_bytes_in: Counter,
+    pub gzip_bytes_out: Counter,
+    /// `auth_basic`: requests answered 401.
+    pub auth_failures: Counter,
     /// The servers of the configuration in force, replaced on reload.
     pub servers: Mutex<Vec<Arc<ServerStats>>>,
 }
@@ -168,6 +174,10 @@ pub struct Totals {
     pub upstream_tls_handshakes: u64,
     pub upstream_tls_resumed: u64,
     pub upstream_tls_failures: u64,
+    pub gzip_responses: u64,
+    pub gzip_bytes_in: u64,
+    pub gzip_bytes_out: u64,
+    pub auth_failures: u64,
 }
 
 impl Totals {
@@ -190,6 +200,10 @@ impl Totals {
             totals.upstream_tls_handshakes += worker.upstream_tls_handshakes.get();
             totals.upstream_tls_resumed += worker.upstream_tls_resumed.get();
             totals.upstream_tls_failures += worker.upstream_tls_failures.get();
+            totals.gzip_responses += worker.gzip_responses.get();
+            totals.gzip_bytes_in += worker.gzip_bytes_in.get();
+            totals.gzip_bytes_out += worker.gzip_bytes_out.get();
+            totals.auth_failures += worker.auth_failures.get();
         }
         totals
     }

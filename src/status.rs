@@ -203,6 +203,27 @@ pub fn write_prometheus(
         ),
     );
     metric(
+        "ferry_gzip_responses_total",
+        "counter",
+        "Responses compressed by gzip.",
+        &plain(t.gzip_responses),
+    );
+    metric(
+        "ferry_gzip_bytes_total",
+        "counter",
+        "Bytes of compressed responses before and after gzip (the difference is saved).",
+        &by(
+            "stage",
+            &[("in", t.gzip_bytes_in), ("out", t.gzip_bytes_out)],
+        ),
+    );
+    metric(
+        "ferry_auth_failures_total",
+        "counter",
+        "Requests auth_basic answered 401 (no, unknown or wrong credentials).",
+        &plain(t.auth_failures),
+    );
+    metric(
         "ferry_requests_total",
         "counter",
         "Client requests, counted from their first byte.",

@@ -42,6 +42,7 @@ fn site(dir: &Path, origin: SocketAddr) -> String {
            location /any/ {{ satisfy any; allow 127.0.0.1; deny all; }}\n\
            location /any-deny/ {{ satisfy any; deny all; }}\n\
            location /all-deny/ {{ deny all; }}\n\
+           location = /status {{ auth_basic off; stub_status; }}\n\
          }}\n",
         root = dir.display(),
         users = users.display(),
@@ -200,7 +201,7 @@ fn a_slow_hash_does_not_hold_up_other_clients() {
     };
     std::thread::sleep(Duration::from_millis(20));
     let mut slowest = Duration::ZERO;
-    let mut served = 0;
+    let mut served = 0u32;
     while !checking.is_finished() && started.elapsed() < Duration::from_secs(20) {
         let asked = Instant::now();
         let response = util::request(
@@ -223,4 +224,31 @@ fn a_slow_hash_does_not_hold_up_other_clients() {
     let asked = Instant::now();
     assert_eq!(util::request(addr, &raw).status, 200);
     assert!(asked.elapsed() < first_check / 4, "{:?}", asked.elapsed());
+}
+
+/// The Prometheus page counts the 401s `auth_basic` answered.
+#[test]
+fn the_status_page_counts_auth_failures() {
+    let dir = prepare("auth-basic-status");
+    let origin = Origin::standard();
+    let (ferry, _) = Ferry::start_config("auth-basic-status", &site(&dir, origin.addr));
+    for fields in [
+        String::new(),
+        basic("plain", "wrong"),
+        basic("plain", "secret"),
+    ] {
+        util::request(
+            ferry.addr,
+            &format!("GET /files/ HTTP/1.1\r\nHost: a\r\n{fields}Connection: close\r\n\r\n"),
+        );
+    }
+    let page = util::request(
+        ferry.addr,
+        "GET /status?format=prometheus HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .text();
+    assert!(
+        page.lines().any(|l| l == "ferry_auth_failures_total 2"),
+        "{page}"
+    );
 }

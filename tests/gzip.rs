@@ -104,6 +104,7 @@ fn site(origin: SocketAddr) -> String {
            location / {{ proxy_pass http://{origin}; }}\n\
            location /short/ {{ gzip_min_length 1k; proxy_pass http://{origin}/; }}\n\
            location /off/ {{ gzip off; proxy_pass http://{origin}/; }}\n\
+           location = /status {{ stub_status; }}\n\
          }}\n"
     )
 }
@@ -370,4 +371,41 @@ fn a_stalled_client_costs_bounded_memory_and_the_connection_goes_on() {
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
     assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+}
+
+/// The Prometheus page counts compressed responses and the bytes saved.
+#[test]
+fn the_status_page_counts_what_gzip_saved() {
+    let origin = origin();
+    let (ferry, _) = Ferry::start_config("gzip-status", &site(origin.addr));
+    let plain = ask(ferry.addr, "GET /65536/length/png HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n");
+    assert!(plain.summary.contains("encoding=None"));
+    let packed = ask(
+        ferry.addr,
+        &format!("GET /65536/length/html HTTP/1.1\r\nHost: a\r\n{GZIP}Connection: close\r\n\r\n"),
+    );
+    assert!(packed.summary.contains("encoding=Some(\"gzip\")"));
+    let sample = |page: &str, name: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = util::request(
+            ferry.addr,
+            "GET /status?format=prometheus HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .text();
+        let responses = sample(&page, "ferry_gzip_responses_total");
+        let bytes_in = sample(&page, "ferry_gzip_bytes_total{stage=\"in\"}");
+        let bytes_out = sample(&page, "ferry_gzip_bytes_total{stage=\"out\"}");
+        if responses == 1 {
+            assert_eq!(bytes_in, 65_536, "{page}");
+            assert!(bytes_out > 20 && bytes_out < bytes_in / 3, "{page}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

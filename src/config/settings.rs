@@ -191,6 +191,14 @@ impl AccessRule {
     }
 }
 
+impl Settings {
+    /// Whether nginx's ACCESS phase has anything to check here: allow/deny,
+    /// `limit_except` or `auth_basic` (one test for requests without any).
+    pub fn has_access_phase(&self) -> bool {
+        !self.access_rules.is_empty() || self.limit_except.is_some() || self.auth_realm.is_some()
+    }
+}
+
 /// The rule that decides for `client`: `Some(allow)`, or `None` when no
 /// rule matches (nginx's access module then declines).
 pub fn access_verdict(rules: &[AccessRule], client: std::net::IpAddr) -> Option<bool> {

@@ -28,7 +28,9 @@ impl Connection {
                 return self.upstream_body_invalid(exchange, None, e, ctx);
             }
         }
-        super::forwarding::compress_body(&mut exchange);
+        if exchange.gzip.is_some() {
+            super::forwarding::compress_body(&mut exchange);
+        }
         let filled = match self.fill_from_file(&mut exchange, ctx) {
             Ok(filled) => filled,
             Err(abort) => return self.abort(exchange, None, abort, ctx),

@@ -132,7 +132,9 @@ impl Connection {
                 return self.upstream_body_invalid(exchange, Some(upstream), e, ctx);
             }
         }
-        compress_body(&mut exchange);
+        if exchange.gzip.is_some() {
+            compress_body(&mut exchange);
+        }
         // Ring -> client again, now that the head or more body is in.
         match self.write_client(&mut exchange, ctx) {
             Ok(wrote) => progress |= wrote,

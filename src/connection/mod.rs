@@ -126,6 +126,9 @@ impl Context<'_> {
 
     fn spare_state(&mut self, mut state: Box<ExchangeState>) {
         if let Some(stream) = state.gzip.take() {
+            self.stats.gzip_responses.add(1);
+            self.stats.gzip_bytes_in.add(stream.taken);
+            self.stats.gzip_bytes_out.add(stream.produced);
             self.gzip_streams.give_back(stream);
         }
         if self.spare_states.len() < self.spare_states.capacity() {

@@ -279,12 +279,17 @@ impl Connection {
         let proxy_source = self.proxy_protocol_source();
         let mut client = self.peer;
         let mut real_ip_set = false;
-        if let Some(real) = crate::http::realip::real_address(
-            &config.server_settings(server).real_ip,
-            self.peer,
-            head.headers,
-            proxy_source,
-        ) {
+        let server_real_ip = &config.server_settings(server).real_ip;
+        let real = match server_real_ip.is_on() {
+            true => crate::http::realip::real_address(
+                server_real_ip,
+                self.peer,
+                head.headers,
+                proxy_source,
+            ),
+            false => None,
+        };
+        if let Some(real) = real {
             debug!(
                 "#{} real client address {real} (peer {})",
                 ctx.slot, self.peer
@@ -510,7 +515,7 @@ impl Connection {
                     status: *status,
                     has_text: template.is_some() || text.is_some(),
                 }
-            } else if let Some(refused) = (!location_returns)
+            } else if let Some(refused) = (!location_returns && settings.has_access_phase())
                 .then(|| {
                     access_phase(
                         settings,
@@ -672,11 +677,14 @@ impl Connection {
                 write_expires(settings.files.expires, ctx.wall_clock, extra_headers);
             }
             // `gzip on`: what the request says, for the response's turn.
-            let gzip_facts = crate::http::gzip::request_facts(
-                &settings.gzip,
-                head.headers,
-                head.version == Version::Http10,
-            );
+            let gzip_facts = match settings.gzip.on {
+                true => crate::http::gzip::request_facts(
+                    &settings.gzip,
+                    head.headers,
+                    head.version == Version::Http10,
+                ),
+                false => 0,
+            };
             break (
                 location,
                 target,
@@ -792,7 +800,8 @@ impl Connection {
             Target::AddSlash => return self.answer_add_slash(exchange, ctx),
             Target::Page(page) => return self.answer_page(exchange, page, ctx),
             Target::Unauthorized => {
-                return self.answer_page(exchange, ErrorResponse::Unauthorized, ctx)
+                ctx.stats.auth_failures.add(1);
+                return self.answer_page(exchange, ErrorResponse::Unauthorized, ctx);
             }
             Target::Code(code) => return self.answer_return(exchange, code, Some(false), ctx),
             Target::Forbidden => {
