@@ -528,8 +528,8 @@ fn write_setup() -> Result<Setup, String> {
         };
         tls_servers.push_str(&format!(
             "    server {{\n        listen 127.0.0.1:{port} ssl;\n\
-                     ssl_certificate {dir}/{key}-cert.pem;\n        ssl_certificate_key {dir}/{key}-key.pem;\n\
-                     ssl_protocols TLSv1.2 TLSv1.3;\n        {resumption}\n{LOCATION}    }}\n",
+             \x20       ssl_certificate {dir}/{key}-cert.pem;\n        ssl_certificate_key {dir}/{key}-key.pem;\n\
+             \x20       ssl_protocols TLSv1.2 TLSv1.3;\n        {resumption}\n{LOCATION}    }}\n",
             dir = dir.display(),
             key = tls.key(),
         ));
@@ -549,10 +549,10 @@ fn write_setup() -> Result<Setup, String> {
          worker_processes 1;\npid {dir}/proxy.pid;\nerror_log {dir}/proxy-error.log error;\n\
          events {{\n    worker_connections 20000;\n}}\n\
          http {{\n    access_log off;\n    keepalive_requests 1000000;\n\
-             upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive {keepalive};\n    }}\n\
-             server {{\n        listen 127.0.0.1:{proxy_port};\n{LOCATION}    }}\n\
-             server {{\n        listen 127.0.0.1:{gzip_port};\n        gzip on;\n        gzip_comp_level 1;\n\
-                     gzip_types text/plain;\n{LOCATION}    }}\n{tls_servers}}}\n",
+         \x20   upstream origin {{\n        server 127.0.0.1:{origin_port};\n        keepalive {keepalive};\n    }}\n\
+         \x20   server {{\n        listen 127.0.0.1:{proxy_port};\n{LOCATION}    }}\n\
+         \x20   server {{\n        listen 127.0.0.1:{gzip_port};\n        gzip on;\n        gzip_comp_level 1;\n\
+         \x20       gzip_types text/plain;\n{LOCATION}    }}\n{tls_servers}}}\n",
         dir = dir.display(),
         keepalive = KEEPALIVE,
     );
@@ -1752,6 +1752,11 @@ fn write_docs(
            bounded by that core for every peer: then the **CPU µs per request** of the proxy\n\
            (from /proc, user + system) is the fairer comparison. Ratios are ferry / nginx,\n\
            computed per repetition, then the median.\n\
+         - **gzip-64k** asks the file's `gzip on` server for a 64 KiB HTML-like text with\n\
+           `Accept-Encoding: gzip` (ferry and nginx only: the same file, `gzip_comp_level 1`).\n\
+           Both compress every response; ferry's zlib-rs level 1 is zlib-ng's quick strategy,\n\
+           faster than nginx's zlib level 1 and with larger output (about 10.0 KB against\n\
+           6.1 KB for this text; docs/nginx-differences.md).\n\
          - **direct** is wrk against the origin with no proxy: the upper bound.\n\
          - **syscalls/req** comes from `strace -c -f` on the proxy during a short run (the\n\
            floor for a proxy is 4: one read and one write per side).\n\
