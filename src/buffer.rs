@@ -297,6 +297,9 @@ pub struct BufferSet {
     /// Upstream servers tried before the current one, for the
     /// `$upstream_*` lists.
     pub attempts: Vec<UpstreamAttempt>,
+    /// The request's counts in `limit_conn` zones: each is given back when
+    /// dropped, so every way an exchange ends releases them.
+    pub held_limits: Vec<crate::limits::Held>,
 }
 
 impl BufferSet {
@@ -322,6 +325,7 @@ impl BufferSet {
             capture_spans: Vec::new(),
             file: None,
             attempts: Vec::with_capacity(4),
+            held_limits: Vec::new(),
         }
     }
 
@@ -338,6 +342,7 @@ impl BufferSet {
         self.host.clear();
         self.attempts.clear();
         self.file = None;
+        self.held_limits.clear();
     }
 }
 

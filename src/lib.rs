@@ -33,6 +33,7 @@ pub mod error;
 pub mod event_loop;
 pub mod files;
 pub mod http;
+pub mod limits;
 pub mod log;
 pub mod privileges;
 pub mod proxy_protocol;

@@ -121,6 +121,58 @@ fn server_totals(workers: &[Arc<WorkerStats>], now_ms: u64) -> Vec<ServerTotal> 
     totals
 }
 
+/// The `limit_req_zone`/`limit_conn_zone` counters, after the others (a
+/// zone is shared by every worker: its counts are already totals).
+pub fn write_limit_zones(out: &mut Vec<u8>, zones: &[std::sync::Arc<crate::limits::LimitZone>]) {
+    use crate::limits::ZoneKind;
+    let mut text = String::new();
+    let escape = |name: &str| name.replace('\\', "\\\\").replace('"', "\\\"");
+    let requests: Vec<_> = zones
+        .iter()
+        .filter(|z| matches!(z.kind, ZoneKind::Requests { .. }))
+        .collect();
+    if !requests.is_empty() {
+        let _ = writeln!(
+            text,
+            "# HELP ferry_limit_req_total Requests limit_req refused or delayed, by zone.\n\
+             # TYPE ferry_limit_req_total counter"
+        );
+        for zone in requests {
+            let name = escape(&zone.name);
+            let _ = writeln!(
+                text,
+                "ferry_limit_req_total{{zone=\"{name}\",result=\"refused\"}} {}",
+                zone.refused.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                text,
+                "ferry_limit_req_total{{zone=\"{name}\",result=\"delayed\"}} {}",
+                zone.delayed.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    }
+    let connections: Vec<_> = zones
+        .iter()
+        .filter(|z| matches!(z.kind, ZoneKind::Connections { .. }))
+        .collect();
+    if !connections.is_empty() {
+        let _ = writeln!(
+            text,
+            "# HELP ferry_limit_conn_refused_total Requests limit_conn refused, by zone.\n\
+             # TYPE ferry_limit_conn_refused_total counter"
+        );
+        for zone in connections {
+            let _ = writeln!(
+                text,
+                "ferry_limit_conn_refused_total{{zone=\"{}\"}} {}",
+                escape(&zone.name),
+                zone.refused.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
 /// The Prometheus text exposition format (version 0.0.4).
 pub fn write_prometheus(
     out: &mut Vec<u8>,

@@ -26,8 +26,8 @@ pub use rewrite::{
 };
 pub use settings::{
     access_allowed, access_verdict, builtin_log_formats, next_upstream, AccessLogTarget,
-    AccessRule, AddHeader, ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Settings,
-    UpstreamBody, COMBINED_FORMAT, UPSTREAM_FORMAT,
+    AccessRule, AddHeader, ErrorPage, ErrorPageStatus, ErrorPageTarget, LimitExcept, Limits,
+    Settings, UpstreamBody, COMBINED_FORMAT, UPSTREAM_FORMAT,
 };
 
 use crate::variables::Template;
@@ -285,6 +285,8 @@ pub struct Config {
     /// (without `$`), which templates compile against.
     pub maps: Vec<MapDef>,
     pub map_names: Vec<String>,
+    /// `limit_req_zone` and `limit_conn_zone`, shared by every worker.
+    pub limit_zones: Vec<std::sync::Arc<crate::limits::LimitZone>>,
     /// The TLS settings `proxy_pass https://` locations use, each distinct
     /// set once (two locations with the same lines share sessions).
     pub upstream_tls: Vec<UpstreamTlsRef>,
@@ -309,6 +311,7 @@ impl Config {
             })
             .collect();
         Config {
+            limit_zones: Vec::new(),
             listen_ssl: vec![false; listen.len()],
             listen_proxy_protocol: vec![false; listen.len()],
             listen_options: vec![ListenOptions::default(); listen.len()],

@@ -92,6 +92,8 @@ pub struct Settings {
     pub satisfy_any: bool,
     /// `gzip` and its companions.
     pub gzip: crate::http::gzip::GzipSettings,
+    /// `limit_req*` and `limit_conn*`.
+    pub limits: Limits,
     /// `proxy_redirect`, resolved for the location: a `Location` or
     /// `Refresh` URL that starts with a pattern gets its replacement
     /// instead, the first pattern that matches winning.
@@ -222,6 +224,41 @@ pub struct ErrorPage {
     pub codes: Vec<u16>,
     pub status: ErrorPageStatus,
     pub target: ErrorPageTarget,
+}
+
+/// The `limit_req*` and `limit_conn*` lines in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub requests: Vec<crate::limits::LimitReq>,
+    pub request_status: u16,
+    pub request_log_level: log::Level,
+    pub request_dry_run: bool,
+    pub connections: Vec<crate::limits::LimitConn>,
+    pub connection_status: u16,
+    pub connection_log_level: log::Level,
+    pub connection_dry_run: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            requests: Vec::new(),
+            request_status: 503,
+            request_log_level: log::Level::Error,
+            request_dry_run: false,
+            connections: Vec::new(),
+            connection_status: 503,
+            connection_log_level: log::Level::Error,
+            connection_dry_run: false,
+        }
+    }
+}
+
+impl Limits {
+    /// Whether the PREACCESS phase has anything to do here.
+    pub fn any(&self) -> bool {
+        !self.requests.is_empty() || !self.connections.is_empty()
+    }
 }
 
 /// The body a proxied request carries upstream.
@@ -378,6 +415,7 @@ impl Default for Settings {
             auth_user_file: None,
             satisfy_any: false,
             gzip: crate::http::gzip::GzipSettings::default(),
+            limits: Limits::default(),
             proxy_redirects: Vec::new(),
             cookie_domains: Vec::new(),
             cookie_paths: Vec::new(),

@@ -256,12 +256,15 @@ impl Connection {
             StatusPage::Nginx => {
                 status::write_nginx(&mut body, Totals::of(ctx.workers), self.counted_as);
             }
-            StatusPage::Prometheus => status::write_prometheus(
-                &mut body,
-                ctx.workers,
-                self.counted_as,
-                epoch_ms(ctx.wall_clock),
-            ),
+            StatusPage::Prometheus => {
+                status::write_prometheus(
+                    &mut body,
+                    ctx.workers,
+                    self.counted_as,
+                    epoch_ms(ctx.wall_clock),
+                );
+                status::write_limit_zones(&mut body, &ctx.config.limit_zones);
+            }
             StatusPage::Connections => {
                 let Some(list) = ctx.connection_list else {
                     self.wants_connection_list = true;

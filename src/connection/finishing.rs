@@ -108,6 +108,8 @@ impl Connection {
         buffers.log_fields.clear();
         buffers.attempts.clear();
         buffers.file = None;
+        // The request's `limit_conn` counts end with it.
+        buffers.held_limits.clear();
         if keep_alive && !self.client_eof && !self.draining {
             trace!("#{} keeping the connection alive", ctx.slot);
             if buffers.request.is_empty() {

@@ -25,6 +25,7 @@ mod files;
 mod finishing;
 mod forwarding;
 pub mod io;
+mod limiting;
 pub mod phase;
 mod reading;
 pub mod relay;
@@ -331,6 +332,7 @@ impl Connection {
             Phase::Authenticating(waiting) => {
                 Some(waiting.since + self.server_settings().client_header_timeout)
             }
+            Phase::Delayed(waiting) => Some(waiting.until),
             Phase::Lingering { since, last_read } => Some(
                 (*since + self.server_settings().lingering_time)
                     .min(*last_read + self.server_settings().lingering_timeout),
@@ -394,6 +396,7 @@ impl Connection {
                 authenticating::abandon(*waiting, ctx);
                 (Phase::Closed, true)
             }
+            Phase::Delayed(waiting) => self.end_delay(*waiting, ctx),
             Phase::Lingering { .. } => {
                 debug!("#{} lingering close timed out", ctx.slot);
                 (Phase::Closed, true)
@@ -617,6 +620,7 @@ impl Connection {
             }
             Phase::WritingResponse { exchange } => ctx.retire(exchange),
             Phase::Authenticating(waiting) => authenticating::abandon(*waiting, ctx),
+            Phase::Delayed(waiting) => limiting::abandon(*waiting, ctx),
             Phase::Tunnel {
                 exchange, upstream, ..
             } => {
@@ -650,6 +654,8 @@ impl Connection {
                 tunnel,
             } => self.step_tunnel(exchange, upstream, tunnel, ctx),
             Phase::Authenticating(waiting) => self.step_authenticating(waiting, ctx),
+            // Nothing to do until its timer (`on_deadline`).
+            Phase::Delayed(waiting) => (Phase::Delayed(waiting), false),
             Phase::Lingering { since, last_read } => self.step_lingering(since, last_read, ctx),
             Phase::Closed => (Phase::Closed, false),
         }

@@ -73,6 +73,9 @@ pub enum Phase {
     /// Waiting for the password thread to check an `auth_basic` password
     /// (`authenticating.rs`); the routed request is kept, boxed.
     Authenticating(Box<super::authenticating::Authenticating>),
+    /// Waiting out a `limit_req` delay (`limiting.rs`); the routed request
+    /// is kept, boxed.
+    Delayed(Box<super::limiting::Delayed>),
     /// Our side is shut down; reading and discarding what the client still
     /// sends, so a TCP reset cannot destroy the response it has not read.
     Lingering { since: Instant, last_read: Instant },
@@ -93,7 +96,9 @@ impl Phase {
     /// request, or waiting for one.
     pub fn busy(&self) -> Busy {
         match self {
-            Phase::ReadingRequest { .. } | Phase::Authenticating(_) => Busy::Reading,
+            Phase::ReadingRequest { .. } | Phase::Authenticating(_) | Phase::Delayed(_) => {
+                Busy::Reading
+            }
             Phase::ConnectingUpstream { .. }
             | Phase::Forwarding { .. }
             | Phase::WritingResponse { .. }
@@ -103,7 +108,7 @@ impl Phase {
     }
 
     /// Every phase's name, in the order of the enum.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "Idle",
         "ReadingRequest",
         "ConnectingUpstream",
@@ -111,6 +116,7 @@ impl Phase {
         "WritingResponse",
         "Tunnel",
         "Authenticating",
+        "Delayed",
         "Lingering",
         "Closed",
     ];
@@ -124,6 +130,7 @@ impl Phase {
             Phase::WritingResponse { .. } => "WritingResponse",
             Phase::Tunnel { .. } => "Tunnel",
             Phase::Authenticating(_) => "Authenticating",
+            Phase::Delayed(_) => "Delayed",
             Phase::Lingering { .. } => "Lingering",
             Phase::Closed => "Closed",
         }

@@ -20,6 +20,7 @@ use log::{debug, error, info, trace};
 use super::authenticating::{access_phase, PendingCheck};
 use super::files::{static_target, FileTarget};
 use super::io::{read_into, IoOutcome};
+use super::limiting::preaccess;
 use super::phase::{self, Exchange, ExchangeLog, ExchangeState, Phase, ResponseState, RouteRef};
 use super::relay::{BodyRelay, RelayMode};
 use super::route_parts::{
@@ -99,6 +100,10 @@ impl Connection {
                         // nginx's 497, answered 400 in plain HTTP, then closed.
                         let exchange = self.unparsed_exchange(buffers, ctx);
                         return self.fail(exchange, ProxyError::PlainHttpToHttps, ctx);
+                    }
+                    Ok(Some(parsed)) if parsed.delay_ms > 0 => {
+                        let ms = parsed.delay_ms;
+                        return self.start_delay(buffers, parsed, ms, ctx);
                     }
                     Ok(Some(mut parsed)) => {
                         return match parsed.password_check.take() {
@@ -203,6 +208,7 @@ impl Connection {
             set_spans,
             captured,
             capture_spans,
+            held_limits,
             ..
         } = buffers;
         // `set` values and captures are the request's own.
@@ -309,6 +315,8 @@ impl Connection {
         let mut server_done = false;
         let mut staying = false;
         let mut password_check: Option<Box<PendingCheck>>;
+        let mut limits_done = false;
+        let mut delay_ms = 0;
         let (location, target, always_headers_end, browsers, gzip_facts) = loop {
             password_check = None;
             let reached_by_name = named.is_some();
@@ -515,6 +523,22 @@ impl Connection {
                     status: *status,
                     has_text: template.is_some() || text.is_some(),
                 }
+            } else if let Some(refused) =
+                (!location_returns && !limits_done && settings.limits.any())
+                    .then(|| {
+                        // nginx's PREACCESS phase, once per request.
+                        limits_done = true;
+                        match preaccess(&settings.limits, &view, held_limits) {
+                            Ok(ms) => {
+                                delay_ms = ms;
+                                None
+                            }
+                            Err(refused) => Some(refused),
+                        }
+                    })
+                    .flatten()
+            {
+                refused
             } else if let Some(refused) = (!location_returns && settings.has_access_phase())
                 .then(|| {
                     access_phase(
@@ -708,6 +732,7 @@ impl Connection {
             client,
             password_check,
             gzip_facts,
+            delay_ms,
         };
         let head_len = head.head_len;
         ring.consume(head_len);
@@ -858,6 +883,14 @@ pub(super) struct ParsedRequest {
     password_check: Option<Box<PendingCheck>>,
     /// `gzip`: what the request says (`http::gzip::facts`).
     gzip_facts: u8,
+    /// `limit_req`: milliseconds to wait before going on.
+    delay_ms: u64,
+}
+
+impl ParsedRequest {
+    pub(super) fn take_password_check(&mut self) -> Option<Box<PendingCheck>> {
+        self.password_check.take()
+    }
 }
 
 /// Where a routed request goes.

@@ -21,8 +21,11 @@ pub enum ErrorResponse {
     InternalServerError,
     NotImplemented,
     BadGateway,
-    /// Too many password checks waiting (and, later, limits).
+    /// `limit_req`/`limit_conn` (nginx's default status), or too many
+    /// password checks waiting.
     ServiceUnavailable,
+    /// `limit_req_status 429`, the status rate limits usually get.
+    TooManyRequests,
     GatewayTimeout,
     VersionNotSupported,
     /// nginx's 497: a plain HTTP request on a TLS port, answered 400.
@@ -92,6 +95,9 @@ impl ErrorResponse {
             ),
             ErrorResponse::NotImplemented => (501, "Not Implemented", page!(501 "Not Implemented")),
             ErrorResponse::BadGateway => (502, "Bad Gateway", page!(502 "Bad Gateway")),
+            ErrorResponse::TooManyRequests => {
+                (429, "Too Many Requests", page!(429 "Too Many Requests"))
+            }
             ErrorResponse::ServiceUnavailable => (
                 503,
                 "Service Temporarily Unavailable",
@@ -297,6 +303,9 @@ pub fn write_return(
             ErrorResponse::InternalServerError,
             ErrorResponse::BadGateway,
             ErrorResponse::GatewayTimeout,
+            ErrorResponse::ServiceUnavailable,
+            ErrorResponse::TooManyRequests,
+            ErrorResponse::Unauthorized,
         ]
         .into_iter()
         .find(|e| e.status() == status)

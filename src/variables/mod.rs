@@ -255,6 +255,33 @@ pub struct RequestView<'a> {
     pub maps: &'a [crate::config::MapDef],
 }
 
+impl RequestView<'static> {
+    /// A request from 192.0.2.9 for `/p` with no fields, for unit tests.
+    #[cfg(test)]
+    pub fn for_tests() -> RequestView<'static> {
+        RequestView {
+            method: "GET",
+            target: "/p",
+            uri: b"",
+            args: None,
+            root: None,
+            proxy_host: "",
+            script: ScriptValues::NONE,
+            host: b"",
+            version: "HTTP/1.1",
+            headers: &[],
+            client: SocketAddr::from(([192, 0, 2, 9], 5555)),
+            peer: SocketAddr::from(([192, 0, 2, 9], 5555)),
+            proxy_protocol: None,
+            server_name: "s",
+            server_port: 80,
+            tls: None,
+            request_id: RequestId::default(),
+            maps: &[],
+        }
+    }
+}
+
 /// The values of the variables `set` defines, for one request: their
 /// bytes, and where each variable's value lies in them (variable `i` of
 /// `set`'s list, after the maps in a configuration's variable names).

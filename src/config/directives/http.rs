@@ -161,16 +161,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     // Modules of their own that ferry has none of yet.
     not_yet("geo"),
     not_yet("split_clients"),
-    not_yet("limit_req"),
-    not_yet("limit_req_zone"),
-    not_yet("limit_req_status"),
-    not_yet("limit_req_log_level"),
-    not_yet("limit_req_dry_run"),
-    not_yet("limit_conn"),
-    not_yet("limit_conn_zone"),
-    not_yet("limit_conn_status"),
-    not_yet("limit_conn_log_level"),
-    not_yet("limit_conn_dry_run"),
     not_yet("auth_request"),
     not_yet("sub_filter"),
     not_yet("ssi"),
@@ -283,6 +273,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
     super::map::maps(block, config)?;
     super::rewrite::set_names(block, config)?;
     super::log::log_formats(block, config)?;
+    super::limit::zones(block, config)?;
     // nginx: `default` needs the `proxy_pass` of its own location.
     let servers = block.iter().filter(|d| d.name == "server");
     let outer_lines = block

@@ -43,6 +43,7 @@ mod error_pages;
 mod gzip;
 mod headers;
 mod http;
+mod limit;
 mod listen;
 mod log;
 mod map;
@@ -203,6 +204,7 @@ const MODULES: &[(&str, &[Spec])] = &[
     ("realip", realip::DIRECTIVES),
     ("auth", auth::DIRECTIVES),
     ("gzip", gzip::DIRECTIVES),
+    ("limit", limit::DIRECTIVES),
 ];
 
 fn find_spec(name: &str) -> Option<&'static Spec> {
@@ -324,6 +326,14 @@ pub(super) struct Inherited {
     auth_user_file: Option<std::path::PathBuf>,
     satisfy_any: Option<bool>,
     gzip: gzip::GzipLines,
+    limit_reqs: Option<Vec<crate::limits::LimitReq>>,
+    limit_req_status: Option<u16>,
+    limit_req_log_level: Option<::log::Level>,
+    limit_req_dry_run: Option<bool>,
+    limit_conns: Option<Vec<crate::limits::LimitConn>>,
+    limit_conn_status: Option<u16>,
+    limit_conn_log_level: Option<::log::Level>,
+    limit_conn_dry_run: Option<bool>,
     set_body: Option<Template>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
@@ -395,6 +405,14 @@ impl Inherited {
             auth_user_file: self.auth_user_file.or_else(|| outer.auth_user_file.clone()),
             satisfy_any: self.satisfy_any.or(outer.satisfy_any),
             gzip: self.gzip.inherit(&outer.gzip),
+            limit_reqs: self.limit_reqs.or_else(|| outer.limit_reqs.clone()),
+            limit_req_status: self.limit_req_status.or(outer.limit_req_status),
+            limit_req_log_level: self.limit_req_log_level.or(outer.limit_req_log_level),
+            limit_req_dry_run: self.limit_req_dry_run.or(outer.limit_req_dry_run),
+            limit_conns: self.limit_conns.or_else(|| outer.limit_conns.clone()),
+            limit_conn_status: self.limit_conn_status.or(outer.limit_conn_status),
+            limit_conn_log_level: self.limit_conn_log_level.or(outer.limit_conn_log_level),
+            limit_conn_dry_run: self.limit_conn_dry_run.or(outer.limit_conn_dry_run),
             set_body: self.set_body.or_else(|| outer.set_body.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
@@ -499,6 +517,15 @@ impl Inherited {
             settings.satisfy_any = any;
         }
         self.gzip.apply(&mut settings.gzip);
+        let limits = &mut settings.limits;
+        limits.requests = self.limit_reqs.clone().unwrap_or_default();
+        limits.request_status = self.limit_req_status.unwrap_or(503);
+        limits.request_log_level = self.limit_req_log_level.unwrap_or(::log::Level::Error);
+        limits.request_dry_run = self.limit_req_dry_run.unwrap_or(false);
+        limits.connections = self.limit_conns.clone().unwrap_or_default();
+        limits.connection_status = self.limit_conn_status.unwrap_or(503);
+        limits.connection_log_level = self.limit_conn_log_level.unwrap_or(::log::Level::Error);
+        limits.connection_dry_run = self.limit_conn_dry_run.unwrap_or(false);
         // As nginx: a `proxy_set_body` wins over `proxy_pass_request_body`.
         settings.upstream_body = match (&self.set_body, self.pass_request_body) {
             (Some(body), _) => crate::config::UpstreamBody::Set(body.clone()),

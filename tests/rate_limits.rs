@@ -1,0 +1,169 @@
+//! `limit_req` and `limit_conn`, ferry and nginx on one file: the same
+//! requests refused (with `limit_req_status`), delayed by the same steps
+//! (within timing tolerance), let through in a dry run, and the same
+//! concurrent requests refused by a connection limit, which is given back
+//! when they end.
+
+mod util;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use util::{free_port, require_tool, Ferry, Nginx, Origin};
+
+fn site(root: &std::path::Path, slow_origin: SocketAddr) -> String {
+    format!(
+        "limit_req_zone $binary_remote_addr zone=one:1m rate=2r/s;\n\
+         limit_req_zone $binary_remote_addr zone=two:1m rate=1r/s;\n\
+         limit_req_zone $binary_remote_addr zone=three:1m rate=1r/m;\n\
+         limit_req_zone $binary_remote_addr zone=slow:1m rate=5r/s;\n\
+         limit_req_zone $arg_key zone=keyed:1m rate=1r/m;\n\
+         limit_conn_zone $binary_remote_addr zone=addr:1m;\n\
+         server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           root {root};\n\
+           location /nodelay/ {{ limit_req zone=one burst=3 nodelay; }}\n\
+           location /status429/ {{ limit_req zone=two; limit_req_status 429; }}\n\
+           location /delay/ {{ limit_req zone=slow burst=3; }}\n\
+           location /dry/ {{ limit_req zone=three; limit_req_dry_run on; }}\n\
+           location /keyed/ {{ limit_req zone=keyed; }}\n\
+           location /conn/ {{ limit_conn addr 1; proxy_pass http://{slow_origin}; }}\n\
+           location = /status {{ stub_status; }}\n\
+         }}\n",
+        root = root.display()
+    )
+}
+
+fn get(addr: SocketAddr, path: &str) -> u16 {
+    util::request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    )
+    .status
+}
+
+/// Requests fired together, each on its own connection: (status, how
+/// long it took in steps of `step`), sorted.
+fn together(addr: SocketAddr, path: &str, count: usize, step: Duration) -> Vec<(u16, u128)> {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..count)
+        .map(|_| {
+            let path = path.to_string();
+            std::thread::spawn(move || {
+                let status = get(addr, &path);
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    let mut results: Vec<(u16, u128)> = threads
+        .into_iter()
+        .map(|t| {
+            let (status, took) = t.join().unwrap();
+            (
+                status,
+                (took.as_millis() + step.as_millis() / 2) / step.as_millis(),
+            )
+        })
+        .collect();
+    results.sort();
+    results
+}
+
+fn answers(addr: SocketAddr) -> Vec<String> {
+    let mut out = Vec::new();
+    let rapid = |path: &str, n: usize| -> Vec<u16> { (0..n).map(|_| get(addr, path)).collect() };
+    out.push(format!("nodelay {:?}", rapid("/nodelay/", 6)));
+    out.push(format!("status429 {:?}", rapid("/status429/", 3)));
+    out.push(format!("dry {:?}", rapid("/dry/", 3)));
+    // An empty key is not limited; each key has its own bucket.
+    out.push(format!(
+        "keyed {:?}",
+        [
+            "/keyed/",
+            "/keyed/",
+            "/keyed/?key=a",
+            "/keyed/?key=a",
+            "/keyed/?key=b"
+        ]
+        .iter()
+        .map(|p| get(addr, p))
+        .collect::<Vec<_>>()
+    ));
+    // 5 r/s, burst=3: one at once, three 200 ms apart, one refused.
+    out.push(format!(
+        "delay {:?}",
+        together(addr, "/delay/", 5, Duration::from_millis(200))
+    ));
+    // The slow origin answers after 600 ms: one at a time.
+    out.push(format!(
+        "conn {:?}",
+        together(addr, "/conn/", 3, Duration::from_millis(600))
+    ));
+    out.push(format!("conn after {}", get(addr, "/conn/")));
+    out
+}
+
+#[test]
+fn limits_decide_as_nginx_decides() {
+    let dir = util::scratch_dir("limits");
+    for sub in ["nodelay", "status429", "delay", "dry", "keyed"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::fs::write(dir.join(sub).join("index.html"), "page\n").unwrap();
+    }
+    let slow = Origin::start(|mut conn| {
+        while conn.next_request().is_some() {
+            std::thread::sleep(Duration::from_millis(600));
+            if !conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nslow\n") {
+                return;
+            }
+        }
+    });
+    let body = site(&dir, slow.addr);
+    let (ferry, _) = Ferry::start_config("limits", &body);
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(
+        from_ferry,
+        [
+            "nodelay [200, 200, 200, 200, 503, 503]",
+            "status429 [200, 429, 429]",
+            "dry [200, 200, 200]",
+            "keyed [200, 200, 200, 503, 200]",
+            "delay [(200, 0), (200, 1), (200, 2), (200, 3), (503, 0)]",
+            "conn [(200, 1), (503, 0), (503, 0)]",
+            "conn after 200",
+        ]
+    );
+    assert!(ferry.wait_for_stderr(Duration::from_secs(2), "by zone \"one\""));
+    assert!(ferry.wait_for_stderr(Duration::from_secs(2), "delaying request, excess:"));
+    assert!(ferry.wait_for_stderr(Duration::from_secs(2), "limiting requests, dry run"));
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(2),
+        "limiting connections by zone \"addr\""
+    ));
+    // The Prometheus page counts per zone.
+    let page = util::request(
+        ferry.addr,
+        "GET /status?format=prometheus HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .text();
+    for line in [
+        "ferry_limit_req_total{zone=\"one\",result=\"refused\"} 2",
+        "ferry_limit_req_total{zone=\"slow\",result=\"delayed\"} 3",
+        "ferry_limit_req_total{zone=\"three\",result=\"refused\"} 2",
+        "ferry_limit_conn_refused_total{zone=\"addr\"} 2",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} in {page}");
+    }
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(
+        &nginx,
+        "limits",
+        &body.replace("PORT", &port.to_string()),
+        port,
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    assert_eq!(from_ferry, answers(addr));
+}
