@@ -167,3 +167,73 @@ fn limits_decide_as_nginx_decides() {
     let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
     assert_eq!(from_ferry, answers(addr));
 }
+
+/// Downloads `path` on a fresh connection; (status, bytes, seconds).
+fn download(addr: SocketAddr, path: &str) -> (u16, usize, f64) {
+    use std::io::{BufReader, Read, Write};
+    let started = Instant::now();
+    let mut stream = util::connect(addr);
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut all = Vec::new();
+    BufReader::new(stream).read_to_end(&mut all).unwrap();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let status = std::str::from_utf8(&all[9..12]).unwrap().parse().unwrap();
+    (status, all.len() - split, started.elapsed().as_secs_f64())
+}
+
+/// `limit_rate 100k` after `limit_rate_after 100k`: a 399 KiB file takes
+/// about two seconds from both (RATE per started second), paced by timers:
+/// ferry spends next to no CPU meanwhile.
+#[test]
+fn limit_rate_paces_as_nginx_paces() {
+    let dir = util::scratch_dir("limit-rate");
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    // A little under four budgets, so the head fits too.
+    std::fs::write(dir.join("files/big"), vec![b'x'; 400 * 1024 - 1024]).unwrap();
+    let body = format!(
+        "server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           root {root};\n\
+           location /files/ {{ limit_rate 100k; limit_rate_after 100k; }}\n\
+           location /fast/ {{ alias {root}/files/; }}\n\
+         }}\n",
+        root = dir.display()
+    );
+    let (ferry, _) = Ferry::start_config("limit-rate", &body);
+    let cpu_before = ferry.cpu_time();
+    let (status, bytes, seconds) = download(ferry.addr, "/files/big");
+    let cpu = ferry.cpu_time() - cpu_before;
+    assert_eq!((status, bytes), (200, 399 * 1024));
+    assert!((1.5..2.8).contains(&seconds), "ferry took {seconds:.2} s");
+    assert!(
+        cpu < Duration::from_millis(300),
+        "ferry used {cpu:?} of CPU while pacing"
+    );
+    let (_, _, unpaced) = download(ferry.addr, "/fast/big");
+    assert!(unpaced < 0.5, "{unpaced:.2} s without limit_rate");
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(
+        &nginx,
+        "limit-rate",
+        &body.replace("PORT", &port.to_string()),
+        port,
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    let (nginx_status, nginx_bytes, nginx_seconds) = download(addr, "/files/big");
+    assert_eq!((nginx_status, nginx_bytes), (200, 399 * 1024));
+    println!("399 KiB at 100k after 100k: ferry {seconds:.2} s, nginx {nginx_seconds:.2} s");
+    // nginx counts seconds on the wall clock, from the second the request
+    // began in (so it takes up to one second longer); ferry from the
+    // request's start.
+    assert!(
+        (1.5..3.2).contains(&nginx_seconds) && (nginx_seconds - seconds).abs() < 1.1,
+        "ferry {seconds:.2} s, nginx {nginx_seconds:.2} s"
+    );
+}

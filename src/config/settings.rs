@@ -237,6 +237,10 @@ pub struct Limits {
     pub connection_status: u16,
     pub connection_log_level: log::Level,
     pub connection_dry_run: bool,
+    /// `limit_rate`: bytes per second to the client (0: unpaced), after
+    /// `limit_rate_after` bytes.
+    pub rate: u64,
+    pub rate_after: u64,
 }
 
 impl Default for Limits {
@@ -250,6 +254,8 @@ impl Default for Limits {
             connection_status: 503,
             connection_log_level: log::Level::Error,
             connection_dry_run: false,
+            rate: 0,
+            rate_after: 0,
         }
     }
 }

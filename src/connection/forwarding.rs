@@ -258,6 +258,21 @@ impl Connection {
         if !self.client_ready.writable || (head_left == 0 && !body_ready) {
             return Ok(false);
         }
+        // `limit_rate`: at most what the rate allows by now (nginx's
+        // formula: RATE bytes per started second, after the first
+        // `limit_rate_after`); none while a wait is running.
+        let mut allowed = usize::MAX;
+        if state.limit_rate != 0 {
+            let pace = Pacing {
+                rate: state.limit_rate,
+                after: state.rate_after,
+                sent: state.log.bytes_sent,
+            };
+            match pace.allowance(&mut state.paced_until, at) {
+                Some(bytes) => allowed = bytes,
+                None => return Ok(false),
+            }
+        }
         let mut scratch = [0u8; FRAMING_SCRATCH];
         let body = match (compressed, &relay) {
             (Some(output), _) => BodyOut {
@@ -273,6 +288,7 @@ impl Connection {
         // flows, full segments leave anyway, and holding each write's tail
         // would cost a flush per write (measured: 1 MiB responses took twice
         // the CPU).
+        let body = body.truncated(allowed.saturating_sub(head_left));
         let more = head_left > 0 && relay.as_ref().is_some_and(|relay| !relay.fully_received());
         let (outcome, from_head, from_body) = write_out(
             &mut self.client,
@@ -547,5 +563,46 @@ pub(super) fn compress_body(exchange: &mut Exchange) {
     }
     if taken > 0 {
         relay.written(taken, &mut buffers.response);
+    }
+}
+
+/// `limit_rate` for one exchange: the rate, the unpaced start and the
+/// bytes sent so far (head included, as nginx counts them).
+struct Pacing {
+    rate: u64,
+    after: u64,
+    sent: u64,
+}
+
+impl Pacing {
+    /// The bytes the client may get now (`now` in ms from the exchange's
+    /// start), or `None` while a wait runs. nginx's budget: RATE bytes per
+    /// started second, plus the first `after` bytes; nginx writes a budget
+    /// at once and then waits what it takes at the rate, which comes to
+    /// the same as waiting for the next second's budget, as ferry does
+    /// (its writes are ring-sized, so per-write waits would pace finer
+    /// than nginx does).
+    fn allowance(&self, paced_until: &mut u32, now: u32) -> Option<usize> {
+        if *paced_until != 0 {
+            if now < *paced_until {
+                return None;
+            }
+            *paced_until = 0;
+        }
+        let seconds = u64::from(now) / 1000 + 1;
+        let budget = self.rate.saturating_mul(seconds).saturating_add(self.after);
+        match budget.checked_sub(self.sent) {
+            Some(left) if left > 0 => Some(usize::try_from(left).unwrap_or(usize::MAX)),
+            _ => {
+                // Enough more at the next whole second, or at the rate.
+                let short = self.sent - budget + 1;
+                let seconds_more = short.div_ceil(self.rate);
+                let at = seconds
+                    .saturating_add(seconds_more - 1)
+                    .saturating_mul(1000);
+                *paced_until = u32::try_from(at).unwrap_or(u32::MAX).max(1);
+                None
+            }
+        }
     }
 }

@@ -325,7 +325,11 @@ impl Connection {
                 Some(last + exchange.settings(config).proxy_read_timeout)
             }
             Phase::Forwarding { exchange, .. } | Phase::WritingResponse { exchange } => {
-                exchange.next_timeout(config).map(|(at, _)| at)
+                let timeout = exchange.next_timeout(config).map(|(at, _)| at);
+                match (timeout, exchange.paced_until()) {
+                    (Some(at), Some(paced)) => Some(at.min(paced)),
+                    (at, paced) => at.or(paced),
+                }
             }
             // A check that should take milliseconds: the header timeout
             // only guards against a stuck thread.
@@ -380,6 +384,15 @@ impl Connection {
                 } else {
                     self.timed_out(exchange, Some(upstream), ctx)
                 }
+            }
+            // `limit_rate`: the next write may go.
+            Phase::Forwarding { exchange, upstream }
+                if exchange.pacing_due(ctx.now, &ctx.config) =>
+            {
+                (Phase::Forwarding { exchange, upstream }, true)
+            }
+            Phase::WritingResponse { exchange } if exchange.pacing_due(ctx.now, &ctx.config) => {
+                (Phase::WritingResponse { exchange }, true)
             }
             Phase::Forwarding { exchange, upstream } => {
                 self.timed_out(exchange, Some(upstream), ctx)
@@ -444,7 +457,10 @@ impl Connection {
             ),
             (
                 Direction::ClientWrite,
-                exchange.client_head_sent < buffers.client_head.len() || body_ready,
+                // A write `limit_rate` holds back waits for its timer, not
+                // for the client (no `send_timeout`).
+                (exchange.client_head_sent < buffers.client_head.len() || body_ready)
+                    && exchange.paced_until == 0,
             ),
             (
                 Direction::UpstreamRead,

@@ -242,6 +242,11 @@ pub struct ExchangeState {
     pub gzip_facts: u8,
     /// `gzip`: the compressor of this response, from the pool.
     pub gzip: Option<Box<crate::http::gzip::GzipStream>>,
+    /// `limit_rate` and `limit_rate_after` of the request (0: unpaced), and
+    /// until when (ms from `started`) writes to the client wait (0: none).
+    pub limit_rate: u64,
+    pub rate_after: u64,
+    pub paced_until: u32,
 }
 
 impl ExchangeState {
@@ -524,6 +529,19 @@ impl ExchangeState {
     /// The loop's `now_ms` as a [`Mark`] of this exchange.
     pub fn mark(&self, now_ms: u64) -> Mark {
         Mark(self.offset_ms(now_ms).min(u32::MAX - 1))
+    }
+
+    /// When `limit_rate` lets the next write go, if it is holding one.
+    pub fn paced_until(&self) -> Option<Instant> {
+        (self.paced_until != 0)
+            .then(|| self.started + Duration::from_millis(u64::from(self.paced_until)))
+    }
+
+    /// The pacing wait is what came due (no timeout did): the exchange just
+    /// goes on writing.
+    pub fn pacing_due(&self, now: Instant, config: &Config) -> bool {
+        self.paced_until().is_some_and(|at| at <= now)
+            && self.next_timeout(config).is_none_or(|(at, _)| at > now)
     }
 
     /// The earliest timeout among the waiting directions.

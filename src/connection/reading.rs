@@ -783,6 +783,9 @@ impl Connection {
             log: ExchangeLog::default(),
             gzip_facts: 0,
             gzip: None,
+            limit_rate: 0,
+            rate_after: 0,
+            paced_until: 0,
         };
         // A state box from an earlier exchange, written over: no allocation.
         let state = match ctx.spare_states.pop() {
@@ -812,6 +815,12 @@ impl Connection {
         exchange.route = RouteRef::new(parsed.server, parsed.location);
         exchange.client = parsed.client;
         exchange.gzip_facts = parsed.gzip_facts;
+        let limits = &exchange.settings(&ctx.config).limits;
+        if limits.rate != 0 {
+            let (rate, after) = (limits.rate, limits.rate_after);
+            exchange.limit_rate = rate;
+            exchange.rate_after = after;
+        }
         let group = match parsed.target {
             Target::Upstream(group) => group,
             Target::Status => return self.answer_status(exchange, ctx),

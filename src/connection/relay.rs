@@ -160,6 +160,27 @@ impl<'a> BodyOut<'a> {
         self.before.len() + self.data.0.len() + self.data.1.len() + self.after.len()
     }
 
+    /// The first `max` bytes of it (`limit_rate`).
+    pub fn truncated(self, max: usize) -> BodyOut<'a> {
+        if self.len() <= max {
+            return self;
+        }
+        let mut left = max;
+        let mut take = |part: &'a [u8]| {
+            let n = part.len().min(left);
+            left -= n;
+            part.get(..n).unwrap_or(part)
+        };
+        let before = take(self.before);
+        let data = (take(self.data.0), take(self.data.1));
+        let after = take(self.after);
+        BodyOut {
+            before,
+            data,
+            after,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -141,8 +141,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("connection_pool_size"),
     not_yet("directio"),
     not_yet("keepalive_time"),
-    not_yet("limit_rate"),
-    not_yet("limit_rate_after"),
     not_yet("merge_slashes"),
     not_yet("msie_padding"),
     not_yet("msie_refresh"),

@@ -43,6 +43,18 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Arity::Exactly(1),
         Handler::Setting(limit_req_dry_run),
     ),
+    spec(
+        "limit_rate",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(limit_rate),
+    ),
+    spec(
+        "limit_rate_after",
+        HSL,
+        Arity::Exactly(1),
+        Handler::Setting(limit_rate_after),
+    ),
     spec("limit_conn_zone", H, Arity::Exactly(2), Handler::Structure).repeatable(),
     spec(
         "limit_conn",
@@ -263,5 +275,29 @@ fn limit_req_dry_run(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(),
 
 fn limit_conn_dry_run(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
     s.limit_conn_dry_run = Some(super::flag(d)?);
+    Ok(())
+}
+
+/// `limit_rate RATE` (bytes per second to each client request; 0: none).
+fn limit_rate(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    refuse_variables(d)?;
+    s.limit_rate = Some(super::size(d, 0)?);
+    Ok(())
+}
+
+/// `limit_rate_after SIZE`: that many bytes go unpaced.
+fn limit_rate_after(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    refuse_variables(d)?;
+    s.limit_rate_after = Some(super::size(d, 0)?);
+    Ok(())
+}
+
+fn refuse_variables(d: &Directive) -> Result<(), ConfigError> {
+    if d.args[0].contains('$') {
+        return Err(ConfigError::at(
+            format!("variables in \"{}\" are not supported yet", d.name),
+            d.location(),
+        ));
+    }
     Ok(())
 }

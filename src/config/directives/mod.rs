@@ -334,6 +334,8 @@ pub(super) struct Inherited {
     limit_conn_status: Option<u16>,
     limit_conn_log_level: Option<::log::Level>,
     limit_conn_dry_run: Option<bool>,
+    limit_rate: Option<u64>,
+    limit_rate_after: Option<u64>,
     set_body: Option<Template>,
     add_headers: Option<Vec<AddHeader>>,
     access_rules: Option<Vec<AccessRule>>,
@@ -413,6 +415,8 @@ impl Inherited {
             limit_conn_status: self.limit_conn_status.or(outer.limit_conn_status),
             limit_conn_log_level: self.limit_conn_log_level.or(outer.limit_conn_log_level),
             limit_conn_dry_run: self.limit_conn_dry_run.or(outer.limit_conn_dry_run),
+            limit_rate: self.limit_rate.or(outer.limit_rate),
+            limit_rate_after: self.limit_rate_after.or(outer.limit_rate_after),
             set_body: self.set_body.or_else(|| outer.set_body.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
@@ -526,6 +530,8 @@ impl Inherited {
         limits.connection_status = self.limit_conn_status.unwrap_or(503);
         limits.connection_log_level = self.limit_conn_log_level.unwrap_or(::log::Level::Error);
         limits.connection_dry_run = self.limit_conn_dry_run.unwrap_or(false);
+        limits.rate = self.limit_rate.unwrap_or(0);
+        limits.rate_after = self.limit_rate_after.unwrap_or(0);
         // As nginx: a `proxy_set_body` wins over `proxy_pass_request_body`.
         settings.upstream_body = match (&self.set_body, self.pass_request_body) {
             (Some(body), _) => crate::config::UpstreamBody::Set(body.clone()),
