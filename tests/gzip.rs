@@ -409,3 +409,84 @@ fn the_status_page_counts_what_gzip_saved() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Files are compressed as nginx compresses them: by type and length, with
+/// the same fields; a Range request to a compressed type gets the whole
+/// file compressed (nginx's gzip filter takes the ranges away).
+#[test]
+fn files_are_compressed_as_nginx_compresses_them() {
+    let dir = util::scratch_dir("gzip-files");
+    let css = text(5000);
+    std::fs::write(dir.join("style.css"), &css).unwrap();
+    std::fs::write(dir.join("tiny.css"), b"a{}").unwrap();
+    std::fs::write(dir.join("image.png"), text(5000)).unwrap();
+    std::fs::write(dir.join("page.html"), text(70_000)).unwrap();
+    let body = format!(
+        "server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           root {root};\n\
+           types {{ text/css css; text/html html; image/png png; }}\n\
+           gzip on;\n\
+           gzip_types text/css;\n\
+           gzip_vary on;\n\
+           gzip_http_version 1.0;\n\
+         }}\n",
+        root = dir.display()
+    );
+    let cases: Vec<(String, Vec<u8>)> = vec![
+        (format!("GET /style.css HTTP/1.1\r\n{GZIP}"), css.clone()),
+        ("GET /style.css HTTP/1.1\r\n".to_string(), css.clone()),
+        (format!("HEAD /style.css HTTP/1.1\r\n{GZIP}"), Vec::new()),
+        (
+            format!("GET /style.css HTTP/1.1\r\nRange: bytes=0-9\r\n{GZIP}"),
+            css.clone(),
+        ),
+        (
+            "GET /style.css HTTP/1.1\r\nRange: bytes=0-9\r\n".to_string(),
+            css[..10].to_vec(),
+        ),
+        (format!("GET /style.css HTTP/1.0\r\n{GZIP}"), css.clone()),
+        (format!("GET /tiny.css HTTP/1.1\r\n{GZIP}"), b"a{}".to_vec()),
+        (format!("GET /image.png HTTP/1.1\r\n{GZIP}"), text(5000)),
+        (format!("GET /page.html HTTP/1.1\r\n{GZIP}"), text(70_000)),
+    ];
+    let answers = |addr: SocketAddr| -> Vec<String> {
+        cases
+            .iter()
+            .map(|(raw, expected)| {
+                let seen = ask(addr, &format!("{raw}Host: a\r\nConnection: close\r\n\r\n"));
+                assert!(
+                    &seen.body == expected,
+                    "{raw}: body differs ({} bytes)",
+                    seen.body.len()
+                );
+                // The ETag's value is the file's (the same from both).
+                format!("{raw:?} -> {}", seen.summary)
+            })
+            .collect()
+    };
+    let (ferry, _) = Ferry::start_config("gzip-files", &body);
+    let from_ferry = answers(ferry.addr);
+    assert!(
+        from_ferry[0].contains("encoding=Some(\"gzip\")"),
+        "{}",
+        from_ferry[0]
+    );
+    assert!(
+        from_ferry[0].contains("etag=Some(\"W/"),
+        "{}",
+        from_ferry[0]
+    );
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(
+        &nginx,
+        "gzip-files",
+        &body.replace("PORT", &port.to_string()),
+        port,
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    assert_eq!(from_ferry, answers(addr));
+}

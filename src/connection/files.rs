@@ -22,6 +22,7 @@ use super::reading::Target;
 use super::{Abort, Connection, Context};
 use crate::files::{self, Conditions, Decision, FileSettings, Resolution, Validators};
 use crate::http::error_page::{self, ErrorResponse, Reply};
+use crate::http::gzip;
 use crate::http::request::Method;
 
 /// What a static location's lookup asks the router to do next.
@@ -126,6 +127,40 @@ impl Connection {
             .types
             .for_name(&exchange.buffers.file_path)
             .unwrap_or(&settings.default_type);
+        // `gzip`: decided as for a proxied response; a compressed file is
+        // whole (nginx's gzip filter takes the ranges away first).
+        let mut exchange = exchange;
+        let gzip = if exchange.gzip_facts == 0 {
+            gzip::Decision::default()
+        } else {
+            let whole = match range {
+                Some(_) => 200,
+                None => status,
+            };
+            let facts = gzip::ResponseFacts {
+                status: whole,
+                content_type: Some(content_type.as_bytes()),
+                content_length: Some(validators.size),
+                header_only: whole == 304,
+                last_modified: true,
+                etag: validators.etag,
+                ..gzip::ResponseFacts::default()
+            };
+            let now = ctx
+                .wall_clock
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            gzip::decide(&location.gzip, exchange.gzip_facts, &facts, now)
+        };
+        let (status, range) = match (gzip.compress, range) {
+            (true, Some(_)) => (200, None),
+            _ => (status, range),
+        };
+        let http10 = exchange.request.version == crate::http::Version::Http10;
+        if gzip.compress && http10 {
+            // Close-delimited: no keep-alive after it.
+            exchange.keep_alive = false;
+        }
         let charset = location.charset_for(content_type.as_bytes());
         let now = ctx
             .wall_clock
@@ -145,6 +180,8 @@ impl Connection {
                 expires,
                 now,
                 ranges,
+                gzip,
+                chunked: !http10 && !reply.head_only,
             };
             head.write_to(out, reply);
             sends_body = status != 304 && !reply.head_only;
@@ -162,6 +199,11 @@ impl Connection {
                     offset: start,
                     remaining: len,
                 };
+                if gzip.compress {
+                    let chunked = exchange.request.version == crate::http::Version::Http11;
+                    let level = exchange.settings(&config).gzip.level;
+                    exchange.gzip = Some(ctx.gzip_streams.take(level, chunked));
+                }
             }
         }
         (phase, progress)
@@ -234,6 +276,10 @@ struct FileHead<'a> {
     now: i64,
     /// Byte ranges are served (`max_ranges` is not 0).
     ranges: bool,
+    /// `gzip`: compressed (no length, no ranges, a weak ETag) and `Vary`.
+    gzip: gzip::Decision,
+    /// A compressed body goes chunked (HTTP/1.1, not HEAD).
+    chunked: bool,
 }
 
 impl FileHead<'_> {
@@ -252,7 +298,14 @@ impl FileHead<'_> {
             if let Some(charset) = self.charset {
                 let _ = write!(out, "; charset={charset}");
             }
-            let _ = write!(out, "\r\nContent-Length: {length}\r\n");
+            if self.gzip.compress {
+                out.extend_from_slice(b"\r\nContent-Encoding: gzip\r\n");
+                if self.chunked {
+                    out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                }
+            } else {
+                let _ = write!(out, "\r\nContent-Length: {length}\r\n");
+            }
         }
         let modified =
             crate::http::date::format_imf(u64::try_from(self.validators.modified).unwrap_or(0));
@@ -268,8 +321,14 @@ impl FileHead<'_> {
         });
         if self.validators.etag {
             out.extend_from_slice(b"ETag: ");
+            if self.gzip.compress {
+                out.extend_from_slice(b"W/");
+            }
             out.extend_from_slice(self.validators.etag().as_bytes());
             out.extend_from_slice(b"\r\n");
+        }
+        if self.gzip.vary {
+            out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
         }
         self.expires
             .write(self.now, Some(self.validators.modified), out);
@@ -283,7 +342,9 @@ impl FileHead<'_> {
                 );
             }
             // nginx's `max_ranges 0` turns ranges off, and says nothing.
-            (200, _) if self.ranges => out.extend_from_slice(b"Accept-Ranges: bytes\r\n"),
+            (200, _) if self.ranges && !self.gzip.compress => {
+                out.extend_from_slice(b"Accept-Ranges: bytes\r\n")
+            }
             _ => {}
         }
         // `add_header` lines: the file's codes are all nginx's success ones.

@@ -28,13 +28,13 @@ impl Connection {
                 return self.upstream_body_invalid(exchange, None, e, ctx);
             }
         }
-        if exchange.gzip.is_some() {
-            super::forwarding::compress_body(&mut exchange);
-        }
         let filled = match self.fill_from_file(&mut exchange, ctx) {
             Ok(filled) => filled,
             Err(abort) => return self.abort(exchange, None, abort, ctx),
         };
+        if exchange.gzip.is_some() {
+            super::forwarding::compress_body(&mut exchange);
+        }
         // A body not passed upstream is read to its end, as nginx discards
         // one, so that the connection can take the next request.
         let discarding =
@@ -59,7 +59,9 @@ impl Connection {
                 relay.is_complete() && exchange.gzip.as_ref().is_none_or(|s| s.is_done())
             }
             ResponseState::File { remaining, .. } => {
-                *remaining == 0 && exchange.buffers.response.is_empty()
+                *remaining == 0
+                    && exchange.buffers.response.is_empty()
+                    && exchange.gzip.as_ref().is_none_or(|s| s.is_done())
             }
             ResponseState::Local | ResponseState::AwaitingHead | ResponseState::Switching => true,
         };

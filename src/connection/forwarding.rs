@@ -541,17 +541,45 @@ impl Connection {
 pub(super) fn compress_body(exchange: &mut Exchange) {
     let Exchange { buffers, state } = exchange;
     let state = &mut **state;
-    let (Some(stream), ResponseState::Body { relay, .. }) = (&mut state.gzip, &mut state.response)
-    else {
+    let Some(stream) = &mut state.gzip else {
         return;
     };
-    let last = if relay.fully_received() {
-        InputEnd::BodyEnd
-    } else {
-        InputEnd::Dry
-    };
-    let mut scratch = [0u8; FRAMING_SCRATCH];
-    let (first, second) = relay.output(&buffers.response, &mut scratch).data;
+    match &mut state.response {
+        ResponseState::Body { relay, .. } => {
+            let last = if relay.fully_received() {
+                InputEnd::BodyEnd
+            } else {
+                InputEnd::Dry
+            };
+            let mut scratch = [0u8; FRAMING_SCRATCH];
+            let (first, second) = relay.output(&buffers.response, &mut scratch).data;
+            let taken = compress_parts(stream, first, second, last);
+            if taken > 0 {
+                relay.written(taken, &mut buffers.response);
+            }
+        }
+        ResponseState::File { remaining, .. } => {
+            // The file's bytes in the ring are all body.
+            let last = if *remaining == 0 {
+                InputEnd::BodyEnd
+            } else {
+                InputEnd::Dry
+            };
+            let (first, second) = buffers.response.readable_from(0, usize::MAX);
+            let taken = compress_parts(stream, first, second, last);
+            buffers.response.consume(taken);
+        }
+        _ => {}
+    }
+}
+
+/// Compresses the two halves of a ring's data; returns the bytes taken.
+fn compress_parts(
+    stream: &mut gzip::GzipStream,
+    first: &[u8],
+    second: &[u8],
+    last: InputEnd,
+) -> usize {
     let first_end = if second.is_empty() {
         last
     } else {
@@ -561,9 +589,7 @@ pub(super) fn compress_body(exchange: &mut Exchange) {
     if taken == first.len() && !second.is_empty() {
         taken += stream.compress(second, last);
     }
-    if taken > 0 {
-        relay.written(taken, &mut buffers.response);
-    }
+    taken
 }
 
 /// `limit_rate` for one exchange: the rate, the unpaced start and the
