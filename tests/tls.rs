@@ -769,3 +769,67 @@ fn an_idle_keep_alive_client_is_closed_with_close_notify() {
     std::io::Read::read_to_end(&mut stream, &mut rest).expect("a clean TLS close");
     assert!(rest.is_empty());
 }
+
+/// `listen … ssl proxy_protocol`: the PROXY header comes first, then the
+/// TLS handshake; its address is the client's, and a broken header closes
+/// the connection before any TLS byte is read.
+#[test]
+fn a_proxy_protocol_header_before_the_handshake() {
+    let name = "tls-proxy-protocol";
+    let pki = Pki::new(&config_dir(name));
+    let (cert, key) = pki.leaf("localhost", &["localhost", "127.0.0.1"]);
+    let (ferry, _) = Ferry::start_config(
+        name,
+        &format!(
+            "server {{\n  listen 127.0.0.1:PORT ssl proxy_protocol;\n  server_name localhost;\n\
+               ssl_certificate {};\n  ssl_certificate_key {};\n\
+               set_real_ip_from 127.0.0.1;\n  real_ip_header proxy_protocol;\n\
+               location / {{ return 200 \"$remote_addr $proxy_protocol_addr $proxy_protocol_port $scheme\\n\"; }}\n}}",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone().into()).unwrap();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    for header in [
+        &b"PROXY TCP4 203.0.113.5 198.51.100.9 40000 443\r\n"[..],
+        // v2, the way AWS's load balancers send it.
+        &[
+            0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11,
+            0x00, 0x0c, 203, 0, 113, 5, 198, 51, 100, 9, 0x9c, 0x40, 0x01, 0xbb,
+        ][..],
+    ] {
+        let mut socket = ferry.connect();
+        socket.write_all(header).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost".to_string()).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::clone(&config), name).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, socket);
+        write!(stream, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        stream.flush().unwrap();
+        let response = read_response(&mut BufReader::new(&mut stream), "GET").unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "203.0.113.5 203.0.113.5 40000 https\n");
+    }
+    // No header: closed without a TLS byte.
+    let name_ = rustls::pki_types::ServerName::try_from("localhost".to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(&config), name_).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, ferry.connect());
+    let wrote =
+        write!(stream, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").and_then(|()| stream.flush());
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut stream, &mut rest);
+    assert!(
+        wrote.is_err() || read.is_err() || rest.is_empty(),
+        "{rest:?}"
+    );
+    assert!(ferry.wait_for_stderr(Duration::from_secs(2), "broken header"));
+}

@@ -256,11 +256,14 @@ impl Connection {
             bytes_in: 0,
             bytes_out: 0,
             scheduled: None,
+            // A TLS listener's header comes before the handshake: the TLS
+            // stream reads it (`tls::TlsStream`).
             awaiting_proxy_header: config
                 .listen_proxy_protocol
                 .get(listener)
                 .copied()
-                .unwrap_or(false),
+                .unwrap_or(false)
+                && !config.listen_ssl.get(listener).copied().unwrap_or(false),
             proxy_header: None,
         }
     }
@@ -576,9 +579,15 @@ impl Connection {
     /// The source address of the connection's PROXY protocol header, if
     /// its listener reads one.
     fn proxy_protocol_source(&self) -> Option<SocketAddr> {
+        self.proxy_header().and_then(|header| header.source())
+    }
+
+    /// What the connection's PROXY protocol header said, read before its
+    /// first request (plain) or before its TLS handshake.
+    fn proxy_header(&self) -> Option<&crate::proxy_protocol::ProxyHeader> {
         self.proxy_header
-            .as_ref()
-            .and_then(|header| header.source())
+            .as_deref()
+            .or_else(|| self.client.proxy_header())
     }
 
     /// The configured `listen` address it was accepted on.

@@ -337,7 +337,7 @@ impl Connection {
                 headers: head.headers,
                 client,
                 peer: self.peer,
-                proxy_protocol: self.proxy_header.as_deref(),
+                proxy_protocol: self.proxy_header(),
                 server_name: config.server_name(server),
                 server_port: config
                     .listen

@@ -175,6 +175,15 @@ impl Stream {
         }
     }
 
+    /// The PROXY protocol header a TLS stream read before its handshake.
+    pub fn proxy_header(&self) -> Option<&crate::proxy_protocol::ProxyHeader> {
+        match self {
+            Stream::Plain(_) | Stream::Unix(_) => None,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.proxy_header(),
+        }
+    }
+
     /// A plain HTTP request came to a TLS address.
     pub fn is_plain_http_on_tls(&self) -> bool {
         match self {

@@ -75,6 +75,18 @@ pub struct TlsStream {
     /// To an upstream: the `UpstreamTls::id` of the settings it was made
     /// with (0 for a client's stream).
     upstream_tls_id: u64,
+    /// `listen … ssl proxy_protocol`: the PROXY header comes before the
+    /// ClientHello; `Expected` until it has been read.
+    proxy: ProxyPreface,
+}
+
+/// The PROXY protocol header in front of a TLS client's bytes.
+#[derive(Debug)]
+enum ProxyPreface {
+    /// The listener reads none.
+    None,
+    Expected,
+    Read(Box<crate::proxy_protocol::ProxyHeader>),
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -99,7 +111,12 @@ impl std::error::Error for HandshakeFailed {}
 
 impl TlsStream {
     pub fn new(socket: TcpStream, config: Rc<Config>, listener: usize) -> TlsStream {
+        let proxy = match config.listen_proxy_protocol.get(listener) {
+            Some(true) => ProxyPreface::Expected,
+            _ => ProxyPreface::None,
+        };
         TlsStream {
+            proxy,
             socket,
             session: Session::Hello {
                 acceptor: Box::default(),
@@ -123,6 +140,50 @@ impl TlsStream {
             socket_eof: false,
             connected: false,
             upstream_tls_id,
+            proxy: ProxyPreface::None,
+        }
+    }
+
+    /// The client's PROXY protocol header (`listen … ssl proxy_protocol`).
+    pub fn proxy_header(&self) -> Option<&crate::proxy_protocol::ProxyHeader> {
+        match &self.proxy {
+            ProxyPreface::Read(header) => Some(header),
+            _ => None,
+        }
+    }
+
+    /// Reads the PROXY header off the socket before any TLS byte: looked
+    /// at with `peek` until it is whole, then taken, so rustls sees the
+    /// ClientHello first. A broken header fails the connection.
+    fn read_proxy_header(&mut self) -> io::Result<()> {
+        // The longest header ferry reads, v2 with its TLVs.
+        let mut peeked = [0u8; 16 + 4096];
+        let n = self.socket.peek(&mut peeked)?;
+        if n == 0 {
+            self.socket_eof = true;
+            return Ok(());
+        }
+        match crate::proxy_protocol::parse(peeked.get(..n).unwrap_or_default()) {
+            Ok(Some((header, len))) => {
+                let mut taken = 0;
+                while taken < len {
+                    match io::Read::read(
+                        &mut self.socket,
+                        peeked.get_mut(taken..len).unwrap_or_default(),
+                    )? {
+                        0 => return Err(failed("the PROXY header was cut short".to_string())),
+                        read => taken += read,
+                    }
+                }
+                debug!("PROXY protocol before TLS: client {:?}", header.source());
+                self.proxy = ProxyPreface::Read(Box::new(header));
+                Ok(())
+            }
+            Ok(None) if n < peeked.len() => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(None) => Err(failed(
+                "broken header: PROXY protocol header too long".to_string(),
+            )),
+            Err(e) => Err(failed(format!("broken header: {e}"))),
         }
     }
 
@@ -331,6 +392,12 @@ impl TlsStream {
     /// hello, the handshake or the record layer. `WouldBlock` when the
     /// socket has nothing.
     fn receive(&mut self) -> io::Result<()> {
+        if matches!(self.proxy, ProxyPreface::Expected) {
+            self.read_proxy_header()?;
+            if matches!(self.proxy, ProxyPreface::Expected) {
+                return Ok(());
+            }
+        }
         match &mut self.session {
             Session::PlainHttp => Ok(()),
             Session::Hello {

@@ -112,12 +112,6 @@ pub(super) fn listen_directive(directive: &Directive) -> Result<Listen, ConfigEr
             }
         }
     }
-    if ssl && proxy_protocol {
-        return Err(ConfigError::at(
-            "\"proxy_protocol\" together with \"ssl\" is not supported yet",
-            directive.location(),
-        ));
-    }
     let text = directive.args[0].as_str();
     let invalid = || {
         ConfigError::at(
