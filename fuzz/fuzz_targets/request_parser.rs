@@ -19,12 +19,22 @@ fuzz_target!(|data: &[u8]| {
     let view = RequestView {
         method: head.method,
         target: head.target,
+        uri: &path,
+        args: None,
+        root: None,
+        proxy_host: "upstream",
+        script: ferry::variables::ScriptValues::NONE,
         host: head.host.unwrap_or_default(),
         version: head.version.as_str(),
         headers: head.headers,
         client: "192.0.2.1:1234".parse().unwrap(),
+        peer: "192.0.2.1:1234".parse().unwrap(),
+        proxy_protocol: None,
         server_name: "fuzz",
         server_port: 80,
+        tls: None,
+        request_id: ferry::variables::RequestId::default(),
+        maps: &[],
     };
     // As the connection does: origin-form upstream, and an absolute-form
     // target's authority as the Host when the client sent none.
@@ -37,6 +47,9 @@ fuzz_target!(|data: &[u8]| {
         target: UpstreamTarget::AsSent(head.origin_form),
         fallback_host,
         set_headers: &[],
+        field_names: ferry::http::headers::FieldNameRule::default(),
+        pass_client_fields: true,
+        body: &ferry::config::UpstreamBody::Client,
         view: &view,
     };
     let mut out = Vec::new();

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(head.head_len <= bytes.len());
-    let (framing, keep_alive) = response::client_framing(&head, &request);
+    let (framing, keep_alive) = response::client_framing(&head, &request, flags & 16 != 0);
     let mut out = Vec::new();
     response::write_client_head(&head, &request, framing, keep_alive, &ExtraFields::default(), &mut out);
     assert!(out.ends_with(b"\r\n\r\n"));
