@@ -237,3 +237,46 @@ fn limit_rate_paces_as_nginx_paces() {
         "ferry {seconds:.2} s, nginx {nginx_seconds:.2} s"
     );
 }
+
+/// A request waiting out its delay holds no buffer set: with two sets in
+/// all and three requests delayed, a request elsewhere is answered at once.
+#[test]
+fn delayed_requests_hold_no_buffers() {
+    let dir = util::scratch_dir("limit-req-buffers");
+    for sub in ["slow", "fast"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::fs::write(dir.join(sub).join("index.html"), "page\n").unwrap();
+    }
+    let port = free_port();
+    let path = dir.join("ferry.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "events {{}}\nhttp {{\n\
+             limit_req_zone $binary_remote_addr zone=hold:1m rate=1r/s;\n\
+             server {{\n listen 127.0.0.1:{port};\n root {root};\n\
+               location /slow/ {{ limit_req zone=hold burst=10; }}\n\
+               location /fast/ {{ }}\n}}\n}}\n",
+            root = dir.display()
+        ),
+    )
+    .unwrap();
+    util::assert_nginx_accepts(&path);
+    let ferry = Ferry::start_with(&["-c", path.to_str().unwrap(), "--buffer-sets", "2"]);
+    assert_eq!(get(ferry.addr, "/slow/"), 200);
+    let addr = ferry.addr;
+    let delayed: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(addr, "/slow/")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = Instant::now();
+    assert_eq!(get(addr, "/fast/"), 200);
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "waited {:?} for a buffer set",
+        asked.elapsed()
+    );
+    for request in delayed {
+        assert_eq!(request.join().unwrap(), 200);
+    }
+}

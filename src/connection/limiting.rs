@@ -3,12 +3,15 @@
 //! request over its rate (within its burst) waits in.
 //!
 //! ```text
-//! ReadingRequest --(limit_req: excess)--> Delayed --(timer)--> start_exchange
+//! ReadingRequest --(limit_req: excess)--> Delayed --(timer)--> ReadingRequest (again)
 //! ```
 //!
-//! A delayed request keeps its buffer set: the head is parsed, the
-//! upstream's head written, and they wait there for the timer. Nothing is
-//! read from the client meanwhile.
+//! A delayed request holds no buffer set while it waits: the bytes the
+//! client sent (its head, and whatever followed) are copied out, the set
+//! goes back to the pool, and when the timer fires they are put in a set
+//! again and the request is routed anew, its `limit_req` lines skipped
+//! (nginx moves on to the next phase handler the same way). `limit_conn`
+//! counts it from then on, as nginx's comes after `limit_req`.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 use log::{debug, log};
 
 use super::phase::Phase;
-use super::reading::{ParsedRequest, Target};
+use super::reading::Target;
 use super::{Connection, Context};
 use crate::buffer::BufferSet;
 use crate::config::Limits;
@@ -32,18 +35,19 @@ fn quieter(level: log::Level) -> log::Level {
     }
 }
 
-/// The `limit_req` lines, then the `limit_conn` lines, as nginx runs them:
-/// `Err` answers the request (the zone's status), `Ok` lets it go on after
-/// the delay it returns (0: none). Counts taken in `limit_conn` zones go to
-/// `held`.
+/// The `limit_req` lines (unless the request waited for them already),
+/// then the `limit_conn` lines, as nginx runs them: `Some` answers the
+/// request (the zone's status) or delays it (`Target::Delayed`, before any
+/// `limit_conn` count); `None` lets it go on. Counts taken in `limit_conn`
+/// zones go to `held`.
 pub(super) fn preaccess(
     limits: &Limits,
     view: &RequestView<'_>,
     held: &mut Vec<Held>,
-) -> Result<u64, Target> {
-    let mut delay = 0;
+    requests_passed: bool,
+) -> Option<Target> {
     let dry = |dry_run: bool| if dry_run { ", dry run" } else { "" };
-    if !limits.requests.is_empty() {
+    if !limits.requests.is_empty() && !requests_passed {
         match limits::check_requests(&limits.requests, view, limits::now_ms()) {
             ReqDecision::Pass => {}
             ReqDecision::Refuse { excess, zone } => {
@@ -57,7 +61,7 @@ pub(super) fn preaccess(
                 );
                 count(&limits.requests, &zone, true);
                 if !limits.request_dry_run {
-                    return Err(Target::Code(limits.request_status));
+                    return Some(Target::Code(limits.request_status));
                 }
             }
             ReqDecision::Delay { ms, excess, zone } => {
@@ -71,7 +75,7 @@ pub(super) fn preaccess(
                 );
                 count(&limits.requests, &zone, false);
                 if !limits.request_dry_run {
-                    delay = ms;
+                    return Some(Target::Delayed(ms));
                 }
             }
         }
@@ -87,11 +91,11 @@ pub(super) fn preaccess(
             );
             zone.refused.fetch_add(1, Ordering::Relaxed);
             if !limits.connection_dry_run {
-                return Err(Target::Code(limits.connection_status));
+                return Some(Target::Code(limits.connection_status));
             }
         }
     }
-    Ok(delay)
+    None
 }
 
 /// Counts a refusal or a delay on the zone named `name`.
@@ -105,49 +109,61 @@ fn count(lines: &[limits::LimitReq], name: &str, refused: bool) {
     }
 }
 
-/// A request waiting out its `limit_req` delay.
+/// A request waiting out its `limit_req` delay: what the client sent,
+/// copied out of the buffer set it gave back.
 pub struct Delayed {
-    buffers: Box<BufferSet>,
-    parsed: ParsedRequest,
-    pub(super) until: Instant,
+    sent: Box<[u8]>,
+    /// The timer's time; `None` once it passed and the request waits for a
+    /// free buffer set.
+    pub(super) until: Option<Instant>,
 }
 
 impl Connection {
+    /// Copies out what the client sent, gives the buffer set back, waits.
     pub(super) fn start_delay(
         &mut self,
-        buffers: Box<BufferSet>,
-        parsed: ParsedRequest,
+        mut buffers: Box<BufferSet>,
         ms: u64,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
         debug!("#{} delaying the request {ms} ms (limit_req)", ctx.slot);
+        let sent: Box<[u8]> = buffers.request.make_contiguous().into();
+        ctx.buffers.give_back(buffers);
         (
             Phase::Delayed(Box::new(Delayed {
-                buffers,
-                parsed,
-                until: ctx.now + Duration::from_millis(ms),
+                sent,
+                until: Some(ctx.now + Duration::from_millis(ms)),
             })),
             true,
         )
     }
 
-    /// The delay is over: the request goes on (to its password check, if
-    /// it has one: nginx's ACCESS phase comes after).
-    pub(super) fn end_delay(&mut self, waiting: Delayed, ctx: &mut Context<'_>) -> (Phase, bool) {
-        let Delayed {
-            buffers,
-            mut parsed,
-            ..
-        } = waiting;
-        debug!("#{} delay over", ctx.slot);
-        match parsed.take_password_check() {
-            Some(check) => self.start_password_check(buffers, parsed, check, ctx),
-            None => self.start_exchange(buffers, parsed, ctx),
-        }
+    /// The delay is over (or a buffer set came free): the request is read
+    /// again from a buffer set, its `limit_req` lines passed.
+    pub(super) fn end_delay(
+        &mut self,
+        mut waiting: Box<Delayed>,
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
+        let Some(mut buffers) = ctx.buffers.take() else {
+            if !self.waiting_for_buffers {
+                self.waiting_for_buffers = true;
+                ctx.buffer_waiters.push_back(ctx.slot);
+            }
+            waiting.until = None;
+            return (Phase::Delayed(waiting), false);
+        };
+        self.waiting_for_buffers = false;
+        debug!("#{} delay over: routing the request again", ctx.slot);
+        buffers.request.push_slice(&waiting.sent);
+        self.limit_req_passed = true;
+        (
+            Phase::ReadingRequest {
+                buffers,
+                searched: 0,
+                since: ctx.now,
+            },
+            true,
+        )
     }
-}
-
-/// Gives up a delayed request (the worker stops).
-pub(super) fn abandon(waiting: Delayed, ctx: &mut Context<'_>) {
-    ctx.buffers.give_back(waiting.buffers);
 }

@@ -200,6 +200,8 @@ pub struct Connection {
     pub scheduled: Option<Instant>,
     /// Its listener requires a PROXY protocol header, not read yet.
     awaiting_proxy_header: bool,
+    /// The request being read again waited out its `limit_req` delay.
+    limit_req_passed: bool,
     /// What its PROXY protocol header said (`listen … proxy_protocol`).
     proxy_header: Option<Box<crate::proxy_protocol::ProxyHeader>>,
 }
@@ -265,6 +267,7 @@ impl Connection {
                 .unwrap_or(false)
                 && !config.listen_ssl.get(listener).copied().unwrap_or(false),
             proxy_header: None,
+            limit_req_passed: false,
         }
     }
 
@@ -339,7 +342,7 @@ impl Connection {
             Phase::Authenticating(waiting) => {
                 Some(waiting.since + self.server_settings().client_header_timeout)
             }
-            Phase::Delayed(waiting) => Some(waiting.until),
+            Phase::Delayed(waiting) => waiting.until,
             Phase::Lingering { since, last_read } => Some(
                 (*since + self.server_settings().lingering_time)
                     .min(*last_read + self.server_settings().lingering_timeout),
@@ -412,7 +415,7 @@ impl Connection {
                 authenticating::abandon(*waiting, ctx);
                 (Phase::Closed, true)
             }
-            Phase::Delayed(waiting) => self.end_delay(*waiting, ctx),
+            Phase::Delayed(waiting) => self.end_delay(waiting, ctx),
             Phase::Lingering { .. } => {
                 debug!("#{} lingering close timed out", ctx.slot);
                 (Phase::Closed, true)
@@ -645,7 +648,7 @@ impl Connection {
             }
             Phase::WritingResponse { exchange } => ctx.retire(exchange),
             Phase::Authenticating(waiting) => authenticating::abandon(*waiting, ctx),
-            Phase::Delayed(waiting) => limiting::abandon(*waiting, ctx),
+            Phase::Delayed(_) => {}
             Phase::Tunnel {
                 exchange, upstream, ..
             } => {
@@ -679,7 +682,9 @@ impl Connection {
                 tunnel,
             } => self.step_tunnel(exchange, upstream, tunnel, ctx),
             Phase::Authenticating(waiting) => self.step_authenticating(waiting, ctx),
-            // Nothing to do until its timer (`on_deadline`).
+            // Nothing to do until its timer (`on_deadline`), unless it is
+            // over and a buffer set came free.
+            Phase::Delayed(waiting) if waiting.until.is_none() => self.end_delay(waiting, ctx),
             Phase::Delayed(waiting) => (Phase::Delayed(waiting), false),
             Phase::Lingering { since, last_read } => self.step_lingering(since, last_read, ctx),
             Phase::Closed => (Phase::Closed, false),

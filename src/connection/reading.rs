@@ -101,15 +101,16 @@ impl Connection {
                         let exchange = self.unparsed_exchange(buffers, ctx);
                         return self.fail(exchange, ProxyError::PlainHttpToHttps, ctx);
                     }
-                    Ok(Some(parsed)) if parsed.delay_ms > 0 => {
-                        let ms = parsed.delay_ms;
-                        return self.start_delay(buffers, parsed, ms, ctx);
-                    }
+                    Ok(Some(ParsedRequest {
+                        target: Target::Delayed(ms),
+                        ..
+                    })) => return self.start_delay(buffers, ms, ctx),
                     Ok(Some(mut parsed)) => {
+                        self.limit_req_passed = false;
                         return match parsed.password_check.take() {
                             Some(check) => self.start_password_check(buffers, parsed, check, ctx),
                             None => self.start_exchange(buffers, parsed, ctx),
-                        }
+                        };
                     }
                     Ok(None) => {}
                     Err(error) => {
@@ -316,7 +317,6 @@ impl Connection {
         let mut staying = false;
         let mut password_check: Option<Box<PendingCheck>>;
         let mut limits_done = false;
-        let mut delay_ms = 0;
         let (location, target, always_headers_end, browsers, gzip_facts) = loop {
             password_check = None;
             let reached_by_name = named.is_some();
@@ -528,13 +528,7 @@ impl Connection {
                     .then(|| {
                         // nginx's PREACCESS phase, once per request.
                         limits_done = true;
-                        match preaccess(&settings.limits, &view, held_limits) {
-                            Ok(ms) => {
-                                delay_ms = ms;
-                                None
-                            }
-                            Err(refused) => Some(refused),
-                        }
+                        preaccess(&settings.limits, &view, held_limits, self.limit_req_passed)
                     })
                     .flatten()
             {
@@ -732,10 +726,13 @@ impl Connection {
             client,
             password_check,
             gzip_facts,
-            delay_ms,
         };
+        // A delayed request is read again after its wait (`limiting.rs`):
+        // its bytes stay where they are.
         let head_len = head.head_len;
-        ring.consume(head_len);
+        if !matches!(parsed.target, Target::Delayed(_)) {
+            ring.consume(head_len);
+        }
         Ok(Some(parsed))
     }
 
@@ -833,6 +830,10 @@ impl Connection {
             Target::File(file) => return self.answer_file(exchange, *file, None, ctx),
             Target::AddSlash => return self.answer_add_slash(exchange, ctx),
             Target::Page(page) => return self.answer_page(exchange, page, ctx),
+            // Taken by `step_reading` before an exchange exists.
+            Target::Delayed(_) => {
+                return self.answer_page(exchange, ErrorResponse::InternalServerError, ctx)
+            }
             Target::Unauthorized => {
                 ctx.stats.auth_failures.add(1);
                 return self.answer_page(exchange, ErrorResponse::Unauthorized, ctx);
@@ -892,14 +893,6 @@ pub(super) struct ParsedRequest {
     password_check: Option<Box<PendingCheck>>,
     /// `gzip`: what the request says (`http::gzip::facts`).
     gzip_facts: u8,
-    /// `limit_req`: milliseconds to wait before going on.
-    delay_ms: u64,
-}
-
-impl ParsedRequest {
-    pub(super) fn take_password_check(&mut self) -> Option<Box<PendingCheck>> {
-        self.password_check.take()
-    }
 }
 
 /// Where a routed request goes.
@@ -932,6 +925,8 @@ pub(super) enum Target {
     /// `auth_basic` refused the credentials (`WWW-Authenticate` is among
     /// the `always` fields).
     Unauthorized,
+    /// `limit_req`: wait this many milliseconds, then route it again.
+    Delayed(u64),
 }
 
 impl RequestSummary {
