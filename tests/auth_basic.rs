@@ -85,20 +85,10 @@ fn answers(addr: SocketAddr, origin: &Origin) -> Vec<String> {
     cases()
         .iter()
         .map(|(path, fields)| {
-            let before = origin.requests().len();
-            let response = util::request(
-                addr,
-                &format!("GET {path} HTTP/1.1\r\nHost: a\r\n{fields}Connection: close\r\n\r\n"),
-            );
-            let seen = origin.requests();
-            let body = match response.status {
-                200 if seen.len() > before => {
-                    format!(
-                        "upstream X-User={:?}",
-                        seen.last().unwrap().header("x-user")
-                    )
-                }
-                200 => response.text(),
+            let (response, upstream) = util::get_through(addr, origin, path, fields);
+            let body = match (response.status, upstream) {
+                (200, Some(seen)) => format!("upstream X-User={:?}", seen.header("x-user")),
+                (200, None) => response.text(),
                 _ => String::new(),
             };
             format!(

@@ -113,14 +113,8 @@ fn answers(addr: SocketAddr, origin: &Origin) -> Vec<String> {
     CASES
         .iter()
         .map(|(path, fields)| {
-            let before = origin.requests().len();
-            let response = util::request(
-                addr,
-                &format!("GET {path} HTTP/1.1\r\nHost: a\r\n{fields}Connection: close\r\n\r\n"),
-            );
-            let seen = origin.requests();
-            let body = if seen.len() > before {
-                let request = seen.last().unwrap();
+            let (response, upstream) = util::get_through(addr, origin, path, fields);
+            let body = if let Some(request) = upstream {
                 let xff = request.header("x-forwarded-for");
                 let xff = if path.starts_with("/up/") { xff } else { None };
                 format!(

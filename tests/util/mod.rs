@@ -766,6 +766,27 @@ impl Drop for Origin {
     }
 }
 
+/// GETs `path` with the extra `fields` (whole lines) on a fresh
+/// connection: the response, and the request `origin` received for it, if
+/// the request reached it.
+pub fn get_through(
+    addr: SocketAddr,
+    origin: &Origin,
+    path: &str,
+    fields: &str,
+) -> (Response, Option<Received>) {
+    let before = origin.requests().len();
+    let response = request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: a\r\n{fields}Connection: close\r\n\r\n"),
+    );
+    let seen = origin.requests();
+    let upstream = (seen.len() > before)
+        .then(|| seen.last().cloned())
+        .flatten();
+    (response, upstream)
+}
+
 /// The standard origin's answer to one request; false when the
 /// connection must end.
 pub fn respond_standard(conn: &mut OriginConn, request: &Received) -> bool {
