@@ -12,7 +12,7 @@ use std::time::Instant;
 use log::{debug, error, info};
 
 use super::phase::Phase;
-use super::reading::{ParsedRequest, Target};
+use super::starting::{ParsedRequest, Target};
 use super::{Connection, Context};
 use crate::auth::checker::{Job, PasswordChecks};
 use crate::auth::{self, UnknownScheme};

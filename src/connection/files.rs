@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use log::debug;
 
 use super::phase::{Exchange, Phase, ResponseState};
-use super::reading::Target;
+use super::starting::Target;
 use super::{Abort, Connection, Context};
 use crate::files::{self, Conditions, Decision, FileSettings, Resolution, Validators};
 use crate::http::error_page::{self, ErrorResponse, Reply};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use log::{debug, log};
 
 use super::phase::Phase;
-use super::reading::Target;
+use super::starting::Target;
 use super::{Connection, Context};
 use crate::buffer::BufferSet;
 use crate::config::Limits;

@@ -10,7 +10,7 @@
 use log::error;
 
 use super::files::StaticStep;
-use super::reading::Target;
+use super::starting::Target;
 use crate::config::{LocationMatch, ScriptBuffers, ScriptOutcome, ScriptStep};
 use crate::files;
 use crate::http::error_page::ErrorResponse;
