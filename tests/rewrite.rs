@@ -350,22 +350,7 @@ fn regex_captures_reach_the_lines_after_them() {
     let answers = |addr: SocketAddr, port: u16| {
         cases
             .iter()
-            .map(|(path, extra)| {
-                let response = util::request(
-                    addr,
-                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\n{extra}Connection: close\r\n\r\n"),
-                );
-                let location = response
-                    .header("Location")
-                    .unwrap_or_default()
-                    .replace(&port.to_string(), "PORT");
-                let body = if response.status == 200 {
-                    response.text()
-                } else {
-                    String::new()
-                };
-                format!("{} {location} {body}", response.status)
-            })
+            .map(|(path, extra)| answer(addr, port, path, extra))
             .collect::<Vec<_>>()
     };
     let (ferry, _) = Ferry::start_config("rewrite-captures", body);
@@ -380,17 +365,7 @@ fn regex_captures_reach_the_lines_after_them() {
             "200  word=hello last=hello\n",
         ]
     );
-    if let Some(nginx) = require_tool("nginx") {
-        let port = free_port();
-        let nginx = Nginx::start_http(
-            &nginx,
-            "rewrite-captures",
-            &body.replace("PORT", &port.to_string()),
-            port,
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
-        assert_eq!(from_ferry, answers(addr, nginx.port));
-    }
+    same_from_nginx("rewrite-captures", body, &from_ferry, answers);
 }
 
 /// A `map` value reads its regex key's groups: the redirect-map pattern.
@@ -412,22 +387,7 @@ fn map_values_read_their_regex_groups() {
     let answers = |addr: SocketAddr, port: u16| {
         paths
             .iter()
-            .map(|path| {
-                let response = util::request(
-                    addr,
-                    &format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
-                );
-                let location = response
-                    .header("Location")
-                    .unwrap_or_default()
-                    .replace(&port.to_string(), "PORT");
-                let body = if response.status == 200 {
-                    response.text()
-                } else {
-                    String::new()
-                };
-                format!("{} {location} {body}", response.status)
-            })
+            .map(|path| answer(addr, port, path, ""))
             .collect::<Vec<_>>()
     };
     let (ferry, _) = Ferry::start_config("map-captures", body);
@@ -441,15 +401,41 @@ fn map_values_read_their_regex_groups() {
             "200  stay /here\n",
         ]
     );
-    if let Some(nginx) = require_tool("nginx") {
-        let port = free_port();
-        let nginx = Nginx::start_http(
-            &nginx,
-            "map-captures",
-            &body.replace("PORT", &port.to_string()),
-            port,
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
-        assert_eq!(from_ferry, answers(addr, nginx.port));
-    }
+    same_from_nginx("map-captures", body, &from_ferry, answers);
+}
+
+/// `path` with `extra` fields: the status, the Location (its port masked)
+/// and a 200's body.
+fn answer(addr: SocketAddr, port: u16, path: &str, extra: &str) -> String {
+    let response = util::request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: h\r\n{extra}Connection: close\r\n\r\n"),
+    );
+    let location = response
+        .header("Location")
+        .unwrap_or_default()
+        .replace(&port.to_string(), "PORT");
+    let body = if response.status == 200 {
+        response.text()
+    } else {
+        String::new()
+    };
+    format!("{} {location} {body}", response.status)
+}
+
+/// Runs `body` on nginx (when it is installed) and requires the answers
+/// ferry gave.
+fn same_from_nginx(
+    name: &str,
+    body: &str,
+    from_ferry: &[String],
+    answers: impl Fn(SocketAddr, u16) -> Vec<String>,
+) {
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(&nginx, name, &body.replace("PORT", &port.to_string()), port);
+    let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    assert_eq!(from_ferry, answers(addr, nginx.port));
 }

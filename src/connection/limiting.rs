@@ -53,13 +53,14 @@ pub(super) fn preaccess(
             ReqDecision::Refuse { excess, zone } => {
                 log!(
                     limits.request_log_level,
-                    "limiting requests{}, excess: {}.{:03} by zone \"{zone}\", client: {}",
+                    "limiting requests{}, excess: {}.{:03} by zone \"{}\", client: {}",
                     dry(limits.request_dry_run),
                     excess / 1000,
                     excess % 1000,
+                    zone.name,
                     view.client.ip()
                 );
-                count(&limits.requests, &zone, true);
+                zone.refused.fetch_add(1, Ordering::Relaxed);
                 if !limits.request_dry_run {
                     return Some(Target::Code(limits.request_status));
                 }
@@ -67,13 +68,14 @@ pub(super) fn preaccess(
             ReqDecision::Delay { ms, excess, zone } => {
                 log!(
                     quieter(limits.request_log_level),
-                    "delaying request{}, excess: {}.{:03}, by zone \"{zone}\", client: {}",
+                    "delaying request{}, excess: {}.{:03}, by zone \"{}\", client: {}",
                     dry(limits.request_dry_run),
                     excess / 1000,
                     excess % 1000,
+                    zone.name,
                     view.client.ip()
                 );
-                count(&limits.requests, &zone, false);
+                zone.delayed.fetch_add(1, Ordering::Relaxed);
                 if !limits.request_dry_run {
                     return Some(Target::Delayed(ms));
                 }
@@ -96,17 +98,6 @@ pub(super) fn preaccess(
         }
     }
     None
-}
-
-/// Counts a refusal or a delay on the zone named `name`.
-fn count(lines: &[limits::LimitReq], name: &str, refused: bool) {
-    if let Some(zone) = lines.iter().map(|l| &l.zone).find(|z| z.name == name) {
-        if refused {
-            zone.refused.fetch_add(1, Ordering::Relaxed);
-        } else {
-            zone.delayed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// A request waiting out its `limit_req` delay: what the client sent,

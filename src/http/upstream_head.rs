@@ -101,14 +101,9 @@ pub fn write_upstream_head(
         // nginx's WebSocket recipe (`proxy_set_header Upgrade $http_upgrade;
         // proxy_set_header Connection "upgrade";`) is accepted, but these two
         // fields are ferry's to decide: below, for upgrade requests only.
-        // The framing fields too: a body's length is ferry's to declare
-        // (nginx's `proxy_set_header Content-Length ""` recipe for
-        // `proxy_pass_request_body off` changes nothing here).
-        if name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("connection")
-            || name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("transfer-encoding")
-        {
+        // (`Content-Length` and `Transfer-Encoding` lines never get this
+        // far: the directive drops them, as the framing is ferry's.)
+        if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("connection") {
             continue;
         }
         let before = out.len();

@@ -147,19 +147,20 @@ impl PartialEq for LimitConn {
 
 impl Eq for LimitConn {}
 
-/// What the `limit_req` lines say about a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReqDecision {
+/// What the `limit_req` lines say about a request; `zone` is the line's
+/// that decided, `excess` (thousandths of a request) is for the log.
+#[derive(Clone, Copy, Debug)]
+pub enum ReqDecision<'a> {
     Pass,
-    /// Wait this long first; `excess` in thousandths, for the log.
+    /// Wait this long first.
     Delay {
         ms: u64,
         excess: u64,
-        zone: String,
+        zone: &'a LimitZone,
     },
     Refuse {
         excess: u64,
-        zone: String,
+        zone: &'a LimitZone,
     },
 }
 
@@ -180,7 +181,11 @@ fn drained(bucket: &Bucket, rate: u64, now: u64) -> (u64, u64) {
 /// nginx's `ngx_http_limit_req_handler` over `limits`: each key looked up
 /// in turn (an empty key skips its line), the last one accounted at once,
 /// the others after all passed; the longest delay wins.
-pub fn check_requests(limits: &[LimitReq], view: &RequestView<'_>, now: u64) -> ReqDecision {
+pub fn check_requests<'a>(
+    limits: &'a [LimitReq],
+    view: &RequestView<'_>,
+    now: u64,
+) -> ReqDecision<'a> {
     let mut key = Vec::new();
     // Buckets looked up but not yet accounted: (line, entry).
     let mut held: Vec<(usize, usize)> = Vec::new();
@@ -205,7 +210,7 @@ pub fn check_requests(limits: &[LimitReq], view: &RequestView<'_>, now: u64) -> 
                     release_held(limits, &held);
                     return ReqDecision::Refuse {
                         excess,
-                        zone: limit.zone.name.clone(),
+                        zone: &limit.zone,
                     };
                 }
                 if account {
@@ -232,7 +237,7 @@ pub fn check_requests(limits: &[LimitReq], view: &RequestView<'_>, now: u64) -> 
                         release_held(limits, &held);
                         return ReqDecision::Refuse {
                             excess: 0,
-                            zone: limit.zone.name.clone(),
+                            zone: &limit.zone,
                         };
                     }
                 }
@@ -250,12 +255,12 @@ pub fn check_requests(limits: &[LimitReq], view: &RequestView<'_>, now: u64) -> 
         return ReqDecision::Pass;
     }
     // The last line's delay, then each held line's once accounted.
-    let mut best: Option<(u64, u64, &str)> = None;
+    let mut best: Option<(u64, u64, &LimitZone)> = None;
     if let Some(last) = limits.last() {
         if let ZoneKind::Requests { rate, .. } = &last.zone.kind {
             if last_excess > last.delay && *rate > 0 {
                 let ms = (last_excess - last.delay) * 1000 / rate;
-                best = Some((ms, last_excess, &last.zone.name));
+                best = Some((ms, last_excess, &last.zone));
             }
         }
     }
@@ -276,16 +281,12 @@ pub fn check_requests(limits: &[LimitReq], view: &RequestView<'_>, now: u64) -> 
         if excess > limit.delay && *rate > 0 {
             let ms = (excess - limit.delay) * 1000 / rate;
             if best.is_none_or(|(longest, _, _)| ms > longest) {
-                best = Some((ms, excess, &limit.zone.name));
+                best = Some((ms, excess, &limit.zone));
             }
         }
     }
     match best {
-        Some((ms, excess, zone)) if ms > 0 => ReqDecision::Delay {
-            ms,
-            excess,
-            zone: zone.to_string(),
-        },
+        Some((ms, excess, zone)) if ms > 0 => ReqDecision::Delay { ms, excess, zone },
         _ => ReqDecision::Pass,
     }
 }
@@ -392,11 +393,14 @@ mod tests {
         // 1 r/s, burst=3 nodelay: four pass at once, the fifth is refused.
         let limits = [limit("test-nodelay", 1, 3, u64::MAX)];
         let decisions: Vec<bool> = (0..5)
-            .map(|_| check_requests(&limits, &view(), 10_000) == ReqDecision::Pass)
+            .map(|_| matches!(check_requests(&limits, &view(), 10_000), ReqDecision::Pass))
             .collect();
         assert_eq!(decisions, [true, true, true, true, false]);
         // A second later one more fits.
-        assert_eq!(check_requests(&limits, &view(), 11_000), ReqDecision::Pass);
+        assert!(matches!(
+            check_requests(&limits, &view(), 11_000),
+            ReqDecision::Pass
+        ));
     }
 
     #[test]
@@ -405,7 +409,10 @@ mod tests {
         // 200 ms, the fourth is refused.
         let limits = [limit("test-delay", 10, 2, 0)];
         let now = 50_000;
-        assert_eq!(check_requests(&limits, &view(), now), ReqDecision::Pass);
+        assert!(matches!(
+            check_requests(&limits, &view(), now),
+            ReqDecision::Pass
+        ));
         let waits: Vec<ReqDecision> = (0..3)
             .map(|_| check_requests(&limits, &view(), now))
             .collect();

@@ -292,10 +292,15 @@ fn proxy_set_header(
     field_name(directive, name)?;
     let template = Template::compile_with(value, &config.map_names)
         .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
-    settings
-        .proxy_set_headers
-        .get_or_insert_with(Vec::new)
-        .push((name.clone(), template));
+    // The level has its own list (nginx inherits none then), but a body's
+    // framing is ferry's to declare: these two are dropped here, once,
+    // rather than skipped on every request (docs/nginx-differences.md).
+    let set = settings.proxy_set_headers.get_or_insert_with(Vec::new);
+    if !name.eq_ignore_ascii_case("content-length")
+        && !name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        set.push((name.clone(), template));
+    }
     Ok(())
 }
 
