@@ -149,6 +149,11 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
     let user = config.user.clone();
     let workers = config.worker_processes;
     let listen_ssl = config.listen_ssl.clone();
+    let listen_stream: Vec<bool> = config
+        .listeners
+        .iter()
+        .map(|l| l.stream.is_some())
+        .collect();
     let running = if workers > 1 {
         match Workers::start(&config, workers) {
             Ok(workers) => Running::Many(workers, reload),
@@ -182,7 +187,9 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
         log::info!("serving as user \"{}\"", identity.user);
     }
     for (index, addr) in running.local_addrs().into_iter().enumerate() {
-        let scheme = if listen_ssl.get(index).copied().unwrap_or(false) {
+        let scheme = if listen_stream.get(index).copied().unwrap_or(false) {
+            "tcp"
+        } else if listen_ssl.get(index).copied().unwrap_or(false) {
             "https"
         } else {
             "http"

@@ -190,8 +190,49 @@ fn parse_v2(bytes: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderErr
     Ok(Some((ProxyHeader { addresses }, 16 + length)))
 }
 
+/// The v1 line nginx's stream proxy sends upstream with `proxy_protocol on`
+/// (`ngx_proxy_protocol_write`): the client's address and the address it
+/// connected to, `TCP4` or `TCP6` by the client's family, at most 107
+/// bytes; `UNKNOWN` when the destination is not known. Appended to `out`.
+pub fn write_v1(source: SocketAddr, destination: Option<SocketAddr>, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let Some(destination) = destination else {
+        out.extend_from_slice(b"PROXY UNKNOWN\r\n");
+        return;
+    };
+    let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "PROXY {family} {} {} {} {}\r\n",
+        source.ip(),
+        destination.ip(),
+        source.port(),
+        destination.port()
+    );
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_line_ferry_writes_is_one_ferry_reads() {
+        for (source, destination) in [
+            ("192.0.2.1:56324", "127.0.0.1:9000"),
+            ("[2001:db8::1]:65535", "[::1]:443"),
+        ] {
+            let (source, destination) = (source.parse().unwrap(), destination.parse().unwrap());
+            let mut line = Vec::new();
+            write_v1(source, Some(destination), &mut line);
+            assert!(line.len() <= 107);
+            let (header, used) = parse(&line).unwrap().unwrap();
+            assert_eq!(used, line.len());
+            assert_eq!(header.addresses, Some((source, destination)));
+        }
+        let mut line = Vec::new();
+        write_v1("127.0.0.1:1".parse().unwrap(), None, &mut line);
+        assert_eq!(line, b"PROXY UNKNOWN\r\n");
+    }
     use super::*;
 
     fn source(bytes: &[u8]) -> Result<Option<(String, usize)>, ProxyHeaderError> {

@@ -155,7 +155,10 @@ fn errors_name_the_file_line_and_directive() {
         (format!("worker_cpu_affinity 01 10;\n{}", server("location / { proxy_pass http://127.0.0.1:1; }")), "CPU masks in \"worker_cpu_affinity\" are not supported yet"),
         (server("location / { proxy_pass http://127.0.0.1:1; proxy_http_version 1.0; }"), "only \"proxy_http_version 1.1\" is supported"),
         (server("location / { proxy_pass http://127.0.0.1:1; keepalive_timeout soon; }"), "invalid time \"soon\" in \"keepalive_timeout\" directive in ferry.conf:5"),
-        ("events {}\n".to_string(), "no \"http\" block"),
+        ("events {}\n".to_string(), "no \"http\" or \"stream\" block"),
+        // The stream namespace: http's directives are unknown there.
+        ("events {}\nstream { server { listen 127.0.0.1:9; proxy_pass 127.0.0.1:1; proxy_read_timeout 1s; } }\n".to_string(), "unknown directive \"proxy_read_timeout\" in ferry.conf:2"),
+        ("load_module modules/ngx_http_geoip_module.so;\nevents {}\n".to_string(), "module \"modules/ngx_http_geoip_module.so\" is not supported yet"),
         (server("listen 127.0.0.1:0;\nlocation / { proxy_pass http://127.0.0.1:1; }"), "invalid port in \"127.0.0.1:0\" of the \"listen\" directive in ferry.conf:5"),
     ];
     for (text, expected) in cases {

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use directives::stream::StreamServerConfig;
 pub use map::MapDef;
 pub use parse::{ConfigError, SourceFile};
 pub use rewrite::{
@@ -93,6 +94,9 @@ pub struct ListenerRoutes {
     pub servers: Vec<usize>,
     /// `listen … default_server`, else the first server with this address.
     pub default_server: usize,
+    /// A `stream` server's address: that server (an index into
+    /// `Config::stream_servers`), and no HTTP on it.
+    pub stream: Option<usize>,
 }
 
 /// A `server_name` entry, by nginx's kinds.
@@ -220,6 +224,8 @@ pub struct UpstreamGroup {
     pub name: String,
     /// Made by `proxy_pass http[s]://HOST[:PORT]`, not an `upstream` block.
     pub implicit: bool,
+    /// A `stream` block's group: http's `proxy_pass` never names it.
+    pub stream: bool,
     pub servers: Vec<UpstreamServer>,
     pub balance: Balance,
     /// Idle connections kept per server: `keepalive N` (nginx's meaning),
@@ -247,6 +253,8 @@ pub struct Config {
     pub listeners: Vec<ListenerRoutes>,
     pub servers: Vec<ServerConfig>,
     pub upstreams: Vec<UpstreamGroup>,
+    /// The `stream` block's servers (TCP proxying, `connection::stream`).
+    pub stream_servers: Vec<StreamServerConfig>,
     /// http-level settings; `--set` changes them everywhere.
     pub http: Settings,
     /// Capacity of each direction's ring buffer (nginx: `proxy_buffer_size`).
@@ -308,9 +316,11 @@ impl Config {
             .map(|_| ListenerRoutes {
                 servers: vec![0],
                 default_server: 0,
+                stream: None,
             })
             .collect();
         Config {
+            stream_servers: Vec::new(),
             limit_zones: Vec::new(),
             listen_ssl: vec![false; listen.len()],
             listen_proxy_protocol: vec![false; listen.len()],
@@ -447,6 +457,24 @@ impl Config {
     }
 
     /// A server's own settings; the http level's for an unknown index.
+    /// No http servers, listeners or upstreams (a file with only a
+    /// `stream` block).
+    pub fn clear_servers(&mut self) {
+        self.servers.clear();
+        self.upstreams.clear();
+        self.listen.clear();
+        self.listen_ssl.clear();
+        self.listen_proxy_protocol.clear();
+        self.listen_options.clear();
+        self.listeners.clear();
+    }
+
+    /// The stream server a listener serves, if it is a stream listener.
+    pub fn stream_server(&self, listener: usize) -> Option<&StreamServerConfig> {
+        let index = self.listeners.get(listener)?.stream?;
+        self.stream_servers.get(index)
+    }
+
     pub fn server_settings(&self, server: usize) -> &Settings {
         self.servers.get(server).map_or(&self.http, |s| &s.settings)
     }
@@ -496,6 +524,7 @@ impl UpstreamGroup {
         UpstreamGroup {
             name: addr.to_string(),
             implicit: true,
+            stream: false,
             servers: vec![UpstreamServer {
                 addr,
                 name: addr.to_string(),

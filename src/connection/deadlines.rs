@@ -58,6 +58,7 @@ impl Connection {
                 Some(waiting.since + self.server_settings().client_header_timeout)
             }
             Phase::Delayed(waiting) => waiting.until,
+            Phase::Stream(session) => session.deadline(config),
             Phase::Lingering { since, last_read } => Some(
                 (*since + self.server_settings().lingering_time)
                     .min(*last_read + self.server_settings().lingering_timeout),
@@ -131,6 +132,7 @@ impl Connection {
                 (Phase::Closed, true)
             }
             Phase::Delayed(waiting) => self.end_delay(waiting, ctx),
+            Phase::Stream(session) => self.stream_deadline(session, ctx),
             Phase::Lingering { .. } => {
                 debug!("#{} lingering close timed out", ctx.slot);
                 (Phase::Closed, true)

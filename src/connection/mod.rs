@@ -32,6 +32,7 @@ mod reading;
 pub mod relay;
 mod route_parts;
 mod starting;
+pub mod stream;
 pub mod transport;
 mod tunnel;
 mod upstream_side;
@@ -216,6 +217,11 @@ impl Connection {
         listener: usize,
         config: &Rc<Config>,
     ) -> Connection {
+        // A stream listener's connection is relayed from its first moment.
+        let phase = match config.listeners.get(listener).and_then(|l| l.stream) {
+            Some(server) => Phase::Stream(stream::StreamSession::new(server, now)),
+            None => Phase::Idle { since: now },
+        };
         let server = config
             .listeners
             .get(listener)
@@ -242,7 +248,7 @@ impl Connection {
                 read_closed: false,
             },
             peer,
-            phase: Phase::Idle { since: now },
+            phase,
             client_eof: false,
             requests: 0,
             waiting_for_buffers: false,
@@ -459,6 +465,7 @@ impl Connection {
             Phase::WritingResponse { exchange } => ctx.retire(exchange),
             Phase::Authenticating(waiting) => authenticating::abandon(*waiting, ctx),
             Phase::Delayed(_) => {}
+            Phase::Stream(session) => session.release(ctx),
             Phase::Tunnel {
                 exchange, upstream, ..
             } => {
@@ -496,6 +503,7 @@ impl Connection {
             // over and a buffer set came free.
             Phase::Delayed(waiting) if waiting.until.is_none() => self.end_delay(waiting, ctx),
             Phase::Delayed(waiting) => (Phase::Delayed(waiting), false),
+            Phase::Stream(session) => self.step_stream(session, ctx),
             Phase::Lingering { since, last_read } => self.step_lingering(since, last_read, ctx),
             Phase::Closed => (Phase::Closed, false),
         }

@@ -20,6 +20,8 @@
 //!                        Lingering ──► Closed
 //!
 //!   Forwarding ── 101 to an upgrade request ──► Tunnel ──► Closed
+//!
+//!   accept on a `stream` listener ──► Stream ──► Closed
 //! ```
 //!
 //! A phase variant carries exactly what is valid in that phase: an idle
@@ -76,6 +78,9 @@ pub enum Phase {
     /// Waiting out a `limit_req` delay (`limiting.rs`); the routed request
     /// is kept, boxed.
     Delayed(Box<super::limiting::Delayed>),
+    /// A `stream` server's connection: TCP relayed to an upstream, no
+    /// HTTP (`stream.rs`, with stages of its own).
+    Stream(Box<super::stream::StreamSession>),
     /// Our side is shut down; reading and discarding what the client still
     /// sends, so a TCP reset cannot destroy the response it has not read.
     Lingering { since: Instant, last_read: Instant },
@@ -103,12 +108,16 @@ impl Phase {
             | Phase::Forwarding { .. }
             | Phase::WritingResponse { .. }
             | Phase::Tunnel { .. } => Busy::Writing,
-            Phase::Idle { .. } | Phase::Lingering { .. } | Phase::Closed => Busy::Waiting,
+            // nginx's stub_status counts only HTTP requests as reading or
+            // writing; a stream session is among the rest.
+            Phase::Idle { .. } | Phase::Stream(_) | Phase::Lingering { .. } | Phase::Closed => {
+                Busy::Waiting
+            }
         }
     }
 
     /// Every phase's name, in the order of the enum.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "Idle",
         "ReadingRequest",
         "ConnectingUpstream",
@@ -117,6 +126,7 @@ impl Phase {
         "Tunnel",
         "Authenticating",
         "Delayed",
+        "Stream",
         "Lingering",
         "Closed",
     ];
@@ -131,6 +141,7 @@ impl Phase {
             Phase::Tunnel { .. } => "Tunnel",
             Phase::Authenticating(_) => "Authenticating",
             Phase::Delayed(_) => "Delayed",
+            Phase::Stream(_) => "Stream",
             Phase::Lingering { .. } => "Lingering",
             Phase::Closed => "Closed",
         }
@@ -141,6 +152,7 @@ impl Phase {
             Phase::ConnectingUpstream { upstream, .. }
             | Phase::Forwarding { upstream, .. }
             | Phase::Tunnel { upstream, .. } => Some(upstream),
+            Phase::Stream(session) => session.upstream_mut(),
             _ => None,
         }
     }
@@ -444,6 +456,15 @@ impl Mark {
         (self != Mark::NONE).then_some(self.0)
     }
 
+    /// The loop's `now_ms` as a mark of something that started at
+    /// `started_ms` on the same clock.
+    pub fn since(started_ms: u64, now_ms: u64) -> Mark {
+        Mark(
+            u32::try_from(now_ms.saturating_sub(started_ms))
+                .map_or(u32::MAX - 1, |ms| ms.min(u32::MAX - 1)),
+        )
+    }
+
     /// The instant this mark stands for.
     pub fn instant(self, started: Instant) -> Option<Instant> {
         self.get()
@@ -528,7 +549,7 @@ impl ExchangeState {
 
     /// The loop's `now_ms` as a [`Mark`] of this exchange.
     pub fn mark(&self, now_ms: u64) -> Mark {
-        Mark(self.offset_ms(now_ms).min(u32::MAX - 1))
+        Mark::since(self.started_ms, now_ms)
     }
 
     /// When `limit_rate` lets the next write go, if it is holding one.

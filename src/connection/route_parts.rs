@@ -141,7 +141,7 @@ pub(super) fn group_by_name(
     config
         .upstreams
         .iter()
-        .position(|g| !g.implicit && g.name.as_bytes() == &scratch[..])
+        .position(|g| !g.implicit && !g.stream && g.name.as_bytes() == &scratch[..])
 }
 
 /// A regex location's groups, for `$1`…`$9`.

@@ -395,6 +395,7 @@ mod tests {
     fn group(servers: Vec<UpstreamServer>, balance: Balance) -> UpstreamGroup {
         UpstreamGroup {
             implicit: false,
+            stream: false,
             name: "g".into(),
             servers,
             balance,

@@ -100,6 +100,7 @@ impl Ferry {
                 let addr = line
                     .strip_prefix("ferry: listening on http://")
                     .or_else(|| line.strip_prefix("ferry: listening on https://"))
+                    .or_else(|| line.strip_prefix("ferry: listening on tcp://"))
                     .map(|rest| rest.split(',').next().unwrap_or("").to_string());
                 // Kept before the start is announced: a test that reads
                 // stdout right after start must see this line.
@@ -997,12 +998,30 @@ impl Nginx {
     /// block.
     pub fn start_http(nginx: &str, name: &str, http_body: &str, port: u16) -> Nginx {
         let dir = std::env::temp_dir().join(format!("ferry-nginx-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\n\
-             error_log {dir}/error.log;\nevents {{ worker_connections 256; }}\n\
+        let main = format!(
+            "events {{ worker_connections 256; }}\n\
              http {{\n access_log off;\n client_body_temp_path {dir};\n proxy_temp_path {dir};\n\
              {http_body}\n}}\n",
+            dir = dir.display()
+        );
+        Nginx::start_main(nginx, name, &main, port)
+    }
+
+    /// nginx on a whole configuration, `main`, after the lines that keep
+    /// it in the foreground with its files in a directory of its own;
+    /// started once it accepts on `port`.
+    pub fn start_main(nginx: &str, name: &str, main: &str, port: u16) -> Nginx {
+        let dir = std::env::temp_dir().join(format!("ferry-nginx-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (modules, rest): (Vec<&str>, Vec<&str>) = main
+            .lines()
+            .partition(|line| line.trim_start().starts_with("load_module"));
+        // nginx wants `load_module` before everything else.
+        let config = format!(
+            "{}\nworker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\n\
+             error_log {dir}/error.log;\n{}\n",
+            modules.join("\n"),
+            rest.join("\n"),
             dir = dir.display()
         );
         let path = dir.join("nginx.conf");
@@ -1020,6 +1039,11 @@ impl Nginx {
             thread::sleep(Duration::from_millis(20));
         }
         Nginx { child, port, dir }
+    }
+
+    /// What nginx wrote to its error log.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
 }
 

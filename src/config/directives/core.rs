@@ -106,7 +106,15 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         },
     ),
     not_yet("env"),
-    not_yet("load_module"),
+    // The stream module is built in; nginx packages load it.
+    spec(
+        "load_module",
+        &[Main],
+        Arity::Exactly(1),
+        Handler::Main(load_module),
+    )
+    .repeatable(),
+    spec("stream", &[Main], Arity::Exactly(0), Handler::Structure).block(),
     not_yet("include_module"),
     not_yet("lock_file"),
     not_yet("pcre_jit"),
@@ -119,6 +127,23 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("accept_mutex_delay"),
     not_yet("debug_connection"),
 ];
+
+/// `load_module …/ngx_stream_module.so`: ferry has that module built in;
+/// any other module it does not have.
+fn load_module(directive: &Directive, _: &mut Config) -> Result<(), ConfigError> {
+    let path = std::path::Path::new(&directive.args[0]);
+    match path.file_name().and_then(|name| name.to_str()) {
+        Some("ngx_stream_module.so") => Ok(()),
+        _ => Err(ConfigError::at(
+            format!(
+                "module \"{}\" is not supported yet (ferry loads no modules; its stream \
+                 module is built in)",
+                directive.args[0]
+            ),
+            directive.location(),
+        )),
+    }
+}
 
 fn set_worker_processes(directive: &Directive, config: &mut Config) -> Result<(), ConfigError> {
     config.worker_processes = worker_processes(directive)?;

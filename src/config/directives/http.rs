@@ -288,13 +288,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
     let http_settings = settings(block, config)?;
     super::proxy::check_buffering(&http_settings, http)?;
     config.http = http_settings.resolve(config);
-    config.upstreams.clear();
-    config.servers.clear();
-    config.listen.clear();
-    config.listen_ssl.clear();
-    config.listen_proxy_protocol.clear();
-    config.listen_options.clear();
-    config.listeners.clear();
+    config.clear_servers();
     for directive in block.iter().filter(|d| d.name == "upstream") {
         let name = &directive.args[0];
         if config.upstreams.iter().any(|g| &g.name == name) {
@@ -444,6 +438,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     config.listeners.push(ListenerRoutes {
                         servers: Vec::new(),
                         default_server: index,
+                        stream: None,
                     });
                     config.listen.len() - 1
                 }

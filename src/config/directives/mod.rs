@@ -61,6 +61,7 @@ mod rewrite;
 mod ssl;
 mod static_files;
 mod status;
+pub mod stream;
 mod upstream;
 
 use std::time::Duration;
@@ -81,6 +82,20 @@ enum Context {
     Server,
     Location,
     Upstream,
+    /// The `stream` block and its `server` and `upstream` blocks: a
+    /// namespace of their own (`stream.rs`).
+    Stream,
+    StreamServer,
+    StreamUpstream,
+}
+
+impl Context {
+    fn is_stream(self) -> bool {
+        matches!(
+            self,
+            Context::Stream | Context::StreamServer | Context::StreamUpstream
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -227,9 +242,15 @@ fn find_spec(name: &str) -> Option<&'static Spec> {
 fn check(directives: &[Directive], context: Context) -> Result<(), ConfigError> {
     for directive in directives {
         let name = directive.name.as_str();
-        // `server` is a block in http and a simple directive in upstream.
-        let is_server_block = name == "server" && context == Http;
-        let Some(spec) = find_spec(name) else {
+        // `server` is a block in http (and stream) and a simple directive
+        // in upstream.
+        let is_server_block = name == "server" && matches!(context, Http | Context::Stream);
+        let spec = if context.is_stream() {
+            stream::find(name)
+        } else {
+            find_spec(name)
+        };
+        let Some(spec) = spec else {
             return Err(ConfigError::at(
                 format!("unknown directive \"{name}\""),
                 directive.location(),
@@ -268,8 +289,9 @@ fn check(directives: &[Directive], context: Context) -> Result<(), ConfigError> 
         } else {
             spec.arity
         };
+        let upstream_server = matches!(context, Upstream | Context::StreamUpstream);
         if !arity.accepts(directive.args.len())
-            || (name == "server" && context == Upstream && directive.args.is_empty())
+            || (name == "server" && upstream_server && directive.args.is_empty())
         {
             return Err(ConfigError::at(
                 format!("invalid number of arguments in \"{name}\" directive"),
@@ -277,12 +299,15 @@ fn check(directives: &[Directive], context: Context) -> Result<(), ConfigError> 
             ));
         }
         if let Some(block) = &directive.block {
-            let inner = match name {
-                "events" => Events,
-                "http" => Http,
-                "server" => Server,
-                "location" => Location,
-                "upstream" => Upstream,
+            let inner = match (name, context) {
+                ("stream", _) => Context::Stream,
+                ("server", Context::Stream) => Context::StreamServer,
+                ("upstream", Context::Stream) => Context::StreamUpstream,
+                ("events", _) => Events,
+                ("http", _) => Http,
+                ("server", _) => Server,
+                ("location", _) => Location,
+                ("upstream", _) => Upstream,
                 // `types { text/html html; }`: MIME types, not directives.
                 _ => continue,
             };
@@ -312,8 +337,18 @@ pub fn build_with_prefix(
         ..Config::default()
     };
     let mut http = None;
+    let mut stream = None;
     for directive in tree {
         match directive.name.as_str() {
+            "stream" => {
+                if stream.is_some() {
+                    return Err(ConfigError::at(
+                        "\"stream\" directive is duplicate",
+                        directive.location(),
+                    ));
+                }
+                stream = Some(directive);
+            }
             "events" => {
                 for inner in directive.block.iter().flatten() {
                     apply_main(inner, &mut config)?;
@@ -331,12 +366,19 @@ pub fn build_with_prefix(
             _ => apply_main(directive, &mut config)?,
         }
     }
-    let Some(http) = http else {
-        return Err(ConfigError::nowhere(
-            "no \"http\" block: ferry needs http { server { … } }",
-        ));
-    };
-    http::build_http(http, &mut config)?;
+    match (http, stream) {
+        (None, None) => {
+            return Err(ConfigError::nowhere(
+                "no \"http\" or \"stream\" block: ferry needs http { server { … } }",
+            ))
+        }
+        (Some(http), _) => http::build_http(http, &mut config)?,
+        // Only TCP servers: none of the default's http parts stay.
+        (None, Some(_)) => config.clear_servers(),
+    }
+    if let Some(stream) = stream {
+        stream::build_stream(stream, &mut config)?;
+    }
     Ok(config)
 }
 
@@ -455,7 +497,8 @@ fn size(directive: &Directive, index: usize) -> Result<u64, ConfigError> {
 /// module: what docs/configuration.md shows (a test keeps them equal).
 pub fn directive_tables() -> String {
     let mut out = String::new();
-    for (module, specs) in MODULES {
+    let stream: (&str, &[Spec]) = ("stream (a namespace of its own)", stream::DIRECTIVES);
+    for (module, specs) in MODULES.iter().chain(std::iter::once(&stream)) {
         out.push_str(&format!(
             "\n### {module}\n\n| directive | ferry |\n|---|---|\n"
         ));

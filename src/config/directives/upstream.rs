@@ -49,6 +49,7 @@ pub(super) fn upstream_block(
     let name = &directive.args[0];
     let mut group = UpstreamGroup {
         implicit: false,
+        stream: false,
         name: name.clone(),
         servers: Vec::new(),
         balance: Balance::RoundRobin,
