@@ -490,3 +490,81 @@ fn files_are_compressed_as_nginx_compresses_them() {
     let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
     assert_eq!(from_ferry, answers(addr));
 }
+
+/// ferry's own responses (error pages, `return` text, `deny`) go through
+/// the filter as nginx's do: the same decisions and fields as nginx, and
+/// each decompressed body is the body the same request gets without gzip.
+#[test]
+fn own_pages_are_compressed_as_nginx_compresses_them() {
+    let body = "server {\n\
+           listen 127.0.0.1:PORT;\n\
+           gzip on;\n\
+           gzip_types text/plain;\n\
+           gzip_vary on;\n\
+           gzip_http_version 1.0;\n\
+           default_type text/plain;\n\
+           location = /text { return 200 \"a text long enough to be compressed, a text long enough\\n\"; }\n\
+           location = /short { return 200 \"hi\"; }\n\
+           location = /teapot { return 418 \"a text long enough to be compressed, but a 418\\n\"; }\n\
+           location = /forbidden { deny all; }\n\
+           location = /moved { return 302 /elsewhere; }\n\
+           location = /gone { return 404; }\n\
+           location /off/ { gzip off; return 200 \"a text long enough to be compressed, a text long enough\\n\"; }\n\
+         }\n";
+    let paths = [
+        "/text",
+        "/short",
+        "/teapot",
+        "/forbidden",
+        "/moved",
+        "/gone",
+        "/nowhere",
+        "/off/x",
+    ];
+    let answers = |addr: SocketAddr| -> Vec<String> {
+        let mut seen = Vec::new();
+        for path in paths {
+            let plain = ask(
+                addr,
+                &format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+            );
+            for raw in [
+                format!("GET {path} HTTP/1.1\r\n{GZIP}"),
+                format!("GET {path} HTTP/1.0\r\n{GZIP}"),
+                format!("HEAD {path} HTTP/1.1\r\n{GZIP}"),
+            ] {
+                let got = ask(addr, &format!("{raw}Host: a\r\nConnection: close\r\n\r\n"));
+                if !raw.starts_with("HEAD") {
+                    assert!(got.body == plain.body, "{raw}: body differs");
+                }
+                seen.push(format!("{raw:?} -> {}", got.summary));
+            }
+        }
+        seen
+    };
+    let (ferry, _) = Ferry::start_config("gzip-own", body);
+    let from_ferry = answers(ferry.addr);
+    // The cases that matter, whatever nginx says.
+    assert!(
+        from_ferry[0].contains("encoding=Some(\"gzip\")") && from_ferry[0].contains("chunked=true"),
+        "{}",
+        from_ferry[0]
+    );
+    let forbidden = &from_ferry[9];
+    assert!(
+        forbidden.contains("403 encoding=Some(\"gzip\")"),
+        "{forbidden}"
+    );
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(
+        &nginx,
+        "gzip-own",
+        &body.replace("PORT", &port.to_string()),
+        port,
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    assert_eq!(from_ferry, answers(addr));
+}

@@ -73,7 +73,7 @@ impl Connection {
     pub(super) fn answer_locally(
         &mut self,
         mut exchange: Exchange,
-        ctx: &Context<'_>,
+        ctx: &mut Context<'_>,
         write: impl FnOnce(&mut Vec<u8>, &Reply<'_>) -> (u16, usize),
     ) -> (Phase, bool) {
         let settings = exchange.settings(&ctx.config);
@@ -89,7 +89,12 @@ impl Connection {
             charset: settings.charset.as_deref(),
             charset_types: &settings.charset_types,
         };
-        let (status, body_len) = write(&mut buffers.client_head, &reply);
+        let (status, mut body_len) = write(&mut buffers.client_head, &reply);
+        // `gzip`: a body in hand goes through the filter too (nginx's
+        // filters see its own pages as any other response).
+        if exchange.state.gzip_facts != 0 && (body_len > 0 || reply.head_only) {
+            body_len = gzip_own(&mut exchange, body_len, ctx);
+        }
         exchange.log.status = status;
         exchange.log.body_bytes_sent = body_len as u64;
         exchange.response = ResponseState::Local;
@@ -278,7 +283,12 @@ impl Connection {
     }
 
     /// A 200 with a plain-text body.
-    fn answer_text(&mut self, exchange: Exchange, body: &[u8], ctx: &Context<'_>) -> (Phase, bool) {
+    fn answer_text(
+        &mut self,
+        exchange: Exchange,
+        body: &[u8],
+        ctx: &mut Context<'_>,
+    ) -> (Phase, bool) {
         self.answer_locally(exchange, ctx, |out, reply| {
             (200, error_page::write_ok(out, "text/plain", body, reply))
         })
@@ -519,3 +529,81 @@ impl std::fmt::Display for ErrorContext<'_> {
 }
 
 pub(super) use crate::http::error_page::add_header_applies;
+
+/// `gzip` for a response of ferry's own, whole in `client_head`: decided
+/// from its head as a proxied one is, and if it is to be compressed, the
+/// head rewritten and the body compressed in one go (it is small and in
+/// hand). Returns the body bytes the client will get.
+fn gzip_own(exchange: &mut Exchange, body_len: usize, ctx: &mut Context<'_>) -> usize {
+    use crate::http::gzip;
+    let config = std::rc::Rc::clone(&ctx.config);
+    let settings = &exchange.settings(&config).gzip;
+    let head_only = exchange.state.request.method == Method::Head;
+    let http10 = exchange.state.request.version == crate::http::Version::Http10;
+    let buffers = &mut *exchange.buffers;
+    let Some(head_end) = buffers
+        .client_head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+    else {
+        return body_len;
+    };
+    let (head, body) = buffers.client_head.split_at(head_end);
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Response::new(&mut fields);
+    if !matches!(parsed.parse(head), Ok(httparse::Status::Complete(_))) {
+        return body_len;
+    }
+    let status = parsed.code.unwrap_or(0);
+    // A HEAD's head declares its GET's length.
+    let length = parsed
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok());
+    let facts =
+        gzip::ResponseFacts::of_head(status, parsed.headers, length, matches!(status, 204 | 304));
+    let now = epoch_ms(ctx.wall_clock) as i64 / 1000;
+    let decision = gzip::decide(settings, exchange.state.gzip_facts, &facts, now);
+    if decision == gzip::Decision::default() {
+        return body_len;
+    }
+    let chunked = !http10 && !head_only;
+    let close = decision.compress && http10;
+    let mut out = std::mem::take(&mut buffers.upstream_head);
+    out.clear();
+    gzip::rewrite_own_head(head, decision, chunked, close, &mut out);
+    let mut sent = body_len;
+    if decision.compress && !head_only {
+        let head_len = out.len();
+        let mut stream = ctx.gzip_streams.take(settings.level, chunked);
+        let mut taken = 0;
+        while !stream.is_done() {
+            let rest = body.get(taken..).unwrap_or_default();
+            let took = stream.compress(rest, gzip::InputEnd::BodyEnd);
+            taken += took;
+            let produced = stream.output().len();
+            out.extend_from_slice(stream.output());
+            stream.written(produced);
+            if took == 0 && produced == 0 {
+                break;
+            }
+        }
+        sent = out.len() - head_len;
+        ctx.stats.gzip_responses.add(1);
+        ctx.stats.gzip_bytes_in.add(stream.taken);
+        ctx.stats.gzip_bytes_out.add(stream.produced);
+        ctx.gzip_streams.give_back(stream);
+    } else {
+        // `Vary` only: the body as it was.
+        out.extend_from_slice(body);
+    }
+    if close {
+        exchange.state.keep_alive = false;
+    }
+    let mut old = std::mem::replace(&mut buffers.client_head, out);
+    old.clear();
+    buffers.upstream_head = old;
+    sent
+}

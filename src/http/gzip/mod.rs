@@ -392,8 +392,90 @@ pub fn weak_etag(value: &[u8]) -> Option<(&'static [u8], &[u8])> {
     }
 }
 
+/// The head of a response of ferry's own (a page, `return` text, a status
+/// page), rewritten for what `decision` says, as the filter does a proxied
+/// head: with `compress`, no `Content-Length`, `Content-Encoding: gzip`,
+/// `Transfer-Encoding: chunked` when `chunked`, `Connection: close` when the
+/// body ends by closing (`close`), a weak `ETag`; `Vary` with `vary`.
+/// `head` ends with its blank line; the rewritten head goes to `out`.
+pub fn rewrite_own_head(
+    head: &[u8],
+    decision: Decision,
+    chunked: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
+    let body_start = head.len().saturating_sub(2);
+    let lines = head.get(..body_start).unwrap_or_default();
+    for line in lines.split_inclusive(|b| *b == b'\n') {
+        let name = line.split(|b| *b == b':').next().unwrap_or_default();
+        let is = |field: &str| name.eq_ignore_ascii_case(field.as_bytes());
+        if decision.compress && is("content-length") {
+            continue;
+        }
+        if decision.compress && close && is("connection") {
+            out.extend_from_slice(b"Connection: close\r\n");
+            continue;
+        }
+        if decision.compress && is("etag") {
+            let value = line.get(name.len() + 1..).unwrap_or_default();
+            if let Some((prefix, etag)) = weak_etag(headers::trim_ows(value)) {
+                out.extend_from_slice(b"ETag: ");
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(etag);
+                out.extend_from_slice(b"\r\n");
+            }
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    if decision.compress {
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+        if chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+    }
+    if decision.vary {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_own_head_is_rewritten_as_a_proxied_one_is() {
+        let head = b"HTTP/1.1 404 Not Found\r\nServer: ferry\r\nContent-Type: text/html\r\n\
+            Content-Length: 150\r\nConnection: keep-alive\r\nETag: \"x\"\r\n\r\n";
+        let mut out = Vec::new();
+        let both = Decision {
+            vary: true,
+            compress: true,
+        };
+        rewrite_own_head(head, both, true, false, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 404 Not Found\r\nServer: ferry\r\nContent-Type: text/html\r\n\
+             Connection: keep-alive\r\nETag: W/\"x\"\r\nContent-Encoding: gzip\r\n\
+             Transfer-Encoding: chunked\r\nVary: Accept-Encoding\r\n\r\n"
+        );
+        out.clear();
+        rewrite_own_head(head, both, false, true, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Connection: close\r\n") && !text.contains("chunked"));
+        out.clear();
+        let vary_only = Decision {
+            vary: true,
+            compress: false,
+        };
+        rewrite_own_head(head, vary_only, true, false, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("Content-Length: 150\r\n")
+                && text.ends_with("Vary: Accept-Encoding\r\n\r\n")
+        );
+    }
     use super::*;
 
     #[test]
