@@ -238,6 +238,85 @@ fn limit_rate_paces_as_nginx_paces() {
     );
 }
 
+/// `limit_rate $var`, `limit_rate_after $var` and `set $limit_rate`
+/// (which wins over the directive), as nginx reads them: the same 399 KiB
+/// file is paced (about two seconds) or not (a bad size counts as no
+/// limit) by both, all downloads at once.
+#[test]
+fn limit_rate_with_variables_paces_as_nginx_paces() {
+    let dir = util::scratch_dir("limit-rate-vars");
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    std::fs::write(dir.join("files/big"), vec![b'x'; 400 * 1024 - 1024]).unwrap();
+    let body = format!(
+        "server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           location /arg/ {{ alias {root}/files/; limit_rate $arg_rate; limit_rate_after 100k; }}\n\
+           location /after/ {{ alias {root}/files/; limit_rate 100k; limit_rate_after $arg_after; }}\n\
+           location /set/ {{ alias {root}/files/; limit_rate 10m; limit_rate_after 100k; set $limit_rate 100k; }}\n\
+           location /bad/ {{ alias {root}/files/; limit_rate 100k; limit_rate_after 100k; set $limit_rate lots; }}\n\
+         }}\n",
+        root = dir.display()
+    );
+    let paths: [&'static str; 6] = [
+        "/arg/big?rate=100k",
+        "/arg/big?rate=bogus",
+        "/after/big?after=100k",
+        "/after/big?after=1m",
+        "/set/big",
+        "/bad/big",
+    ];
+    let paced = |addr: SocketAddr| -> Vec<String> {
+        let downloads: Vec<_> = paths
+            .iter()
+            .map(|&path| std::thread::spawn(move || download(addr, path)))
+            .collect();
+        paths
+            .iter()
+            .zip(downloads)
+            .map(|(path, download)| {
+                let (status, bytes, seconds) = download.join().unwrap();
+                let pace = match seconds {
+                    s if s < 0.5 => "unpaced",
+                    s if (1.5..3.2).contains(&s) => "paced",
+                    _ => "other",
+                };
+                format!("{path}: {status} {bytes} {pace} ({seconds:.2} s)")
+            })
+            .collect()
+    };
+    let (ferry, _) = Ferry::start_config("limit-rate-vars", &body);
+    let from_ferry = paced(ferry.addr);
+    let expected = ["paced", "unpaced", "paced", "unpaced", "paced", "paced"];
+    for (line, pace) in from_ferry.iter().zip(expected) {
+        assert!(line.contains(&format!("200 408576 {pace} ")), "{line}");
+    }
+    assert!(ferry.wait_for_stderr(Duration::from_secs(1), "invalid size \"bogus\""));
+    assert!(ferry.wait_for_stderr(Duration::from_secs(1), "invalid $limit_rate \"lots\""));
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(
+        &nginx,
+        "limit-rate-vars",
+        &body.replace("PORT", &port.to_string()),
+        port,
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    let from_nginx = paced(addr);
+    let class = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| line.split(" (").next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(
+        class(&from_ferry),
+        class(&from_nginx),
+        "{from_ferry:?} {from_nginx:?}"
+    );
+}
+
 /// A request waiting out its delay holds no buffer set: with two sets in
 /// all and three requests delayed, a request elsewhere is answered at once.
 #[test]

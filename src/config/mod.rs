@@ -293,6 +293,9 @@ pub struct Config {
     /// (without `$`), which templates compile against.
     pub maps: Vec<MapDef>,
     pub map_names: Vec<String>,
+    /// The `set` slot of `$limit_rate`, when some `set` gives it a value:
+    /// that value paces the response (nginx's settable variable).
+    pub limit_rate_set: Option<usize>,
     /// `limit_req_zone` and `limit_conn_zone`, shared by every worker.
     pub limit_zones: Vec<std::sync::Arc<crate::limits::LimitZone>>,
     /// The TLS settings `proxy_pass https://` locations use, each distinct
@@ -368,6 +371,7 @@ impl Config {
             prefix: PathBuf::from("."),
             maps: Vec::new(),
             map_names: Vec::new(),
+            limit_rate_set: None,
             user: None,
         }
     }

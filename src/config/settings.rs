@@ -241,6 +241,24 @@ pub struct Limits {
     /// `limit_rate_after` bytes.
     pub rate: u64,
     pub rate_after: u64,
+    /// The same two with variables, rendered per request instead (nginx
+    /// evaluates them at the response's first write).
+    pub rate_rendered: Option<crate::variables::Template>,
+    pub rate_after_rendered: Option<crate::variables::Template>,
+}
+
+/// A size that is a number, or has variables and is rendered per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SizeValue {
+    Fixed(u64),
+    Rendered(crate::variables::Template),
+}
+
+impl Limits {
+    /// `limit_rate` and `limit_rate_after` vary per request (variables).
+    pub fn rate_is_rendered(&self) -> bool {
+        self.rate_rendered.is_some() || self.rate_after_rendered.is_some()
+    }
 }
 
 impl Default for Limits {
@@ -256,6 +274,8 @@ impl Default for Limits {
             connection_dry_run: false,
             rate: 0,
             rate_after: 0,
+            rate_rendered: None,
+            rate_after_rendered: None,
         }
     }
 }

@@ -22,8 +22,8 @@ use super::io::{read_into, IoOutcome};
 use super::limiting::preaccess;
 use super::phase::Phase;
 use super::route_parts::{
-    capture_location, closes_for_browser, group_by_name, proxy_host, query_of, route_static,
-    run_script, split_redirect, write_expires, StaticRoute, MAX_INTERNAL_REDIRECTS,
+    capture_location, closes_for_browser, group_by_name, proxy_host, query_of, rendered_rates,
+    route_static, run_script, split_redirect, write_expires, StaticRoute, MAX_INTERNAL_REDIRECTS,
 };
 use super::starting::{ParsedRequest, Target};
 use super::{Connection, Context};
@@ -312,7 +312,7 @@ impl Connection {
         let mut staying = false;
         let mut password_check: Option<Box<PendingCheck>>;
         let mut limits_done = false;
-        let (location, target, always_headers_end, browsers, gzip_facts) = loop {
+        let (location, target, always_headers_end, browsers, gzip_facts, rates) = loop {
             password_check = None;
             let reached_by_name = named.is_some();
             let mut location = named
@@ -417,6 +417,7 @@ impl Connection {
                     0,
                     0,
                     0,
+                    None,
                 );
             }
             // From here on, templates see what the scripts set and captured.
@@ -698,12 +699,14 @@ impl Connection {
                 ),
                 false => 0,
             };
+            let rates = rendered_rates(&settings.limits, config.limit_rate_set, &view, ctx.slot);
             break (
                 location,
                 target,
                 conditional,
                 settings.keepalive_disable,
                 gzip_facts,
+                rates,
             );
         };
         let parsed = ParsedRequest {
@@ -721,6 +724,7 @@ impl Connection {
             client,
             password_check,
             gzip_facts,
+            rates,
         };
         // A delayed request is read again after its wait (`limiting.rs`):
         // its bytes stay where they are.

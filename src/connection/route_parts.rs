@@ -128,6 +128,48 @@ pub(super) fn closes_for_browser(
     (msie6 && found & MSIE6 != 0) || (browsers & SAFARI != 0 && found & SAFARI != 0)
 }
 
+/// The request's `limit_rate` and `limit_rate_after` when variables decide
+/// them (`limit_rate $rate`, `set $limit_rate`), read as nginx reads them
+/// at the first write: a bad size is logged and counts as 0, a bad
+/// `$limit_rate` is logged and ignored. `None`: the location's numbers
+/// stand (no variables: nothing is rendered).
+pub(super) fn rendered_rates(
+    limits: &crate::config::Limits,
+    limit_rate_set: Option<usize>,
+    view: &RequestView<'_>,
+    slot: usize,
+) -> Option<(u64, u64)> {
+    let set = limit_rate_set
+        .map(|index| view.script.sets.get(index))
+        .filter(|value| !value.is_empty());
+    if set.is_none() && !limits.rate_is_rendered() {
+        return None;
+    }
+    let size = |template: &Option<crate::variables::Template>, fixed: u64| {
+        let Some(template) = template else {
+            return fixed;
+        };
+        let mut text = Vec::new();
+        template.render(view, &mut text);
+        let text = String::from_utf8_lossy(&text);
+        crate::config::parse_size(&text).unwrap_or_else(|| {
+            log::error!("#{slot} invalid size \"{text}\"");
+            0
+        })
+    };
+    let from_set = set.and_then(|value| {
+        let text = String::from_utf8_lossy(value);
+        let size = crate::config::parse_size(&text);
+        if size.is_none() {
+            log::error!("#{slot} invalid $limit_rate \"{text}\"");
+        }
+        size
+    });
+    let rate = from_set.unwrap_or_else(|| size(&limits.rate_rendered, limits.rate));
+    let after = size(&limits.rate_after_rendered, limits.rate_after);
+    Some((rate, after))
+}
+
 /// `proxy_pass http://$name`: the `upstream` block the rendered name
 /// (left in `scratch`) names.
 pub(super) fn group_by_name(

@@ -103,8 +103,8 @@ impl Connection {
         exchange.client = parsed.client;
         exchange.gzip_facts = parsed.gzip_facts;
         let limits = &exchange.settings(&ctx.config).limits;
-        if limits.rate != 0 {
-            let (rate, after) = (limits.rate, limits.rate_after);
+        let (rate, after) = parsed.rates.unwrap_or((limits.rate, limits.rate_after));
+        if rate != 0 {
             exchange.limit_rate = rate;
             exchange.rate_after = after;
         }
@@ -183,6 +183,9 @@ pub(super) struct ParsedRequest {
     pub(super) password_check: Option<Box<PendingCheck>>,
     /// `gzip`: what the request says (`http::gzip::facts`).
     pub(super) gzip_facts: u8,
+    /// `limit_rate` and `limit_rate_after` rendered from variables, when
+    /// they have any (`route_parts::rendered_rates`).
+    pub(super) rates: Option<(u64, u64)>,
 }
 
 /// Where a routed request goes.

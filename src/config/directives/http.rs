@@ -270,6 +270,12 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
     let block = http.block.as_deref().unwrap_or_default();
     super::map::maps(block, config)?;
     super::rewrite::set_names(block, config)?;
+    // `set $limit_rate`: nginx's settable variable; its `set` slot.
+    config.limit_rate_set = config
+        .map_names
+        .iter()
+        .position(|name| name == "limit_rate")
+        .and_then(|at| at.checked_sub(config.maps.len()));
     super::log::log_formats(block, config)?;
     super::limit::zones(block, config)?;
     // nginx: `default` needs the `proxy_pass` of its own location.

@@ -3,6 +3,7 @@
 //! levels inherit outward-in (http -> server -> location) as nginx merges
 //! them, and the innermost level resolves into the location's `Settings`.
 
+use crate::config::settings::SizeValue;
 use std::time::Duration;
 
 use super::{gzip, proxy_rewrites, static_files};
@@ -60,8 +61,8 @@ pub(super) struct Inherited {
     pub(super) limit_conn_status: Option<u16>,
     pub(super) limit_conn_log_level: Option<::log::Level>,
     pub(super) limit_conn_dry_run: Option<bool>,
-    pub(super) limit_rate: Option<u64>,
-    pub(super) limit_rate_after: Option<u64>,
+    pub(super) limit_rate: Option<crate::config::settings::SizeValue>,
+    pub(super) limit_rate_after: Option<crate::config::settings::SizeValue>,
     pub(super) set_body: Option<Template>,
     pub(super) add_headers: Option<Vec<AddHeader>>,
     pub(super) access_rules: Option<Vec<AccessRule>>,
@@ -141,8 +142,11 @@ impl Inherited {
             limit_conn_status: self.limit_conn_status.or(outer.limit_conn_status),
             limit_conn_log_level: self.limit_conn_log_level.or(outer.limit_conn_log_level),
             limit_conn_dry_run: self.limit_conn_dry_run.or(outer.limit_conn_dry_run),
-            limit_rate: self.limit_rate.or(outer.limit_rate),
-            limit_rate_after: self.limit_rate_after.or(outer.limit_rate_after),
+            limit_rate: self.limit_rate.clone().or_else(|| outer.limit_rate.clone()),
+            limit_rate_after: self
+                .limit_rate_after
+                .clone()
+                .or_else(|| outer.limit_rate_after.clone()),
             set_body: self.set_body.or_else(|| outer.set_body.clone()),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             access_rules: self.access_rules.or_else(|| outer.access_rules.clone()),
@@ -256,8 +260,13 @@ impl Inherited {
         limits.connection_status = self.limit_conn_status.unwrap_or(503);
         limits.connection_log_level = self.limit_conn_log_level.unwrap_or(::log::Level::Error);
         limits.connection_dry_run = self.limit_conn_dry_run.unwrap_or(false);
-        limits.rate = self.limit_rate.unwrap_or(0);
-        limits.rate_after = self.limit_rate_after.unwrap_or(0);
+        let split = |value: &Option<SizeValue>| match value {
+            None => (0, None),
+            Some(SizeValue::Fixed(size)) => (*size, None),
+            Some(SizeValue::Rendered(template)) => (0, Some(template.clone())),
+        };
+        (limits.rate, limits.rate_rendered) = split(&self.limit_rate);
+        (limits.rate_after, limits.rate_after_rendered) = split(&self.limit_rate_after);
         // As nginx: a `proxy_set_body` wins over `proxy_pass_request_body`.
         settings.upstream_body = match (&self.set_body, self.pass_request_body) {
             (Some(body), _) => crate::config::UpstreamBody::Set(body.clone()),

@@ -4,6 +4,7 @@
 
 use super::{spec, Arity, Context, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;
+use crate::config::settings::SizeValue;
 use crate::config::Config;
 use crate::limits::{LimitConn, LimitReq};
 use crate::variables::Template;
@@ -279,25 +280,24 @@ fn limit_conn_dry_run(d: &Directive, _: &Config, s: &mut Inherited) -> Result<()
 }
 
 /// `limit_rate RATE` (bytes per second to each client request; 0: none).
-fn limit_rate(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
-    refuse_variables(d)?;
-    s.limit_rate = Some(super::size(d, 0)?);
+fn limit_rate(d: &Directive, config: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.limit_rate = Some(size_value(d, config)?);
     Ok(())
 }
 
 /// `limit_rate_after SIZE`: that many bytes go unpaced.
-fn limit_rate_after(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
-    refuse_variables(d)?;
-    s.limit_rate_after = Some(super::size(d, 0)?);
+fn limit_rate_after(d: &Directive, config: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
+    s.limit_rate_after = Some(size_value(d, config)?);
     Ok(())
 }
 
-fn refuse_variables(d: &Directive) -> Result<(), ConfigError> {
-    if d.args[0].contains('$') {
-        return Err(ConfigError::at(
-            format!("variables in \"{}\" are not supported yet", d.name),
-            d.location(),
-        ));
+/// A size, or with variables a template rendered per request (nginx's
+/// `ngx_http_set_complex_value_size_slot`).
+fn size_value(d: &Directive, config: &Config) -> Result<SizeValue, ConfigError> {
+    if !d.args[0].contains('$') {
+        return Ok(SizeValue::Fixed(super::size(d, 0)?));
     }
-    Ok(())
+    crate::variables::Template::compile_with(&d.args[0], &config.map_names)
+        .map(SizeValue::Rendered)
+        .map_err(|e| ConfigError::at(e.to_string(), d.location()))
 }
