@@ -419,6 +419,7 @@ pub fn rewrite_own_head(
         }
         if decision.compress && is("etag") {
             let value = line.get(name.len() + 1..).unwrap_or_default();
+            let value = value.strip_suffix(b"\r\n").unwrap_or(value);
             if let Some((prefix, etag)) = weak_etag(headers::trim_ows(value)) {
                 out.extend_from_slice(b"ETag: ");
                 out.extend_from_slice(prefix);
