@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod buffer;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod connection;
@@ -46,3 +47,4 @@ pub mod tls;
 pub mod token;
 pub mod upstream;
 pub mod variables;
+pub mod workers;

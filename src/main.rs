@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use ferry::cli::{self, Args, Command, USAGE};
 use ferry::config::{self, Config, Loaded, EMBEDDED_NAME};
-use ferry::control::{Reloader, Workers};
+use ferry::control::Reloader;
 use ferry::event_loop::EventLoop;
+use ferry::workers::Workers;
 
 fn main() -> ExitCode {
     ferry::log::init_console_log();
@@ -162,7 +163,7 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
     } else {
         // One worker runs on this thread and takes the signals itself.
         if config.worker_cpu_affinity {
-            ferry::control::pin_worker(0);
+            ferry::workers::pin_worker(0);
         }
         match EventLoop::bind(config, reload) {
             Ok(event_loop) => Running::One(Box::new(event_loop)),

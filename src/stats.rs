@@ -106,7 +106,7 @@ impl WorkerStats {
 #[derive(Debug)]
 pub struct ServerStats {
     pub group: String,
-    pub addr: crate::upstream::ServerAddr,
+    pub addr: crate::upstream::addr::ServerAddr,
     /// Requests sent to it (each try counts).
     pub requests: Counter,
     /// Connect errors and timeouts (nginx's `max_fails` failures).
@@ -123,7 +123,7 @@ pub struct ServerStats {
 impl ServerStats {
     pub fn new(
         group: &str,
-        addr: crate::upstream::ServerAddr,
+        addr: crate::upstream::addr::ServerAddr,
         configured_down: bool,
     ) -> ServerStats {
         ServerStats {

@@ -9,7 +9,6 @@
 
 pub mod directives;
 pub mod lexer;
-mod map;
 pub mod parse;
 pub mod rewrite;
 mod settings;
@@ -18,8 +17,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::upstream::group::{Balance, UpstreamGroup, UpstreamServer};
+pub use crate::variables::MapDef;
 pub use directives::stream::StreamServerConfig;
-pub use map::MapDef;
 pub use parse::{ConfigError, SourceFile};
 pub use rewrite::{
     Condition, ConditionTest, FileTest, Rewrite, RewriteFlag, ScriptBuffers, ScriptOutcome,
@@ -193,49 +193,6 @@ pub enum Action {
     Static,
 }
 
-/// How a group picks a server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Balance {
-    RoundRobin,
-    LeastConn,
-    IpHash,
-    /// `hash KEY [consistent]`; the key is compiled.
-    Hash {
-        key: crate::variables::Template,
-        consistent: bool,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct UpstreamServer {
-    pub addr: crate::upstream::ServerAddr,
-    /// As written in the configuration, for logs.
-    pub name: String,
-    pub weight: u32,
-    pub max_fails: u32,
-    pub fail_timeout: Duration,
-    pub backup: bool,
-    pub down: bool,
-}
-
-/// An `upstream` block, or the implicit group of `proxy_pass http://host:port`.
-#[derive(Clone, Debug)]
-pub struct UpstreamGroup {
-    pub name: String,
-    /// Made by `proxy_pass http[s]://HOST[:PORT]`, not an `upstream` block.
-    pub implicit: bool,
-    /// A `stream` block's group: http's `proxy_pass` never names it.
-    pub stream: bool,
-    pub servers: Vec<UpstreamServer>,
-    pub balance: Balance,
-    /// Idle connections kept per server: `keepalive N` (nginx's meaning),
-    /// or, without the directive, as many as the server's recent peak of
-    /// connections in use (see `Upstreams::check_in`).
-    pub keepalive: Option<usize>,
-    pub keepalive_timeout: Duration,
-    pub keepalive_requests: u32,
-}
-
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Addresses to accept clients on, each once (`listen`).
@@ -311,7 +268,7 @@ impl Config {
     /// embedded default, and what `--listen`/`--upstream` ask for.
     pub fn simple(
         listen: Vec<SocketAddr>,
-        upstream: impl Into<crate::upstream::ServerAddr>,
+        upstream: impl Into<crate::upstream::addr::ServerAddr>,
     ) -> Config {
         let http = Settings::default();
         let listeners = listen
@@ -381,7 +338,7 @@ impl Config {
     pub fn simplify(&mut self, listen: Option<SocketAddr>, upstream: Option<SocketAddr>) {
         let listen = listen.map_or_else(|| self.listen.clone(), |addr| vec![addr]);
         let upstream = upstream
-            .map(crate::upstream::ServerAddr::from)
+            .map(crate::upstream::addr::ServerAddr::from)
             .or_else(|| {
                 self.upstreams
                     .first()
@@ -514,35 +471,11 @@ impl Config {
         }
     }
 
-    pub fn first_upstream(&self) -> Option<crate::upstream::ServerAddr> {
+    pub fn first_upstream(&self) -> Option<crate::upstream::addr::ServerAddr> {
         self.upstreams
             .first()
             .and_then(|g| g.servers.first())
             .map(|s| s.addr)
-    }
-}
-
-impl UpstreamGroup {
-    /// The implicit group of `proxy_pass http://ADDR`.
-    pub fn single(addr: crate::upstream::ServerAddr) -> UpstreamGroup {
-        UpstreamGroup {
-            name: addr.to_string(),
-            implicit: true,
-            stream: false,
-            servers: vec![UpstreamServer {
-                addr,
-                name: addr.to_string(),
-                weight: 1,
-                max_fails: 1,
-                fail_timeout: Duration::from_secs(10),
-                backup: false,
-                down: false,
-            }],
-            balance: Balance::RoundRobin,
-            keepalive: None,
-            keepalive_timeout: Duration::from_secs(60),
-            keepalive_requests: 1000,
-        }
     }
 }
 

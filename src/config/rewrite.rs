@@ -10,8 +10,8 @@
 use super::Action;
 use crate::variables::{RequestView, ScriptValues, SetValues, Template};
 
-/// Where each group of the last match lies in its text (`$1`…`$9`).
-pub type CaptureSpans = Vec<Option<(usize, usize)>>;
+// Where each group of the last match lies (`$1`…`$9`): the variables'.
+pub use crate::variables::{capture, CaptureSpans};
 
 /// One line of a script.
 #[derive(Clone, Debug)]
@@ -176,32 +176,6 @@ pub struct ScriptBuffers<'b> {
     /// The text the last regex matched, and its groups (`$1`…`$9`).
     pub captured: &'b mut Vec<u8>,
     pub capture_spans: &'b mut CaptureSpans,
-}
-
-/// Keeps what `regex` captured in `text` for `$1`…`$9`; whether it matched.
-/// A regex without groups is only tested (no allocation).
-pub fn capture(
-    regex: &regex_lite::Regex,
-    text: &str,
-    captured: &mut Vec<u8>,
-    spans: &mut CaptureSpans,
-) -> bool {
-    if regex.captures_len() <= 1 {
-        return regex.is_match(text);
-    }
-    let Some(found) = regex.captures(text) else {
-        return false;
-    };
-    captured.clear();
-    captured.extend_from_slice(text.as_bytes());
-    spans.clear();
-    spans.extend(
-        found
-            .iter()
-            .take(10)
-            .map(|group| group.map(|m| (m.start(), m.end()))),
-    );
-    true
 }
 
 impl ScriptBuffers<'_> {

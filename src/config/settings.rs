@@ -10,6 +10,16 @@ use crate::http::headers::FieldNameRule;
 use crate::variables::Template;
 
 /// Where access log lines go.
+/// nginx's default `charset_types`.
+pub const CHARSET_TYPES: &[&str] = &[
+    "text/html",
+    "text/xml",
+    "text/plain",
+    "text/vnd.wap.wml",
+    "application/javascript",
+    "application/rss+xml",
+];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessLogTarget {
     Stdout,
@@ -455,10 +465,7 @@ impl Default for Settings {
             charset: None,
             rewrite_log: false,
             keepalive_disable: crate::http::browsers::MSIE6,
-            charset_types: crate::config::directives::CHARSET_TYPES
-                .iter()
-                .map(|t| t.to_string())
-                .collect(),
+            charset_types: CHARSET_TYPES.iter().map(|t| t.to_string()).collect(),
         }
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod conditional;
 pub mod mime;
+pub mod root;
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -37,6 +38,7 @@ use log::error;
 
 pub use conditional::{Conditions, Decision, ModifiedSince, Validators};
 pub use mime::MimeTypes;
+pub use root::{append_path, DocumentRoot};
 
 use crate::variables::{RequestView, Template};
 
@@ -77,16 +79,6 @@ impl Default for FileSettings {
             log_not_found: true,
         }
     }
-}
-
-/// Where a location's files are.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DocumentRoot {
-    /// `root PATH`: the file for `/a/b` is `PATH/a/b`.
-    Root(PathBuf),
-    /// `alias PATH` in `location /prefix/`: the file for `/prefix/a` is
-    /// `PATH/a`; `strip` is the prefix's length.
-    Alias { path: PathBuf, strip: usize },
 }
 
 /// `try_files FILE … LAST`.
@@ -355,20 +347,6 @@ fn failed(settings: &FileSettings, path: &[u8], e: &io::Error) -> Resolution {
 pub fn map_path(root: &DocumentRoot, uri: &[u8], out: &mut Vec<u8>) {
     out.clear();
     append_path(root, uri, out);
-}
-
-/// [`map_path`], appended to what `out` holds (`$request_filename`).
-pub fn append_path(root: &DocumentRoot, uri: &[u8], out: &mut Vec<u8>) {
-    match root {
-        DocumentRoot::Root(root) => {
-            out.extend_from_slice(root.as_os_str().as_bytes());
-            out.extend_from_slice(uri);
-        }
-        DocumentRoot::Alias { path, strip } => {
-            out.extend_from_slice(path.as_os_str().as_bytes());
-            out.extend_from_slice(uri.get(*strip..).unwrap_or_default());
-        }
-    }
 }
 
 pub fn as_path(bytes: &[u8]) -> &Path {

@@ -15,6 +15,7 @@
 
 pub mod addr;
 pub mod balancer;
+pub mod group;
 pub mod pool;
 
 use std::io;

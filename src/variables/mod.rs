@@ -9,13 +9,15 @@ use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
 
-use crate::upstream::balancer::Crc32;
+use crate::checksum::Crc32;
 
 mod log;
+mod map;
 mod request_id;
 mod value;
 
 pub use log::{ExchangeVars, LogEscape, UpstreamAttempt};
+pub use map::MapDef;
 pub use request_id::RequestId;
 use value::{borrowed_value, port, render_variable};
 
@@ -197,6 +199,35 @@ enum Segment {
     Variable(Variable),
 }
 
+/// Where each of `$0`…`$9` lies in the text a regex last matched.
+pub type CaptureSpans = Vec<Option<(usize, usize)>>;
+
+/// Keeps what `regex` captured in `text` for `$1`…`$9`; whether it matched.
+/// A regex without groups is only tested (no allocation).
+pub fn capture(
+    regex: &regex_lite::Regex,
+    text: &str,
+    captured: &mut Vec<u8>,
+    spans: &mut CaptureSpans,
+) -> bool {
+    if regex.captures_len() <= 1 {
+        return regex.is_match(text);
+    }
+    let Some(found) = regex.captures(text) else {
+        return false;
+    };
+    captured.clear();
+    captured.extend_from_slice(text.as_bytes());
+    spans.clear();
+    spans.extend(
+        found
+            .iter()
+            .take(10)
+            .map(|group| group.map(|m| (m.start(), m.end()))),
+    );
+    true
+}
+
 /// A compiled value with variables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
@@ -228,7 +259,7 @@ pub struct RequestView<'a> {
     pub args: Option<&'a [u8]>,
     /// The `root` or `alias` in force, for `$document_root` and
     /// `$request_filename` (`None`: both empty).
-    pub root: Option<&'a crate::files::DocumentRoot>,
+    pub root: Option<&'a crate::files::root::DocumentRoot>,
     /// `$proxy_host`: the location's `proxy_pass` server or group, as
     /// written (empty where the location does not proxy).
     pub proxy_host: &'a str,
@@ -253,7 +284,7 @@ pub struct RequestView<'a> {
     pub tls: Option<TlsFacts<'a>>,
     pub request_id: RequestId,
     /// The configuration's `map` blocks, for their variables.
-    pub maps: &'a [crate::config::MapDef],
+    pub maps: &'a [MapDef],
 }
 
 impl RequestView<'static> {

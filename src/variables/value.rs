@@ -123,8 +123,8 @@ pub(super) fn render_variable(variable: &Variable, request: &RequestView<'_>, ou
         Variable::Pid => push_decimal(out, u64::from(std::process::id())),
         Variable::DocumentRoot => {
             if let Some(root) = request.root {
-                let (crate::files::DocumentRoot::Root(path)
-                | crate::files::DocumentRoot::Alias { path, .. }) = root;
+                let (crate::files::root::DocumentRoot::Root(path)
+                | crate::files::root::DocumentRoot::Alias { path, .. }) = root;
                 out.extend_from_slice(path.as_os_str().as_encoded_bytes());
             }
         }
@@ -135,7 +135,7 @@ pub(super) fn render_variable(variable: &Variable, request: &RequestView<'_>, ou
                 } else {
                     request.uri
                 };
-                crate::files::append_path(root, uri, out);
+                crate::files::root::append_path(root, uri, out);
             }
         }
         Variable::RemoteAddr => push_ip(out, request.client.ip()),

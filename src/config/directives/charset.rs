@@ -19,16 +19,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     super::not_yet("charset_map"),
 ];
 
-/// nginx's default `charset_types`.
-pub const DEFAULT_TYPES: &[&str] = &[
-    "text/html",
-    "text/xml",
-    "text/plain",
-    "text/vnd.wap.wml",
-    "application/javascript",
-    "application/rss+xml",
-];
-
 fn charset(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigError> {
     let name = &d.args[0];
     let valid = name

@@ -71,7 +71,7 @@ use super::{parse_duration, parse_size, Config};
 
 use inherited::Inherited;
 
-pub use charset::DEFAULT_TYPES as CHARSET_TYPES;
+pub use crate::config::settings::CHARSET_TYPES;
 pub use upstream::resolve_address;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,8 @@
-//! `map` blocks, as loaded: their entries and how a value is chosen.
+//! `map` blocks, as loaded: their entries and how a value is chosen. A
+//! map is a variable computed from another, so it lives with the variables
+//! (the configuration builds it, `config::directives::map`).
 
-use crate::variables::Template;
+use super::Template;
 
 /// `map SOURCE $NAME { … }`: `$NAME` is the value of the first entry the
 /// source's value matches: an exact string (with `hostnames`, a host name
@@ -22,7 +24,7 @@ impl MapDef {
     /// Appends the value for `request` to `out`. The source's value is
     /// rendered into `out` itself, looked up and taken back: no buffer of
     /// its own.
-    pub fn render(&self, request: &crate::variables::RequestView<'_>, out: &mut Vec<u8>) {
+    pub fn render(&self, request: &super::RequestView<'_>, out: &mut Vec<u8>) {
         let start = out.len();
         self.source.render(request, out);
         let key = out.get(start..).unwrap_or_default();
@@ -38,7 +40,7 @@ impl MapDef {
                 out.truncate(start);
                 let (mut captured, mut spans) = (Vec::new(), Vec::new());
                 let text = std::str::from_utf8(&key).unwrap_or_default();
-                super::rewrite::capture(regex, text, &mut captured, &mut spans);
+                super::capture(regex, text, &mut captured, &mut spans);
                 let values = crate::variables::ScriptValues {
                     haystack: &captured,
                     captures: &spans,
