@@ -1,5 +1,7 @@
 //! Command line -> [`Args`]: raw flags only, no I/O. Validation into a
 //! [`crate::config::Config`] happens in [`Args::into_config`].
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ OPTIONS:
 DEMO OPTIONS:
     --port N                      ferry's port [8080]
     --origin-port N               the demo origin's port [3000]
+    --explain                     tell each connection's story as it goes:
+                                  every turn of the loop, every state change
 
 Logs: RUST_LOG=ferry=debug shows connections, RUST_LOG=ferry=trace every
 state transition. Sizes take nginx's suffixes: k, m, g.
@@ -64,6 +68,8 @@ pub enum Command {
     Demo {
         port: u16,
         origin_port: u16,
+        /// `--explain`: tell the story of each connection on the terminal.
+        explain: bool,
     },
     /// `-s`: the signal's name for kill(1).
     Signal {
@@ -121,6 +127,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
     };
     let mut demo_ports = (8080u16, 3000u16);
     let mut demo = false;
+    let mut explain = false;
     let mut argv = argv.into_iter().skip(1);
     while let Some(flag) = argv.next() {
         let mut value = |name: &str| {
@@ -158,6 +165,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
             "--set" => args.directives.push(value(&flag)?),
             "--port" if demo => demo_ports.0 = parse_port(&value(&flag)?)?,
             "--origin-port" if demo => demo_ports.1 = parse_port(&value(&flag)?)?,
+            "--explain" if demo => explain = true,
             other => {
                 return Err(UsageError(format!(
                     "unknown argument \"{other}\" (see ferry --help)"
@@ -169,6 +177,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, UsageError
         args.command = Command::Demo {
             port: demo_ports.0,
             origin_port: demo_ports.1,
+            explain,
         };
     }
     Ok(args)
@@ -197,7 +206,10 @@ impl Args {
     /// Validates the flags over `base`, the configuration file's settings.
     pub fn into_config(self, base: Config) -> Result<Config, UsageError> {
         let mut config = base;
-        if let Command::Demo { port, origin_port } = self.command {
+        if let Command::Demo {
+            port, origin_port, ..
+        } = self.command
+        {
             config.simplify(
                 Some(SocketAddr::from(([127, 0, 0, 1], port))),
                 Some(SocketAddr::from(([127, 0, 0, 1], origin_port))),
@@ -349,7 +361,8 @@ mod tests {
             args.command,
             Command::Demo {
                 port: 9000,
-                origin_port: 9001
+                origin_port: 9001,
+                explain: false
             }
         );
     }

@@ -5,6 +5,8 @@
 //! Access log lines are formatted into a reused buffer and written once per
 //! event-loop turn, so logging costs no allocation and at most one `write`
 //! per turn, however many requests the turn finished.
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use std::fmt;
 use std::io::{self, Write};
@@ -57,14 +59,71 @@ pub fn init_console_log() {
     install(builder.build());
 }
 
+/// `ferry demo --explain`: the error log becomes the story of each
+/// connection, told on the terminal at trace level (unless `RUST_LOG` says
+/// otherwise): milliseconds since start, then what happened, with the seed
+/// post's words where it has them ("New connection from …", "Connected to
+/// …", "Keeping connection alive", "Client disconnected").
+pub fn explain() {
+    EXPLAIN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+static EXPLAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What `--explain` prints before the story: how to read it.
+const LEGEND: &str = "\
+ferry explains: each line is milliseconds since start, then one event.
+  loop turn N        the loop woke up: how many sockets had news, how long it slept and why
+  #3                 the connection in slab slot 3 (#3/upstream: its upstream socket)
+  A -> B             the connection's state machine moved from state A to state B
+  -> * 78B           78 bytes read from the client       * -> 131B   written to the upstream
+  * <- 327B          read from the upstream               <- * 364B   written to the client
+";
+
+/// The seed post's words for some of ferry's lines.
+fn in_the_seeds_words(message: &str) -> std::borrow::Cow<'_, str> {
+    const WORDS: [(&str, &str); 4] = [
+        ("new connection from", "New connection from"),
+        ("/upstream connected to", " Connected to"),
+        ("keeping the connection alive", "Keeping connection alive"),
+        ("client closed the connection", "Client disconnected"),
+    ];
+    for (ours, seeds) in WORDS {
+        if let Some(at) = message.find(ours) {
+            return format!("{}{seeds}{}", &message[..at], &message[at + ours.len()..]).into();
+        }
+    }
+    message.into()
+}
+
 /// Starts the error log: `error_log`'s file and level when configured,
 /// else stderr at `warn`. `RUST_LOG`, when set, overrides the level.
 pub fn init_error_log(configured: Option<&ErrorLogConfig>) -> io::Result<()> {
-    let default_filter = configured.map_or("warn", |c| c.filter.as_str());
+    let explaining = EXPLAIN.load(std::sync::atomic::Ordering::Relaxed);
+    let default_filter = match configured {
+        _ if explaining => "ferry=trace",
+        Some(configured) => configured.filter.as_str(),
+        None => "warn",
+    };
     let mut builder = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or(with_quiet_libraries(default_filter)),
     );
     builder.format_target(false);
+    // Milliseconds: two clients' lines in one second can be told apart.
+    builder.format_timestamp_millis();
+    if explaining {
+        let started = std::time::Instant::now();
+        eprint!("{LEGEND}");
+        builder.format(move |out, record| {
+            let message = record.args().to_string();
+            writeln!(
+                out,
+                "{:>9.3} ms  {}",
+                started.elapsed().as_secs_f64() * 1000.0,
+                in_the_seeds_words(&message)
+            )
+        });
+    }
     if let Some(path) = configured.and_then(|c| c.path.as_ref()) {
         let file = open_file(path)?;
         builder.target(env_logger::Target::Pipe(Box::new(file)));

@@ -2,6 +2,8 @@
 //! loop, map the outcome to an exit code. Everything else lives in the
 //! library. Messages meant for the person at the terminal (listening on…,
 //! configuration errors) are printed here, apart from the error log.
+//!
+//! In the course (docs/learn): chapter 7: the command line, around the loop.
 
 #![forbid(unsafe_code)]
 
@@ -33,7 +35,14 @@ fn main() -> ExitCode {
         }
         Command::Test { dump } => test_config(&args, dump),
         Command::Signal { signal } => send_signal(args.config_file.as_deref(), signal),
-        Command::Demo { origin_port, .. } => {
+        Command::Demo {
+            origin_port,
+            explain,
+            ..
+        } => {
+            if explain {
+                ferry::log::explain();
+            }
             let origin = SocketAddr::from(([127, 0, 0, 1], origin_port));
             match ferry::demo::start_origin(origin) {
                 Ok(bound) => {

@@ -21,6 +21,9 @@
 //!
 //! [`LoopClock`] is the loop's sense of time: read once per turn, as nginx
 //! caches its time once per cycle.
+//!
+//! In the course (docs/learn): chapter 4's exercise 2 and chapter 7:
+//! deadlines, and what bounds each sleep of the loop.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -119,6 +122,12 @@ impl Timers {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse(entry)| entry.at)
+    }
+
+    /// The earliest entry (possibly stale: its connection may have moved
+    /// its deadline since).
+    pub fn next(&self) -> Option<&TimerEntry> {
+        self.heap.peek().map(|Reverse(entry)| entry)
     }
 
     /// The earliest entry due at `now`, removed from the heap.

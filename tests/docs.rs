@@ -21,10 +21,12 @@ const CURL_GET: &[u8] =
 fn run_demo_scenario(log_filter: &str) -> Ferry {
     let port = free_port().to_string();
     let origin_port = free_port().to_string();
-    let ferry = Ferry::start_logging(
-        &["demo", "--port", &port, "--origin-port", &origin_port],
-        log_filter,
-    );
+    let args = ["demo", "--port", &port, "--origin-port", &origin_port];
+    fetch_twice(Ferry::start_logging(&args, log_filter))
+}
+
+/// The scenario's client: `/` twice on one connection, then goodbye.
+fn fetch_twice(ferry: Ferry) -> Ferry {
     let mut client = connect(ferry.addr);
     for _ in 0..2 {
         client.write_all(CURL_GET).unwrap();
@@ -127,4 +129,69 @@ fn the_architecture_trace_is_what_ferry_writes() {
         "docs/architecture.md's trace is stale; ferry printed:\n{}",
         ferry.stderr().join("\n")
     );
+}
+
+/// docs/learn/README.md, "Watching the loop": `ferry demo --explain` (no
+/// `RUST_LOG`) tells the scenario's story in the seed's words.
+#[test]
+fn the_explained_demo_is_what_the_course_quotes() {
+    let port = free_port().to_string();
+    let origin_port = free_port().to_string();
+    let args = [
+        "demo",
+        "--explain",
+        "--port",
+        &port,
+        "--origin-port",
+        &origin_port,
+    ];
+    let ferry = fetch_twice(Ferry::start_default_log(&args));
+    wait_for_line(&ferry, "#0 closed");
+    assert!(
+        ferry.stderr()[0].starts_with("ferry explains:"),
+        "{:?}",
+        ferry.stderr()
+    );
+    let stamp = regex_lite::Regex::new(r"^\s*\d+\.\d{3} ms  ").unwrap();
+    let story = |line: &str| -> Option<String> {
+        let line = stamp.replace(line, "");
+        (line.starts_with("#0") && !line.contains(" ready ")).then(|| mask(&line))
+    };
+    let told: Vec<String> = ferry.stderr().iter().filter_map(|l| story(l)).collect();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/learn/README.md"))
+        .unwrap();
+    let quoted: Vec<String> = quoted_block(&doc, "## Watching the loop")
+        .iter()
+        .filter_map(|l| story(l))
+        .collect();
+    assert_eq!(quoted, told, "docs/learn/README.md's story is stale");
+    for words in [
+        "New connection from",
+        "Connected to",
+        "Keeping connection alive",
+        "Client disconnected",
+    ] {
+        assert!(
+            told.iter().any(|l| l.contains(words)),
+            "no {words:?} in {told:#?}"
+        );
+    }
+}
+
+/// Every `loop turn` line quoted in the docs has the form ferry prints.
+#[test]
+fn quoted_loop_turns_have_the_printed_form() {
+    let form = regex_lite::Regex::new(
+        r"loop turn \d+: \d+ events? after \d+ ms \((slept with no deadline, until an event|would have slept \d+ ms, until (#\d+'s deadline|a deadline #\d+ no longer has|an idle upstream connection expires)|no sleep: .*)\)$",
+    )
+    .unwrap();
+    for path in ["/docs/architecture.md", "/docs/learn/README.md"] {
+        let doc = std::fs::read_to_string(format!("{}{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let turns: Vec<&str> = doc.lines().filter(|l| l.contains("loop turn ")).collect();
+        assert!(turns.len() >= 5, "{path}");
+        for line in turns {
+            let turn = &line[line.find("loop turn ").unwrap()..];
+            assert!(form.is_match(turn.trim_end()), "{path}: {turn:?}");
+        }
+    }
 }

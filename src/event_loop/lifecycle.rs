@@ -2,6 +2,8 @@
 //! graceful and fast shutdown, reopening logs, and reload, where a new
 //! configuration takes over new connections and requests while exchanges
 //! under way finish on the one they began with.
+//!
+//! In the course (docs/learn): chapter 3 at full size (chapter 7).
 
 use super::*;
 

@@ -21,6 +21,9 @@
 //! with its own everything.
 //!
 //! Nothing here interprets bytes: that is the connection's job.
+//!
+//! In the course (docs/learn): chapter 3 (Poll, tokens, a slab) at full size,
+//! and chapter 7, steps 1, 2 and 9.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -108,6 +111,7 @@ macro_rules! context {
 
 // After `context!`: macros are in scope below their definition only.
 mod lifecycle;
+mod sleeping;
 mod sockets;
 
 use sockets::{listen, resolve};
@@ -212,6 +216,9 @@ pub struct EventLoop {
     /// Poll without sleeping until this moment: events came recently (see
     /// `turn`).
     spin_until: Option<Instant>,
+    /// Turns of the loop so far, counted only at trace level (each turn's
+    /// line carries its number).
+    turns: u64,
 }
 
 impl EventLoop {
@@ -309,6 +316,7 @@ impl EventLoop {
             corked: Vec::with_capacity(1024),
             corked_before: Vec::with_capacity(1024),
             spin_until: None,
+            turns: 0,
         })
     }
 
@@ -357,10 +365,23 @@ impl EventLoop {
             self.flush_corked();
             self.flush_corked();
         }
+        // At trace level, one line per turn says what woke the loop.
+        let told =
+            log::log_enabled!(log::Level::Trace).then(|| (self.waiting_for(), Instant::now()));
         match self.poll.poll(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Turn::Continue),
             Err(e) => return Err(e),
+        }
+        if let Some((waiting_for, slept_from)) = told {
+            self.turns += 1;
+            let count = events.iter().count();
+            trace!(
+                "loop turn {}: {count} event{} after {} ms ({waiting_for})",
+                self.turns,
+                if count == 1 { "" } else { "s" },
+                slept_from.elapsed().as_millis()
+            );
         }
         self.clock.tick();
         let now = self.clock.now();
@@ -477,28 +498,6 @@ impl EventLoop {
     /// When a graceful shutdown stops waiting (`worker_shutdown_timeout`).
     fn shutdown_deadline(&self) -> Option<Instant> {
         Some(self.draining_since? + self.config.shutdown_timeout?)
-    }
-
-    fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        // Rounded up to the next millisecond: epoll cannot wait less, and
-        // waking a hair early would spin until the deadline. Measured from
-        // the last turn's time, not the clock: a deadline is then late by
-        // at most that turn's work (nginx's timers behave alike), and a
-        // turn reads the clock once.
-        let pool_expiry = self.upstreams.idle.next_expiry();
-        [
-            self.timers.next_deadline(),
-            pool_expiry,
-            self.accept_resume_at,
-            self.shutdown_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(self.clock.now()) + Duration::from_millis(1))
     }
 
     /// Sockets open now, counted as nginx counts `worker_connections`.

@@ -1,6 +1,8 @@
 //! The listening sockets: bound with nginx's backlog, `SO_REUSEADDR`
 //! (and `SO_REUSEPORT` when workers share an address) and the `listen`
 //! line's options, before the loop registers them with mio.
+//!
+//! In the course (docs/learn): chapter 3 at full size (chapter 7).
 
 use std::io;
 use std::net::SocketAddr;
