@@ -6,7 +6,7 @@
 //!
 //! The event loop records readiness ([`Connection::on_client_event`],
 //! [`Connection::on_upstream_event`]) and calls [`Connection::drive`], which
-//! runs [`Connection::step`] until no step makes progress. `step` takes the
+//! runs `Connection::step` until no step makes progress. `step` takes the
 //! current phase by value and returns the next one; each `step_*` function
 //! does the I/O its phase allows, asks the pure `http` functions what the
 //! bytes mean, and decides.
@@ -17,6 +17,9 @@
 //! `upstream_side.rs` (everything that happens when the upstream fails);
 //! `Tunnel` in `tunnel.rs`; responses ferry makes itself, failures and the
 //! access log line in `answer.rs`.
+//!
+//! In the course (docs/learn): chapter 4 (one state machine per client, one
+//! transition function) and chapter 7, step 3.
 
 mod answer;
 mod authenticating;
@@ -336,6 +339,11 @@ impl Connection {
         if log::log_enabled!(log::Level::Trace) && from != next.name() {
             trace!("#{slot} {from} -> {}", next.name());
         }
+        debug_assert!(
+            from == next.name() || Phase::TRANSITIONS.contains(&(from, next.name())),
+            "{from} -> {} is not in Phase::TRANSITIONS (nor in the state diagram)",
+            next.name()
+        );
         self.phase = next;
     }
 

@@ -29,6 +29,9 @@
 //! and `Forwarding` own an upstream socket. Moving from one phase to the next
 //! moves the data, so a buffer or socket can never be used in the wrong phase
 //! or forgotten by one.
+//!
+//! In the course (docs/learn): chapter 4 (states that carry their data); read
+//! it first in src/connection/.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -129,6 +132,41 @@ impl Phase {
         "Stream",
         "Lingering",
         "Closed",
+    ];
+
+    /// Every change of phase a step can make, as (from, to). The state
+    /// diagram in docs/architecture.md draws exactly these arrows (a test
+    /// compares them), and debug builds check each change against this
+    /// list (`Connection::set_phase`), so neither can drift from the code.
+    pub const TRANSITIONS: [(&'static str, &'static str); 28] = [
+        ("Idle", "ReadingRequest"),
+        ("Idle", "Closed"),
+        ("ReadingRequest", "Idle"),
+        ("ReadingRequest", "ConnectingUpstream"),
+        ("ReadingRequest", "Forwarding"),
+        ("ReadingRequest", "WritingResponse"),
+        ("ReadingRequest", "Authenticating"),
+        ("ReadingRequest", "Delayed"),
+        ("ReadingRequest", "Closed"),
+        ("Authenticating", "ConnectingUpstream"),
+        ("Authenticating", "Forwarding"),
+        ("Authenticating", "WritingResponse"),
+        ("Authenticating", "Closed"),
+        ("Delayed", "ReadingRequest"),
+        ("ConnectingUpstream", "Forwarding"),
+        ("ConnectingUpstream", "WritingResponse"),
+        ("ConnectingUpstream", "Closed"),
+        ("Forwarding", "WritingResponse"),
+        ("Forwarding", "Tunnel"),
+        ("Forwarding", "ConnectingUpstream"),
+        ("Forwarding", "Closed"),
+        ("WritingResponse", "Idle"),
+        ("WritingResponse", "ReadingRequest"),
+        ("WritingResponse", "Lingering"),
+        ("WritingResponse", "Closed"),
+        ("Tunnel", "Closed"),
+        ("Lingering", "Closed"),
+        ("Stream", "Closed"),
     ];
 
     pub fn name(&self) -> &'static str {
@@ -584,6 +622,34 @@ impl ExchangeState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The state diagram's arrows are `Phase::TRANSITIONS`, no more and no
+    /// fewer (`[*]` arrows aside: how a connection starts).
+    #[test]
+    fn the_state_diagram_draws_every_transition() {
+        let architecture = include_str!("../../docs/architecture.md");
+        let diagram = architecture
+            .split_once("```mermaid")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map_or("", |(diagram, _)| diagram);
+        let mut drawn: Vec<(String, String)> = diagram
+            .lines()
+            .filter_map(|line| {
+                let (from, rest) = line.trim().split_once(" --> ")?;
+                let to = rest.split(':').next()?.trim();
+                (from != "[*]").then(|| (from.to_string(), to.to_string()))
+            })
+            .collect();
+        drawn.sort();
+        drawn.dedup();
+        let mut listed: Vec<(String, String)> = Phase::TRANSITIONS
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(drawn, listed);
+    }
 
     /// The glossary and the state diagram name every phase.
     #[test]
