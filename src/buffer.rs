@@ -18,6 +18,9 @@
 //! a larger storage lent for the rest of its exchange ([`BufferPool::grow`]),
 //! so that a megabyte moves in a few dozen syscalls instead of a hundred and
 //! more; there are few of those at once, so memory stays bounded.
+//!
+//! In the course (docs/learn): chapter 4 (two fixed rings per connection,
+//! back-pressure); the pool that lends them is ferry's own addition.
 
 use std::io::{self, IoSlice, IoSliceMut};
 

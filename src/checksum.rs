@@ -2,6 +2,8 @@
 //! it (`hash`, `ip_hash` as nginx does) and the variables make
 //! `$request_id` with it. A module of its own so neither depends on the
 //! other.
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 /// CRC-32 (IEEE), as nginx's `ngx_crc32_long`, computed bitwise: keys are
 /// short and this runs once per request.

@@ -5,6 +5,8 @@
 //! status. Failures after the response head went to the client can no longer
 //! be answered: those close the connection instead (see
 //! `connection::Connection::abort`).
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use std::fmt;
 use std::io;

@@ -4,7 +4,8 @@
 //! client connections, each a state machine ([`connection`]) that moves bytes
 //! between its client and an upstream through fixed-size ring buffers
 //! ([`buffer`]), asking pure HTTP/1.1 functions ([`http`]) what the bytes
-//! mean. Start with `docs/architecture.md`.
+//! mean. Start with `docs/learn/` (a course from the seed's blocking proxy
+//! to this loop) or `docs/architecture.md` (the reference).
 //!
 //! The HTTP layer is pure and can be used on its own, for example to see
 //! what a request head means:
@@ -19,6 +20,10 @@
 //! assert!(head.summary.keep_alive);
 //! assert_eq!(&bytes[head.head_len..], b"hello");
 //! ```
+//!
+//! In the course (docs/learn): all of it; docs/learn/07-reading-ferry.md
+//! gives the order to read these modules in, bottom-up (no two of them
+//! need each other: `tests/layering.rs`).
 
 #![forbid(unsafe_code)]
 

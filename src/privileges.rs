@@ -12,6 +12,8 @@
 //!
 //! Without root there is nothing to switch: the line is ignored with
 //! nginx's warning.
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use std::ffi::CString;
 

@@ -9,6 +9,8 @@
 //! one of the spec's three forms within 107 bytes, a v2 block must have
 //! version 2, a known command and an address block long enough for its
 //! family. Anything else closes the connection (nginx: "broken header").
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

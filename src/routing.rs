@@ -17,6 +17,8 @@
 //! or `#`), percent-decoded, with `//` merged and `.` and `..` segments
 //! resolved ([`normalize_path`]), so that `location /admin` also covers
 //! `/%61dmin`, `//admin` and `/x/../admin`.
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use crate::config::{Config, LocationMatch, ServerConfig, ServerName};
 

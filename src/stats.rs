@@ -8,6 +8,8 @@
 //! (no locked instruction), which costs what a `u64` field would. Nothing
 //! here is locked on the path of a request: the list of upstream servers
 //! changes only at start and on reload.
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

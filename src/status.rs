@@ -11,6 +11,8 @@
 //!
 //! Pure functions over numbers and bytes; the connection that asks gets the
 //! counters from [`crate::stats`] and the event loop lists the connections.
+//!
+//! In the course (docs/learn): chapter 7, "The order".
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -16,6 +16,9 @@
 //! `epoll_ctl`: the token names a link, and the link table
 //! ([`crate::upstream::Upstreams`]) says who owns the socket now, giving
 //! `(slot, Side::Upstream)` or "pooled".
+//!
+//! In the course (docs/learn): chapter 3 (a token per socket, a slab key in
+//! it), with a kind in the low bits.
 
 use std::fmt;
 

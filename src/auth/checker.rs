@@ -15,6 +15,9 @@
 //! the thread is bounded; when it is full a request is answered 503 rather
 //! than queued without limit (a flood of wrong passwords cannot grow
 //! memory).
+//!
+//! In the course (docs/learn): chapter 7, "The order": auth_basic, and a
+//! thread kept off the loop.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};

@@ -15,6 +15,9 @@
 //! phase while other connections are served.
 //!
 //! Everything here but the thread is sans-IO: pure functions over bytes.
+//!
+//! In the course (docs/learn): chapter 7, "The order": auth_basic, and a
+//! thread kept off the loop.
 
 pub mod checker;
 

@@ -8,6 +8,9 @@
 //! character in the word, and is itself kept unless it escapes a quote, a
 //! backslash or `t`, `r`, `n` (so `\.` and `\d` reach the regex engine). `$variables` are ordinary word characters here: they are
 //! compiled later, by whoever reads the value.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::fmt;
 

@@ -6,6 +6,9 @@
 //! [`directives`] checks that tree against what ferry supports and fills a
 //! [`Config`] over nginx's defaults. Command-line flags ([`crate::cli`])
 //! apply on top. Field names follow nginx's directives.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 pub mod directives;
 pub mod lexer;

@@ -5,6 +5,9 @@
 //! what its arguments mean is decided by `config::directives`. Every
 //! directive keeps the file and line it came from, for error messages that
 //! read like nginx's: `unknown directive "gzip" in ferry.conf:12`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,9 @@
 //! after, as nginx's server-rewrite and rewrite phases do. Running one is
 //! pure: it reads the request (and the uri rewritten so far) and says what
 //! comes of it ([`ScriptOutcome`]); the router moves the request.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::Action;
 use crate::variables::{RequestView, ScriptValues, SetValues, Template};

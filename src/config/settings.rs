@@ -2,6 +2,9 @@
 //! is chosen, each `server`) resolves from the directives in force at its
 //! level, as nginx merges http -> server -> location; the access rules, the
 //! header lists, the log formats and the retry conditions they carry.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::path::PathBuf;
 use std::time::Duration;

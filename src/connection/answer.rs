@@ -6,6 +6,9 @@
 //! gone to the client yet and aborts otherwise; timeouts through
 //! `timed_out`. Every exchange, however it ends, is written to the access
 //! log by `log_access`.
+//!
+//! In the course (docs/learn): chapter 7: the connection state machine
+//! (chapter 4 at full size).
 
 use std::io::{Cursor, Write};
 

@@ -6,6 +6,9 @@
 //! ReadingRequest --(hash not cached)--> Authenticating --(match)--> start_exchange
 //!                                             \--(mismatch)--> 401
 //! ```
+//!
+//! In the course (docs/learn): chapter 7: the connection state machine
+//! (chapter 4 at full size).
 
 use std::time::Instant;
 

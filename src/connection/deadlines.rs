@@ -2,6 +2,9 @@
 //! but `Closed` has one, so no connection can wait forever), what happens
 //! when it passes (nginx's timeout for that phase), and the clocks of the
 //! directions a busy exchange waits on, refreshed after every `drive`.
+//!
+//! In the course (docs/learn): chapter 4's exercise 2 (a deadline per state),
+//! at full size.
 
 use std::mem;
 use std::time::Instant;

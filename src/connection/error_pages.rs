@@ -9,6 +9,9 @@
 //! `return`), with the error's status unless `=CODE` or `=` says otherwise;
 //! a URL is a redirect. As with nginx's default `recursive_error_pages
 //! off`, an error while answering an error page gets ferry's own page.
+//!
+//! In the course (docs/learn): chapter 7: the connection state machine
+//! (chapter 4 at full size).
 
 use log::debug;
 

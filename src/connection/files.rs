@@ -10,6 +10,9 @@
 //! proxied one does. A regular file's read comes from the page cache; a
 //! read that must go to the disk blocks the loop for that read, as nginx's
 //! does without `aio`.
+//!
+//! In the course (docs/learn): chapter 7: the connection state machine
+//! (chapter 4 at full size).
 
 use std::fs::File;
 use std::io::Write;

@@ -2,6 +2,9 @@
 //! client (TLS records included), then the connection is kept for the next
 //! request or closed — at once, or through a lingering close while the
 //! client may still be sending.
+//!
+//! In the course (docs/learn): chapter 6 (keep-alive, decided from both
+//! messages) and chapter 7, step 8.
 
 use std::time::Instant;
 

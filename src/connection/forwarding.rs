@@ -3,6 +3,9 @@
 //! re-serialized, and the body relays frame what passes (`relay.rs`).
 //! Connecting is in `upstream_side.rs`; what happens once the upstream's
 //! part is over (`WritingResponse`, keeping or closing) is in `finishing.rs`.
+//!
+//! In the course (docs/learn): chapter 4 (bytes both ways through the rings)
+//! and chapter 7, step 6.
 
 use log::{debug, trace};
 

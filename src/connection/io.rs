@@ -14,6 +14,9 @@
 //! * a write that takes fewer bytes than offered means the send buffer is
 //!   full, so `writable` is cleared the same way;
 //! * `Interrupted` is retried in a loop, never surfaced.
+//!
+//! In the course (docs/learn): chapter 2 (WouldBlock, short reads and writes)
+//! and chapter 3 (edge-triggered readiness).
 
 use std::io::{self, IoSlice, IoSliceMut};
 

@@ -12,6 +12,9 @@
 //! again and the request is routed anew, its `limit_req` lines skipped
 //! (nginx moves on to the next phase handler the same way). `limit_conn`
 //! counts it from then on, as nginx's comes after `limit_req`.
+//!
+//! In the course (docs/learn): chapter 7: the connection state machine
+//! (chapter 4 at full size).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

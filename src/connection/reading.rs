@@ -11,6 +11,9 @@
 //! `Expect: 100-continue` and hands over to `upstream_side.rs`. Requests
 //! ferry answers itself (`return`, `deny`, the status path) leave here for
 //! `answer.rs`, and files for `files.rs`.
+//!
+//! In the course (docs/learn): chapter 7, step 4 (a request head in); chapter
+//! 5 for where it ends.
 
 use std::time::Instant;
 

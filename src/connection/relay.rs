@@ -18,6 +18,9 @@
 //!
 //! One write carries one run of data with the framing before and after it;
 //! several small chunks that arrived together take one write each.
+//!
+//! In the course (docs/learn): chapter 5 (framing), applied to bodies as they
+//! pass through the rings.
 
 use crate::buffer::RingBuffer;
 use crate::http::framing::{BodyDecoder, BodyKind, FramingError, Segment};

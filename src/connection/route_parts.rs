@@ -6,6 +6,9 @@
 //! captures, `keepalive_disable`'s browsers and `expires` on ferry's own
 //! answers. Each is called only where its feature is configured, so the
 //! loop's path for a plain proxied request stays short.
+//!
+//! In the course (docs/learn): chapter 7: the connection state machine
+//! (chapter 4 at full size).
 
 use log::error;
 

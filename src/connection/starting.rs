@@ -4,6 +4,8 @@
 //! which sends each target to the part of the connection that answers it
 //! (`answer.rs`, `files.rs`, `upstream_side.rs`) after checking the body
 //! against `client_max_body_size` and answering `Expect: 100-continue`.
+//!
+//! In the course (docs/learn): chapter 7, step 4 (an exchange begins).
 
 use std::net::SocketAddr;
 

@@ -14,9 +14,12 @@
 //! on` the ring toward the upstream starts with a PROXY v1 line naming the
 //! client, so it is the first thing the upstream reads, and a retry on
 //! another server sends it again (nothing leaves the ring before a connect
-//! succeeds). Then [`super::tunnel::relay`] copies both ways with the
+//! succeeds). Then `tunnel::relay` copies both ways with the
 //! WebSocket tunnel's back-pressure; `proxy_timeout` closes a session with
 //! no byte moved either way for that long.
+//!
+//! In the course (docs/learn): chapter 4's proxy, as nginx's stream module:
+//! TCP with no HTTP.
 
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,9 @@
 //! more, and bytes a write accepted but could not put on the wire yet are
 //! *pending output*, which the connection must let drain (while the socket
 //! is not writable) before it counts a response as sent.
+//!
+//! In the course (docs/learn): chapter 7: the connection state machine
+//! (chapter 4 at full size).
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::Shutdown;

@@ -1,6 +1,8 @@
 //! Copying bytes both ways with no protocol in between: the `Tunnel` phase
 //! after a `101 Switching Protocols` (WebSocket and other upgrades), and a
 //! `stream` server's session (`stream.rs`), share [`relay`].
+//!
+//! In the course (docs/learn): chapter 4's relay, with no HTTP in between.
 
 use log::{debug, trace};
 

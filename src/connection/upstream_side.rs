@@ -7,6 +7,9 @@
 //! `proxy_next_upstream`) and a 502 through `Connection::fail`. When a
 //! response is complete, `upstream_done` decides whether the connection
 //! goes back to the keep-alive pool.
+//!
+//! In the course (docs/learn): chapter 4 (the non-blocking connect, the 502)
+//! and chapter 6 (the pool, the retry); chapter 7, step 5.
 
 use std::io::ErrorKind;
 use std::time::Instant;

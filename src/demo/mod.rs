@@ -5,6 +5,9 @@
 //! to it from 127.0.0.1:8080. The origin is deliberately simple, one thread
 //! per connection, since it plays the part of someone else's server; it logs
 //! each request the way a static file server does.
+//!
+//! In the course (docs/learn): the seed itself (docs/learn/README.md): its
+//! origin, its page and its cat.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

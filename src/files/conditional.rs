@@ -7,6 +7,9 @@
 //! evaluation is RFC 9110 §13.2.2's: `If-Match`, else `If-Unmodified-Since`
 //! (412 when they fail), then `If-None-Match`, else `If-Modified-Since`
 //! (304), then `Range` (206 or 416), guarded by `If-Range`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": static files, beside
+//! proxying.
 
 use std::io::Write;
 

@@ -4,6 +4,9 @@
 //! without regard to case as nginx does. Without a `types` block nginx
 //! knows three types only (`text/html html`, `image/gif gif`, `image/jpeg
 //! jpg`); real configs `include mime.types` for the rest.
+//!
+//! In the course (docs/learn): chapter 7, "The order": static files, beside
+//! proxying.
 
 /// The `types` in force at a level: extensions (lower case) and their
 /// types, sorted by extension for a binary search.

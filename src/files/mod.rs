@@ -21,6 +21,9 @@
 //! then reads the file into its response ring as the client takes bytes
 //! (`connection::files`), so a large file never sits in memory and a slow
 //! client only ever holds one ring of it.
+//!
+//! In the course (docs/learn): chapter 7, "The order": static files, beside
+//! proxying.
 
 pub mod conditional;
 pub mod mime;

@@ -2,6 +2,9 @@
 //! them: what the static file handler and the variables that name files
 //! (`$document_root`, `$request_filename`) both need, kept apart so that
 //! neither depends on the other.
+//!
+//! In the course (docs/learn): chapter 7, "The order": static files, beside
+//! proxying.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;

@@ -1,6 +1,9 @@
 //! nginx's browser detection, for `keepalive_disable`: MSIE 6 (and 4, 5)
 //! breaks on a kept-alive connection after a POST, old Safari on macOS on
 //! any; nginx reads the `User-Agent` the same way (ngx_http_process_user_agent).
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 /// `keepalive_disable msie6`.
 pub const MSIE6: u8 = 1;

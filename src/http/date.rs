@@ -5,6 +5,9 @@
 //! `write!` per request; [`HttpDate`] keeps the text of the current second
 //! and the event loop refreshes it once per loop turn, so a response only
 //! copies 29 bytes.
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

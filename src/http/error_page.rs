@@ -1,6 +1,9 @@
 //! The responses ferry writes itself, as nginx does: a status line, a few
 //! fields and a short HTML page. The bodies are compile-time constants, so an
 //! error costs no allocation.
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 /// Every status ferry can answer with on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,9 @@
 //! [`Origin`], as nginx's `absolute_redirect`), `proxy_cookie_domain` and
 //! `proxy_cookie_path` for `Set-Cookie`, and the fields `expires` replaces
 //! and `charset` completes.
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 use super::headers;
 use super::response::ExtraFields;

@@ -12,6 +12,9 @@
 //! Limits the parser must enforce itself (httparse leaves them to us):
 //! chunk-size digits ([`MAX_CHUNK_SIZE_DIGITS`]), chunk-extension length
 //! ([`MAX_CHUNK_EXTENSION`]), trailer section size ([`MAX_TRAILER_BYTES`]).
+//!
+//! In the course (docs/learn): chapter 5 (Content-Length, chunked,
+//! close-delimited), sans-IO.
 
 use std::fmt;
 

@@ -4,6 +4,9 @@
 //!
 //! All functions are pure and work on httparse's borrowed headers; nothing
 //! here allocates.
+//!
+//! In the course (docs/learn): chapter 6 (`Connection` as a case-insensitive
+//! token list) and chapter 5 (lengths).
 
 /// Fields that describe one hop and are never forwarded
 /// ([RFC 9110 §7.6.1](https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1)).

@@ -1,6 +1,9 @@
 //! Hosts as requests name them: the `Host` field (RFC 9112 §3.2, RFC 3986
 //! §3.2.2) and the authority of an absolute-form target, checked as pure
 //! functions over bytes.
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 /// The `Host` field (RFC 9112 §3.2, RFC 3986 §3.2.2): `host [":" port]`,
 /// where host is a reg-name (unreserved, sub-delims, percent-escapes), an

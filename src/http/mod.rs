@@ -4,6 +4,9 @@
 //! Nothing in here performs I/O or reads a clock. The connection state machine
 //! hands these functions the bytes in its buffers and acts on their answers;
 //! see `docs/architecture.md` for the whole journey of a request.
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 pub mod browsers;
 pub mod date;

@@ -12,6 +12,9 @@
 //! address just taken is itself trusted. Several `X-Forwarded-For` fields
 //! read as one list, last field last. An address that does not parse ends
 //! the walk with what was taken before it (or nothing).
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 use std::net::{IpAddr, SocketAddr};
 

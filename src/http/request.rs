@@ -4,6 +4,9 @@
 //! `parse` borrows everything from the client's buffer; the connection keeps
 //! only the small, owned [`RequestSummary`] once the head has been turned into
 //! the upstream's bytes by [`write_upstream_head`] (`upstream_head.rs`).
+//!
+//! In the course (docs/learn): chapter 5 and chapter 7, step 4 (the request
+//! head, parsed strictly).
 
 use std::fmt;
 

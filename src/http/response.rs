@@ -1,6 +1,9 @@
 //! Response heads from the upstream: parse, decide the body's framing
 //! ([RFC 9112 §6.3](https://www.rfc-editor.org/rfc/rfc9112#section-6.3)),
 //! and re-serialize for the client.
+//!
+//! In the course (docs/learn): chapter 5 (a response's framing) and chapter 6
+//! (whether it keeps the connection).
 
 use std::fmt;
 

@@ -2,6 +2,9 @@
 //! re-serialized with the location's target, ferry's framing and
 //! forwarding fields, `proxy_set_header` lines and the field-name rules,
 //! without the hop-by-hop fields (RFC 9110 §7.6.1).
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 use super::framing::BodyKind;
 use super::headers::{self, Field};

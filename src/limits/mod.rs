@@ -13,6 +13,9 @@
 //!
 //! Zones live for the process: a reload that declares a zone of the same
 //! name, kind and size keeps its state, as nginx keeps shared memory.
+//!
+//! In the course (docs/learn): chapter 7, "The order": limits, consulted
+//! before a request goes on.
 
 pub mod zone;
 

@@ -3,6 +3,9 @@
 //! full, as nginx's shared-memory zones do. One zone is shared by every
 //! worker behind a mutex; a request touches it once or twice, for a few
 //! hundred nanoseconds.
+//!
+//! In the course (docs/learn): chapter 7, "The order": limits, consulted
+//! before a request goes on.
 
 use std::collections::HashMap;
 

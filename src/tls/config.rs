@@ -7,6 +7,9 @@
 //! loaded when the configuration is (so `-t` and a reload fail on a file
 //! that does not load, and running connections keep the configuration they
 //! started with).
+//!
+//! In the course (docs/learn): chapter 7, "The order": TLS under the same
+//! reads and writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

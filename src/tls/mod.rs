@@ -25,6 +25,9 @@
 //! set: a client that stalls mid-handshake costs its rustls state, not 32 KiB
 //! of ring buffers, and is closed by `client_header_timeout` like any client
 //! that never sends a request.
+//!
+//! In the course (docs/learn): chapter 7, "The order": TLS under the same
+//! reads and writes.
 
 pub mod config;
 pub mod upstream;

@@ -14,6 +14,9 @@
 //! `proxy_connect_timeout` as in nginx (see `connection::upstream_side`);
 //! once done, the phases read and write through the same `TlsStream` as a
 //! TLS client's.
+//!
+//! In the course (docs/learn): chapter 7, "The order": TLS under the same
+//! reads and writes.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,6 +15,9 @@
 //!
 //! Pure and bounds-checked: a malformed certificate yields `None` (rustls
 //! has already refused one it cannot use).
+//!
+//! In the course (docs/learn): chapter 7, "The order": TLS under the same
+//! reads and writes.
 
 use crate::http::date::days_from_civil;
 

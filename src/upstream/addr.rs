@@ -7,6 +7,9 @@
 //! address, and the same path compares equal across reloads (the idle pool
 //! and the counters key servers by it). That costs the bytes of each
 //! distinct path ever configured, once.
+//!
+//! In the course (docs/learn): chapter 7, "The order": upstreams (chapters 4
+//! and 6 at full size).
 
 use std::fmt;
 use std::net::SocketAddr;

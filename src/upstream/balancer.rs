@@ -18,6 +18,9 @@
 //! request (`tried`), which is how "next upstream" works.
 //!
 //! Pure state and arithmetic: time comes in as `now`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": upstreams (chapters 4
+//! and 6 at full size).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -2,6 +2,9 @@
 //! servers with their weights and failure limits, and how it balances. The
 //! configuration builds groups (`upstream` blocks, `proxy_pass HOST:PORT`);
 //! the balancer and the pools read them.
+//!
+//! In the course (docs/learn): chapter 7, "The order": upstreams (chapters 4
+//! and 6 at full size).
 
 use std::time::Duration;
 

@@ -12,6 +12,9 @@
 //! module keeps the balancer's per-group state next to the sockets, so that
 //! "active connections" (for `least_conn`) are counted where sockets are
 //! opened and closed.
+//!
+//! In the course (docs/learn): chapter 4 (one token per socket) and chapter 6
+//! (sockets moving between a client and the pool).
 
 pub mod addr;
 pub mod balancer;

@@ -5,6 +5,9 @@
 //! pooled it stays registered with the poll: any event on it means the
 //! upstream closed it (or misbehaved), and it is dropped then, not when the
 //! next request would have hit the dead socket.
+//!
+//! In the course (docs/learn): chapter 6 (the upstream pool, and the check
+//! before reuse).
 
 use std::time::Instant;
 

@@ -2,6 +2,9 @@
 //! the head arrives (the request's bytes are gone by the time the line is
 //! written), and the line rendered when the exchange ends, escaped as the
 //! format's `escape=` says.
+//!
+//! In the course (docs/learn): chapter 7, "The order": variables, rendered
+//! from a request view.
 
 use std::io::Write;
 

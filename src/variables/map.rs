@@ -1,6 +1,9 @@
 //! `map` blocks, as loaded: their entries and how a value is chosen. A
 //! map is a variable computed from another, so it lives with the variables
 //! (the configuration builds it, `config::directives::map`).
+//!
+//! In the course (docs/learn): chapter 7, "The order": variables, rendered
+//! from a request view.
 
 use super::Template;
 

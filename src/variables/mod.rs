@@ -4,6 +4,9 @@
 //!
 //! Rendering borrows everything from the request being handled
 //! ([`RequestView`]) and appends to a caller's buffer: no allocation.
+//!
+//! In the course (docs/learn): chapter 7, "The order": variables, rendered
+//! from a request view.
 
 use std::fmt;
 use std::io::Write;

@@ -1,4 +1,7 @@
 //! `$request_id`, drawn per request on first use.
+//!
+//! In the course (docs/learn): chapter 7, "The order": variables, rendered
+//! from a request view.
 
 /// `$request_id`: 16 random bytes in hex, as nginx makes it, drawn the
 /// first time the request uses it (a request that never does pays

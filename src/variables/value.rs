@@ -1,6 +1,9 @@
 //! The value of one variable for one request: borrowed from the request
 //! where it lies ([`borrowed_value`]), else rendered into the caller's
 //! buffer ([`render_variable`]).
+//!
+//! In the course (docs/learn): chapter 7, "The order": variables, rendered
+//! from a request view.
 
 use super::{RequestView, TlsFacts, Variable};
 use crate::http::headers::{push_decimal, push_ip};

@@ -1,5 +1,8 @@
 //! ngx_http_access_module: `allow` and `deny`, in order; the first rule
 //! that matches the client decides.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{spec, Arity, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;

@@ -1,5 +1,8 @@
 //! ngx_http_auth_basic_module (`auth_basic`, `auth_basic_user_file`) and
 //! the core module's `satisfy`. What they decide is in `crate::auth`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{spec, Arity, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;

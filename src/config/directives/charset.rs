@@ -1,6 +1,9 @@
 //! ngx_http_charset_module: `charset` names the character set of text
 //! answers in their `Content-Type` (`text/html; charset=utf-8`). ferry adds
 //! the name; it recodes nothing (`source_charset` is not supported yet).
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{spec, Arity, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;

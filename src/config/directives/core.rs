@@ -1,6 +1,9 @@
 //! The core and events modules: processes, workers, the pid file, the
 //! user to serve as, the error log (`ngx_core_module`,
 //! `ngx_events_module`, `ngx_event_core_module`).
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::path::PathBuf;
 

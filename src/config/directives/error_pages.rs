@@ -1,6 +1,9 @@
 //! `error_page` (ngx_http_core_module) and `proxy_intercept_errors`: which
 //! answers are replaced by a page of the site's own. What an answer does
 //! with them is `connection::error_pages`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{flag, Directive, Inherited};
 use crate::config::parse::ConfigError;

@@ -2,6 +2,9 @@
 //! `gzip_min_length`, `gzip_buffers`) and the `gzip_*` lines nginx keeps in
 //! its core module (`gzip_proxied`, `gzip_vary`, `gzip_http_version`,
 //! `gzip_disable`). What they decide is in `http/gzip.rs`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{spec, Arity, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;

@@ -1,4 +1,7 @@
 //! ngx_http_headers_module: `add_header`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{field_name, spec, Arity, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;

@@ -1,5 +1,8 @@
 //! ngx_http_core_module: the `http` block's servers, their addresses and
 //! names, locations, and the client-side limits and timeouts.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::net::SocketAddr;
 

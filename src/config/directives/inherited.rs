@@ -2,6 +2,9 @@
 //! ([`Inherited`]): every handler of a per-request directive writes here,
 //! levels inherit outward-in (http -> server -> location) as nginx merges
 //! them, and the innermost level resolves into the location's `Settings`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use crate::config::settings::SizeValue;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! ngx_http_limit_req_module and ngx_http_limit_conn_module: zones
 //! (`limit_req_zone`, `limit_conn_zone`, read when the http block is built)
 //! and the lines that use them. What they decide is in `crate::limits`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{spec, Arity, Context, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;

@@ -1,5 +1,8 @@
 //! `listen`: the addresses a server accepts clients on, and the options
 //! of their sockets, as ngx_http_core_module reads them.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::net::SocketAddr;
 

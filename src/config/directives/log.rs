@@ -1,4 +1,7 @@
 //! ngx_http_log_module: `log_format` and `access_log`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,9 @@
 //! ngx_http_map_module: `map SOURCE $NAME { KEY VALUE; … }` blocks, which
 //! define variables from other variables (nginx's WebSocket recipe:
 //! `map $http_upgrade $connection_upgrade { default upgrade; '' close; }`).
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{check_number, check_size, spec, Arity, Directive, Handler, Http, Spec};
 use crate::config::parse::ConfigError;

@@ -24,11 +24,11 @@
 //!
 //! `inherited.rs` holds what a level sets for requests and how levels merge.
 //!
-//! Loading runs in nginx's order: [`check`] walks the tree and refuses what
+//! Loading runs in nginx's order: `check` walks the tree and refuses what
 //! no table has, what is out of its context or has the wrong number of
 //! arguments; then [`build`] applies each directive's handler. A handler
 //! either sets a per-request value inherited http -> server -> location
-//! ([`Handler::Setting`]), sets a process-wide value ([`Handler::Main`]), is
+//! (`Handler::Setting`), sets a process-wide value (`Handler::Main`), is
 //! read where the structure it belongs to is built (servers, locations,
 //! upstream blocks), is read by another module, or is accepted with no effect
 //! on a proxy that streams (each with the reason, for the docs).
@@ -40,6 +40,9 @@
 //! "x"`. Directives nginx accepts but ferry does not implement yet are
 //! refused with a message that says so, never ignored: a file ferry runs must
 //! mean what it means to nginx.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 mod access;
 mod auth;

@@ -2,6 +2,9 @@
 //! what the upstream is sent and what comes back, the upstream timeouts and
 //! retries, and TLS to upstreams (`proxy_ssl_*`, read by
 //! `crate::tls::upstream`).
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::proxy_rewrites::{proxy_cookie, proxy_redirect};
 use super::{

@@ -2,6 +2,9 @@
 //! `proxy_redirect` (`Location`, `Refresh`) and `proxy_cookie_domain` /
 //! `proxy_cookie_path` (`Set-Cookie`); the rewriting itself is
 //! `http::response`'s.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{Directive, Inherited};
 use crate::config::parse::ConfigError;

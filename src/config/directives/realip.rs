@@ -1,5 +1,8 @@
 //! ngx_http_realip_module: `set_real_ip_from`, `real_ip_header`,
 //! `real_ip_recursive`. What they decide is in `http/realip.rs`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{spec, Arity, Directive, Handler, Inherited, Spec, HSL};
 use crate::config::parse::ConfigError;

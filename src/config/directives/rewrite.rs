@@ -1,6 +1,9 @@
 //! ngx_http_rewrite_module: `return`, `rewrite`, `break` and `if` (with
 //! those three inside; conditions on variables), at server or location
 //! level, read into a script (`crate::config::rewrite`) in file order.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{
     flag, on_off, spec, Arity, Directive, Handler, Inherited, Location, Server, Spec, HSL,

@@ -1,5 +1,8 @@
 //! ngx_http_ssl_module: the `ssl_*` lines, read per server by
 //! `crate::tls::config` (which gives them nginx's meaning).
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use super::{not_yet, spec, Arity, Handler, Spec, HS};
 

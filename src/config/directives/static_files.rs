@@ -3,6 +3,9 @@
 //! `types`, `etag`…): where a location's files are and how they are sent.
 //! `expires` (ngx_http_headers_module) is read here too: it is mostly
 //! about files. What a request does with them is `crate::files`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

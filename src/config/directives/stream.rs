@@ -8,8 +8,11 @@
 //! Its directives are a namespace of their own, as nginx's stream modules
 //! are: `server`, `listen`, `upstream` and `proxy_*` mean stream things
 //! here, so this file holds its own table, looked up only in the stream
-//! contexts ([`find`]). What the connection does with it is in
+//! contexts (`find`). What the connection does with it is in
 //! `crate::connection::stream`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! ngx_http_upstream_module and its balancers (`least_conn`, `ip_hash`,
 //! `hash`, `keepalive`): `upstream` blocks and their servers, and the
 //! addresses of upstream servers, resolved when the configuration loads.
+//!
+//! In the course (docs/learn): chapter 7, "The order": the configuration,
+//! read after the sans-IO HTTP layer.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;

@@ -11,6 +11,9 @@
 //! `Content-Encoding` of its own, a length of at least `gzip_min_length`,
 //! a type in `gzip_types`, a body at all, and `gzip_proxied`'s reading of
 //! `Expires`, `Cache-Control`, `Last-Modified` and `ETag`.
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 mod stream;
 

@@ -7,6 +7,9 @@
 //! flushes (a sync flush), so a client sees what the upstream has sent so
 //! far. Streams are pooled by the event loop ([`GzipPool`]): an idle
 //! connection holds none.
+//!
+//! In the course (docs/learn): chapter 7, "The order": sans-IO HTTP, bytes in
+//! and meaning out.
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
