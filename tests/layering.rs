@@ -4,14 +4,12 @@
 //! before the modules it uses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Every module of src/ (`a`, `a::b`; deeper paths count as `a::b`) and
-/// the modules it names through `crate::…`, outside comments and tests.
-fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// Every `.rs` file under src/.
+fn source_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut dirs = vec![root.clone()];
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
@@ -22,6 +20,14 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
     }
+    files
+}
+
+/// Every module of src/ (`a`, `a::b`; deeper paths count as `a::b`) and
+/// the modules it names through `crate::…`, outside comments and tests.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = source_files();
     let module_of = |path: &Path| -> Option<String> {
         let relative = path.strip_prefix(&root).ok()?.with_extension("");
         let mut parts: Vec<String> = relative
@@ -112,42 +118,22 @@ fn no_two_modules_need_each_other() {
 /// Every file's `//!` header says where it sits in the course.
 #[test]
 fn every_module_says_where_it_sits_in_the_course() {
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                let header: String = text
-                    .lines()
-                    .take_while(|l| l.starts_with("//!"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                assert!(
-                    header.contains("(docs/learn)"),
-                    "{}: its //! header does not say where it sits in the course",
-                    path.display()
-                );
-            }
-        }
+    for path in source_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header: Vec<&str> = text.lines().take_while(|l| l.starts_with("//!")).collect();
+        assert!(
+            header.join("\n").contains("(docs/learn)"),
+            "{}: its //! header does not say where it sits in the course",
+            path.display()
+        );
     }
 }
 
 #[test]
 fn every_source_file_stays_under_800_lines() {
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-                assert!(lines <= 800, "{} has {lines} lines", path.display());
-            }
-        }
+    for path in source_files() {
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= 800, "{} has {lines} lines", path.display());
     }
 }
 

@@ -110,24 +110,19 @@ fn main() -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[path = "quoted.rs"]
+mod quoted;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     /// The page quotes what `main` prints, numbers aside.
     #[test]
     fn the_page_shows_what_main_prints() {
-        let digits = regex_lite::Regex::new(r"\d+").unwrap();
-        let mask = |l: &str| digits.replace_all(l, "N").into_owned();
-        let printed: Vec<String> = report(&tour().unwrap()).iter().map(|l| mask(l)).collect();
         let page = include_str!("02-nonblocking.md");
-        let block = page
-            .split("```text\n")
-            .nth(1)
-            .unwrap()
-            .split("```")
-            .next()
-            .unwrap();
-        assert_eq!(printed, block.lines().map(mask).collect::<Vec<_>>());
+        let printed = report(&tour().unwrap());
+        super::quoted::assert_quoted(page, &printed, super::quoted::numbers_masked, |_| true);
     }
 
     #[test]

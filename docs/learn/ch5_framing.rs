@@ -135,6 +135,10 @@ fn main() {
 }
 
 #[cfg(test)]
+#[path = "quoted.rs"]
+mod quoted;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -143,18 +147,9 @@ mod tests {
     #[test]
     fn the_page_shows_what_main_prints() {
         let origin = ferry::demo::start_origin("127.0.0.1:0".parse().unwrap()).unwrap();
-        let digits = regex_lite::Regex::new(r"\d+").unwrap();
-        let mask = |l: &str| digits.replace_all(l, "N").into_owned();
-        let printed: Vec<String> = compare(origin).iter().map(|l| mask(l)).collect();
+        let printed = compare(origin);
         let page = include_str!("05-framing.md");
-        let block = page
-            .split("```text\n")
-            .nth(1)
-            .unwrap()
-            .split("```")
-            .next()
-            .unwrap();
-        assert_eq!(printed, block.lines().map(mask).collect::<Vec<_>>());
+        super::quoted::assert_quoted(page, &printed, super::quoted::numbers_masked, |_| true);
         // And what it says: framed is done, read-until-close is not.
         assert!(printed[1].contains("still waiting"), "{printed:?}");
     }

@@ -164,20 +164,17 @@ fn main() {
 }
 
 #[cfg(test)]
+#[path = "quoted.rs"]
+mod quoted;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_page_shows_what_main_prints() {
         let page = include_str!("06-keepalive.md");
-        let block = page
-            .split("```text\n")
-            .nth(1)
-            .unwrap()
-            .split("```")
-            .next()
-            .unwrap();
-        assert_eq!(story(true), block.lines().collect::<Vec<_>>());
+        super::quoted::assert_quoted(page, &story(true), str::to_string, |_| true);
     }
 
     #[test]

@@ -127,6 +127,10 @@ fn main() {
 }
 
 #[cfg(test)]
+#[path = "quoted.rs"]
+mod quoted;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -162,32 +166,10 @@ mod tests {
     #[test]
     fn one_request_is_traced_through_the_guide() {
         let lines = trace_one_request();
-        let digits = regex_lite::Regex::new(r"\d+").unwrap();
-        let steady = |line: &&str| !line.starts_with("loop turn") && !line.contains(" ready ");
-        let mask = |line: &str| {
-            digits
-                .replace_all(line, "N")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let printed = annotated(&lines);
-        let printed: Vec<String> = printed
-            .iter()
-            .map(String::as_str)
-            .filter(steady)
-            .map(mask)
-            .collect();
+        let steady = |line: &str| !line.starts_with("loop turn") && !line.contains(" ready ");
         let page = include_str!("07-reading-ferry.md");
-        let block = page
-            .split("```text\n")
-            .nth(1)
-            .unwrap()
-            .split("```")
-            .next()
-            .unwrap();
-        let quoted: Vec<String> = block.lines().filter(steady).map(mask).collect();
-        assert_eq!(printed, quoted);
+        let printed = annotated(&lines);
+        super::quoted::assert_quoted(page, &printed, super::quoted::numbers_masked, steady);
         for line in &lines {
             let ferrys_story = line.starts_with('#') || line.starts_with("loop");
             assert!(
