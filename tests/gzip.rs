@@ -173,8 +173,13 @@ fn ask(addr: SocketAddr, raw: &str) -> Seen {
             });
         body = plain;
     }
+    // A field sent twice shows as twice.
+    let varies = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("vary:"))
+        .count();
     let summary = format!(
-        "{status} encoding={:?} vary={:?} length={} chunked={} etag={:?} ranges={:?}",
+        "{status} encoding={:?} vary={:?}x{varies} length={} chunked={} etag={:?} ranges={:?}",
         field("content-encoding"),
         field("vary"),
         field("content-length").is_some(),
@@ -437,6 +442,7 @@ fn files_are_compressed_as_nginx_compresses_them() {
         (format!("GET /style.css HTTP/1.1\r\n{GZIP}"), css.clone()),
         ("GET /style.css HTTP/1.1\r\n".to_string(), css.clone()),
         (format!("HEAD /style.css HTTP/1.1\r\n{GZIP}"), Vec::new()),
+        ("HEAD /style.css HTTP/1.1\r\n".to_string(), Vec::new()),
         (
             format!("GET /style.css HTTP/1.1\r\nRange: bytes=0-9\r\n{GZIP}"),
             css.clone(),

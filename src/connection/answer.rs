@@ -72,12 +72,35 @@ impl Connection {
 
     /// Queues a response of ferry's own and moves to `WritingResponse`.
     /// `write` gets the head buffer and how to reply (keep-alive, HEAD,
-    /// date), and returns the status and the body length.
+    /// date), and returns the status and the body length. The whole
+    /// response is in hand, so it goes through `gzip` here.
     pub(super) fn answer_locally(
+        &mut self,
+        exchange: Exchange,
+        ctx: &mut Context<'_>,
+        write: impl FnOnce(&mut Vec<u8>, &Reply<'_>) -> (u16, usize),
+    ) -> (Phase, bool) {
+        self.queue_local(exchange, ctx, write, true)
+    }
+
+    /// A file's head: like `answer_locally`, but its body comes later
+    /// from the file, and `files.rs` made the gzip decision already (a
+    /// second pass would add a second `Vary`).
+    pub(super) fn queue_file_head(
+        &mut self,
+        exchange: Exchange,
+        ctx: &mut Context<'_>,
+        write: impl FnOnce(&mut Vec<u8>, &Reply<'_>) -> (u16, usize),
+    ) -> (Phase, bool) {
+        self.queue_local(exchange, ctx, write, false)
+    }
+
+    fn queue_local(
         &mut self,
         mut exchange: Exchange,
         ctx: &mut Context<'_>,
         write: impl FnOnce(&mut Vec<u8>, &Reply<'_>) -> (u16, usize),
+        body_in_hand: bool,
     ) -> (Phase, bool) {
         let settings = exchange.settings(&ctx.config);
         let keep_alive = exchange.keep_alive && self.may_keep_alive(settings);
@@ -95,7 +118,7 @@ impl Connection {
         let (status, mut body_len) = write(&mut buffers.client_head, &reply);
         // `gzip`: a body in hand goes through the filter too (nginx's
         // filters see its own pages as any other response).
-        if exchange.state.gzip_facts != 0 && (body_len > 0 || reply.head_only) {
+        if body_in_hand && exchange.state.gzip_facts != 0 && (body_len > 0 || reply.head_only) {
             body_len = gzip_own(&mut exchange, body_len, ctx);
         }
         exchange.log.status = status;
@@ -553,9 +576,14 @@ fn gzip_own(exchange: &mut Exchange, body_len: usize, ctx: &mut Context<'_>) -> 
         return body_len;
     };
     let (head, body) = buffers.client_head.split_at(head_end);
-    let mut fields = [httparse::EMPTY_HEADER; 32];
-    let mut parsed = httparse::Response::new(&mut fields);
-    if !matches!(parsed.parse(head), Ok(httparse::Status::Complete(_))) {
+    let mut fields = crate::http::header_slots();
+    let mut parsed = httparse::Response::new(&mut []);
+    let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        head,
+        &mut fields,
+    );
+    if !matches!(parsing, Ok(httparse::Status::Complete(_))) {
         return body_len;
     }
     let status = parsed.code.unwrap_or(0);

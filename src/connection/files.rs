@@ -173,7 +173,7 @@ impl Connection {
         let ranges = settings.max_ranges != Some(0);
         let (start, len) = range.unwrap_or((0, validators.size));
         let mut sends_body = false;
-        let (mut phase, progress) = self.answer_locally(exchange, ctx, |out, reply| {
+        let (mut phase, progress) = self.queue_file_head(exchange, ctx, |out, reply| {
             let head = FileHead {
                 status,
                 content_type,
