@@ -120,10 +120,6 @@ impl Timers {
         self.heap.push(Reverse(entry));
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(entry)| entry.at)
-    }
-
     /// The earliest entry (possibly stale: its connection may have moved
     /// its deadline since).
     pub fn next(&self) -> Option<&TimerEntry> {
@@ -169,7 +165,7 @@ mod tests {
                 id: slot as u64,
             });
         }
-        assert_eq!(timers.next_deadline(), Some(at(10)));
+        assert_eq!(timers.next().map(|entry| entry.at), Some(at(10)));
         assert_eq!(timers.pop_due(at(5)), None);
         assert_eq!(timers.pop_due(at(25)).map(|e| e.slot), Some(1));
         assert_eq!(timers.pop_due(at(25)).map(|e| e.slot), Some(2));

@@ -421,6 +421,24 @@ impl Config {
     }
 
     /// A server's own settings; the http level's for an unknown index.
+    /// A new listening address and what it serves; its position in
+    /// `listen` (and in the vectors parallel to it).
+    pub fn add_listen(
+        &mut self,
+        addr: SocketAddr,
+        ssl: bool,
+        proxy_protocol: bool,
+        options: ListenOptions,
+        routes: ListenerRoutes,
+    ) -> usize {
+        self.listen.push(addr);
+        self.listen_ssl.push(ssl);
+        self.listen_proxy_protocol.push(proxy_protocol);
+        self.listen_options.push(options);
+        self.listeners.push(routes);
+        self.listen.len() - 1
+    }
+
     /// No http servers, listeners or upstreams (a file with only a
     /// `stream` block).
     pub fn clear_servers(&mut self) {
@@ -431,12 +449,6 @@ impl Config {
         self.listen_proxy_protocol.clear();
         self.listen_options.clear();
         self.listeners.clear();
-    }
-
-    /// The stream server a listener serves, if it is a stream listener.
-    pub fn stream_server(&self, listener: usize) -> Option<&StreamServerConfig> {
-        let index = self.listeners.get(listener)?.stream?;
-        self.stream_servers.get(index)
     }
 
     pub fn server_settings(&self, server: usize) -> &Settings {

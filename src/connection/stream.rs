@@ -85,14 +85,6 @@ impl StreamSession {
         })
     }
 
-    pub fn stage_name(&self) -> &'static str {
-        match self.stage {
-            Stage::Starting => "starting",
-            Stage::Connecting { .. } => "connecting",
-            Stage::Relaying { .. } => "relaying",
-        }
-    }
-
     pub fn upstream_mut(&mut self) -> Option<&mut UpstreamConn> {
         match &mut self.stage {
             Stage::Starting => None,
@@ -196,7 +188,7 @@ impl Connection {
         buffers: Box<BufferSet>,
         ctx: &mut Context<'_>,
     ) -> (Phase, bool) {
-        let Some(settings) = session.settings(ctx).cloned() else {
+        let Some(settings) = session.settings(ctx).copied() else {
             ctx.buffers.give_back(buffers);
             return (Phase::Closed, true);
         };

@@ -8,67 +8,17 @@
 
 use super::*;
 
-impl EventLoop {
-    /// Why the next poll may sleep, and until what (for the trace).
-    pub(super) fn waiting_for(&self) -> WaitingFor {
-        if !self.again.is_empty() {
-            return WaitingFor::WorkLeft;
-        }
-        if self.spin_until.is_some() {
-            return WaitingFor::Spinning;
-        }
-        let now = self.clock.now();
-        let mut nearest: Option<(Instant, WaitingFor)> = None;
-        let mut consider = |at: Option<Instant>, why: WaitingFor| {
-            if let Some(at) = at {
-                if nearest.as_ref().is_none_or(|(best, _)| at < *best) {
-                    nearest = Some((at, why));
-                }
-            }
-        };
-        if let Some(entry) = self.timers.next() {
-            // An entry whose connection closed or moved its deadline is
-            // stale: the loop wakes only to drop it.
-            let live = self
-                .connections
-                .get(entry.slot)
-                .is_some_and(|c| c.id == entry.id && c.scheduled == Some(entry.at));
-            let why = match live {
-                true => WaitingFor::Deadline(entry.slot, 0),
-                false => WaitingFor::StaleDeadline(entry.slot, 0),
-            };
-            consider(Some(entry.at), why);
-        }
-        consider(self.upstreams.idle.next_expiry(), WaitingFor::PoolExpiry(0));
-        consider(self.accept_resume_at, WaitingFor::AcceptResume(0));
-        consider(self.shutdown_deadline(), WaitingFor::Shutdown(0));
-        match nearest {
-            None => WaitingFor::Event,
-            Some((at, why)) => why.in_ms(at.saturating_duration_since(now).as_millis() as u64 + 1),
-        }
-    }
-
-    pub(super) fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        // Rounded up to the next millisecond: epoll cannot wait less, and
-        // waking a hair early would spin until the deadline. Measured from
-        // the last turn's time, not the clock: a deadline is then late by
-        // at most that turn's work (nginx's timers behave alike), and a
-        // turn reads the clock once.
-        let pool_expiry = self.upstreams.idle.next_expiry();
-        [
-            self.timers.next_deadline(),
-            pool_expiry,
-            self.accept_resume_at,
-            self.shutdown_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(self.clock.now()) + Duration::from_millis(1))
-    }
+/// What bounds a sleep: the nearest deadline of one kind.
+#[derive(Clone, Copy)]
+pub(super) enum Until {
+    /// A connection's timer entry (it may be stale: see `waiting_for`).
+    Deadline { slot: usize, id: u64 },
+    /// An idle upstream connection's keep-alive expiry.
+    PoolExpiry,
+    /// Accepting resumes after a descriptor shortage.
+    AcceptResume,
+    /// `worker_shutdown_timeout`.
+    Shutdown,
 }
 
 /// What a sleeping loop waits for, as the per-turn trace line says it.
@@ -79,54 +29,89 @@ pub(super) enum WaitingFor {
     Spinning,
     /// No deadline anywhere: only an event wakes the loop.
     Event,
-    /// A connection's deadline (its slot), in so many ms.
-    Deadline(usize, u64),
-    /// A deadline the connection no longer has (closed, or moved).
-    StaleDeadline(usize, u64),
-    /// An idle upstream connection's keep-alive expiry.
-    PoolExpiry(u64),
-    /// Accepting resumes after a descriptor shortage.
-    AcceptResume(u64),
-    /// `worker_shutdown_timeout`.
-    Shutdown(u64),
+    /// At most `ms`, until `until`; `stale` when it is a deadline its
+    /// connection no longer has (closed, or moved): the loop wakes only to
+    /// drop it.
+    Deadline { ms: u64, until: Until, stale: bool },
 }
 
-impl WaitingFor {
-    fn in_ms(self, ms: u64) -> WaitingFor {
-        match self {
-            WaitingFor::Deadline(slot, _) => WaitingFor::Deadline(slot, ms),
-            WaitingFor::StaleDeadline(slot, _) => WaitingFor::StaleDeadline(slot, ms),
-            WaitingFor::PoolExpiry(_) => WaitingFor::PoolExpiry(ms),
-            WaitingFor::AcceptResume(_) => WaitingFor::AcceptResume(ms),
-            WaitingFor::Shutdown(_) => WaitingFor::Shutdown(ms),
-            other => other,
+impl EventLoop {
+    /// The nearest deadline of any kind, and its kind.
+    fn nearest_deadline(&self) -> Option<(Instant, Until)> {
+        let timer = self.timers.next().map(|entry| {
+            let until = Until::Deadline {
+                slot: entry.slot,
+                id: entry.id,
+            };
+            (entry.at, until)
+        });
+        [
+            timer,
+            self.upstreams
+                .idle
+                .next_expiry()
+                .map(|at| (at, Until::PoolExpiry)),
+            self.accept_resume_at.map(|at| (at, Until::AcceptResume)),
+            self.shutdown_deadline().map(|at| (at, Until::Shutdown)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
+    }
+
+    /// How long the next poll may sleep: not at all with work left, else
+    /// until the nearest deadline. Rounded up to the next millisecond:
+    /// epoll cannot wait less, and waking a hair early would spin until the
+    /// deadline. Measured from the last turn's time, not the clock: a
+    /// deadline is then late by at most that turn's work (nginx's timers
+    /// behave alike), and a turn reads the clock once.
+    pub(super) fn poll_timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
         }
+        self.nearest_deadline().map(|(at, _)| {
+            at.saturating_duration_since(self.clock.now()) + Duration::from_millis(1)
+        })
+    }
+
+    /// Why the next poll may sleep, and until what (for the trace).
+    pub(super) fn waiting_for(&self) -> WaitingFor {
+        if !self.again.is_empty() {
+            return WaitingFor::WorkLeft;
+        }
+        if self.spin_until.is_some() {
+            return WaitingFor::Spinning;
+        }
+        let Some((at, until)) = self.nearest_deadline() else {
+            return WaitingFor::Event;
+        };
+        let stale = match until {
+            Until::Deadline { slot, id } => !self
+                .connections
+                .get(slot)
+                .is_some_and(|c| c.id == id && c.scheduled == Some(at)),
+            _ => false,
+        };
+        let ms = at.saturating_duration_since(self.clock.now()).as_millis() as u64 + 1;
+        WaitingFor::Deadline { ms, until, stale }
     }
 }
 
 impl fmt::Display for WaitingFor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WaitingFor::WorkLeft => f.write_str("no sleep: connections have work left"),
-            WaitingFor::Spinning => f.write_str("no sleep: spinning after recent events"),
-            WaitingFor::Event => f.write_str("slept with no deadline, until an event"),
-            WaitingFor::Deadline(slot, ms) => {
-                write!(f, "would have slept {ms} ms, until #{slot}'s deadline")
-            }
-            WaitingFor::StaleDeadline(slot, ms) => write!(
-                f,
-                "would have slept {ms} ms, until a deadline #{slot} no longer has"
-            ),
-            WaitingFor::PoolExpiry(ms) => write!(
-                f,
-                "would have slept {ms} ms, until an idle upstream connection expires"
-            ),
-            WaitingFor::AcceptResume(ms) => {
-                write!(f, "would have slept {ms} ms, until accepting resumes")
-            }
-            WaitingFor::Shutdown(ms) => {
-                write!(f, "would have slept {ms} ms, until the shutdown timeout")
-            }
+        let (ms, until, stale) = match self {
+            WaitingFor::WorkLeft => return f.write_str("no sleep: connections have work left"),
+            WaitingFor::Spinning => return f.write_str("no sleep: spinning after recent events"),
+            WaitingFor::Event => return f.write_str("slept with no deadline, until an event"),
+            WaitingFor::Deadline { ms, until, stale } => (ms, until, stale),
+        };
+        write!(f, "would have slept {ms} ms, until ")?;
+        match until {
+            Until::Deadline { slot, .. } if *stale => write!(f, "a deadline #{slot} no longer has"),
+            Until::Deadline { slot, .. } => write!(f, "#{slot}'s deadline"),
+            Until::PoolExpiry => f.write_str("an idle upstream connection expires"),
+            Until::AcceptResume => f.write_str("accepting resumes"),
+            Until::Shutdown => f.write_str("the shutdown timeout"),
         }
     }
 }

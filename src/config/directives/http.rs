@@ -440,16 +440,12 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     if has_options {
                         options_given.push(addr);
                     }
-                    config.listen.push(addr);
-                    config.listen_ssl.push(ssl);
-                    config.listen_proxy_protocol.push(proxy_protocol);
-                    config.listen_options.push(options);
-                    config.listeners.push(ListenerRoutes {
+                    let routes = ListenerRoutes {
                         servers: Vec::new(),
                         default_server: index,
                         stream: None,
-                    });
-                    config.listen.len() - 1
+                    };
+                    config.add_listen(addr, ssl, proxy_protocol, options, routes)
                 }
             };
             let routes = &mut config.listeners[position];

@@ -147,7 +147,7 @@ pub(super) fn find(name: &str) -> Option<&'static Spec> {
 }
 
 /// A stream server, as the connection runs it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct StreamServerConfig {
     /// Its upstream group in `Config::upstreams`.
     pub group: usize,
@@ -305,15 +305,12 @@ pub(super) fn build_stream(stream: &Directive, config: &mut Config) -> Result<()
             listen,
         });
         for Listen { addr, options, .. } in listens {
-            config.listen.push(addr);
-            config.listen_ssl.push(false);
-            config.listen_proxy_protocol.push(false);
-            config.listen_options.push(options);
-            config.listeners.push(ListenerRoutes {
+            let routes = ListenerRoutes {
                 servers: Vec::new(),
                 default_server: 0,
                 stream: Some(index),
-            });
+            };
+            config.add_listen(addr, false, false, options, routes);
         }
     }
     Ok(())
