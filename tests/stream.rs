@@ -110,6 +110,20 @@ http {{
     )
 }
 
+/// Starts a proxy on fresh ports; a port another test took meanwhile
+/// fails the start, and it is tried again on other ports.
+fn on_free_ports<T>(start: impl Fn(&Ports) -> T) -> (T, Ports) {
+    for attempt in 0..3 {
+        let ports = ports();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| start(&ports))) {
+            Ok(started) => return (started, ports),
+            Err(panic) if attempt == 2 => std::panic::resume_unwind(panic),
+            Err(_) => continue,
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 fn ports() -> Ports {
     Ports {
         chain_http: free_port(),
@@ -248,21 +262,18 @@ fn stream_servers_proxy_tcp_and_send_the_proxy_line_as_nginx_does() {
     util::within(Duration::from_secs(60), move || {
         let origin = echo_origin();
         let dir = util::scratch_dir("stream");
-        let ferry_ports = ports();
         let path = dir.join("ferry.conf");
-        std::fs::write(&path, config(origin, &ferry_ports)).unwrap();
-        util::assert_nginx_accepts(&path);
-        let ferry = Ferry::start_with(&["-c", path.to_str().unwrap()]);
+        let (ferry, ferry_ports) = on_free_ports(|ports| {
+            std::fs::write(&path, config(origin, ports)).unwrap();
+            util::assert_nginx_accepts(&path);
+            Ferry::start_with(&["-c", path.to_str().unwrap()])
+        });
         let baseline = ferry.fd_count();
         let from_ferry = observe(&ferry_ports);
 
-        let nginx_ports = ports();
-        let nginx = Nginx::start_main(
-            &nginx,
-            "stream",
-            &config(origin, &nginx_ports),
-            nginx_ports.proxied,
-        );
+        let (nginx, nginx_ports) = on_free_ports(|ports| {
+            Nginx::start_main(&nginx, "stream", &config(origin, ports), ports.proxied)
+        });
         let from_nginx = observe(&nginx_ports);
         drop(nginx);
 

@@ -1026,7 +1026,7 @@ impl Nginx {
         );
         let path = dir.join("nginx.conf");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(nginx)
+        let mut child = Command::new(nginx)
             .arg("-c")
             .arg(&path)
             .stdout(Stdio::null())
@@ -1035,6 +1035,11 @@ impl Nginx {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            // Gone already (a port taken meanwhile): say so now, with why.
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                panic!("nginx exited at start ({status}): {log}");
+            }
             assert!(Instant::now() < deadline, "nginx did not start");
             thread::sleep(Duration::from_millis(20));
         }
