@@ -8,6 +8,7 @@ mod util;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use util::*;
@@ -126,10 +127,13 @@ fn http_get(port: u16, path: &str) -> String {
 /// `None` when chromium is not installed. The browser is closed on return.
 fn chromium_evaluate(page: &str, extra: &[String], expression: &str) -> Option<String> {
     let chromium = require_tool("chromium")?;
+    // One profile per browser: two Chromiums on one profile do not both
+    // run, the second hands its page to the first and exits.
+    static BROWSERS: AtomicUsize = AtomicUsize::new(0);
     let profile = std::env::temp_dir().join(format!(
         "ferry-chromium-{}-{}",
         std::process::id(),
-        page.len()
+        BROWSERS.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&profile);
     let child = Command::new(chromium)
