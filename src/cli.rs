@@ -330,7 +330,8 @@ mod tests {
             .unwrap()
             .into_config(Config::default())
             .unwrap();
-        assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        let listen: Vec<SocketAddr> = config.listen_addrs().collect();
+        assert_eq!(listen, vec!["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(
             config.first_upstream(),
             Some("127.0.0.1:3000".parse::<SocketAddr>().unwrap().into())
@@ -346,7 +347,8 @@ mod tests {
         .unwrap()
         .into_config(Config::default())
         .unwrap();
-        assert_eq!(config.listen, vec!["[::1]:0".parse().unwrap()]);
+        let listen: Vec<SocketAddr> = config.listen_addrs().collect();
+        assert_eq!(listen, vec!["[::1]:0".parse().unwrap()]);
         assert_eq!(
             config.servers[0].locations[0].settings.client_max_body_size,
             0

@@ -158,11 +158,14 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
     let pid_file = config.pid.clone();
     let user = config.user.clone();
     let workers = config.worker_processes;
-    let listen_ssl = config.listen_ssl.clone();
-    let listen_stream: Vec<bool> = config
-        .listeners
+    let schemes: Vec<&str> = config
+        .listen
         .iter()
-        .map(|l| l.stream.is_some())
+        .map(|l| match (l.stream, l.ssl) {
+            (Some(_), _) => "tcp",
+            (None, true) => "https",
+            (None, false) => "http",
+        })
         .collect();
     let running = if workers > 1 {
         match Workers::start(&config, workers) {
@@ -197,13 +200,7 @@ fn run(config: Config, reload: Reloader) -> ExitCode {
         log::info!("serving as user \"{}\"", identity.user);
     }
     for (index, addr) in running.local_addrs().into_iter().enumerate() {
-        let scheme = if listen_stream.get(index).copied().unwrap_or(false) {
-            "tcp"
-        } else if listen_ssl.get(index).copied().unwrap_or(false) {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = schemes.get(index).copied().unwrap_or("http");
         println!("ferry: listening on {scheme}://{addr}, proxying to {upstream}");
     }
     if workers > 1 {

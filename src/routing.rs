@@ -36,7 +36,7 @@ pub struct Route {
 /// Picks the server for `host` (the `Host` field, port and case ignored)
 /// among those on listener `listener`.
 pub fn select_server(config: &Config, listener: usize, host: Option<&[u8]>) -> usize {
-    let Some(routes) = config.listeners.get(listener) else {
+    let Some(routes) = config.listen.get(listener) else {
         return 0;
     };
     let Some(host) = host.map(host_name) else {

@@ -106,12 +106,7 @@ impl Workers {
                 }
             };
             if index == 0 {
-                resolved = config
-                    .listen
-                    .iter()
-                    .copied()
-                    .zip(addrs.iter().copied())
-                    .collect();
+                resolved = config.listen_addrs().zip(addrs.iter().copied()).collect();
                 workers.addrs = addrs;
             }
             workers.senders.push((sender, waker));

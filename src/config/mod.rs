@@ -91,9 +91,20 @@ pub struct KeepaliveProbes {
     pub count: Option<u32>,
 }
 
-/// Which servers a listening address serves, for routing by `Host`.
+/// One listening address (`listen`, merged over every server that names
+/// it): how its sockets are opened, what its clients speak first, and
+/// which servers it serves, for routing by `Host`.
 #[derive(Clone, Debug)]
-pub struct ListenerRoutes {
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+    /// Clients speak TLS (`listen … ssl`).
+    pub ssl: bool,
+    /// Connections open with a PROXY protocol header (`listen …
+    /// proxy_protocol`).
+    pub proxy_protocol: bool,
+    /// The socket's options (`backlog=`, `rcvbuf=`, `sndbuf=`,
+    /// `ipv6only=`, `so_keepalive=`, `reuseport`).
+    pub options: ListenOptions,
     pub servers: Vec<usize>,
     /// `listen … default_server`, else the first server with this address.
     pub default_server: usize,
@@ -198,19 +209,10 @@ pub enum Action {
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Addresses to accept clients on, each once (`listen`).
-    pub listen: Vec<SocketAddr>,
-    /// For each address in `listen`, whether clients speak TLS on it
-    /// (`listen … ssl`).
-    pub listen_ssl: Vec<bool>,
-    /// For each address in `listen`, whether connections open with a PROXY
-    /// protocol header (`listen … proxy_protocol`).
-    pub listen_proxy_protocol: Vec<bool>,
-    /// For each address in `listen`, its socket's options (`backlog=`,
-    /// `rcvbuf=`, `sndbuf=`, `ipv6only=`, `so_keepalive=`, `reuseport`).
-    pub listen_options: Vec<ListenOptions>,
-    /// For each address in `listen`, the servers it serves.
-    pub listeners: Vec<ListenerRoutes>,
+    /// Addresses to accept clients on, each once (`listen`); a
+    /// listener's position here is its token and the index connections
+    /// keep.
+    pub listen: Vec<ListenConfig>,
     pub servers: Vec<ServerConfig>,
     pub upstreams: Vec<UpstreamGroup>,
     /// The `stream` block's servers (TCP proxying, `connection::stream`).
@@ -274,9 +276,13 @@ impl Config {
         upstream: impl Into<crate::upstream::addr::ServerAddr>,
     ) -> Config {
         let http = Settings::default();
-        let listeners = listen
-            .iter()
-            .map(|_| ListenerRoutes {
+        let listen = listen
+            .into_iter()
+            .map(|addr| ListenConfig {
+                addr,
+                ssl: false,
+                proxy_protocol: false,
+                options: ListenOptions::default(),
                 servers: vec![0],
                 default_server: 0,
                 stream: None,
@@ -285,11 +291,7 @@ impl Config {
         Config {
             stream_servers: Vec::new(),
             limit_zones: Vec::new(),
-            listen_ssl: vec![false; listen.len()],
-            listen_proxy_protocol: vec![false; listen.len()],
-            listen_options: vec![ListenOptions::default(); listen.len()],
             listen,
-            listeners,
             servers: vec![ServerConfig {
                 names: Vec::new(),
                 settings: http.clone(),
@@ -339,7 +341,7 @@ impl Config {
     /// Replaces the routing with a single server and location (flags), keeping
     /// the process-wide settings and the http-level settings.
     pub fn simplify(&mut self, listen: Option<SocketAddr>, upstream: Option<SocketAddr>) {
-        let listen = listen.map_or_else(|| self.listen.clone(), |addr| vec![addr]);
+        let listen = listen.map_or_else(|| self.listen_addrs().collect(), |addr| vec![addr]);
         let upstream = upstream
             .map(crate::upstream::addr::ServerAddr::from)
             .or_else(|| {
@@ -363,10 +365,6 @@ impl Config {
         }
         simple.set_settings(|s| *s = self.http.clone());
         self.listen = simple.listen;
-        self.listen_ssl = simple.listen_ssl;
-        self.listen_proxy_protocol = simple.listen_proxy_protocol;
-        self.listen_options = simple.listen_options;
-        self.listeners = simple.listeners;
         self.servers = simple.servers;
         self.upstreams = simple.upstreams;
     }
@@ -420,23 +418,14 @@ impl Config {
             .unwrap_or("")
     }
 
-    /// A server's own settings; the http level's for an unknown index.
-    /// A new listening address and what it serves; its position in
-    /// `listen` (and in the vectors parallel to it).
-    pub fn add_listen(
-        &mut self,
-        addr: SocketAddr,
-        ssl: bool,
-        proxy_protocol: bool,
-        options: ListenOptions,
-        routes: ListenerRoutes,
-    ) -> usize {
-        self.listen.push(addr);
-        self.listen_ssl.push(ssl);
-        self.listen_proxy_protocol.push(proxy_protocol);
-        self.listen_options.push(options);
-        self.listeners.push(routes);
-        self.listen.len() - 1
+    /// The addresses ferry accepts clients on, in `listen`'s order.
+    pub fn listen_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.listen.iter().map(|l| l.addr)
+    }
+
+    /// The position in `listen` of `addr`, when ferry listens on it.
+    pub fn listen_position(&self, addr: SocketAddr) -> Option<usize> {
+        self.listen.iter().position(|l| l.addr == addr)
     }
 
     /// No http servers, listeners or upstreams (a file with only a
@@ -445,18 +434,13 @@ impl Config {
         self.servers.clear();
         self.upstreams.clear();
         self.listen.clear();
-        self.listen_ssl.clear();
-        self.listen_proxy_protocol.clear();
-        self.listen_options.clear();
-        self.listeners.clear();
     }
 
+    /// A server's own settings; the http level's for an unknown index.
     pub fn server_settings(&self, server: usize) -> &Settings {
         self.servers.get(server).map_or(&self.http, |s| &s.settings)
     }
 
-    /// The upstream address of the simplest configurations, for the
-    /// startup line.
     /// What ferry proxies to, for its start-up line: the one server's
     /// address; a group's name and every server (or, past a handful, how
     /// many); several groups by name and size.

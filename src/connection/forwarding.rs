@@ -352,7 +352,7 @@ impl Connection {
         let port = config
             .listen
             .get(self.listener as usize)
-            .map_or(0, |addr| addr.port());
+            .map_or(0, |l| l.addr.port());
         response::Origin {
             https: self.client.is_tls(),
             host,

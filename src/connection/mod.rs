@@ -220,17 +220,16 @@ impl Connection {
         listener: usize,
         config: &Rc<Config>,
     ) -> Connection {
+        let listen = config.listen.get(listener);
         // A stream listener's connection is relayed from its first moment.
-        let phase = match config.listeners.get(listener).and_then(|l| l.stream) {
+        let phase = match listen.and_then(|l| l.stream) {
             Some(server) => Phase::Stream(stream::StreamSession::new(server, now)),
             None => Phase::Idle { since: now },
         };
-        let server = config
-            .listeners
-            .get(listener)
-            .map_or(0, |l| l.default_server);
+        let server = listen.map_or(0, |l| l.default_server);
+        let ssl = listen.is_some_and(|l| l.ssl);
         #[cfg(feature = "tls")]
-        let client = if config.listen_ssl.get(listener).copied().unwrap_or(false) {
+        let client = if ssl {
             Stream::Tls(Box::new(crate::tls::TlsStream::new(
                 client,
                 Rc::clone(config),
@@ -269,12 +268,7 @@ impl Connection {
             scheduled: None,
             // A TLS listener's header comes before the handshake: the TLS
             // stream reads it (`tls::TlsStream`).
-            awaiting_proxy_header: config
-                .listen_proxy_protocol
-                .get(listener)
-                .copied()
-                .unwrap_or(false)
-                && !config.listen_ssl.get(listener).copied().unwrap_or(false),
+            awaiting_proxy_header: listen.is_some_and(|l| l.proxy_protocol) && !ssl,
             proxy_header: None,
             limit_req_passed: false,
         }
@@ -387,7 +381,7 @@ impl Connection {
         }
         let Some(index) = self
             .listen_addr()
-            .and_then(|addr| ctx.latest.listen.iter().position(|a| *a == addr))
+            .and_then(|addr| ctx.latest.listen_position(addr))
         else {
             return;
         };
@@ -395,7 +389,7 @@ impl Connection {
         ctx.config = Rc::clone(ctx.latest);
         let server = self
             .config
-            .listeners
+            .listen
             .get(index)
             .map_or(0, |l| l.default_server);
         self.listener = u32::try_from(index).unwrap_or(u32::MAX);
@@ -419,7 +413,10 @@ impl Connection {
 
     /// The configured `listen` address it was accepted on.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.config.listen.get(self.listener as usize).copied()
+        self.config
+            .listen
+            .get(self.listener as usize)
+            .map(|l| l.addr)
     }
 
     /// Asked for the `?connections` page (see `answer_stub_status`).

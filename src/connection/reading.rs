@@ -340,7 +340,7 @@ impl Connection {
                 server_port: config
                     .listen
                     .get(self.listener as usize)
-                    .map_or(0, |a| a.port()),
+                    .map_or(0, |l| l.addr.port()),
                 tls: self.client.tls_facts(),
                 request_id: crate::variables::RequestId::default(),
                 maps: &config.maps,
@@ -613,7 +613,7 @@ impl Connection {
                         // nginx reads these two from the address's default
                         // server: fields are judged before the Host is known.
                         let field_names = config
-                            .listeners
+                            .listen
                             .get(self.listener as usize)
                             .map(|l| config.server_settings(l.default_server).field_names)
                             .unwrap_or_default();

@@ -91,14 +91,18 @@ impl EventLoop {
             return;
         }
         let mut opened = Vec::new();
-        for (index, addr) in new.listen.iter().enumerate() {
-            if self.listeners.iter().any(|l| l.configured == *addr) {
+        for configured in &new.listen {
+            let addr = configured.addr;
+            if self.listeners.iter().any(|l| l.configured == addr) {
                 continue;
             }
-            let options = new.listen_options.get(index).cloned().unwrap_or_default();
-            match listen(resolve(&self.resolved, *addr), self.reuse_port, &options) {
+            match listen(
+                resolve(&self.resolved, addr),
+                self.reuse_port,
+                &configured.options,
+            ) {
                 Ok(socket) => opened.push(Listener {
-                    configured: *addr,
+                    configured: addr,
                     socket,
                 }),
                 Err(e) => {
@@ -115,10 +119,10 @@ impl EventLoop {
         }
 
         let mut old = std::mem::take(&mut self.listeners);
-        for (index, addr) in new.listen.iter().enumerate() {
-            let (mut listener, kept) = match old.iter().position(|l| l.configured == *addr) {
+        for (index, addr) in new.listen_addrs().enumerate() {
+            let (mut listener, kept) = match old.iter().position(|l| l.configured == addr) {
                 Some(at) => (old.swap_remove(at), true),
-                None => match opened.iter().position(|l| l.configured == *addr) {
+                None => match opened.iter().position(|l| l.configured == addr) {
                     Some(at) => (opened.swap_remove(at), false),
                     // Unreachable: every address not kept was bound above.
                     None => continue,
@@ -157,7 +161,7 @@ impl EventLoop {
         self.drain_connections(now, wall_clock, |connection| {
             connection
                 .listen_addr()
-                .is_none_or(|addr| !config.listen.contains(&addr))
+                .is_none_or(|addr| config.listen_position(addr).is_none())
         });
         info!(
             "configuration reloaded: {} listeners, {} servers, {} upstream groups",

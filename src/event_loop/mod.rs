@@ -256,24 +256,20 @@ impl EventLoop {
         setup: WorkerSetup,
     ) -> Result<EventLoop, StartError> {
         let mut listeners = Vec::new();
-        for (index, addr) in config.listen.iter().enumerate() {
-            let bind_to = resolve(&setup.resolved, *addr);
-            let options = config
-                .listen_options
-                .get(index)
-                .cloned()
-                .unwrap_or_default();
-            let mut socket = listen(bind_to, setup.reuse_port, &options)
-                .map_err(|e| StartError::Listen(*addr, e))?;
+        for (index, configured) in config.listen.iter().enumerate() {
+            let addr = configured.addr;
+            let bind_to = resolve(&setup.resolved, addr);
+            let mut socket = listen(bind_to, setup.reuse_port, &configured.options)
+                .map_err(|e| StartError::Listen(addr, e))?;
             poll.registry()
                 .register(
                     &mut socket,
                     Target::Listener { index }.token(),
                     Interest::READABLE,
                 )
-                .map_err(|e| StartError::Listen(*addr, e))?;
+                .map_err(|e| StartError::Listen(addr, e))?;
             listeners.push(Listener {
-                configured: *addr,
+                configured: addr,
                 socket,
             });
         }

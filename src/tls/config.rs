@@ -51,7 +51,7 @@ pub fn choose_server(
     server_name: Option<&str>,
 ) -> Option<Arc<rustls::ServerConfig>> {
     let index = crate::routing::select_server(config, listener, server_name.map(str::as_bytes));
-    let default = config.listeners.get(listener).map(|l| l.default_server);
+    let default = config.listen.get(listener).map(|l| l.default_server);
     config
         .servers
         .get(index)

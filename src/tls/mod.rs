@@ -114,8 +114,8 @@ impl std::error::Error for HandshakeFailed {}
 
 impl TlsStream {
     pub fn new(socket: TcpStream, config: Rc<Config>, listener: usize) -> TlsStream {
-        let proxy = match config.listen_proxy_protocol.get(listener) {
-            Some(true) => ProxyPreface::Expected,
+        let proxy = match config.listen.get(listener) {
+            Some(l) if l.proxy_protocol => ProxyPreface::Expected,
             _ => ProxyPreface::None,
         };
         TlsStream {

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::config::parse::ConfigError;
 use crate::config::{
-    Action, Config, ListenOptions, ListenerRoutes, LocationConfig, LocationMatch, ServerConfig,
+    Action, Config, ListenConfig, ListenOptions, LocationConfig, LocationMatch, ServerConfig,
     ServerName,
 };
 
@@ -407,48 +407,39 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             has_options,
         } in listens
         {
-            let position = match config.listen.iter().position(|a| *a == addr) {
-                Some(position) => {
-                    // nginx: listen options belong to the socket; `ssl` on
-                    // any line for the address makes it a TLS socket, and
-                    // socket options are given once per address.
-                    if let Some(tls) = config.listen_ssl.get_mut(position) {
-                        *tls |= ssl;
-                    }
-                    if let Some(proxied) = config.listen_proxy_protocol.get_mut(position) {
-                        *proxied |= proxy_protocol;
-                    }
-                    if has_options {
-                        let given = config
-                            .listen_options
-                            .get(position)
-                            .is_some_and(|o| *o != ListenOptions::default());
-                        if given || options_given.contains(&addr) {
-                            return Err(ConfigError::at(
-                                format!("duplicate listen options for {addr}"),
-                                directive.location(),
-                            ));
-                        }
-                        if let Some(slot) = config.listen_options.get_mut(position) {
-                            *slot = options;
-                        }
-                        options_given.push(addr);
-                    }
-                    position
-                }
+            let position = match config.listen_position(addr) {
+                Some(position) => position,
                 None => {
-                    if has_options {
-                        options_given.push(addr);
-                    }
-                    let routes = ListenerRoutes {
+                    config.listen.push(ListenConfig {
+                        addr,
+                        ssl: false,
+                        proxy_protocol: false,
+                        options: ListenOptions::default(),
                         servers: Vec::new(),
                         default_server: index,
                         stream: None,
-                    };
-                    config.add_listen(addr, ssl, proxy_protocol, options, routes)
+                    });
+                    config.listen.len() - 1
                 }
             };
-            let routes = &mut config.listeners[position];
+            let Some(routes) = config.listen.get_mut(position) else {
+                continue;
+            };
+            // nginx: listen options belong to the socket; `ssl` on any line
+            // for the address makes it a TLS socket, and socket options are
+            // given once per address.
+            routes.ssl |= ssl;
+            routes.proxy_protocol |= proxy_protocol;
+            if has_options {
+                if options_given.contains(&addr) {
+                    return Err(ConfigError::at(
+                        format!("duplicate listen options for {addr}"),
+                        directive.location(),
+                    ));
+                }
+                routes.options = options;
+                options_given.push(addr);
+            }
             if !routes.servers.contains(&index) {
                 routes.servers.push(index);
             }

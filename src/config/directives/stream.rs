@@ -23,7 +23,7 @@ use super::{
     check_size, duration, flag, not_yet, number, spec, Arity, Context, Directive, Handler, Spec,
 };
 use crate::config::parse::ConfigError;
-use crate::config::{Config, ListenerRoutes, UpstreamGroup};
+use crate::config::{Config, ListenConfig, UpstreamGroup};
 
 use Context::{Stream, StreamServer, StreamUpstream};
 
@@ -270,7 +270,7 @@ pub(super) fn build_stream(stream: &Directive, config: &mut Config) -> Result<()
                     inner.location(),
                 ));
             }
-            if config.listen.contains(&listen.addr) {
+            if config.listen_position(listen.addr).is_some() {
                 return Err(ConfigError::at(
                     format!("duplicate \"{}\" address and port pair", listen.addr),
                     inner.location(),
@@ -305,12 +305,15 @@ pub(super) fn build_stream(stream: &Directive, config: &mut Config) -> Result<()
             listen,
         });
         for Listen { addr, options, .. } in listens {
-            let routes = ListenerRoutes {
+            config.listen.push(ListenConfig {
+                addr,
+                ssl: false,
+                proxy_protocol: false,
+                options,
                 servers: Vec::new(),
                 default_server: 0,
                 stream: Some(index),
-            };
-            config.add_listen(addr, false, false, options, routes);
+            });
         }
     }
     Ok(())
@@ -391,7 +394,7 @@ mod tests {
         assert_eq!(config.upstreams[first.group].servers.len(), 2);
         assert!(config.upstreams.iter().all(|g| g.stream));
         assert_eq!(config.listen.len(), 2);
-        assert_eq!(config.listeners[1].stream, Some(1));
+        assert_eq!(config.listen[1].stream, Some(1));
         assert!(config.servers.is_empty());
     }
 
