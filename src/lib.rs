@@ -50,6 +50,7 @@ pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod token;
+pub mod units;
 pub mod upstream;
 pub mod variables;
 pub mod workers;
