@@ -317,6 +317,111 @@ fn limit_rate_with_variables_paces_as_nginx_paces() {
     );
 }
 
+/// `$limit_rate` reads as nginx's: what `set` gave it (as bytes) while
+/// the request is handled, 0 without it, even under a `limit_rate` line,
+/// since nginx takes the directive's rate only at the response's first
+/// write; a log line reads the rate the response was paced at. ferry and
+/// nginx on one file: the same bodies, headers, fields sent upstream and
+/// log lines.
+#[test]
+fn limit_rate_variable_reads_as_nginx_reads_it() {
+    let origin = Origin::start(|mut conn| {
+        while let Some(request) = conn.next_request() {
+            let body = format!("seen={}\n", request.header("x-rate").unwrap_or("-"));
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            if !(conn.send(head.as_bytes()) && conn.send(body.as_bytes())) {
+                return;
+            }
+        }
+    });
+    let dir = util::scratch_dir("limit-rate-variable");
+    let body = |log: &std::path::Path| {
+        format!(
+            "log_format rates '$request_uri $limit_rate';\n\
+             server {{\n\
+               listen 127.0.0.1:PORT;\n\
+               access_log {log} rates;\n\
+               add_header X-Rate $limit_rate always;\n\
+               location /none/ {{ return 200 \"r=$limit_rate\\n\"; }}\n\
+               location /directive/ {{ limit_rate 5k; return 200 \"r=$limit_rate\\n\"; }}\n\
+               location /set/ {{ limit_rate 5k; set $limit_rate 10k; return 200 \"r=$limit_rate\\n\"; }}\n\
+               location /bad/ {{ limit_rate 5k; set $limit_rate lots; return 200 \"r=$limit_rate\\n\"; }}\n\
+               location /proxied/ {{ limit_rate 7k; proxy_set_header X-Rate $limit_rate; proxy_pass http://{origin}; }}\n\
+             }}\n",
+            log = log.display(),
+            origin = origin.addr
+        )
+    };
+    let paths = ["/none/", "/directive/", "/set/", "/bad/", "/proxied/"];
+    let answers = |addr: SocketAddr| -> Vec<String> {
+        paths
+            .iter()
+            .map(|path| {
+                let response = util::request(
+                    addr,
+                    &format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+                );
+                format!(
+                    "{path} {} {:?} {}",
+                    response.status,
+                    response.header("x-rate"),
+                    response.text().trim_end()
+                )
+            })
+            .collect()
+    };
+    let log_lines = |log: &std::path::Path| -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            if lines.len() >= paths.len() || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let ferry_log = dir.join("ferry-access.log");
+    let (ferry, _) = Ferry::start_config("limit-rate-variable", &body(&ferry_log));
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(
+        from_ferry,
+        [
+            "/none/ 200 Some(\"0\") r=0",
+            "/directive/ 200 Some(\"0\") r=0",
+            "/set/ 200 Some(\"10240\") r=10240",
+            "/bad/ 200 Some(\"0\") r=0",
+            "/proxied/ 200 Some(\"0\") seen=0",
+        ]
+    );
+    let ferry_lines = log_lines(&ferry_log);
+    assert_eq!(
+        ferry_lines,
+        [
+            "/none/ 0",
+            "/directive/ 5120",
+            "/set/ 10240",
+            "/bad/ 5120",
+            "/proxied/ 7168"
+        ]
+    );
+    assert!(ferry.wait_for_stderr(Duration::from_secs(1), "invalid $limit_rate \"lots\""));
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx_log = dir.join("nginx-access.log");
+    let nginx = Nginx::start_http(
+        &nginx,
+        "limit-rate-variable",
+        &body(&nginx_log).replace("PORT", &port.to_string()),
+        port,
+    );
+    let from_nginx = answers(([127, 0, 0, 1], nginx.port).into());
+    assert_eq!(from_ferry, from_nginx);
+    assert_eq!(ferry_lines, log_lines(&nginx_log));
+}
+
 /// A request waiting out its delay holds no buffer set: with two sets in
 /// all and three requests delayed, a request elsewhere is answered at once.
 #[test]

@@ -477,6 +477,7 @@ impl Connection {
                     body_bytes_sent: log.body_bytes_sent,
                     bytes_sent: log.bytes_sent,
                     request_length: log.request_length,
+                    limit_rate: exchange.limit_rate,
                     request_time,
                     time_local: times.local,
                     time_iso8601: times.iso8601,

@@ -42,6 +42,8 @@ pub struct ExchangeVars<'a> {
     pub body_bytes_sent: u64,
     pub bytes_sent: u64,
     pub request_length: u64,
+    /// The rate the response was paced at (`$limit_rate`; 0: none).
+    pub limit_rate: u64,
     pub request_time: std::time::Duration,
     /// `28/Nov/2026:14:25:50 +0000` and `2026-11-28T14:25:50+00:00`.
     pub time_local: &'a [u8],
@@ -63,7 +65,7 @@ impl Template {
     pub fn capture(&self, request: &RequestView<'_>, out: &mut Vec<u8>) {
         for segment in &self.segments {
             if let Segment::Variable(variable) = segment {
-                if variable.is_request_time() {
+                if !variable.is_response_time() {
                     let length_at = out.len();
                     out.extend_from_slice(&[0; 4]);
                     render_variable(variable, request, out);
@@ -82,7 +84,7 @@ impl Template {
         let mut at = 0;
         for segment in &self.segments {
             if let Segment::Variable(variable) = segment {
-                if variable.is_request_time() {
+                if !variable.is_response_time() {
                     let length = captured
                         .get(at..at + 4)
                         .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -103,7 +105,7 @@ impl Template {
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
-                Segment::Variable(variable) if variable.is_request_time() => {
+                Segment::Variable(variable) if !variable.is_response_time() => {
                     let value = match captured {
                         [a, b, c, d, rest @ ..] => {
                             let length = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
@@ -176,6 +178,9 @@ fn render_exchange_variable(variable: &Variable, exchange: &ExchangeVars<'_>, ou
         }
         Variable::BytesSent => {
             let _ = write!(out, "{}", exchange.bytes_sent);
+        }
+        Variable::LimitRate { .. } => {
+            let _ = write!(out, "{}", exchange.limit_rate);
         }
         Variable::RequestLength => {
             let _ = write!(out, "{}", exchange.request_length);

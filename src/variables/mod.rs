@@ -14,187 +14,17 @@ use std::net::SocketAddr;
 
 use crate::checksum::Crc32;
 
+mod known;
 mod log;
 mod map;
 mod request_id;
 mod value;
 
+pub use known::Variable;
 pub use log::{ExchangeVars, LogEscape, UpstreamAttempt};
 pub use map::MapDef;
 pub use request_id::RequestId;
 use value::{borrowed_value, port, render_variable};
-
-/// The request-time variables ferry knows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Variable {
-    /// A variable a `map` block defines: the index of the map in
-    /// `Config::maps`; past them, one `set` defines (see [`SetValues`]).
-    Map(usize),
-    /// `$1`…`$9`: a capture of the regex a `rewrite` matched (empty
-    /// elsewhere).
-    Capture(u8),
-    /// `$document_root`: the `root` or `alias` path in force.
-    DocumentRoot,
-    /// `$request_filename`: the file `$uri` names under it.
-    RequestFilename,
-    /// `$proxy_host`.
-    ProxyHost,
-    /// `$request_id`: 32 hex digits, random, one per request.
-    RequestId,
-    /// `$pid`: ferry's process id.
-    Pid,
-    RemoteAddr,
-    RemotePort,
-    /// `$realip_remote_addr`, `$realip_remote_port`: the TCP peer's, before
-    /// `set_real_ip_from` replaced it.
-    RealipRemoteAddr,
-    RealipRemotePort,
-    /// `$proxy_protocol_addr`, `$proxy_protocol_port` and the `_server_`
-    /// pair: the PROXY protocol header's source and destination (empty
-    /// without one).
-    ProxyProtocolAddr,
-    ProxyProtocolPort,
-    ProxyProtocolServerAddr,
-    ProxyProtocolServerPort,
-    /// The request-target as sent (`$request_uri`).
-    RequestUri,
-    /// The path, without the query (`$uri`).
-    Uri,
-    /// The query, without `?` (`$args`, `$query_string`).
-    Args,
-    /// `Host` without port, lower-cased, else the server name (`$host`).
-    Host,
-    RequestMethod,
-    Scheme,
-    /// `on` over TLS, else empty (`$https`).
-    Https,
-    /// The TLS session's facts (`$ssl_protocol`, `$ssl_cipher`,
-    /// `$ssl_server_name`, `$ssl_session_reused`); empty without TLS.
-    SslProtocol,
-    SslCipher,
-    SslServerName,
-    SslSessionReused,
-    /// A request field by name (`$http_user_agent`: `User-Agent`).
-    Http(String),
-    /// A query argument by name (`$arg_id`).
-    Arg(String),
-    /// `GET /path HTTP/1.1` (`$request`).
-    Request,
-    ServerProtocol,
-    /// `X-Forwarded-For` with the client address appended.
-    ProxyAddXForwardedFor,
-    /// The server's first name (`$server_name`).
-    ServerName,
-    ServerPort,
-    /// Always empty: ferry does no authentication.
-    RemoteUser,
-    // ----- known only once the response is done: `log_format` only -----
-    Status,
-    BodyBytesSent,
-    BytesSent,
-    RequestLength,
-    RequestTime,
-    TimeLocal,
-    TimeIso8601,
-    Msec,
-    UpstreamAddr,
-    UpstreamStatus,
-    UpstreamConnectTime,
-    UpstreamHeaderTime,
-    UpstreamResponseTime,
-    /// The connection's serial number (`$connection`).
-    Connection,
-    ConnectionRequests,
-}
-
-impl Variable {
-    /// Whether the value is known when the request head arrives (as
-    /// opposed to after the response).
-    pub fn is_request_time(&self) -> bool {
-        !matches!(
-            self,
-            Variable::Status
-                | Variable::BodyBytesSent
-                | Variable::BytesSent
-                | Variable::RequestLength
-                | Variable::RequestTime
-                | Variable::TimeLocal
-                | Variable::TimeIso8601
-                | Variable::Msec
-                | Variable::UpstreamAddr
-                | Variable::UpstreamStatus
-                | Variable::UpstreamConnectTime
-                | Variable::UpstreamHeaderTime
-                | Variable::UpstreamResponseTime
-                | Variable::Connection
-                | Variable::ConnectionRequests
-        )
-    }
-
-    /// Whether nginx (and ferry) define a variable of this name.
-    pub fn is_builtin(name: &str) -> bool {
-        Variable::from_name(name).is_some()
-    }
-
-    fn from_name(name: &str) -> Option<Variable> {
-        Some(match name {
-            "remote_addr" | "binary_remote_addr" => Variable::RemoteAddr,
-            "remote_port" => Variable::RemotePort,
-            "realip_remote_addr" => Variable::RealipRemoteAddr,
-            "realip_remote_port" => Variable::RealipRemotePort,
-            "proxy_protocol_addr" => Variable::ProxyProtocolAddr,
-            "proxy_protocol_port" => Variable::ProxyProtocolPort,
-            "proxy_protocol_server_addr" => Variable::ProxyProtocolServerAddr,
-            "proxy_protocol_server_port" => Variable::ProxyProtocolServerPort,
-            "request_uri" => Variable::RequestUri,
-            "uri" | "document_uri" => Variable::Uri,
-            "document_root" => Variable::DocumentRoot,
-            "proxy_host" => Variable::ProxyHost,
-            "request_filename" => Variable::RequestFilename,
-            "args" | "query_string" => Variable::Args,
-            "host" => Variable::Host,
-            "request_method" => Variable::RequestMethod,
-            "scheme" => Variable::Scheme,
-            "https" => Variable::Https,
-            "ssl_protocol" => Variable::SslProtocol,
-            "ssl_cipher" => Variable::SslCipher,
-            "ssl_server_name" => Variable::SslServerName,
-            "ssl_session_reused" => Variable::SslSessionReused,
-            "request" => Variable::Request,
-            "server_protocol" => Variable::ServerProtocol,
-            "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
-            "server_name" => Variable::ServerName,
-            "server_port" => Variable::ServerPort,
-            "remote_user" => Variable::RemoteUser,
-            "status" => Variable::Status,
-            "body_bytes_sent" => Variable::BodyBytesSent,
-            "bytes_sent" => Variable::BytesSent,
-            "request_length" => Variable::RequestLength,
-            "request_time" => Variable::RequestTime,
-            "time_local" => Variable::TimeLocal,
-            "time_iso8601" => Variable::TimeIso8601,
-            "msec" => Variable::Msec,
-            "upstream_addr" => Variable::UpstreamAddr,
-            "upstream_status" => Variable::UpstreamStatus,
-            "upstream_connect_time" => Variable::UpstreamConnectTime,
-            "upstream_header_time" => Variable::UpstreamHeaderTime,
-            "upstream_response_time" => Variable::UpstreamResponseTime,
-            "connection" => Variable::Connection,
-            "connection_requests" => Variable::ConnectionRequests,
-            "request_id" => Variable::RequestId,
-            "pid" => Variable::Pid,
-            _ => {
-                if let Some(field) = name.strip_prefix("http_") {
-                    Variable::Http(field.replace('_', "-"))
-                } else if let Some(arg) = name.strip_prefix("arg_") {
-                    Variable::Arg(arg.to_string())
-                } else {
-                    return None;
-                }
-            }
-        })
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
@@ -444,6 +274,7 @@ impl Template {
             }
             let variable = match (name.as_bytes(), maps.iter().position(|map| map == name)) {
                 ([digit @ b'1'..=b'9'], _) => Variable::Capture(digit - b'0'),
+                (b"limit_rate", set) => Variable::LimitRate { set },
                 (_, Some(index)) => Variable::Map(index),
                 (_, None) => Variable::from_name(name)
                     .ok_or_else(|| TemplateError(format!("unknown \"{name}\" variable")))?,
@@ -496,6 +327,9 @@ impl Template {
                 Segment::Variable(Variable::Map(index)) if *index >= request.maps.len() => {
                     out.extend_from_slice(script.sets.get(index - request.maps.len()));
                 }
+                Segment::Variable(Variable::LimitRate { set }) => {
+                    value::set_limit_rate(*set, request.maps.len(), &script.sets, out);
+                }
                 Segment::Variable(variable) => render_variable(variable, request, out),
             }
         }
@@ -531,6 +365,7 @@ impl Template {
                     }
                     Variable::Request
                     | Variable::RemoteUser
+                    | Variable::LimitRate { .. }
                     | Variable::ProxyProtocolAddr
                     | Variable::ProxyProtocolPort
                     | Variable::ProxyProtocolServerAddr
@@ -628,6 +463,7 @@ mod tests {
             body_bytes_sent: 0,
             bytes_sent: 0,
             request_length: 0,
+            limit_rate: 0,
             request_time: std::time::Duration::ZERO,
             time_local: b"",
             time_iso8601: b"",
@@ -663,6 +499,55 @@ mod tests {
             String::from_utf8(line).unwrap(),
             "192.0.2.9 \"GET /p/a?id=7&x=y HTTP/1.1\" 404 - \"a \\x22b\\x22\" -\n"
         );
+    }
+
+    /// `$limit_rate` is nginx's number: in a request what `set` gave it
+    /// (0 without one, or for a value that is no size), in a log line the
+    /// rate the response was paced at.
+    #[test]
+    fn limit_rate_reads_as_nginx_reads_it() {
+        let names = ["limit_rate".to_string()];
+        let in_request = Template::compile_with("$limit_rate", &names).unwrap();
+        let render = |set: &[u8]| {
+            let spans = [(0, set.len() as u32)];
+            let script = ScriptValues {
+                sets: SetValues {
+                    bytes: set,
+                    spans: &spans,
+                },
+                ..ScriptValues::NONE
+            };
+            let mut out = Vec::new();
+            in_request.render_in_script(&view(&[]), &script, &mut out);
+            let mut plain = Vec::new();
+            let view = RequestView {
+                script,
+                ..view(&[])
+            };
+            in_request.render(&view, &mut plain);
+            assert_eq!(out, plain, "in a script and out of one alike");
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(render(b"10k"), "10240");
+        assert_eq!(render(b""), "0");
+        assert_eq!(render(b"fast"), "0");
+        let unset = Template::compile("$limit_rate").unwrap();
+        let mut out = Vec::new();
+        unset.render(&view(&[]), &mut out);
+        assert_eq!(out, b"0");
+
+        let in_log =
+            Template::compile_log_format("$limit_rate", LogEscape::Default, &names).unwrap();
+        let mut captured = Vec::new();
+        in_log.capture(&view(&[]), &mut captured);
+        assert!(captured.is_empty(), "taken from the exchange, not the head");
+        let exchange = ExchangeVars {
+            limit_rate: 5120,
+            ..exchange_vars(&[], None)
+        };
+        let mut line = Vec::new();
+        in_log.render_log(&captured, &exchange, &mut line);
+        assert_eq!(line, b"5120\n");
     }
 
     /// nginx writes one value per attempt: `502, 200`, with `-` for a

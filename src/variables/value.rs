@@ -77,6 +77,24 @@ pub(super) fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'
     }
 }
 
+/// `$limit_rate` while the request is handled: what `set $limit_rate`
+/// gave it, as bytes (nginx keeps the parsed number), else 0, as nginx's
+/// is until the response's first write; a value that is no size was
+/// logged and ignored by the set.
+pub(super) fn set_limit_rate(
+    set: Option<usize>,
+    maps: usize,
+    sets: &super::SetValues<'_>,
+    out: &mut Vec<u8>,
+) {
+    let rate = set
+        .and_then(|index| index.checked_sub(maps))
+        .and_then(|index| std::str::from_utf8(sets.get(index)).ok())
+        .and_then(crate::units::parse_size)
+        .unwrap_or(0);
+    push_decimal(out, rate);
+}
+
 pub(super) fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec<u8>) {
     match variable {
         Variable::RemoteUser => {
@@ -123,6 +141,9 @@ pub(super) fn render_variable(variable: &Variable, request: &RequestView<'_>, ou
             None => out.extend_from_slice(request.script.sets.get(index - request.maps.len())),
         },
         Variable::Capture(n) => out.extend_from_slice(request.script.capture(*n)),
+        Variable::LimitRate { set } => {
+            set_limit_rate(*set, request.maps.len(), &request.script.sets, out);
+        }
         Variable::Pid => push_decimal(out, u64::from(std::process::id())),
         Variable::DocumentRoot => {
             if let Some(root) = request.root {

@@ -186,9 +186,9 @@ pub(super) fn set_names(block: &[Directive], config: &mut Config) -> Result<(), 
     for directive in block {
         if directive.name == "set" && directive.args.len() == 2 {
             let name = variable_name(directive)?;
-            if crate::variables::Variable::is_builtin(name)
-                || config.maps.iter().any(|map| map.name == name)
-            {
+            let builtin = crate::variables::Variable::is_builtin(name)
+                && !crate::variables::Variable::is_settable(name);
+            if builtin || config.maps.iter().any(|map| map.name == name) {
                 return Err(ConfigError::at(
                     format!("the duplicate \"{name}\" variable"),
                     directive.location(),
