@@ -192,6 +192,40 @@ fn stock_nginx_directives_are_accepted() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// The proxy block Node.js deployment guides give, with its
+/// `proxy_cache_bypass $http_upgrade`: accepted by both (no cache, so
+/// nothing to bypass); a value naming an unknown variable is refused by
+/// both.
+#[test]
+fn cache_bypass_lines_without_a_cache_are_accepted() {
+    let text = "events {}\nhttp {\n map $http_cookie $no_cache { default 0; ~nocache 1; }\n\
+                server { listen 127.0.0.1:8080;\n\
+                location / {\n proxy_pass http://127.0.0.1:3000;\n proxy_http_version 1.1;\n\
+                proxy_set_header Upgrade $http_upgrade;\n proxy_set_header Connection 'upgrade';\n\
+                proxy_set_header Host $host;\n proxy_cache_bypass $http_upgrade;\n\
+                proxy_no_cache $no_cache $arg_nocache;\n } }\n}\n";
+    let dir = temp_dir("cache-bypass-nginx");
+    let path = dir.join("ferry.conf");
+    std::fs::write(&path, text).unwrap();
+    assert_nginx_accepts(&path);
+    let (code, err) = test_text("cache-bypass", text);
+    assert_eq!(code, 0, "{err}");
+    let unknown = text.replace("$no_cache $arg_nocache", "$nowhere");
+    let (code, err) = test_text("cache-bypass-unknown", &unknown);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown \"nowhere\" variable"), "{err}");
+    if let Some(nginx) = require_tool("nginx") {
+        std::fs::write(&path, &unknown).unwrap();
+        let output = Command::new(nginx)
+            .args(["-t", "-q", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "nginx accepted {unknown}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Copies tests/configs to a temp dir with the test origin's port filled in.
 fn configs_for(origin: &Origin, port: u16) -> PathBuf {
     let dir = temp_dir("run");

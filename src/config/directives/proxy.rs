@@ -26,6 +26,11 @@ const HEADER_TABLE: &str = "sizes of nginx's proxy header hash table; ferry's ne
 const NO_TEMP_FILES: &str = "ferry never writes a response to a temporary file: it streams \
                              through bounded buffers with back-pressure";
 
+/// `proxy_cache_bypass` and `proxy_no_cache` say when a cache is skipped;
+/// ferry refuses `proxy_cache`, so there is none to skip.
+const NO_CACHE: &str = "ferry has no `proxy_cache` (refused), and without one nginx \
+                        neither reads nor stores cached responses";
+
 macro_rules! proxy_ssl {
     ($name:literal) => {
         spec(
@@ -258,8 +263,23 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     ),
     not_yet("proxy_bind"),
     not_yet("proxy_cache"),
+    // Node.js guides pair `proxy_cache_bypass $http_upgrade` with
+    // WebSocket lines; with no `proxy_cache` it decides nothing in nginx.
+    spec(
+        "proxy_cache_bypass",
+        HSL,
+        Arity::AtLeast(1),
+        Handler::Setting(check_predicates),
+    )
+    .no_effect(NO_CACHE),
+    spec(
+        "proxy_no_cache",
+        HSL,
+        Arity::AtLeast(1),
+        Handler::Setting(check_predicates),
+    )
+    .no_effect(NO_CACHE),
     not_yet("proxy_cache_background_update"),
-    not_yet("proxy_cache_bypass"),
     not_yet("proxy_cache_convert_head"),
     not_yet("proxy_cache_key"),
     not_yet("proxy_cache_lock"),
@@ -276,7 +296,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("proxy_ignore_client_abort"),
     not_yet("proxy_limit_rate"),
     not_yet("proxy_method"),
-    not_yet("proxy_no_cache"),
     not_yet("proxy_socket_keepalive"),
     not_yet("proxy_ssl_conf_command"),
     not_yet("proxy_ssl_crl"),
@@ -657,4 +676,14 @@ pub(super) fn proxy_target(
     group.implicit = true;
     config.upstreams.push(group);
     Ok((config.upstreams.len() - 1, uri, proxy_host))
+}
+
+/// `proxy_cache_bypass` / `proxy_no_cache` values: checked as nginx checks
+/// them (each a value with known variables), then unused (`NO_CACHE`).
+fn check_predicates(d: &Directive, config: &Config, _: &mut Inherited) -> Result<(), ConfigError> {
+    for value in &d.args {
+        Template::compile_with(value, &config.map_names)
+            .map_err(|e| ConfigError::at(e.to_string(), d.location()))?;
+    }
+    Ok(())
 }
