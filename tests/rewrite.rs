@@ -323,6 +323,79 @@ fn set_variables_as_nginx_s() {
     }
 }
 
+/// `$cookie_NAME`, `$is_args`, `$content_type` and `$content_length` as
+/// nginx reads them: cookies by name without case, spaces around `=`, over
+/// several `Cookie` fields; `?` only when there are arguments (also the
+/// ones a rewrite gave); the request's fields as sent.
+#[test]
+fn request_variables_read_as_nginx_s() {
+    let body = "server {\n\
+           listen 127.0.0.1:PORT;\n\
+           location /v/ {\n\
+             return 200 \"session=[$cookie_session] a=[$cookie_a] is_args=[$is_args] \
+                           type=[$content_type] length=[$content_length]\\n\";\n\
+           }\n\
+           location /r/ { rewrite ^/r/(.*)$ /v/?x=$1; }\n\
+           location /back/ { return 302 /v/$is_args$args; }\n\
+         }\n";
+    let requests = [
+        "GET /v/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /v/?a=1 HTTP/1.1\r\nHost: h\r\nCookie: a=1; session=abc\r\n\r\n",
+        "GET /v/? HTTP/1.1\r\nHost: h\r\nCookie: sessionid=x; SESSION = up\r\n\r\n",
+        "GET /v/ HTTP/1.1\r\nHost: h\r\nCookie: x=1\r\nCookie: session=second;a=2\r\n\r\n",
+        "GET /v/ HTTP/1.1\r\nHost: h\r\nCookie: session=;a\r\n\r\n",
+        "POST /v/ HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /r/zz HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /back/?p=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /back/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    ];
+    let answers = |addr: SocketAddr| {
+        requests
+            .iter()
+            .map(|raw| {
+                let raw = raw.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
+                let response = util::request(addr, &raw);
+                match response.header("location") {
+                    // The path: the port differs between the two servers.
+                    Some(location) => {
+                        let path = location.find("/v/").map_or("", |at| &location[at..]);
+                        format!("{} {path}", response.status)
+                    }
+                    None => format!("{} {}", response.status, response.text()),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ferry, _) = Ferry::start_config("request-variables", body);
+    let from_ferry = answers(ferry.addr);
+    let empty = "type=[] length=[]";
+    assert_eq!(
+        from_ferry,
+        [
+            format!("200 session=[] a=[] is_args=[] {empty}\n"),
+            format!("200 session=[abc] a=[1] is_args=[?] {empty}\n"),
+            format!("200 session=[up] a=[] is_args=[] {empty}\n"),
+            format!("200 session=[second] a=[2] is_args=[] {empty}\n"),
+            format!("200 session=[] a=[] is_args=[] {empty}\n"),
+            "200 session=[] a=[] is_args=[] type=[text/plain] length=[5]\n".to_string(),
+            format!("200 session=[] a=[] is_args=[?] {empty}\n"),
+            "302 /v/?p=1".to_string(),
+            "302 /v/".to_string(),
+        ]
+    );
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "request-variables",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(from_ferry, answers(addr));
+    }
+}
+
 /// `$1`…`$9` from a `location ~`, an `if`'s `~` and a `rewrite`, read by
 /// `return`, `set` and later lines, as nginx keeps them.
 #[test]

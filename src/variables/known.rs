@@ -60,6 +60,10 @@ pub enum Variable {
     Http(String),
     /// A query argument by name (`$arg_id`).
     Arg(String),
+    /// A cookie by name (`$cookie_session`), from the `Cookie` fields.
+    Cookie(String),
+    /// `?` when the request has arguments, else empty (`$is_args`).
+    IsArgs,
     /// `GET /path HTTP/1.1` (`$request`).
     Request,
     ServerProtocol,
@@ -157,6 +161,10 @@ impl Variable {
             "proxy_host" => Variable::ProxyHost,
             "request_filename" => Variable::RequestFilename,
             "args" | "query_string" => Variable::Args,
+            "is_args" => Variable::IsArgs,
+            // The request's fields as sent, as `$http_content_type` reads.
+            "content_type" => Variable::Http("content-type".into()),
+            "content_length" => Variable::Http("content-length".into()),
             "host" => Variable::Host,
             "request_method" => Variable::RequestMethod,
             "scheme" => Variable::Scheme,
@@ -194,6 +202,8 @@ impl Variable {
                     Variable::Http(field.replace('_', "-"))
                 } else if let Some(arg) = name.strip_prefix("arg_") {
                     Variable::Arg(arg.to_string())
+                } else if let Some(cookie) = name.strip_prefix("cookie_") {
+                    Variable::Cookie(cookie.to_string())
                 } else {
                     return None;
                 }

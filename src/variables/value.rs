@@ -59,6 +59,11 @@ pub(super) fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'
             }
         }
         Variable::Http(name) => request.field(name),
+        Variable::Cookie(name) => cookie(request, name.as_bytes()),
+        Variable::IsArgs => match request.args.unwrap_or(query.as_bytes()) {
+            [] => b"",
+            _ => b"?",
+        },
         Variable::Arg(name) => request
             .args
             .unwrap_or(query.as_bytes())
@@ -93,6 +98,31 @@ pub(super) fn set_limit_rate(
         .and_then(crate::units::parse_size)
         .unwrap_or(0);
     push_decimal(out, rate);
+}
+
+/// A cookie's value as nginx finds it (`ngx_http_parse_cookie_lines`):
+/// in each `Cookie` field, pairs split at `;`, the name compared without
+/// case, spaces allowed around `=`; the first match wins.
+fn cookie<'a>(request: &'a RequestView<'_>, name: &[u8]) -> &'a [u8] {
+    let fields = request
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("cookie"));
+    for field in fields {
+        for pair in field.value.split(|&b| b == b';') {
+            let pair = pair.trim_ascii_start();
+            let Some((candidate, rest)) = pair.split_at_checked(name.len()) else {
+                continue;
+            };
+            if !candidate.eq_ignore_ascii_case(name) {
+                continue;
+            }
+            if let Some(value) = rest.trim_ascii_start().strip_prefix(b"=") {
+                return value.trim_ascii_start();
+            }
+        }
+    }
+    b""
 }
 
 pub(super) fn render_variable(variable: &Variable, request: &RequestView<'_>, out: &mut Vec<u8>) {
