@@ -494,8 +494,11 @@ fn bad_tls_configurations_are_refused_with_the_line() {
             "selects none",
         ),
         (
-            format!("{pair}\nssl_stapling on;"),
-            "\"ssl_stapling\" is not supported",
+            format!(
+                "{pair}\nssl_stapling on;\nssl_stapling_file {};",
+                cert.display()
+            ),
+            "is not a DER-encoded OCSP response",
         ),
         (
             format!(

@@ -27,21 +27,6 @@ use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
 use crate::config::parse::{ConfigError, Directive};
 use crate::config::Config;
 
-/// The directives this module reads (all at `http` and `server` level).
-pub const DIRECTIVES: [&str; 11] = [
-    "ssl_certificate",
-    "ssl_certificate_key",
-    "ssl_protocols",
-    "ssl_ciphers",
-    "ssl_prefer_server_ciphers",
-    "ssl_session_cache",
-    "ssl_session_timeout",
-    "ssl_session_tickets",
-    "ssl_dhparam",
-    "ssl_ecdh_curve",
-    "ssl_stapling",
-];
-
 /// The `server` to serve a TLS client of `listener` that asked for
 /// `server_name`, as nginx chooses: by `server_name`, else the address's
 /// default server. `None` if that server has no certificate.
@@ -91,15 +76,6 @@ pub fn server_tls(
     base: &Path,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
     let lines = Lines { http, server };
-    if let Some(stapling) = lines.last("ssl_stapling") {
-        if stapling.args.first().is_some_and(|a| a == "on") {
-            return Err(ConfigError::at(
-                "\"ssl_stapling\" is not supported: ferry does not fetch OCSP responses \
-                 (remove the line, or set it off)",
-                stapling.location(),
-            ));
-        }
-    }
     let certificates = lines.all("ssl_certificate");
     let keys = lines.all("ssl_certificate_key");
     let Some(listen) = listen_ssl else {
@@ -132,6 +108,13 @@ pub fn server_tls(
         })?;
     }
     let provider = Arc::new(provider);
+    let stapling = super::stapling::Stapling::read(
+        lines.last("ssl_stapling"),
+        lines.last("ssl_stapling_file"),
+        lines.last("ssl_stapling_responder"),
+        lines.last("ssl_trusted_certificate"),
+        base,
+    )?;
     let mut pairs = Vec::new();
     for (index, certificate) in certificates.iter().enumerate() {
         let Some(key) = keys.get(index) else {
@@ -143,7 +126,16 @@ pub fn server_tls(
                 certificate.location(),
             ));
         };
-        pairs.push(load_pair(certificate, key, base, &provider)?);
+        let mut pair = load_pair(certificate, key, base, &provider)?;
+        if let Some(stapling) = &stapling {
+            let path = resolve(base, &certificate.args[0]);
+            if let Some(response) = stapling.response_for(&pair.cert, &path, base)? {
+                let mut stapled = (*pair).clone();
+                stapled.ocsp = Some(response);
+                pair = Arc::new(stapled);
+            }
+        }
+        pairs.push(pair);
     }
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
@@ -251,7 +243,7 @@ pub(super) fn load_pair(
 /// An expired certificate still loads (clients will refuse it): a warning,
 /// as `nginx -t` gives, at every load, so `-t` and a reload say it too.
 fn warn_if_expired(path: &Path, leaf: &CertificateDer<'_>) {
-    let Some(not_after) = super::validity::not_after(leaf) else {
+    let Some(not_after) = super::certificate::not_after(leaf) else {
         return;
     };
     let now = std::time::SystemTime::now()

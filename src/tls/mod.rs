@@ -29,9 +29,10 @@
 //! In the course (docs/learn): chapter 7, "The order": TLS under the same
 //! reads and writes.
 
+pub mod certificate;
 pub mod config;
+mod stapling;
 pub mod upstream;
-pub mod validity;
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::rc::Rc;

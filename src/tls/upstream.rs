@@ -34,21 +34,6 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use super::config::{cipher_suites, load_pair, protocols, resolve};
 use crate::config::parse::{ConfigError, Directive};
 
-/// The directives this module reads (at `http`, `server` and `location`
-/// level, the innermost line of each name winning).
-pub const DIRECTIVES: [&str; 10] = [
-    "proxy_ssl_verify",
-    "proxy_ssl_verify_depth",
-    "proxy_ssl_trusted_certificate",
-    "proxy_ssl_server_name",
-    "proxy_ssl_name",
-    "proxy_ssl_protocols",
-    "proxy_ssl_ciphers",
-    "proxy_ssl_certificate",
-    "proxy_ssl_certificate_key",
-    "proxy_ssl_session_reuse",
-];
-
 /// How one `proxy_pass https://…` location speaks TLS to its servers.
 #[derive(Debug)]
 pub struct UpstreamTls {

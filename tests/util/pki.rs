@@ -51,17 +51,35 @@ impl Pki {
     /// `NAME.pem` and `NAME.key`: a certificate for `names`, signed by
     /// the CA, with `names[0]` as its common name.
     pub fn leaf(&self, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.leaf_with(name, names, Vec::new())
+    }
+
+    /// [`Pki::leaf`] with extensions of the test's own.
+    pub fn leaf_with(
+        &self,
+        name: &str,
+        names: &[&str],
+        extensions: Vec<rcgen::CustomExtension>,
+    ) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.custom_extensions = extensions;
         let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
         let cert_path = self.dir.join(format!("{name}.pem"));
         let key_path = self.dir.join(format!("{name}.key"));
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         (cert_path, key_path)
+    }
+
+    /// The CA's private key, written as `ca.key` (for `openssl ocsp`).
+    pub fn ca_key(&self) -> PathBuf {
+        let path = self.dir.join("ca.key");
+        std::fs::write(&path, self.ca_key.serialize_pem()).unwrap();
+        path
     }
 }
 

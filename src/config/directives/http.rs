@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 
 use super::listen::{listen_directive, Listen};
 use super::{
-    check_number, check_size, duration, flag, not_yet, number, on_off, settings, size, spec, Arity,
-    Directive, Handler, Http, Inherited, Location, Server, Spec, Upstream, HS, HSL,
+    check_number, check_size, check_time, duration, flag, not_yet, number, on_off, settings, size,
+    spec, Arity, Directive, Handler, Http, Inherited, Location, Server, Spec, Upstream, HS, HSL,
 };
 use crate::config::parse::ConfigError;
 use crate::config::{
@@ -19,6 +19,13 @@ use crate::config::{
 
 /// nginx sizes its lookup hash tables with these; ferry's tables size
 /// themselves.
+/// What nginx's resolver is for, and why ferry needs none.
+const RESOLVER: &str = "ferry resolves names when it loads the configuration, as nginx \
+                        does for `proxy_pass` and `server` lines; nginx's resolver serves \
+                        lookups made as it runs: OCSP fetches, which ferry does not make \
+                        (see `ssl_stapling`), and a `proxy_pass` naming its server by \
+                        variables, which ferry refuses beside a `resolver`";
+
 const HASH_TABLES: &str = "sizes of nginx's lookup hash tables; ferry's own size themselves";
 
 macro_rules! hash_table {
@@ -154,8 +161,24 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("recursive_error_pages"),
     not_yet("request_pool_size"),
     not_yet("reset_timedout_connection"),
-    not_yet("resolver"),
-    not_yet("resolver_timeout"),
+    spec(
+        "resolver",
+        HSL,
+        Arity::AtLeast(1),
+        Handler::NoEffect {
+            check: super::upstream::check_resolver,
+            why: RESOLVER,
+        },
+    ),
+    spec(
+        "resolver_timeout",
+        HSL,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: check_time,
+            why: RESOLVER,
+        },
+    ),
     not_yet("send_lowat"),
     not_yet("server_name_in_redirect"),
     not_yet("subrequest_output_buffer_size"),
@@ -461,7 +484,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             http.location(),
         ));
     }
-    Ok(())
+    super::proxy::check_resolver_use(http, config)
 }
 
 /// One `location` (and, recursively, its nested locations); returns its

@@ -534,6 +534,10 @@ fn check_size(directive: &Directive) -> Result<(), ConfigError> {
     size(directive, 0).map(|_| ())
 }
 
+fn check_time(directive: &Directive) -> Result<(), ConfigError> {
+    duration(directive, 0).map(|_| ())
+}
+
 fn check_number(directive: &Directive) -> Result<(), ConfigError> {
     number::<u64>(directive, 0).map(|_| ())
 }

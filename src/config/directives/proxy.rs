@@ -12,7 +12,7 @@ use super::{
     Arity, Directive, Handler, Http, Inherited, Location, Spec, HSL,
 };
 use crate::config::parse::ConfigError;
-use crate::config::{Config, LocationMatch, UpstreamGroup};
+use crate::config::{Action, Config, LocationMatch, UpstreamGroup};
 use crate::variables::Template;
 
 /// Streaming both ways is what ferry does, whatever these say.
@@ -580,13 +580,9 @@ pub(super) fn upstream_tls(
     ))
 }
 
-/// `proxy_pass http[s]://NAME_OR_HOST[:PORT][/URI]`: an upstream block by
-/// name, or a host resolved now (an implicit group). Returns the group's
-/// index, the URI part, if any, and for `https://` the host as written
-/// (nginx's `$proxy_host`, the default name for the TLS handshake).
 /// `proxy_pass http://$VARIABLE`: the name of an `upstream` block, found
-/// per request. Without a resolver (not supported yet), nginx too can only
-/// send such a request to a group it knows by name.
+/// per request. Without a resolver, nginx too can only send such a request
+/// to a group it knows by name (see `check_resolver_use`).
 pub(super) fn proxy_by_name(
     directive: &Directive,
     config: &Config,
@@ -608,6 +604,10 @@ pub(super) fn proxy_by_name(
         .map_err(|e| ConfigError::at(e.to_string(), directive.location()))
 }
 
+/// `proxy_pass http[s]://NAME_OR_HOST[:PORT][/URI]`: an upstream block by
+/// name, or a host resolved now (an implicit group). Returns the group's
+/// index, the URI part, if any, and for `https://` the host as written
+/// (nginx's `$proxy_host`, the default name for the TLS handshake).
 pub(super) fn proxy_target(
     directive: &Directive,
     matcher: &LocationMatch,
@@ -684,6 +684,45 @@ fn check_predicates(d: &Directive, config: &Config, _: &mut Inherited) -> Result
     for value in &d.args {
         Template::compile_with(value, &config.map_names)
             .map_err(|e| ConfigError::at(e.to_string(), d.location()))?;
+    }
+    Ok(())
+}
+
+/// A `resolver` changes what ferry would do only where nginx resolves a
+/// name as it runs: a `proxy_pass` naming its server by variables. ferry
+/// resolves names at load alone, so that pair is refused.
+pub(super) fn check_resolver_use(http: &Directive, config: &Config) -> Result<(), ConfigError> {
+    fn first_resolver(lines: &[Directive]) -> Option<&Directive> {
+        lines.iter().find_map(|line| {
+            if line.name == "resolver" {
+                return Some(line);
+            }
+            first_resolver(line.block.as_deref().unwrap_or_default())
+        })
+    }
+    let Some(resolver) = first_resolver(http.block.as_deref().unwrap_or_default()) else {
+        return Ok(());
+    };
+    let by_name = config
+        .servers
+        .iter()
+        .flat_map(|server| &server.locations)
+        .any(|location| {
+            matches!(
+                location.action,
+                Action::Proxy {
+                    by_name: Some(_),
+                    ..
+                }
+            )
+        });
+    if by_name {
+        return Err(ConfigError::at(
+            "\"resolver\" with a \"proxy_pass\" that names its server by variables is not \
+             supported yet: ferry resolves names when it loads the configuration, and finds \
+             such a server among the \"upstream\" blocks only",
+            resolver.location(),
+        ));
     }
     Ok(())
 }

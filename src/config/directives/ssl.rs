@@ -4,7 +4,7 @@
 //! In the course (docs/learn): chapter 7, "The order": the configuration,
 //! read after the sans-IO HTTP layer.
 
-use super::{not_yet, spec, Arity, Handler, Spec, HS};
+use super::{not_yet, on_off, spec, Arity, Handler, Spec, HS};
 
 const fn ssl(name: &'static str, arity: Arity) -> Spec {
     spec(name, HS, arity, Handler::Elsewhere)
@@ -23,6 +23,18 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     ssl("ssl_dhparam", Arity::Exactly(1)),
     ssl("ssl_ecdh_curve", Arity::Exactly(1)),
     ssl("ssl_stapling", Arity::Exactly(1)),
+    ssl("ssl_stapling_file", Arity::Exactly(1)),
+    ssl("ssl_stapling_responder", Arity::Exactly(1)),
+    ssl("ssl_trusted_certificate", Arity::Exactly(1)),
+    spec(
+        "ssl_stapling_verify",
+        HS,
+        Arity::Exactly(1),
+        Handler::NoEffect {
+            check: on_off,
+            why: "it checks responses fetched from the responder, and ferry fetches none (see `ssl_stapling`)",
+        },
+    ),
     not_yet("ssl_buffer_size"),
     not_yet("ssl_client_certificate"),
     not_yet("ssl_conf_command"),
@@ -32,10 +44,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("ssl_password_file"),
     not_yet("ssl_reject_handshake"),
     not_yet("ssl_session_ticket_key"),
-    not_yet("ssl_stapling_file"),
-    not_yet("ssl_stapling_responder"),
-    not_yet("ssl_stapling_verify"),
-    not_yet("ssl_trusted_certificate"),
     not_yet("ssl_verify_client"),
     not_yet("ssl_verify_depth"),
 ];

@@ -235,6 +235,41 @@ pub fn resolve_address(text: &str) -> Option<SocketAddr> {
     resolve(&host, port)
 }
 
+/// `resolver ADDRESS … [valid=TIME] [ipv6=on|off]`, nginx 1.22's
+/// parameters: each address (a name, IPv4, `[V6]`, port 53 unless given)
+/// resolved now, as nginx resolves them at load.
+pub(super) fn check_resolver(d: &Directive) -> Result<(), ConfigError> {
+    for arg in &d.args {
+        let valid = match (arg.strip_prefix("valid="), arg.strip_prefix("ipv6=")) {
+            (Some(time), _) => parse_duration(time).is_some(),
+            (_, Some(flag)) => flag == "on" || flag == "off",
+            (None, None) => {
+                let (host, port) = split_host_port(arg, 53)
+                    .filter(|(host, port)| {
+                        *port != 0 && (arg.starts_with('[') || !host.contains(':'))
+                    })
+                    .ok_or_else(|| {
+                        ConfigError::at(format!("invalid port in resolver \"{arg}\""), d.location())
+                    })?;
+                if resolve(&host, port).is_none() {
+                    return Err(ConfigError::at(
+                        format!("host not found in resolver \"{arg}\""),
+                        d.location(),
+                    ));
+                }
+                true
+            }
+        };
+        if !valid {
+            return Err(ConfigError::at(
+                format!("invalid parameter: {arg}"),
+                d.location(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Resolves at load time, as nginx does; IPv4 first, as nginx lists them.
 pub(super) fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     if host.is_empty() {
