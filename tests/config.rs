@@ -226,6 +226,74 @@ fn cache_bypass_lines_without_a_cache_are_accepted() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// nginx's times, in a directive it counts in seconds (`expires`) and in
+/// one it counts in milliseconds (`proxy_read_timeout`): `y` and `M` only
+/// in the first, `ms` only in the second, units in descending order. ferry
+/// accepts exactly what nginx accepts.
+#[test]
+fn times_are_read_as_nginx_reads_them() {
+    let values = [
+        "1y",
+        "1M",
+        "1w",
+        "30d",
+        "1h30",
+        "30s5",
+        "1h30m",
+        "500ms",
+        "1s500ms",
+        "2M1y",
+        "30s1m",
+        "1m1m",
+        "0",
+        "-1",
+        "1.5s",
+        "1x",
+        "1y2M3w4d5h6m7s",
+    ];
+    let nginx = require_tool("nginx");
+    let dir = temp_dir("times-nginx");
+    let mut accepted = Vec::new();
+    for value in values {
+        for directive in ["expires", "proxy_read_timeout"] {
+            let text = format!(
+                "events {{}}\nhttp {{ server {{ listen 127.0.0.1:8080; \
+                 location / {{ {directive} {value}; return 204; }} }} }}\n"
+            );
+            let (code, err) = test_text("times", &text);
+            let case = format!("{directive} {value}");
+            if code == 0 {
+                accepted.push(case.clone());
+            }
+            if let Some(nginx) = &nginx {
+                let path = dir.join("nginx.conf");
+                std::fs::write(&path, &text).unwrap();
+                let output = Command::new(nginx)
+                    .args(["-t", "-q", "-c"])
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    code == 0,
+                    output.status.success(),
+                    "{case}: ferry {err} nginx {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
+    assert!(accepted.contains(&"expires 1y".to_string()), "{accepted:?}");
+    assert!(
+        !accepted.contains(&"expires 500ms".to_string()),
+        "{accepted:?}"
+    );
+    assert!(
+        !accepted.contains(&"proxy_read_timeout 1M".to_string()),
+        "{accepted:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Copies tests/configs to a temp dir with the test origin's port filled in.
 fn configs_for(origin: &Origin, port: u16) -> PathBuf {
     let dir = temp_dir("run");

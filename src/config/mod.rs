@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::units::{parse_duration, parse_size};
+pub use crate::units::{parse_duration, parse_seconds, parse_size};
 pub use crate::upstream::group::{Balance, UpstreamGroup, UpstreamServer};
 pub use crate::variables::MapDef;
 pub use directives::stream::StreamServerConfig;

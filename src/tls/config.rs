@@ -160,7 +160,7 @@ pub fn server_tls(
     if let Some(timeout) = lines.last("ssl_session_timeout") {
         // rustls keeps sessions as long as the cache has room and tickets
         // for their own lifetime; nginx's timeout is checked for syntax.
-        crate::config::parse_duration(&timeout.args[0])
+        crate::config::parse_seconds(&timeout.args[0])
             .filter(|d| *d > Duration::ZERO)
             .ok_or_else(|| {
                 ConfigError::at(

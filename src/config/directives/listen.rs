@@ -185,7 +185,7 @@ fn keepalive_probes(value: &str) -> Option<KeepaliveProbes> {
         if text.is_empty() {
             return Some(None);
         }
-        let duration = crate::config::parse_duration(text)?;
+        let duration = crate::config::parse_seconds(text)?;
         u32::try_from(duration.as_secs())
             .ok()
             .filter(|s| *s > 0)

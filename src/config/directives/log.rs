@@ -52,7 +52,7 @@ fn open_log_file_cache(directive: &Directive) -> Result<(), ConfigError> {
                 value.parse::<u32>().is_ok_and(|n| n > 0)
             }
             "min_uses" => value.parse::<u32>().is_ok(),
-            "inactive" | "valid" => crate::config::parse_duration(value).is_some(),
+            "inactive" | "valid" => crate::config::parse_seconds(value).is_some(),
             _ => false,
         };
         if !valid {

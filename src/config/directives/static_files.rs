@@ -15,7 +15,7 @@ use super::{
 };
 use super::{Location, Server};
 use crate::config::parse::ConfigError;
-use crate::config::{parse_duration, Config, LocationMatch};
+use crate::config::{parse_seconds, Config, LocationMatch};
 use crate::files::{
     DocumentRoot, Expires, Fallback, FileSettings, MimeTypes, ModifiedSince, TryFiles, TryName,
 };
@@ -424,7 +424,7 @@ fn expires(d: &Directive, _: &Config, s: &mut Inherited) -> Result<(), ConfigErr
                 Some(rest) => (-1, rest),
                 None => (1, value.strip_prefix('+').unwrap_or(value)),
             };
-            let seconds = parse_duration(text).ok_or_else(invalid)?.as_secs();
+            let seconds = parse_seconds(text).ok_or_else(invalid)?.as_secs();
             let seconds = sign * i64::try_from(seconds).map_err(|_| invalid())?;
             if modified {
                 Expires::Modified(seconds)

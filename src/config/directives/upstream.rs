@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{duration, not_yet, number, spec, Arity, Directive, Handler, Http, Spec, Upstream};
 use crate::config::parse::ConfigError;
-use crate::config::{parse_duration, Balance, UpstreamGroup, UpstreamServer};
+use crate::config::{parse_seconds, Balance, UpstreamGroup, UpstreamServer};
 use crate::upstream::ServerAddr;
 
 pub(super) const DIRECTIVES: &[Spec] = &[
@@ -145,7 +145,7 @@ fn upstream_server(
         } else if let Some(value) = parameter.strip_prefix("max_fails=") {
             server.max_fails = value.parse().map_err(|_| invalid(parameter))?;
         } else if let Some(value) = parameter.strip_prefix("fail_timeout=") {
-            server.fail_timeout = parse_duration(value).ok_or_else(|| invalid(parameter))?;
+            server.fail_timeout = parse_seconds(value).ok_or_else(|| invalid(parameter))?;
         } else if parameter == "backup" {
             if matches!(balance, Balance::IpHash | Balance::Hash { .. }) {
                 return Err(ConfigError::at(
@@ -241,7 +241,7 @@ pub fn resolve_address(text: &str) -> Option<SocketAddr> {
 pub(super) fn check_resolver(d: &Directive) -> Result<(), ConfigError> {
     for arg in &d.args {
         let valid = match (arg.strip_prefix("valid="), arg.strip_prefix("ipv6=")) {
-            (Some(time), _) => parse_duration(time).is_some(),
+            (Some(time), _) => parse_seconds(time).is_some(),
             (_, Some(flag)) => flag == "on" || flag == "off",
             (None, None) => {
                 let (host, port) = split_host_port(arg, 53)
