@@ -294,6 +294,52 @@ fn times_are_read_as_nginx_reads_them() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `zone` in an `upstream` block (Vaultwarden's and many others'
+/// examples), checked as nginx checks it; with several workers ferry says
+/// at load that its workers balance on their own.
+#[test]
+fn upstream_zones_are_checked_as_nginx_checks_them() {
+    let nginx = require_tool("nginx");
+    let dir = temp_dir("zone-nginx");
+    let file = |main: &str, zone: &str| {
+        format!(
+            "{main}events {{}}\nhttp {{ upstream app {{ {zone}; server 127.0.0.1:8000; keepalive 2; }}\n\
+             server {{ listen 127.0.0.1:8080; location / {{ proxy_pass http://app; }} }} }}\n"
+        )
+    };
+    for (zone, ok) in [
+        ("zone app 64k", true),
+        ("zone app 4k", false),
+        ("zone app lots", false),
+        ("zone \"\" 64k", false),
+        ("zone app 64k 1", false),
+    ] {
+        let text = file("", zone);
+        let (code, err) = test_text("zone", &text);
+        assert_eq!(code == 0, ok, "{zone}: {err}");
+        if let Some(nginx) = &nginx {
+            let path = dir.join("nginx.conf");
+            std::fs::write(&path, &text).unwrap();
+            let status = Command::new(nginx)
+                .args(["-t", "-q", "-c"])
+                .arg(&path)
+                .output()
+                .unwrap()
+                .status;
+            assert_eq!(status.success(), ok, "nginx: {zone}");
+        }
+    }
+    let (code, err) = test_text(
+        "zone-workers",
+        &file("worker_processes 2;\n", "zone app 64k"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("each balance on their own"), "{err}");
+    let (_, err) = test_text("zone-worker", &file("", "zone app 64k"));
+    assert!(!err.contains("[warn]"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Copies tests/configs to a temp dir with the test origin's port filled in.
 fn configs_for(origin: &Origin, port: u16) -> PathBuf {
     let dir = temp_dir("run");

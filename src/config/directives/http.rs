@@ -333,6 +333,14 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             directive,
             &config.map_names,
         )?);
+        let zone = directive.block.iter().flatten().any(|d| d.name == "zone");
+        if zone && config.worker_processes > 1 {
+            log::warn!(
+                "upstream \"{name}\": ferry's {} workers each balance on their own; \
+                 \"zone\" shares nothing between them (docs/nginx-differences.md)",
+                config.worker_processes
+            );
+        }
     }
     let mut defaults: Vec<(SocketAddr, usize)> = Vec::new();
     let mut options_given: Vec<SocketAddr> = Vec::new();

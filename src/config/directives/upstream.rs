@@ -42,7 +42,13 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Handler::Structure,
     ),
     not_yet("random"),
-    not_yet("zone"),
+    // The group's state in memory every worker shares (see `check_zone`).
+    spec(
+        "zone",
+        &[Upstream],
+        Arity::Between(1, 2),
+        Handler::Structure,
+    ),
 ];
 
 pub(super) fn upstream_block(
@@ -100,6 +106,7 @@ pub(super) fn upstream_block(
             "keepalive" => group.keepalive = Some(number(inner, 0)?),
             "keepalive_timeout" => group.keepalive_timeout = duration(inner, 0)?,
             "keepalive_requests" => group.keepalive_requests = number(inner, 0)?,
+            "zone" => check_zone(inner)?,
             _ => {}
         }
     }
@@ -110,6 +117,39 @@ pub(super) fn upstream_block(
         ));
     }
     Ok(group)
+}
+
+/// `zone NAME SIZE`, checked as nginx checks it. nginx keeps the group's
+/// balancing state there so its worker processes share it; ferry's worker
+/// threads each keep their own, as nginx's do without `zone`: the same
+/// with one worker (with several, `build_http` says so at load).
+fn check_zone(directive: &Directive) -> Result<(), ConfigError> {
+    let name = &directive.args[0];
+    if name.is_empty() {
+        return Err(ConfigError::at(
+            format!("invalid zone name \"{name}\""),
+            directive.location(),
+        ));
+    }
+    let Some(size) = directive.args.get(1) else {
+        // nginx takes the size from another group's line of that name.
+        return Err(ConfigError::at(
+            format!("\"zone {name}\" without a size is not supported yet"),
+            directive.location(),
+        ));
+    };
+    match crate::config::parse_size(size) {
+        None => Err(ConfigError::at(
+            format!("invalid zone size \"{size}\""),
+            directive.location(),
+        )),
+        // nginx's minimum: 8 pages.
+        Some(bytes) if bytes < 8 * 4096 => Err(ConfigError::at(
+            format!("zone \"{name}\" is too small"),
+            directive.location(),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down]`.
