@@ -323,17 +323,18 @@ fn set_variables_as_nginx_s() {
     }
 }
 
-/// `$cookie_NAME`, `$is_args`, `$content_type` and `$content_length` as
-/// nginx reads them: cookies by name without case, spaces around `=`, over
-/// several `Cookie` fields; `?` only when there are arguments (also the
-/// ones a rewrite gave); the request's fields as sent.
+/// `$cookie_NAME`, `$is_args`, `$content_type`, `$content_length` and
+/// `$ssl_early_data` as nginx reads them: cookies by name without case,
+/// spaces around `=`, over several `Cookie` fields; `?` only when there are
+/// arguments (also the ones a rewrite gave); the request's fields as sent;
+/// no early data.
 #[test]
 fn request_variables_read_as_nginx_s() {
     let body = "server {\n\
            listen 127.0.0.1:PORT;\n\
            location /v/ {\n\
              return 200 \"session=[$cookie_session] a=[$cookie_a] is_args=[$is_args] \
-                           type=[$content_type] length=[$content_length]\\n\";\n\
+                           type=[$content_type] length=[$content_length] early=[$ssl_early_data]\\n\";\n\
            }\n\
            location /r/ { rewrite ^/r/(.*)$ /v/?x=$1; }\n\
            location /back/ { return 302 /v/$is_args$args; }\n\
@@ -368,7 +369,7 @@ fn request_variables_read_as_nginx_s() {
     };
     let (ferry, _) = Ferry::start_config("request-variables", body);
     let from_ferry = answers(ferry.addr);
-    let empty = "type=[] length=[]";
+    let empty = "type=[] length=[] early=[]";
     assert_eq!(
         from_ferry,
         [
@@ -377,7 +378,7 @@ fn request_variables_read_as_nginx_s() {
             format!("200 session=[up] a=[] is_args=[] {empty}\n"),
             format!("200 session=[second] a=[2] is_args=[] {empty}\n"),
             format!("200 session=[] a=[] is_args=[] {empty}\n"),
-            "200 session=[] a=[] is_args=[] type=[text/plain] length=[5]\n".to_string(),
+            "200 session=[] a=[] is_args=[] type=[text/plain] length=[5] early=[]\n".to_string(),
             format!("200 session=[] a=[] is_args=[?] {empty}\n"),
             "302 /v/?p=1".to_string(),
             "302 /v/".to_string(),

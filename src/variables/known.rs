@@ -56,6 +56,9 @@ pub enum Variable {
     SslCipher,
     SslServerName,
     SslSessionReused,
+    /// `$ssl_early_data`: always empty, as nginx's is without
+    /// `ssl_early_data on` (ferry takes no TLS early data).
+    SslEarlyData,
     /// A request field by name (`$http_user_agent`: `User-Agent`).
     Http(String),
     /// A query argument by name (`$arg_id`).
@@ -173,6 +176,7 @@ impl Variable {
             "ssl_cipher" => Variable::SslCipher,
             "ssl_server_name" => Variable::SslServerName,
             "ssl_session_reused" => Variable::SslSessionReused,
+            "ssl_early_data" => Variable::SslEarlyData,
             "request" => Variable::Request,
             "server_protocol" => Variable::ServerProtocol,
             "proxy_add_x_forwarded_for" => Variable::ProxyAddXForwardedFor,
