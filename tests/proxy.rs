@@ -497,8 +497,10 @@ fn proxy_host_is_the_proxied_server_as_written() {
     }
 }
 
-/// `proxy_pass http://$pool`: the `upstream` block the variable names, per
-/// request; a name no block has is a 502 (nginx has no resolver either).
+/// `proxy_pass http://$pool`: the group the value names, per request, as
+/// nginx finds one without a resolver: an `upstream` block by name (any
+/// case, no port), or the group another `proxy_pass` line made for that
+/// host and port; anything else is a 502.
 #[test]
 fn proxy_pass_with_a_variable_picks_the_upstream_block_by_name() {
     let blue = Origin::start(|mut conn| {
@@ -518,12 +520,23 @@ fn proxy_pass_with_a_variable_picks_the_upstream_block_by_name() {
     let http = format!(
         "upstream blue {{ server {}; }}\n\
          upstream green {{ server {}; }}\n\
-         map $http_x_pool $pool {{ default blue; green green; other nowhere; }}\n\
-         server {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://$pool; }} }}",
-        blue.addr, green.addr
+         map $http_x_pool $pool {{ default blue; green green; other nowhere; upper GREEN;\n\
+           ported green:80; implicit localhost:{green_port}; address {blue}; loose 127.0.0.1:1; }}\n\
+         server {{ listen 127.0.0.1:PORT;\n\
+           location / {{ proxy_pass http://$pool; }}\n\
+           location /implicit/ {{ proxy_pass http://localhost:{green_port}; }}\n\
+           location /address/ {{ proxy_pass http://{blue}; }}\n\
+         }}",
+        blue.addr,
+        green.addr,
+        blue = blue.addr,
+        green_port = green.addr.port(),
     );
     let answers = |addr: std::net::SocketAddr| {
-        ["", "green", "other"].map(|pool| {
+        [
+            "", "green", "other", "upper", "ported", "implicit", "address", "loose",
+        ]
+        .map(|pool| {
             let response = request(
                 addr,
                 &format!(
@@ -540,7 +553,23 @@ fn proxy_pass_with_a_variable_picks_the_upstream_block_by_name() {
     };
     let (ferry, _) = Ferry::start_config("proxy-by-name", &http);
     let from_ferry = answers(ferry.addr);
-    assert_eq!(from_ferry, ["200 blue\n", "200 green\n", "502 "]);
+    assert_eq!(
+        from_ferry,
+        [
+            "200 blue\n",
+            "200 green\n",
+            "502 ",
+            "200 green\n",
+            "502 ",
+            "200 green\n",
+            "200 blue\n",
+            "502 "
+        ]
+    );
+    assert!(ferry.wait_for_stderr(
+        Duration::from_secs(5),
+        "proxy_pass to an address from variables (127.0.0.1:1) is not supported yet"
+    ));
     assert!(ferry.wait_for_stderr(
         Duration::from_secs(5),
         "no resolver defined to resolve nowhere"

@@ -25,8 +25,9 @@ use super::io::{read_into, IoOutcome};
 use super::limiting::preaccess;
 use super::phase::Phase;
 use super::route_parts::{
-    capture_location, closes_for_browser, group_by_name, proxy_host, query_of, rendered_rates,
-    route_static, run_script, split_redirect, write_expires, StaticRoute, MAX_INTERNAL_REDIRECTS,
+    capture_location, closes_for_browser, group_by_name, is_address, proxy_host, query_of,
+    rendered_rates, route_static, run_script, split_redirect, write_expires, StaticRoute,
+    MAX_INTERNAL_REDIRECTS,
 };
 use super::starting::{ParsedRequest, Target};
 use super::{Connection, Context};
@@ -556,13 +557,22 @@ impl Connection {
                             },
                         ..
                     }) if group_by_name(config, name, &view, return_text).is_none() => {
-                        // Without a resolver, only an `upstream` block can
-                        // be found by name (nginx: 502 as well).
-                        error!(
-                            "no resolver defined to resolve {}, client: {}",
-                            String::from_utf8_lossy(return_text),
-                            client.ip()
-                        );
+                        // Without a resolver, only a group can be found by
+                        // name (nginx: 502 as well); an address nginx
+                        // would connect to, ferry cannot yet.
+                        if is_address(return_text) {
+                            error!(
+                                "proxy_pass to an address from variables ({}) is not supported yet, client: {}",
+                                String::from_utf8_lossy(return_text),
+                                client.ip()
+                            );
+                        } else {
+                            error!(
+                                "no resolver defined to resolve {}, client: {}",
+                                String::from_utf8_lossy(return_text),
+                                client.ip()
+                            );
+                        }
                         Target::Page(ErrorResponse::BadGateway)
                     }
                     Some(LocationConfig {

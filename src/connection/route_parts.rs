@@ -173,8 +173,11 @@ pub(super) fn rendered_rates(
     Some((rate, after))
 }
 
-/// `proxy_pass http://$name`: the `upstream` block the rendered name
-/// (left in `scratch`) names.
+/// `proxy_pass http://$name`: the group for the rendered value (left in
+/// `scratch`), as nginx's `ngx_http_upstream_init_request` finds one
+/// without a resolver: an `upstream` block of that name when the value has
+/// no port, or the group another `proxy_pass` line made for that host and
+/// port (80 when none); names compare without case.
 pub(super) fn group_by_name(
     config: &crate::config::Config,
     name: &crate::variables::Template,
@@ -183,10 +186,55 @@ pub(super) fn group_by_name(
 ) -> Option<usize> {
     scratch.clear();
     name.render(view, scratch);
-    config
-        .upstreams
-        .iter()
-        .position(|g| !g.implicit && !g.stream && g.name.as_bytes() == &scratch[..])
+    let (host, port) = authority_parts(scratch)?;
+    config.upstreams.iter().position(|group| {
+        if group.stream {
+            return false;
+        }
+        if !group.implicit {
+            return port.is_none() && group.name.as_bytes().eq_ignore_ascii_case(host);
+        }
+        let server_port = group.servers.first().and_then(|s| match s.addr {
+            crate::upstream::ServerAddr::Inet(addr) => Some(addr.port()),
+            crate::upstream::ServerAddr::Unix(_) => None,
+        });
+        authority_parts(group.name.as_bytes())
+            .is_some_and(|(written, _)| written.eq_ignore_ascii_case(host))
+            && server_port == Some(port.unwrap_or(80))
+    })
+}
+
+/// Whether a rendered `proxy_pass` host is an IP address, which nginx
+/// connects to without a resolver (ferry: not supported yet).
+pub(super) fn is_address(authority: &[u8]) -> bool {
+    authority_parts(authority)
+        .and_then(|(host, _)| std::str::from_utf8(host).ok())
+        .is_some_and(|host| host.parse::<std::net::IpAddr>().is_ok())
+}
+
+/// `HOST`, `HOST:PORT` or `[V6]:PORT`: the host and the port, if given;
+/// `None` if the port is not a number.
+fn authority_parts(text: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let (host, port) = match text.strip_prefix(b"[") {
+        Some(rest) => {
+            let end = rest.iter().position(|&b| b == b']')?;
+            let (host, after) = rest.split_at(end);
+            (host, after.get(1..)?.strip_prefix(b":"))
+        }
+        None => match text.iter().filter(|&&b| b == b':').count() {
+            0 => (text, None),
+            1 => {
+                let colon = text.iter().position(|&b| b == b':')?;
+                (text.get(..colon)?, text.get(colon + 1..))
+            }
+            _ => (text, None),
+        },
+    };
+    let port = match port {
+        None => None,
+        Some(digits) => Some(std::str::from_utf8(digits).ok()?.parse().ok()?),
+    };
+    Some((host, port))
 }
 
 /// A regex location's groups, for `$1`…`$9`.
