@@ -150,3 +150,67 @@ fn error_pages_ferry_cannot_serve_are_refused() {
         util::assert_ferry_refuses(&dir, body, message);
     }
 }
+
+/// `return CODE [TEXT]` framed as nginx frames it, every answer on one
+/// keep-alive connection: a 204 is a bare head (no type, no length, no
+/// body, even with a text: RFC 9110 §8.6), a 304 has no body, a text has
+/// the `default_type`, an empty error has no type. A body after a 204 or a
+/// 304 would be read as the start of the next response.
+#[test]
+fn returns_are_framed_as_nginx_frames_them() {
+    let paths = ["a", "d", "b", "b2", "c", "c2", "e2", "f", "a"];
+    let body = "default_type application/octet-stream;\n\
+                server {\n listen 127.0.0.1:PORT;\n\
+                  location /a { return 204; }\n\
+                  location /d { return 204 \"text\"; }\n\
+                  location /b { return 200; }\n\
+                  location /b2 { return 200 \"x\"; }\n\
+                  location /c { return 418; }\n\
+                  location /c2 { return 418 \"x\"; }\n\
+                  location /e2 { return 304 \"x\"; }\n\
+                  location /f { return 201; }\n\
+                }\n";
+    let answers = |addr: SocketAddr| {
+        let mut stream = util::connect(addr);
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        paths
+            .iter()
+            .map(|path| {
+                use std::io::Write;
+                write!(stream, "GET /{path} HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+                let response = util::read_response(&mut reader, "GET").expect("a response");
+                let fields: Vec<&str> = response
+                    .head
+                    .lines()
+                    .filter(|l| l.starts_with("Content-"))
+                    .collect();
+                format!(
+                    "/{path} {} {} {:?}",
+                    response.status,
+                    fields.join("|"),
+                    response.text()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ferry, _) = Ferry::start_config("return-framing", body);
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(from_ferry[0], "/a 204  \"\"");
+    assert_eq!(from_ferry[1], "/d 204  \"\"");
+    assert_eq!(
+        from_ferry[3],
+        "/b2 200 Content-Type: application/octet-stream|Content-Length: 1 \"x\""
+    );
+    assert_eq!(from_ferry[4], "/c 418 Content-Length: 0 \"\"");
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "return-framing",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(from_ferry, answers(addr));
+    }
+}

@@ -114,6 +114,7 @@ impl Connection {
             always_end: exchange.state.always_headers_end as usize,
             charset: settings.charset.as_deref(),
             charset_types: &settings.charset_types,
+            default_type: &settings.files.default_type,
         };
         let (status, mut body_len) = write(&mut buffers.client_head, &reply);
         // `gzip`: a body in hand goes through the filter too (nginx's
@@ -393,6 +394,7 @@ impl Connection {
             always_end: state.always_headers_end as usize,
             charset: settings.charset.as_deref(),
             charset_types: &settings.charset_types,
+            default_type: &settings.files.default_type,
         };
         state.log.body_bytes_sent = status.write_to(&mut buffers.client_head, &reply) as u64;
         state.log.status = status.status();

@@ -168,6 +168,8 @@ pub struct Reply<'a> {
     /// `Content-Type`.
     pub charset: Option<&'a str>,
     pub charset_types: &'a [String],
+    /// `default_type`: the type of a `return`'s text, as nginx sends it.
+    pub default_type: &'a str,
 }
 
 /// nginx adds `add_header` fields (those without `always`) to these only.
@@ -220,21 +222,27 @@ impl LocalMessage<'_> {
             reply.added.get(..reply.always_end).unwrap_or_default()
         };
         out.extend_from_slice(added);
-        let _ = write!(out, "Content-Type: {}", self.content_type);
-        let charset = super::headers::charset_for(
-            self.content_type.as_bytes(),
-            reply.charset,
-            reply.charset_types,
-        );
-        if let Some(charset) = charset {
-            let _ = write!(out, "; charset={charset}");
+        // A 204 has neither a body nor the fields that describe one (RFC
+        // 9110 §8.6, §15.3.5); a 304 keeps the fields but has no body
+        // (§15.4.5). Either way whatever text came with it stays unsent.
+        let no_content = self.status == 204;
+        if !self.content_type.is_empty() && !no_content {
+            let _ = write!(out, "Content-Type: {}", self.content_type);
+            let charset = super::headers::charset_for(
+                self.content_type.as_bytes(),
+                reply.charset,
+                reply.charset_types,
+            );
+            if let Some(charset) = charset {
+                let _ = write!(out, "; charset={charset}");
+            }
+            out.extend_from_slice(b"\r\n");
         }
-        let _ = write!(
-            out,
-            "\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-            self.body.len()
-        );
-        if reply.head_only {
+        if !no_content {
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        }
+        let _ = write!(out, "Connection: {connection}\r\n\r\n");
+        if reply.head_only || no_content || self.status == 304 {
             return 0;
         }
         out.extend_from_slice(self.body);
@@ -314,12 +322,15 @@ pub fn write_return(
         .find(|e| e.status() == status)
         .map(|e| e.parts().2)
     };
+    // nginx: a text has the location's `default_type`; so has an empty
+    // success, while an empty error or redirect has no type.
     let (location, content_type, body): (Option<&[u8]>, &str, &[u8]) = match text {
         Some(url) if redirect => (Some(url), "text/html", redirect_page(status).as_bytes()),
-        Some(text) => (None, "text/plain", text),
+        Some(text) => (None, reply.default_type, text),
         None => match page(status) {
             Some(page) => (None, "text/html", page.as_bytes()),
-            None => (None, "text/plain", b""),
+            None if status < 300 => (None, reply.default_type, b""),
+            None => (None, "", b""),
         },
     };
     let message = LocalMessage {
@@ -364,6 +375,7 @@ mod tests {
             always_end: 0,
             charset: None,
             charset_types: &[],
+            default_type: "text/plain",
         };
         let len = ErrorResponse::BadGateway.write_to(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();
@@ -386,8 +398,54 @@ mod tests {
             always_end: 0,
             charset: None,
             charset_types: &[],
+            default_type: "text/plain",
         };
         assert_eq!(ErrorResponse::NotFound.write_to(&mut out, &reply), 0);
         assert!(out.ends_with(b"Connection: keep-alive\r\n\r\n"));
+    }
+
+    /// `return CODE [TEXT]` as nginx writes it: a 204 is a bare head, a
+    /// 304 has no body, the text has the `default_type`, an empty error
+    /// has no type.
+    #[test]
+    fn returns_frame_as_nginx_frames_them() {
+        let reply = Reply {
+            keep_alive: true,
+            head_only: false,
+            date: b"-",
+            added: b"",
+            always_end: 0,
+            charset: None,
+            charset_types: &[],
+            default_type: "application/octet-stream",
+        };
+        let written = |status: u16, text: Option<&[u8]>| {
+            let mut out = Vec::new();
+            let len = write_return(&mut out, status, text, &reply);
+            let text = String::from_utf8(out).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let fields: Vec<&str> = head
+                .lines()
+                .skip(3)
+                .filter(|l| !l.starts_with("Connection"))
+                .collect();
+            assert_eq!(len, body.len());
+            format!("{} {}", fields.join("|"), body)
+        };
+        assert_eq!(written(204, None), " ");
+        assert_eq!(written(204, Some(b"text")), " ");
+        assert_eq!(
+            written(304, Some(b"x")),
+            "Content-Type: application/octet-stream|Content-Length: 1 "
+        );
+        assert_eq!(
+            written(200, Some(b"x")),
+            "Content-Type: application/octet-stream|Content-Length: 1 x"
+        );
+        assert_eq!(
+            written(201, None),
+            "Content-Type: application/octet-stream|Content-Length: 0 "
+        );
+        assert_eq!(written(418, None), "Content-Length: 0 ");
     }
 }
