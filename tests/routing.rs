@@ -816,8 +816,9 @@ fn proxy_cookie_domain_and_path_rewrite_set_cookie_as_nginx_does() {
     let server = format!(
         "proxy_cookie_domain backend.local example.com;\n  proxy_cookie_path /two/ /;\n\
          location / {{ proxy_pass http://{}; }}\n\
-         location /off/ {{ proxy_cookie_domain off; proxy_cookie_path off; proxy_pass http://{}; }}",
-        origin.addr, origin.addr
+         location /off/ {{ proxy_cookie_domain off; proxy_cookie_path off; proxy_pass http://{}; }}\n\
+         location /secure/ {{ proxy_cookie_path /two/ \"/; Secure; SameSite=Strict\"; proxy_pass http://{}; }}",
+        origin.addr, origin.addr, origin.addr
     );
     let (ferry, _) = Ferry::start_config(
         "cookies",
@@ -845,6 +846,10 @@ fn proxy_cookie_domain_and_path_rewrite_set_cookie_as_nginx_does() {
         cookies(ferry.addr, "/off/")[0],
         "a=1; Domain=.backend.local; Path=/two/x; HttpOnly"
     );
+    assert_eq!(
+        cookies(ferry.addr, "/secure/")[0],
+        "a=1; Domain=.example.com; Path=/; Secure; SameSite=Strictx; HttpOnly"
+    );
     if let Some(nginx) = require_tool("nginx") {
         let nginx = Nginx::start(&nginx, "cookies", &server);
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nginx.port));
@@ -853,6 +858,11 @@ fn proxy_cookie_domain_and_path_rewrite_set_cookie_as_nginx_does() {
             cookies(addr, "/off/"),
             cookies(ferry.addr, "/off/"),
             "nginx, off"
+        );
+        assert_eq!(
+            cookies(addr, "/secure/"),
+            cookies(ferry.addr, "/secure/"),
+            "nginx, attributes added"
         );
     }
 }

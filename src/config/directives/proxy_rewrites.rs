@@ -45,9 +45,13 @@ pub(super) fn proxy_cookie(
                     directive.location(),
                 ));
             }
-            if [pattern, replacement]
-                .iter()
-                .any(|text| text.contains(['\r', '\n', '\0', ';']))
+            // A `;` in the replacement adds attributes, as nginx writes
+            // it out (`"/; Secure; HttpOnly"`); in the pattern it could
+            // never match a value.
+            if pattern.contains(';')
+                || [pattern, replacement]
+                    .iter()
+                    .any(|text| text.contains(['\r', '\n', '\0']))
             {
                 return Err(ConfigError::at(
                     format!("invalid value in \"{}\"", directive.name),
