@@ -125,7 +125,7 @@ fn errors_name_the_file_line_and_directive() {
         (server("location / { proxy_buffer_size 16k; proxy_pass http://127.0.0.1:1; }"), "\"proxy_busy_buffers_size\" must be less than the size of all \"proxy_buffers\" minus one buffer"),
         (server("location / { proxy_buffers 1 4k; proxy_pass http://127.0.0.1:1; }"), "there must be at least 2 \"proxy_buffers\""),
         (server("if ($host = $http_x) { return 404; }"), "variables on the right of an \"if\" condition are not supported yet in ferry.conf:5"),
-        (server("location / { if ($arg_x) { proxy_pass http://127.0.0.1:1; } }"), "\"proxy_pass\" inside \"if\" is not supported yet (\"return\", \"rewrite\", \"break\" and \"set\" are) in ferry.conf:5"),
+        (server("location / { if ($arg_x) { proxy_pass http://127.0.0.1:1; } }"), "\"proxy_pass\" inside \"if\" is not supported yet (\"return\", \"rewrite\", \"break\", \"set\" and \"add_header\" are) in ferry.conf:5"),
         (server("if $host = x { return 404; }"), "invalid condition \"$host = x\" in ferry.conf:5"),
         (http("proxy_redirect default;\nserver { listen 127.0.0.1:8080; location / { proxy_pass http://127.0.0.1:1; } }"), "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive in ferry.conf:3"),
         (server("location / { proxy_redirect default; proxy_pass http://127.0.0.1:1; }"), "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive in ferry.conf:5"),

@@ -513,3 +513,139 @@ fn same_from_nginx(
     let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
     assert_eq!(from_ferry, answers(addr, nginx.port));
 }
+
+/// `add_header` inside `if`: nginx makes the block a location of its own,
+/// so a request whose condition held gets the block's headers instead of
+/// the location's (the CORS preflight block of countless API configs), also
+/// after a `rewrite … break` in the block; a server's `if` answers without
+/// the location's. Compared with nginx (which allows `add_header` in an
+/// `if` inside a location only, as ferry does).
+#[test]
+fn add_header_inside_if_replaces_the_location_s_as_in_nginx() {
+    let origin = util::Origin::start(|mut conn| {
+        while let Some(request) = conn.next_request() {
+            let body = format!("origin {}\n", request.path);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if !(conn.send(head.as_bytes()) && conn.send(body.as_bytes())) {
+                return;
+            }
+        }
+    });
+    let body = format!(
+        "server {{\n\
+           listen 127.0.0.1:PORT;\n\
+           if ($arg_moved) {{ return 301 /new; }}\n\
+           location /api/ {{\n\
+             if ($request_method = 'OPTIONS') {{\n\
+               add_header 'Access-Control-Allow-Origin' '*';\n\
+               add_header 'Access-Control-Allow-Methods' 'GET, POST, OPTIONS';\n\
+               add_header 'Access-Control-Max-Age' 1728000;\n\
+               add_header 'Content-Type' 'text/plain; charset=utf-8';\n\
+               return 204;\n\
+             }}\n\
+             add_header 'Access-Control-Allow-Origin' '*' always;\n\
+             add_header X-Outer yes;\n\
+             proxy_pass http://{origin};\n\
+           }}\n\
+           location /flag/ {{\n\
+             if ($arg_debug) {{ add_header X-Debug on; }}\n\
+             add_header X-Outer yes;\n\
+             proxy_pass http://{origin};\n\
+           }}\n\
+           location /stay/ {{\n\
+             if ($arg_go) {{ add_header X-Stay kept; rewrite ^ /stayed break; }}\n\
+             add_header X-Outer yes;\n\
+             proxy_pass http://{origin};\n\
+           }}\n\
+         }}\n",
+        origin = origin.addr
+    );
+    let requests = [
+        "OPTIONS /api/items HTTP/1.1",
+        "GET /api/items HTTP/1.1",
+        "GET /flag/ HTTP/1.1",
+        "GET /flag/?debug=1 HTTP/1.1",
+        "GET /stay/?go=1 HTTP/1.1",
+        "GET /stay/ HTTP/1.1",
+        "GET /api/?moved=1 HTTP/1.1",
+    ];
+    let fields = [
+        "access-control-allow-origin",
+        "access-control-allow-methods",
+        "access-control-max-age",
+        "content-type",
+        "x-outer",
+        "x-debug",
+        "x-stay",
+        "x-moved",
+        "location",
+    ];
+    let answers = |addr: SocketAddr| {
+        requests
+            .iter()
+            .map(|line| {
+                let response = util::request(
+                    addr,
+                    &format!("{line}\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                );
+                let mut seen: Vec<String> = response
+                    .head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|field| field.split_once(": "))
+                    .filter(|(name, _)| fields.contains(&name.to_ascii_lowercase().as_str()))
+                    .map(|(name, value)| {
+                        let name = name.to_ascii_lowercase();
+                        // The redirect's scheme and port differ per server.
+                        let value = match name.as_str() {
+                            "location" => value.rsplit_once('/').map_or(value, |(_, p)| p),
+                            _ => value,
+                        };
+                        format!("{name}={value}")
+                    })
+                    .collect();
+                seen.sort();
+                let text = if response.status == 200 {
+                    response.text()
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{line} -> {} {} {}",
+                    response.status,
+                    seen.join(" "),
+                    text.trim_end()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (ferry, _) = Ferry::start_config("add-header-if", &body);
+    let from_ferry = answers(ferry.addr);
+    let expected = [
+        "OPTIONS /api/items HTTP/1.1 -> 204 access-control-allow-methods=GET, POST, OPTIONS \
+         access-control-allow-origin=* access-control-max-age=1728000 \
+         content-type=text/plain; charset=utf-8 ",
+        "GET /api/items HTTP/1.1 -> 200 access-control-allow-origin=* content-type=text/plain \
+         x-outer=yes origin /api/items",
+        "GET /flag/ HTTP/1.1 -> 200 content-type=text/plain x-outer=yes origin /flag/",
+        "GET /flag/?debug=1 HTTP/1.1 -> 200 content-type=text/plain x-debug=on origin /flag/?debug=1",
+        "GET /stay/?go=1 HTTP/1.1 -> 200 content-type=text/plain x-stay=kept origin /stayed?go=1",
+        "GET /stay/ HTTP/1.1 -> 200 content-type=text/plain x-outer=yes origin /stay/",
+        "GET /api/?moved=1 HTTP/1.1 -> 301 content-type=text/html location=new ",
+    ];
+    if let Some(nginx) = require_tool("nginx") {
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            "add-header-if",
+            &body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        assert_eq!(from_ferry, answers(addr));
+    }
+    assert_eq!(from_ferry, expected);
+}

@@ -10,7 +10,7 @@
 //! In the course (docs/learn): chapter 7, "The order": the configuration,
 //! read after the sans-IO HTTP layer.
 
-use super::Action;
+use super::{Action, AddHeader};
 use crate::variables::{RequestView, ScriptValues, SetValues, Template};
 
 // Where each group of the last match lies (`$1`…`$9`): the variables'.
@@ -20,9 +20,13 @@ pub use crate::variables::{capture, CaptureSpans};
 #[derive(Clone, Debug)]
 pub enum ScriptStep {
     /// `if (CONDITION) { … }`: its lines run when the condition holds.
+    /// nginx makes the block a location of its own, which the request
+    /// then stays in: its `add_header` lines, if it has any, replace the
+    /// location's (see [`run`]).
     If {
         condition: Condition,
         steps: Vec<ScriptStep>,
+        headers: Option<Vec<AddHeader>>,
     },
     /// `rewrite REGEX REPLACEMENT [FLAG]`.
     Rewrite(Rewrite),
@@ -211,14 +215,18 @@ impl ScriptBuffers<'_> {
 }
 
 /// Runs `steps` for `request`; `log` for `rewrite_log on`.
+///
+/// `if_headers` becomes the `add_header` lines of the last `if` block that
+/// held and has its own: the request is in that block from then on.
 pub fn run<'c>(
     steps: &'c [ScriptStep],
     request: &RequestView<'_>,
     buffers: &mut ScriptBuffers<'_>,
     log: bool,
+    if_headers: &mut Option<&'c [AddHeader]>,
 ) -> ScriptOutcome<'c> {
     let mut rewritten = false;
-    match run_steps(steps, request, buffers, log, &mut rewritten) {
+    match run_steps(steps, request, buffers, log, &mut rewritten, if_headers) {
         Flow::Stop(outcome) => outcome,
         // `break` after a rewrite keeps the location (nginx's break code
         // clears `uri_changed`).
@@ -241,6 +249,7 @@ fn run_steps<'c>(
     buffers: &mut ScriptBuffers<'_>,
     log: bool,
     rewritten: &mut bool,
+    if_headers: &mut Option<&'c [AddHeader]>,
 ) -> Flow<'c> {
     for step in steps {
         match step {
@@ -251,7 +260,11 @@ fn run_steps<'c>(
                 buffers.set(*index, &rendered);
                 *buffers.scratch = rendered;
             }
-            ScriptStep::If { condition, steps } => {
+            ScriptStep::If {
+                condition,
+                steps,
+                headers,
+            } => {
                 let mut scratch = std::mem::take(buffers.scratch);
                 let mut captured = std::mem::take(buffers.captured);
                 let mut spans = std::mem::take(buffers.capture_spans);
@@ -265,7 +278,10 @@ fn run_steps<'c>(
                 *buffers.captured = captured;
                 *buffers.capture_spans = spans;
                 if holds {
-                    match run_steps(steps, request, buffers, log, rewritten) {
+                    if let Some(headers) = headers {
+                        *if_headers = Some(headers);
+                    }
+                    match run_steps(steps, request, buffers, log, rewritten, if_headers) {
                         Flow::Next => {}
                         other => return other,
                     }

@@ -314,6 +314,10 @@ impl Connection {
         // `staying`: a location's `rewrite … break` keeps its location.
         let mut server_done = false;
         let mut staying = false;
+        // The `add_header` lines of the `if` block the request is in (nginx
+        // makes an `if` a location of its own): they replace the
+        // location's until another location is chosen.
+        let mut if_headers: Option<&[crate::config::AddHeader]> = None;
         let mut password_check: Option<Box<PendingCheck>>;
         let mut limits_done = false;
         let (location, target, always_headers_end, browsers, gzip_facts, rates) = loop {
@@ -353,11 +357,21 @@ impl Connection {
             let mut scripted = ScriptOutcome::Done;
             let server_script =
                 server_config.filter(|s| !s.script.is_empty() && !reached_by_name && !server_done);
+            let mut server_if = None;
             if let Some(server_config) = server_script {
                 let mut args_set = false;
                 let buffers = script_buffers!(&mut args_set);
                 let log = server_config.settings.rewrite_log;
-                scripted = run_script(&server_config.script, &view, buffers, log);
+                scripted = run_script(&server_config.script, &view, buffers, log, &mut server_if);
+            }
+            if matches!(
+                scripted,
+                ScriptOutcome::Return(_) | ScriptOutcome::Redirect(_)
+            ) {
+                // Answered from the server's `if`: no location follows.
+                if_headers = server_if;
+            } else if !skip_location_script {
+                if_headers = None;
             }
             if let ScriptOutcome::Stopped = scripted {
                 // A server's `break` ends the server's lines only.
@@ -391,7 +405,8 @@ impl Connection {
             if let (ScriptOutcome::Done, Some(chosen)) = (&scripted, location_script) {
                 let mut args_set = false;
                 let buffers = script_buffers!(&mut args_set);
-                scripted = run_script(&chosen.script, &view, buffers, chosen.settings.rewrite_log);
+                let log = chosen.settings.rewrite_log;
+                scripted = run_script(&chosen.script, &view, buffers, log, &mut if_headers);
             }
             if let ScriptOutcome::Rewritten { again } = scripted {
                 std::mem::swap(normalized, redirect);
@@ -486,7 +501,8 @@ impl Connection {
             extra_headers.clear();
             let mut conditional = 0;
             for always in [true, false] {
-                for add in settings.add_headers.iter().filter(|a| a.always == always) {
+                let adds = if_headers.unwrap_or(&settings.add_headers);
+                for add in adds.iter().filter(|a| a.always == always) {
                     headers::write_rendered_field(extra_headers, &add.name, &add.value, &view);
                 }
                 if always {

@@ -280,6 +280,7 @@ pub(super) fn run_script<'c>(
     view: &RequestView<'_>,
     mut buffers: ScriptBuffers<'_>,
     log: bool,
+    if_headers: &mut Option<&'c [crate::config::AddHeader]>,
 ) -> ScriptOutcome<'c> {
-    crate::config::rewrite::run(steps, view, &mut buffers, log)
+    crate::config::rewrite::run(steps, view, &mut buffers, log, if_headers)
 }

@@ -22,6 +22,16 @@ fn add_header(
     config: &Config,
     settings: &mut Inherited,
 ) -> Result<(), ConfigError> {
+    let line = add_header_line(directive, config)?;
+    settings.add_headers.get_or_insert_with(Vec::new).push(line);
+    Ok(())
+}
+
+/// One `add_header` line, checked; also read inside `if` blocks.
+pub(super) fn add_header_line(
+    directive: &Directive,
+    config: &Config,
+) -> Result<AddHeader, ConfigError> {
     field_name(directive, &directive.args[0])?;
     let always = match directive.args.get(2).map(String::as_str) {
         None => false,
@@ -35,13 +45,9 @@ fn add_header(
     };
     let value = Template::compile_with(&directive.args[1], &config.map_names)
         .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
-    settings
-        .add_headers
-        .get_or_insert_with(Vec::new)
-        .push(AddHeader {
-            name: directive.args[0].clone(),
-            value,
-            always,
-        });
-    Ok(())
+    Ok(AddHeader {
+        name: directive.args[0].clone(),
+        value,
+        always,
+    })
 }

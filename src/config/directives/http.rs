@@ -354,7 +354,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             settings: server_settings.resolve(config),
             locations: Vec::new(),
             top_level: Vec::new(),
-            script: super::rewrite::script(server_block, config)?,
+            script: super::rewrite::script(server_block, config, false)?,
             #[cfg(feature = "tls")]
             tls: None,
         };
@@ -618,7 +618,7 @@ fn build_location(
     locations.push(LocationConfig {
         matcher: matcher.clone(),
         settings,
-        script: super::rewrite::script(block, config)?,
+        script: super::rewrite::script(block, config, true)?,
         action,
         internal,
         nested: Vec::new(),

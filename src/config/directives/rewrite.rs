@@ -114,7 +114,13 @@ pub(super) fn return_action(directive: &Directive, maps: &[String]) -> Result<Ac
 /// The rewrite-module lines of `block` (a server or location), in order,
 /// up to its own `return` (nginx stops there: what follows is never
 /// reached, and is only checked).
-pub(super) fn script(block: &[Directive], config: &Config) -> Result<Vec<ScriptStep>, ConfigError> {
+/// `in_location`: a location's lines (an `if` there may hold `add_header`,
+/// as nginx's "if in location" context allows), else a server's.
+pub(super) fn script(
+    block: &[Directive],
+    config: &Config,
+    in_location: bool,
+) -> Result<Vec<ScriptStep>, ConfigError> {
     let maps = &config.map_names;
     let mut steps = Vec::new();
     let mut reachable = true;
@@ -124,7 +130,7 @@ pub(super) fn script(block: &[Directive], config: &Config) -> Result<Vec<ScriptS
                 reachable = false;
                 continue;
             }
-            "if" => if_block(directive, config)?,
+            "if" => if_block(directive, config, in_location)?,
             "rewrite" => Some(rewrite(directive, maps)?),
             "set" => Some(set(directive, config)?),
             "break" => Some(ScriptStep::Break),
@@ -139,13 +145,28 @@ pub(super) fn script(block: &[Directive], config: &Config) -> Result<Vec<ScriptS
 
 /// One `if`: its condition and the lines inside (`None` for an empty
 /// block, which does nothing).
-fn if_block(directive: &Directive, config: &Config) -> Result<Option<ScriptStep>, ConfigError> {
+fn if_block(
+    directive: &Directive,
+    config: &Config,
+    in_location: bool,
+) -> Result<Option<ScriptStep>, ConfigError> {
     let maps = &config.map_names;
     let condition = condition(directive, maps)?;
     let inner = directive.block.as_deref().unwrap_or_default();
     let mut steps = Vec::new();
+    let mut headers = Vec::new();
     for line in inner {
         let step = match line.name.as_str() {
+            "add_header" if !in_location => {
+                return Err(ConfigError::at(
+                    "\"add_header\" directive is not allowed here",
+                    line.location(),
+                ))
+            }
+            "add_header" if (2..=3).contains(&line.args.len()) => {
+                headers.push(super::headers::add_header_line(line, config)?);
+                continue;
+            }
             "return" => {
                 if line.block.is_some() || !(1..=2).contains(&line.args.len()) {
                     return Err(ConfigError::at(
@@ -158,7 +179,7 @@ fn if_block(directive: &Directive, config: &Config) -> Result<Option<ScriptStep>
             "rewrite" if (2..=3).contains(&line.args.len()) => rewrite(line, maps)?,
             "break" if line.args.is_empty() => ScriptStep::Break,
             "set" if line.args.len() == 2 => set(line, config)?,
-            "rewrite" | "break" | "set" => {
+            "rewrite" | "break" | "set" | "add_header" => {
                 return Err(ConfigError::at(
                     format!("invalid number of arguments in \"{}\" directive", line.name),
                     line.location(),
@@ -168,7 +189,7 @@ fn if_block(directive: &Directive, config: &Config) -> Result<Option<ScriptStep>
                 return Err(ConfigError::at(
                     format!(
                         "\"{other}\" inside \"if\" is not supported yet \
-                         (\"return\", \"rewrite\", \"break\" and \"set\" are)"
+                         (\"return\", \"rewrite\", \"break\", \"set\" and \"add_header\" are)"
                     ),
                     line.location(),
                 ))
@@ -176,7 +197,14 @@ fn if_block(directive: &Directive, config: &Config) -> Result<Option<ScriptStep>
         };
         steps.push(step);
     }
-    Ok((!steps.is_empty()).then_some(ScriptStep::If { condition, steps }))
+    if steps.is_empty() && headers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ScriptStep::If {
+        condition,
+        steps,
+        headers: (!headers.is_empty()).then_some(headers),
+    }))
 }
 
 /// The variables `set` defines anywhere in the http block, appended to the
