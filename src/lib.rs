@@ -30,6 +30,7 @@
 pub mod auth;
 pub mod buffer;
 pub mod checksum;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod connection;

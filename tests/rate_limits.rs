@@ -464,3 +464,90 @@ fn delayed_requests_hold_no_buffers() {
         assert_eq!(request.join().unwrap(), 200);
     }
 }
+
+/// `geo`, and the whitelist nginx's own rate-limiting guide builds with it
+/// (`geo` → `map` → an empty `limit_req_zone` key for trusted clients):
+/// the same values as nginx for the same addresses (longest network, the
+/// later of two equal ones, IPv6, IPv4-mapped, an unparsable address as
+/// nginx's 255.255.255.255, values taken as written), and the trusted
+/// client never limited.
+#[test]
+fn geo_picks_networks_and_whitelists_as_nginx_does() {
+    let body = "geo $limited { default 1; 127.0.0.1 0; 10.0.0.0/8 0; }\n\
+                map $limited $limit_key { 0 \"\"; 1 $binary_remote_addr; }\n\
+                limit_req_zone $limit_key zone=whitelisted:1m rate=1r/m;\n\
+                geo $arg_ip $net {\n default none;\n 10.0.0.0/8 ten;\n 10.1.0.0/16 ten-one;\n\
+                  2001:db8::/32 doc6;\n 192.0.2.1 one;\n 192.0.2.1 replaced;\n\
+                  255.255.255.0/24 broadcast;\n 198.51.100.0/24 $literal;\n }\n\
+                server {\n listen 127.0.0.1:PORT;\n\
+                  location /limited/ { limit_req zone=whitelisted; return 200 \"limited=$limited\\n\"; }\n\
+                  location /net/ { return 200 \"$net\\n\"; }\n\
+                }\n";
+    let ips = [
+        "10.2.3.4",
+        "10.1.2.3",
+        "2001:db8::5",
+        "192.0.2.1",
+        "198.51.100.7",
+        "::ffff:10.1.0.1",
+        "junk",
+        "",
+        "203.0.113.9",
+    ];
+    let answers = |addr: SocketAddr| -> Vec<String> {
+        let mut seen: Vec<String> = ips
+            .iter()
+            .map(|ip| {
+                let response = util::request(
+                    addr,
+                    &format!("GET /net/?ip={ip} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                );
+                format!("{ip}={}", response.text().trim_end())
+            })
+            .collect();
+        // The limit is 1 a minute: five in a row pass only if trusted.
+        for _ in 0..5 {
+            let response = util::request(
+                addr,
+                "GET /limited/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            );
+            seen.push(format!(
+                "{} {}",
+                response.status,
+                response.text().trim_end()
+            ));
+        }
+        seen
+    };
+    let (ferry, _) = Ferry::start_config("geo", body);
+    let from_ferry = answers(ferry.addr);
+    assert_eq!(
+        from_ferry[..ips.len()],
+        [
+            "10.2.3.4=ten",
+            "10.1.2.3=ten-one",
+            "2001:db8::5=doc6",
+            "192.0.2.1=replaced",
+            "198.51.100.7=$literal",
+            "::ffff:10.1.0.1=ten-one",
+            "junk=broadcast",
+            "=broadcast",
+            "203.0.113.9=none",
+        ]
+    );
+    assert!(
+        from_ferry[ips.len()..].iter().all(|a| a == "200 limited=0"),
+        "{from_ferry:?}"
+    );
+    let Some(nginx) = require_tool("nginx") else {
+        return;
+    };
+    let port = free_port();
+    let nginx = Nginx::start_http(
+        &nginx,
+        "geo",
+        &body.replace("PORT", &port.to_string()),
+        port,
+    );
+    assert_eq!(from_ferry, answers(([127, 0, 0, 1], nginx.port).into()));
+}

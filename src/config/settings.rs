@@ -181,28 +181,8 @@ pub struct AccessRule {
 
 impl AccessRule {
     pub fn matches(&self, client: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let Some((network, prefix)) = self.network else {
-            return true;
-        };
-        let client = match (network, client) {
-            // An IPv4 rule also covers IPv4-mapped IPv6 clients.
-            (IpAddr::V4(_), IpAddr::V6(v6)) => {
-                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
-            }
-            (_, client) => client,
-        };
-        match (network, client) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.network
+            .is_none_or(|(network, prefix)| crate::cidr::holds(network, prefix, client))
     }
 }
 

@@ -57,11 +57,7 @@ pub enum RealIpHeader {
 impl TrustedSource {
     fn trusts(&self, address: IpAddr) -> bool {
         match *self {
-            TrustedSource::Network(network, prefix) => crate::config::AccessRule {
-                allow: true,
-                network: Some((network, prefix)),
-            }
-            .matches(address),
+            TrustedSource::Network(network, prefix) => crate::cidr::holds(network, prefix, address),
             TrustedSource::Unix => false,
         }
     }

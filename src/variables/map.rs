@@ -21,6 +21,36 @@ pub struct MapDef {
     pub regexes: Vec<(regex_lite::Regex, Template)>,
     pub default: Option<Template>,
     pub hostnames: bool,
+    /// A `geo` block's networks, which then take the place of the string
+    /// entries.
+    pub geo: Option<GeoTable>,
+}
+
+/// `geo [SOURCE] $NAME { NETWORK VALUE; … }`: the source's value (the
+/// client's address by default) read as an address; the value of the
+/// longest network that holds it, the later of two equal ones (nginx
+/// replaces a duplicate), else `default`. An address that does not parse
+/// is nginx's `255.255.255.255`.
+#[derive(Clone, Debug, Default)]
+pub struct GeoTable {
+    pub networks: Vec<(std::net::IpAddr, u8, Template)>,
+}
+
+impl GeoTable {
+    fn choose(&self, key: &[u8]) -> Option<&Template> {
+        let address = std::str::from_utf8(key)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST));
+        let mut best: Option<(u8, &Template)> = None;
+        for (network, prefix, value) in &self.networks {
+            let holds = crate::cidr::holds(*network, *prefix, address);
+            if holds && best.is_none_or(|(longest, _)| *prefix >= longest) {
+                best = Some((*prefix, value));
+            }
+        }
+        best.map(|(_, value)| value)
+    }
 }
 
 impl MapDef {
@@ -57,6 +87,9 @@ impl MapDef {
     /// The entry `key` chooses, and its regex when the value may read the
     /// regex's groups.
     fn choose(&self, key: &[u8]) -> Option<(&Template, Option<&regex_lite::Regex>)> {
+        if let Some(geo) = &self.geo {
+            return geo.choose(key).or(self.default.as_ref()).map(|v| (v, None));
+        }
         let key = match (self.hostnames, key.strip_suffix(b".")) {
             (true, Some(stripped)) => stripped,
             _ => key,

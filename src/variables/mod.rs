@@ -22,7 +22,7 @@ mod value;
 
 pub use known::Variable;
 pub use log::{ExchangeVars, LogEscape, UpstreamAttempt};
-pub use map::MapDef;
+pub use map::{GeoTable, MapDef};
 pub use request_id::RequestId;
 use value::{borrowed_value, port, render_variable};
 
@@ -228,6 +228,18 @@ impl Template {
     /// known after the response, outside `log_format`.
     pub fn compile(text: &str) -> Result<Template, TemplateError> {
         Template::compile_for(text, false, &[])
+    }
+
+    /// A value taken as written, `$` included (nginx's `geo` values).
+    pub fn literal(text: &str) -> Template {
+        let segments = match text {
+            "" => Vec::new(),
+            text => vec![Segment::Literal(text.to_string())],
+        };
+        Template {
+            segments,
+            escape: LogEscape::Default,
+        }
     }
 
     /// Compiles a `log_format` string, where every variable is allowed.

@@ -183,7 +183,6 @@ pub(super) const DIRECTIVES: &[Spec] = &[
     not_yet("server_name_in_redirect"),
     not_yet("subrequest_output_buffer_size"),
     // Modules of their own that ferry has none of yet.
-    not_yet("geo"),
     not_yet("split_clients"),
     not_yet("auth_request"),
     not_yet("sub_filter"),
