@@ -31,6 +31,21 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// Writes `text` as `name` in a fresh directory and runs `ferry -t -c` on it.
+/// `nginx -t` on `text` (written into `dir`): whether it passed, and what
+/// it said; `None` when nginx is not installed.
+fn nginx_test(dir: &Path, text: &str) -> Option<(bool, String)> {
+    let nginx = require_tool("nginx")?;
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(nginx)
+        .args(["-t", "-q", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    Some((output.status.success(), said))
+}
+
 fn test_text(name: &str, text: &str) -> (i32, String) {
     let dir = temp_dir(name);
     let path = dir.join("ferry.conf");
@@ -214,14 +229,8 @@ fn cache_bypass_lines_without_a_cache_are_accepted() {
     let (code, err) = test_text("cache-bypass-unknown", &unknown);
     assert_ne!(code, 0);
     assert!(err.contains("unknown \"nowhere\" variable"), "{err}");
-    if let Some(nginx) = require_tool("nginx") {
-        std::fs::write(&path, &unknown).unwrap();
-        let output = Command::new(nginx)
-            .args(["-t", "-q", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "nginx accepted {unknown}");
+    if let Some((accepted, _)) = nginx_test(&dir, &unknown) {
+        assert!(!accepted, "nginx accepted {unknown}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -251,7 +260,6 @@ fn times_are_read_as_nginx_reads_them() {
         "1x",
         "1y2M3w4d5h6m7s",
     ];
-    let nginx = require_tool("nginx");
     let dir = temp_dir("times-nginx");
     let mut accepted = Vec::new();
     for value in values {
@@ -265,20 +273,8 @@ fn times_are_read_as_nginx_reads_them() {
             if code == 0 {
                 accepted.push(case.clone());
             }
-            if let Some(nginx) = &nginx {
-                let path = dir.join("nginx.conf");
-                std::fs::write(&path, &text).unwrap();
-                let output = Command::new(nginx)
-                    .args(["-t", "-q", "-c"])
-                    .arg(&path)
-                    .output()
-                    .unwrap();
-                assert_eq!(
-                    code == 0,
-                    output.status.success(),
-                    "{case}: ferry {err} nginx {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
+            if let Some((accepted, said)) = nginx_test(&dir, &text) {
+                assert_eq!(code == 0, accepted, "{case}: ferry {err} nginx {said}");
             }
         }
     }
@@ -299,7 +295,6 @@ fn times_are_read_as_nginx_reads_them() {
 /// at load that its workers balance on their own.
 #[test]
 fn upstream_zones_are_checked_as_nginx_checks_them() {
-    let nginx = require_tool("nginx");
     let dir = temp_dir("zone-nginx");
     let file = |main: &str, zone: &str| {
         format!(
@@ -317,16 +312,8 @@ fn upstream_zones_are_checked_as_nginx_checks_them() {
         let text = file("", zone);
         let (code, err) = test_text("zone", &text);
         assert_eq!(code == 0, ok, "{zone}: {err}");
-        if let Some(nginx) = &nginx {
-            let path = dir.join("nginx.conf");
-            std::fs::write(&path, &text).unwrap();
-            let status = Command::new(nginx)
-                .args(["-t", "-q", "-c"])
-                .arg(&path)
-                .output()
-                .unwrap()
-                .status;
-            assert_eq!(status.success(), ok, "nginx: {zone}");
+        if let Some((accepted, said)) = nginx_test(&dir, &text) {
+            assert_eq!(accepted, ok, "nginx: {zone} {said}");
         }
     }
     let (code, err) = test_text(

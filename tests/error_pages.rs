@@ -202,15 +202,7 @@ fn returns_are_framed_as_nginx_frames_them() {
         "/b2 200 Content-Type: application/octet-stream|Content-Length: 1 \"x\""
     );
     assert_eq!(from_ferry[4], "/c 418 Content-Length: 0 \"\"");
-    if let Some(nginx) = require_tool("nginx") {
-        let port = free_port();
-        let nginx = Nginx::start_http(
-            &nginx,
-            "return-framing",
-            &body.replace("PORT", &port.to_string()),
-            port,
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    if let Some((_nginx, addr)) = Nginx::beside("return-framing", body) {
         assert_eq!(from_ferry, answers(addr));
     }
 }

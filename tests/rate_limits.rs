@@ -539,15 +539,7 @@ fn geo_picks_networks_and_whitelists_as_nginx_does() {
         from_ferry[ips.len()..].iter().all(|a| a == "200 limited=0"),
         "{from_ferry:?}"
     );
-    let Some(nginx) = require_tool("nginx") else {
-        return;
-    };
-    let port = free_port();
-    let nginx = Nginx::start_http(
-        &nginx,
-        "geo",
-        &body.replace("PORT", &port.to_string()),
-        port,
-    );
-    assert_eq!(from_ferry, answers(([127, 0, 0, 1], nginx.port).into()));
+    if let Some((_nginx, addr)) = Nginx::beside("geo", body) {
+        assert_eq!(from_ferry, answers(addr));
+    }
 }

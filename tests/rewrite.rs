@@ -384,15 +384,7 @@ fn request_variables_read_as_nginx_s() {
             "302 /v/".to_string(),
         ]
     );
-    if let Some(nginx) = require_tool("nginx") {
-        let port = free_port();
-        let nginx = Nginx::start_http(
-            &nginx,
-            "request-variables",
-            &body.replace("PORT", &port.to_string()),
-            port,
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    if let Some((_nginx, addr)) = Nginx::beside("request-variables", body) {
         assert_eq!(from_ferry, answers(addr));
     }
 }
@@ -636,15 +628,7 @@ fn add_header_inside_if_replaces_the_location_s_as_in_nginx() {
         "GET /stay/ HTTP/1.1 -> 200 content-type=text/plain x-outer=yes origin /stay/",
         "GET /api/?moved=1 HTTP/1.1 -> 301 content-type=text/html location=new ",
     ];
-    if let Some(nginx) = require_tool("nginx") {
-        let port = free_port();
-        let nginx = Nginx::start_http(
-            &nginx,
-            "add-header-if",
-            &body.replace("PORT", &port.to_string()),
-            port,
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    if let Some((_nginx, addr)) = Nginx::beside("add-header-if", &body) {
         assert_eq!(from_ferry, answers(addr));
     }
     assert_eq!(from_ferry, expected);

@@ -994,6 +994,21 @@ impl Nginx {
         Nginx::start_http(nginx, name, &servers, port)
     }
 
+    /// nginx on the `http_body` a ferry test used (`PORT` in it replaced by
+    /// a free port), and its address; `None` when nginx is not installed.
+    pub fn beside(name: &str, http_body: &str) -> Option<(Nginx, SocketAddr)> {
+        let nginx = require_tool("nginx")?;
+        let port = free_port();
+        let nginx = Nginx::start_http(
+            &nginx,
+            name,
+            &http_body.replace("PORT", &port.to_string()),
+            port,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+        Some((nginx, addr))
+    }
+
     /// nginx with `http_body` (servers listening on `port`) in its http
     /// block.
     pub fn start_http(nginx: &str, name: &str, http_body: &str, port: u16) -> Nginx {
