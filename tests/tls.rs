@@ -836,3 +836,111 @@ fn a_proxy_protocol_header_before_the_handshake() {
     );
     assert!(ferry.wait_for_stderr(Duration::from_secs(2), "broken header"));
 }
+
+/// `ssl_reject_handshake on` on the catch-all `default_server` (nginx
+/// 1.19.4's way to serve no certificate to names a site does not have):
+/// the named server's clients get its certificate, any other name and a
+/// client without SNI get no handshake, as from nginx on the same file.
+#[test]
+fn a_rejecting_default_server_serves_no_certificate_as_nginx() {
+    let name = "tls-reject";
+    let pki = Pki::new(&config_dir(name));
+    let (cert, key) = pki.leaf("a", &["a.test"]);
+    let body = format!(
+        "server {{\n  listen 127.0.0.1:PORT ssl default_server;\n  ssl_reject_handshake on;\n}}\n\
+         server {{\n  listen 127.0.0.1:PORT ssl;\n  server_name a.test;\n\
+           ssl_certificate {};\n  ssl_certificate_key {};\n\
+           location / {{ return 200 \"a\\n\"; }}\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    let (ferry, _) = Ferry::start_config(name, &body);
+    let seen = |port: u16| {
+        [Some("a.test"), Some("b.test"), None]
+            .map(|name| served_subject(port, name, &[]).unwrap_or_default())
+    };
+    let Some(_) = require_tool("openssl") else {
+        return;
+    };
+    let from_ferry = seen(ferry.addr.port());
+    assert!(from_ferry[0].contains("a.test"), "{from_ferry:?}");
+    assert_eq!(from_ferry[1], "no certificate");
+    assert_eq!(from_ferry[2], "no certificate");
+    if let Some((_nginx, addr)) = Nginx::beside(name, &body) {
+        assert_eq!(from_ferry, seen(addr.port()));
+    }
+}
+
+/// The largest TLS record carrying application data in a 64 KiB response,
+/// read off the wire under a rustls client.
+fn largest_record(ferry: &Ferry, pki: &Pki) -> usize {
+    use std::io::Read;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone().into()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut socket = ferry.connect();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.writer()
+        .write_all(
+            b"GET /bytes/65536/length HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let (mut wire, mut plain, mut largest) = (Vec::new(), Vec::new(), 0);
+    let mut chunk = vec![0; 1 << 16];
+    loop {
+        while conn.wants_write() {
+            conn.write_tls(&mut socket).unwrap();
+        }
+        let read = socket.read(&mut chunk).unwrap();
+        if read == 0 {
+            break;
+        }
+        wire.extend_from_slice(&chunk[..read]);
+        // Whole records only: their headers say type and length.
+        while wire.len() >= 5 {
+            let len = usize::from(u16::from_be_bytes([wire[3], wire[4]]));
+            if wire.len() < 5 + len {
+                break;
+            }
+            if wire[0] == 23 {
+                largest = largest.max(len);
+            }
+            let record: Vec<u8> = wire.drain(..5 + len).collect();
+            let mut rest = &record[..];
+            while !rest.is_empty() {
+                conn.read_tls(&mut rest).unwrap();
+                conn.process_new_packets().unwrap();
+                let _ = conn.reader().read_to_end(&mut plain);
+            }
+        }
+        if plain.len() > 65536 {
+            break;
+        }
+    }
+    assert!(plain.len() > 65536, "the whole response: {}", plain.len());
+    largest
+}
+
+/// `ssl_buffer_size 4k` (a common tuning line) puts at most 4 KiB of data
+/// in a record, as nginx does; without it records are TLS's largest.
+#[test]
+fn ssl_buffer_size_sets_the_record_size() {
+    let origin = Origin::standard();
+    let (small, pki) = tls_server("tls-records-4k", &origin, "  ssl_buffer_size 4k;");
+    // 4096 bytes of data, and TLS 1.3's tag and content type (17 bytes).
+    let largest = largest_record(&small, &pki);
+    assert_eq!(largest, 4096 + 17);
+    let (full, pki) = tls_server("tls-records-16k", &origin, "");
+    let largest = largest_record(&full, &pki);
+    assert!(largest > 16 * 1024, "{largest}");
+}

@@ -143,6 +143,11 @@ pub struct ServerConfig {
     /// Its certificates and TLS settings, when a `listen … ssl` serves it.
     #[cfg(feature = "tls")]
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// `ssl_reject_handshake on`: a TLS client that lands on this server
+    /// (by its name, or as the address's default) is refused in the
+    /// handshake, with or without certificates.
+    #[cfg(feature = "tls")]
+    pub reject_handshake: bool,
 }
 
 /// How a `location` matches a path.
@@ -316,6 +321,8 @@ impl Config {
                 top_level: vec![0],
                 #[cfg(feature = "tls")]
                 tls: None,
+                #[cfg(feature = "tls")]
+                reject_handshake: false,
             }],
             upstreams: vec![UpstreamGroup::single(upstream.into())],
             http,

@@ -40,8 +40,14 @@ pub fn choose_server(
     config
         .servers
         .get(index)
-        .and_then(|server| server.tls.clone())
-        .or_else(|| config.servers.get(default?)?.tls.clone())
+        .and_then(|server| match server.reject_handshake {
+            true => Some(None),
+            false => server.tls.clone().map(Some),
+        })
+        .unwrap_or_else(|| {
+            let default = config.servers.get(default?)?;
+            default.tls.clone().filter(|_| !default.reject_handshake)
+        })
 }
 
 /// The `ssl_*` lines in force for one server: its own, else the http
@@ -67,6 +73,46 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// `ssl_buffer_size SIZE`: how much data goes into one TLS record (nginx's
+/// default, 16k, is TLS's largest; a small one lets a browser start on
+/// the first bytes sooner). rustls's limit counts the record's 5-byte
+/// header on top of the data (and takes 32 bytes at least).
+fn record_size(line: Option<&Directive>) -> Result<Option<usize>, ConfigError> {
+    let Some(line) = line else {
+        return Ok(None);
+    };
+    let size = crate::config::parse_size(&line.args[0])
+        .and_then(|size| usize::try_from(size).ok())
+        .ok_or_else(|| {
+            ConfigError::at(
+                format!("invalid value \"{}\"", line.args[0]),
+                line.location(),
+            )
+        })?;
+    const LARGEST_RECORD: usize = 16 * 1024;
+    const HEADER: usize = 5;
+    Ok((size < LARGEST_RECORD).then(|| (size + HEADER).max(32)))
+}
+
+/// `ssl_reject_handshake on|off` in force for a server (nginx 1.19.4+):
+/// the catch-all `default_server` of a TLS address that serves no name.
+pub fn rejects_handshake(http: &[Directive], server: &[Directive]) -> Result<bool, ConfigError> {
+    let Some(line) = (Lines { http, server }).last("ssl_reject_handshake") else {
+        return Ok(false);
+    };
+    match line.args[0].as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(ConfigError::at(
+            format!(
+                "invalid value \"{other}\" in \"ssl_reject_handshake\" directive, \
+                 it must be \"on\" or \"off\""
+            ),
+            line.location(),
+        )),
+    }
+}
+
 /// Builds the server's rustls configuration from its `ssl_*` lines, or
 /// `None` if it has no certificate. `ssl` on a `listen` line demands one.
 pub fn server_tls(
@@ -83,6 +129,10 @@ pub fn server_tls(
         return Ok(None);
     };
     if certificates.is_empty() {
+        // A server that refuses every handshake needs no certificate.
+        if rejects_handshake(http, server)? {
+            return Ok(None);
+        }
         return Err(ConfigError::at(
             "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
             listen.location(),
@@ -150,6 +200,7 @@ pub fn server_tls(
         .last("ssl_prefer_server_ciphers")
         .is_some_and(|d| d.args.first().is_some_and(|a| a == "on"));
     config.session_storage = session_cache(lines.last("ssl_session_cache"))?;
+    config.max_fragment_size = record_size(lines.last("ssl_buffer_size"))?;
     let tickets = lines
         .last("ssl_session_tickets")
         .is_none_or(|d| d.args.first().is_some_and(|a| a == "on"));

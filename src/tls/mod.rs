@@ -440,7 +440,9 @@ impl TlsStream {
                 let Some(server_config) =
                     config::choose_server(config, *listener, server_name.as_deref())
                 else {
-                    return Err(failed("no certificate for this address".to_string()));
+                    return Err(failed(
+                        "no certificate for this name, or ssl_reject_handshake".to_string(),
+                    ));
                 };
                 match accepted.into_connection(server_config) {
                     Ok(conn) => {

@@ -356,6 +356,8 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
             script: super::rewrite::script(server_block, config, false)?,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            reject_handshake: false,
         };
         let mut listens = Vec::new();
         for inner in server_block {
@@ -391,6 +393,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
         #[cfg(feature = "tls")]
         {
             let base = directive.file.parent().unwrap_or(std::path::Path::new("."));
+            server.reject_handshake = crate::tls::config::rejects_handshake(block, server_block)?;
             server.tls = crate::tls::config::server_tls(block, server_block, listen_ssl, base)?;
         }
         #[cfg(not(feature = "tls"))]
