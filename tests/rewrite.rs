@@ -633,3 +633,31 @@ fn add_header_inside_if_replaces_the_location_s_as_in_nginx() {
     }
     assert_eq!(from_ferry, expected);
 }
+
+/// `$hostname`: the machine's name, lower-cased, as nginx gives it
+/// (`add_header X-Served-By $hostname;` in many configs).
+#[test]
+fn hostname_is_the_machine_s_as_nginx_gives_it() {
+    let body = "server {\n listen 127.0.0.1:PORT;\n\
+                  location / { add_header X-Served-By $hostname; return 200 \"$hostname\\n\"; }\n\
+                }\n";
+    let answer = |addr: SocketAddr| {
+        let response = util::request(
+            addr,
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        );
+        (response.header("x-served-by"), response.text())
+    };
+    let (ferry, _) = Ferry::start_config("hostname", body);
+    let (field, text) = answer(ferry.addr);
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_lowercase();
+    assert!(!machine.is_empty());
+    assert_eq!(text, format!("{machine}\n"));
+    assert_eq!(field.as_deref(), Some(machine.as_str()));
+    if let Some((_nginx, addr)) = Nginx::beside("hostname", body) {
+        assert_eq!(answer(addr), (field, text));
+    }
+}

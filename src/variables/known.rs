@@ -21,6 +21,9 @@ pub enum Variable {
     RequestFilename,
     /// `$proxy_host`.
     ProxyHost,
+    /// `$hostname`: the machine's name, lower-cased, as nginx reads it at
+    /// start.
+    Hostname,
     /// `$request_id`: 32 hex digits, random, one per request.
     RequestId,
     /// `$pid`: ferry's process id.
@@ -201,6 +204,7 @@ impl Variable {
             "connection_requests" => Variable::ConnectionRequests,
             "request_id" => Variable::RequestId,
             "pid" => Variable::Pid,
+            "hostname" => Variable::Hostname,
             _ => {
                 if let Some(field) = name.strip_prefix("http_") {
                     Variable::Http(field.replace('_', "-"))

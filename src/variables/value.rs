@@ -77,9 +77,23 @@ pub(super) fn borrowed_value<'a>(variable: &Variable, request: &'a RequestView<'
         Variable::ServerProtocol => request.version.as_bytes(),
         Variable::ServerName => request.server_name.as_bytes(),
         Variable::ProxyHost => request.proxy_host.as_bytes(),
+        Variable::Hostname => hostname().as_bytes(),
         // Rendered by `render_variable`, or only known after the response.
         _ => b"",
     }
+}
+
+/// The machine's name (`gethostname`), lower-cased as nginx keeps it; read
+/// once, when a template first asks.
+fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    })
 }
 
 /// `$limit_rate` while the request is handled: what `set $limit_rate`
