@@ -56,8 +56,8 @@ fn curl(args: &[&str]) -> Option<(bool, String, String)> {
     ))
 }
 
-/// A rustls client trusting the test CA, on a blocking socket.
-fn tls_client(ferry: &Ferry, pki: &Pki, server_name: &str) -> TlsClient {
+/// A rustls client session trusting the test CA, for `server_name`.
+fn client_session(pki: &Pki, server_name: &str) -> rustls::ClientConnection {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_der.clone().into()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -68,8 +68,12 @@ fn tls_client(ferry: &Ferry, pki: &Pki, server_name: &str) -> TlsClient {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    rustls::StreamOwned::new(conn, ferry.connect())
+    rustls::ClientConnection::new(Arc::new(config), name).unwrap()
+}
+
+/// A rustls client trusting the test CA, on a blocking socket.
+fn tls_client(ferry: &Ferry, pki: &Pki, server_name: &str) -> TlsClient {
+    rustls::StreamOwned::new(client_session(pki, server_name), ferry.connect())
 }
 
 type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
@@ -875,17 +879,7 @@ fn a_rejecting_default_server_serves_no_certificate_as_nginx() {
 /// read off the wire under a rustls client.
 fn largest_record(ferry: &Ferry, pki: &Pki) -> usize {
     use std::io::Read;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der.clone().into()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut conn = client_session(pki, "localhost");
     let mut socket = ferry.connect();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
