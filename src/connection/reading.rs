@@ -564,7 +564,9 @@ impl Connection {
             {
                 refused
             } else {
-                match chosen {
+                // `proxy_pass http://$name`: its group, found once; `None`
+                // inside when none has that name (left in `return_text`).
+                let by_name_group = match chosen {
                     Some(LocationConfig {
                         action:
                             Action::Proxy {
@@ -572,7 +574,14 @@ impl Connection {
                                 ..
                             },
                         ..
-                    }) if group_by_name(config, name, &view, return_text).is_none() => {
+                    }) => Some(group_by_name(config, name, &view, return_text)),
+                    _ => None,
+                };
+                match chosen {
+                    Some(LocationConfig {
+                        action: Action::Proxy { .. },
+                        ..
+                    }) if by_name_group == Some(None) => {
                         // Without a resolver, only a group can be found by
                         // name (nginx: 502 as well); an address nginx
                         // would connect to, ferry cannot yet.
@@ -592,22 +601,11 @@ impl Connection {
                         Target::Page(ErrorResponse::BadGateway)
                     }
                     Some(LocationConfig {
-                        action:
-                            Action::Proxy {
-                                group,
-                                uri,
-                                by_name,
-                                ..
-                            },
+                        action: Action::Proxy { group, uri, .. },
                         matcher,
                         ..
                     }) => {
-                        let group = &match by_name {
-                            Some(name) => {
-                                group_by_name(config, name, &view, return_text).unwrap_or(0)
-                            }
-                            None => *group,
-                        };
+                        let group = &by_name_group.flatten().unwrap_or(*group);
                         // After an internal redirect the upstream gets the
                         // new uri, escaped, and its arguments.
                         let sent = match redirected_args {

@@ -79,8 +79,14 @@ fn new_variable<'a>(
 fn geo(directive: &Directive, known: &[String]) -> Result<MapDef, ConfigError> {
     let (source, target) = match directive.args.as_slice() {
         [target] => ("$remote_addr", target),
-        [source, target] => (source.as_str(), target),
-        _ => unreachable_arity(directive)?,
+        // The directive table admits one or two.
+        [source, target, ..] => (source.as_str(), target),
+        [] => {
+            return Err(ConfigError::at(
+                "invalid number of arguments in \"geo\" directive",
+                directive.location(),
+            ))
+        }
     };
     let source = Template::compile_with(source, known)
         .map_err(|e| ConfigError::at(e.to_string(), directive.location()))?;
@@ -148,14 +154,6 @@ fn geo(directive: &Directive, known: &[String]) -> Result<MapDef, ConfigError> {
         hostnames: false,
         geo: Some(table),
     })
-}
-
-/// The directive table admits one or two arguments only.
-fn unreachable_arity<T>(directive: &Directive) -> Result<T, ConfigError> {
-    Err(ConfigError::at(
-        "invalid number of arguments in \"geo\" directive",
-        directive.location(),
-    ))
 }
 
 fn map(directive: &Directive, known: &[String]) -> Result<MapDef, ConfigError> {

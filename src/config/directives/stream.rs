@@ -29,6 +29,12 @@ use Context::{Stream, StreamServer, StreamUpstream};
 
 const SS: &[Context] = &[Stream, StreamServer];
 
+/// A stream or stream-server line with one value, read where the stream
+/// servers are built (`build_stream`), as its `proxy_*` lines are.
+const fn one_value(name: &'static str) -> Spec {
+    spec(name, SS, Arity::Exactly(1), Handler::Structure)
+}
+
 /// The stream modules' directives (nginx 1.22's names). Values set in
 /// `stream` are inherited by its servers, as nginx merges them.
 pub(super) const DIRECTIVES: &[Spec] = &[
@@ -56,38 +62,13 @@ pub(super) const DIRECTIVES: &[Spec] = &[
         Arity::Exactly(1),
         Handler::Structure,
     ),
-    spec("proxy_protocol", SS, Arity::Exactly(1), Handler::Structure),
-    spec(
-        "proxy_connect_timeout",
-        SS,
-        Arity::Exactly(1),
-        Handler::Structure,
-    ),
-    spec("proxy_timeout", SS, Arity::Exactly(1), Handler::Structure),
-    spec(
-        "proxy_half_close",
-        SS,
-        Arity::Exactly(1),
-        Handler::Structure,
-    ),
-    spec(
-        "proxy_next_upstream",
-        SS,
-        Arity::Exactly(1),
-        Handler::Structure,
-    ),
-    spec(
-        "proxy_next_upstream_tries",
-        SS,
-        Arity::Exactly(1),
-        Handler::Structure,
-    ),
-    spec(
-        "proxy_next_upstream_timeout",
-        SS,
-        Arity::Exactly(1),
-        Handler::Structure,
-    ),
+    one_value("proxy_protocol"),
+    one_value("proxy_connect_timeout"),
+    one_value("proxy_timeout"),
+    one_value("proxy_half_close"),
+    one_value("proxy_next_upstream"),
+    one_value("proxy_next_upstream_tries"),
+    one_value("proxy_next_upstream_timeout"),
     spec(
         "proxy_buffer_size",
         SS,
