@@ -7,7 +7,7 @@ mod util;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use util::{free_port, require_tool, Ferry, Nginx};
+use util::{Ferry, Nginx};
 
 fn corpus(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -76,18 +76,10 @@ fn answers(addr: SocketAddr, port: u16) -> Vec<String> {
 fn same_answers(name: &str, http_body: &str) -> Vec<String> {
     let (ferry, _) = Ferry::start_config(name, http_body);
     let from_ferry = answers(ferry.addr, ferry.addr.port());
-    if let Some(nginx) = require_tool("nginx") {
-        let port = free_port();
-        let nginx = Nginx::start_http(
-            &nginx,
-            name,
-            &http_body.replace("PORT", &port.to_string()),
-            port,
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    if let Some((_nginx, addr)) = Nginx::beside(name, http_body) {
         assert_eq!(
             from_ferry,
-            answers(addr, nginx.port),
+            answers(addr, addr.port()),
             "{name}: ferry, then nginx"
         );
     }

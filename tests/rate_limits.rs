@@ -406,18 +406,11 @@ fn limit_rate_variable_reads_as_nginx_reads_it() {
         ]
     );
     assert!(ferry.wait_for_stderr(Duration::from_secs(1), "invalid $limit_rate \"lots\""));
-    let Some(nginx) = require_tool("nginx") else {
+    let nginx_log = dir.join("nginx-access.log");
+    let Some((_nginx, addr)) = Nginx::beside("limit-rate-variable", &body(&nginx_log)) else {
         return;
     };
-    let port = free_port();
-    let nginx_log = dir.join("nginx-access.log");
-    let nginx = Nginx::start_http(
-        &nginx,
-        "limit-rate-variable",
-        &body(&nginx_log).replace("PORT", &port.to_string()),
-        port,
-    );
-    let from_nginx = answers(([127, 0, 0, 1], nginx.port).into());
+    let from_nginx = answers(addr);
     assert_eq!(from_ferry, from_nginx);
     assert_eq!(ferry_lines, log_lines(&nginx_log));
 }

@@ -10,7 +10,7 @@ mod util;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use util::{free_port, require_tool, Ferry, Nginx, Origin};
+use util::{Ferry, Nginx, Origin};
 
 const SHOW: &str = "return 200 \"$remote_addr $realip_remote_addr\\n\";";
 
@@ -176,18 +176,10 @@ fn real_addresses_are_taken_as_nginx_takes_them() {
     assert!(ferry.wait_for_log(std::time::Duration::from_secs(2), |_| {
         log_lines(&ferry_log).len() == CASES.len()
     }));
-    let Some(nginx) = require_tool("nginx") else {
+    let nginx_log = dir.join("nginx-access.log");
+    let Some((nginx, addr)) = Nginx::beside("realip", &site(origin.addr, &nginx_log)) else {
         return;
     };
-    let port = free_port();
-    let nginx_log = dir.join("nginx-access.log");
-    let nginx = Nginx::start_http(
-        &nginx,
-        "realip",
-        &site(origin.addr, &nginx_log).replace("PORT", &port.to_string()),
-        port,
-    );
-    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
     assert_eq!(from_ferry, answers(addr, &origin));
     // nginx writes a line once the request is finalized, which may come
     // after its client has read the answer.
