@@ -357,20 +357,15 @@ impl Connection {
             let mut scripted = ScriptOutcome::Done;
             let server_script =
                 server_config.filter(|s| !s.script.is_empty() && !reached_by_name && !server_done);
-            let mut server_if = None;
             if let Some(server_config) = server_script {
                 let mut args_set = false;
                 let buffers = script_buffers!(&mut args_set);
                 let log = server_config.settings.rewrite_log;
-                scripted = run_script(&server_config.script, &view, buffers, log, &mut server_if);
+                // A server's `if` holds no `add_header` (nginx allows it in
+                // a location's only).
+                scripted = run_script(&server_config.script, &view, buffers, log, &mut None);
             }
-            if matches!(
-                scripted,
-                ScriptOutcome::Return(_) | ScriptOutcome::Redirect(_)
-            ) {
-                // Answered from the server's `if`: no location follows.
-                if_headers = server_if;
-            } else if !skip_location_script {
+            if !skip_location_script {
                 if_headers = None;
             }
             if let ScriptOutcome::Stopped = scripted {

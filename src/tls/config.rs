@@ -36,18 +36,18 @@ pub fn choose_server(
     server_name: Option<&str>,
 ) -> Option<Arc<rustls::ServerConfig>> {
     let index = crate::routing::select_server(config, listener, server_name.map(str::as_bytes));
-    let default = config.listen.get(listener).map(|l| l.default_server);
-    config
+    let chosen = config.servers.get(index);
+    if chosen.is_some_and(|server| server.reject_handshake) {
+        return None;
+    }
+    if let Some(tls) = chosen.and_then(|server| server.tls.clone()) {
+        return Some(tls);
+    }
+    // A server without certificates: the address's default serves.
+    let default = config
         .servers
-        .get(index)
-        .and_then(|server| match server.reject_handshake {
-            true => Some(None),
-            false => server.tls.clone().map(Some),
-        })
-        .unwrap_or_else(|| {
-            let default = config.servers.get(default?)?;
-            default.tls.clone().filter(|_| !default.reject_handshake)
-        })
+        .get(config.listen.get(listener)?.default_server)?;
+    default.tls.clone().filter(|_| !default.reject_handshake)
 }
 
 /// The `ssl_*` lines in force for one server: its own, else the http

@@ -455,14 +455,14 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     config.listen.len() - 1
                 }
             };
-            let Some(routes) = config.listen.get_mut(position) else {
+            let Some(listening) = config.listen.get_mut(position) else {
                 continue;
             };
             // nginx: listen options belong to the socket; `ssl` on any line
             // for the address makes it a TLS socket, and socket options are
             // given once per address.
-            routes.ssl |= ssl;
-            routes.proxy_protocol |= proxy_protocol;
+            listening.ssl |= ssl;
+            listening.proxy_protocol |= proxy_protocol;
             if has_options {
                 if options_given.contains(&addr) {
                     return Err(ConfigError::at(
@@ -470,11 +470,11 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                         directive.location(),
                     ));
                 }
-                routes.options = options;
+                listening.options = options;
                 options_given.push(addr);
             }
-            if !routes.servers.contains(&index) {
-                routes.servers.push(index);
+            if !listening.servers.contains(&index) {
+                listening.servers.push(index);
             }
             if default_server {
                 if defaults.iter().any(|(a, _)| *a == addr) {
@@ -484,7 +484,7 @@ pub(super) fn build_http(http: &Directive, config: &mut Config) -> Result<(), Co
                     ));
                 }
                 defaults.push((addr, index));
-                routes.default_server = index;
+                listening.default_server = index;
             }
         }
     }
